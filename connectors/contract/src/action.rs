@@ -1,0 +1,93 @@
+//! Corrective actions journeyd asks a connector to write back.
+//!
+//! Every action carries an [`ActionKey`] derived from the violation it
+//! corrects. The key is recorded before the action is sent and travels into
+//! the CRM with it, so that after a crash the connector can find what was
+//! already written instead of writing it twice.
+
+use crate::ids::{OwnerId, RecordId};
+use crate::record::ObjectKind;
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Deterministic idempotency key of one action.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ActionKey(String);
+
+impl ActionKey {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ActionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    Low,
+    Normal,
+    High,
+}
+
+/// One write a connector is asked to make.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ActionRequest {
+    /// A task for the accountable owner, attached to the record.
+    CreateTask {
+        key: ActionKey,
+        object: ObjectKind,
+        record_id: RecordId,
+        owner_id: Option<OwnerId>,
+        subject: String,
+        body: String,
+        due: NaiveDate,
+        priority: Priority,
+    },
+    /// Set one field (a lifecycle status) on the record.
+    SetField {
+        key: ActionKey,
+        object: ObjectKind,
+        record_id: RecordId,
+        field: String,
+        value: String,
+    },
+    /// Mark a task journeyd created earlier as completed.
+    CompleteTask { key: ActionKey, task_id: String },
+}
+
+impl ActionRequest {
+    pub fn key(&self) -> &ActionKey {
+        match self {
+            ActionRequest::CreateTask { key, .. }
+            | ActionRequest::SetField { key, .. }
+            | ActionRequest::CompleteTask { key, .. } => key,
+        }
+    }
+}
+
+/// What became of one action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionOutcome {
+    pub key: ActionKey,
+    pub result: ActionResult,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActionResult {
+    /// Written; `crm_id` is the id of what was created or changed.
+    Applied { crm_id: String },
+    /// Not written. `retryable` says whether a later run may try again.
+    Failed { reason: String, retryable: bool },
+}

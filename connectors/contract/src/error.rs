@@ -1,0 +1,69 @@
+//! Errors a connector reports, each saying whether trying again can help.
+
+use crate::record::ObjectKind;
+use std::time::Duration;
+use thiserror::Error;
+
+/// Whether, and when, an operation that failed may be tried again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Trying again will fail the same way (bad config, refused credentials).
+    Never,
+    /// A later run may succeed (daily allowance used up, CRM down).
+    NextRun,
+    /// May be retried after the given delay within this run.
+    After(Duration),
+}
+
+#[derive(Debug, Error)]
+pub enum ConnectorError {
+    #[error("authentication with {connector} failed: {reason}")]
+    Auth { connector: String, reason: String },
+    #[error("{connector} rate limit reached on {route}")]
+    RateLimited {
+        connector: String,
+        route: String,
+        retry: Retry,
+    },
+    #[error("{connector} daily API allowance exhausted")]
+    AllowanceExhausted { connector: String },
+    #[error("{connector} answered {status} on {route}: {message}")]
+    Api {
+        connector: String,
+        route: String,
+        status: u16,
+        message: String,
+        retry: Retry,
+    },
+    #[error("{connector} sent a response that could not be read on {route}: {reason}")]
+    Malformed {
+        connector: String,
+        route: String,
+        reason: String,
+    },
+    #[error("{connector} could not be reached on {route}: {reason}")]
+    Transport {
+        connector: String,
+        route: String,
+        reason: String,
+    },
+    #[error("{connector} does not support {object} records")]
+    Unsupported {
+        connector: String,
+        object: ObjectKind,
+    },
+}
+
+impl ConnectorError {
+    /// The retry hint the sync loop and the write-back act on.
+    pub fn retry(&self) -> Retry {
+        match self {
+            ConnectorError::Auth { .. } | ConnectorError::Unsupported { .. } => Retry::Never,
+            ConnectorError::AllowanceExhausted { .. } | ConnectorError::Malformed { .. } => {
+                Retry::NextRun
+            }
+            ConnectorError::RateLimited { retry, .. } | ConnectorError::Api { retry, .. } => *retry,
+            ConnectorError::Transport { .. } => Retry::After(Duration::from_secs(1)),
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! The typed, validated configuration. Every value here has been checked once,
+//! at load; the rest of the daemon never re-checks a string from the config.
+
+use crate::journey::{Expr, Journey, RoleId, StageId};
+use crate::rules::{ActionKind, BuiltinRule, MessageTemplate, RuleId, Severity};
+use journeyd_connector::{ConnectorName, ObjectKind, System};
+use std::collections::{BTreeMap, BTreeSet};
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+
+#[derive(Debug)]
+pub struct Config {
+    /// The daemon config file this was loaded from.
+    pub path: PathBuf,
+    /// The SQLite file holding all state.
+    pub state_path: PathBuf,
+    pub journey: Journey,
+    pub schedule: Schedule,
+    pub checks: Checks,
+    /// Sorted by name.
+    pub connectors: Vec<ConnectorConfig>,
+    pub writeback: WritebackPolicy,
+    pub custom_rules: Vec<CustomRule>,
+}
+
+impl Config {
+    pub fn connector(&self, name: &ConnectorName) -> Option<&ConnectorConfig> {
+        self.connectors.iter().find(|c| &c.name == name)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    pub timezone: chrono_tz::Tz,
+    /// Each connector's incremental sync.
+    pub sync: CronExpr,
+    /// The nightly full audit.
+    pub audit: CronExpr,
+}
+
+/// A cron expression that has been checked to parse (seconds field optional).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CronExpr(String);
+
+impl CronExpr {
+    /// Only `config` builds these, after checking the expression parses.
+    pub(crate) fn new_unchecked(source: String) -> Self {
+        Self(source)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Parameters of the built-in rules.
+#[derive(Debug, Clone)]
+pub struct Checks {
+    pub disabled: BTreeSet<BuiltinRule>,
+    /// Overrides of the built-in rules' default severities.
+    pub severity: BTreeMap<BuiltinRule, Severity>,
+    pub onboarding: OnboardingCheck,
+}
+
+impl Checks {
+    pub fn enabled(&self, rule: BuiltinRule) -> bool {
+        !self.disabled.contains(&rule)
+    }
+
+    pub fn severity_of(&self, rule: BuiltinRule) -> Severity {
+        self.severity
+            .get(&rule)
+            .copied()
+            .unwrap_or_else(|| rule.default_severity())
+    }
+}
+
+/// `missing_onboarding_task`: a deal in `stage` for more than `after_days`
+/// with no task whose subject contains `subject_contains`.
+#[derive(Debug, Clone)]
+pub struct OnboardingCheck {
+    pub stage: StageId,
+    pub after_days: u32,
+    /// Lowercased.
+    pub subject_contains: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConnectorConfig {
+    pub name: ConnectorName,
+    pub system: System,
+    /// Where the connector's credential comes from; `None` where a connector
+    /// is only fed by `journeyd import`.
+    pub secret: Option<SecretRef>,
+    /// Native stage value -> journey stage, per object kind. An object kind
+    /// absent here is not part of the journey.
+    pub stages: BTreeMap<ObjectKind, BTreeMap<String, StageId>>,
+    pub roles: RoleMap,
+    /// CRM field name -> canonical field name.
+    pub fields: BTreeMap<String, String>,
+    pub lifecycle: Option<LifecycleMap>,
+}
+
+/// Where a secret is read from at startup. Secrets are never in config files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretRef {
+    /// An environment variable's name.
+    Env(String),
+    /// A systemd credential's name, read from `$CREDENTIALS_DIRECTORY`.
+    Credential(String),
+}
+
+/// CRM users and teams -> journey roles. A user's own entry wins over teams.
+#[derive(Debug, Clone, Default)]
+pub struct RoleMap {
+    /// Keyed by owner id or owner email (lowercased).
+    pub users: BTreeMap<String, RoleId>,
+    /// Keyed by team, role or profile name as the CRM gives it.
+    pub teams: BTreeMap<String, RoleId>,
+}
+
+/// The CRM field holding a lifecycle status, and what each value means.
+#[derive(Debug, Clone)]
+pub struct LifecycleMap {
+    pub field: String,
+    pub values: BTreeMap<String, StageId>,
+}
+
+impl LifecycleMap {
+    /// The value that says "this record is in `stage`": the first one, in
+    /// value order, mapped to it.
+    pub fn value_for(&self, stage: &StageId) -> Option<&str> {
+        self.values
+            .iter()
+            .find(|(_, s)| *s == stage)
+            .map(|(value, _)| value.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WritebackMode {
+    DryRun,
+    Apply,
+}
+
+#[derive(Debug, Clone)]
+pub struct WritebackPolicy {
+    pub mode: WritebackMode,
+    pub max_writes_per_run: NonZeroU32,
+    /// Object kinds a corrective task may be attached to.
+    pub task_objects: BTreeSet<ObjectKind>,
+    /// Fields that may be written, per object kind (CRM field names).
+    pub fields: BTreeMap<ObjectKind, BTreeSet<String>>,
+    /// Days from creation to a corrective task's due date.
+    pub task_due_days: u32,
+    /// The action each rule calls for, where it differs from the rule's default.
+    pub actions: BTreeMap<RuleId, ActionKind>,
+}
+
+/// An admin's own rule.
+#[derive(Debug)]
+pub struct CustomRule {
+    pub id: RuleId,
+    /// The violation fires when this holds.
+    pub condition: Expr,
+    pub severity: Severity,
+    pub message: MessageTemplate,
+    pub action: ActionKind,
+    /// Object kinds it applies to; empty for all.
+    pub objects: BTreeSet<ObjectKind>,
+    /// Journey stages it applies to; empty for all.
+    pub stages: BTreeSet<StageId>,
+}

@@ -1,0 +1,254 @@
+//! A CRM record as the journey sees it: canonical stage, owner with role,
+//! time entered in stage, canonical field names.
+//!
+//! [`JourneyRecord::to_cel`] gives the `record` value that criteria and custom
+//! rules are evaluated against. Its shape is part of the config's interface
+//! (documented in README "Writing criteria"): absent values are absent keys,
+//! so `has(record.close_date)` means "is set".
+
+use crate::journey::{RoleId, StageId};
+use cel::Value;
+use chrono::{DateTime, NaiveDate, Utc};
+use journeyd_connector::{ConnectorName, ObjectKind, OwnerId, RecordId, System, TaskRef, TaskStatus};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// Where a record stands in the journey.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StageRef {
+    /// A journey stage, with its position in journey order.
+    Mapped { id: StageId, index: usize },
+    /// A native value the connector's stage map does not know.
+    Unmapped(String),
+    /// The record has no native stage value.
+    None,
+}
+
+impl StageRef {
+    pub fn mapped(&self) -> Option<(&StageId, usize)> {
+        match self {
+            StageRef::Mapped { id, index } => Some((id, *index)),
+            _ => None,
+        }
+    }
+}
+
+/// The record's owner, with what the owner list and role map say of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnerInfo {
+    pub id: OwnerId,
+    pub name: Option<String>,
+    /// `None` when the owner is not in the synced owner list.
+    pub active: Option<bool>,
+    pub role: Option<RoleId>,
+}
+
+/// One step of the record's stage history, mapped to the journey.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub native: String,
+    pub stage: StageRef,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct JourneyRecord {
+    pub connector: ConnectorName,
+    pub system: System,
+    pub object: ObjectKind,
+    pub id: RecordId,
+    pub name: Option<String>,
+    pub url: Option<String>,
+    /// False when the connector has no stage map for this object kind: the
+    /// record is outside the journey and only record-level rules apply.
+    pub in_journey: bool,
+    pub stage: StageRef,
+    pub owner: Option<OwnerInfo>,
+    /// When the record entered its current stage, where it can be told.
+    pub entered_stage_at: Option<DateTime<Utc>>,
+    /// The CRM's lifecycle value and the stage it maps to, where configured.
+    pub lifecycle: Option<(String, Option<StageId>)>,
+    pub amount: Option<f64>,
+    pub currency: Option<String>,
+    pub email: Option<String>,
+    pub domain: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub modified_at: DateTime<Utc>,
+    pub close_date: Option<NaiveDate>,
+    pub contract_start: Option<NaiveDate>,
+    pub contract_end: Option<NaiveDate>,
+    /// Keyed by canonical name.
+    pub fields: BTreeMap<String, serde_json::Value>,
+    pub account: Option<RecordId>,
+    pub contacts: Vec<RecordId>,
+    pub tasks: Vec<TaskRef>,
+    /// Oldest first.
+    pub history: Vec<Step>,
+}
+
+/// Top-level attributes a handoff field or message may name besides the
+/// canonical `fields`.
+pub const ATTRIBUTES: [&str; 10] = [
+    "name",
+    "owner",
+    "amount",
+    "currency",
+    "email",
+    "domain",
+    "close_date",
+    "contract_start",
+    "contract_end",
+    "account",
+];
+
+impl JourneyRecord {
+    /// Whether a canonical field or attribute is set to something non-empty.
+    pub fn has_value(&self, name: &str) -> bool {
+        match name {
+            "name" => non_empty(self.name.as_deref()),
+            "owner" => self.owner.is_some(),
+            "amount" => self.amount.is_some(),
+            "currency" => non_empty(self.currency.as_deref()),
+            "email" => non_empty(self.email.as_deref()),
+            "domain" => non_empty(self.domain.as_deref()),
+            "close_date" => self.close_date.is_some(),
+            "contract_start" => self.contract_start.is_some(),
+            "contract_end" => self.contract_end.is_some(),
+            "account" => self.account.is_some(),
+            field => match self.fields.get(field) {
+                None | Some(serde_json::Value::Null) => false,
+                Some(serde_json::Value::String(s)) => !s.trim().is_empty(),
+                Some(serde_json::Value::Array(a)) => !a.is_empty(),
+                Some(_) => true,
+            },
+        }
+    }
+
+    /// The name admins know the record by.
+    pub fn label(&self) -> String {
+        match &self.name {
+            Some(name) => format!("{} \"{}\" ({})", self.object, name, self.id),
+            None => format!("{} {}", self.object, self.id),
+        }
+    }
+
+    pub fn days_in_stage(&self, now: DateTime<Utc>) -> Option<i64> {
+        self.entered_stage_at.map(|at| (now - at).num_days())
+    }
+
+    /// The `record` variable of CEL expressions.
+    pub fn to_cel(&self, now: DateTime<Utc>) -> Value {
+        let mut map: HashMap<String, Value> = HashMap::with_capacity(24);
+        let mut put = |key: &str, value: Value| {
+            map.insert(key.to_owned(), value);
+        };
+        put("id", string(self.id.as_str()));
+        put("object", string(self.object.as_str()));
+        put("connector", string(self.connector.as_str()));
+        put("system", string(self.system.as_str()));
+        if let Some(name) = &self.name {
+            put("name", string(name));
+        }
+        match &self.stage {
+            StageRef::Mapped { id, .. } => put("stage", string(id.as_str())),
+            StageRef::Unmapped(native) => put("native_stage", string(native)),
+            StageRef::None => {}
+        }
+        if let Some(owner) = &self.owner {
+            let mut o: HashMap<String, Value> = HashMap::new();
+            o.insert("id".into(), string(owner.id.as_str()));
+            if let Some(role) = &owner.role {
+                o.insert("role".into(), string(role.as_str()));
+            }
+            if let Some(active) = owner.active {
+                o.insert("active".into(), Value::Bool(active));
+            }
+            put("owner", o.into());
+        }
+        if let Some(days) = self.days_in_stage(now) {
+            put("days_in_stage", Value::Int(days));
+        }
+        if let Some((value, _)) = &self.lifecycle {
+            put("lifecycle", string(value));
+        }
+        if let Some(amount) = self.amount {
+            put("amount", Value::Float(amount));
+        }
+        for (key, value) in [
+            ("currency", &self.currency),
+            ("email", &self.email),
+            ("domain", &self.domain),
+        ] {
+            if let Some(value) = value {
+                put(key, string(value));
+            }
+        }
+        put("created_at", timestamp(self.created_at));
+        put("modified_at", timestamp(self.modified_at));
+        for (key, value) in [
+            ("close_date", self.close_date),
+            ("contract_start", self.contract_start),
+            ("contract_end", self.contract_end),
+        ] {
+            if let Some(date) = value {
+                put(key, timestamp(date.and_time(chrono::NaiveTime::MIN).and_utc()));
+            }
+        }
+        let fields: HashMap<String, Value> = self
+            .fields
+            .iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| (k.clone(), json_to_cel(v)))
+            .collect();
+        put("fields", fields.into());
+        if let Some(account) = &self.account {
+            put("account", string(account.as_str()));
+        }
+        put(
+            "contacts",
+            Value::List(Arc::new(self.contacts.iter().map(|c| string(c.as_str())).collect())),
+        );
+        let open_tasks = self.tasks.iter().filter(|t| t.status == TaskStatus::Open).count();
+        put("open_tasks", Value::Int(open_tasks as i64));
+        put(
+            "task_subjects",
+            Value::List(Arc::new(self.tasks.iter().map(|t| string(&t.subject)).collect())),
+        );
+        map.into()
+    }
+}
+
+/// The `now` variable of CEL expressions.
+pub fn cel_now(now: DateTime<Utc>) -> Value {
+    timestamp(now)
+}
+
+fn non_empty(value: Option<&str>) -> bool {
+    value.is_some_and(|v| !v.trim().is_empty())
+}
+
+fn string(value: &str) -> Value {
+    Value::String(Arc::new(value.to_owned()))
+}
+
+fn timestamp(at: DateTime<Utc>) -> Value {
+    Value::Timestamp(at.fixed_offset())
+}
+
+fn json_to_cel(value: &serde_json::Value) -> Value {
+    match value {
+        serde_json::Value::Null => Value::Null,
+        serde_json::Value::Bool(b) => Value::Bool(*b),
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(i) => Value::Int(i),
+            None => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        serde_json::Value::String(s) => string(s),
+        serde_json::Value::Array(items) => Value::List(Arc::new(items.iter().map(json_to_cel).collect())),
+        serde_json::Value::Object(map) => {
+            let map: HashMap<String, Value> =
+                map.iter().map(|(k, v)| (k.clone(), json_to_cel(v))).collect();
+            map.into()
+        }
+    }
+}
