@@ -59,7 +59,7 @@ pub struct Checks {
     pub disabled: BTreeSet<BuiltinRule>,
     /// Overrides of the built-in rules' default severities.
     pub severity: BTreeMap<BuiltinRule, Severity>,
-    pub onboarding: OnboardingCheck,
+    pub onboarding: Option<OnboardingCheck>,
 }
 
 impl Checks {

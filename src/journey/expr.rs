@@ -65,7 +65,9 @@ impl Expr {
             .collect();
         if let Some(name) = unknown.first() {
             return Err(ExprError {
-                message: format!("unknown variable `{name}` (expressions can use `record` and `now`)"),
+                message: format!(
+                    "unknown variable `{name}` (expressions can use `record` and `now`)"
+                ),
                 offset: source.find(name.as_str()),
             });
         }

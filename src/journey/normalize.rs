@@ -23,7 +23,12 @@ pub fn normalize(
     let map_stage = |native: &str| -> StageRef {
         stage_map
             .and_then(|map| map.get(native))
-            .and_then(|id| journey.index_of(id).map(|index| StageRef::Mapped { id: id.clone(), index }))
+            .and_then(|id| {
+                journey.index_of(id).map(|index| StageRef::Mapped {
+                    id: id.clone(),
+                    index,
+                })
+            })
             .unwrap_or_else(|| StageRef::Unmapped(native.to_owned()))
     };
     let stage = match &record.stage {
@@ -50,7 +55,10 @@ pub fn normalize(
                 .map_or(record.created_at, |change| change.at),
         )
     });
-    let owner = record.owner_id.as_ref().map(|id| owner_info(connector, owners, id));
+    let owner = record
+        .owner_id
+        .as_ref()
+        .map(|id| owner_info(connector, owners, id));
     let lifecycle = connector.lifecycle.as_ref().and_then(|map| {
         let value = record.lifecycle_status.clone()?;
         let stage = map.values.get(&value).cloned();
@@ -137,7 +145,9 @@ pub fn email_key(email: &str) -> Option<String> {
 /// lowercased, without scheme, `www.`, port, path or trailing dot.
 pub fn domain_key(domain: &str) -> Option<String> {
     let lower = domain.trim().to_lowercase();
-    let rest = lower.split_once("://").map_or(lower.as_str(), |(_, rest)| rest);
+    let rest = lower
+        .split_once("://")
+        .map_or(lower.as_str(), |(_, rest)| rest);
     let host = rest.split(['/', '?', '#']).next()?;
     let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
     let host = host.split(':').next()?.trim_end_matches('.');
@@ -151,7 +161,10 @@ mod tests {
 
     #[test]
     fn email_keys_ignore_case_and_surrounding_space() {
-        assert_eq!(email_key("  Ann@Example.COM "), Some("ann@example.com".into()));
+        assert_eq!(
+            email_key("  Ann@Example.COM "),
+            Some("ann@example.com".into())
+        );
         assert_eq!(email_key("not-an-address"), None);
     }
 

@@ -9,7 +9,9 @@
 use crate::journey::{RoleId, StageId};
 use cel::Value;
 use chrono::{DateTime, NaiveDate, Utc};
-use journeyd_connector::{ConnectorName, ObjectKind, OwnerId, RecordId, System, TaskRef, TaskStatus};
+use journeyd_connector::{
+    ConnectorName, ObjectKind, OwnerId, RecordId, System, TaskRef, TaskStatus,
+};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -191,7 +193,10 @@ impl JourneyRecord {
             ("contract_end", self.contract_end),
         ] {
             if let Some(date) = value {
-                put(key, timestamp(date.and_time(chrono::NaiveTime::MIN).and_utc()));
+                put(
+                    key,
+                    timestamp(date.and_time(chrono::NaiveTime::MIN).and_utc()),
+                );
             }
         }
         let fields: HashMap<String, Value> = self
@@ -206,13 +211,21 @@ impl JourneyRecord {
         }
         put(
             "contacts",
-            Value::List(Arc::new(self.contacts.iter().map(|c| string(c.as_str())).collect())),
+            Value::List(Arc::new(
+                self.contacts.iter().map(|c| string(c.as_str())).collect(),
+            )),
         );
-        let open_tasks = self.tasks.iter().filter(|t| t.status == TaskStatus::Open).count();
+        let open_tasks = self
+            .tasks
+            .iter()
+            .filter(|t| t.status == TaskStatus::Open)
+            .count();
         put("open_tasks", Value::Int(open_tasks as i64));
         put(
             "task_subjects",
-            Value::List(Arc::new(self.tasks.iter().map(|t| string(&t.subject)).collect())),
+            Value::List(Arc::new(
+                self.tasks.iter().map(|t| string(&t.subject)).collect(),
+            )),
         );
         map.into()
     }
@@ -244,10 +257,14 @@ fn json_to_cel(value: &serde_json::Value) -> Value {
             None => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
         },
         serde_json::Value::String(s) => string(s),
-        serde_json::Value::Array(items) => Value::List(Arc::new(items.iter().map(json_to_cel).collect())),
+        serde_json::Value::Array(items) => {
+            Value::List(Arc::new(items.iter().map(json_to_cel).collect()))
+        }
         serde_json::Value::Object(map) => {
-            let map: HashMap<String, Value> =
-                map.iter().map(|(k, v)| (k.clone(), json_to_cel(v))).collect();
+            let map: HashMap<String, Value> = map
+                .iter()
+                .map(|(k, v)| (k.clone(), json_to_cel(v)))
+                .collect();
             map.into()
         }
     }

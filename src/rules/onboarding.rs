@@ -1,0 +1,49 @@
+//! `missing_onboarding_task`: a won deal that has sat in the onboarding stage
+//! for more than N days with no onboarding task.
+
+use crate::config::OnboardingCheck;
+use crate::journey::{Journey, JourneyRecord};
+use crate::rules::ruleset::{Finding, current_stage};
+use chrono::{DateTime, Utc};
+use journeyd_connector::ObjectKind;
+
+pub fn missing_onboarding_task(
+    journey: &Journey,
+    check: &OnboardingCheck,
+    record: &JourneyRecord,
+    now: DateTime<Utc>,
+) -> Vec<Finding> {
+    if record.object != ObjectKind::Deal {
+        return Vec::new();
+    }
+    let Some((_, stage)) = current_stage(journey, record) else {
+        return Vec::new();
+    };
+    if stage.id != check.stage {
+        return Vec::new();
+    }
+    let Some(days) = record.days_in_stage(now) else {
+        return Vec::new();
+    };
+    if days <= i64::from(check.after_days) {
+        return Vec::new();
+    }
+    let has_task = record.tasks.iter().any(|task| {
+        task.subject
+            .to_lowercase()
+            .contains(&check.subject_contains)
+    });
+    if has_task {
+        return Vec::new();
+    }
+    vec![Finding::new(
+        Some(&stage.id),
+        Some(&stage.owner_role),
+        format!(
+            "{} has been in stage {} for {days} days with no task whose subject mentions \"{}\"",
+            record.label(),
+            stage.id,
+            check.subject_contains
+        ),
+    )]
+}

@@ -1,0 +1,26 @@
+//! `stalled`: a record that has sat in its stage past the stage's `max_days`.
+
+use crate::journey::{Journey, JourneyRecord};
+use crate::rules::ruleset::{Finding, current_stage};
+use chrono::{DateTime, Utc};
+
+pub fn stalled(journey: &Journey, record: &JourneyRecord, now: DateTime<Utc>) -> Vec<Finding> {
+    let Some((_, stage)) = current_stage(journey, record) else {
+        return Vec::new();
+    };
+    let (Some(limit), Some(days)) = (stage.max_days, record.days_in_stage(now)) else {
+        return Vec::new();
+    };
+    if days <= i64::from(limit) {
+        return Vec::new();
+    }
+    vec![Finding::new(
+        Some(&stage.id),
+        Some(&stage.owner_role),
+        format!(
+            "{} has been in stage {} for {days} days (limit {limit})",
+            record.label(),
+            stage.id
+        ),
+    )]
+}
