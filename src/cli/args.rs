@@ -1,0 +1,173 @@
+//! The command line, as clap definitions. Nothing here runs anything.
+
+use chrono::NaiveDate;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// journeyd keeps an existing CRM honest about the customer journey.
+///
+/// Exit codes: 0 success; 1 the command failed (store, file, unknown
+/// violation); 2 the config is invalid or the command line is wrong.
+#[derive(Debug, Parser)]
+#[command(name = "journeyd", version, about, long_about)]
+pub struct Cli {
+    /// The daemon config file.
+    #[arg(
+        long,
+        global = true,
+        env = "JOURNEYD_CONFIG",
+        default_value = "/etc/journeyd/journeyd.toml"
+    )]
+    pub config: PathBuf,
+
+    /// Use this state file instead of the config's `state_path`
+    /// (to audit an export offline without touching the daemon's state).
+    #[arg(long, global = true, env = "JOURNEYD_STATE")]
+    pub state: Option<PathBuf>,
+
+    /// Print JSON instead of tables, for scripts.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the config files and print every problem with file:line:col.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Show the journey definition.
+    #[command(subcommand)]
+    Journey(JourneyCommand),
+    /// Import canonical records and owners from a JSONL file.
+    Import(ImportArgs),
+    /// Re-evaluate every stored record and update the violations log.
+    Audit,
+    /// Review the violations log.
+    #[command(subcommand)]
+    Violations(ViolationsCommand),
+    /// Stage KPIs: conversion, time in stage, stalled records, violations.
+    Report,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate journeyd.toml and the journey it names.
+    Check,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JourneyCommand {
+    /// Print the stages, their owners, criteria and limits.
+    Show,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The JSONL file (`-` for standard input).
+    pub file: PathBuf,
+    /// The connector the records belong to; may be left out when the config
+    /// has exactly one.
+    #[arg(long)]
+    pub connector: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ViolationsCommand {
+    /// List violations, most severe first.
+    List(ListArgs),
+    /// Show one violation and its history.
+    Show {
+        /// Violation id, or fingerprint (a prefix of 6 or more characters).
+        id: String,
+    },
+    /// Acknowledge a violation: known, being worked on.
+    Ack(AdminArgs),
+    /// Suppress a violation: intended, do not flag it (until a date, if given).
+    Suppress {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// Re-open the violation after this date (YYYY-MM-DD).
+        #[arg(long)]
+        until: Option<NaiveDate>,
+    },
+    /// Undo an acknowledgement or suppression.
+    Reopen(AdminArgs),
+    /// Export violations as CSV, JSON or JSON lines.
+    Export {
+        #[arg(long, value_enum, default_value_t = ExportFormat::Csv)]
+        format: ExportFormat,
+        /// Write here instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Show at most this many.
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct FilterArgs {
+    /// open, acknowledged, suppressed, resolved, or all (repeatable; default: open and acknowledged).
+    #[arg(long, value_enum)]
+    pub status: Vec<StatusArg>,
+    #[arg(long)]
+    pub rule: Option<String>,
+    #[arg(long)]
+    pub stage: Option<String>,
+    /// CRM owner id of the accountable owner.
+    #[arg(long)]
+    pub owner: Option<String>,
+    #[arg(long)]
+    pub connector: Option<String>,
+    #[arg(long, value_enum)]
+    pub severity: Option<SeverityArg>,
+    /// Only violations seen on or after this date (YYYY-MM-DD).
+    #[arg(long)]
+    pub since: Option<NaiveDate>,
+}
+
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// Violation id, or fingerprint (a prefix of 6 or more characters).
+    pub id: String,
+    /// Why: kept in the violation's history.
+    #[arg(long)]
+    pub reason: String,
+    /// Who: defaults to the OS user.
+    #[arg(long)]
+    pub by: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusArg {
+    Open,
+    Acknowledged,
+    Suppressed,
+    Resolved,
+    All,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SeverityArg {
+    Low,
+    Medium,
+    High,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    Csv,
+    Json,
+    Jsonl,
+}
