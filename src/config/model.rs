@@ -59,7 +59,9 @@ pub struct Checks {
     pub disabled: BTreeSet<BuiltinRule>,
     /// Overrides of the built-in rules' default severities.
     pub severity: BTreeMap<BuiltinRule, Severity>,
-    pub onboarding: OnboardingCheck,
+    /// `None` when the check is off: disabled, or not configured and the
+    /// journey has no `onboarding` stage to default to.
+    pub onboarding: Option<OnboardingCheck>,
 }
 
 impl Checks {
