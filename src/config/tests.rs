@@ -81,3 +81,44 @@ fn a_literal_secret_never_appears_in_the_report() {
         );
     }
 }
+
+#[test]
+fn the_shipped_config_loads_without_problems() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/journeyd.toml");
+    let config = match load(&path) {
+        Ok(config) => config,
+        Err(errors) => panic!("the shipped config has problems:\n{errors}"),
+    };
+    let stages: Vec<&str> = config
+        .journey
+        .stages
+        .iter()
+        .map(|s| s.id.as_str())
+        .collect();
+    assert_eq!(
+        stages,
+        [
+            "awareness",
+            "consideration",
+            "decision",
+            "onboarding",
+            "adoption",
+            "renewal",
+            "expansion"
+        ]
+    );
+    let systems: Vec<&str> = config
+        .connectors
+        .iter()
+        .map(|c| c.system.as_str())
+        .collect();
+    assert_eq!(systems, ["dynamics", "hubspot", "salesforce"]);
+    for stage in &config.journey.stages {
+        assert!(
+            (3..=5).contains(&stage.exit_criteria.len()),
+            "stage `{}` has {} criteria",
+            stage.id,
+            stage.exit_criteria.len()
+        );
+    }
+}
