@@ -59,6 +59,8 @@ pub struct Checks {
     pub disabled: BTreeSet<BuiltinRule>,
     /// Overrides of the built-in rules' default severities.
     pub severity: BTreeMap<BuiltinRule, Severity>,
+    /// `None` when the check is off: disabled, or not configured and the
+    /// journey has no `onboarding` stage to default to.
     pub onboarding: Option<OnboardingCheck>,
 }
 

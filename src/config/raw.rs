@@ -1,0 +1,152 @@
+//! The two files exactly as written: serde structs that refuse unknown keys
+//! and keep the location of every value a later check may point at.
+//!
+//! Nothing here is required and nothing is an enum: a missing key or an
+//! unknown kind is reported by `validate`, alongside every other problem,
+//! instead of stopping serde at the first one. These types never leave
+//! `config`.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use toml::Spanned;
+
+pub(super) type Text = Spanned<String>;
+pub(super) type TextMap = BTreeMap<Text, Text>;
+
+/// `journey.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(super) struct RawJourney {
+    pub name: Option<Text>,
+    pub roles: Option<Spanned<Vec<Text>>>,
+    pub stage: Option<Spanned<Vec<Spanned<RawStage>>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(super) struct RawStage {
+    pub id: Option<Text>,
+    pub name: Option<Text>,
+    pub owner_role: Option<Text>,
+    pub max_days: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub handoff_fields: Vec<Text>,
+    #[serde(default)]
+    pub exit_criteria: Vec<Spanned<RawCriterion>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(super) struct RawCriterion {
+    pub name: Option<Text>,
+    pub expr: Option<Text>,
+}
+
+/// `journeyd.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(super) struct RawDaemon {
+    pub state_path: Option<Text>,
+    pub journey: Option<Text>,
+    pub schedule: Option<RawSchedule>,
+    pub checks: Option<RawChecks>,
+    #[serde(default)]
+    pub connectors: BTreeMap<Text, Spanned<RawConnector>>,
+    pub writeback: Option<RawWriteback>,
+    #[serde(default)]
+    pub rules: Vec<Spanned<RawRule>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(super) struct RawSchedule {
+    pub timezone: Option<Text>,
+    pub sync: Option<Text>,
+    pub audit: Option<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(super) struct RawChecks {
+    #[serde(default)]
+    pub disabled: Vec<Text>,
+    #[serde(default)]
+    pub severity: TextMap,
+    pub missing_onboarding_task: Option<Spanned<RawOnboarding>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(super) struct RawOnboarding {
+    pub stage: Option<Text>,
+    pub after_days: Option<Spanned<i64>>,
+    pub subject_contains: Option<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(super) struct RawConnector {
+    pub kind: Option<Text>,
+    pub secret: Option<Spanned<RawSecret>>,
+    /// Object kind -> native stage value -> stage id.
+    #[serde(default)]
+    pub stages: BTreeMap<Text, TextMap>,
+    pub roles: Option<RawRoles>,
+    #[serde(default)]
+    pub fields: TextMap,
+    pub lifecycle: Option<Spanned<RawLifecycle>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table such as `{ env = \"NAME\" }` or `{ credential = \"NAME\" }`"
+)]
+pub(super) struct RawSecret {
+    pub env: Option<Text>,
+    pub credential: Option<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(super) struct RawRoles {
+    #[serde(default)]
+    pub users: TextMap,
+    #[serde(default)]
+    pub teams: TextMap,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(super) struct RawLifecycle {
+    pub field: Option<Text>,
+    #[serde(default)]
+    pub values: TextMap,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(super) struct RawWriteback {
+    pub mode: Option<Text>,
+    pub max_writes_per_run: Option<Spanned<i64>>,
+    pub task_objects: Option<Vec<Text>>,
+    pub task_due_days: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub fields: BTreeMap<Text, Vec<Text>>,
+    #[serde(default)]
+    pub actions: TextMap,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(super) struct RawRule {
+    pub id: Option<Text>,
+    pub condition: Option<Text>,
+    pub severity: Option<Text>,
+    pub message: Option<Text>,
+    pub action: Option<Text>,
+    #[serde(default)]
+    pub objects: Vec<Text>,
+    #[serde(default)]
+    pub stages: Vec<Text>,
+}

@@ -1,0 +1,260 @@
+//! Config loading as admins see it.
+//!
+//! Most behaviour is specified by the corpus in `tests/config-corpus/`: each
+//! case is a directory with a `journeyd.toml`, a `journey.toml` and the exact
+//! report expected from loading them (`expected.txt`, paths relative to the
+//! case; empty when the config is valid). `UPDATE_EXPECT=1` rewrites the
+//! expectations from what the code says now, for review in the diff.
+
+use super::*;
+use crate::journey::StageId;
+use std::path::{Path, PathBuf};
+
+fn corpus_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/config-corpus")
+}
+
+/// The report for a case, with the case directory taken out of its paths.
+fn render(case: &Path) -> String {
+    match load(&case.join("journeyd.toml")) {
+        Ok(_) => String::new(),
+        Err(errors) => {
+            let prefix = format!("{}/", case.display());
+            errors.to_string().replace(&prefix, "")
+        }
+    }
+}
+
+#[test]
+fn every_corpus_case_reports_exactly_its_expected_problems() {
+    let update = std::env::var_os("UPDATE_EXPECT").is_some();
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(corpus_dir())
+        .expect("the corpus directory is readable")
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| path.is_dir())
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 28, "the corpus has {} cases", cases.len());
+
+    let mut failures = Vec::new();
+    for case in &cases {
+        let actual = render(case);
+        let expected_path = case.join("expected.txt");
+        if update {
+            std::fs::write(&expected_path, &actual).expect("expected.txt is writable");
+            continue;
+        }
+        let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
+        if actual != expected {
+            failures.push(format!(
+                "--- {}\n--- expected:\n{expected}--- actual:\n{actual}",
+                case.display()
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases differ (UPDATE_EXPECT=1 rewrites them):\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn a_literal_secret_never_appears_in_the_report() {
+    let case = corpus_dir().join("27-literal-secret");
+    let report = render(&case);
+    let config = std::fs::read_to_string(case.join("journeyd.toml")).unwrap_or_default();
+    assert!(
+        report.contains("secrets are never written in the config file"),
+        "{report}"
+    );
+    for secret in [
+        "pat-na1-5f1e0c1b-d2a1-4c6e-9b1f-1a2b3c4d5e6f",
+        "s3cr3t-Pa55word",
+        "hunter2",
+    ] {
+        assert!(config.contains(secret), "the case still holds `{secret}`");
+        assert!(
+            !report.contains(secret),
+            "`{secret}` leaked into:\n{report}"
+        );
+    }
+}
+
+#[test]
+fn the_shipped_config_loads_without_problems() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/journeyd.toml");
+    let config = match load(&path) {
+        Ok(config) => config,
+        Err(errors) => panic!("the shipped config has problems:\n{errors}"),
+    };
+    let stages: Vec<&str> = config
+        .journey
+        .stages
+        .iter()
+        .map(|s| s.id.as_str())
+        .collect();
+    assert_eq!(
+        stages,
+        [
+            "awareness",
+            "consideration",
+            "decision",
+            "onboarding",
+            "adoption",
+            "renewal",
+            "expansion"
+        ]
+    );
+    let systems: Vec<&str> = config
+        .connectors
+        .iter()
+        .map(|c| c.system.as_str())
+        .collect();
+    assert_eq!(systems, ["dynamics", "hubspot", "salesforce"]);
+    for stage in &config.journey.stages {
+        assert!(
+            (3..=5).contains(&stage.exit_criteria.len()),
+            "stage `{}` has {} criteria",
+            stage.id,
+            stage.exit_criteria.len()
+        );
+    }
+}
+
+/// Writes a case to a fresh directory and loads it.
+fn load_texts(daemon: &str, journey: &str) -> (tempfile::TempDir, Result<Config, ConfigErrors>) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    std::fs::write(dir.path().join("journeyd.toml"), daemon).expect("writable");
+    std::fs::write(dir.path().join("journey.toml"), journey).expect("writable");
+    let result = load(&dir.path().join("journeyd.toml"));
+    (dir, result)
+}
+
+const JOURNEY: &str = r#"
+name = "Small"
+roles = ["sales", "onboarding"]
+
+[[stage]]
+id = "decision"
+name = "Decision"
+owner_role = "sales"
+exit_criteria = [{ name = "close_date_set", expr = 'has(record.close_date)' }]
+
+[[stage]]
+id = "onboarding"
+name = "Onboarding"
+owner_role = "onboarding"
+"#;
+
+fn loaded(daemon: &str, journey: &str) -> (tempfile::TempDir, Config) {
+    match load_texts(daemon, journey) {
+        (dir, Ok(config)) => (dir, config),
+        (_, Err(errors)) => panic!("unexpected problems:\n{errors}"),
+    }
+}
+
+#[test]
+fn a_relative_state_path_resolves_against_the_config_directory() {
+    let (dir, config) = loaded(
+        "state_path = \"state/journeyd.sqlite\"\njourney = \"journey.toml\"\n",
+        JOURNEY,
+    );
+    assert_eq!(config.state_path, dir.path().join("state/journeyd.sqlite"));
+    assert_eq!(config.path, dir.path().join("journeyd.toml"));
+}
+
+#[test]
+fn an_absolute_state_path_is_kept_as_written() {
+    let (_dir, config) = loaded(
+        "state_path = \"/var/lib/journeyd/j.sqlite\"\njourney = \"journey.toml\"\n",
+        JOURNEY,
+    );
+    assert_eq!(config.state_path, Path::new("/var/lib/journeyd/j.sqlite"));
+}
+
+#[test]
+fn emails_in_role_maps_are_stored_lowercased_and_owner_ids_as_written() {
+    let daemon = r#"
+state_path = "s.sqlite"
+journey = "journey.toml"
+[connectors.crm]
+kind = "salesforce"
+[connectors.crm.roles]
+users = { " Ann@Example.COM " = "sales", "005AbC" = "onboarding" }
+"#;
+    let (_dir, config) = loaded(daemon, JOURNEY);
+    let users = &config.connectors[0].roles.users;
+    assert_eq!(
+        users.get("ann@example.com").map(|r| r.as_str()),
+        Some("sales")
+    );
+    assert_eq!(users.get("005AbC").map(|r| r.as_str()), Some("onboarding"));
+}
+
+#[test]
+fn the_onboarding_check_defaults_on_when_the_journey_has_an_onboarding_stage() {
+    let (_dir, config) = loaded(
+        "state_path = \"s.sqlite\"\njourney = \"journey.toml\"\n",
+        JOURNEY,
+    );
+    let onboarding = config.checks.onboarding.expect("the check is on");
+    assert_eq!(onboarding.stage, StageId::new("onboarding"));
+    assert_eq!(onboarding.after_days, 7);
+    assert_eq!(onboarding.subject_contains, "onboarding");
+}
+
+#[test]
+fn the_onboarding_check_is_off_without_an_onboarding_stage_or_when_disabled() {
+    let journey = JOURNEY.replace("id = \"onboarding\"", "id = \"kickoff\"");
+    let (_dir, config) = loaded(
+        "state_path = \"s.sqlite\"\njourney = \"journey.toml\"\n",
+        &journey,
+    );
+    assert!(config.checks.onboarding.is_none());
+
+    let daemon = "state_path = \"s.sqlite\"\njourney = \"journey.toml\"\n[checks]\ndisabled = [\"missing_onboarding_task\"]\n";
+    let (_dir, config) = loaded(daemon, JOURNEY);
+    assert!(config.checks.onboarding.is_none());
+}
+
+#[test]
+fn the_onboarding_subject_is_stored_lowercased() {
+    let daemon = "state_path = \"s.sqlite\"\njourney = \"journey.toml\"\n[checks.missing_onboarding_task]\nsubject_contains = \"Kick-Off Call\"\n";
+    let (_dir, config) = loaded(daemon, JOURNEY);
+    let onboarding = config.checks.onboarding.expect("the check is on");
+    assert_eq!(onboarding.subject_contains, "kick-off call");
+    assert_eq!(onboarding.stage, StageId::new("onboarding"));
+}
+
+#[test]
+fn defaults_apply_when_optional_tables_are_absent() {
+    let (_dir, config) = loaded(
+        "state_path = \"s.sqlite\"\njourney = \"journey.toml\"\n",
+        JOURNEY,
+    );
+    assert_eq!(config.schedule.timezone, chrono_tz::UTC);
+    assert_eq!(config.schedule.sync.as_str(), "0 */15 * * * *");
+    assert_eq!(config.schedule.audit.as_str(), "0 0 2 * * *");
+    assert_eq!(config.writeback.mode, WritebackMode::DryRun);
+    assert_eq!(config.writeback.max_writes_per_run.get(), 100);
+    assert_eq!(config.writeback.task_due_days, 3);
+    assert_eq!(config.writeback.task_objects.len(), 4);
+    assert!(config.writeback.fields.is_empty());
+    assert!(config.custom_rules.is_empty());
+}
+
+#[test]
+fn the_journey_path_in_reports_is_joined_to_the_config_path_as_given() {
+    let case = Path::new("tests/config-corpus/03-journey-problems");
+    let report = match load(&case.join("journeyd.toml")) {
+        Ok(_) => panic!("the case has problems"),
+        Err(errors) => errors.to_string(),
+    };
+    assert!(
+        report.contains("\ntests/config-corpus/03-journey-problems/journey.toml:"),
+        "{report}"
+    );
+}
