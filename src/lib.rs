@@ -1,11 +1,30 @@
 //! journeyd keeps an existing CRM honest about the customer journey.
 //!
-//! Map of the crate (see ARCHITECTURE.md for the invariants):
+//! Map of the crate (ARCHITECTURE.md has the invariants):
 //! - [`config`]: `journeyd.toml` + `journey.toml` -> a validated [`config::Config`];
 //! - [`journey`]: the journey model, CEL criteria, CRM record -> journey record;
 //! - [`rules`]: journey record -> violations; pure;
-//! - [`store`]: the SQLite state file; the only module that speaks SQL.
+//! - [`store`]: the SQLite state file; the only module that speaks SQL;
+//! - [`audit`]: one audit of every stored record, diffed against the log;
+//! - [`import`]: canonical records from JSONL;
+//! - [`report`], [`export`]: what admins read;
+//! - [`cli`]: the command line; the only module that prints;
+//! - [`telemetry`]: logging setup and its field schema.
 
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+pub mod audit;
+#[allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "the command line is the one place that prints"
+)]
+pub mod cli;
 pub mod config;
+pub mod export;
+pub mod import;
 pub mod journey;
+pub mod report;
 pub mod rules;
+pub mod store;
+pub mod telemetry;

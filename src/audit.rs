@@ -1,0 +1,209 @@
+//! One audit: every stored record of the configured connectors, normalized
+//! under the current config, judged by the rules, and diffed against the
+//! violations log in one transaction.
+//!
+//! Records stream from the store in chunks of [`CHUNK`]; each chunk is
+//! evaluated in parallel, then written. Memory is bounded by the chunk size,
+//! not by the size of the CRM.
+
+use crate::config::{Config, ConnectorConfig};
+use crate::journey::normalize::{OwnerIndex, normalize};
+use crate::journey::{JourneyRecord, StageRef};
+use crate::rules::{BuiltinRule, Peer, RuleSet, Violation};
+use crate::store::{
+    AuditDiff, ChunkDiff, RecordState, RunId, RunKind, RunStatus, Store, StoreError, StoredRecord,
+};
+use chrono::{DateTime, Utc};
+use journeyd_connector::ConnectorName;
+use rayon::prelude::*;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::time::Instant;
+use thiserror::Error;
+
+/// Records read and evaluated at a time.
+pub const CHUNK: usize = 2000;
+
+/// Evaluation errors kept by name in the summary; the rest are counted.
+const ERROR_SAMPLES: usize = 10;
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AuditSummary {
+    pub run: i64,
+    /// Records evaluated.
+    pub records: u64,
+    /// Violations found by this audit (new and still failing).
+    pub violations: u64,
+    #[serde(flatten)]
+    pub chunks: ChunkDiff,
+    #[serde(flatten)]
+    pub finish: AuditDiff,
+    /// Expressions that could not be evaluated on some record.
+    pub expression_errors: u64,
+    pub expression_error_samples: Vec<String>,
+    pub ms: u64,
+}
+
+#[derive(Debug, Error)]
+pub enum AuditError {
+    #[error("audit run {run} failed")]
+    Store {
+        run: i64,
+        #[source]
+        source: StoreError,
+    },
+    #[error("could not start an audit run")]
+    Begin(#[source] StoreError),
+}
+
+/// What evaluating one record yields.
+struct Judged {
+    violations: Vec<Violation>,
+    state: RecordState,
+    errors: Vec<String>,
+}
+
+/// Audits every stored record of `config`'s connectors.
+pub fn run(store: &mut Store, config: &Config, now: DateTime<Utc>) -> Result<AuditSummary, AuditError> {
+    let started = Instant::now();
+    let run = store.begin_run(RunKind::Audit, None, now).map_err(AuditError::Begin)?;
+    let span = tracing::info_span!("audit", run = run.0);
+    let _entered = span.enter();
+    match audit(store, config, run, now) {
+        Ok(mut summary) => {
+            summary.ms = started.elapsed().as_millis() as u64;
+            let counts = serde_json::to_value(&summary).unwrap_or_default();
+            store
+                .finish_run(run, RunStatus::Ok, &counts, None, Utc::now())
+                .map_err(|source| AuditError::Store { run: run.0, source })?;
+            tracing::info!(
+                records = summary.records,
+                new = summary.chunks.new,
+                resolved = summary.finish.resolved,
+                expression_errors = summary.expression_errors,
+                ms = summary.ms,
+                "audit finished"
+            );
+            Ok(summary)
+        }
+        Err(source) => {
+            tracing::error!(error = %source, "audit failed");
+            // The audit's transaction rolled back; record why, best effort.
+            let _ = store.finish_run(
+                run,
+                RunStatus::Failed,
+                &serde_json::Value::Null,
+                Some(&source.to_string()),
+                Utc::now(),
+            );
+            Err(AuditError::Store { run: run.0, source })
+        }
+    }
+}
+
+fn audit(store: &mut Store, config: &Config, run: RunId, now: DateTime<Utc>) -> Result<AuditSummary, StoreError> {
+    let mut owners: HashMap<ConnectorName, OwnerIndex> = HashMap::new();
+    for connector in &config.connectors {
+        let index = store
+            .owners(&connector.name)?
+            .into_iter()
+            .map(|owner| (owner.id.clone(), owner))
+            .collect();
+        owners.insert(connector.name.clone(), index);
+    }
+    let connectors: HashMap<&ConnectorName, &ConnectorConfig> =
+        config.connectors.iter().map(|c| (&c.name, c)).collect();
+    let names: Vec<ConnectorName> = config.connectors.iter().map(|c| c.name.clone()).collect();
+    let rules = RuleSet::from_config(config);
+    let mut summary = AuditSummary {
+        run: run.0,
+        ..AuditSummary::default()
+    };
+    let mut writer = store.begin_audit(run, &names, now)?;
+    let mut after = None;
+    loop {
+        let chunk = writer.records_chunk(after, CHUNK)?;
+        let Some(last) = chunk.last() else { break };
+        after = Some(last.rowid);
+        let judged: Vec<Judged> = chunk
+            .into_par_iter()
+            .filter_map(|stored| {
+                // Only connectors in scope are read; the lookup cannot miss.
+                let connector = connectors.get(&stored.connector)?;
+                let owners = owners.get(&stored.connector)?;
+                Some(judge(&rules, connector, owners, stored, now))
+            })
+            .collect();
+        let mut violations = Vec::new();
+        let mut states = Vec::with_capacity(judged.len());
+        for one in judged {
+            summary.records += 1;
+            summary.expression_errors += one.errors.len() as u64;
+            let room = ERROR_SAMPLES.saturating_sub(summary.expression_error_samples.len());
+            summary.expression_error_samples.extend(one.errors.into_iter().take(room));
+            violations.extend(one.violations);
+            states.push(one.state);
+        }
+        summary.violations += violations.len() as u64;
+        summary.chunks += writer.record(&violations)?;
+        writer.record_states(&states)?;
+        tracing::debug!(records = states.len(), "audit chunk");
+    }
+    summary.finish = writer.finish()?;
+    Ok(summary)
+}
+
+fn judge(
+    rules: &RuleSet<'_>,
+    connector: &ConnectorConfig,
+    owners: &OwnerIndex,
+    stored: StoredRecord,
+    now: DateTime<Utc>,
+) -> Judged {
+    let peers: Vec<Peer> = stored
+        .duplicates
+        .into_iter()
+        .map(|peer| Peer {
+            id: peer.id,
+            name: peer.name,
+            created_at: peer.created_at,
+            key: peer.key,
+        })
+        .collect();
+    let record = normalize(rules.journey, connector, owners, stored.record);
+    let evaluation = rules.evaluate(connector, &record, &peers, now);
+    let stalled = evaluation
+        .violations
+        .iter()
+        .any(|v| v.rule.as_str() == BuiltinRule::Stalled.as_str());
+    Judged {
+        state: record_state(&record, stalled, now),
+        violations: evaluation.violations,
+        errors: evaluation.expression_errors,
+    }
+}
+
+fn record_state(record: &JourneyRecord, stalled: bool, now: DateTime<Utc>) -> RecordState {
+    let (stage, stage_index) = match &record.stage {
+        StageRef::Mapped { id, index } if record.in_journey => (Some(id.clone()), Some(*index)),
+        _ => (None, None),
+    };
+    let reached = record
+        .history
+        .iter()
+        .filter_map(|step| step.stage.mapped().map(|(_, index)| index))
+        .chain(stage_index)
+        .max();
+    RecordState {
+        connector: record.connector.clone(),
+        object: record.object,
+        record_id: record.id.clone(),
+        stage,
+        stage_index,
+        max_stage_index: if record.in_journey { reached } else { None },
+        days_in_stage: stage_index.and(record.days_in_stage(now)),
+        stalled,
+        owner_id: record.owner.as_ref().map(|o| o.id.clone()),
+        owner_role: record.owner.as_ref().and_then(|o| o.role.clone()),
+    }
+}

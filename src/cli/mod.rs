@@ -1,0 +1,37 @@
+//! The command line: parses nothing itself (see [`args`]), runs the command
+//! asked for, and is the only code in journeyd that prints.
+
+pub mod args;
+mod commands;
+mod output;
+mod violations;
+
+use args::{Cli, Command, ConfigCommand, JourneyCommand};
+use std::process::ExitCode;
+
+/// Exit code for an invalid config or command line.
+pub const EXIT_CONFIG: u8 = 2;
+
+/// Runs `cli` and turns the outcome into the process's exit code; errors are
+/// printed with their whole chain of causes.
+pub fn main(cli: Cli) -> ExitCode {
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let ctx = commands::Context::new(&cli);
+    match cli.command {
+        Command::Config(ConfigCommand::Check) => commands::config_check(&ctx),
+        Command::Journey(JourneyCommand::Show) => commands::journey_show(&ctx),
+        Command::Import(args) => commands::import(&ctx, &args),
+        Command::Audit => commands::audit(&ctx),
+        Command::Report => commands::report(&ctx),
+        Command::Violations(command) => violations::run(&ctx, command),
+    }
+}

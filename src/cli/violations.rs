@@ -1,0 +1,193 @@
+//! `journeyd violations`: list, show, acknowledge, suppress, reopen, export.
+
+use crate::cli::args::{AdminArgs, ExportFormat, FilterArgs, SeverityArg, StatusArg, ViolationsCommand};
+use crate::cli::commands::{Context, load_config};
+use crate::cli::output::{json, opt, table};
+use crate::export::{self, Format};
+use crate::journey::StageId;
+use crate::rules::{RuleId, Severity};
+use crate::store::{Store, ViolationFilter, ViolationRow, ViolationStatus};
+use anyhow::{Context as _, anyhow, bail};
+use chrono::Utc;
+use journeyd_connector::{ConnectorName, OwnerId};
+use std::num::NonZeroUsize;
+use std::process::ExitCode;
+
+pub fn run(ctx: &Context, command: ViolationsCommand) -> anyhow::Result<ExitCode> {
+    let config = load_config!(ctx);
+    let mut store = ctx.open_store(&config)?;
+    match command {
+        ViolationsCommand::List(args) => {
+            let mut filter = filter(&args.filter);
+            filter.limit = NonZeroUsize::new(args.limit as usize);
+            list(ctx, &store, &filter)?;
+        }
+        ViolationsCommand::Show { id } => show(ctx, &store, &id)?,
+        ViolationsCommand::Ack(admin) => {
+            let row = find(&store, &admin.id)?;
+            let (by, reason) = who_why(&admin)?;
+            store.acknowledge(row.id, &by, &reason, Utc::now())?;
+            done(ctx, &store, row, "acknowledged")?;
+        }
+        ViolationsCommand::Suppress { admin, until } => {
+            let row = find(&store, &admin.id)?;
+            let (by, reason) = who_why(&admin)?;
+            store.suppress(row.id, &by, &reason, until, Utc::now())?;
+            done(ctx, &store, row, "suppressed")?;
+        }
+        ViolationsCommand::Reopen(admin) => {
+            let row = find(&store, &admin.id)?;
+            let (by, reason) = who_why(&admin)?;
+            store.reopen(row.id, &by, &reason, Utc::now())?;
+            done(ctx, &store, row, "reopened")?;
+        }
+        ViolationsCommand::Export { format, output, filter: args } => {
+            let format = match format {
+                ExportFormat::Csv => Format::Csv,
+                ExportFormat::Json => Format::Json,
+                ExportFormat::Jsonl => Format::JsonLines,
+            };
+            let filter = filter(&args);
+            let count = match &output {
+                Some(path) => {
+                    let file = std::fs::File::create(path)
+                        .with_context(|| format!("could not create {}", path.display()))?;
+                    export::export(&store, &filter, format, file)?
+                }
+                None => export::export(&store, &filter, format, std::io::stdout().lock())?,
+            };
+            if let Some(path) = output {
+                eprintln!("exported {count} violation(s) to {}", path.display());
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Without `--status`, the list shows what needs attention: open and
+/// acknowledged violations.
+fn filter(args: &FilterArgs) -> ViolationFilter {
+    let statuses = if args.status.contains(&StatusArg::All) {
+        Vec::new()
+    } else if args.status.is_empty() {
+        vec![ViolationStatus::Open, ViolationStatus::Acknowledged]
+    } else {
+        args.status
+            .iter()
+            .map(|s| match s {
+                StatusArg::Open | StatusArg::All => ViolationStatus::Open,
+                StatusArg::Acknowledged => ViolationStatus::Acknowledged,
+                StatusArg::Suppressed => ViolationStatus::Suppressed,
+                StatusArg::Resolved => ViolationStatus::Resolved,
+            })
+            .collect()
+    };
+    ViolationFilter {
+        statuses,
+        rule: args.rule.as_deref().map(RuleId::new),
+        stage: args.stage.as_deref().map(StageId::new),
+        owner_id: args.owner.as_deref().map(OwnerId::new),
+        connector: args.connector.as_deref().map(ConnectorName::new),
+        since: args.since.map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc()),
+        min_severity: args.severity.map(|s| match s {
+            SeverityArg::Low => Severity::Low,
+            SeverityArg::Medium => Severity::Medium,
+            SeverityArg::High => Severity::High,
+        }),
+        limit: None,
+    }
+}
+
+fn list(ctx: &Context, store: &Store, filter: &ViolationFilter) -> anyhow::Result<()> {
+    let mut rows = Vec::new();
+    store.list_violations(filter, |row| {
+        rows.push(row);
+        Ok::<_, crate::store::StoreError>(())
+    })?;
+    if ctx.json {
+        return json(&rows);
+    }
+    let lines = rows.iter().map(|v| {
+        vec![
+            v.id.to_string(),
+            v.severity.to_string(),
+            v.status.as_str().to_owned(),
+            v.rule.to_string(),
+            opt(v.stage.as_ref()),
+            format!("{} {} {}", v.connector, v.object, v.record_id),
+            opt(v.owner_id.as_ref()),
+            v.message.clone(),
+        ]
+    });
+    println!(
+        "{}",
+        table(&["ID", "SEVERITY", "STATUS", "RULE", "STAGE", "RECORD", "OWNER", "MESSAGE"], lines)
+    );
+    eprintln!("{} violation(s)", rows.len());
+    Ok(())
+}
+
+fn find(store: &Store, id: &str) -> anyhow::Result<ViolationRow> {
+    store.violation(id)?.ok_or_else(|| anyhow!("no violation `{id}` (give its id or a fingerprint of 6+ characters)"))
+}
+
+fn show(ctx: &Context, store: &Store, id: &str) -> anyhow::Result<()> {
+    let row = find(store, id)?;
+    let events = store.violation_events(row.id)?;
+    if ctx.json {
+        return json(&serde_json::json!({ "violation": row, "events": events }));
+    }
+    let fields = [
+        ("id", row.id.to_string()),
+        ("fingerprint", row.fingerprint.to_string()),
+        ("status", row.status.as_str().to_owned()),
+        ("severity", row.severity.to_string()),
+        ("rule", row.rule.to_string()),
+        ("stage", opt(row.stage.as_ref())),
+        ("record", format!("{} {} {} {}", row.connector, row.object, row.record_id, row.record_name.clone().unwrap_or_default())),
+        ("link", opt(row.record_url.as_ref())),
+        ("owner", format!("{} ({})", opt(row.owner_id.as_ref()), opt(row.owner_role.as_ref()))),
+        ("message", row.message.clone()),
+        ("action", serde_json::to_string(&row.action)?),
+        ("first seen", row.first_seen.to_rfc3339()),
+        ("last seen", row.last_seen.to_rfc3339()),
+        ("suppressed until", opt(row.suppressed_until)),
+    ];
+    for (name, value) in fields {
+        println!("{name:>16}: {value}");
+    }
+    println!("\nHistory");
+    let lines = events.iter().map(|e| {
+        vec![
+            e.at.to_rfc3339(),
+            e.actor.clone(),
+            e.kind.as_str().to_owned(),
+            format!("{} -> {}", e.from_status.map_or("-", |s| s.as_str()), e.to_status.as_str()),
+            opt(e.reason.as_ref()),
+        ]
+    });
+    println!("{}", table(&["AT", "BY", "EVENT", "STATUS", "REASON"], lines));
+    Ok(())
+}
+
+fn who_why(admin: &AdminArgs) -> anyhow::Result<(String, String)> {
+    if admin.reason.trim().is_empty() {
+        bail!("--reason must say why");
+    }
+    let by = admin
+        .by
+        .clone()
+        .or_else(|| ["USER", "LOGNAME", "USERNAME"].iter().find_map(|v| std::env::var(v).ok()))
+        .filter(|by| !by.trim().is_empty())
+        .unwrap_or_else(|| "unknown".to_owned());
+    Ok((by, admin.reason.clone()))
+}
+
+fn done(ctx: &Context, store: &Store, before: ViolationRow, what: &str) -> anyhow::Result<()> {
+    let after = store.violation_by_id(before.id)?.unwrap_or(before);
+    if ctx.json {
+        return json(&after);
+    }
+    println!("violation {} {what}: {}", after.id, after.message);
+    Ok(())
+}

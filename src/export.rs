@@ -1,0 +1,129 @@
+//! Violations out of the store as CSV, a JSON array, or JSON lines, streamed
+//! row by row so an export of millions of violations holds one in memory.
+
+use crate::store::{Store, StoreError, ViolationFilter, ViolationRow};
+use std::io::Write;
+use thiserror::Error;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Csv,
+    Json,
+    JsonLines,
+}
+
+#[derive(Debug, Error)]
+pub enum ExportError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("could not write violation {id} to the export")]
+    Write {
+        id: i64,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("could not write the export")]
+    Io(#[from] std::io::Error),
+    #[error("could not write violation {id} as CSV")]
+    Csv {
+        id: i64,
+        #[source]
+        source: csv::Error,
+    },
+}
+
+/// The CSV columns, in order. Also the keys of each JSON object.
+pub const COLUMNS: [&str; 20] = [
+    "id",
+    "fingerprint",
+    "status",
+    "severity",
+    "rule",
+    "stage",
+    "connector",
+    "object",
+    "record_id",
+    "record_name",
+    "record_url",
+    "owner_id",
+    "owner_role",
+    "message",
+    "action",
+    "status_reason",
+    "suppressed_until",
+    "first_seen",
+    "last_seen",
+    "resolved_at",
+];
+
+/// Writes every violation `filter` selects to `out`; returns how many.
+pub fn export(store: &Store, filter: &ViolationFilter, format: Format, out: impl Write) -> Result<u64, ExportError> {
+    let mut count = 0u64;
+    match format {
+        Format::Csv => {
+            let mut csv = csv::Writer::from_writer(out);
+            csv.write_record(COLUMNS).map_err(|source| ExportError::Csv { id: 0, source })?;
+            store.list_violations(filter, |row| {
+                count += 1;
+                csv.write_record(csv_fields(&row))
+                    .map_err(|source| ExportError::Csv { id: row.id.0, source })
+            })?;
+            csv.flush()?;
+        }
+        Format::Json | Format::JsonLines => {
+            let mut out = std::io::BufWriter::new(out);
+            let array = format == Format::Json;
+            if array {
+                out.write_all(b"[")?;
+            }
+            store.list_violations(filter, |row| {
+                let separator: &[u8] = match (array, count) {
+                    (true, 0) => b"\n",
+                    (true, _) => b",\n",
+                    (false, _) => b"",
+                };
+                count += 1;
+                let write = |out: &mut std::io::BufWriter<_>| -> std::io::Result<()> {
+                    out.write_all(separator)?;
+                    serde_json::to_writer(&mut *out, &row)?;
+                    if !array {
+                        out.write_all(b"\n")?;
+                    }
+                    Ok(())
+                };
+                write(&mut out).map_err(|source| ExportError::Write { id: row.id.0, source })
+            })?;
+            if array {
+                out.write_all(b"\n]\n")?;
+            }
+            out.flush()?;
+        }
+    }
+    Ok(count)
+}
+
+fn csv_fields(row: &ViolationRow) -> [String; 20] {
+    let opt = |v: Option<&str>| v.unwrap_or_default().to_owned();
+    [
+        row.id.to_string(),
+        row.fingerprint.to_string(),
+        row.status.as_str().to_owned(),
+        row.severity.to_string(),
+        row.rule.to_string(),
+        opt(row.stage.as_ref().map(|s| s.as_str())),
+        row.connector.to_string(),
+        row.object.to_string(),
+        row.record_id.to_string(),
+        opt(row.record_name.as_deref()),
+        opt(row.record_url.as_deref()),
+        opt(row.owner_id.as_ref().map(|s| s.as_str())),
+        opt(row.owner_role.as_ref().map(|s| s.as_str())),
+        row.message.clone(),
+        serde_json::to_string(&row.action).unwrap_or_default(),
+        opt(row.status_reason.as_deref()),
+        row.suppressed_until.map(|d| d.to_string()).unwrap_or_default(),
+        row.first_seen.to_rfc3339(),
+        row.last_seen.to_rfc3339(),
+        row.resolved_at.map(|d| d.to_rfc3339()).unwrap_or_default(),
+    ]
+}
