@@ -9,3 +9,4 @@
 pub mod config;
 pub mod journey;
 pub mod rules;
+pub mod store;
