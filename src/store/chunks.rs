@@ -68,7 +68,9 @@ impl Scope {
         match self {
             Scope::All => String::new(),
             Scope::Audit => {
-                format!("AND {alias}.connector IN (SELECT connector FROM temp.audit_scope)")
+                // `+` keeps the planner on the rowid range: without it, and
+                // without statistics, it may walk a whole connector instead.
+                format!("AND +{alias}.connector IN (SELECT connector FROM temp.audit_scope)")
             }
         }
     }
@@ -152,7 +154,7 @@ fn read_history(
     let sql = format!(
         "SELECT r.rowid, h.stage, h.at, h.owner_id
          FROM records r
-         JOIN stage_history h
+         CROSS JOIN stage_history h
            ON h.connector = r.connector AND h.object = r.object AND h.record_id = r.id
          WHERE r.rowid BETWEEN ?1 AND ?2 AND r.deleted_at IS NULL {}
          ORDER BY r.rowid, h.at, h.stage",
@@ -197,19 +199,20 @@ fn read_peers(
     records: &mut [StoredRecord],
 ) -> Result<(), StoreError> {
     // For each key column, each chunk record walks the partial index of its
-    // key in rowid order and stops after MAX_PEERS others.
+    // key in rowid order and stops after MAX_PEERS others. CROSS JOIN and
+    // `+` pin the plan: chunk records by rowid range outside, peers inside.
     let peers_by = |key: &str| {
         format!(
             "SELECT r.rowid, p.object, p.id, p.snapshot ->> '$.name',
                     p.snapshot ->> '$.created_at', r.{key}, p.rowid
              FROM records r
-             JOIN records p ON p.rowid IN (
+             CROSS JOIN records p ON p.rowid IN (
                  SELECT q.rowid FROM records q
                  WHERE q.connector = r.connector AND q.{key} = r.{key}
                    AND q.deleted_at IS NULL AND q.rowid <> r.rowid
                  ORDER BY q.rowid LIMIT {MAX_PEERS})
              WHERE r.rowid BETWEEN ?1 AND ?2 AND r.deleted_at IS NULL
-               AND r.{key} IS NOT NULL {}",
+               AND +r.{key} IS NOT NULL {}",
             scope.filter("r")
         )
     };
@@ -239,4 +242,227 @@ fn read_peers(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::{TestStore, day, hubspot, record};
+    use super::*;
+    use std::collections::HashSet;
+
+    fn all_ids(store: &Store, limit: usize) -> Vec<String> {
+        let mut ids = Vec::new();
+        let mut after = None;
+        loop {
+            let chunk = store.records_chunk(after, limit).unwrap();
+            assert!(chunk.len() <= limit);
+            let Some(last) = chunk.last() else { break };
+            after = Some(last.rowid);
+            ids.extend(chunk.into_iter().map(|r| r.record.id.to_string()));
+        }
+        ids
+    }
+
+    #[test]
+    fn chunks_stream_every_live_record_exactly_once_within_the_limit() {
+        let mut test = TestStore::new();
+        let records: Vec<CrmRecord> = (0..25)
+            .map(|i| record(ObjectKind::Deal, &format!("d{i}")))
+            .collect();
+        test.store
+            .upsert_records(&hubspot(), &records, day(1, 0))
+            .unwrap();
+        let gone = [RecordId::new("d3"), RecordId::new("d17")];
+        test.store
+            .mark_deleted(&hubspot(), ObjectKind::Deal, &gone, day(2, 0))
+            .unwrap();
+
+        let ids = all_ids(&test.store, 4);
+        let unique: HashSet<&String> = ids.iter().collect();
+        assert_eq!(ids.len(), 23);
+        assert_eq!(unique.len(), 23);
+        assert!(!ids.contains(&"d3".to_owned()) && !ids.contains(&"d17".to_owned()));
+    }
+
+    #[test]
+    fn a_chunk_returns_the_snapshot_with_merged_history_oldest_first() {
+        let mut test = TestStore::new();
+        let mut deal = record(ObjectKind::Deal, "1");
+        deal.stage = Some("b".into());
+        deal.stage_history = vec![
+            StageChange {
+                stage: "a".into(),
+                at: day(1, 0),
+                owner_id: None,
+            },
+            StageChange {
+                stage: "b".into(),
+                at: day(2, 0),
+                owner_id: Some(OwnerId::new("u1")),
+            },
+        ];
+        test.store
+            .upsert_records(&hubspot(), std::slice::from_ref(&deal), day(2, 0))
+            .unwrap();
+        let mut later = deal.clone();
+        later.stage = Some("c".into());
+        later.stage_history = Vec::new();
+        later.modified_at = day(4, 0);
+        test.store
+            .upsert_records(&hubspot(), std::slice::from_ref(&later), day(4, 0))
+            .unwrap();
+
+        let chunk = test.store.records_chunk(None, 10).unwrap();
+        let stages: Vec<(&str, DateTime<Utc>)> = chunk[0]
+            .record
+            .stage_history
+            .iter()
+            .map(|c| (c.stage.as_str(), c.at))
+            .collect();
+        assert_eq!(
+            stages,
+            vec![("a", day(1, 0)), ("b", day(2, 0)), ("c", day(4, 0))]
+        );
+        assert_eq!(
+            chunk[0].record.stage_history[1].owner_id,
+            Some(OwnerId::new("u1"))
+        );
+        let mut expected = later;
+        expected.stage_history = chunk[0].record.stage_history.clone();
+        assert_eq!(chunk[0].record, expected);
+    }
+
+    #[test]
+    fn duplicates_match_by_email_across_leads_and_contacts() {
+        let mut test = TestStore::new();
+        let mut lead = record(ObjectKind::Lead, "L1");
+        lead.email = Some(" Ann@Example.com".into());
+        let mut contact = record(ObjectKind::Contact, "C1");
+        contact.email = Some("ann@example.COM".into());
+        let mut other = record(ObjectKind::Contact, "C2");
+        other.email = Some("bob@example.com".into());
+        let mut elsewhere = record(ObjectKind::Contact, "C9");
+        elsewhere.email = Some("ann@example.com".into());
+        test.store
+            .upsert_records(&hubspot(), &[lead, contact, other], day(1, 0))
+            .unwrap();
+        test.store
+            .upsert_records(&ConnectorName::new("eu"), &[elsewhere], day(1, 0))
+            .unwrap();
+
+        let chunk = test.store.records_chunk(None, 10).unwrap();
+        let peers = |id: &str| -> Vec<(ObjectKind, String, String)> {
+            chunk
+                .iter()
+                .find(|r| r.record.id.as_str() == id)
+                .unwrap()
+                .duplicates
+                .iter()
+                .map(|p| (p.object, p.id.to_string(), p.key.clone()))
+                .collect()
+        };
+        let key = "ann@example.com".to_owned();
+        assert_eq!(
+            peers("L1"),
+            vec![(ObjectKind::Contact, "C1".into(), key.clone())]
+        );
+        assert_eq!(peers("C1"), vec![(ObjectKind::Lead, "L1".into(), key)]);
+        assert!(peers("C2").is_empty());
+        assert!(peers("C9").is_empty(), "other connectors never match");
+        let peer = &chunk[0].duplicates[0];
+        assert_eq!(
+            (peer.name.as_deref(), peer.created_at),
+            (Some("contact C1"), day(1, 0))
+        );
+    }
+
+    #[test]
+    fn duplicates_match_accounts_by_domain_and_ignore_deleted_peers() {
+        let mut test = TestStore::new();
+        let account = |id: &str, domain: &str| {
+            let mut a = record(ObjectKind::Account, id);
+            a.domain = Some(domain.into());
+            a
+        };
+        let accounts = [
+            account("A1", "https://www.acme.com/about"),
+            account("A2", "ACME.com"),
+            account("A3", "acme.com:443"),
+            account("B1", "beta.io"),
+        ];
+        test.store
+            .upsert_records(&hubspot(), &accounts, day(1, 0))
+            .unwrap();
+        test.store
+            .mark_deleted(
+                &hubspot(),
+                ObjectKind::Account,
+                &[RecordId::new("A3")],
+                day(2, 0),
+            )
+            .unwrap();
+
+        let chunk = test.store.records_chunk(None, 10).unwrap();
+        let a1 = &chunk[0];
+        assert_eq!(a1.record.id.as_str(), "A1");
+        let peers: Vec<&str> = a1.duplicates.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(peers, vec!["A2"]);
+        assert_eq!(a1.duplicates[0].key, "acme.com");
+        assert!(
+            chunk
+                .iter()
+                .find(|r| r.record.id.as_str() == "B1")
+                .unwrap()
+                .duplicates
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn duplicate_peers_are_capped_per_record() {
+        let mut test = TestStore::new();
+        let leads: Vec<CrmRecord> = (0..12)
+            .map(|i| {
+                let mut lead = record(ObjectKind::Lead, &format!("L{i:02}"));
+                lead.email = Some("info@example.com".into());
+                lead
+            })
+            .collect();
+        test.store
+            .upsert_records(&hubspot(), &leads, day(1, 0))
+            .unwrap();
+        let chunk = test.store.records_chunk(None, 3).unwrap();
+        assert_eq!(chunk.len(), 3);
+        for stored in &chunk {
+            assert_eq!(stored.duplicates.len(), MAX_PEERS);
+            assert!(stored.duplicates.iter().all(|p| p.id != stored.record.id));
+        }
+        let first: Vec<&str> = chunk[0].duplicates.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(
+            first,
+            vec!["L01", "L02", "L03", "L04", "L05"],
+            "first stored first"
+        );
+    }
+
+    #[test]
+    fn peers_are_found_by_an_index_seek_not_a_scan() {
+        let test = TestStore::new();
+        let sql = "SELECT q.rowid FROM records q
+                   WHERE q.connector = ?1 AND q.email_key = ?2
+                     AND q.deleted_at IS NULL AND q.rowid <> ?3
+                   ORDER BY q.rowid LIMIT 5";
+        let plan: Vec<String> = test
+            .store
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap()
+            .query_map(params!["c", "k", 1], |row| row.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let plan = plan.join("\n");
+        assert!(plan.contains("USING INDEX records_email"), "{plan}");
+        assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+    }
 }
