@@ -387,3 +387,352 @@ impl AuditWriter<'_> {
         Ok(changed as u64)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::{TestStore, day, hubspot, record, violation};
+    use super::super::{EventKind, RunKind, ViolationStatus};
+    use super::*;
+    use crate::rules::BuiltinRule;
+
+    /// Runs one audit of the hubspot connector at `now` that finds `found`.
+    fn audit(store: &mut Store, now: DateTime<Utc>, found: &[Violation]) -> (ChunkDiff, AuditDiff) {
+        let run = store.begin_run(RunKind::Audit, None, now).unwrap();
+        let mut writer = store.begin_audit(run, &[hubspot()], now).unwrap();
+        let chunk = writer.record(found).unwrap();
+        (chunk, writer.finish().unwrap())
+    }
+
+    fn status(store: &Store, v: &Violation) -> ViolationStatus {
+        store
+            .violation(v.fingerprint.as_str())
+            .unwrap()
+            .unwrap()
+            .status
+    }
+
+    fn kinds(store: &Store, v: &Violation) -> Vec<EventKind> {
+        let row = store.violation(v.fingerprint.as_str()).unwrap().unwrap();
+        store
+            .violation_events(row.id)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect()
+    }
+
+    fn deals(store: &mut Store, ids: &[&str]) {
+        let records: Vec<_> = ids.iter().map(|id| record(ObjectKind::Deal, id)).collect();
+        store
+            .upsert_records(&hubspot(), &records, day(1, 0))
+            .unwrap();
+    }
+
+    #[test]
+    fn a_violation_opens_resolves_and_reopens_across_three_audits() {
+        let mut test = TestStore::new();
+        let store = &mut test.store;
+        deals(store, &["1"]);
+        let v = violation("1", BuiltinRule::MissingOwner, Some("decision"));
+
+        let (chunk, done) = audit(store, day(1, 2), std::slice::from_ref(&v));
+        assert_eq!((chunk.new, chunk.reopened, chunk.still_failing), (1, 0, 0));
+        assert_eq!(done, AuditDiff::default());
+        assert_eq!(status(store, &v), ViolationStatus::Open);
+
+        let (_, done) = audit(store, day(2, 2), &[]);
+        assert_eq!(done.resolved, 1);
+        let row = store.violation(v.fingerprint.as_str()).unwrap().unwrap();
+        assert_eq!(row.status, ViolationStatus::Resolved);
+        assert_eq!(row.resolved_at, Some(day(2, 2)));
+        assert_eq!(
+            row.status_reason.as_deref(),
+            Some("no longer found by the audit")
+        );
+
+        let (chunk, _) = audit(store, day(3, 2), std::slice::from_ref(&v));
+        assert_eq!((chunk.new, chunk.reopened), (0, 1));
+        let row = store.violation(v.fingerprint.as_str()).unwrap().unwrap();
+        assert_eq!((row.status, row.resolved_at), (ViolationStatus::Open, None));
+        assert_eq!((row.first_seen, row.last_seen), (day(1, 2), day(3, 2)));
+
+        let events = store.violation_events(row.id).unwrap();
+        let trail: Vec<_> = events
+            .iter()
+            .map(|e| (e.kind, e.from_status, e.to_status))
+            .collect();
+        assert_eq!(
+            trail,
+            vec![
+                (EventKind::Opened, None, ViolationStatus::Open),
+                (
+                    EventKind::Resolved,
+                    Some(ViolationStatus::Open),
+                    ViolationStatus::Resolved
+                ),
+                (
+                    EventKind::Reopened,
+                    Some(ViolationStatus::Resolved),
+                    ViolationStatus::Open
+                ),
+            ]
+        );
+        assert!(
+            events
+                .iter()
+                .all(|e| e.actor == "journeyd" && e.run_id.is_some())
+        );
+    }
+
+    #[test]
+    fn a_still_failing_violation_is_refreshed_without_a_new_event() {
+        let mut test = TestStore::new();
+        let store = &mut test.store;
+        deals(store, &["1"]);
+        let mut v = violation("1", BuiltinRule::Stalled, Some("decision"));
+        audit(store, day(1, 2), std::slice::from_ref(&v));
+        v.message = "deal 1 stalled for 40 days".into();
+        let (chunk, _) = audit(store, day(2, 2), std::slice::from_ref(&v));
+        assert_eq!(chunk.still_failing, 1);
+        let row = store.violation(v.fingerprint.as_str()).unwrap().unwrap();
+        assert_eq!(row.message, "deal 1 stalled for 40 days");
+        assert_eq!(kinds(store, &v), vec![EventKind::Opened]);
+    }
+
+    #[test]
+    fn an_acknowledged_violation_stays_acknowledged_while_it_fails() {
+        let mut test = TestStore::new();
+        let store = &mut test.store;
+        deals(store, &["1"]);
+        let v = violation("1", BuiltinRule::OwnerRoleMismatch, Some("decision"));
+        audit(store, day(1, 2), std::slice::from_ref(&v));
+        let id = store.violation(v.fingerprint.as_str()).unwrap().unwrap().id;
+        store
+            .acknowledge(id, "ann", "owner covers for a colleague", day(1, 9))
+            .unwrap();
+
+        let (chunk, done) = audit(store, day(2, 2), std::slice::from_ref(&v));
+        assert_eq!((chunk.still_failing, done.resolved), (1, 0));
+        assert_eq!(status(store, &v), ViolationStatus::Acknowledged);
+
+        let (_, done) = audit(store, day(3, 2), &[]);
+        assert_eq!(
+            done.resolved, 1,
+            "an acknowledged violation still resolves when fixed"
+        );
+        assert_eq!(
+            kinds(store, &v),
+            vec![
+                EventKind::Opened,
+                EventKind::Acknowledged,
+                EventKind::Resolved
+            ]
+        );
+    }
+
+    #[test]
+    fn a_suppressed_violation_reopens_the_day_after_its_date() {
+        let mut test = TestStore::new();
+        let store = &mut test.store;
+        deals(store, &["1"]);
+        let v = violation("1", BuiltinRule::Stalled, Some("decision"));
+        audit(store, day(1, 2), std::slice::from_ref(&v));
+        let id = store.violation(v.fingerprint.as_str()).unwrap().unwrap().id;
+        let until = day(3, 0).date_naive();
+        store
+            .suppress(id, "ann", "waiting on legal", Some(until), day(1, 9))
+            .unwrap();
+
+        let (_, done) = audit(store, day(2, 2), &[]);
+        assert_eq!(done.resolved, 0, "a suppressed violation does not resolve");
+        let (_, done) = audit(store, day(3, 2), std::slice::from_ref(&v));
+        assert_eq!(done.unsuppressed, 0, "suppressed through its last day");
+        assert_eq!(status(store, &v), ViolationStatus::Suppressed);
+
+        let (_, done) = audit(store, day(4, 2), std::slice::from_ref(&v));
+        assert_eq!(done.unsuppressed, 1);
+        let row = store.violation(v.fingerprint.as_str()).unwrap().unwrap();
+        assert_eq!(
+            (row.status, row.suppressed_until),
+            (ViolationStatus::Open, None)
+        );
+        assert_eq!(
+            kinds(store, &v),
+            vec![
+                EventKind::Opened,
+                EventKind::Suppressed,
+                EventKind::Unsuppressed
+            ]
+        );
+    }
+
+    #[test]
+    fn an_expired_suppression_of_a_fixed_problem_reopens_then_resolves() {
+        let mut test = TestStore::new();
+        let store = &mut test.store;
+        deals(store, &["1"]);
+        let v = violation("1", BuiltinRule::Stalled, Some("decision"));
+        audit(store, day(1, 2), std::slice::from_ref(&v));
+        let id = store.violation(v.fingerprint.as_str()).unwrap().unwrap().id;
+        store
+            .suppress(
+                id,
+                "ann",
+                "quarter end",
+                Some(day(2, 0).date_naive()),
+                day(1, 9),
+            )
+            .unwrap();
+        let (_, done) = audit(store, day(5, 2), &[]);
+        assert_eq!((done.unsuppressed, done.resolved), (1, 1));
+        assert_eq!(status(store, &v), ViolationStatus::Resolved);
+    }
+
+    #[test]
+    fn an_audit_deletes_nothing_and_resolves_violations_of_deleted_records() {
+        let mut test = TestStore::new();
+        let store = &mut test.store;
+        deals(store, &["1", "2"]);
+        let found = [
+            violation("1", BuiltinRule::MissingOwner, None),
+            violation("2", BuiltinRule::MissingOwner, None),
+        ];
+        audit(store, day(1, 2), &found);
+        store
+            .mark_deleted(
+                &hubspot(),
+                ObjectKind::Deal,
+                &[RecordId::new("2")],
+                day(2, 0),
+            )
+            .unwrap();
+        let (_, done) = audit(store, day(2, 2), &found[..1]);
+        assert_eq!(done.resolved, 1);
+        let gone = store
+            .violation(found[1].fingerprint.as_str())
+            .unwrap()
+            .unwrap();
+        assert_eq!(gone.status, ViolationStatus::Resolved);
+        assert_eq!(
+            gone.status_reason.as_deref(),
+            Some("record deleted in the crm")
+        );
+
+        audit(store, day(3, 2), &[]);
+        let count = |table: &str| -> i64 {
+            store
+                .conn
+                .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!((count("violations"), count("records")), (2, 2));
+        assert_eq!(count("violation_events"), 4);
+    }
+
+    #[test]
+    fn violations_of_connectors_outside_the_audit_are_left_alone() {
+        let mut test = TestStore::new();
+        let store = &mut test.store;
+        deals(store, &["1"]);
+        let v = violation("1", BuiltinRule::MissingOwner, None);
+        audit(store, day(1, 2), std::slice::from_ref(&v));
+        let run = store.begin_run(RunKind::Audit, None, day(2, 2)).unwrap();
+        let other = ConnectorName::new("salesforce");
+        let writer = store.begin_audit(run, &[other], day(2, 2)).unwrap();
+        assert!(
+            writer.records_chunk(None, 10).unwrap().is_empty(),
+            "not in scope"
+        );
+        assert_eq!(writer.finish().unwrap().resolved, 0);
+        assert_eq!(status(store, &v), ViolationStatus::Open);
+    }
+
+    #[test]
+    fn the_audit_reads_its_chunks_and_others_see_the_old_log_until_it_commits() {
+        let mut test = TestStore::new();
+        let path = test.path();
+        let store = &mut test.store;
+        deals(store, &["1", "2", "3"]);
+        let reader = Store::open(&path).unwrap();
+        let run = store.begin_run(RunKind::Audit, None, day(1, 2)).unwrap();
+        let mut writer = store.begin_audit(run, &[hubspot()], day(1, 2)).unwrap();
+        let mut after = None;
+        let mut seen = 0;
+        loop {
+            let chunk = writer.records_chunk(after, 2).unwrap();
+            let Some(last) = chunk.last() else { break };
+            after = Some(last.rowid);
+            seen += chunk.len();
+            let found: Vec<Violation> = chunk
+                .iter()
+                .map(|r| violation(r.record.id.as_str(), BuiltinRule::MissingOwner, None))
+                .collect();
+            writer.record(&found).unwrap();
+        }
+        assert_eq!(seen, 3);
+        let mut visible = 0;
+        reader
+            .list_violations(&Default::default(), |_| -> Result<(), StoreError> {
+                visible += 1;
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(visible, 0, "uncommitted");
+        writer.finish().unwrap();
+        reader
+            .list_violations(&Default::default(), |_| -> Result<(), StoreError> {
+                visible += 1;
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(visible, 3);
+    }
+
+    #[test]
+    fn an_audit_dropped_before_finish_changes_nothing() {
+        let mut test = TestStore::new();
+        let store = &mut test.store;
+        deals(store, &["1"]);
+        let run = store.begin_run(RunKind::Audit, None, day(1, 2)).unwrap();
+        let mut writer = store.begin_audit(run, &[hubspot()], day(1, 2)).unwrap();
+        writer
+            .record(&[violation("1", BuiltinRule::MissingOwner, None)])
+            .unwrap();
+        drop(writer);
+        assert_eq!(store.violation("1").unwrap(), None);
+    }
+
+    #[test]
+    fn record_states_replace_the_previous_audits() {
+        let mut test = TestStore::new();
+        let store = &mut test.store;
+        deals(store, &["1"]);
+        let state = |stage: &str, index: usize| RecordState {
+            connector: hubspot(),
+            object: ObjectKind::Deal,
+            record_id: RecordId::new("1"),
+            stage: Some(StageId::new(stage)),
+            stage_index: Some(index),
+            max_stage_index: Some(index),
+            days_in_stage: Some(3),
+            stalled: false,
+            owner_id: None,
+            owner_role: None,
+        };
+        for (now, stage, index) in [(day(1, 2), "consideration", 1), (day(2, 2), "decision", 2)] {
+            let run = store.begin_run(RunKind::Audit, None, now).unwrap();
+            let mut writer = store.begin_audit(run, &[hubspot()], now).unwrap();
+            writer.record_states(&[state(stage, index)]).unwrap();
+            writer.finish().unwrap();
+        }
+        let stages: Vec<(String, i64)> = store
+            .conn
+            .prepare("SELECT stage, stage_index FROM record_state")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(stages, vec![("decision".to_owned(), 2)]);
+    }
+}
