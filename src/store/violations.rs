@@ -510,3 +510,331 @@ impl Store {
         Ok(rows)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::RunKind;
+    use super::super::testkit::{TestStore, day, hubspot, record, violation};
+    use super::*;
+    use crate::rules::{BuiltinRule, Violation};
+
+    /// A store holding `found` from one audit at day 1.
+    fn store_with(found: &[Violation]) -> TestStore {
+        let mut test = TestStore::new();
+        let mut records: Vec<_> = found
+            .iter()
+            .map(|v| record(v.object, v.record_id.as_str()))
+            .collect();
+        records.dedup_by(|a, b| a.id == b.id);
+        test.store
+            .upsert_records(&hubspot(), &records, day(1, 0))
+            .unwrap();
+        let run = test
+            .store
+            .begin_run(RunKind::Audit, None, day(1, 2))
+            .unwrap();
+        let mut writer = test
+            .store
+            .begin_audit(run, &[hubspot()], day(1, 2))
+            .unwrap();
+        writer.record(found).unwrap();
+        writer.finish().unwrap();
+        test
+    }
+
+    fn list(store: &Store, filter: &ViolationFilter) -> Vec<String> {
+        let mut ids = Vec::new();
+        store
+            .list_violations(filter, |row| -> Result<(), StoreError> {
+                ids.push(format!("{}:{}", row.record_id, row.rule));
+                Ok(())
+            })
+            .unwrap();
+        ids
+    }
+
+    #[test]
+    fn a_violation_is_found_by_id_fingerprint_or_unique_prefix() {
+        let v = violation("1", BuiltinRule::MissingOwner, None);
+        let test = store_with(std::slice::from_ref(&v));
+        let fp = v.fingerprint.as_str();
+        let by_id = test.store.violation("1").unwrap().unwrap();
+        assert_eq!(by_id.fingerprint, v.fingerprint);
+        for key in [fp, &fp[..6], &fp[..10].to_uppercase()] {
+            assert_eq!(
+                test.store.violation(key).unwrap().map(|r| r.id),
+                Some(by_id.id),
+                "{key}"
+            );
+        }
+        assert_eq!(test.store.violation(&fp[..5]).unwrap(), None, "too short");
+        assert_eq!(test.store.violation("2").unwrap(), None);
+        assert_eq!(test.store.violation("zzzzzzzz").unwrap(), None);
+    }
+
+    #[test]
+    fn an_ambiguous_fingerprint_prefix_is_refused() {
+        // Search for two fingerprints that share their first six characters.
+        let mut seen: std::collections::HashMap<String, Violation> = Default::default();
+        let pair = (0..100_000)
+            .find_map(|i| {
+                let v = violation(&i.to_string(), BuiltinRule::Stalled, None);
+                let prefix = v.fingerprint.as_str()[..6].to_owned();
+                seen.insert(prefix.clone(), v.clone())
+                    .map(|earlier| (earlier, v, prefix))
+            })
+            .expect("a shared prefix among 100000 fingerprints");
+        let (a, b, prefix) = pair;
+        let test = store_with(&[a, b]);
+        assert!(matches!(
+            test.store.violation(&prefix),
+            Err(StoreError::AmbiguousPrefix(p)) if p == prefix
+        ));
+    }
+
+    #[test]
+    fn acknowledging_a_resolved_violation_is_refused() {
+        let v = violation("1", BuiltinRule::MissingOwner, None);
+        let mut test = store_with(std::slice::from_ref(&v));
+        let run = test
+            .store
+            .begin_run(RunKind::Audit, None, day(2, 2))
+            .unwrap();
+        test.store
+            .begin_audit(run, &[hubspot()], day(2, 2))
+            .unwrap()
+            .finish()
+            .unwrap();
+        let id = ViolationId(1);
+        let err = test
+            .store
+            .acknowledge(id, "ann", "known", day(2, 9))
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            StoreError::InvalidTransition {
+                status: ViolationStatus::Resolved,
+                ..
+            }
+        ));
+        assert_eq!(
+            err.to_string(),
+            "cannot acknowledge violation 1: it is resolved"
+        );
+        assert_eq!(
+            test.store.violation_events(id).unwrap().len(),
+            2,
+            "no event written"
+        );
+    }
+
+    #[test]
+    fn admin_actions_need_a_reason_and_an_existing_violation() {
+        let v = violation("1", BuiltinRule::MissingOwner, None);
+        let mut test = store_with(std::slice::from_ref(&v));
+        let err = test
+            .store
+            .acknowledge(ViolationId(1), "ann", "  ", day(2, 0))
+            .unwrap_err();
+        assert!(matches!(err, StoreError::ReasonRequired { .. }));
+        let err = test
+            .store
+            .suppress(ViolationId(9), "ann", "why", None, day(2, 0))
+            .unwrap_err();
+        assert!(matches!(err, StoreError::ViolationNotFound(ViolationId(9))));
+    }
+
+    #[test]
+    fn reopen_undoes_an_acknowledgement_or_a_suppression_with_events() {
+        let v = violation("1", BuiltinRule::MissingOwner, None);
+        let mut test = store_with(std::slice::from_ref(&v));
+        let store = &mut test.store;
+        let id = ViolationId(1);
+        assert!(matches!(
+            store.reopen(id, "ann", "oops", day(2, 0)),
+            Err(StoreError::InvalidTransition {
+                status: ViolationStatus::Open,
+                ..
+            })
+        ));
+        store.acknowledge(id, "ann", "intended", day(2, 0)).unwrap();
+        store
+            .reopen(id, "bob", "not intended after all", day(2, 1))
+            .unwrap();
+        store
+            .suppress(
+                id,
+                "ann",
+                "until the migration",
+                Some(day(9, 0).date_naive()),
+                day(2, 2),
+            )
+            .unwrap();
+        let row = store.violation_by_id(id).unwrap().unwrap();
+        assert_eq!(row.suppressed_until, Some(day(9, 0).date_naive()));
+        assert_eq!(row.status_reason.as_deref(), Some("until the migration"));
+        store
+            .reopen(id, "bob", "migration done", day(3, 0))
+            .unwrap();
+        let row = store.violation_by_id(id).unwrap().unwrap();
+        assert_eq!(
+            (row.status, row.suppressed_until),
+            (ViolationStatus::Open, None)
+        );
+
+        let events = store.violation_events(id).unwrap();
+        let trail: Vec<(EventKind, &str, Option<&str>)> = events
+            .iter()
+            .map(|e| (e.kind, e.actor.as_str(), e.reason.as_deref()))
+            .collect();
+        assert_eq!(
+            trail,
+            vec![
+                (EventKind::Opened, "journeyd", None),
+                (EventKind::Acknowledged, "ann", Some("intended")),
+                (EventKind::Reopened, "bob", Some("not intended after all")),
+                (EventKind::Suppressed, "ann", Some("until the migration")),
+                (EventKind::Unsuppressed, "bob", Some("migration done")),
+            ]
+        );
+        assert!(events[1..].iter().all(|e| e.run_id.is_none()));
+    }
+
+    #[test]
+    fn list_filters_narrow_and_order_by_severity_then_id() {
+        let mut owned = violation("2", BuiltinRule::OwnerRoleMismatch, Some("decision"));
+        owned.owner_id = Some(OwnerId::new("u7"));
+        let found = [
+            violation("1", BuiltinRule::DuplicateRecord, None),
+            owned,
+            violation("3", BuiltinRule::MissingOwner, Some("decision")),
+            violation("3", BuiltinRule::Stalled, Some("decision")),
+        ];
+        let mut test = store_with(&found);
+        test.store
+            .acknowledge(ViolationId(3), "ann", "known", day(2, 0))
+            .unwrap();
+        let store = &test.store;
+
+        let all = list(store, &ViolationFilter::default());
+        assert_eq!(
+            all,
+            vec![
+                "3:missing_owner",
+                "2:owner_role_mismatch",
+                "3:stalled",
+                "1:duplicate_record"
+            ]
+        );
+        let open = ViolationFilter {
+            statuses: vec![ViolationStatus::Open],
+            ..Default::default()
+        };
+        assert_eq!(list(store, &open).len(), 3);
+        let either = ViolationFilter {
+            statuses: vec![ViolationStatus::Open, ViolationStatus::Acknowledged],
+            ..Default::default()
+        };
+        assert_eq!(list(store, &either).len(), 4);
+        let rule = ViolationFilter {
+            rule: Some(BuiltinRule::Stalled.id()),
+            ..Default::default()
+        };
+        assert_eq!(list(store, &rule), vec!["3:stalled"]);
+        let stage = ViolationFilter {
+            stage: Some(StageId::new("decision")),
+            ..Default::default()
+        };
+        assert_eq!(list(store, &stage).len(), 3);
+        let owner = ViolationFilter {
+            owner_id: Some(OwnerId::new("u7")),
+            ..Default::default()
+        };
+        assert_eq!(list(store, &owner), vec!["2:owner_role_mismatch"]);
+        let severe = ViolationFilter {
+            min_severity: Some(Severity::Medium),
+            ..Default::default()
+        };
+        assert_eq!(list(store, &severe).len(), 3);
+        let other = ViolationFilter {
+            connector: Some(ConnectorName::new("eu")),
+            ..Default::default()
+        };
+        assert!(list(store, &other).is_empty());
+        let later = ViolationFilter {
+            since: Some(day(1, 3)),
+            ..Default::default()
+        };
+        assert!(list(store, &later).is_empty(), "first seen before");
+        let limited = ViolationFilter {
+            statuses: vec![ViolationStatus::Open],
+            min_severity: Some(Severity::Medium),
+            limit: NonZeroUsize::new(1),
+            ..Default::default()
+        };
+        assert_eq!(list(store, &limited), vec!["2:owner_role_mismatch"]);
+    }
+
+    #[test]
+    fn a_list_stops_at_the_callers_error() {
+        let found = [
+            violation("1", BuiltinRule::MissingOwner, None),
+            violation("2", BuiltinRule::MissingOwner, None),
+        ];
+        let test = store_with(&found);
+        let mut calls = 0;
+        let result = test
+            .store
+            .list_violations(&ViolationFilter::default(), |_| {
+                calls += 1;
+                Err(StoreError::Closed)
+            });
+        assert!(matches!(result, Err(StoreError::Closed)));
+        assert_eq!(calls, 1);
+    }
+
+    #[test]
+    fn the_summary_counts_by_rule_stage_and_status() {
+        let found = [
+            violation("1", BuiltinRule::Stalled, Some("decision")),
+            violation("2", BuiltinRule::Stalled, Some("decision")),
+            violation("3", BuiltinRule::MissingOwner, None),
+        ];
+        let mut test = store_with(&found);
+        test.store
+            .acknowledge(ViolationId(2), "ann", "known", day(2, 0))
+            .unwrap();
+        let summary: Vec<(String, Option<String>, ViolationStatus, u64)> = test
+            .store
+            .violation_summary()
+            .unwrap()
+            .into_iter()
+            .map(|r| {
+                (
+                    r.rule.to_string(),
+                    r.stage.map(|s| s.to_string()),
+                    r.status,
+                    r.count,
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("missing_owner".into(), None, ViolationStatus::Open, 1),
+                (
+                    "stalled".into(),
+                    Some("decision".into()),
+                    ViolationStatus::Acknowledged,
+                    1
+                ),
+                (
+                    "stalled".into(),
+                    Some("decision".into()),
+                    ViolationStatus::Open,
+                    1
+                ),
+            ]
+        );
+    }
+}
