@@ -114,3 +114,59 @@ impl Drop for Inner {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::{day, hubspot, record};
+    use super::*;
+    use journeyd_connector::ObjectKind;
+
+    #[tokio::test]
+    async fn calls_from_async_code_run_on_the_store_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let handle = StoreHandle::open(&dir.path().join("journeyd.db")).unwrap();
+        let counts = handle
+            .call(|store| {
+                store.upsert_records(&hubspot(), &[record(ObjectKind::Deal, "1")], day(1, 0))
+            })
+            .await
+            .unwrap();
+        assert_eq!(counts.inserted, 1);
+        let clone = handle.clone();
+        let caller = std::thread::current().id();
+        let (count, thread) = clone
+            .call(move |store| {
+                Ok::<_, StoreError>((store.record_count()?, std::thread::current().id()))
+            })
+            .await
+            .unwrap();
+        assert_eq!(count, 1);
+        assert_ne!(thread, caller);
+    }
+
+    #[test]
+    fn blocking_calls_work_and_dropping_the_last_handle_closes_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journeyd.db");
+        let handle = StoreHandle::open(&path).unwrap();
+        let clone = handle.clone();
+        drop(handle);
+        let count = clone.call_blocking(|store| store.record_count()).unwrap();
+        assert_eq!(count, 0);
+        drop(clone);
+        // A closed WAL store checkpoints and removes its -wal file.
+        assert!(!dir.path().join("journeyd.db-wal").exists());
+    }
+
+    #[test]
+    fn a_panicking_job_fails_its_caller_and_the_store_keeps_serving() {
+        let dir = tempfile::tempdir().unwrap();
+        let handle = StoreHandle::open(&dir.path().join("journeyd.db")).unwrap();
+        let result: Result<(), StoreError> = handle.call_blocking(|_| panic!("job panics"));
+        assert!(matches!(result, Err(StoreError::Closed)));
+        assert_eq!(
+            handle.call_blocking(|store| store.record_count()).unwrap(),
+            0
+        );
+    }
+}

@@ -137,3 +137,98 @@ impl Store {
         Ok(entries)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::{TestStore, day, hubspot};
+    use super::*;
+    use journeyd_connector::{ObjectKind, RecordId};
+
+    fn request(key: &str) -> ActionRequest {
+        ActionRequest::SetField {
+            key: ActionKey::new(key),
+            object: ObjectKind::Deal,
+            record_id: RecordId::new("1"),
+            field: "lifecycle".into(),
+            value: "decision".into(),
+        }
+    }
+
+    #[test]
+    fn inserting_the_same_action_key_twice_changes_nothing() {
+        let mut test = TestStore::new();
+        let store = &mut test.store;
+        let fp = Fingerprint::from_stored("ab".repeat(16));
+        assert!(
+            store
+                .ledger_insert_pending(&request("k1"), &fp, &hubspot(), day(1, 0))
+                .unwrap()
+        );
+        store
+            .ledger_mark(
+                &ActionKey::new("k1"),
+                LedgerState::Sent,
+                None,
+                None,
+                day(1, 1),
+            )
+            .unwrap();
+        assert!(
+            !store
+                .ledger_insert_pending(&request("k1"), &fp, &hubspot(), day(2, 0))
+                .unwrap()
+        );
+        assert!(
+            store
+                .ledger_by_state(LedgerState::Pending)
+                .unwrap()
+                .is_empty()
+        );
+        let sent = store.ledger_by_state(LedgerState::Sent).unwrap();
+        assert_eq!(sent.len(), 1);
+        assert_eq!((sent[0].attempts, sent[0].created_at), (1, day(1, 0)));
+        assert_eq!(sent[0].request, request("k1"));
+    }
+
+    #[test]
+    fn marking_records_the_crm_id_error_and_attempts() {
+        let mut test = TestStore::new();
+        let store = &mut test.store;
+        let fp = Fingerprint::from_stored("cd".repeat(16));
+        let key = ActionKey::new("k2");
+        store
+            .ledger_insert_pending(&request("k2"), &fp, &hubspot(), day(1, 0))
+            .unwrap();
+        store
+            .ledger_mark(&key, LedgerState::Sent, None, None, day(1, 1))
+            .unwrap();
+        store
+            .ledger_mark(&key, LedgerState::Failed, None, Some("http 503"), day(1, 2))
+            .unwrap();
+        store
+            .ledger_mark(&key, LedgerState::Sent, None, None, day(2, 1))
+            .unwrap();
+        store
+            .ledger_mark(&key, LedgerState::Applied, Some("task-9"), None, day(2, 2))
+            .unwrap();
+        let applied = store.ledger_by_state(LedgerState::Applied).unwrap();
+        let entry = &applied[0];
+        assert_eq!(
+            (
+                entry.attempts,
+                entry.crm_id.as_deref(),
+                entry.error.as_deref()
+            ),
+            (2, Some("task-9"), None)
+        );
+        assert_eq!(entry.updated_at, day(2, 2));
+        let err = store.ledger_mark(
+            &ActionKey::new("nope"),
+            LedgerState::Sent,
+            None,
+            None,
+            day(3, 0),
+        );
+        assert!(matches!(err, Err(StoreError::LedgerKeyNotFound(_))));
+    }
+}

@@ -74,3 +74,41 @@ impl Store {
         Ok(owners)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::{TestStore, day, hubspot};
+    use super::*;
+
+    #[test]
+    fn owners_are_upserted_per_connector_and_kept_when_no_longer_listed() {
+        let mut test = TestStore::new();
+        let store = &mut test.store;
+        let ann = Owner {
+            id: OwnerId::new("u1"),
+            name: "Ann".into(),
+            email: Some("ann@example.com".into()),
+            active: true,
+            teams: vec!["Sales EMEA".into()],
+        };
+        let bob = Owner {
+            id: OwnerId::new("u2"),
+            name: "Bob".into(),
+            email: None,
+            active: true,
+            teams: vec![],
+        };
+        store
+            .upsert_owners(&hubspot(), &[ann.clone(), bob.clone()], day(1, 0))
+            .unwrap();
+        let left = Owner {
+            active: false,
+            ..ann
+        };
+        store
+            .upsert_owners(&hubspot(), std::slice::from_ref(&left), day(2, 0))
+            .unwrap();
+        assert_eq!(store.owners(&hubspot()).unwrap(), vec![left, bob]);
+        assert!(store.owners(&ConnectorName::new("eu")).unwrap().is_empty());
+    }
+}

@@ -204,3 +204,129 @@ impl Store {
         Ok(rows)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::{TestStore, day, hubspot, record, violation};
+    use super::super::{RecordState, RunKind};
+    use super::*;
+    use crate::rules::BuiltinRule;
+    use journeyd_connector::{ObjectKind, RecordId};
+
+    fn state(id: &str, index: usize, furthest: usize, days: i64, stalled: bool) -> RecordState {
+        let stages = ["awareness", "consideration", "decision"];
+        RecordState {
+            connector: hubspot(),
+            object: ObjectKind::Deal,
+            record_id: RecordId::new(id),
+            stage: Some(StageId::new(stages[index])),
+            stage_index: Some(index),
+            max_stage_index: Some(furthest),
+            days_in_stage: Some(days),
+            stalled,
+            owner_id: None,
+            owner_role: None,
+        }
+    }
+
+    #[test]
+    fn stage_figures_count_records_reached_stalled_and_days_percentiles() {
+        let mut test = TestStore::new();
+        let store = &mut test.store;
+        let ids: Vec<String> = (0..13).map(|i| format!("d{i}")).collect();
+        let records: Vec<_> = ids.iter().map(|id| record(ObjectKind::Deal, id)).collect();
+        store
+            .upsert_records(&hubspot(), &records, day(1, 0))
+            .unwrap();
+        // Ten records in stage 0 with days 1..=10; two in stage 2, one of
+        // which went back to stage 0 (counted as having reached 2).
+        let mut states: Vec<RecordState> = (0..10)
+            .map(|i| state(&ids[i], 0, 0, i as i64 + 1, i >= 8))
+            .collect();
+        states[9].max_stage_index = Some(2);
+        states.push(state(&ids[10], 2, 2, 4, false));
+        states.push(state(&ids[11], 2, 2, 30, true));
+        states.push(state(&ids[12], 2, 2, 99, true));
+        let run = store.begin_run(RunKind::Audit, None, day(2, 0)).unwrap();
+        let mut writer = store.begin_audit(run, &[hubspot()], day(2, 0)).unwrap();
+        writer.record_states(&states).unwrap();
+        writer.finish().unwrap();
+        store
+            .mark_deleted(
+                &hubspot(),
+                ObjectKind::Deal,
+                &[RecordId::new("d12")],
+                day(3, 0),
+            )
+            .unwrap();
+
+        let figures = store.stage_figures().unwrap();
+        let summary: Vec<_> = figures
+            .iter()
+            .map(|f| {
+                (
+                    f.stage_index,
+                    f.records,
+                    f.reached,
+                    f.stalled,
+                    f.days_median,
+                    f.days_p90,
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                (0, 10, 12, 2, Some(5), Some(9)),
+                (1, 0, 3, 0, None, None),
+                (2, 2, 3, 1, Some(4), Some(30)),
+            ]
+        );
+        assert_eq!(figures[0].stage, Some(StageId::new("awareness")));
+        assert_eq!(figures[1].stage, None);
+    }
+
+    #[test]
+    fn open_violations_are_counted_by_stage_rule_and_owner() {
+        let mut test = TestStore::new();
+        let store = &mut test.store;
+        let mut owned = violation("1", BuiltinRule::Stalled, Some("decision"));
+        owned.owner_id = Some(OwnerId::new("u1"));
+        let found = [
+            owned,
+            violation("2", BuiltinRule::Stalled, Some("decision")),
+            violation("3", BuiltinRule::MissingOwner, None),
+        ];
+        let records: Vec<_> = ["1", "2", "3"]
+            .iter()
+            .map(|id| record(ObjectKind::Deal, id))
+            .collect();
+        store
+            .upsert_records(&hubspot(), &records, day(1, 0))
+            .unwrap();
+        let run = store.begin_run(RunKind::Audit, None, day(1, 2)).unwrap();
+        let mut writer = store.begin_audit(run, &[hubspot()], day(1, 2)).unwrap();
+        writer.record(&found).unwrap();
+        writer.finish().unwrap();
+        store
+            .acknowledge(super::super::ViolationId(3), "ann", "known", day(1, 3))
+            .unwrap();
+
+        let by_stage = store.violations_by_stage_rule().unwrap();
+        assert_eq!(
+            by_stage,
+            vec![StageRuleCount {
+                stage: Some(StageId::new("decision")),
+                rule: BuiltinRule::Stalled.id(),
+                count: 2
+            }]
+        );
+        let by_owner: Vec<(Option<String>, u64)> = store
+            .violations_by_owner()
+            .unwrap()
+            .into_iter()
+            .map(|o| (o.owner_id.map(|id| id.to_string()), o.count))
+            .collect();
+        assert_eq!(by_owner, vec![(None, 1), (Some("u1".into()), 1)]);
+    }
+}

@@ -150,3 +150,43 @@ fn run_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
         error: row.get(7)?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::{TestStore, day, hubspot};
+    use super::*;
+
+    #[test]
+    fn a_run_is_recorded_running_then_finished_with_its_counts() {
+        let mut test = TestStore::new();
+        let store = &mut test.store;
+        let sync = store
+            .begin_run(RunKind::Sync, Some(&hubspot()), day(1, 0))
+            .unwrap();
+        let audit = store.begin_run(RunKind::Audit, None, day(1, 1)).unwrap();
+        assert_eq!(store.run(sync).unwrap().unwrap().status, RunStatus::Running);
+        let counts = serde_json::json!({ "records": 12, "skipped": 1 });
+        store
+            .finish_run(sync, RunStatus::Partial, &counts, None, day(1, 2))
+            .unwrap();
+
+        let runs = store.runs(10).unwrap();
+        assert_eq!(
+            runs.iter().map(|r| r.id).collect::<Vec<_>>(),
+            vec![audit, sync]
+        );
+        let sync_row = &runs[1];
+        assert_eq!(sync_row.connector, Some(hubspot()));
+        assert_eq!(sync_row.counts, Some(counts));
+        assert_eq!(sync_row.finished_at, Some(day(1, 2)));
+        assert_eq!(store.runs(1).unwrap().len(), 1);
+        let missing = store.finish_run(
+            RunId(99),
+            RunStatus::Ok,
+            &serde_json::json!({}),
+            None,
+            day(2, 0),
+        );
+        assert!(matches!(missing, Err(StoreError::RunNotFound(RunId(99)))));
+    }
+}
