@@ -1,0 +1,358 @@
+//! The one SQLite file that holds all of journeyd's state, and the only
+//! module that speaks SQL.
+//!
+//! - [`Store`]: a sync type owning one connection; every query is a method;
+//! - [`StoreHandle`]: the async face: a dedicated thread owns the `Store`,
+//!   so SQLite never blocks the async runtime;
+//! - `migrations`: the schema, versioned and append-only;
+//! - `records`, `chunks`: CRM snapshots and stage history in, streamed out
+//!   chunk by chunk (with duplicate peers) for the audit;
+//! - `owners`, `runs`, `watermarks`, `ledger`: the other synced and
+//!   operational state;
+//! - `audit`: the [`AuditWriter`], one transaction per audit;
+//! - `violations`: the violations log, its events, admin actions, listing;
+//! - `report`: raw per-stage figures for the report.
+//!
+//! The store never reads the clock: every `now` and `at` is passed in. It
+//! does not know the journey's rules; it keeps what they found.
+
+mod audit;
+mod chunks;
+mod columns;
+mod handle;
+mod ledger;
+mod migrations;
+mod owners;
+mod records;
+mod report;
+mod runs;
+mod violations;
+mod watermarks;
+
+pub use audit::{AuditDiff, AuditWriter, ChunkDiff, RecordState};
+pub use chunks::{DuplicatePeer, StoredRecord};
+pub use handle::StoreHandle;
+pub use ledger::{LedgerEntry, LedgerState};
+pub use records::UpsertCounts;
+pub use report::{OwnerCount, StageFigures, StageRuleCount};
+pub use runs::{RunId, RunKind, RunRow, RunStatus};
+pub use violations::{
+    EventKind, EventRow, SummaryRow, ViolationFilter, ViolationId, ViolationRow, ViolationStatus,
+};
+pub use watermarks::StoredWatermark;
+
+use journeyd_connector::{ActionKey, ConnectorName, ObjectKind, RecordId};
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long a statement waits for another connection's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Enough for every distinct statement the store prepares.
+const STATEMENT_CACHE: usize = 64;
+
+/// What went wrong in the store, naming what was being done.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open store {}", path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("store {} cannot use write-ahead logging (journal mode stays {mode})", path.display())]
+    JournalMode { path: PathBuf, mode: String },
+    #[error("cannot restrict permissions of store {}", path.display())]
+    Permissions {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot migrate store {}", path.display())]
+    Migrate {
+        path: PathBuf,
+        #[source]
+        source: rusqlite_migration::Error,
+    },
+    #[error("store is busy (another process holds the write lock) while trying to {op}")]
+    Busy {
+        op: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("store failed to {op}")]
+    Sql {
+        op: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("cannot store {object} {id} of connector {connector}")]
+    Record {
+        connector: ConnectorName,
+        object: ObjectKind,
+        id: RecordId,
+        #[source]
+        source: Box<StoreError>,
+    },
+    #[error("cannot encode or decode {what}")]
+    Json {
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("cannot record violation {fingerprint}")]
+    RecordViolation {
+        fingerprint: String,
+        #[source]
+        source: Box<StoreError>,
+    },
+    #[error("violation {0} not found")]
+    ViolationNotFound(ViolationId),
+    #[error("fingerprint prefix {0:?} matches more than one violation")]
+    AmbiguousPrefix(String),
+    #[error("cannot {action} violation {id}: it is {status}")]
+    InvalidTransition {
+        id: ViolationId,
+        action: &'static str,
+        status: ViolationStatus,
+    },
+    #[error("a reason is required to {action} violation {id}")]
+    ReasonRequired {
+        id: ViolationId,
+        action: &'static str,
+    },
+    #[error("run {0} not found")]
+    RunNotFound(RunId),
+    #[error("write-back action {0} is not in the ledger")]
+    LedgerKeyNotFound(ActionKey),
+    #[error("cannot start the store thread")]
+    Thread(#[source] std::io::Error),
+    /// The store thread is gone, or the job panicked (and was rolled back).
+    #[error("the store job did not complete")]
+    Closed,
+}
+
+impl StoreError {
+    pub(crate) fn record(
+        connector: &ConnectorName,
+        object: ObjectKind,
+        id: &RecordId,
+        source: StoreError,
+    ) -> StoreError {
+        StoreError::Record {
+            connector: connector.clone(),
+            object,
+            id: id.clone(),
+            source: Box::new(source),
+        }
+    }
+}
+
+/// Names the operation a rusqlite error happened in.
+pub(crate) trait SqlContext<T> {
+    fn op(self, op: &'static str) -> Result<T, StoreError>;
+}
+
+impl<T> SqlContext<T> for Result<T, rusqlite::Error> {
+    fn op(self, op: &'static str) -> Result<T, StoreError> {
+        self.map_err(|source| match source.sqlite_error_code() {
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+                StoreError::Busy { op, source }
+            }
+            _ => StoreError::Sql { op, source },
+        })
+    }
+}
+
+pub(crate) fn json_error(what: impl Into<String>) -> impl FnOnce(serde_json::Error) -> StoreError {
+    let what = what.into();
+    move |source| StoreError::Json { what, source }
+}
+
+/// The state file, with one open connection. Sync: use it from one thread,
+/// or through a [`StoreHandle`] from async code.
+pub struct Store {
+    conn: Connection,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.conn.path())
+            .finish()
+    }
+}
+
+impl Store {
+    /// Opens (creating it if need be) the store at `path` and brings its
+    /// schema up to date. The parent directory must exist. On unix the file
+    /// is readable by its owner only; SQLite gives its `-wal` and `-shm`
+    /// files the same mode.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        restrict_permissions(path)?;
+        let open_error = |source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut conn = Connection::open_with_flags(path, flags).map_err(open_error)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+            .map_err(open_error)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::JournalMode {
+                path: path.to_owned(),
+                mode,
+            });
+        }
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(open_error)?;
+        conn.pragma_update(None, "foreign_keys", true)
+            .map_err(open_error)?;
+        migrations::migrations()
+            .to_latest(&mut conn)
+            .map_err(|source| StoreError::Migrate {
+                path: path.to_owned(),
+                source,
+            })?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        audit::create_temp_tables(&conn).map_err(open_error)?;
+        Ok(Store { conn })
+    }
+
+    /// The schema version the file is at.
+    pub fn schema_version(&self) -> Result<usize, StoreError> {
+        let version: i64 = self
+            .conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .op("read the schema version")?;
+        Ok(usize::try_from(version).unwrap_or(0))
+    }
+}
+
+/// Creates the file owner-only before SQLite does, so that it is never
+/// readable by others, and tightens the mode of an existing one.
+#[cfg(unix)]
+fn restrict_permissions(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let io_error = |source| StoreError::Permissions {
+        path: path.to_owned(),
+        source,
+    };
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_error)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io_error)
+}
+
+#[cfg(not(unix))]
+fn restrict_permissions(_path: &Path) -> Result<(), StoreError> {
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod testkit;
+
+#[cfg(test)]
+mod tests {
+    use super::testkit::TestStore;
+    use super::*;
+
+    #[test]
+    fn opening_an_empty_file_migrates_it_to_the_latest_schema() {
+        let test = TestStore::new();
+        let latest = migrations::migrations();
+        assert_eq!(latest.pending_migrations(&test.store.conn).ok(), Some(0));
+        assert_eq!(test.store.schema_version().ok(), Some(1));
+        let tables: Vec<String> = test
+            .store
+            .conn
+            .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        for table in [
+            "owners",
+            "record_state",
+            "records",
+            "runs",
+            "stage_history",
+            "violation_events",
+            "violations",
+            "watermarks",
+            "writeback_ledger",
+        ] {
+            assert!(tables.iter().any(|t| t == table), "missing {table}");
+        }
+    }
+
+    #[test]
+    fn reopening_a_store_keeps_its_data_and_schema() {
+        let mut test = TestStore::new();
+        test.store
+            .upsert_records(
+                &testkit::hubspot(),
+                &[testkit::record(ObjectKind::Deal, "1")],
+                testkit::day(1, 0),
+            )
+            .unwrap();
+        let path = test.path();
+        drop(std::mem::replace(
+            &mut test.store,
+            Store::open(&path).unwrap(),
+        ));
+        assert_eq!(test.store.record_count().unwrap(), 1);
+        assert_eq!(test.store.schema_version().unwrap(), 1);
+    }
+
+    #[test]
+    fn the_store_uses_wal_foreign_keys_and_a_busy_timeout() {
+        let test = TestStore::new();
+        let conn = &test.store.conn;
+        let mode: String = conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        let sync: i64 = conn
+            .pragma_query_value(None, "synchronous", |r| r.get(0))
+            .unwrap();
+        let fk: i64 = conn
+            .pragma_query_value(None, "foreign_keys", |r| r.get(0))
+            .unwrap();
+        let busy: i64 = conn
+            .pragma_query_value(None, "busy_timeout", |r| r.get(0))
+            .unwrap();
+        assert_eq!((mode.as_str(), sync, fk, busy), ("wal", 1, 1, 5000));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_store_file_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let test = TestStore::new();
+        for name in ["journeyd.db", "journeyd.db-wal"] {
+            let mode = std::fs::metadata(test.dir.path().join(name))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{name}");
+        }
+    }
+
+    #[test]
+    fn opening_in_a_missing_directory_names_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missing").join("journeyd.db");
+        let err = Store::open(&path).unwrap_err();
+        assert!(err.to_string().contains("missing"), "{err}");
+    }
+}

@@ -1,0 +1,192 @@
+//! A row per run (import, sync, audit, write-back): when, how it ended, its
+//! counts. Audits and violation events point at their run.
+
+use super::columns::{get_opt_ts, get_ts, sql_enum, sql_id, ts};
+use super::{SqlContext, Store, StoreError, json_error};
+use chrono::{DateTime, Utc};
+use journeyd_connector::ConnectorName;
+use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+use std::fmt;
+
+/// A run's id, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct RunId(pub i64);
+
+sql_id!(RunId);
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+sql_enum!(
+    /// What a run did.
+    RunKind {
+        Import => "import",
+        Sync => "sync",
+        Audit => "audit",
+        Writeback => "writeback",
+    }
+);
+
+sql_enum!(
+    /// How a run stands or ended.
+    RunStatus {
+        Running => "running",
+        Ok => "ok",
+        /// Finished, with records skipped or actions failed.
+        Partial => "partial",
+        Failed => "failed",
+    }
+);
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunRow {
+    pub id: RunId,
+    pub kind: RunKind,
+    pub connector: Option<ConnectorName>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub status: RunStatus,
+    pub counts: Option<serde_json::Value>,
+    pub error: Option<String>,
+}
+
+impl Store {
+    /// Starts a run: a row with status `running`.
+    pub fn begin_run(
+        &mut self,
+        kind: RunKind,
+        connector: Option<&ConnectorName>,
+        at: DateTime<Utc>,
+    ) -> Result<RunId, StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO runs (kind, connector, started_at, status)
+                 VALUES (?1, ?2, ?3, 'running') RETURNING id",
+            )
+            .op("prepare beginning a run")?
+            .query_row(
+                params![kind, connector.map(|c| c.as_str()), ts(at)],
+                |row| row.get(0),
+            )
+            .op("begin a run")
+    }
+
+    /// Ends `run` with `status`, its counts and, if it failed, its error.
+    pub fn finish_run(
+        &mut self,
+        run: RunId,
+        status: RunStatus,
+        counts: &serde_json::Value,
+        error: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let counts = serde_json::to_string(counts)
+            .map_err(json_error(format!("the counts of run {run}")))?;
+        let changed = self
+            .conn
+            .prepare_cached(
+                "UPDATE runs SET status = ?2, counts = ?3, error = ?4, finished_at = ?5
+                 WHERE id = ?1",
+            )
+            .op("prepare finishing a run")?
+            .execute(params![run, status, counts, error, ts(at)])
+            .op("finish a run")?;
+        if changed == 0 {
+            return Err(StoreError::RunNotFound(run));
+        }
+        Ok(())
+    }
+
+    pub fn run(&self, run: RunId) -> Result<Option<RunRow>, StoreError> {
+        self.conn
+            .prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"))
+            .op("prepare reading a run")?
+            .query_row([run], run_row)
+            .optional()
+            .op("read a run")
+    }
+
+    /// The latest `limit` runs, newest first.
+    pub fn runs(&self, limit: usize) -> Result<Vec<RunRow>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {RUN_COLUMNS} FROM runs ORDER BY id DESC LIMIT ?1"
+            ))
+            .op("prepare listing runs")?;
+        let rows = stmt
+            .query_map([limit], run_row)
+            .op("list runs")?
+            .collect::<Result<Vec<_>, _>>()
+            .op("list runs")?;
+        Ok(rows)
+    }
+}
+
+const RUN_COLUMNS: &str = "id, kind, connector, started_at, finished_at, status, counts, error";
+
+fn run_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
+    let counts: Option<String> = row.get(6)?;
+    let counts = counts
+        .map(|text| serde_json::from_str(&text))
+        .transpose()
+        .map_err(|err| {
+            rusqlite::Error::FromSqlConversionFailure(6, rusqlite::types::Type::Text, Box::new(err))
+        })?;
+    Ok(RunRow {
+        id: row.get(0)?,
+        kind: row.get(1)?,
+        connector: row.get::<_, Option<String>>(2)?.map(ConnectorName::new),
+        started_at: get_ts(row, 3)?,
+        finished_at: get_opt_ts(row, 4)?,
+        status: row.get(5)?,
+        counts,
+        error: row.get(7)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::{TestStore, day, hubspot};
+    use super::*;
+
+    #[test]
+    fn a_run_is_recorded_running_then_finished_with_its_counts() {
+        let mut test = TestStore::new();
+        let store = &mut test.store;
+        let sync = store
+            .begin_run(RunKind::Sync, Some(&hubspot()), day(1, 0))
+            .unwrap();
+        let audit = store.begin_run(RunKind::Audit, None, day(1, 1)).unwrap();
+        assert_eq!(store.run(sync).unwrap().unwrap().status, RunStatus::Running);
+        let counts = serde_json::json!({ "records": 12, "skipped": 1 });
+        store
+            .finish_run(sync, RunStatus::Partial, &counts, None, day(1, 2))
+            .unwrap();
+
+        let runs = store.runs(10).unwrap();
+        assert_eq!(
+            runs.iter().map(|r| r.id).collect::<Vec<_>>(),
+            vec![audit, sync]
+        );
+        let sync_row = &runs[1];
+        assert_eq!(sync_row.connector, Some(hubspot()));
+        assert_eq!(sync_row.counts, Some(counts));
+        assert_eq!(sync_row.finished_at, Some(day(1, 2)));
+        assert_eq!(store.runs(1).unwrap().len(), 1);
+        let missing = store.finish_run(
+            RunId(99),
+            RunStatus::Ok,
+            &serde_json::json!({}),
+            None,
+            day(2, 0),
+        );
+        assert!(matches!(missing, Err(StoreError::RunNotFound(RunId(99)))));
+    }
+}

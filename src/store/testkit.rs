@@ -1,0 +1,93 @@
+//! Builders shared by the store's tests: a store in a temporary directory,
+//! records, violations and fixed times.
+
+use super::Store;
+use crate::journey::StageId;
+use crate::rules::{BuiltinRule, Fingerprint, PlannedAction, Violation};
+use chrono::{DateTime, TimeZone, Utc};
+use journeyd_connector::{ConnectorName, CrmRecord, ObjectKind, RecordId, System};
+use tempfile::TempDir;
+
+/// A store in its own temporary directory, removed on drop.
+pub struct TestStore {
+    pub store: Store,
+    pub dir: TempDir,
+}
+
+impl TestStore {
+    pub fn new() -> TestStore {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("journeyd.db")).expect("open store");
+        TestStore { store, dir }
+    }
+
+    pub fn path(&self) -> std::path::PathBuf {
+        self.dir.path().join("journeyd.db")
+    }
+}
+
+/// Midnight UTC of 2024-05-`day`, plus `hour` hours.
+pub fn day(day: u32, hour: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2024, 5, day, hour, 0, 0)
+        .single()
+        .expect("valid date")
+}
+
+pub fn hubspot() -> ConnectorName {
+    ConnectorName::new("hubspot")
+}
+
+pub fn record(object: ObjectKind, id: &str) -> CrmRecord {
+    CrmRecord {
+        system: System::Hubspot,
+        object,
+        id: RecordId::new(id),
+        name: Some(format!("{object} {id}")),
+        url: None,
+        owner_id: None,
+        stage: None,
+        lifecycle_status: None,
+        stage_entered_at: None,
+        amount: None,
+        currency: None,
+        email: None,
+        domain: None,
+        created_at: day(1, 0),
+        modified_at: day(1, 0),
+        close_date: None,
+        contract_start: None,
+        contract_end: None,
+        fields: Default::default(),
+        associations: Default::default(),
+        tasks: Vec::new(),
+        stage_history: Vec::new(),
+    }
+}
+
+/// A violation of `rule` on deal `id` of the hubspot connector.
+pub fn violation(id: &str, rule: BuiltinRule, stage: Option<&str>) -> Violation {
+    let connector = hubspot();
+    let record_id = RecordId::new(id);
+    let stage = stage.map(StageId::new);
+    Violation {
+        fingerprint: Fingerprint::of(
+            &connector,
+            ObjectKind::Deal,
+            &record_id,
+            &rule.id(),
+            stage.as_ref(),
+        ),
+        connector,
+        object: ObjectKind::Deal,
+        record_id,
+        record_name: Some(format!("Deal {id}")),
+        record_url: None,
+        rule: rule.id(),
+        severity: rule.default_severity(),
+        stage,
+        owner_id: None,
+        owner_role: None,
+        message: format!("deal {id} breaks {rule}"),
+        action: PlannedAction::None,
+    }
+}
