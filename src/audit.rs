@@ -64,9 +64,15 @@ struct Judged {
 }
 
 /// Audits every stored record of `config`'s connectors.
-pub fn run(store: &mut Store, config: &Config, now: DateTime<Utc>) -> Result<AuditSummary, AuditError> {
+pub fn run(
+    store: &mut Store,
+    config: &Config,
+    now: DateTime<Utc>,
+) -> Result<AuditSummary, AuditError> {
     let started = Instant::now();
-    let run = store.begin_run(RunKind::Audit, None, now).map_err(AuditError::Begin)?;
+    let run = store
+        .begin_run(RunKind::Audit, None, now)
+        .map_err(AuditError::Begin)?;
     let span = tracing::info_span!("audit", run = run.0);
     let _entered = span.enter();
     match audit(store, config, run, now) {
@@ -101,7 +107,12 @@ pub fn run(store: &mut Store, config: &Config, now: DateTime<Utc>) -> Result<Aud
     }
 }
 
-fn audit(store: &mut Store, config: &Config, run: RunId, now: DateTime<Utc>) -> Result<AuditSummary, StoreError> {
+fn audit(
+    store: &mut Store,
+    config: &Config,
+    run: RunId,
+    now: DateTime<Utc>,
+) -> Result<AuditSummary, StoreError> {
     let mut owners: HashMap<ConnectorName, OwnerIndex> = HashMap::new();
     for connector in &config.connectors {
         let index = store
@@ -140,7 +151,9 @@ fn audit(store: &mut Store, config: &Config, run: RunId, now: DateTime<Utc>) -> 
             summary.records += 1;
             summary.expression_errors += one.errors.len() as u64;
             let room = ERROR_SAMPLES.saturating_sub(summary.expression_error_samples.len());
-            summary.expression_error_samples.extend(one.errors.into_iter().take(room));
+            summary
+                .expression_error_samples
+                .extend(one.errors.into_iter().take(room));
             violations.extend(one.violations);
             states.push(one.state);
         }

@@ -57,16 +57,25 @@ pub const COLUMNS: [&str; 20] = [
 ];
 
 /// Writes every violation `filter` selects to `out`; returns how many.
-pub fn export(store: &Store, filter: &ViolationFilter, format: Format, out: impl Write) -> Result<u64, ExportError> {
+pub fn export(
+    store: &Store,
+    filter: &ViolationFilter,
+    format: Format,
+    out: impl Write,
+) -> Result<u64, ExportError> {
     let mut count = 0u64;
     match format {
         Format::Csv => {
             let mut csv = csv::Writer::from_writer(out);
-            csv.write_record(COLUMNS).map_err(|source| ExportError::Csv { id: 0, source })?;
+            csv.write_record(COLUMNS)
+                .map_err(|source| ExportError::Csv { id: 0, source })?;
             store.list_violations(filter, |row| {
                 count += 1;
                 csv.write_record(csv_fields(&row))
-                    .map_err(|source| ExportError::Csv { id: row.id.0, source })
+                    .map_err(|source| ExportError::Csv {
+                        id: row.id.0,
+                        source,
+                    })
             })?;
             csv.flush()?;
         }
@@ -91,7 +100,10 @@ pub fn export(store: &Store, filter: &ViolationFilter, format: Format, out: impl
                     }
                     Ok(())
                 };
-                write(&mut out).map_err(|source| ExportError::Write { id: row.id.0, source })
+                write(&mut out).map_err(|source| ExportError::Write {
+                    id: row.id.0,
+                    source,
+                })
             })?;
             if array {
                 out.write_all(b"\n]\n")?;
@@ -121,7 +133,9 @@ fn csv_fields(row: &ViolationRow) -> [String; 20] {
         row.message.clone(),
         serde_json::to_string(&row.action).unwrap_or_default(),
         opt(row.status_reason.as_deref()),
-        row.suppressed_until.map(|d| d.to_string()).unwrap_or_default(),
+        row.suppressed_until
+            .map(|d| d.to_string())
+            .unwrap_or_default(),
         row.first_seen.to_rfc3339(),
         row.last_seen.to_rfc3339(),
         row.resolved_at.map(|d| d.to_rfc3339()).unwrap_or_default(),

@@ -71,7 +71,10 @@ pub fn import(
     let mut owners = Vec::new();
     for (index, line) in input.lines().enumerate() {
         let number = index + 1;
-        let line = line.map_err(|source| ImportError::Read { line: number, source })?;
+        let line = line.map_err(|source| ImportError::Read {
+            line: number,
+            source,
+        })?;
         summary.lines = number;
         if line.trim().is_empty() {
             continue;
@@ -81,7 +84,10 @@ pub fn import(
             Ok(Line::Owner(owner)) => owners.push(owner),
             Err(reason) => {
                 tracing::warn!(line = number, %reason, "import line skipped");
-                summary.skipped.push(SkippedLine { line: number, reason });
+                summary.skipped.push(SkippedLine {
+                    line: number,
+                    reason,
+                });
             }
         }
         if records.len() == BATCH {

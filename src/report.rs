@@ -58,14 +58,17 @@ pub fn build(store: &Store, journey: &Journey) -> Result<Report, StoreError> {
         .map(|(index, stage)| {
             let here = figure(index);
             let reached = here.map_or(0, |f| f.reached);
-            let next = (index + 1 < journey.stages.len()).then(|| figure(index + 1).map_or(0, |f| f.reached));
+            let next = (index + 1 < journey.stages.len())
+                .then(|| figure(index + 1).map_or(0, |f| f.reached));
             StageReport {
                 stage: stage.id.clone(),
                 name: stage.name.clone(),
                 owner_role: stage.owner_role.clone(),
                 records: here.map_or(0, |f| f.records),
                 reached,
-                conversion: next.filter(|_| reached > 0).map(|n| n as f64 / reached as f64),
+                conversion: next
+                    .filter(|_| reached > 0)
+                    .map(|n| n as f64 / reached as f64),
                 days_median: here.and_then(|f| f.days_median),
                 days_p90: here.and_then(|f| f.days_p90),
                 stalled: here.map_or(0, |f| f.stalled),

@@ -14,7 +14,12 @@ use tracing_subscriber::EnvFilter;
 /// record each finished operation.
 pub fn init() {
     let terminal = std::io::stderr().is_terminal();
-    let default = if terminal { "warn" } else { "info" };
+    // Migrations log each step at INFO; an admin only needs to hear of trouble.
+    let default = if terminal {
+        "warn"
+    } else {
+        "info,rusqlite_migration=warn"
+    };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -35,7 +35,10 @@ impl Context {
     pub fn config(&self) -> Result<Config, ExitCode> {
         config::load(&self.config_path).map_err(|errors| {
             eprint!("{errors}");
-            eprintln!("error: {} problem(s) in the config; nothing was done", errors.diagnostics.len());
+            eprintln!(
+                "error: {} problem(s) in the config; nothing was done",
+                errors.diagnostics.len()
+            );
             ExitCode::from(EXIT_CONFIG)
         })
     }
@@ -47,10 +50,12 @@ impl Context {
     pub fn open_store(&self, config: &Config) -> anyhow::Result<Store> {
         let path = self.state_path(config);
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("could not create the state directory {}", dir.display()))?;
+            std::fs::create_dir_all(dir).with_context(|| {
+                format!("could not create the state directory {}", dir.display())
+            })?;
         }
-        Store::open(path).with_context(|| format!("could not open the state file {}", path.display()))
+        Store::open(path)
+            .with_context(|| format!("could not open the state file {}", path.display()))
     }
 }
 
@@ -80,7 +85,11 @@ pub fn config_check(ctx: &Context) -> anyhow::Result<ExitCode> {
         config: &config.path,
         state_path: ctx.state_path(&config),
         stages: config.journey.stages.len(),
-        connectors: config.connectors.iter().map(|c| c.name.to_string()).collect(),
+        connectors: config
+            .connectors
+            .iter()
+            .map(|c| c.name.to_string())
+            .collect(),
         custom_rules: config.custom_rules.len(),
         writeback: match config.writeback.mode {
             config::WritebackMode::DryRun => "dry-run",
@@ -124,7 +133,11 @@ pub fn journey_show(ctx: &Context) -> anyhow::Result<ExitCode> {
                 name: &s.name,
                 owner_role: s.owner_role.as_str(),
                 max_days: s.max_days,
-                exit_criteria: s.exit_criteria.iter().map(|c| (c.name.as_str(), c.expr.source())).collect(),
+                exit_criteria: s
+                    .exit_criteria
+                    .iter()
+                    .map(|c| (c.name.as_str(), c.expr.source()))
+                    .collect(),
                 handoff_fields: &s.handoff_fields,
             })
             .collect();
@@ -139,18 +152,36 @@ pub fn journey_show(ctx: &Context) -> anyhow::Result<ExitCode> {
             s.name.clone(),
             s.owner_role.to_string(),
             opt(s.max_days),
-            s.exit_criteria.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join("\n"),
+            s.exit_criteria
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join("\n"),
             s.handoff_fields.join(", "),
         ]
     });
     println!(
         "{}",
-        table(&["#", "STAGE", "NAME", "OWNER ROLE", "MAX DAYS", "EXIT CRITERIA", "HANDOFF FIELDS"], rows)
+        table(
+            &[
+                "#",
+                "STAGE",
+                "NAME",
+                "OWNER ROLE",
+                "MAX DAYS",
+                "EXIT CRITERIA",
+                "HANDOFF FIELDS"
+            ],
+            rows
+        )
     );
     Ok(ExitCode::SUCCESS)
 }
 
-fn pick_connector<'c>(config: &'c Config, name: Option<&str>) -> anyhow::Result<&'c ConnectorConfig> {
+fn pick_connector<'c>(
+    config: &'c Config,
+    name: Option<&str>,
+) -> anyhow::Result<&'c ConnectorConfig> {
     match name {
         Some(name) => config
             .connectors
@@ -159,11 +190,19 @@ fn pick_connector<'c>(config: &'c Config, name: Option<&str>) -> anyhow::Result<
             .ok_or_else(|| anyhow!("no connector `{name}` in {}", config.path.display())),
         None => match config.connectors.as_slice() {
             [only] => Ok(only),
-            [] => bail!("{} configures no connector to import into", config.path.display()),
+            [] => bail!(
+                "{} configures no connector to import into",
+                config.path.display()
+            ),
             _ => bail!(
                 "{} configures several connectors: name one with --connector ({})",
                 config.path.display(),
-                config.connectors.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+                config
+                    .connectors
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         },
     }
@@ -185,7 +224,12 @@ pub fn import(ctx: &Context, args: &ImportArgs) -> anyhow::Result<ExitCode> {
         json(&summary)?;
     } else {
         for skipped in &summary.skipped {
-            eprintln!("{}:{}: skipped: {}", args.file.display(), skipped.line, skipped.reason);
+            eprintln!(
+                "{}:{}: skipped: {}",
+                args.file.display(),
+                skipped.line,
+                skipped.reason
+            );
         }
         let r = &summary.records;
         println!(
@@ -244,7 +288,18 @@ pub fn audit(ctx: &Context) -> anyhow::Result<ExitCode> {
     });
     println!(
         "{}",
-        table(&["RULE", "STAGE", "NEW", "OPEN", "ACKNOWLEDGED", "SUPPRESSED", "RESOLVED THIS RUN"], rows)
+        table(
+            &[
+                "RULE",
+                "STAGE",
+                "NEW",
+                "OPEN",
+                "ACKNOWLEDGED",
+                "SUPPRESSED",
+                "RESOLVED THIS RUN"
+            ],
+            rows
+        )
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -263,7 +318,8 @@ pub fn report(ctx: &Context) -> anyhow::Result<ExitCode> {
             s.owner_role.to_string(),
             s.records.to_string(),
             s.reached.to_string(),
-            s.conversion.map_or_else(|| "-".into(), |c| format!("{:.0}%", c * 100.0)),
+            s.conversion
+                .map_or_else(|| "-".into(), |c| format!("{:.0}%", c * 100.0)),
             opt(s.days_median),
             opt(s.days_p90),
             s.stalled.to_string(),
@@ -273,14 +329,30 @@ pub fn report(ctx: &Context) -> anyhow::Result<ExitCode> {
     println!(
         "{}",
         table(
-            &["STAGE", "OWNER ROLE", "RECORDS", "REACHED", "TO NEXT", "MEDIAN DAYS", "P90 DAYS", "STALLED", "VIOLATIONS"],
+            &[
+                "STAGE",
+                "OWNER ROLE",
+                "RECORDS",
+                "REACHED",
+                "TO NEXT",
+                "MEDIAN DAYS",
+                "P90 DAYS",
+                "STALLED",
+                "VIOLATIONS"
+            ],
             rows
         )
     );
     println!("\nOpen violations by rule");
     println!(
         "{}",
-        table(&["RULE", "OPEN"], report.by_rule.iter().map(|(rule, n)| vec![rule.clone(), n.to_string()]))
+        table(
+            &["RULE", "OPEN"],
+            report
+                .by_rule
+                .iter()
+                .map(|(rule, n)| vec![rule.clone(), n.to_string()])
+        )
     );
     println!("\nOpen violations by owner");
     println!(
@@ -288,7 +360,12 @@ pub fn report(ctx: &Context) -> anyhow::Result<ExitCode> {
         table(
             &["CONNECTOR", "OWNER", "ROLE", "OPEN"],
             report.by_owner.iter().take(20).map(|o| {
-                vec![o.connector.to_string(), opt(o.owner_id.as_ref()), opt(o.owner_role.as_ref()), o.count.to_string()]
+                vec![
+                    o.connector.to_string(),
+                    opt(o.owner_id.as_ref()),
+                    opt(o.owner_role.as_ref()),
+                    o.count.to_string(),
+                ]
             })
         )
     );

@@ -1,6 +1,8 @@
 //! `journeyd violations`: list, show, acknowledge, suppress, reopen, export.
 
-use crate::cli::args::{AdminArgs, ExportFormat, FilterArgs, SeverityArg, StatusArg, ViolationsCommand};
+use crate::cli::args::{
+    AdminArgs, ExportFormat, FilterArgs, SeverityArg, StatusArg, ViolationsCommand,
+};
 use crate::cli::commands::{Context, load_config};
 use crate::cli::output::{json, opt, table};
 use crate::export::{self, Format};
@@ -41,7 +43,11 @@ pub fn run(ctx: &Context, command: ViolationsCommand) -> anyhow::Result<ExitCode
             store.reopen(row.id, &by, &reason, Utc::now())?;
             done(ctx, &store, row, "reopened")?;
         }
-        ViolationsCommand::Export { format, output, filter: args } => {
+        ViolationsCommand::Export {
+            format,
+            output,
+            filter: args,
+        } => {
             let format = match format {
                 ExportFormat::Csv => Format::Csv,
                 ExportFormat::Json => Format::Json,
@@ -88,7 +94,9 @@ fn filter(args: &FilterArgs) -> ViolationFilter {
         stage: args.stage.as_deref().map(StageId::new),
         owner_id: args.owner.as_deref().map(OwnerId::new),
         connector: args.connector.as_deref().map(ConnectorName::new),
-        since: args.since.map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc()),
+        since: args
+            .since
+            .map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc()),
         min_severity: args.severity.map(|s| match s {
             SeverityArg::Low => Severity::Low,
             SeverityArg::Medium => Severity::Medium,
@@ -121,14 +129,21 @@ fn list(ctx: &Context, store: &Store, filter: &ViolationFilter) -> anyhow::Resul
     });
     println!(
         "{}",
-        table(&["ID", "SEVERITY", "STATUS", "RULE", "STAGE", "RECORD", "OWNER", "MESSAGE"], lines)
+        table(
+            &[
+                "ID", "SEVERITY", "STATUS", "RULE", "STAGE", "RECORD", "OWNER", "MESSAGE"
+            ],
+            lines
+        )
     );
     eprintln!("{} violation(s)", rows.len());
     Ok(())
 }
 
 fn find(store: &Store, id: &str) -> anyhow::Result<ViolationRow> {
-    store.violation(id)?.ok_or_else(|| anyhow!("no violation `{id}` (give its id or a fingerprint of 6+ characters)"))
+    store.violation(id)?.ok_or_else(|| {
+        anyhow!("no violation `{id}` (give its id or a fingerprint of 6+ characters)")
+    })
 }
 
 fn show(ctx: &Context, store: &Store, id: &str) -> anyhow::Result<()> {
@@ -144,9 +159,25 @@ fn show(ctx: &Context, store: &Store, id: &str) -> anyhow::Result<()> {
         ("severity", row.severity.to_string()),
         ("rule", row.rule.to_string()),
         ("stage", opt(row.stage.as_ref())),
-        ("record", format!("{} {} {} {}", row.connector, row.object, row.record_id, row.record_name.clone().unwrap_or_default())),
+        (
+            "record",
+            format!(
+                "{} {} {} {}",
+                row.connector,
+                row.object,
+                row.record_id,
+                row.record_name.clone().unwrap_or_default()
+            ),
+        ),
         ("link", opt(row.record_url.as_ref())),
-        ("owner", format!("{} ({})", opt(row.owner_id.as_ref()), opt(row.owner_role.as_ref()))),
+        (
+            "owner",
+            format!(
+                "{} ({})",
+                opt(row.owner_id.as_ref()),
+                opt(row.owner_role.as_ref())
+            ),
+        ),
         ("message", row.message.clone()),
         ("action", serde_json::to_string(&row.action)?),
         ("first seen", row.first_seen.to_rfc3339()),
@@ -162,11 +193,18 @@ fn show(ctx: &Context, store: &Store, id: &str) -> anyhow::Result<()> {
             e.at.to_rfc3339(),
             e.actor.clone(),
             e.kind.as_str().to_owned(),
-            format!("{} -> {}", e.from_status.map_or("-", |s| s.as_str()), e.to_status.as_str()),
+            format!(
+                "{} -> {}",
+                e.from_status.map_or("-", |s| s.as_str()),
+                e.to_status.as_str()
+            ),
             opt(e.reason.as_ref()),
         ]
     });
-    println!("{}", table(&["AT", "BY", "EVENT", "STATUS", "REASON"], lines));
+    println!(
+        "{}",
+        table(&["AT", "BY", "EVENT", "STATUS", "REASON"], lines)
+    );
     Ok(())
 }
 
@@ -177,7 +215,11 @@ fn who_why(admin: &AdminArgs) -> anyhow::Result<(String, String)> {
     let by = admin
         .by
         .clone()
-        .or_else(|| ["USER", "LOGNAME", "USERNAME"].iter().find_map(|v| std::env::var(v).ok()))
+        .or_else(|| {
+            ["USER", "LOGNAME", "USERNAME"]
+                .iter()
+                .find_map(|v| std::env::var(v).ok())
+        })
         .filter(|by| !by.trim().is_empty())
         .unwrap_or_else(|| "unknown".to_owned());
     Ok((by, admin.reason.clone()))

@@ -134,8 +134,10 @@ impl JourneyRecord {
         }
     }
 
+    /// Whole days since the record entered its stage; a CRM clock ahead of
+    /// ours gives 0, not a negative count.
     pub fn days_in_stage(&self, now: DateTime<Utc>) -> Option<i64> {
-        self.entered_stage_at.map(|at| (now - at).num_days())
+        self.entered_stage_at.map(|at| (now - at).num_days().max(0))
     }
 
     /// The `record` variable of CEL expressions.

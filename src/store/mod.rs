@@ -37,7 +37,8 @@ pub use records::UpsertCounts;
 pub use report::{OwnerCount, StageFigures, StageRuleCount};
 pub use runs::{RunId, RunKind, RunRow, RunStatus};
 pub use violations::{
-    EventKind, EventRow, SummaryRow, ViolationFilter, ViolationId, ViolationRow, ViolationStatus,
+    EventKind, EventRow, RunSummaryRow, SummaryRow, ViolationFilter, ViolationId, ViolationRow,
+    ViolationStatus,
 };
 pub use watermarks::StoredWatermark;
 

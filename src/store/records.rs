@@ -25,6 +25,14 @@ pub struct UpsertCounts {
     pub unchanged: u64,
 }
 
+impl std::ops::AddAssign for UpsertCounts {
+    fn add_assign(&mut self, other: UpsertCounts) {
+        self.inserted += other.inserted;
+        self.updated += other.updated;
+        self.unchanged += other.unchanged;
+    }
+}
+
 impl UpsertCounts {
     pub fn total(&self) -> u64 {
         self.inserted + self.updated + self.unchanged

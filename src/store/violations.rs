@@ -133,6 +133,21 @@ pub struct ViolationFilter {
     pub limit: Option<NonZeroUsize>,
 }
 
+/// One line of an audit's summary: what the run opened and resolved for a
+/// rule at a stage, and how many are open, acknowledged and suppressed now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunSummaryRow {
+    pub rule: RuleId,
+    pub stage: Option<StageId>,
+    /// Opened or reopened by the run.
+    pub new: u64,
+    /// Resolved by the run.
+    pub resolved: u64,
+    pub open: u64,
+    pub acknowledged: u64,
+    pub suppressed: u64,
+}
+
 /// How many violations share a rule, stage and status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SummaryRow {
@@ -509,6 +524,74 @@ impl Store {
             .op("summarize violations")?;
         Ok(rows)
     }
+
+    /// What one audit run did and where the log stands, by rule and stage:
+    /// the run's openings and resolutions from its events, and the current
+    /// count of each status.
+    pub fn run_summary(&self, run: RunId) -> Result<Vec<RunSummaryRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT v.rule, v.stage, e.kind, count(*) FROM violation_events e
+                 JOIN violations v ON v.id = e.violation_id
+                 WHERE e.run_id = ?1 GROUP BY v.rule, v.stage, e.kind",
+            )
+            .op("prepare summarizing a run")?;
+        let events: Vec<(RuleId, Option<StageId>, EventKind, u64)> = stmt
+            .query_map([run.0], |row| {
+                Ok((
+                    RuleId::new(row.get::<_, String>(0)?),
+                    row.get::<_, Option<String>>(1)?.map(StageId::new),
+                    get_named(row, 2, EventKind::parse)?,
+                    row.get(3)?,
+                ))
+            })
+            .op("summarize a run")?
+            .collect::<Result<_, _>>()
+            .op("summarize a run")?;
+        let mut merged: std::collections::BTreeMap<(RuleId, Option<StageId>), RunSummaryRow> =
+            std::collections::BTreeMap::new();
+        for (rule, stage, kind, count) in events {
+            let row = run_summary_slot(&mut merged, &rule, &stage);
+            match kind {
+                EventKind::Opened | EventKind::Reopened | EventKind::Unsuppressed => {
+                    row.new += count
+                }
+                EventKind::Resolved => row.resolved += count,
+                EventKind::Acknowledged | EventKind::Suppressed => {}
+            }
+        }
+        for summary in self.violation_summary()? {
+            let row = run_summary_slot(&mut merged, &summary.rule, &summary.stage);
+            match summary.status {
+                ViolationStatus::Open => row.open += summary.count,
+                ViolationStatus::Acknowledged => row.acknowledged += summary.count,
+                ViolationStatus::Suppressed => row.suppressed += summary.count,
+                ViolationStatus::Resolved => {}
+            }
+        }
+        Ok(merged
+            .into_values()
+            .filter(|r| r.new + r.resolved + r.open + r.acknowledged + r.suppressed > 0)
+            .collect())
+    }
+}
+
+fn run_summary_slot<'m>(
+    rows: &'m mut std::collections::BTreeMap<(RuleId, Option<StageId>), RunSummaryRow>,
+    rule: &RuleId,
+    stage: &Option<StageId>,
+) -> &'m mut RunSummaryRow {
+    rows.entry((rule.clone(), stage.clone()))
+        .or_insert_with(|| RunSummaryRow {
+            rule: rule.clone(),
+            stage: stage.clone(),
+            new: 0,
+            resolved: 0,
+            open: 0,
+            acknowledged: 0,
+            suppressed: 0,
+        })
 }
 
 #[cfg(test)]

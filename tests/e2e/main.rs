@@ -1,1 +1,6 @@
-//! e2e
+//! End-to-end tests: the real `journeyd` binary, a real SQLite file in a
+//! temporary directory, the shipped config.
+
+mod admin_flow;
+mod config_check;
+mod support;
