@@ -114,7 +114,7 @@ fn parse_line(line: &str, connector: &ConnectorConfig) -> Result<Line, String> {
         && record.system != connector.system
     {
         return Err(format!(
-            "record {} is from {}, but connector {} is {}",
+            "record {} is from {}, but connector `{}` is a {} connector",
             record.id, record.system, connector.name, connector.system
         ));
     }

@@ -41,7 +41,7 @@ pub fn build(store: &Store, journey: &Journey) -> Result<Report, StoreError> {
     let figures = store.stage_figures()?;
     let by_stage_rule = store.violations_by_stage_rule()?;
     let mut by_owner = store.violations_by_owner()?;
-    by_owner.sort_by(|a, b| b.count.cmp(&a.count));
+    by_owner.sort_by_key(|o| std::cmp::Reverse(o.count));
     let mut per_stage: BTreeMap<&str, u64> = BTreeMap::new();
     let mut per_rule: BTreeMap<String, u64> = BTreeMap::new();
     for row in &by_stage_rule {

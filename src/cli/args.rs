@@ -50,6 +50,12 @@ pub enum Command {
     Violations(ViolationsCommand),
     /// Stage KPIs: conversion, time in stage, stalled records, violations.
     Report,
+    /// Run the whole pipeline on a built-in sample portal: no account, no network.
+    Demo {
+        /// Keep the demo's config and state file instead of removing them.
+        #[arg(long)]
+        keep: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

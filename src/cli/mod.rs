@@ -3,6 +3,7 @@
 
 pub mod args;
 mod commands;
+mod demo;
 mod output;
 mod violations;
 
@@ -32,6 +33,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Import(args) => commands::import(&ctx, &args),
         Command::Audit => commands::audit(&ctx),
         Command::Report => commands::report(&ctx),
+        Command::Demo { keep } => demo::run(ctx.json, keep),
         Command::Violations(command) => violations::run(&ctx, command),
     }
 }

@@ -1,7 +1,7 @@
 //! `journeyd violations`: list, show, acknowledge, suppress, reopen, export.
 
 use crate::cli::args::{
-    AdminArgs, ExportFormat, FilterArgs, SeverityArg, StatusArg, ViolationsCommand,
+    AdminArgs, ExportFormat, FilterArgs, ListArgs, SeverityArg, StatusArg, ViolationsCommand,
 };
 use crate::cli::commands::{Context, load_config};
 use crate::cli::output::{json, opt, table};
@@ -19,11 +19,7 @@ pub fn run(ctx: &Context, command: ViolationsCommand) -> anyhow::Result<ExitCode
     let config = load_config!(ctx);
     let mut store = ctx.open_store(&config)?;
     match command {
-        ViolationsCommand::List(args) => {
-            let mut filter = filter(&args.filter);
-            filter.limit = NonZeroUsize::new(args.limit as usize);
-            list(ctx, &store, &filter)?;
-        }
+        ViolationsCommand::List(args) => list_in(ctx, &store, &args)?,
         ViolationsCommand::Show { id } => show(ctx, &store, &id)?,
         ViolationsCommand::Ack(admin) => {
             let row = find(&store, &admin.id)?;
@@ -68,6 +64,20 @@ pub fn run(ctx: &Context, command: ViolationsCommand) -> anyhow::Result<ExitCode
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `violations list`, for callers that have their arguments already.
+pub fn list_command(ctx: &Context, args: &ListArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config!(ctx);
+    let store = ctx.open_store(&config)?;
+    list_in(ctx, &store, args)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn list_in(ctx: &Context, store: &Store, args: &ListArgs) -> anyhow::Result<()> {
+    let mut filter = filter(&args.filter);
+    filter.limit = NonZeroUsize::new(args.limit as usize);
+    list(ctx, store, &filter)
 }
 
 /// Without `--status`, the list shows what needs attention: open and

@@ -97,6 +97,9 @@ pub struct ConnectorConfig {
     /// Native stage value -> journey stage, per object kind. An object kind
     /// absent here is not part of the journey.
     pub stages: BTreeMap<ObjectKind, BTreeMap<String, StageId>>,
+    /// Native stage values mapped to `"-"`: the record has left the journey
+    /// (closed-lost, disqualified) and only record-level rules apply.
+    pub outside: BTreeMap<ObjectKind, BTreeSet<String>>,
     pub roles: RoleMap,
     /// CRM field name -> canonical field name.
     pub fields: BTreeMap<String, String>,

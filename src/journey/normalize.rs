@@ -20,6 +20,12 @@ pub fn normalize(
     record: CrmRecord,
 ) -> JourneyRecord {
     let stage_map = connector.stages.get(&record.object);
+    let left_journey = record.stage.as_ref().is_some_and(|native| {
+        connector
+            .outside
+            .get(&record.object)
+            .is_some_and(|values| values.contains(native))
+    });
     let map_stage = |native: &str| -> StageRef {
         stage_map
             .and_then(|map| map.get(native))
@@ -72,7 +78,7 @@ pub fn normalize(
         id: record.id,
         name: record.name,
         url: record.url,
-        in_journey: stage_map.is_some(),
+        in_journey: stage_map.is_some() && !left_journey,
         stage,
         owner,
         entered_stage_at,

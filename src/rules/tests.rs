@@ -91,6 +91,7 @@ fn connector() -> ConnectorConfig {
         system: System::Hubspot,
         secret: None,
         stages: BTreeMap::new(),
+        outside: BTreeMap::new(),
         roles: RoleMap::default(),
         fields: BTreeMap::new(),
         lifecycle: Some(LifecycleMap {

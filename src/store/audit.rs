@@ -158,19 +158,47 @@ impl AuditWriter<'_> {
 
     fn record_one(&self, v: &Violation, diff: &mut ChunkDiff) -> Result<(), StoreError> {
         let action = serde_json::to_string(&v.action).map_err(json_error("a planned action"))?;
-        let existing: Option<(ViolationId, ViolationStatus)> = self
-            .tx
-            .prepare_cached("SELECT id, status FROM violations WHERE fingerprint = ?1")
-            .op("prepare reading a violation")?
-            .query_row([v.fingerprint.as_str()], |row| {
-                Ok((row.get(0)?, row.get(1)?))
-            })
-            .optional()
-            .op("read a violation")?;
         let stage = v.stage.as_ref().map(StageId::as_str);
         let owner = v.owner_id.as_ref().map(OwnerId::as_str);
         let role = v.owner_role.as_ref().map(RoleId::as_str);
-        match existing {
+        let existing: Option<(ViolationId, ViolationStatus, bool)> = self
+            .tx
+            .prepare_cached(
+                "SELECT id, status,
+                     record_name IS ?2 AND record_url IS ?3 AND severity = ?4
+                     AND owner_id IS ?5 AND owner_role IS ?6 AND message = ?7 AND action = ?8
+                 FROM violations WHERE fingerprint = ?1",
+            )
+            .op("prepare reading a violation")?
+            .query_row(
+                params![
+                    v.fingerprint.as_str(),
+                    v.record_name,
+                    v.record_url,
+                    severity_rank(v.severity),
+                    owner,
+                    role,
+                    v.message,
+                    action,
+                ],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )
+            .optional()
+            .op("read a violation")?;
+        // The common case of a nightly audit: the same problem, worded the
+        // same. Only the sighting moves, which touches no index.
+        if let Some((id, status, true)) = existing
+            && status != ViolationStatus::Resolved
+        {
+            self.tx
+                .prepare_cached("UPDATE violations SET last_seen = ?2, last_run = ?3 WHERE id = ?1")
+                .op("prepare refreshing a violation")?
+                .execute(params![id, self.now_text, self.run])
+                .op("refresh a violation")?;
+            diff.still_failing += 1;
+            return Ok(());
+        }
+        match existing.map(|(id, status, _)| (id, status)) {
             None => {
                 let id: ViolationId = self
                     .tx

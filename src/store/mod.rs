@@ -210,6 +210,10 @@ impl Store {
                 mode,
             });
         }
+        // An audit touches every violation's row; with SQLite's 2 MB default
+        // the violation indexes no longer fit and every write misses.
+        conn.pragma_update(None, "cache_size", -32_768)
+            .op("set the page cache size")?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(open_error)?;
         conn.pragma_update(None, "foreign_keys", true)

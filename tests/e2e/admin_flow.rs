@@ -6,7 +6,7 @@ use serde_json::Value;
 
 fn fixture() -> String {
     repo()
-        .join("tests/e2e/fixtures/hubspot.jsonl")
+        .join("src/cli/demo/hubspot-sample.jsonl")
         .display()
         .to_string()
 }
@@ -29,16 +29,16 @@ fn import_keeps_the_good_lines_and_names_each_bad_one() {
     let output = install.run(&["import", &fixture(), "--connector", "hubspot"]);
     let err = stderr(&output);
     assert!(
-        err.contains("hubspot.jsonl:11: skipped: expected ident"),
+        err.contains("hubspot-sample.jsonl:11: skipped: expected ident"),
         "{err}"
     );
     assert!(
-        err.contains("hubspot.jsonl:12: skipped: record 006A is from salesforce"),
+        err.contains("hubspot-sample.jsonl:12: skipped: record 006A is from salesforce, but connector `hubspot` is a hubspot connector"),
         "{err}"
     );
-    assert!(err.contains("hubspot.jsonl:13: skipped:"), "{err}");
+    assert!(err.contains("hubspot-sample.jsonl:13: skipped:"), "{err}");
     assert!(
-        stdout(&output).contains("6 records (6 new"),
+        stdout(&output).contains("7 records (7 new"),
         "{}",
         stdout(&output)
     );
@@ -50,7 +50,7 @@ fn import_audit_list_ack_audit_export() {
     install.run(&["import", &fixture(), "--connector", "hubspot"]);
 
     let first = install.json(&["audit"]);
-    assert_eq!(first["summary"]["records"], 6);
+    assert_eq!(first["summary"]["records"], 7);
     assert_eq!(first["summary"]["new"], first["summary"]["violations"]);
     let open = violations(&install, &[]);
     assert_eq!(open.len() as u64, first["summary"]["new"].as_u64().unwrap());
@@ -64,6 +64,10 @@ fn import_audit_list_ack_audit_export() {
     find(&open, "missing_owner", "9003");
     find(&open, "unmapped_stage", "9006");
     find(&open, "stalled", "9005");
+    assert!(
+        open.iter().all(|v| v["record_id"] != "9008"),
+        "a closed-lost deal (mapped to \"-\") has left the journey: no owner needed"
+    );
 
     let id = ownerless["id"].to_string();
     install.run(&[

@@ -43,12 +43,20 @@ pub(super) fn connectors(
         };
 
         let mut stages = BTreeMap::new();
+        let mut outside = BTreeMap::new();
         for (kind, map) in &raw.stages {
             let kind_value = object_kind(check, kind, &context, "stages");
             let within = format!("stages.{}", kind.get_ref());
-            let map = stage_map(map, &within, &context, known, check);
+            // `"-"` marks a native stage that has left the journey
+            // (closed-lost, disqualified): known, but not a journey stage.
+            let (left, journey): (TextMap, TextMap) = map
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .partition(|(_, stage)| stage.get_ref() == OUTSIDE);
+            let map = stage_map(&journey, &within, &context, known, check);
             if let Some(kind) = kind_value {
                 stages.insert(kind, map);
+                outside.insert(kind, left.into_keys().map(|k| k.into_inner()).collect());
             }
         }
 
@@ -113,6 +121,7 @@ pub(super) fn connectors(
                 system,
                 secret,
                 stages,
+                outside,
                 roles,
                 fields,
                 lifecycle: lifecycle.flatten(),
@@ -184,6 +193,9 @@ fn secret_ref(
         }
     }
 }
+
+/// The stage map value of a native stage outside the journey.
+pub(super) const OUTSIDE: &str = "-";
 
 /// Native value -> stage id, for `stages.KIND` and `lifecycle.values`.
 fn stage_map(
