@@ -30,14 +30,15 @@ mod violations;
 mod watermarks;
 
 pub use audit::{AuditDiff, AuditWriter, ChunkDiff, RecordState};
-pub use chunks::{DuplicatePeer, StoredRecord};
+pub use chunks::{DuplicatePeer, MAX_PEERS, StoredRecord};
 pub use handle::StoreHandle;
 pub use ledger::{LedgerEntry, LedgerState};
 pub use records::UpsertCounts;
 pub use report::{OwnerCount, StageFigures, StageRuleCount};
 pub use runs::{RunId, RunKind, RunRow, RunStatus};
 pub use violations::{
-    EventKind, EventRow, SummaryRow, ViolationFilter, ViolationId, ViolationRow, ViolationStatus,
+    EventKind, EventRow, MIN_PREFIX, SummaryRow, ViolationFilter, ViolationId, ViolationRow,
+    ViolationStatus,
 };
 pub use watermarks::StoredWatermark;
 
@@ -254,14 +255,19 @@ fn restrict_permissions(path: &Path) -> Result<(), StoreError> {
         path: path.to_owned(),
         source,
     };
-    std::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(false)
         .mode(0o600)
         .open(path)
         .map_err(io_error)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io_error)
+    let mode = file.metadata().map_err(io_error)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        file.set_permissions(std::fs::Permissions::from_mode(mode & 0o700))
+            .map_err(io_error)?;
+    }
+    Ok(())
 }
 
 #[cfg(not(unix))]
@@ -357,6 +363,19 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600, "{name}");
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn opening_tightens_a_store_file_others_could_read() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journeyd.db");
+        std::fs::write(&path, b"").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        Store::open(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 
     #[test]
