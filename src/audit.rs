@@ -18,11 +18,12 @@ use journeyd_connector::ConnectorName;
 use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::time::Instant;
 use thiserror::Error;
 
 /// Records read and evaluated at a time.
-pub const CHUNK: usize = 2000;
+pub const CHUNK: NonZeroUsize = NonZeroUsize::new(2000).expect("non-zero");
 
 /// Evaluation errors kept by name in the summary; the rest are counted.
 const ERROR_SAMPLES: usize = 10;

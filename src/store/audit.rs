@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use journeyd_connector::{ConnectorName, ObjectKind, OwnerId, RecordId};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use serde::Serialize;
+use std::num::NonZeroUsize;
 use std::ops::AddAssign;
 
 /// What the last audit derived of one record, for the stage report.
@@ -136,7 +137,7 @@ impl AuditWriter<'_> {
     pub fn records_chunk(
         &self,
         after: Option<i64>,
-        limit: usize,
+        limit: NonZeroUsize,
     ) -> Result<Vec<StoredRecord>, StoreError> {
         read_chunk(&self.tx, Scope::Audit, after, limit)
     }
@@ -333,7 +334,7 @@ impl AuditWriter<'_> {
     }
 
     /// Ends the audit and commits. First, suppressions dated before today
-    /// end: those violations are open again. Then every open or
+    /// end, whatever their connector: those violations are open again. Then every open or
     /// acknowledged violation of an audited connector that this audit did
     /// not record is resolved, whether its record passes now or is gone.
     /// Nothing is deleted.
@@ -668,7 +669,10 @@ mod tests {
         let other = ConnectorName::new("salesforce");
         let writer = store.begin_audit(run, &[other], day(2, 2)).unwrap();
         assert!(
-            writer.records_chunk(None, 10).unwrap().is_empty(),
+            writer
+                .records_chunk(None, NonZeroUsize::new(10).unwrap())
+                .unwrap()
+                .is_empty(),
             "not in scope"
         );
         assert_eq!(writer.finish().unwrap().resolved, 0);
@@ -687,7 +691,9 @@ mod tests {
         let mut after = None;
         let mut seen = 0;
         loop {
-            let chunk = writer.records_chunk(after, 2).unwrap();
+            let chunk = writer
+                .records_chunk(after, NonZeroUsize::new(2).unwrap())
+                .unwrap();
             let Some(last) = chunk.last() else { break };
             after = Some(last.rowid);
             seen += chunk.len();

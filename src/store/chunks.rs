@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use journeyd_connector::{ConnectorName, CrmRecord, ObjectKind, OwnerId, RecordId, StageChange};
 use rusqlite::{Connection, params};
 use std::collections::HashMap;
+use std::num::NonZeroUsize;
 
 /// At most this many duplicate peers are returned per record.
 pub const MAX_PEERS: usize = 5;
@@ -49,7 +50,7 @@ impl Store {
     pub fn records_chunk(
         &self,
         after: Option<i64>,
-        limit: usize,
+        limit: NonZeroUsize,
     ) -> Result<Vec<StoredRecord>, StoreError> {
         read_chunk(&self.conn, Scope::All, after, limit)
     }
@@ -80,10 +81,10 @@ pub(super) fn read_chunk(
     conn: &Connection,
     scope: Scope,
     after: Option<i64>,
-    limit: usize,
+    limit: NonZeroUsize,
 ) -> Result<Vec<StoredRecord>, StoreError> {
     let after = after.unwrap_or(i64::MIN);
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let limit = i64::try_from(limit.get()).unwrap_or(i64::MAX);
     let mut records = read_records(conn, scope, after, limit)?;
     let (Some(first), Some(last)) = (records.first(), records.last()) else {
         return Ok(records);
@@ -250,11 +251,15 @@ mod tests {
     use super::*;
     use std::collections::HashSet;
 
+    fn n(limit: usize) -> NonZeroUsize {
+        NonZeroUsize::new(limit).unwrap()
+    }
+
     fn all_ids(store: &Store, limit: usize) -> Vec<String> {
         let mut ids = Vec::new();
         let mut after = None;
         loop {
-            let chunk = store.records_chunk(after, limit).unwrap();
+            let chunk = store.records_chunk(after, n(limit)).unwrap();
             assert!(chunk.len() <= limit);
             let Some(last) = chunk.last() else { break };
             after = Some(last.rowid);
@@ -312,7 +317,7 @@ mod tests {
             .upsert_records(&hubspot(), std::slice::from_ref(&later), day(4, 0))
             .unwrap();
 
-        let chunk = test.store.records_chunk(None, 10).unwrap();
+        let chunk = test.store.records_chunk(None, n(10)).unwrap();
         let stages: Vec<(&str, DateTime<Utc>)> = chunk[0]
             .record
             .stage_history
@@ -350,7 +355,7 @@ mod tests {
             .upsert_records(&ConnectorName::new("eu"), &[elsewhere], day(1, 0))
             .unwrap();
 
-        let chunk = test.store.records_chunk(None, 10).unwrap();
+        let chunk = test.store.records_chunk(None, n(10)).unwrap();
         let peers = |id: &str| -> Vec<(ObjectKind, String, String)> {
             chunk
                 .iter()
@@ -402,7 +407,7 @@ mod tests {
             )
             .unwrap();
 
-        let chunk = test.store.records_chunk(None, 10).unwrap();
+        let chunk = test.store.records_chunk(None, n(10)).unwrap();
         let a1 = &chunk[0];
         assert_eq!(a1.record.id.as_str(), "A1");
         let peers: Vec<&str> = a1.duplicates.iter().map(|p| p.id.as_str()).collect();
@@ -431,7 +436,7 @@ mod tests {
         test.store
             .upsert_records(&hubspot(), &leads, day(1, 0))
             .unwrap();
-        let chunk = test.store.records_chunk(None, 3).unwrap();
+        let chunk = test.store.records_chunk(None, n(3)).unwrap();
         assert_eq!(chunk.len(), 3);
         for stored in &chunk {
             assert_eq!(stored.duplicates.len(), MAX_PEERS);

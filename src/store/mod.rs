@@ -30,15 +30,15 @@ mod violations;
 mod watermarks;
 
 pub use audit::{AuditDiff, AuditWriter, ChunkDiff, RecordState};
-pub use chunks::{DuplicatePeer, StoredRecord};
+pub use chunks::{DuplicatePeer, MAX_PEERS, StoredRecord};
 pub use handle::StoreHandle;
 pub use ledger::{LedgerEntry, LedgerState};
 pub use records::UpsertCounts;
 pub use report::{OwnerCount, StageFigures, StageRuleCount};
 pub use runs::{RunId, RunKind, RunRow, RunStatus};
 pub use violations::{
-    EventKind, EventRow, RunSummaryRow, SummaryRow, ViolationFilter, ViolationId, ViolationRow,
-    ViolationStatus,
+    EventKind, EventRow, MIN_PREFIX, RunSummaryRow, SummaryRow, ViolationFilter, ViolationId,
+    ViolationRow, ViolationStatus,
 };
 pub use watermarks::StoredWatermark;
 
@@ -49,6 +49,11 @@ use std::time::Duration;
 
 /// How long a statement waits for another connection's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Page cache per connection. The audit updates indexes keyed by
+/// fingerprint, which are random: with SQLite's 2 MiB default a large audit
+/// spends its time re-reading index pages.
+const CACHE_KIB: i64 = 64 * 1024;
 
 /// Enough for every distinct statement the store prepares.
 const STATEMENT_CACHE: usize = 64;
@@ -210,13 +215,15 @@ impl Store {
                 mode,
             });
         }
-        // An audit touches every violation's row; with SQLite's 2 MB default
-        // the violation indexes no longer fit and every write misses.
-        conn.pragma_update(None, "cache_size", -32_768)
-            .op("set the page cache size")?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(open_error)?;
         conn.pragma_update(None, "foreign_keys", true)
+            .map_err(open_error)?;
+        conn.pragma_update(None, "cache_size", -CACHE_KIB)
+            .map_err(open_error)?;
+        // Statement journals (one per write inside a long transaction) stay
+        // in memory instead of costing a temp-file write per page.
+        conn.pragma_update(None, "temp_store", "MEMORY")
             .map_err(open_error)?;
         migrations::migrations()
             .to_latest(&mut conn)
@@ -248,14 +255,19 @@ fn restrict_permissions(path: &Path) -> Result<(), StoreError> {
         path: path.to_owned(),
         source,
     };
-    std::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(false)
         .mode(0o600)
         .open(path)
         .map_err(io_error)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io_error)
+    let mode = file.metadata().map_err(io_error)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        file.set_permissions(std::fs::Permissions::from_mode(mode & 0o700))
+            .map_err(io_error)?;
+    }
+    Ok(())
 }
 
 #[cfg(not(unix))]
@@ -351,6 +363,19 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600, "{name}");
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn opening_tightens_a_store_file_others_could_read() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journeyd.db");
+        std::fs::write(&path, b"").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        Store::open(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 
     #[test]

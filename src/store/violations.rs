@@ -30,7 +30,7 @@ use std::fmt;
 use std::num::NonZeroUsize;
 
 /// The actor of every change an audit makes.
-pub const AUDIT_ACTOR: &str = "journeyd";
+pub(super) const AUDIT_ACTOR: &str = "journeyd";
 
 /// A fingerprint prefix shorter than this is not looked up.
 pub const MIN_PREFIX: usize = 6;
