@@ -184,6 +184,24 @@ fn fired_with(
     fired
 }
 
+/// The whole rule set on one record, without duplicate peers.
+fn evaluate(
+    record: &JourneyRecord,
+    custom: &[CustomRule],
+    actions: BTreeMap<RuleId, ActionKind>,
+    when: DateTime<Utc>,
+) -> crate::rules::Evaluation {
+    let journey = journey();
+    let checks = checks();
+    let rules = RuleSet {
+        journey: &journey,
+        checks: &checks,
+        custom,
+        actions: &actions,
+    };
+    rules.evaluate(&connector(), record, &[], when)
+}
+
 fn fired(record: &JourneyRecord) -> Vec<String> {
     fired_with(record, &[], &[], &checks())
 }
@@ -247,16 +265,7 @@ fn exit_criteria_unmet_fires_for_an_earlier_stage_and_names_the_criterion() {
         ..healthy_deal()
     };
     assert_eq!(fired(&record), ["exit_criteria_unmet"]);
-    let journey = journey();
-    let checks = checks();
-    let actions = BTreeMap::new();
-    let rules = RuleSet {
-        journey: &journey,
-        checks: &checks,
-        custom: &[],
-        actions: &actions,
-    };
-    let violation = &rules.evaluate(&connector(), &record, &[], now()).violations[0];
+    let violation = &evaluate(&record, &[], BTreeMap::new(), now()).violations[0];
     assert_eq!(violation.stage, Some(StageId::new("awareness")));
     assert!(
         violation.message.contains("email_known"),
@@ -389,16 +398,7 @@ fn lifecycle_mismatch_fires_and_plans_the_value_of_the_journey_stage() {
         ..healthy_deal()
     };
     assert_eq!(fired(&record), ["lifecycle_mismatch"]);
-    let journey = journey();
-    let checks = checks();
-    let actions = BTreeMap::new();
-    let rules = RuleSet {
-        journey: &journey,
-        checks: &checks,
-        custom: &[],
-        actions: &actions,
-    };
-    let violation = &rules.evaluate(&connector(), &record, &[], now()).violations[0];
+    let violation = &evaluate(&record, &[], BTreeMap::new(), now()).violations[0];
     assert_eq!(
         violation.action,
         PlannedAction::SetLifecycle {
@@ -534,17 +534,7 @@ fn custom_rules_fire_when_their_condition_holds_and_render_their_message() {
         &[],
         &[],
     );
-    let journey = journey();
-    let checks = checks();
-    let actions = BTreeMap::new();
-    let custom = [rule];
-    let rules = RuleSet {
-        journey: &journey,
-        checks: &checks,
-        custom: &custom,
-        actions: &actions,
-    };
-    let evaluation = rules.evaluate(&connector(), &healthy_deal(), &[], now());
+    let evaluation = evaluate(&healthy_deal(), &[rule], BTreeMap::new(), now());
     let violation = &evaluation.violations[0];
     assert_eq!(violation.rule.as_str(), "big_deal_no_sponsor");
     assert_eq!(violation.severity, Severity::High);
@@ -578,17 +568,7 @@ fn custom_rules_apply_only_to_their_objects_and_stages() {
 #[test]
 fn a_custom_condition_that_errors_is_reported_not_fired() {
     let rule = custom("record.fields.sponsor == 'x'", &[], &[]);
-    let journey = journey();
-    let checks = checks();
-    let actions = BTreeMap::new();
-    let custom = [rule];
-    let rules = RuleSet {
-        journey: &journey,
-        checks: &checks,
-        custom: &custom,
-        actions: &actions,
-    };
-    let evaluation = rules.evaluate(&connector(), &healthy_deal(), &[], now());
+    let evaluation = evaluate(&healthy_deal(), &[rule], BTreeMap::new(), now());
     assert!(evaluation.violations.is_empty());
     assert_eq!(evaluation.expression_errors.len(), 1);
 }
@@ -599,19 +579,8 @@ fn fingerprints_are_stable_across_runs_and_ignore_the_message() {
         entered_stage_at: Some(now() - Duration::days(25)),
         ..healthy_deal()
     };
-    let journey = journey();
-    let checks = checks();
-    let actions = BTreeMap::new();
-    let rules = RuleSet {
-        journey: &journey,
-        checks: &checks,
-        custom: &[],
-        actions: &actions,
-    };
-    let first = rules.evaluate(&connector(), &record, &[], now()).violations;
-    let later = rules
-        .evaluate(&connector(), &record, &[], now() + Duration::days(3))
-        .violations;
+    let first = evaluate(&record, &[], BTreeMap::new(), now()).violations;
+    let later = evaluate(&record, &[], BTreeMap::new(), now() + Duration::days(3)).violations;
     assert_ne!(first[0].message, later[0].message, "days in stage moved on");
     assert_eq!(first[0].fingerprint, later[0].fingerprint);
     // Pinned: a change of fingerprint format would duplicate every row of
@@ -628,15 +597,12 @@ fn the_action_policy_overrides_a_rules_default_action() {
         owner: None,
         ..healthy_deal()
     };
-    let journey = journey();
-    let checks = checks();
-    let actions = [(RuleId::new("missing_owner"), ActionKind::None)].into();
-    let rules = RuleSet {
-        journey: &journey,
-        checks: &checks,
-        custom: &[],
-        actions: &actions,
-    };
-    let violation = &rules.evaluate(&connector(), &record, &[], now()).violations[0];
+    let violation = &evaluate(
+        &record,
+        &[],
+        [(RuleId::new("missing_owner"), ActionKind::None)].into(),
+        now(),
+    )
+    .violations[0];
     assert_eq!(violation.action, PlannedAction::None);
 }
