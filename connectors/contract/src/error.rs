@@ -67,3 +67,21 @@ impl ConnectorError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_credentials_are_never_retried_and_an_exhausted_allowance_waits_for_the_next_run() {
+        let auth = ConnectorError::Auth {
+            connector: "hubspot".into(),
+            reason: "invalid token".into(),
+        };
+        assert_eq!(auth.retry(), Retry::Never);
+        let allowance = ConnectorError::AllowanceExhausted {
+            connector: "salesforce".into(),
+        };
+        assert_eq!(allowance.retry(), Retry::NextRun);
+    }
+}

@@ -194,3 +194,36 @@ pub struct Owner {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub teams: Vec<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_kinds_round_trip_through_their_names() {
+        for kind in ObjectKind::ALL {
+            assert_eq!(ObjectKind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(ObjectKind::parse("opportunity"), None);
+    }
+
+    #[test]
+    fn a_record_with_an_unknown_key_is_refused() {
+        let line = r#"{"system":"hubspot","object":"deal","id":"1","created_at":"2026-01-01T00:00:00Z","modified_at":"2026-01-01T00:00:00Z","colour":"red"}"#;
+        let error = serde_json::from_str::<CrmRecord>(line).unwrap_err();
+        assert!(
+            error.to_string().contains("unknown field `colour`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn absent_optional_parts_are_left_out_when_serialized() {
+        let line = r#"{"system":"hubspot","object":"deal","id":"1","created_at":"2026-01-01T00:00:00Z","modified_at":"2026-01-01T00:00:00Z"}"#;
+        let record: CrmRecord = serde_json::from_str(line).unwrap();
+        assert_eq!(
+            serde_json::to_string(&record).unwrap(),
+            r#"{"system":"hubspot","object":"deal","id":"1","created_at":"2026-01-01T00:00:00Z","modified_at":"2026-01-01T00:00:00Z"}"#
+        );
+    }
+}
