@@ -24,6 +24,8 @@ pub enum ExportError {
     },
     #[error("could not write the export")]
     Io(#[from] std::io::Error),
+    #[error("could not write the CSV header")]
+    CsvHeader(#[source] csv::Error),
     #[error("could not write violation {id} as CSV")]
     Csv {
         id: i64,
@@ -67,8 +69,7 @@ pub fn export(
     match format {
         Format::Csv => {
             let mut csv = csv::Writer::from_writer(out);
-            csv.write_record(COLUMNS)
-                .map_err(|source| ExportError::Csv { id: 0, source })?;
+            csv.write_record(COLUMNS).map_err(ExportError::CsvHeader)?;
             store.list_violations(filter, |row| {
                 count += 1;
                 csv.write_record(csv_fields(&row))
@@ -118,20 +119,20 @@ fn csv_fields(row: &ViolationRow) -> [String; 20] {
     let opt = |v: Option<&str>| v.unwrap_or_default().to_owned();
     [
         row.id.to_string(),
-        row.fingerprint.to_string(),
+        row.violation.fingerprint.to_string(),
         row.status.as_str().to_owned(),
-        row.severity.to_string(),
-        row.rule.to_string(),
-        opt(row.stage.as_ref().map(|s| s.as_str())),
-        row.connector.to_string(),
-        row.object.to_string(),
-        row.record_id.to_string(),
-        opt(row.record_name.as_deref()),
-        opt(row.record_url.as_deref()),
-        opt(row.owner_id.as_ref().map(|s| s.as_str())),
-        opt(row.owner_role.as_ref().map(|s| s.as_str())),
-        row.message.clone(),
-        serde_json::to_string(&row.action).unwrap_or_default(),
+        row.violation.severity.to_string(),
+        row.violation.rule.to_string(),
+        opt(row.violation.stage.as_ref().map(|s| s.as_str())),
+        row.violation.connector.to_string(),
+        row.violation.object.to_string(),
+        row.violation.record_id.to_string(),
+        opt(row.violation.record_name.as_deref()),
+        opt(row.violation.record_url.as_deref()),
+        opt(row.violation.owner_id.as_ref().map(|s| s.as_str())),
+        opt(row.violation.owner_role.as_ref().map(|s| s.as_str())),
+        row.violation.message.clone(),
+        serde_json::to_string(&row.violation.action).unwrap_or_default(),
         opt(row.status_reason.as_deref()),
         row.suppressed_until
             .map(|d| d.to_string())

@@ -23,7 +23,7 @@ pub struct StageReport {
     pub days_median: Option<i64>,
     pub days_p90: Option<i64>,
     pub stalled: u64,
-    /// Open and acknowledged violations keyed to this stage.
+    /// Open violations keyed to this stage.
     pub violations: u64,
 }
 

@@ -128,13 +128,16 @@ fn list(ctx: &Context, store: &Store, filter: &ViolationFilter) -> anyhow::Resul
     let lines = rows.iter().map(|v| {
         vec![
             v.id.to_string(),
-            v.severity.to_string(),
+            v.violation.severity.to_string(),
             v.status.as_str().to_owned(),
-            v.rule.to_string(),
-            opt(v.stage.as_ref()),
-            format!("{} {} {}", v.connector, v.object, v.record_id),
-            opt(v.owner_id.as_ref()),
-            v.message.clone(),
+            v.violation.rule.to_string(),
+            opt(v.violation.stage.as_ref()),
+            format!(
+                "{} {} {}",
+                v.violation.connector, v.violation.object, v.violation.record_id
+            ),
+            opt(v.violation.owner_id.as_ref()),
+            v.violation.message.clone(),
         ]
     });
     println!(
@@ -164,32 +167,32 @@ fn show(ctx: &Context, store: &Store, id: &str) -> anyhow::Result<()> {
     }
     let fields = [
         ("id", row.id.to_string()),
-        ("fingerprint", row.fingerprint.to_string()),
+        ("fingerprint", row.violation.fingerprint.to_string()),
         ("status", row.status.as_str().to_owned()),
-        ("severity", row.severity.to_string()),
-        ("rule", row.rule.to_string()),
-        ("stage", opt(row.stage.as_ref())),
+        ("severity", row.violation.severity.to_string()),
+        ("rule", row.violation.rule.to_string()),
+        ("stage", opt(row.violation.stage.as_ref())),
         (
             "record",
             format!(
                 "{} {} {} {}",
-                row.connector,
-                row.object,
-                row.record_id,
-                row.record_name.clone().unwrap_or_default()
+                row.violation.connector,
+                row.violation.object,
+                row.violation.record_id,
+                row.violation.record_name.clone().unwrap_or_default()
             ),
         ),
-        ("link", opt(row.record_url.as_ref())),
+        ("link", opt(row.violation.record_url.as_ref())),
         (
             "owner",
             format!(
                 "{} ({})",
-                opt(row.owner_id.as_ref()),
-                opt(row.owner_role.as_ref())
+                opt(row.violation.owner_id.as_ref()),
+                opt(row.violation.owner_role.as_ref())
             ),
         ),
-        ("message", row.message.clone()),
-        ("action", serde_json::to_string(&row.action)?),
+        ("message", row.violation.message.clone()),
+        ("action", serde_json::to_string(&row.violation.action)?),
         ("first seen", row.first_seen.to_rfc3339()),
         ("last seen", row.last_seen.to_rfc3339()),
         ("suppressed until", opt(row.suppressed_until)),
@@ -240,6 +243,6 @@ fn done(ctx: &Context, store: &Store, before: ViolationRow, what: &str) -> anyho
     if ctx.json {
         return json(&after);
     }
-    println!("violation {} {what}: {}", after.id, after.message);
+    println!("violation {} {what}: {}", after.id, after.violation.message);
     Ok(())
 }

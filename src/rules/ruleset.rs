@@ -13,7 +13,7 @@ use crate::rules::{
     stalled,
 };
 use chrono::{DateTime, Utc};
-use journeyd_connector::{OwnerId, RecordId};
+use journeyd_connector::RecordId;
 use std::cell::OnceCell;
 use std::collections::BTreeMap;
 
@@ -36,8 +36,6 @@ pub struct Finding {
     /// The role accountable at that stage.
     pub owner_role: Option<RoleId>,
     pub message: String,
-    /// Where a rule knows better than "the record's owner" who must act.
-    pub owner_id: Option<OwnerId>,
     /// For `set_lifecycle`: the field and value that would fix it.
     pub set_field: Option<(String, String)>,
 }
@@ -48,7 +46,6 @@ impl Finding {
             stage: stage.cloned(),
             owner_role: owner_role.cloned(),
             message,
-            owner_id: None,
             set_field: None,
         }
     }
@@ -212,13 +209,12 @@ impl<'a> RuleSet<'a> {
         record: &JourneyRecord,
         finding: Finding,
     ) -> Violation {
-        let owner_id = finding.owner_id.or_else(|| {
-            record
-                .owner
-                .as_ref()
-                .filter(|o| o.active != Some(false))
-                .map(|o| o.id.clone())
-        });
+        // The accountable owner is the record's, unless they are inactive.
+        let owner_id = record
+            .owner
+            .as_ref()
+            .filter(|o| o.active != Some(false))
+            .map(|o| o.id.clone());
         let kind = self.actions.get(&rule).copied().unwrap_or(default_action);
         let action = match (kind, finding.set_field) {
             (ActionKind::Task, _) => PlannedAction::Task {

@@ -524,7 +524,7 @@ mod tests {
         let (chunk, _) = audit(store, day(2, 2), std::slice::from_ref(&v));
         assert_eq!(chunk.still_failing, 1);
         let row = store.violation(v.fingerprint.as_str()).unwrap().unwrap();
-        assert_eq!(row.message, "deal 1 stalled for 40 days");
+        assert_eq!(row.violation.message, "deal 1 stalled for 40 days");
         assert_eq!(kinds(store, &v), vec![EventKind::Opened]);
     }
 

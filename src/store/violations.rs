@@ -20,9 +20,9 @@ use super::columns::{
 };
 use super::{RunId, SqlContext, Store, StoreError};
 use crate::journey::{RoleId, StageId};
-use crate::rules::{Fingerprint, PlannedAction, RuleId, Severity};
+use crate::rules::{Fingerprint, RuleId, Severity, Violation};
 use chrono::{DateTime, NaiveDate, Utc};
-use journeyd_connector::{ConnectorName, ObjectKind, OwnerId, RecordId};
+use journeyd_connector::{ConnectorName, OwnerId, RecordId};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
 use serde::Serialize;
@@ -76,19 +76,9 @@ sql_enum!(
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ViolationRow {
     pub id: ViolationId,
-    pub fingerprint: Fingerprint,
-    pub connector: ConnectorName,
-    pub object: ObjectKind,
-    pub record_id: RecordId,
-    pub record_name: Option<String>,
-    pub record_url: Option<String>,
-    pub rule: RuleId,
-    pub severity: Severity,
-    pub stage: Option<StageId>,
-    pub owner_id: Option<OwnerId>,
-    pub owner_role: Option<RoleId>,
-    pub message: String,
-    pub action: PlannedAction,
+    /// The violation as the last audit that found it described it.
+    #[serde(flatten)]
+    pub violation: Violation,
     pub status: ViolationStatus,
     /// The reason of the change that gave the current status.
     pub status_reason: Option<String>,
@@ -166,8 +156,7 @@ fn violation_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ViolationRow> {
     let action = serde_json::from_str(action).map_err(|err| {
         rusqlite::Error::FromSqlConversionFailure(13, rusqlite::types::Type::Text, Box::new(err))
     })?;
-    Ok(ViolationRow {
-        id: row.get(0)?,
+    let violation = Violation {
         fingerprint: Fingerprint::from_stored(row.get(1)?),
         connector: ConnectorName::new(row.get::<_, String>(2)?),
         object: get_object(row, 3)?,
@@ -181,6 +170,10 @@ fn violation_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ViolationRow> {
         owner_role: row.get::<_, Option<String>>(11)?.map(RoleId::new),
         message: row.get(12)?,
         action,
+    };
+    Ok(ViolationRow {
+        id: row.get(0)?,
+        violation,
         status: row.get(14)?,
         status_reason: row.get(15)?,
         suppressed_until: row.get(16)?,
@@ -629,7 +622,10 @@ mod tests {
         let mut ids = Vec::new();
         store
             .list_violations(filter, |row| -> Result<(), StoreError> {
-                ids.push(format!("{}:{}", row.record_id, row.rule));
+                ids.push(format!(
+                    "{}:{}",
+                    row.violation.record_id, row.violation.rule
+                ));
                 Ok(())
             })
             .unwrap();
@@ -642,7 +638,7 @@ mod tests {
         let test = store_with(std::slice::from_ref(&v));
         let fp = v.fingerprint.as_str();
         let by_id = test.store.violation("1").unwrap().unwrap();
-        assert_eq!(by_id.fingerprint, v.fingerprint);
+        assert_eq!(by_id.violation.fingerprint, v.fingerprint);
         for key in [fp, &fp[..6], &fp[..10].to_uppercase()] {
             assert_eq!(
                 test.store.violation(key).unwrap().map(|r| r.id),

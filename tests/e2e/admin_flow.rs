@@ -45,6 +45,29 @@ fn import_keeps_the_good_lines_and_names_each_bad_one() {
 }
 
 #[test]
+fn logs_are_json_lines_with_structured_fields_when_not_on_a_terminal() {
+    let install = Install::new();
+    let output = install.run(&["import", &fixture(), "--connector", "hubspot"]);
+    let logs: Vec<Value> = stderr(&output)
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    let skipped = logs
+        .iter()
+        .find(|l| l["fields"]["message"] == "import line skipped")
+        .unwrap_or_else(|| panic!("no JSON log line for a skipped line in {logs:#?}"));
+    assert_eq!(skipped["level"], "WARN");
+    assert_eq!(skipped["fields"]["line"], 11);
+    assert_eq!(skipped["span"]["connector"], "hubspot");
+    let finished = logs
+        .iter()
+        .find(|l| l["fields"]["message"] == "import finished")
+        .unwrap();
+    assert_eq!(finished["fields"]["records"], 7);
+    assert!(finished["fields"]["ms"].is_u64());
+}
+
+#[test]
 fn import_audit_list_ack_audit_export() {
     let install = Install::new();
     install.run(&["import", &fixture(), "--connector", "hubspot"]);
