@@ -151,6 +151,7 @@ mod tests {
             record_id: RecordId::new("1"),
             field: "lifecycle".into(),
             value: "decision".into(),
+            current: None,
         }
     }
 

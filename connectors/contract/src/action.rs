@@ -62,6 +62,11 @@ pub enum ActionRequest {
         record_id: RecordId,
         field: String,
         value: String,
+        /// The field's value when the action was planned, so a connector
+        /// whose CRM treats some moves specially (HubSpot's forward-only
+        /// lifecycle stage) knows the direction of the move.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        current: Option<String>,
     },
     /// Mark a task journeyd created earlier as completed.
     CompleteTask { key: ActionKey, task_id: String },

@@ -8,17 +8,24 @@
 //!   and what became of each;
 //! - [`page`]: one page of pulled data, with the records that had to be skipped;
 //! - [`error`]: [`ConnectorError`], which says whether a retry can help;
-//! - [`connector`]: the [`Connector`] trait itself.
+//! - [`connector`]: the [`Connector`] trait itself;
+//! - [`http`]: the one HTTP client (auth, rate limits, retries, telemetry);
+//! - [`secret`]: the redacting type every credential is held in;
+//! - `emulator` (feature `emulator`): the loopback server harness every
+//!   connector's emulator is built on;
+//! - `testkit` (feature `testkit`): the conformance suite.
 //!
-//! This crate knows no CRM. It does no IO of its own: it only names the shapes
-//! that flow between the daemon and the connector crates.
+//! This crate knows no CRM: what differs between them is behind the
+//! [`http::Dialect`] trait and in the connector crates.
 
 pub mod action;
 pub mod connector;
 pub mod error;
+pub mod http;
 pub mod ids;
 pub mod page;
 pub mod record;
+pub mod secret;
 
 pub use action::{ActionKey, ActionOutcome, ActionRequest, ActionResult, Priority};
 pub use connector::Connector;

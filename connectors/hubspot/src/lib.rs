@@ -1,0 +1,23 @@
+//! journeyd's HubSpot connector.
+//!
+//! Map of the crate:
+//! - [`settings`]: what the daemon's config tells the connector (URLs, auth
+//!   kind, limits, paging knobs); owned here, built by the daemon's config;
+//! - `wire`: the HubSpot JSON shapes this client reads and writes;
+//! - `dialect`: how HubSpot's error bodies and rate-limit headers read;
+//! - `pull`: owners, pipelines, list and search paging (the 10,000-result
+//!   window restart lives here), archived records;
+//! - `normalize`: a HubSpot object -> [`journeyd_connector::CrmRecord`];
+//! - `writeback`: tasks, property updates, completing tasks, `find_applied`;
+//! - [`connector`]: [`HubspotConnector`], the contract's `Connector`;
+//! - `emulator` (feature `emulator`): a loopback HubSpot built from the
+//!   published API facts, never from this client's wire types.
+
+pub mod connector;
+pub mod settings;
+
+#[cfg(feature = "emulator")]
+pub mod emulator;
+
+pub use connector::HubspotConnector;
+pub use settings::{HubspotAuth, HubspotCredentials, HubspotSettings};

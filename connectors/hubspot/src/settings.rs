@@ -1,0 +1,94 @@
+//! What the daemon's config tells the HubSpot connector. Every value has
+//! been validated by the daemon's config module; secrets arrive separately,
+//! at startup, as [`HubspotCredentials`].
+
+use journeyd_connector::http::{RateLimits, RetryPolicy, TokenStore};
+use journeyd_connector::secret::SecretString;
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::sync::Arc;
+use std::time::Duration;
+use url::Url;
+
+#[derive(Debug, Clone)]
+pub struct HubspotSettings {
+    /// `https://api.hubapi.com`, or an emulator on loopback.
+    pub api_url: Url,
+    /// Where links to records in HubSpot's UI point (`https://app.hubspot.com`).
+    pub app_url: Url,
+    /// The HubSpot account (portal) id, for record links; `None`: no links.
+    pub portal_id: Option<String>,
+    pub auth: HubspotAuth,
+    pub limits: RateLimits,
+    pub retry: RetryPolicy,
+    /// Records per list page (HubSpot's documented maximum is unconfirmed; 100).
+    pub list_limit: NonZeroU32,
+    /// Records per search page (200).
+    pub search_limit: NonZeroU32,
+    /// Results one search query can page through before HubSpot refuses (10,000).
+    pub search_cap: NonZeroU32,
+    /// Inputs per batch call (unconfirmed; 100).
+    pub batch_limit: NonZeroUsize,
+    /// How far before the stored watermark an incremental search starts, for
+    /// clock skew and HubSpot's eventually consistent search index.
+    pub overlap: Duration,
+    /// CRM properties the daemon's field map names, requested on every object.
+    pub properties: Vec<String>,
+    /// The property holding the lifecycle status (`lifecyclestage`), if any.
+    pub lifecycle_property: Option<String>,
+    /// Whether a backward lifecycle move needs clear-then-set (HubSpot's
+    /// documented behaviour; unconfirmed under v3, hence a knob).
+    pub lifecycle_forward_only: bool,
+    /// Association type ids of task -> deal / contact / company (216 / 204 / 192).
+    pub task_association_types: TaskAssociationTypes,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskAssociationTypes {
+    pub deal: u32,
+    pub contact: u32,
+    pub company: u32,
+}
+
+impl Default for TaskAssociationTypes {
+    fn default() -> Self {
+        Self {
+            deal: 216,
+            contact: 204,
+            company: 192,
+        }
+    }
+}
+
+/// How the connector authenticates; the secrets themselves are in
+/// [`HubspotCredentials`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HubspotAuth {
+    /// A private app's access token.
+    PrivateApp,
+    /// OAuth2: a refresh token exchanged at `token_url` (`/oauth/v3/token`).
+    OAuth { client_id: String, token_url: Url },
+}
+
+/// The secrets, read at startup from the environment or systemd credentials.
+#[derive(Clone)]
+pub enum HubspotCredentials {
+    PrivateApp {
+        token: SecretString,
+    },
+    OAuth {
+        client_secret: SecretString,
+        refresh_token: SecretString,
+        /// Where a rotated refresh token is saved before it is used.
+        store: Arc<dyn TokenStore>,
+    },
+}
+
+impl HubspotSettings {
+    /// HubSpot's published defaults against `api_url`: 100 requests per 10 s,
+    /// search 4 per second, pages of 100 (list) and 200 (search), batches of
+    /// 100, the 10,000-result search cap.
+    pub fn defaults(api_url: Url, auth: HubspotAuth) -> Self {
+        let _ = (api_url, auth);
+        todo!()
+    }
+}
