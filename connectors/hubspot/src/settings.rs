@@ -88,7 +88,32 @@ impl HubspotSettings {
     /// search 4 per second, pages of 100 (list) and 200 (search), batches of
     /// 100, the 10,000-result search cap.
     pub fn defaults(api_url: Url, auth: HubspotAuth) -> Self {
-        let _ = (api_url, auth);
-        todo!()
+        let nz = |n: u32| NonZeroU32::new(n).expect("a non-zero literal");
+        Self {
+            api_url,
+            app_url: Url::parse("https://app.hubspot.com").expect("a valid literal URL"),
+            portal_id: None,
+            auth,
+            limits: RateLimits {
+                general: (nz(100), Duration::from_secs(10)),
+                search: Some((nz(4), Duration::from_secs(1))),
+            },
+            retry: RetryPolicy {
+                max_attempts: nz(6),
+                base_delay: Duration::from_millis(500),
+                max_delay: Duration::from_secs(30),
+                budget: 500,
+                timeout: Duration::from_secs(30),
+            },
+            list_limit: nz(100),
+            search_limit: nz(200),
+            search_cap: nz(10_000),
+            batch_limit: NonZeroUsize::new(100).expect("a non-zero literal"),
+            overlap: Duration::from_secs(60),
+            properties: Vec::new(),
+            lifecycle_property: None,
+            lifecycle_forward_only: true,
+            task_association_types: TaskAssociationTypes::default(),
+        }
     }
 }
