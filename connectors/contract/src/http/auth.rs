@@ -217,14 +217,15 @@ impl Authenticator {
             Kind::OAuth(oauth) => oauth,
         };
         let mut state = oauth.state.lock().await;
-        let fresh = state
-            .access
-            .as_ref()
-            .is_some_and(|access| access.renew_at.is_none_or(|at| Instant::now() < at));
-        if !fresh {
-            self.obtain(oauth, &mut state).await?;
+        match &state.access {
+            Some(access) if access.renew_at.is_none_or(|at| Instant::now() < at) => {
+                Ok(Credential {
+                    token: access.token.clone(),
+                    generation: state.generation,
+                })
+            }
+            _ => self.obtain(oauth, &mut state).await,
         }
-        Ok(state.credential())
     }
 
     /// Replaces `refused`, unless another call already has.
@@ -239,7 +240,13 @@ impl Authenticator {
         Ok(())
     }
 
-    async fn obtain(&self, oauth: &OAuth, state: &mut TokenState) -> Result<(), ConnectorError> {
+    /// Asks the token endpoint for a new access token (and, with the
+    /// refresh-token grant, takes on a rotated refresh token once saved).
+    async fn obtain(
+        &self,
+        oauth: &OAuth,
+        state: &mut TokenState,
+    ) -> Result<Credential, ConnectorError> {
         let asked_at = Instant::now();
         let response = self.request_token(oauth, state).await?;
         if let (Grant::RefreshToken { store }, Some(rotated)) =
@@ -257,16 +264,21 @@ impl Authenticator {
                 state.refresh = Some(rotated);
             }
         }
+        let token = SecretString::from(response.access_token().secret().to_owned());
         state.access = Some(Access {
-            token: SecretString::from(response.access_token().secret().to_owned()),
+            token: token.clone(),
+            // A lifetime too long to add up is as good as none.
             renew_at: response
                 .expires_in()
-                .map(|lifetime| asked_at + lifetime - renewal_margin(lifetime)),
+                .and_then(|lifetime| asked_at.checked_add(lifetime - renewal_margin(lifetime))),
         });
         state.generation += 1;
         oauth.counters.token_refreshed();
         tracing::info!(connector = %self.connector, "token refreshed");
-        Ok(())
+        Ok(Credential {
+            token,
+            generation: state.generation,
+        })
     }
 
     async fn request_token(
@@ -415,19 +427,6 @@ impl Authenticator {
         ConnectorError::Auth {
             connector: self.connector.to_string(),
             reason,
-        }
-    }
-}
-
-impl TokenState {
-    fn credential(&self) -> Credential {
-        let access = self
-            .access
-            .as_ref()
-            .expect("an access token was just obtained");
-        Credential {
-            token: access.token.clone(),
-            generation: self.generation,
         }
     }
 }

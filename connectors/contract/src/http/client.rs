@@ -106,6 +106,10 @@ impl fmt::Debug for HttpClient {
 
 impl HttpClient {
     /// Checks the settings and builds the client; it sends nothing yet.
+    ///
+    /// Refuses, as a [`ConnectorError::Transport`] naming the setting, a base
+    /// or token URL that is neither https nor plain http to a loopback host,
+    /// a base URL with a query string, and a rate limit with a zero period.
     pub fn new(settings: HttpSettings, dialect: impl Dialect) -> Result<Self, ConnectorError> {
         let HttpSettings {
             connector,
@@ -167,18 +171,18 @@ impl HttpClient {
                 .attempt(&call, url.clone(), &credential, attempt)
                 .await
             {
-                Attempt::Answered(response) if response.status.is_success() => {
-                    if let Some(wait) = inner.dialect.pace(&response.headers) {
+                Attempt::Answered(answer) if answer.status.is_success() => {
+                    if let Some(wait) = inner.dialect.pace(&answer.headers) {
                         inner.limits.hold(call.bucket, wait);
                     }
                     return Ok(HttpResponse {
-                        status: response.status.as_u16(),
-                        headers: response.headers,
-                        body: response.body,
+                        status: answer.status.as_u16(),
+                        headers: answer.headers,
+                        body: answer.body,
                     });
                 }
-                Attempt::Answered(response) => {
-                    match inner.judge(&call, &response, reauthenticated) {
+                Attempt::Answered(answer) => {
+                    match inner.judge(&call, &answer, reauthenticated) {
                         Next::Stop(error) => return Err(error),
                         Next::Reauthenticate => {
                             reauthenticated = true;
@@ -190,7 +194,7 @@ impl HttpClient {
                                 // What one call learnt holds every call of its bucket.
                                 inner.limits.hold(call.bucket, wait);
                             }
-                            (error, Some(response.status.as_u16()), after)
+                            (error, Some(answer.status.as_u16()), after)
                         }
                     }
                 }
