@@ -82,10 +82,15 @@ impl Limiters {
 
 impl Lane {
     fn new(name: &str, (requests, per): (NonZeroU32, Duration)) -> Result<Self, String> {
-        // A burst of `requests`, refilled evenly over `per`.
-        let quota = Quota::with_period(per / requests.get())
+        // CRMs count over a rolling window: a limiter allowing a burst `b`
+        // refilled at rate `r` lets `b + r * per` calls into one window, so
+        // the burst is a tenth of the limit and the refill the rest of it.
+        // No window ever sees more than `requests` calls.
+        let burst = (requests.get() / 10).max(1);
+        let refill = (requests.get() - burst).max(1);
+        let quota = Quota::with_period(per / refill)
             .ok_or_else(|| format!("the {name} rate limit has a zero period"))?
-            .allow_burst(requests);
+            .allow_burst(NonZeroU32::new(burst).expect("at least one"));
         Ok(Self {
             limiter: RateLimiter::direct(quota),
             not_before: Mutex::new(None),
