@@ -26,5 +26,6 @@ pub mod import;
 pub mod journey;
 pub mod report;
 pub mod rules;
+pub mod secrets;
 pub mod store;
 pub mod telemetry;
