@@ -68,10 +68,13 @@ pub enum SecretError {
     },
 }
 
+/// Looks up an environment variable.
+type EnvLookup = Box<dyn Fn(&str) -> Option<OsString> + Send + Sync>;
+
 /// Reads secrets from the process's environment and credentials directory
 /// (or, in tests, from given ones).
 pub struct SecretResolver {
-    env: Box<dyn Fn(&str) -> Option<OsString> + Send + Sync>,
+    env: EnvLookup,
     credentials_dir: Option<PathBuf>,
 }
 

@@ -1,0 +1,122 @@
+//! The CRM connectors journeyd can run, as a closed set: one enum variant per
+//! connector crate, built from a connector's config and its secrets, and
+//! matched once per operation. Sync and write-back are generic over
+//! [`Connector`]; this is the one place that knows which connectors exist.
+//!
+//! The `Connector` trait returns `impl Future`, so it is not object-safe: an
+//! enum, not `dyn`, is how the daemon holds "some connector".
+
+use crate::config::{Connection, ConnectorConfig};
+use crate::secrets::{RefreshTokenFile, SecretError, SecretResolver};
+use crate::store::StoreHandle;
+use crate::sync::{self, Shutdown, SyncError, SyncOptions, SyncProgress, SyncSummary};
+use crate::writeback::{self, WritebackError, WritebackOptions, WritebackReport};
+use journeyd_connector::{Connector, ConnectorError, ConnectorName, System};
+use journeyd_hubspot::{HubspotAuth, HubspotConnector, HubspotCredentials};
+use std::sync::Arc;
+use thiserror::Error;
+
+/// A connector ready to talk to its CRM.
+pub enum AnyConnector {
+    Hubspot(HubspotConnector),
+}
+
+#[derive(Debug, Error)]
+pub enum BuildError {
+    #[error(
+        "connector {connector}: connector kind {system} is not supported yet (only `journeyd import` can feed it)"
+    )]
+    Unsupported {
+        connector: ConnectorName,
+        system: System,
+    },
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error("connector {connector} could not be set up")]
+    Connector {
+        connector: ConnectorName,
+        #[source]
+        source: ConnectorError,
+    },
+}
+
+impl AnyConnector {
+    /// Builds the connector `config` describes, reading its secrets now, so
+    /// that a missing secret stops the command before any work starts.
+    /// `tokens` is where a rotated OAuth refresh token is saved, and read
+    /// back from at the next start.
+    pub fn build(
+        config: &ConnectorConfig,
+        secrets: &SecretResolver,
+        tokens: &Arc<RefreshTokenFile>,
+    ) -> Result<AnyConnector, BuildError> {
+        let name = &config.name;
+        match &config.connection {
+            Connection::Hubspot(hubspot) => {
+                let settings = hubspot.settings.clone();
+                let credentials = match &settings.auth {
+                    HubspotAuth::PrivateApp => HubspotCredentials::PrivateApp {
+                        token: secrets.require(name, "secret", config.secret.as_ref())?,
+                    },
+                    HubspotAuth::OAuth { .. } => {
+                        let client_secret =
+                            secrets.require(name, "secret", config.secret.as_ref())?;
+                        let configured = secrets.require(
+                            name,
+                            "refresh_token",
+                            hubspot.refresh_token.as_ref(),
+                        )?;
+                        HubspotCredentials::OAuth {
+                            client_secret,
+                            refresh_token: tokens.current(name, configured)?,
+                            store: tokens.clone(),
+                        }
+                    }
+                };
+                HubspotConnector::new(name.clone(), settings, credentials)
+                    .map(AnyConnector::Hubspot)
+                    .map_err(|source| BuildError::Connector {
+                        connector: name.clone(),
+                        source,
+                    })
+            }
+            Connection::Other => Err(BuildError::Unsupported {
+                connector: name.clone(),
+                system: config.system,
+            }),
+        }
+    }
+
+    /// One sync of this connector; see [`sync::sync`].
+    pub async fn sync(
+        &self,
+        store: &StoreHandle,
+        config: &ConnectorConfig,
+        options: &SyncOptions,
+        progress: &dyn SyncProgress,
+        shutdown: &Shutdown,
+    ) -> Result<SyncSummary, SyncError> {
+        match self {
+            AnyConnector::Hubspot(c) => {
+                sync::sync(store, c, config, options, progress, shutdown).await
+            }
+        }
+    }
+
+    /// One write-back run of this connector; see [`writeback::run`].
+    pub async fn writeback(
+        &self,
+        store: &StoreHandle,
+        options: &WritebackOptions<'_>,
+    ) -> Result<WritebackReport, WritebackError> {
+        match self {
+            AnyConnector::Hubspot(c) => writeback::run(store, c, options).await,
+        }
+    }
+
+    pub fn name(&self) -> &ConnectorName {
+        match self {
+            AnyConnector::Hubspot(c) => c.name(),
+        }
+    }
+}
