@@ -28,6 +28,8 @@ pub mod cli;
 pub mod config;
 pub mod connectors;
 pub mod export;
+#[cfg(test)]
+mod fake_connector;
 pub mod import;
 pub mod journey;
 pub mod report;

@@ -488,3 +488,6 @@ async fn deletions<C: Connector>(
     ctx.progress.step_finished(ctx.name, step);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
