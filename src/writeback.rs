@@ -784,3 +784,6 @@ async fn send_batch<C: Connector>(
         .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
