@@ -103,7 +103,8 @@ impl AnyConnector {
         }
     }
 
-    /// One write-back run of this connector; see [`writeback::run`].
+    /// One write-back run of this connector, writing to its CRM; see
+    /// [`writeback::run`].
     pub async fn writeback(
         &self,
         store: &StoreHandle,

@@ -11,7 +11,8 @@
 //!   recorded `pending`, then `sent`, then its outcomes, one transaction
 //!   each.
 //!
-//! A dry run plans and reports; it writes nothing, to the CRM or the store.
+//! A [`dry_run`] plans and reports; it writes nothing, to the CRM or the
+//! store, and needs no connector.
 
 use crate::config::{ConnectorConfig, WritebackPolicy};
 use crate::rules::{BuiltinRule, Fingerprint, PlannedAction, RuleId, Severity};
@@ -333,9 +334,6 @@ fn advice(rule: &RuleId) -> String {
 pub struct WritebackOptions<'a> {
     pub connector: &'a ConnectorConfig,
     pub policy: &'a WritebackPolicy,
-    /// Write to the CRM. The caller checks that both the admin asked for it
-    /// and the config's mode is `apply`.
-    pub apply: bool,
     pub today: NaiveDate,
     /// Actions per batch call.
     pub batch: NonZeroUsize,
@@ -466,10 +464,51 @@ impl From<StoreError> for Halt {
     }
 }
 
-/// Plans, and with `options.apply` executes, one write-back run of
-/// `connector`. Connector errors end the run and are in the report (writes
-/// then in flight stay `sent`, for the next run's recovery); only a store
-/// that cannot be used is an `Err`.
+fn empty_report(name: &ConnectorName, applied: bool) -> WritebackReport {
+    WritebackReport {
+        connector: name.clone(),
+        run: None,
+        applied,
+        status: RunStatus::Running,
+        counts: WritebackCounts::default(),
+        plan: Plan::default(),
+        written: Vec::new(),
+        refused: Vec::new(),
+        error: None,
+        ms: 0,
+    }
+}
+
+/// Plans one write-back run of `options.connector` and writes nothing, to
+/// the CRM or the store: what `run` would send now (recovery aside).
+pub async fn dry_run(
+    store: &StoreHandle,
+    options: &WritebackOptions<'_>,
+) -> Result<WritebackReport, WritebackError> {
+    let started = Instant::now();
+    let name = options.connector.name.clone();
+    let mut report = empty_report(&name, false);
+    let inputs = {
+        let name = name.clone();
+        store.call(move |s| load(s, &name)).await
+    }
+    .map_err(|source| WritebackError::Store {
+        connector: name.clone(),
+        source,
+    })?;
+    report.plan = plan_from(&inputs, options);
+    report.counts = plan_counts(&report.plan);
+    report.counts.unconfirmed = inputs.unconfirmed;
+    report.status = RunStatus::Ok;
+    report.ms = started.elapsed().as_millis() as u64;
+    Ok(report)
+}
+
+/// Executes one write-back run of `connector`: recovery, then the plan.
+/// The caller checks that writing is both asked for and allowed by the
+/// config. Connector errors end the run and are in the report (writes then
+/// in flight stay `sent`, for the next run's recovery); only a store that
+/// cannot be used is an `Err`.
 pub async fn run<C: Connector>(
     store: &StoreHandle,
     connector: &C,
@@ -481,35 +520,8 @@ pub async fn run<C: Connector>(
         connector: name.clone(),
         source,
     };
-    let mut report = WritebackReport {
-        connector: name.clone(),
-        run: None,
-        applied: options.apply,
-        status: RunStatus::Running,
-        counts: WritebackCounts::default(),
-        plan: Plan::default(),
-        written: Vec::new(),
-        refused: Vec::new(),
-        error: None,
-        ms: 0,
-    };
-    let span = tracing::info_span!("write", connector = %name, apply = options.apply);
-
-    if !options.apply {
-        let inputs = {
-            let name = name.clone();
-            store
-                .call(move |s| load(s, &name))
-                .await
-                .map_err(store_error)?
-        };
-        report.plan = plan_from(&inputs, options);
-        report.counts = plan_counts(&report.plan);
-        report.counts.unconfirmed = inputs.unconfirmed;
-        report.status = RunStatus::Ok;
-        report.ms = started.elapsed().as_millis() as u64;
-        return Ok(report);
-    }
+    let mut report = empty_report(&name, true);
+    let span = tracing::info_span!("write", connector = %name);
 
     let run = {
         let name = name.clone();

@@ -392,11 +392,14 @@ impl Harness {
         let options = WritebackOptions {
             connector: &self.config,
             policy: &self.policy,
-            apply,
             today: today(),
             batch: NonZeroUsize::new(2).unwrap(),
         };
-        run(&self.store, connector, &options).await.unwrap()
+        if apply {
+            run(&self.store, connector, &options).await.unwrap()
+        } else {
+            dry_run(&self.store, &options).await.unwrap()
+        }
     }
 
     fn ledger(&self, state: LedgerState) -> Vec<LedgerEntry> {
