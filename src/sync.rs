@@ -142,10 +142,14 @@ impl<C> Ctx<'_, C> {
     }
 
     fn skipped(&self, step: Step, skipped: &[Skipped], summary: &mut SyncSummary) {
+        let object = match step {
+            Step::Owners => "owner",
+            Step::Records(object) | Step::Deletions(object) => object.as_str(),
+        };
         for skip in skipped {
             tracing::warn!(
                 connector = %self.name,
-                step = %step,
+                object,
                 id = %skip.id,
                 reason = %skip.reason,
                 "skipped an item the connector could not read"
