@@ -121,3 +121,96 @@ impl AnyConnector {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{HubspotConnection, RoleMap, SecretRef};
+    use journeyd_connector::ObjectKind;
+    use journeyd_hubspot::HubspotSettings;
+    use std::collections::BTreeMap;
+
+    fn config(
+        system: System,
+        connection: Connection,
+        secret: Option<SecretRef>,
+    ) -> ConnectorConfig {
+        ConnectorConfig {
+            name: ConnectorName::new("crm"),
+            system,
+            secret,
+            stages: BTreeMap::new(),
+            outside: BTreeMap::new(),
+            roles: RoleMap::default(),
+            fields: BTreeMap::new(),
+            lifecycle: None,
+            objects: ObjectKind::ALL.into_iter().collect(),
+            connection,
+        }
+    }
+
+    fn hubspot(auth: HubspotAuth, refresh_token: Option<SecretRef>) -> Connection {
+        let url = url::Url::parse("http://127.0.0.1:9").unwrap();
+        Connection::Hubspot(Box::new(HubspotConnection {
+            settings: HubspotSettings::defaults(url, auth),
+            refresh_token,
+        }))
+    }
+
+    fn build(config: &ConnectorConfig, env: &'static [(&'static str, &'static str)]) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let secrets = SecretResolver::new(
+            move |name| {
+                env.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).into())
+            },
+            None,
+        );
+        let tokens = Arc::new(RefreshTokenFile::beside(&dir.path().join("j.sqlite")));
+        match AnyConnector::build(config, &secrets, &tokens) {
+            Ok(_) => panic!("built"),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_kind_without_a_connector_yet_is_refused_by_name() {
+        let salesforce = config(System::Salesforce, Connection::Other, None);
+        assert_eq!(
+            build(&salesforce, &[]),
+            "connector crm: connector kind salesforce is not supported yet (only `journeyd import` can feed it)"
+        );
+    }
+
+    #[test]
+    fn a_missing_secret_stops_the_build_naming_the_variable_and_never_the_others_values() {
+        let private_app = config(
+            System::Hubspot,
+            hubspot(HubspotAuth::PrivateApp, None),
+            Some(SecretRef::Env("HS_TOKEN".into())),
+        );
+        assert_eq!(
+            build(&private_app, &[("OTHER", "hunter2")]),
+            "connector crm: environment variable HS_TOKEN is not set"
+        );
+
+        let oauth = config(
+            System::Hubspot,
+            hubspot(
+                HubspotAuth::OAuth {
+                    client_id: "app".into(),
+                    token_url: url::Url::parse("http://127.0.0.1:9/oauth/v3/token").unwrap(),
+                },
+                Some(SecretRef::Env("HS_REFRESH".into())),
+            ),
+            Some(SecretRef::Env("HS_CLIENT_SECRET".into())),
+        );
+        let error = build(&oauth, &[("HS_CLIENT_SECRET", "hunter2")]);
+        assert_eq!(
+            error,
+            "connector crm: environment variable HS_REFRESH is not set"
+        );
+        assert!(!error.contains("hunter2"));
+    }
+}
