@@ -11,7 +11,7 @@
 //! - [`connector`]: the [`Connector`] trait itself;
 //! - [`http`]: the one HTTP client (auth, rate limits, retries, telemetry);
 //! - [`secret`]: the redacting type every credential is held in;
-//! - `emulator` (feature `emulator`): the loopback server harness every
+//! - [`emulator`] (feature `emulator`): the loopback server harness every
 //!   connector's emulator is built on;
 //! - `testkit` (feature `testkit`): the conformance suite.
 //!
@@ -20,6 +20,8 @@
 
 pub mod action;
 pub mod connector;
+#[cfg(feature = "emulator")]
+pub mod emulator;
 pub mod error;
 pub mod http;
 pub mod ids;
