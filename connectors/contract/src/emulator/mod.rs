@@ -16,7 +16,7 @@ mod instrument;
 mod server;
 
 pub use counts::RequestCounts;
-pub use faults::{FaultReplies, Faults, InjectedFaults, PlainReplies};
+pub use faults::{FaultReplies, Faults, InjectedFaults, PlainReplies, retry_after_value};
 pub use instrument::instrument;
 pub use server::EmulatorServer;
 
