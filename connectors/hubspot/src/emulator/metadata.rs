@@ -54,7 +54,7 @@ pub(crate) async fn owners(
         let mut query = params.without("after");
         query.push(("after".into(), next.clone()));
         body["paging"] =
-            json!({"next": {"after": next, "link": shared.link("/crm/v3/owners/", &query)}});
+            json!({"next": {"after": next, "link": shared.link("/crm/v3/owners", &query)}});
     }
     Ok(Json(body).into_response())
 }

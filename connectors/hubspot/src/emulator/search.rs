@@ -135,7 +135,7 @@ fn typed_value<'a>(schema: &Schema, record: &'a Record, prop: PropId) -> Option<
             .get(prop)
             .and_then(|v| v.trim().parse().ok())
             .map(Typed::Number),
-        _ => record.value(schema, prop).map(|v| Typed::Text(v)),
+        _ => record.value(schema, prop).map(Typed::Text),
     }
 }
 

@@ -239,6 +239,8 @@ struct Seeder<'a> {
     company_contacts: Vec<(u64, Vec<u64>)>,
     /// Contact id -> "First Last", for deal fields that name a person.
     contact_names: HashMap<u64, String>,
+    /// A deal still owes the seed a tie with its predecessor.
+    tie_pending: bool,
 }
 
 pub(crate) fn seed(config: &EmulatorConfig) -> Store {
@@ -286,6 +288,7 @@ pub(crate) fn seed(config: &EmulatorConfig) -> Store {
         archived_owners,
         company_contacts: Vec::new(),
         contact_names: Default::default(),
+        tie_pending: false,
     };
     seeder.companies(config.sizes.companies);
     seeder.contacts(config.sizes.contacts);
@@ -658,12 +661,16 @@ impl Seeder<'_> {
         let created = entered[0] - self.rng.i64(0..3 * HOUR);
         let last_entered = entered[last];
         let mut modified = last_entered + self.rng.i64(0..=((self.now - last_entered) / 2).max(0));
-        if i % 9 == 4
+        if i % 9 == 4 {
+            self.tie_pending = true;
+        }
+        if self.tie_pending
             && let Some(previous) = previous_modified
             && previous >= last_entered
         {
             // A deliberate tie with the previous deal, to the millisecond.
             modified = previous;
+            self.tie_pending = false;
         }
 
         let company = (!self.company_contacts.is_empty())
