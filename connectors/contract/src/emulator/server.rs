@@ -28,23 +28,48 @@ impl EmulatorServer {
     /// the same under any caller: a current-thread test runtime, a
     /// multi-threaded one, a caller that blocks on a child process, or none.
     pub fn start(router: Router) -> io::Result<Self> {
-        let runtime = Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("emulator")
-            .enable_all()
-            .build()?;
-        let listener = bind(runtime.handle())?;
+        let listener = bind()?;
         let addr = listener.local_addr()?;
         let (shutdown, stop_rx) = watch::channel(false);
         let (done_tx, done) = oneshot::channel();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<io::Result<()>>();
+        // The runtime is built, used and dropped on the server's own thread:
+        // dropping one inside the caller's async context would panic.
         std::thread::Builder::new()
             .name("emulator".into())
             .spawn(move || {
-                runtime.block_on(serve(listener, router, stop_rx));
+                let runtime = match Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .thread_name("emulator")
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(err) => {
+                        let _ = ready_tx.send(Err(err));
+                        return;
+                    }
+                };
+                let listener = {
+                    let _entered = runtime.enter();
+                    TcpListener::from_std(listener)
+                };
+                match listener {
+                    Ok(listener) => {
+                        let _ = ready_tx.send(Ok(()));
+                        runtime.block_on(serve(listener, router, stop_rx));
+                    }
+                    Err(err) => {
+                        let _ = ready_tx.send(Err(err));
+                    }
+                }
                 // Cuts whatever connection outlived the grace period.
                 runtime.shutdown_timeout(Duration::from_millis(200));
                 let _ = done_tx.send(());
             })?;
+        ready_rx
+            .recv()
+            .map_err(|_| io::Error::other("the emulator thread ended before serving"))??;
         Ok(Self {
             addr,
             shutdown,
@@ -56,7 +81,10 @@ impl EmulatorServer {
     /// time, the emulator's delays then follow the paused clock; the caller
     /// must keep that runtime running while it talks to the server.
     pub fn start_on(router: Router, runtime: &Handle) -> io::Result<Self> {
-        let listener = bind(runtime)?;
+        let listener = {
+            let _entered = runtime.enter();
+            TcpListener::from_std(bind()?)?
+        };
         let addr = listener.local_addr()?;
         let (shutdown, stop_rx) = watch::channel(false);
         let (done_tx, done) = oneshot::channel();
@@ -96,12 +124,12 @@ impl Drop for EmulatorServer {
     }
 }
 
-fn bind(runtime: &Handle) -> io::Result<TcpListener> {
+/// A listening socket on loopback; registering it with a runtime (which
+/// must happen inside that runtime) is the caller's part.
+fn bind() -> io::Result<StdListener> {
     let listener = StdListener::bind((Ipv4Addr::LOCALHOST, 0))?;
     listener.set_nonblocking(true)?;
-    // Registering the socket needs the runtime that will poll it.
-    let _entered = runtime.enter();
-    TcpListener::from_std(listener)
+    Ok(listener)
 }
 
 async fn serve(listener: TcpListener, router: Router, stop: watch::Receiver<bool>) {
