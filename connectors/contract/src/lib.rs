@@ -11,7 +11,7 @@
 //! - [`connector`]: the [`Connector`] trait itself;
 //! - [`http`]: the one HTTP client (auth, rate limits, retries, telemetry);
 //! - [`secret`]: the redacting type every credential is held in;
-//! - [`emulator`] (feature `emulator`): the loopback server harness every
+//! - `emulator` (feature `emulator`): the loopback server harness every
 //!   connector's emulator is built on;
 //! - `testkit` (feature `testkit`): the conformance suite.
 //!

@@ -990,7 +990,7 @@ async fn a_held_batch_create_has_committed_when_the_client_gives_up() {
         .http
         .post(portal.url("/crm/v3/objects/tasks/batch/create"))
         .bearer_auth(&portal.token)
-        .timeout(Duration::from_millis(300))
+        .timeout(Duration::from_secs(1))
         .json(&json!({"inputs": [{"properties": {"hs_timestamp": "2026-03-05", "hs_task_subject": "Onboarding kickoff"}}]}))
         .send()
         .await;
