@@ -455,17 +455,23 @@ impl Seeder<'_> {
 
     fn companies(&mut self, n: usize) {
         let mut domains: Vec<String> = Vec::with_capacity(n);
+        let mut taken = HashSet::with_capacity(n);
         for i in 0..n {
             let id = self.next_id(ObjectType::Companies);
             let name = format!("{} {}", self.pick(&COMPANY_A), self.pick(&COMPANY_B));
             let domain = if i > 3 && self.chance(4) {
                 // The same company entered twice.
                 domains[self.rng.usize(0..domains.len())].clone()
-            } else if domains.len() < COMPANY_A.len() * COMPANY_B.len() {
-                format!("{}.com", slug(&name))
             } else {
-                format!("{}{}.com", slug(&name), i)
+                let mut domain = format!("{}.com", slug(&name));
+                let mut suffix = 2;
+                while taken.contains(&domain) {
+                    domain = format!("{}{suffix}.com", slug(&name));
+                    suffix += 1;
+                }
+                domain
             };
+            taken.insert(domain.clone());
             let (created, modified) = self.lifetime(30, 1000);
             let stage = self.lifecycle([0, 10, 5, 10, 20, 45, 5, 5]);
             let owner = if stage == "customer" || stage == "evangelist" {
