@@ -534,14 +534,14 @@ impl Seeder<'_> {
             } else {
                 let mut email =
                     format!("{}.{}@{domain}", first.to_lowercase(), last.to_lowercase());
-                let mut n = 2;
+                let mut suffix = 2;
                 while seen.contains(&email) {
                     email = format!(
-                        "{}.{}{n}@{domain}",
+                        "{}.{}{suffix}@{domain}",
                         first.to_lowercase(),
                         last.to_lowercase()
                     );
-                    n += 1;
+                    suffix += 1;
                 }
                 email
             };
