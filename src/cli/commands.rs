@@ -12,6 +12,7 @@ use chrono::Utc;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::BufReader;
+use crate::secrets::SecretResolver;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -20,6 +21,9 @@ pub struct Context {
     pub config_path: PathBuf,
     pub state_override: Option<PathBuf>,
     pub json: bool,
+    /// Where connectors' secrets come from: the process's environment and
+    /// systemd credentials, or (in the demo) the emulator's own.
+    pub secrets: SecretResolver,
 }
 
 impl Context {
@@ -28,6 +32,7 @@ impl Context {
             config_path: cli.config.clone(),
             state_override: cli.state.clone(),
             json: cli.json,
+            secrets: SecretResolver::from_process(),
         }
     }
 
