@@ -120,10 +120,8 @@ impl Target for Hubspot {
         self.emulator.counts().get("POST /oauth/v3/token")
     }
 
-    fn read_requests(&self) -> u64 {
-        let counts = self.emulator.counts();
-        counts.get("GET /crm/v3/objects/{object_type}")
-            + counts.get("POST /crm/v3/objects/{object_type}/search")
+    fn requests(&self) -> u64 {
+        self.emulator.counts().total()
     }
 
     fn fail_batch_inputs(&self, n: usize) {
