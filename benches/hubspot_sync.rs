@@ -75,7 +75,11 @@ fn main() {
     let calls = delta(&before, &emulator.counts().snapshot());
     report("incremental sync", changes as u64, &incremental);
     let search_floor = (changes as u64).div_ceil(SEARCH_PAGE);
-    print_calls(&calls, "POST /crm/v3/objects/{object_type}/search", search_floor);
+    print_calls(
+        &calls,
+        "POST /crm/v3/objects/{object_type}/search",
+        search_floor,
+    );
 }
 
 fn write_config(dir: &Path, emulator: &HubspotEmulator) -> std::path::PathBuf {
@@ -86,8 +90,7 @@ fn write_config(dir: &Path, emulator: &HubspotEmulator) -> std::path::PathBuf {
             .parse()
             .expect("the shipped config is TOML");
     config["journey"] = toml_edit::value(repo.join("config/journey.toml").display().to_string());
-    config["state_path"] =
-        toml_edit::value(dir.join("bench.sqlite").display().to_string());
+    config["state_path"] = toml_edit::value(dir.join("bench.sqlite").display().to_string());
     let hubspot = &mut config["connectors"]["hubspot"];
     hubspot["api_url"] = toml_edit::value(emulator.base_url().as_str().trim_end_matches('/'));
     hubspot["objects"] = toml_edit::value(toml_edit::Array::from_iter(["deal"]));

@@ -5,6 +5,7 @@ use crate::cli::EXIT_CONFIG;
 use crate::cli::args::{Cli, ImportArgs};
 use crate::cli::output::{json, opt, table};
 use crate::config::{self, Config, ConnectorConfig};
+use crate::secrets::SecretResolver;
 use crate::store::Store;
 use crate::{audit as audit_run, import as import_run, report as report_build};
 use anyhow::{Context as _, anyhow, bail};
@@ -12,7 +13,6 @@ use chrono::Utc;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::BufReader;
-use crate::secrets::SecretResolver;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 

@@ -59,15 +59,18 @@ fn demo(dir: &Path, json: bool, apply: bool) -> anyhow::Result<ExitCode> {
     }
     let hubspot = || Some("hubspot".to_owned());
     let steps: [(&str, &dyn Fn() -> anyhow::Result<ExitCode>); 5] = [
-        ("sync the portal: owners, deals, contacts, companies", &|| {
-            sync::run(
-                &ctx,
-                &SyncArgs {
-                    connector: hubspot(),
-                    full: true,
-                },
-            )
-        }),
+        (
+            "sync the portal: owners, deals, contacts, companies",
+            &|| {
+                sync::run(
+                    &ctx,
+                    &SyncArgs {
+                        connector: hubspot(),
+                        full: true,
+                    },
+                )
+            },
+        ),
         ("audit every record against the buyer journey", &|| {
             commands::audit(&ctx)
         }),

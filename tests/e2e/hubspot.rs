@@ -24,7 +24,9 @@ fn writeback(portal: &Portal) -> Value {
 }
 
 fn applied(report: &Value) -> u64 {
-    report["counts"]["applied"].as_u64().expect("an applied count")
+    report["counts"]["applied"]
+        .as_u64()
+        .expect("an applied count")
 }
 
 /// The fingerprints of open violations that call for a task on an object
@@ -44,7 +46,12 @@ fn task_violations(portal: &Portal) -> BTreeSet<String> {
         .expect("a list of violations")
         .iter()
         .filter(|row| row["action"]["kind"] == "task")
-        .map(|row| row["fingerprint"].as_str().expect("a fingerprint").to_owned())
+        .map(|row| {
+            row["fingerprint"]
+                .as_str()
+                .expect("a fingerprint")
+                .to_owned()
+        })
         .collect()
 }
 
@@ -241,7 +248,9 @@ fn resolving_a_violation_completes_its_task() {
         .expect("the deal gets an owner");
     sync(&portal, &[]);
     portal.install.run(&["audit"]);
-    let shown = portal.install.json(&["violations", "show", &row["id"].to_string()]);
+    let shown = portal
+        .install
+        .json(&["violations", "show", &row["id"].to_string()]);
     assert_eq!(shown["status"], "resolved", "{shown}");
 
     let report = writeback(&portal);
@@ -297,7 +306,13 @@ fn no_seeded_secret_reaches_a_log_line_or_the_state_file() {
     let state = String::from_utf8_lossy(&state);
     for secret in &secrets {
         assert!(!logs.contains(secret.as_str()), "a secret reached the logs");
-        assert!(!state.contains(secret.as_str()), "a secret reached the store");
+        assert!(
+            !state.contains(secret.as_str()),
+            "a secret reached the store"
+        );
     }
-    assert!(!logs.contains("Bearer "), "an authorization header was logged");
+    assert!(
+        !logs.contains("Bearer "),
+        "an authorization header was logged"
+    );
 }

@@ -109,7 +109,9 @@ impl Target for Hubspot {
     }
 
     fn storm(&self, n: u32, retry_after: Duration) {
-        self.emulator.faults().storm(u64::from(n), Some(retry_after));
+        self.emulator
+            .faults()
+            .storm(u64::from(n), Some(retry_after));
     }
 
     fn expire_tokens(&self) {
