@@ -3,7 +3,7 @@
 
 use crate::portal::{Auth, Portal};
 use crate::support::{stderr, stdout};
-use journeyd_hubspot::emulator::ObjectType;
+use journeyd_hubspot::emulator::{Credentials, ObjectType};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -13,7 +13,7 @@ const DEALS: usize = 60;
 fn sync(portal: &Portal, extra: &[&str]) -> Value {
     let mut args = vec!["sync", "--connector", "hubspot"];
     args.extend_from_slice(extra);
-    portal.install.json(&args)
+    portal.install.json(&args)["synced"].clone()
 }
 
 fn writeback(portal: &Portal) -> Value {
@@ -251,7 +251,7 @@ fn resolving_a_violation_completes_its_task() {
     let shown = portal
         .install
         .json(&["violations", "show", &row["id"].to_string()]);
-    assert_eq!(shown["status"], "resolved", "{shown}");
+    assert_eq!(shown["violation"]["status"], "resolved", "{shown}");
 
     let report = writeback(&portal);
     assert!(applied(&report) >= 1, "{report}");
@@ -290,11 +290,12 @@ fn no_seeded_secret_reaches_a_log_line_or_the_state_file() {
     assert!(logs.contains("token refreshed"), "a refresh was logged");
     let rotated = std::fs::read_to_string(portal.install.path("credentials/hubspot.refresh-token"))
         .expect("the rotated refresh token was saved");
-    assert_ne!(rotated.trim(), portal.emulator.oauth_refresh_token());
+    let seeded = Credentials::default();
+    assert_ne!(rotated.trim(), seeded.refresh_token, "the refresh token rotated");
     let secrets = [
-        portal.emulator.oauth_client_secret(),
-        portal.emulator.oauth_refresh_token(),
-        portal.emulator.private_app_token(),
+        seeded.client_secret,
+        seeded.refresh_token,
+        seeded.private_app_token,
         rotated.trim().to_owned(),
     ];
     let mut state = Vec::new();
