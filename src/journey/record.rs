@@ -90,7 +90,7 @@ pub struct JourneyRecord {
 
 /// Top-level attributes a handoff field or message may name besides the
 /// canonical `fields`.
-pub const ATTRIBUTES: [&str; 10] = [
+pub const ATTRIBUTES: [&str; 13] = [
     "name",
     "owner",
     "amount",
@@ -101,6 +101,12 @@ pub const ATTRIBUTES: [&str; 10] = [
     "contract_start",
     "contract_end",
     "account",
+    "contacts",
+    // A way to reach the buyer: the record's own email, or an associated
+    // contact (a deal has no email of its own).
+    "contact",
+    // The buyer's company: the record's web domain, or an associated account.
+    "company",
 ];
 
 impl JourneyRecord {
@@ -117,6 +123,9 @@ impl JourneyRecord {
             "contract_start" => self.contract_start.is_some(),
             "contract_end" => self.contract_end.is_some(),
             "account" => self.account.is_some(),
+            "contacts" => !self.contacts.is_empty(),
+            "contact" => non_empty(self.email.as_deref()) || !self.contacts.is_empty(),
+            "company" => non_empty(self.domain.as_deref()) || self.account.is_some(),
             field => match self.fields.get(field) {
                 None | Some(serde_json::Value::Null) => false,
                 Some(serde_json::Value::String(s)) => !s.trim().is_empty(),
