@@ -26,6 +26,8 @@ pub mod ids;
 pub mod page;
 pub mod record;
 pub mod secret;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 pub use action::{ActionKey, ActionOutcome, ActionRequest, ActionResult, Priority};
 pub use connector::Connector;

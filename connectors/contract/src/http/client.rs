@@ -1,16 +1,27 @@
 //! [`HttpClient`]: send one call, with auth, limits, retries and telemetry.
 
-use super::auth::AuthSettings;
-use super::dialect::Dialect;
-use super::limits::{Bucket, RateLimits};
-use super::retry::RetryPolicy;
-use crate::error::ConnectorError;
+use super::auth::{AuthSettings, Authenticator, Credential};
+use super::dialect::{Dialect, Failure, Verdict};
+use super::limits::{Bucket, Limiters, RateLimits};
+use super::retry::{Budget, RetryPolicy};
+use crate::error::{ConnectorError, Retry};
 use crate::ids::ConnectorName;
 use bytes::Bytes;
-use reqwest::Method;
-use reqwest::header::HeaderMap;
+use reqwest::header::{ACCEPT, HeaderMap};
+use reqwest::{Method, StatusCode};
+use secrecy::ExposeSecret;
 use std::collections::BTreeMap;
-use url::Url;
+use std::error::Error as _;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+use tokio::time::Instant;
+use tracing::Instrument;
+use tracing::field::Empty;
+use url::{Host, Url};
+
+/// The route template token endpoint requests are counted and logged under.
+pub const TOKEN_ROUTE: &str = "token";
 
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
@@ -57,35 +68,495 @@ pub struct HttpResponse {
 /// Counts of what the client did, for run rows and benchmarks.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CallStats {
-    /// HTTP requests sent, retries included, by route template.
+    /// HTTP requests sent, retries included, by route template; token
+    /// endpoint requests under [`TOKEN_ROUTE`].
     pub requests: BTreeMap<&'static str, u64>,
+    /// Requests sent again after a retryable failure (not after a refresh).
     pub retries: u64,
+    /// Access tokens obtained from the token endpoint, the first included.
     pub token_refreshes: u64,
 }
 
+/// The one HTTP client: cheap to clone (the clones share limiters, retry
+/// budget, tokens and counts), and safe to use from many tasks at once.
 #[derive(Clone)]
 pub struct HttpClient {
-    _private: (),
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    connector: ConnectorName,
+    base_url: Url,
+    http: reqwest::Client,
+    auth: Authenticator,
+    limits: Limiters,
+    retry: RetryPolicy,
+    budget: Budget,
+    dialect: Box<dyn Dialect>,
+    counters: Arc<Counters>,
+}
+
+impl fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpClient")
+            .field("connector", &self.inner.connector)
+            .finish_non_exhaustive()
+    }
 }
 
 impl HttpClient {
+    /// Checks the settings and builds the client; it sends nothing yet.
+    ///
+    /// Refuses, as a [`ConnectorError::Transport`] naming the setting, a base
+    /// or token URL that is neither https nor plain http to a loopback host,
+    /// a base URL with a query string, and a rate limit with a zero period.
     pub fn new(settings: HttpSettings, dialect: impl Dialect) -> Result<Self, ConnectorError> {
-        let _ = (settings, dialect);
-        todo!()
+        let HttpSettings {
+            connector,
+            base_url,
+            auth,
+            limits,
+            retry,
+        } = settings;
+        let refuse = |setting: &str, reason: String| ConnectorError::Transport {
+            connector: connector.to_string(),
+            route: setting.into(),
+            reason,
+        };
+        check_base_url(&base_url).map_err(|reason| refuse("base url", reason.into()))?;
+        let limiters = Limiters::new(&limits).map_err(|reason| refuse("rate limits", reason))?;
+        let http = reqwest::Client::builder()
+            // A redirect could carry the Authorization header elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(retry.timeout)
+            .user_agent(concat!("journeyd/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|err| refuse("http client", describe(&err)))?;
+        let counters = Arc::new(Counters::default());
+        let auth = Authenticator::new(&connector, auth, &http, retry.timeout, &counters)
+            .map_err(|reason| refuse("token url", reason))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                connector,
+                base_url,
+                http,
+                auth,
+                limits: limiters,
+                budget: Budget::new(retry.budget),
+                retry,
+                dialect: Box::new(dialect),
+                counters,
+            }),
+        })
     }
 
     pub fn connector(&self) -> &ConnectorName {
-        todo!()
+        &self.inner.connector
     }
 
     /// Sends `call`, retrying as the dialect and policy allow; returns the
     /// first 2xx response, or the error that ended the call.
     pub async fn send(&self, call: Call) -> Result<HttpResponse, ConnectorError> {
-        let _ = call;
-        todo!()
+        let inner = &*self.inner;
+        let url = inner.url_for(&call)?;
+        let mut backoff = inner.retry.backoff();
+        let mut attempt = 0u32;
+        let mut retries = 0u32;
+        let mut reauthenticated = false;
+        loop {
+            inner.limits.ready(call.bucket).await;
+            let credential = inner.auth.credential().await?;
+            attempt += 1;
+            let (error, status, after) = match inner
+                .attempt(&call, url.clone(), &credential, attempt)
+                .await
+            {
+                Attempt::Answered(answer) if answer.status.is_success() => {
+                    if let Some(wait) = inner.dialect.pace(&answer.headers) {
+                        inner.limits.hold(call.bucket, wait);
+                    }
+                    return Ok(HttpResponse {
+                        status: answer.status.as_u16(),
+                        headers: answer.headers,
+                        body: answer.body,
+                    });
+                }
+                Attempt::Answered(answer) => {
+                    match inner.judge(&call, &answer, reauthenticated) {
+                        Next::Stop(error) => return Err(error),
+                        Next::Reauthenticate => {
+                            reauthenticated = true;
+                            inner.auth.reauthenticate(&credential).await?;
+                            continue;
+                        }
+                        Next::Retry { after, error } => {
+                            if let Some(wait) = after {
+                                // What one call learnt holds every call of its bucket.
+                                inner.limits.hold(call.bucket, wait);
+                            }
+                            (error, Some(answer.status.as_u16()), after)
+                        }
+                    }
+                }
+                Attempt::Broken { reason, retryable } => {
+                    let error = inner.transport_error(&call, reason);
+                    if !retryable {
+                        return Err(error);
+                    }
+                    (error, None, None)
+                }
+            };
+            if retries + 1 >= inner.retry.max_attempts.get() {
+                return Err(error);
+            }
+            if !inner.budget.take() {
+                tracing::warn!(
+                    connector = %inner.connector,
+                    route = call.route,
+                    status,
+                    attempt,
+                    "retry budget spent"
+                );
+                return Err(error);
+            }
+            retries += 1;
+            inner.counters.retried();
+            let backoff = backoff.next().unwrap_or(inner.retry.max_delay);
+            let wait = after.map_or(backoff, |after| after.max(backoff));
+            tracing::warn!(
+                connector = %inner.connector,
+                route = call.route,
+                status,
+                attempt,
+                wait_ms = millis(wait),
+                error = %error,
+                "retrying"
+            );
+            tokio::time::sleep(wait).await;
+        }
     }
 
     pub fn stats(&self) -> CallStats {
-        todo!()
+        self.inner.counters.lock().clone()
+    }
+}
+
+/// A response of any status, as one attempt got it.
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+enum Attempt {
+    Answered(Answer),
+    /// No complete response: timeout, refused or reset connection, a body
+    /// that broke off. `retryable` is false for a request that could not
+    /// even be built.
+    Broken {
+        reason: String,
+        retryable: bool,
+    },
+}
+
+/// What to do after a non-2xx answer.
+enum Next {
+    Reauthenticate,
+    Retry {
+        after: Option<Duration>,
+        /// The error to end the call with if no retry is left.
+        error: ConnectorError,
+    },
+    Stop(ConnectorError),
+}
+
+impl Inner {
+    fn url_for(&self, call: &Call) -> Result<Url, ConnectorError> {
+        let mut url = match &call.target {
+            Target::Path(path) => {
+                // Appended, not joined: a base URL's own path (an API
+                // version prefix) is kept.
+                let mut url = self.base_url.clone();
+                let joined = format!(
+                    "{}/{}",
+                    self.base_url.path().trim_end_matches('/'),
+                    path.trim_start_matches('/')
+                );
+                url.set_path(&joined);
+                url
+            }
+            Target::Absolute(link) => {
+                let url = Url::parse(link)
+                    .map_err(|_| self.malformed(call, "a link it sent is not a url"))?;
+                if !same_origin(&url, &self.base_url) {
+                    return Err(
+                        self.malformed(call, "a link it sent points away from its base url")
+                    );
+                }
+                url
+            }
+        };
+        if !call.query.is_empty() {
+            url.query_pairs_mut().extend_pairs(&call.query);
+        }
+        Ok(url)
+    }
+
+    /// Sends one request and reads its whole body, within the timeout.
+    async fn attempt(
+        &self,
+        call: &Call,
+        url: Url,
+        credential: &Credential,
+        attempt: u32,
+    ) -> Attempt {
+        let span = tracing::info_span!(
+            "http",
+            connector = %self.connector,
+            method = %call.method,
+            route = call.route,
+            status = Empty,
+            attempt,
+            ms = Empty,
+        );
+        let started = Instant::now();
+        self.counters.request(call.route);
+        let mut request = self
+            .http
+            .request(call.method.clone(), url)
+            .bearer_auth(credential.token.expose_secret())
+            .header(ACCEPT, "application/json");
+        if let Some(json) = &call.json {
+            request = request.json(json);
+        }
+        // Reading the body is part of the attempt: a body that breaks off
+        // is retried like a refused connection.
+        let exchange = async move {
+            let response = request.send().await?;
+            let status = response.status();
+            let headers = response.headers().clone();
+            let body = response.bytes().await?;
+            Ok::<_, reqwest::Error>(Answer {
+                status,
+                headers,
+                body,
+            })
+        };
+        let outcome = tokio::time::timeout(self.retry.timeout, exchange)
+            .instrument(span.clone())
+            .await;
+        span.record("ms", millis(started.elapsed()));
+        match outcome {
+            Ok(Ok(answer)) => {
+                span.record("status", answer.status.as_u16());
+                Attempt::Answered(answer)
+            }
+            Ok(Err(err)) => Attempt::Broken {
+                reason: describe(&err),
+                retryable: !err.is_builder(),
+            },
+            Err(_) => Attempt::Broken {
+                reason: format!("no complete response within {:?}", self.retry.timeout),
+                retryable: true,
+            },
+        }
+    }
+
+    fn judge(&self, call: &Call, answer: &Answer, reauthenticated: bool) -> Next {
+        let status = answer.status;
+        let verdict = self.dialect.classify(&Failure {
+            status,
+            headers: &answer.headers,
+            body: &answer.body,
+        });
+        // A 401 means the token, whatever the dialect makes of it.
+        if status == StatusCode::UNAUTHORIZED || verdict == Verdict::Reauthenticate {
+            let message = match verdict {
+                Verdict::Fail { message, .. } => message,
+                _ => format!("the access token was refused ({status})"),
+            };
+            return Next::Stop(if !self.auth.refreshable() {
+                self.auth.error(message)
+            } else if reauthenticated {
+                self.auth.error(format!(
+                    "a freshly obtained access token was refused too: {message}"
+                ))
+            } else {
+                return Next::Reauthenticate;
+            });
+        }
+        let api = |message: String, retry: Retry| ConnectorError::Api {
+            connector: self.connector.to_string(),
+            route: call.route.into(),
+            status: status.as_u16(),
+            message,
+            retry,
+        };
+        match verdict {
+            Verdict::AllowanceExhausted => Next::Stop(ConnectorError::AllowanceExhausted {
+                connector: self.connector.to_string(),
+            }),
+            Verdict::Retry(after) => Next::Retry {
+                after,
+                error: if status.is_server_error() {
+                    api(reason_phrase(status), Retry::NextRun)
+                } else {
+                    ConnectorError::RateLimited {
+                        connector: self.connector.to_string(),
+                        route: call.route.into(),
+                        retry: Retry::NextRun,
+                    }
+                },
+            },
+            // A server error the dialect deems passing is retried here and now.
+            Verdict::Fail { message, retryable } if retryable && status.is_server_error() => {
+                Next::Retry {
+                    after: None,
+                    error: api(message, Retry::NextRun),
+                }
+            }
+            Verdict::Fail { message, retryable } => Next::Stop(api(
+                message,
+                if retryable {
+                    Retry::NextRun
+                } else {
+                    Retry::Never
+                },
+            )),
+            Verdict::Reauthenticate => unreachable!("handled above"),
+        }
+    }
+
+    fn transport_error(&self, call: &Call, reason: String) -> ConnectorError {
+        ConnectorError::Transport {
+            connector: self.connector.to_string(),
+            route: call.route.into(),
+            reason,
+        }
+    }
+
+    fn malformed(&self, call: &Call, reason: &str) -> ConnectorError {
+        ConnectorError::Malformed {
+            connector: self.connector.to_string(),
+            route: call.route.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The client's counts, shared with the authenticator.
+#[derive(Debug, Default)]
+pub(super) struct Counters(Mutex<CallStats>);
+
+impl Counters {
+    pub(super) fn request(&self, route: &'static str) {
+        *self.lock().requests.entry(route).or_default() += 1;
+    }
+
+    fn retried(&self) {
+        self.lock().retries += 1;
+    }
+
+    pub(super) fn token_refreshed(&self) {
+        self.lock().token_refreshes += 1;
+    }
+
+    fn lock(&self) -> MutexGuard<'_, CallStats> {
+        // Counts stay usable after a panic elsewhere: each update is one step.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// https, or plain http to a loopback host (an emulator, a test server).
+pub(super) fn allowed_scheme(url: &Url) -> bool {
+    match url.scheme() {
+        "https" => true,
+        "http" => match url.host() {
+            Some(Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
+            Some(Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        },
+        _ => false,
+    }
+}
+
+fn check_base_url(url: &Url) -> Result<(), &'static str> {
+    if !allowed_scheme(url) {
+        return Err("the base url must be https, or plain http to a loopback host");
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("the base url must not carry a query string or fragment");
+    }
+    Ok(())
+}
+
+fn same_origin(a: &Url, b: &Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host() == b.host()
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
+/// A reqwest error in words that hold no URL (and so no query string): its
+/// kind, and the innermost cause (an IO or protocol error, which knows no URL).
+pub(super) fn describe(err: &reqwest::Error) -> String {
+    let kind = if err.is_timeout() {
+        "timed out"
+    } else if err.is_connect() {
+        "could not connect"
+    } else if err.is_body() || err.is_decode() {
+        "the response broke off"
+    } else if err.is_builder() {
+        "the request could not be built"
+    } else {
+        "the exchange failed"
+    };
+    let mut cause = err.source();
+    let mut innermost = None;
+    while let Some(next) = cause {
+        innermost = Some(next);
+        cause = next.source();
+    }
+    match innermost {
+        Some(cause) => format!("{kind}: {cause}"),
+        None => kind.to_owned(),
+    }
+}
+
+fn reason_phrase(status: StatusCode) -> String {
+    status
+        .canonical_reason()
+        .unwrap_or("server error")
+        .to_lowercase()
+}
+
+pub(super) fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_send<T: Send>(_: &T) {}
+    fn is_shareable<T: Send + Sync + Clone + 'static>() {}
+
+    #[test]
+    fn the_client_and_its_calls_can_cross_tasks() {
+        is_shareable::<HttpClient>();
+        // Never run: only its type matters.
+        let _ = |client: HttpClient, call: Call| is_send(&client.send(call));
+    }
+
+    #[test]
+    fn plain_http_is_allowed_to_loopback_hosts_only() {
+        let allowed = |url: &str| allowed_scheme(&Url::parse(url).unwrap());
+        assert!(allowed("https://api.example.com"));
+        assert!(allowed("http://127.0.0.1:8080"));
+        assert!(allowed("http://localhost:8080"));
+        assert!(allowed("http://[::1]:8080"));
+        assert!(!allowed("http://api.example.com"));
+        assert!(!allowed("http://10.0.0.1"));
+        assert!(!allowed("ftp://127.0.0.1"));
     }
 }

@@ -1,8 +1,8 @@
 //! What differs between CRMs in reading a failed response.
 
 use reqwest::StatusCode;
-use reqwest::header::HeaderMap;
-use std::time::Duration;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use std::time::{Duration, SystemTime};
 
 /// A response the client did not accept as success.
 #[derive(Debug)]
@@ -35,5 +35,68 @@ pub trait Dialect: Send + Sync + 'static {
     fn pace(&self, headers: &HeaderMap) -> Option<Duration> {
         let _ = headers;
         None
+    }
+}
+
+/// The wait a `Retry-After` header asks for: delta-seconds, or an HTTP-date
+/// (a date already past asks for no wait). `None` when the header is absent
+/// or unreadable. Reading it is the dialect's call, since not every CRM's
+/// `Retry-After` means the same thing on every status.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
+    parse_retry_after(value, SystemTime::now())
+}
+
+fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(seconds: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(seconds)
+    }
+
+    #[test]
+    fn retry_after_reads_delta_seconds() {
+        assert_eq!(
+            parse_retry_after(" 120 ", at(0)),
+            Some(Duration::from_secs(120))
+        );
+    }
+
+    #[test]
+    fn retry_after_reads_an_http_date_relative_to_now() {
+        // Sun, 06 Nov 1994 08:49:37 GMT is 784111777 s after the epoch.
+        let date = "Sun, 06 Nov 1994 08:49:37 GMT";
+        assert_eq!(
+            parse_retry_after(date, at(784_111_777 - 30)),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after(date, at(784_111_777 + 5)),
+            Some(Duration::ZERO)
+        );
+    }
+
+    #[test]
+    fn retry_after_ignores_what_it_cannot_read() {
+        assert_eq!(parse_retry_after("soon", at(0)), None);
+        assert_eq!(parse_retry_after("-3", at(0)), None);
+        assert_eq!(retry_after(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn retry_after_is_read_from_the_header() {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, "7".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
     }
 }

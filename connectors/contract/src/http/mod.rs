@@ -7,7 +7,8 @@
 //! 5xx and timeouts that honours the server's own wait hints within a retry
 //! budget, and a tracing span per call. What differs between CRMs (how an
 //! error body reads, which 429 means "wait" and which means "come back
-//! tomorrow", which headers pace the next call) is a [`Dialect`].
+//! tomorrow", which headers pace the next call) is a [`Dialect`]; dialects
+//! read `Retry-After` with [`retry_after`].
 //!
 //! No header, token or query string ever reaches a span, a log line or an
 //! error message: spans carry the route template, never the concrete URL.
@@ -19,7 +20,7 @@ mod limits;
 mod retry;
 
 pub use auth::{AuthSettings, TokenStore, TokenStoreError};
-pub use client::{Call, CallStats, HttpClient, HttpResponse, HttpSettings, Target};
-pub use dialect::{Dialect, Failure, Verdict};
+pub use client::{Call, CallStats, HttpClient, HttpResponse, HttpSettings, TOKEN_ROUTE, Target};
+pub use dialect::{Dialect, Failure, Verdict, retry_after};
 pub use limits::{Bucket, RateLimits};
 pub use retry::RetryPolicy;

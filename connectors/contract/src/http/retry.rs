@@ -1,6 +1,8 @@
 //! When and how often a failed call is tried again.
 
+use backon::{BackoffBuilder, ExponentialBuilder};
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,4 +17,77 @@ pub struct RetryPolicy {
     pub budget: u32,
     /// Per-attempt timeout.
     pub timeout: Duration,
+}
+
+impl RetryPolicy {
+    /// The waits between one call's attempts: exponential from `base_delay`,
+    /// jittered, never above `max_delay`.
+    pub(super) fn backoff(&self) -> impl Iterator<Item = Duration> + Send + use<> {
+        let max = self.max_delay.max(self.base_delay);
+        ExponentialBuilder::new()
+            .with_min_delay(self.base_delay)
+            .with_max_delay(max)
+            .with_jitter()
+            .without_max_times()
+            .build()
+            // Jitter is added on top of the capped delay; cap it again.
+            .map(move |wait| wait.min(max))
+    }
+}
+
+/// The retries left to a client over its whole life.
+#[derive(Debug)]
+pub(super) struct Budget(AtomicU32);
+
+impl Budget {
+    pub(super) fn new(retries: u32) -> Self {
+        Self(AtomicU32::new(retries))
+    }
+
+    /// Takes one retry from the budget; `false` once it is spent.
+    pub(super) fn take(&self) -> bool {
+        self.0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
+                left.checked_sub(1)
+            })
+            .is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: NonZeroU32::new(3).unwrap(),
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(1000),
+            budget: 2,
+            timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_from_the_base_delay_and_stays_under_the_maximum() {
+        let waits: Vec<Duration> = policy().backoff().take(8).collect();
+        for (n, wait) in waits.iter().enumerate() {
+            let floor = Duration::from_millis(100 * (1 << n)).min(Duration::from_millis(1000));
+            assert!(*wait >= floor, "wait {n} is {wait:?}");
+            assert!(*wait <= Duration::from_millis(1000), "wait {n} is {wait:?}");
+        }
+        assert!(
+            waits[0] < Duration::from_millis(200),
+            "jitter is at most the delay itself"
+        );
+    }
+
+    #[test]
+    fn the_budget_runs_out() {
+        let budget = Budget::new(policy().budget);
+        assert!(budget.take());
+        assert!(budget.take());
+        assert!(!budget.take());
+        assert!(!budget.take());
+    }
 }
