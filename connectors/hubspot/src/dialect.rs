@@ -9,7 +9,7 @@
 //! server says otherwise.
 
 use crate::wire::ErrorBody;
-use journeyd_connector::http::{Dialect, Failure, Verdict};
+use journeyd_connector::http::{Dialect, Failure, Verdict, retry_after};
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use std::time::Duration;
@@ -78,12 +78,6 @@ fn is_secondly(body: &ErrorBody) -> bool {
 
 fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers.get(name)?.to_str().ok()
-}
-
-/// `Retry-After` in seconds (HubSpot sends no HTTP dates).
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let seconds: f64 = header(headers, "retry-after")?.trim().parse().ok()?;
-    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds))
 }
 
 /// `X-HubSpot-RateLimit-Interval-Milliseconds`: the burst window's length.
