@@ -51,10 +51,13 @@ pub(crate) fn is_token(key: &str) -> bool {
     !key.is_empty() && key.len() <= 100 && key.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
-/// The body of a task created for `key`: the text, then the marker line.
+/// The body of a task created for `key`: the text, then the marker line,
+/// unless the text already carries it.
 pub(crate) fn task_body(body: &str, key: &ActionKey) -> String {
     let body = body.trim_end();
-    if body.is_empty() {
+    if markers(body).iter().any(|k| k == key.as_str()) {
+        body.to_owned()
+    } else if body.is_empty() {
         format!("{MARKER} {key}")
     } else {
         format!("{body}\n\n{MARKER} {key}")
@@ -823,6 +826,7 @@ mod tests {
             "Name the decision maker.\n\njourneyd-action: 3f2a9c00d1"
         );
         assert_eq!(markers(&body), ["3f2a9c00d1"]);
+        assert_eq!(task_body(&body, &key), body, "a body with its marker keeps one");
         assert_eq!(
             markers("<p>Name them.</p><p>journeyd-action:&nbsp;3f2a9c00d1</p>"),
             ["3f2a9c00d1"]
