@@ -5,7 +5,12 @@
 //! - [`journey`]: the journey model, CEL criteria, CRM record -> journey record;
 //! - [`rules`]: journey record -> violations; pure;
 //! - [`store`]: the SQLite state file; the only module that speaks SQL;
+//! - [`secrets`]: credentials read at startup; rotated refresh tokens saved;
+//! - [`connectors`]: the closed set of CRM connectors, built from config;
+//! - [`sync`]: one connector's records into the store, page by page;
 //! - [`audit`]: one audit of every stored record, diffed against the log;
+//! - [`writeback`]: corrective writes planned, capped, and sent through the
+//!   ledger;
 //! - [`import`]: canonical records from JSONL;
 //! - [`report`], [`export`]: what admins read;
 //! - [`cli`]: the command line; the only module that prints;
@@ -21,10 +26,16 @@ pub mod audit;
 )]
 pub mod cli;
 pub mod config;
+pub mod connectors;
 pub mod export;
+#[cfg(test)]
+mod fake_connector;
 pub mod import;
 pub mod journey;
 pub mod report;
 pub mod rules;
+pub mod secrets;
 pub mod store;
+pub mod sync;
 pub mod telemetry;
+pub mod writeback;

@@ -43,6 +43,12 @@ pub enum Command {
     Journey(JourneyCommand),
     /// Import canonical records and owners from a JSONL file.
     Import(ImportArgs),
+    /// Pull owners and records from the CRMs into the state file: what
+    /// changed since the last sync, or everything with --full.
+    Sync(SyncArgs),
+    /// Show the corrective writes the violations call for; with --apply
+    /// (and `writeback.mode = "apply"`), write them to the CRM.
+    Writeback(WritebackArgs),
     /// Re-evaluate every stored record and update the violations log.
     Audit,
     /// Review the violations log.
@@ -76,6 +82,28 @@ pub struct ImportArgs {
     pub file: PathBuf,
     /// The connector the records belong to; may be left out when the config
     /// has exactly one.
+    #[arg(long)]
+    pub connector: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// Only this connector (default: every configured connector whose CRM
+    /// journeyd can reach).
+    #[arg(long)]
+    pub connector: Option<String>,
+    /// Read every record, not only what changed, and mark the records the
+    /// CRM deleted.
+    #[arg(long)]
+    pub full: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WritebackArgs {
+    /// Write to the CRM (the config's `writeback.mode` must be "apply" too).
+    #[arg(long)]
+    pub apply: bool,
+    /// Only this connector (default: every configured connector).
     #[arg(long)]
     pub connector: Option<String>,
 }

@@ -178,6 +178,33 @@ pub fn journey_show(ctx: &Context) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The connector named on the command line, or every configured one.
+pub fn select_connectors<'c>(
+    config: &'c Config,
+    name: Option<&str>,
+) -> anyhow::Result<Vec<&'c ConnectorConfig>> {
+    match name {
+        Some(name) => config
+            .connectors
+            .iter()
+            .find(|c| c.name.as_str() == name)
+            .map(|c| vec![c])
+            .ok_or_else(|| anyhow!("no connector `{name}` in {}", config.path.display())),
+        None if config.connectors.is_empty() => {
+            bail!("{} configures no connector", config.path.display())
+        }
+        None => Ok(config.connectors.iter().collect()),
+    }
+}
+
+/// The async runtime of a command that talks to a CRM.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("could not start the async runtime")
+}
+
 fn pick_connector<'c>(
     config: &'c Config,
     name: Option<&str>,

@@ -5,7 +5,10 @@ pub mod args;
 mod commands;
 mod demo;
 mod output;
+mod progress;
+mod sync;
 mod violations;
+mod writeback;
 
 use args::{Cli, Command, ConfigCommand, JourneyCommand};
 use std::process::ExitCode;
@@ -31,6 +34,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config(ConfigCommand::Check) => commands::config_check(&ctx),
         Command::Journey(JourneyCommand::Show) => commands::journey_show(&ctx),
         Command::Import(args) => commands::import(&ctx, &args),
+        Command::Sync(args) => sync::run(&ctx, &args),
+        Command::Writeback(args) => writeback::run(&ctx, &args),
         Command::Audit => commands::audit(&ctx),
         Command::Report => commands::report(&ctx),
         Command::Demo { keep } => demo::run(ctx.json, keep),

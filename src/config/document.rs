@@ -21,7 +21,20 @@ pub(super) const ROOT: Range<usize> = 0..0;
 /// Bounds the work on a file full of mistakes; nobody reads past fifty.
 const MAX_ROUNDS: usize = 50;
 
-const SECRET_MESSAGE: &str = "secrets are never written in the config file: use `secret = { env = \"NAME\" }` or `secret = { credential = \"NAME\" }`";
+/// Keys whose value names where a secret comes from.
+const SECRET_SOURCES: [&str; 2] = ["secret", "refresh_token"];
+
+/// What to write instead of a literal secret under `key`.
+fn secret_message(key: &str) -> String {
+    let key = if SECRET_SOURCES.contains(&key) {
+        key
+    } else {
+        "secret"
+    };
+    format!(
+        "secrets are never written in the config file: use `{key} = {{ env = \"NAME\" }}` or `{key} = {{ credential = \"NAME\" }}`"
+    )
+}
 
 /// A file's raw structs and the entries dropped on the way.
 #[derive(Debug)]
@@ -258,7 +271,20 @@ fn report(
     } else {
         format!(" in `{within}`")
     };
-    let parent_is_secret = found.path.iter().rev().nth(1) == Some(&Segment::Key("secret".into()));
+    let parent = found.path.iter().rev().nth(1);
+    let parent_is_secret = SECRET_SOURCES
+        .iter()
+        .any(|source| parent == Some(&Segment::Key((*source).into())));
+    let parent_key = match parent {
+        Some(Segment::Key(parent)) => parent.as_str(),
+        _ => "",
+    };
+    // Which secret-source key a masked value belongs to, for the message.
+    let source = if SECRET_SOURCES.contains(&key.as_str()) {
+        key.as_str()
+    } else {
+        parent_key
+    };
     let actual = node_at(tree, span).map(|value| value.type_str());
 
     if let Some(rest) = message.strip_prefix("unknown field ") {
@@ -267,7 +293,7 @@ fn report(
             sink.error(
                 file,
                 span.start,
-                format!("{prefix}`{key}`: {SECRET_MESSAGE}"),
+                format!("{prefix}`{key}`: {}", secret_message(source)),
             );
             return;
         }
@@ -289,12 +315,12 @@ fn report(
         .strip_prefix("invalid type: ")
         .and_then(|rest| rest.rsplit_once(", expected "))
     {
-        if key == "secret" && actual == Some("string") {
+        if SECRET_SOURCES.contains(&key.as_str()) && actual == Some("string") {
             sink.mask(file, found.value_span.clone());
             sink.error(
                 file,
                 span.start,
-                format!("{prefix}`{key}`: {SECRET_MESSAGE}"),
+                format!("{prefix}`{key}`: {}", secret_message(source)),
             );
             return;
         }
@@ -326,7 +352,7 @@ fn report(
         sink.error(
             file,
             span.start,
-            format!("{prefix}`{key}`: {SECRET_MESSAGE}"),
+            format!("{prefix}`{key}`: {}", secret_message(source)),
         );
     } else {
         sink.error(

@@ -4,8 +4,9 @@
 use crate::journey::{Expr, Journey, RoleId, StageId};
 use crate::rules::{ActionKind, BuiltinRule, MessageTemplate, RuleId, Severity};
 use journeyd_connector::{ConnectorName, ObjectKind, System};
+use journeyd_hubspot::HubspotSettings;
 use std::collections::{BTreeMap, BTreeSet};
-use std::num::NonZeroU32;
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::PathBuf;
 
 #[derive(Debug)]
@@ -104,6 +105,42 @@ pub struct ConnectorConfig {
     /// CRM field name -> canonical field name.
     pub fields: BTreeMap<String, String>,
     pub lifecycle: Option<LifecycleMap>,
+    /// The object kinds a sync pulls: the config's `objects`, or every kind
+    /// the CRM has.
+    pub objects: BTreeSet<ObjectKind>,
+    /// How to reach the CRM.
+    pub connection: Connection,
+}
+
+/// How the daemon reaches a connector's CRM: the closed set of CRMs whose
+/// connectors are built. Settings types are owned by the connector crates;
+/// the config only validates and fills them.
+#[derive(Debug, Clone)]
+pub enum Connection {
+    Hubspot(Box<HubspotConnection>),
+    /// A CRM whose connector is not built yet: only `journeyd import` feeds it.
+    Other,
+}
+
+impl Connection {
+    /// Actions per write-back batch call.
+    pub fn batch_limit(&self) -> NonZeroUsize {
+        match self {
+            Connection::Hubspot(hubspot) => hubspot.settings.batch_limit,
+            Connection::Other => DEFAULT_BATCH_LIMIT,
+        }
+    }
+}
+
+/// Batch size where the connector says nothing.
+const DEFAULT_BATCH_LIMIT: NonZeroUsize = NonZeroUsize::new(100).expect("100 is not zero");
+
+#[derive(Debug, Clone)]
+pub struct HubspotConnection {
+    pub settings: HubspotSettings,
+    /// With `auth = "oauth"`: where the refresh token is read from (the
+    /// connector's `secret` is then the client secret).
+    pub refresh_token: Option<SecretRef>,
 }
 
 /// Where a secret is read from at startup. Secrets are never in config files.

@@ -95,6 +95,38 @@ pub(super) struct RawConnector {
     #[serde(default)]
     pub fields: TextMap,
     pub lifecycle: Option<Spanned<RawLifecycle>>,
+    /// Where and how to reach the CRM (kind = "hubspot"; the other kinds
+    /// bring their own keys when their connectors land).
+    pub api_url: Option<Text>,
+    pub auth: Option<Text>,
+    pub client_id: Option<Text>,
+    pub token_url: Option<Text>,
+    pub refresh_token: Option<Spanned<RawSecret>>,
+    pub portal_id: Option<Text>,
+    pub objects: Option<Spanned<Vec<Text>>>,
+    pub limits: Option<Spanned<RawLimits>>,
+    pub paging: Option<Spanned<RawPaging>>,
+    pub lifecycle_forward_only: Option<Spanned<bool>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(super) struct RawLimits {
+    pub requests: Option<Spanned<i64>>,
+    pub per_seconds: Option<Spanned<i64>>,
+    pub search_per_second: Option<Spanned<i64>>,
+    pub retry_budget: Option<Spanned<i64>>,
+    pub max_attempts: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(super) struct RawPaging {
+    pub list_limit: Option<Spanned<i64>>,
+    pub search_limit: Option<Spanned<i64>>,
+    pub search_cap: Option<Spanned<i64>>,
+    pub batch_limit: Option<Spanned<i64>>,
+    pub overlap_seconds: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

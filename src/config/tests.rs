@@ -258,3 +258,123 @@ fn the_journey_path_in_reports_is_joined_to_the_config_path_as_given() {
         "{report}"
     );
 }
+
+#[test]
+fn a_literal_refresh_token_or_url_password_never_appears_in_the_report() {
+    for (case, secrets) in [
+        (
+            "38-hubspot-oauth",
+            &["na1-5e2f-0000-refresh-literal", "na1-literal-in-a-table"][..],
+        ),
+        ("37-hubspot-urls", &["hunter2"][..]),
+    ] {
+        let case = corpus_dir().join(case);
+        let report = render(&case);
+        let config = std::fs::read_to_string(case.join("journeyd.toml")).unwrap_or_default();
+        for secret in secrets {
+            assert!(config.contains(secret), "the case still holds `{secret}`");
+            assert!(
+                !report.contains(secret),
+                "`{secret}` leaked into:\n{report}"
+            );
+        }
+    }
+}
+
+fn hubspot_of(config: &Config) -> &HubspotConnection {
+    match &config.connectors[0].connection {
+        Connection::Hubspot(hubspot) => hubspot,
+        Connection::Other => panic!("connector 0 is not a hubspot connection"),
+    }
+}
+
+#[test]
+fn a_hubspot_connector_defaults_to_the_public_api_a_private_app_and_every_object() {
+    use journeyd_connector::ObjectKind;
+    let daemon = r#"
+state_path = "s.sqlite"
+journey = "journey.toml"
+[connectors.crm]
+kind = "hubspot"
+secret = { env = "TOKEN" }
+[connectors.crm.fields]
+hs_close_reason = "close_reason"
+[connectors.crm.lifecycle]
+field = "lifecyclestage"
+"#;
+    let (_dir, config) = loaded(daemon, JOURNEY);
+    let hubspot = hubspot_of(&config);
+    let settings = &hubspot.settings;
+    assert_eq!(settings.api_url.as_str(), "https://api.hubapi.com/");
+    assert_eq!(settings.auth, journeyd_hubspot::HubspotAuth::PrivateApp);
+    assert_eq!(hubspot.refresh_token, None);
+    assert_eq!(settings.properties, ["hs_close_reason"]);
+    assert_eq!(
+        settings.lifecycle_property.as_deref(),
+        Some("lifecyclestage")
+    );
+    assert!(settings.lifecycle_forward_only);
+    assert_eq!(settings.limits.general.0.get(), 100);
+    assert_eq!(settings.limits.general.1.as_secs(), 10);
+    assert_eq!(settings.search_limit.get(), 200);
+    assert_eq!(
+        config.connectors[0].objects,
+        [ObjectKind::Deal, ObjectKind::Contact, ObjectKind::Account].into()
+    );
+}
+
+#[test]
+fn oauth_on_loopback_takes_every_knob_and_derives_the_token_url_from_the_api_url() {
+    use journeyd_connector::ObjectKind;
+    let path = corpus_dir()
+        .join("41-valid-hubspot-oauth-on-loopback")
+        .join("journeyd.toml");
+    let config = load(&path).unwrap_or_else(|errors| panic!("{errors}"));
+    let hubspot = hubspot_of(&config);
+    let settings = &hubspot.settings;
+    assert_eq!(settings.api_url.as_str(), "http://127.0.0.1:8080/");
+    match &settings.auth {
+        journeyd_hubspot::HubspotAuth::OAuth {
+            client_id,
+            token_url,
+        } => {
+            assert_eq!(client_id, "5f1e0c1b-app");
+            assert_eq!(token_url.as_str(), "http://127.0.0.1:8080/oauth/v3/token");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        hubspot.refresh_token,
+        Some(SecretRef::Env("JOURNEYD_HUBSPOT_REFRESH_TOKEN".into()))
+    );
+    assert_eq!(settings.portal_id.as_deref(), Some("1234567"));
+    assert!(!settings.lifecycle_forward_only);
+    assert_eq!(
+        (
+            settings.limits.general.0.get(),
+            settings.limits.general.1.as_secs()
+        ),
+        (190, 10)
+    );
+    assert_eq!(settings.limits.search.map(|(n, _)| n.get()), Some(5));
+    assert_eq!(
+        (settings.retry.budget, settings.retry.max_attempts.get()),
+        (50, 3)
+    );
+    assert_eq!(
+        (
+            settings.list_limit.get(),
+            settings.search_cap.get(),
+            settings.batch_limit.get(),
+            settings.overlap.as_secs()
+        ),
+        (50, 10_000, 10, 0)
+    );
+    assert_eq!(config.connectors[0].connection.batch_limit().get(), 10);
+    assert_eq!(
+        config.connectors[0].objects,
+        [ObjectKind::Deal, ObjectKind::Contact].into()
+    );
+    assert!(matches!(config.connectors[1].connection, Connection::Other));
+    assert_eq!(config.connectors[1].objects, [ObjectKind::Lead].into());
+}

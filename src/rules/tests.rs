@@ -2,7 +2,9 @@
 //! and stays quiet on the one built to pass. One `check` helper runs the
 //! whole rule set, so each test also shows no other rule fires by accident.
 
-use crate::config::{Checks, ConnectorConfig, CustomRule, LifecycleMap, OnboardingCheck, RoleMap};
+use crate::config::{
+    Checks, Connection, ConnectorConfig, CustomRule, LifecycleMap, OnboardingCheck, RoleMap,
+};
 use crate::journey::record::{OwnerInfo, StageRef, Step};
 use crate::journey::{Criterion, Expr, Journey, JourneyRecord, RoleId, Stage, StageId};
 use crate::rules::{ActionKind, MessageTemplate, Peer, PlannedAction, RuleId, RuleSet, Severity};
@@ -100,6 +102,8 @@ fn connector() -> ConnectorConfig {
                 .map(|(v, s)| (v.to_owned(), StageId::new(s)))
                 .into(),
         }),
+        objects: ObjectKind::ALL.into_iter().collect(),
+        connection: Connection::Other,
     }
 }
 

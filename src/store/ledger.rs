@@ -7,7 +7,7 @@ use super::{SqlContext, Store, StoreError, json_error};
 use crate::rules::Fingerprint;
 use chrono::{DateTime, Utc};
 use journeyd_connector::{ActionKey, ActionRequest, ConnectorName};
-use rusqlite::params;
+use rusqlite::{Connection, params};
 use serde::Serialize;
 
 sql_enum!(
@@ -84,58 +84,215 @@ impl Store {
         error: Option<&str>,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let changed = self
-            .conn
-            .prepare_cached(
-                "UPDATE writeback_ledger
-                 SET state = ?2, crm_id = coalesce(?3, crm_id), error = ?4, updated_at = ?5,
-                     attempts = attempts + (?2 = 'sent')
-                 WHERE action_key = ?1",
-            )
-            .op("prepare updating a write-back action")?
-            .execute(params![key.as_str(), state, crm_id, error, ts(at)])
-            .op("update a write-back action")?;
-        if changed == 0 {
-            return Err(StoreError::LedgerKeyNotFound(key.clone()));
-        }
-        Ok(())
+        mark_one(&self.conn, key, state, crm_id, error, at)
     }
 
     /// Every action in `state`, oldest first.
     pub fn ledger_by_state(&self, state: LedgerState) -> Result<Vec<LedgerEntry>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare_cached(
-                "SELECT action_key, fingerprint, connector, request, state, attempts, crm_id,
-                        error, created_at, updated_at
-                 FROM writeback_ledger WHERE state = ?1 ORDER BY created_at, action_key",
-            )
+            .prepare_cached(&format!(
+                "SELECT {LEDGER_COLUMNS} FROM writeback_ledger WHERE state = ?1
+                 ORDER BY created_at, action_key"
+            ))
             .op("prepare listing write-back actions")?;
         let mut rows = stmt.query([state]).op("list write-back actions")?;
         let mut entries = Vec::new();
         while let Some(row) = rows.next().op("list write-back actions")? {
-            let key = ActionKey::new(row.get::<_, String>(0).op("read a write-back action")?);
-            let request: String = row.get(3).op("read a write-back action")?;
-            let request = serde_json::from_str(&request)
-                .map_err(json_error(format!("write-back action {key}")))?;
-            let read = || -> rusqlite::Result<LedgerEntry> {
-                Ok(LedgerEntry {
-                    fingerprint: Fingerprint::from_stored(row.get(1)?),
-                    connector: ConnectorName::new(row.get::<_, String>(2)?),
-                    request,
-                    state: row.get(4)?,
-                    attempts: row.get(5)?,
-                    crm_id: row.get(6)?,
-                    error: row.get(7)?,
-                    created_at: get_ts(row, 8)?,
-                    updated_at: get_ts(row, 9)?,
-                    key,
-                })
-            };
-            entries.push(read().op("read a write-back action")?);
+            entries.push(ledger_row(row)?);
         }
         Ok(entries)
     }
+
+    /// The actions of `connector` that were recorded or sent but whose
+    /// outcome was never recorded (a crash, or a run ended mid-batch),
+    /// oldest first.
+    pub fn ledger_unconfirmed(
+        &self,
+        connector: &ConnectorName,
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {LEDGER_COLUMNS} FROM writeback_ledger
+                 WHERE state IN ('pending', 'sent') AND connector = ?1
+                 ORDER BY created_at, action_key"
+            ))
+            .op("prepare listing unconfirmed write-back actions")?;
+        let mut rows = stmt
+            .query([connector.as_str()])
+            .op("list unconfirmed write-back actions")?;
+        let mut entries = Vec::new();
+        while let Some(row) = rows.next().op("list unconfirmed write-back actions")? {
+            entries.push(ledger_row(row)?);
+        }
+        Ok(entries)
+    }
+
+    /// Every action recorded for the violations `fingerprints`, whatever
+    /// their state.
+    pub fn ledger_by_fingerprints(
+        &self,
+        fingerprints: &[Fingerprint],
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {LEDGER_COLUMNS} FROM writeback_ledger WHERE fingerprint = ?1
+                 ORDER BY created_at, action_key"
+            ))
+            .op("prepare reading write-back actions of a violation")?;
+        let mut entries = Vec::new();
+        for fingerprint in fingerprints {
+            let mut rows = stmt
+                .query([fingerprint.as_str()])
+                .op("read write-back actions of a violation")?;
+            while let Some(row) = rows.next().op("read write-back actions of a violation")? {
+                entries.push(ledger_row(row)?);
+            }
+        }
+        Ok(entries)
+    }
+
+    /// Records a batch about to be sent, in one transaction: new actions as
+    /// `pending`; actions that `failed` before back to `pending`, with the
+    /// request as planned now. An action in any other state is left as it
+    /// is. Returns how many rows were written.
+    pub fn ledger_stage(
+        &mut self,
+        connector: &ConnectorName,
+        actions: &[(ActionRequest, Fingerprint)],
+        at: DateTime<Utc>,
+    ) -> Result<usize, StoreError> {
+        let tx = self
+            .conn
+            .transaction()
+            .op("begin recording write-back actions")?;
+        let mut written = 0;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO writeback_ledger
+                         (action_key, fingerprint, connector, request, state, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5)
+                     ON CONFLICT (action_key) DO UPDATE SET
+                         state = 'pending', request = excluded.request,
+                         updated_at = excluded.updated_at
+                     WHERE state = 'failed'",
+                )
+                .op("prepare recording a write-back action")?;
+            let at = ts(at);
+            for (request, fingerprint) in actions {
+                let key = request.key();
+                let json = serde_json::to_string(request)
+                    .map_err(json_error(format!("write-back action {key}")))?;
+                written += stmt
+                    .execute(params![
+                        key.as_str(),
+                        fingerprint.as_str(),
+                        connector.as_str(),
+                        json,
+                        at
+                    ])
+                    .op("record a write-back action")?;
+            }
+        }
+        tx.commit().op("commit recording write-back actions")?;
+        Ok(written)
+    }
+
+    /// Applies every mark in one transaction; see [`Store::ledger_mark`].
+    pub fn ledger_mark_all(
+        &mut self,
+        marks: &[LedgerMark],
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let tx = self
+            .conn
+            .transaction()
+            .op("begin updating write-back actions")?;
+        for mark in marks {
+            mark_one(
+                &tx,
+                &mark.key,
+                mark.state,
+                mark.crm_id.as_deref(),
+                mark.error.as_deref(),
+                at,
+            )?;
+        }
+        tx.commit().op("commit updating write-back actions")
+    }
+}
+
+/// One change of an action's state, for [`Store::ledger_mark_all`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerMark {
+    pub key: ActionKey,
+    pub state: LedgerState,
+    pub crm_id: Option<String>,
+    pub error: Option<String>,
+}
+
+impl LedgerMark {
+    pub fn new(key: ActionKey, state: LedgerState) -> Self {
+        LedgerMark {
+            key,
+            state,
+            crm_id: None,
+            error: None,
+        }
+    }
+}
+
+const LEDGER_COLUMNS: &str = "action_key, fingerprint, connector, request, state, attempts, \
+     crm_id, error, created_at, updated_at";
+
+fn mark_one(
+    conn: &Connection,
+    key: &ActionKey,
+    state: LedgerState,
+    crm_id: Option<&str>,
+    error: Option<&str>,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE writeback_ledger
+             SET state = ?2, crm_id = coalesce(?3, crm_id), error = ?4, updated_at = ?5,
+                 attempts = attempts + (?2 = 'sent')
+             WHERE action_key = ?1",
+        )
+        .op("prepare updating a write-back action")?
+        .execute(params![key.as_str(), state, crm_id, error, ts(at)])
+        .op("update a write-back action")?;
+    if changed == 0 {
+        return Err(StoreError::LedgerKeyNotFound(key.clone()));
+    }
+    Ok(())
+}
+
+/// Reads a row of [`LEDGER_COLUMNS`].
+fn ledger_row(row: &rusqlite::Row<'_>) -> Result<LedgerEntry, StoreError> {
+    let key = ActionKey::new(row.get::<_, String>(0).op("read a write-back action")?);
+    let request: String = row.get(3).op("read a write-back action")?;
+    let request =
+        serde_json::from_str(&request).map_err(json_error(format!("write-back action {key}")))?;
+    let read = || -> rusqlite::Result<LedgerEntry> {
+        Ok(LedgerEntry {
+            fingerprint: Fingerprint::from_stored(row.get(1)?),
+            connector: ConnectorName::new(row.get::<_, String>(2)?),
+            request,
+            state: row.get(4)?,
+            attempts: row.get(5)?,
+            crm_id: row.get(6)?,
+            error: row.get(7)?,
+            created_at: get_ts(row, 8)?,
+            updated_at: get_ts(row, 9)?,
+            key,
+        })
+    };
+    read().op("read a write-back action")
 }
 
 #[cfg(test)]

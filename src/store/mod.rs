@@ -9,6 +9,7 @@
 //!   chunk by chunk (with duplicate peers) for the audit;
 //! - `owners`, `runs`, `watermarks`, `ledger`: the other synced and
 //!   operational state;
+//! - `writeback`: what the write-back planner reads;
 //! - `audit`: the [`AuditWriter`], one transaction per audit;
 //! - `violations`: the violations log, its events, admin actions, listing;
 //! - `report`: raw per-stage figures for the report.
@@ -28,11 +29,12 @@ mod report;
 mod runs;
 mod violations;
 mod watermarks;
+mod writeback;
 
 pub use audit::{AuditDiff, AuditWriter, ChunkDiff, RecordState};
 pub use chunks::{DuplicatePeer, MAX_PEERS, StoredRecord};
 pub use handle::StoreHandle;
-pub use ledger::{LedgerEntry, LedgerState};
+pub use ledger::{LedgerEntry, LedgerMark, LedgerState};
 pub use records::UpsertCounts;
 pub use report::{OwnerCount, StageFigures, StageRuleCount};
 pub use runs::{RunId, RunKind, RunRow, RunStatus};
@@ -41,6 +43,7 @@ pub use violations::{
     ViolationRow, ViolationStatus,
 };
 pub use watermarks::StoredWatermark;
+pub use writeback::ResolvedTask;
 
 use journeyd_connector::{ActionKey, ConnectorName, ObjectKind, RecordId};
 use rusqlite::{Connection, ErrorCode, OpenFlags};

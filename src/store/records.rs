@@ -75,21 +75,27 @@ impl Store {
         Ok(counts)
     }
 
-    /// Stores one page of a pull and advances the watermark of `object` in
-    /// the same transaction, so that the watermark never runs ahead of the
-    /// data it covers.
+    /// Stores one page of a pull, and the watermark of `object` with the
+    /// cursor of the next page, in the same transaction: the watermark never
+    /// runs ahead of the data it covers, and a pull stopped after this page
+    /// resumes at the next one. With no watermark yet (nothing read so far),
+    /// only an existing watermark row's cursor can move: there is nothing
+    /// to resume past.
     pub fn store_page(
         &mut self,
         connector: &ConnectorName,
         object: ObjectKind,
         records: &[CrmRecord],
-        watermark: &Watermark,
+        watermark: Option<&Watermark>,
         cursor: Option<&str>,
         seen_at: DateTime<Utc>,
     ) -> Result<UpsertCounts, StoreError> {
         let tx = self.conn.transaction().op("begin a page")?;
         let counts = upsert(&tx, connector, records, seen_at)?;
-        watermarks::set(&tx, connector, object, watermark, cursor, seen_at)?;
+        match watermark {
+            Some(watermark) => watermarks::set(&tx, connector, object, watermark, cursor, seen_at)?,
+            None => watermarks::set_cursor(&tx, connector, object, cursor, seen_at)?,
+        }
         tx.commit().op("commit a page")?;
         Ok(counts)
     }
@@ -557,7 +563,7 @@ mod tests {
                 &hubspot(),
                 ObjectKind::Deal,
                 &[record(ObjectKind::Deal, "1")],
-                &watermark,
+                Some(&watermark),
                 Some("page-2"),
                 day(2, 0),
             )

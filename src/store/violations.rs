@@ -147,11 +147,11 @@ pub struct SummaryRow {
     pub count: u64,
 }
 
-const VIOLATION_COLUMNS: &str = "id, fingerprint, connector, object, record_id, record_name, \
+pub(super) const VIOLATION_COLUMNS: &str = "id, fingerprint, connector, object, record_id, record_name, \
      record_url, rule, severity, stage, owner_id, owner_role, message, action, status, \
      status_reason, suppressed_until, first_seen, last_seen, last_run, resolved_at";
 
-fn violation_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ViolationRow> {
+pub(super) fn violation_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ViolationRow> {
     let action = row.get_ref(13)?.as_str()?;
     let action = serde_json::from_str(action).map_err(|err| {
         rusqlite::Error::FromSqlConversionFailure(13, rusqlite::types::Type::Text, Box::new(err))

@@ -83,3 +83,20 @@ pub(super) fn set(
     .op("set a watermark")?;
     Ok(())
 }
+
+/// Moves only the cursor of an existing watermark.
+pub(super) fn set_cursor(
+    conn: &Connection,
+    connector: &ConnectorName,
+    object: ObjectKind,
+    cursor: Option<&str>,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "UPDATE watermarks SET cursor = ?3, updated_at = ?4 WHERE connector = ?1 AND object = ?2",
+    )
+    .op("prepare setting a sync cursor")?
+    .execute(params![connector.as_str(), object.as_str(), cursor, ts(at)])
+    .op("set a sync cursor")?;
+    Ok(())
+}

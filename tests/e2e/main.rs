@@ -4,3 +4,4 @@
 mod admin_flow;
 mod config_check;
 mod support;
+mod writeback_cli;

@@ -13,7 +13,10 @@ pub fn journeyd() -> Command {
     command
         .env_remove("JOURNEYD_CONFIG")
         .env_remove("JOURNEYD_STATE")
-        .env_remove("RUST_LOG");
+        .env_remove("RUST_LOG")
+        // Secrets of the machine running the tests are none of theirs.
+        .env_remove("JOURNEYD_HUBSPOT_TOKEN")
+        .env_remove("CREDENTIALS_DIRECTORY");
     command
 }
 

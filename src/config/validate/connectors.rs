@@ -2,6 +2,7 @@
 //! maps from its native stages, owners, fields and lifecycle values to the
 //! journey's.
 
+use super::connection::{self, Derived};
 use super::{Checker, Known, is_identifier, known_stage, object_kind};
 use crate::config::raw::{RawConnector, RawSecret, Text, TextMap};
 use crate::config::{ConnectorConfig, LifecycleMap, RoleMap, SecretRef};
@@ -38,7 +39,7 @@ pub(super) fn connectors(
                 system
             });
         let secret = match &raw.secret {
-            Some(secret) => secret_ref(secret, &context, check).map(Some),
+            Some(secret) => secret_ref(secret, "secret", &context, check).map(Some),
             None => Some(None),
         };
 
@@ -115,7 +116,18 @@ pub(super) fn connectors(
             field.map(|field| LifecycleMap { field, values })
         });
 
-        if let (true, Some(system), Some(secret)) = (name_ok, system, secret) {
+        let reach = connection::reach(
+            table,
+            system,
+            Derived {
+                fields: &fields,
+                lifecycle: lifecycle.as_ref().and_then(Option::as_ref),
+            },
+            &context,
+            check,
+        );
+
+        if let (true, Some(system), Some(secret), Some(reach)) = (name_ok, system, secret, reach) {
             connectors.push(ConnectorConfig {
                 name: ConnectorName::new(name.get_ref()),
                 system,
@@ -125,14 +137,18 @@ pub(super) fn connectors(
                 roles,
                 fields,
                 lifecycle: lifecycle.flatten(),
+                objects: reach.objects,
+                connection: reach.connection,
             });
         }
     }
     (connectors, canonical)
 }
 
-fn secret_ref(
+/// Where `key` (`secret`, `refresh_token`) is read from.
+pub(super) fn secret_ref(
     secret: &Spanned<RawSecret>,
+    key: &str,
     context: &str,
     check: &mut Checker<'_>,
 ) -> Option<SecretRef> {
@@ -172,7 +188,7 @@ fn secret_ref(
         (Some(_), Some(credential)) => {
             check.error(
                 credential.span().start,
-                format!("{context}`secret` takes one of `env` or `credential`, not both"),
+                format!("{context}`{key}` takes one of `env` or `credential`, not both"),
             );
             None
         }
@@ -186,7 +202,7 @@ fn secret_ref(
             check.error(
                 secret.span().start,
                 format!(
-                    "{context}`secret` names no source: use `secret = {{ env = \"NAME\" }}` or `secret = {{ credential = \"NAME\" }}`"
+                    "{context}`{key}` names no source: use `{key} = {{ env = \"NAME\" }}` or `{key} = {{ credential = \"NAME\" }}`"
                 ),
             );
             None

@@ -9,8 +9,11 @@
 //! - [`journey`]: `journey.toml`: stages, roles, criteria, handoff fields;
 //! - [`daemon`]: `journeyd.toml` but its connectors: paths, schedule, checks,
 //!   write-back policy, custom rules;
-//! - [`connectors`]: each `[connectors.NAME]` table and its maps.
+//! - [`connectors`]: each `[connectors.NAME]` table and its maps;
+//! - [`connection`]: how a connector reaches its CRM (URLs, auth, limits,
+//!   paging), into the connector crate's settings.
 
+mod connection;
 mod connectors;
 mod daemon;
 mod journey;
@@ -148,6 +151,11 @@ impl<'a> Checker<'a> {
             );
         }
         value.as_ref()
+    }
+
+    /// Hides `span` (a value that holds a secret) in every line shown.
+    pub fn mask(&mut self, span: Range<usize>) {
+        self.sink.mask(self.file.id, span);
     }
 
     /// Whether `key` of `table` was there but reported and dropped.

@@ -1,0 +1,160 @@
+//! `journeyd sync`: pull owners and records from each connector's CRM.
+//!
+//! Secrets are read and every connector built before any sync starts, so a
+//! missing credential stops the command before it has done half the work.
+//! Ctrl-C stops each sync at its next page boundary, with its cursor saved.
+
+use crate::cli::args::SyncArgs;
+use crate::cli::commands::{Context, load_config, runtime, select_connectors};
+use crate::cli::output::{json, table};
+use crate::cli::progress::sync_progress;
+use crate::config::{Connection, ConnectorConfig};
+use crate::connectors::AnyConnector;
+use crate::secrets::{RefreshTokenFile, SecretResolver};
+use crate::store::{RunStatus, StoreHandle};
+use crate::sync::{SyncOptions, SyncSummary};
+use anyhow::Context as _;
+use serde::Serialize;
+use std::process::ExitCode;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// A connector the command did not sync, and why.
+#[derive(Debug, Serialize)]
+struct NotSynced {
+    connector: String,
+    error: String,
+}
+
+pub fn run(ctx: &Context, args: &SyncArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config!(ctx);
+    let selected = select_connectors(&config, args.connector.as_deref())?;
+    // Unnamed connectors of kinds journeyd cannot reach yet are fed by
+    // `journeyd import`: not an error unless asked for by name.
+    let selected: Vec<&ConnectorConfig> = selected
+        .into_iter()
+        .filter(|c| args.connector.is_some() || !matches!(c.connection, Connection::Other))
+        .collect();
+    let store =
+        StoreHandle::spawn(ctx.open_store(&config)?).context("could not start the store")?;
+    let secrets = SecretResolver::from_process();
+    let tokens = Arc::new(RefreshTokenFile::beside(ctx.state_path(&config)));
+    let options = SyncOptions {
+        full: args.full,
+        objects: None,
+    };
+    let progress = sync_progress();
+
+    let (summaries, not_synced) = runtime()?.block_on(async {
+        let mut built = Vec::new();
+        let mut not_synced = Vec::new();
+        for connector in &selected {
+            match AnyConnector::build(connector, &secrets, &tokens) {
+                Ok(any) => built.push((*connector, any)),
+                Err(error) => not_synced.push(NotSynced {
+                    connector: connector.name.to_string(),
+                    error: format!("{:#}", anyhow::Error::new(error)),
+                }),
+            }
+        }
+        if !not_synced.is_empty() {
+            return Ok::<_, anyhow::Error>((Vec::new(), not_synced));
+        }
+        let (stop, shutdown) = watch::channel(false);
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                stop.send_replace(true);
+            }
+        });
+        let mut summaries = Vec::new();
+        for (connector, any) in &built {
+            summaries.push(
+                any.sync(&store, connector, &options, progress.as_ref(), &shutdown)
+                    .await?,
+            );
+        }
+        Ok((summaries, not_synced))
+    })?;
+    drop(progress);
+
+    if ctx.json {
+        json(&serde_json::json!({ "synced": summaries, "not_synced": not_synced }))?;
+    } else {
+        print(&summaries, &not_synced);
+    }
+    let failed = !not_synced.is_empty()
+        || summaries.iter().any(|s| s.status == RunStatus::Failed)
+        || (summaries.is_empty() && args.connector.is_none());
+    if summaries.is_empty() && not_synced.is_empty() {
+        eprintln!(
+            "error: no configured connector can be synced yet (only `journeyd import` feeds {})",
+            selected_names(&config.connectors)
+        );
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn selected_names(connectors: &[ConnectorConfig]) -> String {
+    connectors
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn print(summaries: &[SyncSummary], not_synced: &[NotSynced]) {
+    for failure in not_synced {
+        eprintln!("error: {}", failure.error);
+    }
+    if !not_synced.is_empty() {
+        eprintln!("nothing was synced");
+        return;
+    }
+    let rows = summaries.iter().map(|s| {
+        vec![
+            s.connector.to_string(),
+            s.status.to_string(),
+            s.pages.to_string(),
+            s.records_new.to_string(),
+            s.records_changed.to_string(),
+            s.records_unchanged.to_string(),
+            s.skipped.to_string(),
+            s.deleted.to_string(),
+            s.owners.to_string(),
+            s.ms.to_string(),
+        ]
+    });
+    println!(
+        "{}",
+        table(
+            &[
+                "CONNECTOR",
+                "STATUS",
+                "PAGES",
+                "NEW",
+                "CHANGED",
+                "UNCHANGED",
+                "SKIPPED",
+                "DELETED",
+                "OWNERS",
+                "MS"
+            ],
+            rows
+        )
+    );
+    for summary in summaries {
+        if let Some(error) = &summary.error {
+            eprintln!("{}: {error}", summary.connector);
+        }
+        if summary.skipped > 0 {
+            eprintln!(
+                "{}: {} item(s) could not be read and were skipped (each is in the log)",
+                summary.connector, summary.skipped
+            );
+        }
+    }
+}

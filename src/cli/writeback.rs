@@ -1,0 +1,220 @@
+//! `journeyd writeback`: the corrective writes the open violations call for.
+//! A dry run (the default) prints the plan and touches nothing; `--apply`,
+//! with `writeback.mode = "apply"` in the config, writes them and prints
+//! what the CRM confirmed.
+
+use crate::cli::EXIT_CONFIG;
+use crate::cli::args::WritebackArgs;
+use crate::cli::commands::{Context, load_config, runtime, select_connectors};
+use crate::cli::output::{json, opt, table};
+use crate::config::WritebackMode;
+use crate::connectors::AnyConnector;
+use crate::secrets::{RefreshTokenFile, SecretResolver};
+use crate::store::{RunStatus, StoreHandle};
+use crate::writeback::{self, PlannedWrite, WritebackOptions, WritebackReport};
+use anyhow::Context as _;
+use chrono::Utc;
+use journeyd_connector::ActionRequest;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+pub fn run(ctx: &Context, args: &WritebackArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config!(ctx);
+    if args.apply && config.writeback.mode != WritebackMode::Apply {
+        eprintln!(
+            "error: --apply was given, but {} says `writeback.mode = \"dry-run\"`: set `mode = \"apply\"` in `[writeback]` to allow writes; nothing was written",
+            config.path.display()
+        );
+        return Ok(ExitCode::from(EXIT_CONFIG));
+    }
+    let selected = select_connectors(&config, args.connector.as_deref())?;
+    let store =
+        StoreHandle::spawn(ctx.open_store(&config)?).context("could not start the store")?;
+    let today = Utc::now().date_naive();
+    let secrets = SecretResolver::from_process();
+    let tokens = Arc::new(RefreshTokenFile::beside(ctx.state_path(&config)));
+
+    let reports = runtime()?.block_on(async {
+        let mut reports = Vec::new();
+        let mut built = Vec::new();
+        if args.apply {
+            // Every connector is built (and its secrets read) before any writes.
+            for connector in &selected {
+                let any = AnyConnector::build(connector, &secrets, &tokens)?;
+                built.push(any);
+            }
+        }
+        for (index, connector) in selected.iter().enumerate() {
+            let options = WritebackOptions {
+                connector,
+                policy: &config.writeback,
+                today,
+                batch: connector.connection.batch_limit(),
+            };
+            let report = match built.get(index) {
+                Some(any) => any.writeback(&store, &options).await?,
+                None => writeback::dry_run(&store, &options).await?,
+            };
+            reports.push(report);
+        }
+        Ok::<_, anyhow::Error>(reports)
+    })?;
+
+    if ctx.json {
+        json(&reports)?;
+    } else {
+        for report in &reports {
+            if report.applied {
+                print_applied(report);
+            } else {
+                print_plan(
+                    report,
+                    config.writeback.max_writes_per_run.get(),
+                    &config.writeback.mode,
+                );
+            }
+        }
+    }
+    let failed = reports.iter().any(|r| r.status == RunStatus::Failed);
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn action(request: &ActionRequest) -> String {
+    match request {
+        ActionRequest::CreateTask { subject, due, .. } => format!("task \"{subject}\" due {due}"),
+        ActionRequest::SetField {
+            field,
+            value,
+            current,
+            ..
+        } => match current {
+            Some(current) => format!("set {field}={value} (now {current})"),
+            None => format!("set {field}={value}"),
+        },
+        ActionRequest::CompleteTask { task_id, .. } => format!("complete task {task_id}"),
+    }
+}
+
+fn plan_rows(writes: &[PlannedWrite]) -> impl Iterator<Item = Vec<String>> + '_ {
+    writes.iter().map(|write| {
+        let retry = if write.attempts > 0 {
+            format!(" (retry {})", write.attempts + 1)
+        } else {
+            String::new()
+        };
+        vec![
+            write.record.clone(),
+            write.object.to_string(),
+            format!("{}{retry}", action(&write.request)),
+            opt(write.owner_id.as_ref()),
+            format!("{}: {}", write.rule, write.message),
+        ]
+    })
+}
+
+fn print_plan(report: &WritebackReport, cap: u32, mode: &WritebackMode) {
+    let plan = &report.plan;
+    println!("{}: write-back plan (dry run)", report.connector);
+    if !plan.writes.is_empty() {
+        println!(
+            "{}",
+            table(
+                &["RECORD", "OBJECT", "ACTION", "FOR", "WHY"],
+                plan_rows(&plan.writes)
+            )
+        );
+    }
+    for refused in &plan.not_allowed {
+        println!(
+            "not allowed: {} ({}): {}",
+            refused.record, refused.rule, refused.reason
+        );
+    }
+    let counts = &report.counts;
+    println!(
+        "{} write(s) planned, {} already in the ledger, {} not allowed by the write-back policy",
+        counts.planned, counts.known, counts.not_allowed
+    );
+    if counts.skipped_by_cap > 0 {
+        println!(
+            "{} more wait for a later run (max_writes_per_run = {cap})",
+            counts.skipped_by_cap
+        );
+    }
+    if !plan.to_park.is_empty() {
+        println!(
+            "{} write(s) failed {} times and will be parked for an admin",
+            plan.to_park.len(),
+            writeback::MAX_ATTEMPTS
+        );
+    }
+    if counts.unconfirmed > 0 {
+        println!(
+            "{} earlier write(s) are unconfirmed: the next --apply checks them against the CRM first",
+            counts.unconfirmed
+        );
+    }
+    match mode {
+        WritebackMode::Apply => println!("nothing was written: run with --apply to write"),
+        WritebackMode::DryRun => println!(
+            "nothing was written: writing needs `writeback.mode = \"apply\"` in the config and --apply"
+        ),
+    }
+}
+
+fn print_applied(report: &WritebackReport) {
+    println!("{}: write-back run {}", report.connector, opt(report.run));
+    if !report.written.is_empty() {
+        let rows = report.written.iter().map(|written| {
+            let record = match &written.request {
+                ActionRequest::CreateTask {
+                    object, record_id, ..
+                }
+                | ActionRequest::SetField {
+                    object, record_id, ..
+                } => format!("{object} {record_id}"),
+                ActionRequest::CompleteTask { .. } => "-".to_owned(),
+            };
+            vec![
+                record,
+                action(&written.request),
+                written.crm_id.clone(),
+                if written.recovered {
+                    "found after a crash".to_owned()
+                } else {
+                    "written".to_owned()
+                },
+            ]
+        });
+        println!("{}", table(&["RECORD", "ACTION", "CRM ID", "HOW"], rows));
+    }
+    for refused in &report.refused {
+        let then = if refused.parked {
+            "parked for an admin"
+        } else {
+            "retried next run"
+        };
+        eprintln!(
+            "{}: {} refused: {} ({then})",
+            report.connector, refused.key, refused.reason
+        );
+    }
+    let c = &report.counts;
+    println!(
+        "{} sent, {} applied, {} failed, {} parked, {} recovered; {} already in the ledger, {} not allowed by the policy",
+        c.sent, c.applied, c.failed, c.parked, c.recovered, c.known, c.not_allowed
+    );
+    if c.skipped_by_cap > 0 {
+        println!(
+            "{} more wait for the next run (max_writes_per_run)",
+            c.skipped_by_cap
+        );
+    }
+    if let Some(error) = &report.error {
+        eprintln!("{}: {error}", report.connector);
+    }
+}

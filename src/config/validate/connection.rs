@@ -1,0 +1,472 @@
+//! How a connector reaches its CRM: `api_url`, `auth`, the OAuth keys,
+//! `objects`, `[connectors.NAME.limits]` and `[connectors.NAME.paging]`,
+//! validated into the connector crate's own settings type.
+//!
+//! Only HubSpot's connector exists so far; the other kinds accept `objects`
+//! and refuse the HubSpot keys, so that a config written for them today does
+//! not silently mean something else when their connectors land.
+
+use super::connectors::secret_ref;
+use super::{Checker, object_kind, one_of};
+use crate::config::raw::{RawConnector, RawLimits, RawPaging, Text};
+use crate::config::{Connection, HubspotConnection, LifecycleMap};
+use journeyd_connector::{ObjectKind, System};
+use journeyd_hubspot::{HubspotAuth, HubspotSettings};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::ops::Range;
+use std::time::Duration;
+use toml::Spanned;
+use url::{Host, Url};
+
+const HUBSPOT_API_URL: &str = "https://api.hubapi.com";
+/// Appended to `api_url` when `token_url` is not given.
+const HUBSPOT_TOKEN_PATH: &str = "/oauth/v3/token";
+/// The object kinds HubSpot has (companies are accounts; it has no leads
+/// object the journey uses).
+const HUBSPOT_OBJECTS: [ObjectKind; 3] =
+    [ObjectKind::Deal, ObjectKind::Contact, ObjectKind::Account];
+/// HubSpot's search API refuses larger pages (published in its API spec).
+const HUBSPOT_MAX_SEARCH_LIMIT: u32 = 200;
+
+/// The validated share of a connector's table that `validate` does not
+/// already cover.
+pub(super) struct Reach {
+    pub objects: BTreeSet<ObjectKind>,
+    pub connection: Connection,
+}
+
+/// What the rest of the connector's table yielded, which the connection
+/// settings are derived from.
+pub(super) struct Derived<'a> {
+    pub fields: &'a BTreeMap<String, String>,
+    pub lifecycle: Option<&'a LifecycleMap>,
+}
+
+/// `None` when a problem was reported.
+pub(super) fn reach(
+    raw: &Spanned<RawConnector>,
+    system: Option<System>,
+    derived: Derived<'_>,
+    context: &str,
+    check: &mut Checker<'_>,
+) -> Option<Reach> {
+    match system {
+        Some(System::Hubspot) => hubspot(raw, derived, context, check),
+        Some(other) => {
+            let objects = objects(raw.get_ref(), &ObjectKind::ALL, other, context, check);
+            let foreign = hubspot_only_keys(raw.get_ref());
+            for (key, at) in &foreign {
+                check.error(
+                    *at,
+                    format!(
+                        "{context}`{key}` is a setting of `hubspot` connectors; `{other}` connectors do not take it yet"
+                    ),
+                );
+            }
+            let objects = objects?;
+            foreign.is_empty().then_some(Reach {
+                objects,
+                connection: Connection::Other,
+            })
+        }
+        None => None,
+    }
+}
+
+/// The keys only a HubSpot connector takes, with where each is written.
+fn hubspot_only_keys(raw: &RawConnector) -> Vec<(&'static str, usize)> {
+    let text = |key, value: &Option<Text>| value.as_ref().map(|v| (key, v.span().start));
+    [
+        text("api_url", &raw.api_url),
+        text("auth", &raw.auth),
+        text("client_id", &raw.client_id),
+        text("token_url", &raw.token_url),
+        text("portal_id", &raw.portal_id),
+        raw.refresh_token
+            .as_ref()
+            .map(|v| ("refresh_token", v.span().start)),
+        raw.limits.as_ref().map(|v| ("limits", v.span().start)),
+        raw.paging.as_ref().map(|v| ("paging", v.span().start)),
+        raw.lifecycle_forward_only
+            .as_ref()
+            .map(|v| ("lifecycle_forward_only", v.span().start)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+fn objects(
+    raw: &RawConnector,
+    supported: &[ObjectKind],
+    system: System,
+    context: &str,
+    check: &mut Checker<'_>,
+) -> Option<BTreeSet<ObjectKind>> {
+    let Some(list) = &raw.objects else {
+        return Some(supported.iter().copied().collect());
+    };
+    let mut ok = true;
+    let mut objects = BTreeSet::new();
+    for value in list.get_ref() {
+        match object_kind(check, value, context, "objects") {
+            Some(kind) if supported.contains(&kind) => {
+                objects.insert(kind);
+            }
+            Some(kind) => {
+                let names: Vec<&str> = supported.iter().map(|k| k.as_str()).collect();
+                check.error(
+                    value.span().start,
+                    format!(
+                        "{context}`{system}` has no `{kind}` objects to sync (use {})",
+                        one_of(&names)
+                    ),
+                );
+                ok = false;
+            }
+            None => ok = false,
+        }
+    }
+    if ok && objects.is_empty() {
+        check.error(
+            list.span().start,
+            format!("{context}`objects` is empty: name at least one object kind to sync"),
+        );
+        ok = false;
+    }
+    ok.then_some(objects)
+}
+
+fn hubspot(
+    table: &Spanned<RawConnector>,
+    derived: Derived<'_>,
+    context: &str,
+    check: &mut Checker<'_>,
+) -> Option<Reach> {
+    let raw = table.get_ref();
+    let span = table.span();
+    let objects = objects(raw, &HUBSPOT_OBJECTS, System::Hubspot, context, check);
+    let api_url = match &raw.api_url {
+        Some(value) => url(check, value, context, "api_url"),
+        None => Some(Url::parse(HUBSPOT_API_URL).expect("a valid literal URL")),
+    };
+
+    let oauth = match raw.auth.as_ref().map(|a| a.get_ref().as_str()) {
+        None | Some("private_app") => Some(false),
+        Some("oauth") => Some(true),
+        Some(other) => {
+            let at = raw.auth.as_ref().map_or(span.start, |a| a.span().start);
+            check.error(
+                at,
+                format!("{context}unknown auth `{other}` (use `private_app` or `oauth`)"),
+            );
+            None
+        }
+    };
+    let auth = match oauth {
+        Some(true) => oauth_auth(raw, &span, api_url.as_ref(), context, check),
+        Some(false) => {
+            for (key, at) in [
+                ("client_id", raw.client_id.as_ref().map(|v| v.span().start)),
+                ("token_url", raw.token_url.as_ref().map(|v| v.span().start)),
+                (
+                    "refresh_token",
+                    raw.refresh_token.as_ref().map(|v| v.span().start),
+                ),
+            ] {
+                if let Some(at) = at {
+                    check.error(
+                        at,
+                        format!("{context}`{key}` is only used with `auth = \"oauth\"`"),
+                    );
+                }
+            }
+            let clean =
+                raw.client_id.is_none() && raw.token_url.is_none() && raw.refresh_token.is_none();
+            clean.then_some((HubspotAuth::PrivateApp, None))
+        }
+        None => None,
+    };
+
+    let portal_id = raw.portal_id.as_ref().and_then(|value| {
+        let id = value.get_ref().trim();
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+            check.error(
+                value.span().start,
+                format!(
+                    "{context}`portal_id` `{}` is not a HubSpot account id (digits only)",
+                    value.get_ref()
+                ),
+            );
+            return None;
+        }
+        Some(Some(id.to_owned()))
+    });
+    let portal_id = match (&raw.portal_id, portal_id) {
+        (None, _) => Some(None),
+        (Some(_), found) => found,
+    };
+
+    // Limits and paging are checked whatever else is wrong, on the
+    // defaults; the URL and auth are filled in once they are known good.
+    let mut settings = HubspotSettings::defaults(
+        Url::parse(HUBSPOT_API_URL).expect("a valid literal URL"),
+        HubspotAuth::PrivateApp,
+    );
+    let mut ok = true;
+    if let Some(limits) = &raw.limits {
+        ok &= apply_limits(limits.get_ref(), &mut settings, context, check);
+    }
+    if let Some(paging) = &raw.paging {
+        ok &= apply_paging(paging.get_ref(), &mut settings, context, check);
+    }
+    let (api_url, (auth, refresh_token), objects, portal_id) =
+        (api_url?, auth?, objects?, portal_id?);
+    settings.api_url = api_url;
+    settings.auth = auth;
+    settings.portal_id = portal_id;
+    if let Some(forward_only) = &raw.lifecycle_forward_only {
+        settings.lifecycle_forward_only = *forward_only.get_ref();
+    }
+    settings.properties = derived.fields.keys().cloned().collect();
+    settings.lifecycle_property = derived.lifecycle.map(|map| map.field.clone());
+    ok.then_some(Reach {
+        objects,
+        connection: Connection::Hubspot(Box::new(HubspotConnection {
+            settings,
+            refresh_token,
+        })),
+    })
+}
+
+fn oauth_auth(
+    raw: &RawConnector,
+    span: &Range<usize>,
+    api_url: Option<&Url>,
+    context: &str,
+    check: &mut Checker<'_>,
+) -> Option<(HubspotAuth, Option<crate::config::SecretRef>)> {
+    let client_id = check
+        .require(
+            &raw.client_id,
+            span,
+            "client_id",
+            context,
+            "the OAuth app's client id, required with `auth = \"oauth\"`",
+        )
+        .and_then(|id| {
+            if id.get_ref().trim().is_empty() {
+                check.error(
+                    id.span().start,
+                    format!("{context}`client_id` must not be empty"),
+                );
+                return None;
+            }
+            Some(id.get_ref().trim().to_owned())
+        });
+    let refresh_token = check
+        .require(
+            &raw.refresh_token,
+            span,
+            "refresh_token",
+            context,
+            "`{ env = \"NAME\" }` or `{ credential = \"NAME\" }`, required with `auth = \"oauth\"`",
+        )
+        .and_then(|secret| secret_ref(secret, "refresh_token", context, check));
+    // With OAuth, `secret` is the client secret: without it nothing can
+    // authenticate, so it is required here though optional for import-only
+    // connectors.
+    let client_secret = check.require(
+        &raw.secret,
+        span,
+        "secret",
+        context,
+        "the OAuth app's client secret, required with `auth = \"oauth\"`",
+    );
+    let token_url = match &raw.token_url {
+        Some(value) => url(check, value, context, "token_url"),
+        None => api_url.map(|api| {
+            let base = api.as_str().trim_end_matches('/');
+            Url::parse(&format!("{base}{HUBSPOT_TOKEN_PATH}")).expect("a checked URL plus a path")
+        }),
+    };
+    client_secret?;
+    Some((
+        HubspotAuth::OAuth {
+            client_id: client_id?,
+            token_url: token_url?,
+        },
+        Some(refresh_token?),
+    ))
+}
+
+/// An https URL, or http to a loopback host (an emulator, a tunnel); no
+/// credentials, query or fragment in it.
+fn url(check: &mut Checker<'_>, value: &Text, context: &str, key: &str) -> Option<Url> {
+    let text = value.get_ref().trim();
+    let at = value.span().start;
+    let url = match Url::parse(text) {
+        Ok(url) => url,
+        Err(error) => {
+            check.error(
+                at,
+                format!("{context}`{key}` `{text}` is not a URL: {error}"),
+            );
+            return None;
+        }
+    };
+    if !url.username().is_empty() || url.password().is_some() {
+        check.mask(value.span());
+        check.error(
+            at,
+            format!(
+                "{context}`{key}` must not hold a user name or password: secrets are never written in the config file"
+            ),
+        );
+        return None;
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        check.error(
+            at,
+            format!("{context}`{key}` `{text}` must not have a query or a fragment"),
+        );
+        return None;
+    }
+    match url.scheme() {
+        "https" => Some(url),
+        "http" if is_loopback(&url) => Some(url),
+        "http" => {
+            check.error(
+                at,
+                format!(
+                    "{context}`{key}` `{text}` uses plain http: only loopback hosts (`127.0.0.1`, `::1`, `localhost`) may; use https"
+                ),
+            );
+            None
+        }
+        scheme => {
+            check.error(
+                at,
+                format!("{context}`{key}` must be an https URL, not `{scheme}`"),
+            );
+            None
+        }
+    }
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
+        Some(Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
+
+/// A whole number in `min..=max`, reported against `key`.
+fn bounded(
+    check: &mut Checker<'_>,
+    value: &Spanned<i64>,
+    min: u32,
+    max: Option<u32>,
+    context: &str,
+    key: &str,
+) -> Option<u32> {
+    let number = check.count(value, min, context, key)?;
+    if let Some(max) = max
+        && number > max
+    {
+        check.error(
+            value.span().start,
+            format!("{context}`{key}` must be at most {max}, not `{number}`"),
+        );
+        return None;
+    }
+    Some(number)
+}
+
+fn non_zero(number: u32) -> NonZeroU32 {
+    NonZeroU32::new(number).expect("checked to be at least 1")
+}
+
+fn apply_limits(
+    raw: &RawLimits,
+    settings: &mut HubspotSettings,
+    context: &str,
+    check: &mut Checker<'_>,
+) -> bool {
+    let mut ok = true;
+    let mut number = |value: &Option<Spanned<i64>>, min, key| match value {
+        Some(value) => {
+            let n = bounded(check, value, min, None, context, key);
+            ok &= n.is_some();
+            n
+        }
+        None => None,
+    };
+    let requests = number(&raw.requests, 1, "limits.requests");
+    let per_seconds = number(&raw.per_seconds, 1, "limits.per_seconds");
+    let search = number(&raw.search_per_second, 1, "limits.search_per_second");
+    let budget = number(&raw.retry_budget, 0, "limits.retry_budget");
+    let attempts = number(&raw.max_attempts, 1, "limits.max_attempts");
+    let (default_requests, default_per) = settings.limits.general;
+    settings.limits.general = (
+        requests.map_or(default_requests, non_zero),
+        per_seconds.map_or(default_per, |s| Duration::from_secs(u64::from(s))),
+    );
+    if let Some(search) = search {
+        settings.limits.search = Some((non_zero(search), Duration::from_secs(1)));
+    }
+    if let Some(budget) = budget {
+        settings.retry.budget = budget;
+    }
+    if let Some(attempts) = attempts {
+        settings.retry.max_attempts = non_zero(attempts);
+    }
+    ok
+}
+
+fn apply_paging(
+    raw: &RawPaging,
+    settings: &mut HubspotSettings,
+    context: &str,
+    check: &mut Checker<'_>,
+) -> bool {
+    let mut ok = true;
+    let mut number = |value: &Option<Spanned<i64>>, min, max, key| match value {
+        Some(value) => {
+            let n = bounded(check, value, min, max, context, key);
+            ok &= n.is_some();
+            n
+        }
+        None => None,
+    };
+    let list = number(&raw.list_limit, 1, None, "paging.list_limit");
+    let search = number(
+        &raw.search_limit,
+        1,
+        Some(HUBSPOT_MAX_SEARCH_LIMIT),
+        "paging.search_limit",
+    );
+    let cap = number(&raw.search_cap, 1, None, "paging.search_cap");
+    let batch = number(&raw.batch_limit, 1, None, "paging.batch_limit");
+    let overlap = number(&raw.overlap_seconds, 0, None, "paging.overlap_seconds");
+    if let Some(list) = list {
+        settings.list_limit = non_zero(list);
+    }
+    if let Some(search) = search {
+        settings.search_limit = non_zero(search);
+    }
+    if let Some(cap) = cap {
+        settings.search_cap = non_zero(cap);
+    }
+    if let Some(batch) = batch {
+        settings.batch_limit = NonZeroUsize::new(batch as usize).expect("checked to be at least 1");
+    }
+    if let Some(overlap) = overlap {
+        settings.overlap = Duration::from_secs(u64::from(overlap));
+    }
+    ok
+}

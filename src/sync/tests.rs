@@ -1,0 +1,373 @@
+//! Specifications of the sync loop, against a connector backed by vectors.
+
+use super::*;
+use crate::config::{Connection, ConnectorConfig, RoleMap};
+use crate::fake_connector::{FakeConnector, FakeCrm};
+use crate::store::StoredWatermark;
+use crate::store::testkit::{day, record};
+use journeyd_connector::{Owner, OwnerId, System};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use tokio::sync::watch;
+
+fn config(objects: &[ObjectKind]) -> ConnectorConfig {
+    ConnectorConfig {
+        name: ConnectorName::new("hubspot"),
+        system: System::Hubspot,
+        secret: None,
+        stages: BTreeMap::new(),
+        outside: BTreeMap::new(),
+        roles: RoleMap::default(),
+        fields: BTreeMap::new(),
+        lifecycle: None,
+        objects: objects.iter().copied().collect(),
+        connection: Connection::Other,
+    }
+}
+
+/// A deal modified on 2024-05-`modified` at midnight.
+fn deal(id: &str, modified: u32) -> CrmRecord {
+    let mut deal = record(ObjectKind::Deal, id);
+    deal.modified_at = day(modified, 0);
+    deal
+}
+
+fn deals(crm_order: &[(&str, u32)], page_size: usize) -> FakeConnector {
+    let mut crm = FakeCrm {
+        page_size,
+        ..FakeCrm::default()
+    };
+    crm.records.insert(
+        ObjectKind::Deal,
+        crm_order.iter().map(|(id, at)| deal(id, *at)).collect(),
+    );
+    FakeConnector::new("hubspot", &[ObjectKind::Deal], crm)
+}
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    store: StoreHandle,
+}
+
+impl Harness {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StoreHandle::open(&dir.path().join("journeyd.db")).unwrap();
+        Harness { _dir: dir, store }
+    }
+
+    async fn sync(&self, connector: &FakeConnector, full: bool) -> SyncSummary {
+        let (_tx, shutdown) = watch::channel(false);
+        self.sync_with(connector, full, &NoProgress, &shutdown)
+            .await
+    }
+
+    async fn sync_with(
+        &self,
+        connector: &FakeConnector,
+        full: bool,
+        progress: &dyn SyncProgress,
+        shutdown: &Shutdown,
+    ) -> SyncSummary {
+        let options = SyncOptions {
+            full,
+            objects: None,
+        };
+        sync(
+            &self.store,
+            connector,
+            &config(&ObjectKind::ALL),
+            &options,
+            progress,
+            shutdown,
+        )
+        .await
+        .unwrap()
+    }
+
+    fn watermark(&self) -> Option<StoredWatermark> {
+        self.store
+            .call_blocking(|s| s.watermark(&ConnectorName::new("hubspot"), ObjectKind::Deal))
+            .unwrap()
+    }
+
+    fn records(&self) -> u64 {
+        self.store.call_blocking(|s| s.record_count()).unwrap()
+    }
+}
+
+/// Sets the shutdown signal once `pages` record pages were stored.
+struct StopAfter {
+    pages: u64,
+    seen: Mutex<u64>,
+    stop: watch::Sender<bool>,
+}
+
+impl SyncProgress for StopAfter {
+    fn page(&self, _: &ConnectorName, step: Step, _: u64) {
+        if let Step::Records(_) = step {
+            let mut seen = self.seen.lock().unwrap();
+            *seen += 1;
+            if *seen == self.pages {
+                self.stop.send_replace(true);
+            }
+        }
+    }
+}
+
+fn watermark(modified: u32, id: &str) -> Watermark {
+    Watermark {
+        modified_at: day(modified, 0),
+        id: RecordId::new(id),
+    }
+}
+
+#[tokio::test]
+async fn every_page_is_stored_with_the_watermark_so_far_and_the_next_cursor() {
+    let harness = Harness::new();
+    let connector = deals(&[("1", 3), ("2", 5), ("3", 4)], 2);
+    let (stop, shutdown) = watch::channel(false);
+    let progress = StopAfter {
+        pages: 1,
+        seen: Mutex::new(0),
+        stop,
+    };
+    let summary = harness
+        .sync_with(&connector, false, &progress, &shutdown)
+        .await;
+
+    assert!(summary.stopped);
+    assert_eq!(summary.status, RunStatus::Partial);
+    assert_eq!((summary.pages, summary.records_new), (1, 2));
+    assert_eq!(harness.records(), 2);
+    let stored = harness.watermark().unwrap();
+    assert_eq!(stored.watermark, watermark(5, "2"));
+    assert_eq!(stored.cursor.as_deref(), Some("2|-"));
+}
+
+#[tokio::test]
+async fn a_sync_stopped_between_pages_resumes_from_the_stored_cursor() {
+    let harness = Harness::new();
+    let connector = deals(&[("1", 3), ("2", 5), ("3", 4), ("4", 2), ("5", 1)], 2);
+    let (stop, shutdown) = watch::channel(false);
+    let progress = StopAfter {
+        pages: 1,
+        seen: Mutex::new(0),
+        stop,
+    };
+    harness
+        .sync_with(&connector, false, &progress, &shutdown)
+        .await;
+    connector.with(|crm| crm.pulls.clear());
+
+    let summary = harness.sync(&connector, false).await;
+
+    assert_eq!(summary.status, RunStatus::Ok);
+    let pulls = connector.with(|crm| crm.pulls.clone());
+    assert_eq!(
+        pulls.first(),
+        Some(&(ObjectKind::Deal, PullFrom::Cursor("2|-".into())))
+    );
+    assert_eq!((summary.pages, summary.records_new), (2, 3));
+    assert_eq!(harness.records(), 5);
+    let stored = harness.watermark().unwrap();
+    assert_eq!((stored.watermark, stored.cursor), (watermark(5, "2"), None));
+}
+
+#[tokio::test]
+async fn the_watermark_never_moves_backwards() {
+    let harness = Harness::new();
+    // A full list is in id order: the newest change comes first.
+    let connector = deals(&[("1", 9), ("2", 2), ("3", 3)], 1);
+    harness.sync(&connector, true).await;
+    assert_eq!(harness.watermark().unwrap().watermark, watermark(9, "1"));
+
+    // A full resync that sees only older records keeps the watermark.
+    connector.with(|crm| {
+        crm.records
+            .insert(ObjectKind::Deal, vec![deal("2", 2), deal("3", 3)]);
+    });
+    harness.sync(&connector, true).await;
+    assert_eq!(harness.watermark().unwrap().watermark, watermark(9, "1"));
+}
+
+#[tokio::test]
+async fn an_incremental_sync_reads_from_the_watermark_and_a_full_one_from_the_start() {
+    let harness = Harness::new();
+    let connector = deals(&[("1", 3), ("2", 4)], 10);
+    harness.sync(&connector, false).await;
+    connector.with(|crm| {
+        crm.records
+            .get_mut(&ObjectKind::Deal)
+            .unwrap()
+            .push(deal("3", 6));
+        crm.pulls.clear();
+    });
+
+    let summary = harness.sync(&connector, false).await;
+    assert_eq!(summary.records_new, 1);
+    assert_eq!(summary.records_unchanged, 0, "only what changed is read");
+    harness.sync(&connector, true).await;
+
+    let pulls = connector.with(|crm| crm.pulls.clone());
+    assert_eq!(
+        pulls,
+        vec![
+            (ObjectKind::Deal, PullFrom::Since(watermark(4, "2"))),
+            (ObjectKind::Deal, PullFrom::Start),
+        ]
+    );
+}
+
+#[test]
+fn a_watermark_never_passes_the_start_of_the_sync() {
+    let ceiling = day(10, 0);
+    let page = [deal("1", 4), deal("2", 12)];
+    let advanced = advance(Some(watermark(2, "9")), &page, ceiling);
+    assert_eq!(
+        advanced,
+        Some(Watermark {
+            modified_at: ceiling,
+            id: RecordId::new("")
+        })
+    );
+    assert_eq!(
+        advance(Some(watermark(11, "9")), &page, ceiling),
+        Some(watermark(11, "9"))
+    );
+    assert_eq!(advance(None, &[], ceiling), None);
+}
+
+#[tokio::test]
+async fn skipped_records_are_logged_and_counted_in_the_run_row() {
+    let harness = Harness::new();
+    let connector = deals(&[("1", 3)], 10);
+    connector.with(|crm| {
+        crm.skipped.insert(
+            ObjectKind::Deal,
+            vec![Skipped {
+                id: "77".into(),
+                reason: "amount is not a number".into(),
+            }],
+        );
+    });
+    let summary = harness.sync(&connector, false).await;
+    assert_eq!((summary.skipped, summary.records_new), (1, 1));
+    assert_eq!(summary.status, RunStatus::Partial);
+    let run = harness
+        .store
+        .call_blocking(move |s| s.run(crate::store::RunId(summary.run)))
+        .unwrap()
+        .unwrap();
+    assert_eq!(run.status, RunStatus::Partial);
+    let counts = run.counts.unwrap();
+    assert_eq!(counts["skipped"], 1);
+    assert_eq!(counts["records_new"], 1);
+}
+
+#[tokio::test]
+async fn owners_are_stored_before_records() {
+    let harness = Harness::new();
+    let connector = deals(&[("1", 3)], 10);
+    connector.with(|crm| {
+        crm.owners = vec![Owner {
+            id: OwnerId::new("101"),
+            name: "Ann".into(),
+            email: None,
+            active: true,
+            teams: vec!["Sales".into()],
+        }];
+    });
+    let summary = harness.sync(&connector, false).await;
+    assert_eq!(summary.owners, 1);
+    let owners = harness
+        .store
+        .call_blocking(|s| s.owners(&ConnectorName::new("hubspot")))
+        .unwrap();
+    assert_eq!(owners.len(), 1);
+}
+
+#[tokio::test]
+async fn a_full_sync_marks_the_records_the_crm_deleted() {
+    let harness = Harness::new();
+    let connector = deals(&[("1", 3), ("2", 4)], 10);
+    harness.sync(&connector, false).await;
+    connector.with(|crm| {
+        crm.records.insert(ObjectKind::Deal, vec![deal("1", 3)]);
+        crm.deleted.insert(
+            ObjectKind::Deal,
+            vec![RecordId::new("2"), RecordId::new("x")],
+        );
+    });
+
+    let incremental = harness.sync(&connector, false).await;
+    assert_eq!(
+        incremental.deleted, 0,
+        "only a full sync reconciles deletions"
+    );
+    let full = harness.sync(&connector, true).await;
+    assert_eq!(full.deleted, 1);
+    assert_eq!(harness.records(), 1);
+}
+
+#[tokio::test]
+async fn a_connector_error_fails_the_sync_and_an_exhausted_allowance_leaves_it_partial() {
+    let harness = Harness::new();
+    let connector = deals(&[("1", 3)], 10);
+    connector.with(|crm| {
+        crm.fail_next_pull = Some(ConnectorError::Auth {
+            connector: "hubspot".into(),
+            reason: "token refused".into(),
+        });
+    });
+    let failed = harness.sync(&connector, false).await;
+    assert_eq!(failed.status, RunStatus::Failed);
+    assert_eq!(
+        failed.error.as_deref(),
+        Some("authentication with hubspot failed: token refused")
+    );
+
+    connector.with(|crm| {
+        crm.fail_next_pull = Some(ConnectorError::AllowanceExhausted {
+            connector: "hubspot".into(),
+        });
+    });
+    let partial = harness.sync(&connector, false).await;
+    assert_eq!(partial.status, RunStatus::Partial);
+    assert!(
+        partial
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("resumes from the saved cursor at the next run")),
+        "{:?}",
+        partial.error
+    );
+    let ok = harness.sync(&connector, false).await;
+    assert_eq!((ok.status, ok.records_new), (RunStatus::Ok, 1));
+}
+
+#[tokio::test]
+async fn only_the_objects_both_the_config_and_the_connector_have_are_pulled() {
+    let harness = Harness::new();
+    let connector = FakeConnector::new(
+        "hubspot",
+        &[ObjectKind::Contact, ObjectKind::Deal],
+        FakeCrm {
+            page_size: 10,
+            ..FakeCrm::default()
+        },
+    );
+    let (_tx, shutdown) = watch::channel(false);
+    sync(
+        &harness.store,
+        &connector,
+        &config(&[ObjectKind::Deal, ObjectKind::Lead]),
+        &SyncOptions::default(),
+        &NoProgress,
+        &shutdown,
+    )
+    .await
+    .unwrap();
+    let pulled: Vec<ObjectKind> = connector.with(|crm| crm.pulls.iter().map(|p| p.0).collect());
+    assert_eq!(pulled, [ObjectKind::Deal]);
+}

@@ -1,0 +1,75 @@
+//! `journeyd writeback` and `journeyd sync` through the real binary, where
+//! no CRM is needed: the dry-run plan, and the refusals that protect an
+//! admin from writing or syncing by mistake.
+
+use crate::support::{Install, repo, stderr, stdout};
+
+fn audited() -> Install {
+    let install = Install::new();
+    let sample = repo().join("src/cli/demo/hubspot-sample.jsonl");
+    install.run(&[
+        "import",
+        &sample.display().to_string(),
+        "--connector",
+        "hubspot",
+    ]);
+    install.run(&["audit"]);
+    install
+}
+
+#[test]
+fn a_dry_run_plans_one_task_per_violation_and_writes_nothing() {
+    let install = audited();
+    let plan = install.json(&["writeback", "--connector", "hubspot"]);
+    let report = &plan[0];
+    assert_eq!(report["applied"], false);
+    assert_eq!(report["run"], serde_json::Value::Null);
+    let writes = report["plan"]["writes"].as_array().unwrap();
+    assert!(!writes.is_empty(), "{plan:#}");
+    for write in writes {
+        let key = write["request"]["key"].as_str().unwrap();
+        assert!(key.starts_with("jd") && key.ends_with('t'), "{key}");
+        let body = write["request"]["body"].as_str().unwrap();
+        assert!(body.ends_with(&format!("journeyd-action: {key}")), "{body}");
+    }
+    let again = install.json(&["writeback", "--connector", "hubspot"]);
+    assert_eq!(
+        again[0]["plan"], report["plan"],
+        "a dry run leaves no trace"
+    );
+
+    let table = stdout(&install.run(&["writeback", "--connector", "hubspot"]));
+    assert!(
+        table.contains("[journeyd] stalled: Hooli platform"),
+        "{table}"
+    );
+    assert!(table.contains("nothing was written"), "{table}");
+}
+
+#[test]
+fn apply_is_refused_with_exit_2_while_the_config_says_dry_run() {
+    let install = audited();
+    let output = install.run_expecting(2, &["writeback", "--apply"]);
+    assert!(
+        stderr(&output).contains("writeback.mode = \"dry-run\""),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn sync_names_the_missing_secret_and_never_starts() {
+    let install = Install::new();
+    let output = install.run_expecting(1, &["sync", "--connector", "hubspot"]);
+    let err = stderr(&output);
+    assert!(
+        err.contains("connector hubspot: environment variable JOURNEYD_HUBSPOT_TOKEN is not set"),
+        "{err}"
+    );
+    let output = install.run_expecting(1, &["sync", "--connector", "salesforce"]);
+    assert!(
+        stderr(&output).contains("connector kind salesforce is not supported yet"),
+        "{}",
+        stderr(&output)
+    );
+}
