@@ -3,5 +3,7 @@
 
 mod admin_flow;
 mod config_check;
+mod hubspot;
+mod portal;
 mod support;
 mod writeback_cli;

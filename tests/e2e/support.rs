@@ -23,13 +23,45 @@ pub fn journeyd() -> Command {
 /// One journeyd installation: the shipped config, a fresh state file.
 pub struct Install {
     dir: tempfile::TempDir,
+    config: PathBuf,
+    env: Vec<(String, String)>,
 }
 
 impl Install {
     pub fn new() -> Self {
         Install {
             dir: tempfile::tempdir().expect("a temporary directory"),
+            config: repo().join("config/journeyd.toml"),
+            env: Vec::new(),
         }
+    }
+
+    /// An installation whose daemon config is `config` (written into the
+    /// installation's directory) and whose environment adds `env`.
+    pub fn with_config(config: &str, env: Vec<(String, String)>) -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("journeyd.toml");
+        std::fs::write(&path, config).expect("the config is written");
+        Install {
+            dir,
+            config: path,
+            env,
+        }
+    }
+
+    /// `journeyd` with this installation's config, state file and
+    /// environment, as the admin `dana`.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = journeyd();
+        command
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--state")
+            .arg(self.path("state.sqlite"))
+            .args(args)
+            .env("USER", "dana")
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        command
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -39,15 +71,7 @@ impl Install {
     /// Runs `journeyd <args>` as the admin `dana`; panics with its output
     /// unless it exits with `code`.
     pub fn run_expecting(&self, code: i32, args: &[&str]) -> Output {
-        let output = journeyd()
-            .arg("--config")
-            .arg(repo().join("config/journeyd.toml"))
-            .arg("--state")
-            .arg(self.path("state.sqlite"))
-            .args(args)
-            .env("USER", "dana")
-            .output()
-            .expect("journeyd runs");
+        let output = self.command(args).output().expect("journeyd runs");
         assert_eq!(
             output.status.code(),
             Some(code),

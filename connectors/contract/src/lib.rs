@@ -20,6 +20,8 @@
 
 pub mod action;
 pub mod connector;
+#[cfg(feature = "emulator")]
+pub mod emulator;
 pub mod error;
 pub mod http;
 pub mod ids;
