@@ -826,7 +826,11 @@ mod tests {
             "Name the decision maker.\n\njourneyd-action: 3f2a9c00d1"
         );
         assert_eq!(markers(&body), ["3f2a9c00d1"]);
-        assert_eq!(task_body(&body, &key), body, "a body with its marker keeps one");
+        assert_eq!(
+            task_body(&body, &key),
+            body,
+            "a body with its marker keeps one"
+        );
         assert_eq!(
             markers("<p>Name them.</p><p>journeyd-action:&nbsp;3f2a9c00d1</p>"),
             ["3f2a9c00d1"]

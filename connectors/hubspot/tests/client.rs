@@ -1,0 +1,845 @@
+//! The HubSpot connector against the HubSpot emulator: paging to the end,
+//! incremental pulls, the search window restart at the result cap, partial
+//! batch failures, finding written tasks, the lifecycle stage's
+//! clear-then-set, and the contract's conformance suite.
+//!
+//! Incremental pulls here read companies: deals and contacts read their
+//! associations after each search page through the v4 associations API,
+//! which the emulator does not serve (that path is specified against a
+//! scripted server in `tests/associations.rs`).
+
+use chrono::{DateTime, NaiveDate, Utc};
+use journeyd_connector::connector::{Connector, PullFrom};
+use journeyd_connector::http::{RateLimits, RetryPolicy, TokenStore, TokenStoreError};
+use journeyd_connector::secret::SecretString;
+use journeyd_connector::testkit::{Scenario, Target};
+use journeyd_connector::{
+    ActionKey, ActionOutcome, ActionRequest, ActionResult, ConnectorName, CrmRecord, ObjectKind,
+    Page, Priority, RecordId, Skipped, TaskStatus, Watermark,
+};
+use journeyd_hubspot::emulator::{
+    EmulatorConfig, HubspotEmulator, ObjectType, RateLimitKnobs, SeedSizes,
+};
+use journeyd_hubspot::{HubspotAuth, HubspotConnector, HubspotCredentials, HubspotSettings};
+use std::collections::{BTreeMap, BTreeSet};
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Upper bound on pages any one pull reads here.
+const MAX_PAGES: usize = 400;
+
+fn nz(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n).expect("a non-zero literal")
+}
+
+fn emulator(config: EmulatorConfig) -> HubspotEmulator {
+    let mut config = config;
+    config.knobs.limits = RateLimitKnobs::unlimited();
+    HubspotEmulator::start(config).expect("the emulator starts")
+}
+
+/// Settings for `emulator`: fast limits and retries, small pages.
+fn settings(emulator: &HubspotEmulator, auth: HubspotAuth) -> HubspotSettings {
+    let mut settings = HubspotSettings::defaults(emulator.base_url(), auth);
+    settings.limits = RateLimits {
+        general: (nz(1000), Duration::from_secs(1)),
+        search: Some((nz(1000), Duration::from_secs(1))),
+    };
+    settings.retry = RetryPolicy {
+        max_attempts: nz(5),
+        base_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(100),
+        budget: 200,
+        timeout: Duration::from_secs(10),
+    };
+    settings.portal_id = Some(emulator.portal_id().to_string());
+    settings.properties = ["budget_approved", "pain_points", "weekly_active_users"]
+        .map(String::from)
+        .to_vec();
+    settings.lifecycle_property = Some("lifecyclestage".into());
+    settings
+}
+
+fn connector(settings: HubspotSettings, emulator: &HubspotEmulator) -> HubspotConnector {
+    let credentials = HubspotCredentials::PrivateApp {
+        token: SecretString::from(emulator.private_app_token()),
+    };
+    HubspotConnector::new(ConnectorName::new("hubspot"), settings, credentials)
+        .expect("the connector is built")
+}
+
+async fn pull_all(
+    connector: &HubspotConnector,
+    object: ObjectKind,
+    from: PullFrom,
+) -> (Vec<CrmRecord>, Vec<Skipped>, usize) {
+    let mut records = Vec::new();
+    let mut skipped = Vec::new();
+    let mut from = from;
+    for pages in 1..=MAX_PAGES {
+        let Page {
+            items,
+            skipped: bad,
+            next,
+        } = connector.pull(object, from).await.expect("a page");
+        records.extend(items);
+        skipped.extend(bad);
+        match next {
+            Some(cursor) => from = PullFrom::Cursor(cursor),
+            None => return (records, skipped, pages),
+        }
+    }
+    panic!("pulling {object} did not end within {MAX_PAGES} pages")
+}
+
+fn ids(records: &[CrmRecord]) -> Vec<String> {
+    records.iter().map(|r| r.id.as_str().to_owned()).collect()
+}
+
+fn assert_each_once(records: &[CrmRecord], expected: &[String]) {
+    let got = ids(records);
+    let distinct: BTreeSet<&String> = got.iter().collect();
+    assert_eq!(distinct.len(), got.len(), "a record came twice");
+    let expected: BTreeSet<&String> = expected.iter().collect();
+    assert_eq!(distinct, expected);
+}
+
+fn requests(emulator: &HubspotEmulator, matching: impl Fn(&str) -> bool) -> u64 {
+    emulator
+        .counts()
+        .snapshot()
+        .iter()
+        .filter(|(route, _)| matching(route))
+        .map(|(_, n)| n)
+        .sum()
+}
+
+fn is_search(route: &str) -> bool {
+    route.starts_with("POST ") && route.ends_with("/search")
+}
+
+fn is_update(route: &str) -> bool {
+    route.starts_with("POST ") && route.ends_with("/batch/update")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_pull_reads_every_deal_once_with_its_stages_links_and_tasks() {
+    let emulator = emulator(EmulatorConfig::default());
+    let mut settings = settings(&emulator, HubspotAuth::PrivateApp);
+    settings.list_limit = nz(7);
+    let connector = connector(settings, &emulator);
+    let (records, skipped, pages) = pull_all(&connector, ObjectKind::Deal, PullFrom::Start).await;
+    assert!(skipped.is_empty(), "{skipped:?}");
+    assert_each_once(&records, &emulator.ids(ObjectType::Deals));
+    assert!(pages >= 60 / 7, "{pages} pages");
+    let mut with_tasks = 0;
+    for record in &records {
+        let held = emulator
+            .record(ObjectType::Deals, record.id.as_str())
+            .expect("the emulator holds it");
+        let prop = |name: &str| held.properties.get(name).cloned();
+        assert_eq!(record.stage, prop("dealstage"), "deal {}", record.id);
+        assert_eq!(
+            record.owner_id.as_ref().map(|o| o.as_str().to_owned()),
+            prop("hubspot_owner_id")
+        );
+        assert_eq!(record.name, prop("dealname"));
+        let entered: BTreeSet<String> = held
+            .properties
+            .keys()
+            .filter_map(|k| k.strip_prefix("hs_date_entered_"))
+            .map(str::to_owned)
+            .collect();
+        let history: BTreeSet<String> = record
+            .stage_history
+            .iter()
+            .map(|c| c.stage.clone())
+            .collect();
+        assert_eq!(history, entered, "deal {}", record.id);
+        assert!(record.stage_history.windows(2).all(|w| w[0].at <= w[1].at));
+        if let Some(stage) = &record.stage {
+            let at = prop(&format!("hs_date_entered_{stage}")).map(|v| {
+                DateTime::parse_from_rfc3339(&v)
+                    .expect("an ISO date")
+                    .with_timezone(&Utc)
+            });
+            assert_eq!(record.stage_entered_at, at, "deal {}", record.id);
+        }
+        let linked = |object| held.associations.get(&object).cloned().unwrap_or_default();
+        let companies = linked(ObjectType::Companies);
+        assert_eq!(
+            record
+                .associations
+                .account
+                .as_ref()
+                .map(|a| a.as_str().to_owned()),
+            companies.first().cloned()
+        );
+        let contacts: BTreeSet<String> = record
+            .associations
+            .contacts
+            .iter()
+            .map(|c| c.as_str().to_owned())
+            .collect();
+        assert_eq!(contacts, linked(ObjectType::Contacts).into_iter().collect());
+        let tasks: BTreeSet<String> = record.tasks.iter().map(|t| t.id.clone()).collect();
+        assert_eq!(tasks, linked(ObjectType::Tasks).into_iter().collect());
+        with_tasks += usize::from(!record.tasks.is_empty());
+        assert_eq!(
+            record.url.as_deref(),
+            Some(
+                format!(
+                    "https://app.hubspot.com/contacts/{}/record/0-3/{}",
+                    emulator.portal_id(),
+                    record.id
+                )
+                .as_str()
+            )
+        );
+    }
+    assert!(with_tasks > 0, "the seeded portal has deals with tasks");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contacts_and_companies_carry_their_lifecycle_stage_and_links() {
+    let emulator = emulator(EmulatorConfig::default());
+    let connector = connector(settings(&emulator, HubspotAuth::PrivateApp), &emulator);
+    let (contacts, skipped, _) = pull_all(&connector, ObjectKind::Contact, PullFrom::Start).await;
+    assert!(skipped.is_empty(), "{skipped:?}");
+    assert_each_once(&contacts, &emulator.ids(ObjectType::Contacts));
+    for contact in &contacts {
+        let held = emulator
+            .record(ObjectType::Contacts, contact.id.as_str())
+            .unwrap();
+        assert_eq!(
+            contact.lifecycle_status,
+            held.properties.get("lifecyclestage").cloned()
+        );
+        assert_eq!(contact.email, held.properties.get("email").cloned());
+        assert_eq!(contact.stage, None);
+        let company = held
+            .associations
+            .get(&ObjectType::Companies)
+            .and_then(|c| c.first().cloned());
+        assert_eq!(
+            contact
+                .associations
+                .account
+                .as_ref()
+                .map(|a| a.as_str().to_owned()),
+            company
+        );
+    }
+    let (companies, skipped, _) = pull_all(&connector, ObjectKind::Account, PullFrom::Start).await;
+    assert!(skipped.is_empty(), "{skipped:?}");
+    assert_each_once(&companies, &emulator.ids(ObjectType::Companies));
+    assert!(
+        companies
+            .iter()
+            .all(|c| c.domain.is_some() && c.name.is_some())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owners_come_active_first_then_archived_ones_inactive() {
+    let emulator = emulator(EmulatorConfig::default());
+    let mut settings = settings(&emulator, HubspotAuth::PrivateApp);
+    settings.list_limit = nz(5);
+    let connector = connector(settings, &emulator);
+    let mut owners = Vec::new();
+    let mut cursor = None;
+    for _ in 0..MAX_PAGES {
+        let page = connector.owners(cursor).await.expect("a page of owners");
+        assert!(page.skipped.is_empty());
+        owners.extend(page.items);
+        cursor = page.next;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert!(cursor.is_none(), "owners paging ended");
+    let active = owners.iter().filter(|o| o.active).count();
+    assert_eq!(active, 12);
+    assert_eq!(owners.len() - active, 2);
+    assert!(
+        owners[..active].iter().all(|o| o.active),
+        "active owners first"
+    );
+    let sales = owners
+        .iter()
+        .find(|o| o.id.as_str() == "102")
+        .expect("owner 102");
+    assert_eq!(sales.teams, ["Sales"]);
+    assert!(!sales.name.is_empty());
+}
+
+fn newest(records: &[CrmRecord]) -> Watermark {
+    records
+        .iter()
+        .map(|r| Watermark {
+            modified_at: r.modified_at,
+            id: r.id.clone(),
+        })
+        .max()
+        .expect("records")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incremental_pull_reads_the_records_touched_since_the_watermark() {
+    let emulator = emulator(EmulatorConfig::default());
+    let mut settings = settings(&emulator, HubspotAuth::PrivateApp);
+    settings.overlap = Duration::ZERO;
+    let connector = connector(settings, &emulator);
+    let (all, _, _) = pull_all(&connector, ObjectKind::Account, PullFrom::Start).await;
+    let watermark = newest(&all);
+    let touched = emulator.touch(ObjectType::Companies, 3);
+    let (changed, skipped, _) = pull_all(
+        &connector,
+        ObjectKind::Account,
+        PullFrom::Since(watermark.clone()),
+    )
+    .await;
+    assert!(skipped.is_empty(), "{skipped:?}");
+    let changed_ids: BTreeSet<String> = ids(&changed).into_iter().collect();
+    for id in &touched {
+        assert!(changed_ids.contains(id), "touched company {id} was read");
+    }
+    assert!(
+        changed
+            .iter()
+            .all(|r| r.modified_at >= watermark.modified_at)
+    );
+    assert!(
+        changed
+            .windows(2)
+            .all(|w| w[0].modified_at <= w[1].modified_at),
+        "oldest change first"
+    );
+    assert!(changed.len() < all.len());
+    let queries = emulator.search_queries();
+    let body = &queries.last().expect("a search was sent").body;
+    assert_eq!(
+        body["filterGroups"][0]["filters"][0]["propertyName"],
+        "hs_lastmodifieddate"
+    );
+    assert_eq!(body["filterGroups"][0]["filters"][0]["operator"], "GTE");
+    assert_eq!(body["sorts"].as_array().map(Vec::len), Some(1));
+}
+
+/// Pulls every company through search with a cap of `cap` results per
+/// query and pages of `limit`, as the emulator's `ties` and `ragged_pages`
+/// say; proves each comes exactly once and the queries restarted.
+async fn search_everything_under_a_small_cap(descending_ties: bool, ragged: bool) {
+    let mut config = EmulatorConfig::with_deals(60);
+    config.knobs.search.cap = 8;
+    config.knobs.search.ragged_pages = ragged;
+    if descending_ties {
+        config.knobs.search.ties = journeyd_hubspot::emulator::TieOrder::IdDescending;
+    }
+    let emulator = emulator(config);
+    let mut settings = settings(&emulator, HubspotAuth::PrivateApp);
+    settings.search_cap = nz(8);
+    settings.search_limit = nz(4);
+    let connector = connector(settings, &emulator);
+    let epoch = Watermark {
+        modified_at: DateTime::UNIX_EPOCH + chrono::Duration::days(1),
+        id: RecordId::new("0"),
+    };
+    let (records, skipped, _) =
+        pull_all(&connector, ObjectKind::Account, PullFrom::Since(epoch)).await;
+    assert!(skipped.is_empty(), "{skipped:?}");
+    assert_each_once(&records, &emulator.ids(ObjectType::Companies));
+    let starts: BTreeSet<String> = emulator
+        .search_queries()
+        .iter()
+        .map(|q| q.body["filterGroups"].to_string())
+        .collect();
+    assert!(
+        starts.len() >= 30 / 8,
+        "{} distinct query windows",
+        starts.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_restarts_its_window_before_the_cap_and_misses_and_repeats_nothing() {
+    search_everything_under_a_small_cap(false, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_window_restart_holds_with_ragged_pages_and_descending_ties() {
+    search_everything_under_a_small_cap(true, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archived_records_are_listed_as_deletions() {
+    let emulator = emulator(EmulatorConfig::default());
+    let mut settings = settings(&emulator, HubspotAuth::PrivateApp);
+    settings.list_limit = nz(1);
+    let connector = connector(settings, &emulator);
+    let gone: Vec<String> = emulator.ids(ObjectType::Companies)[3..5].to_vec();
+    for id in &gone {
+        emulator.archive(ObjectType::Companies, id).unwrap();
+    }
+    let mut deleted = Vec::new();
+    let mut cursor = None;
+    for _ in 0..MAX_PAGES {
+        let page = connector
+            .deletions(ObjectKind::Account, cursor)
+            .await
+            .expect("a page");
+        deleted.extend(page.items.into_iter().map(|id| id.as_str().to_owned()));
+        cursor = page.next;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(deleted, gone);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_deal_is_skipped_by_name_and_the_page_goes_on() {
+    let emulator = emulator(EmulatorConfig::default());
+    let connector = connector(settings(&emulator, HubspotAuth::PrivateApp), &emulator);
+    let bad = emulator.ids(ObjectType::Deals)[5].clone();
+    emulator.corrupt(ObjectType::Deals, &bad).unwrap();
+    let (records, skipped, _) = pull_all(&connector, ObjectKind::Deal, PullFrom::Start).await;
+    assert_eq!(skipped.len(), 1, "{skipped:?}");
+    assert_eq!(skipped[0].id, bad);
+    assert!(
+        skipped[0].reason.contains("createdAt"),
+        "{}",
+        skipped[0].reason
+    );
+    assert_eq!(records.len(), emulator.ids(ObjectType::Deals).len() - 1);
+}
+
+fn task(key: &str, object: ObjectKind, record: &str) -> ActionRequest {
+    ActionRequest::CreateTask {
+        key: ActionKey::new(key),
+        object,
+        record_id: RecordId::new(record),
+        owner_id: Some("102".into()),
+        subject: format!("Fix {record}"),
+        body: "Name the decision maker.".into(),
+        due: NaiveDate::from_ymd_opt(2026, 3, 9).unwrap(),
+        priority: Priority::High,
+    }
+}
+
+fn outcome_map(outcomes: &[ActionOutcome]) -> BTreeMap<String, ActionResult> {
+    outcomes
+        .iter()
+        .map(|o| (o.key.to_string(), o.result.clone()))
+        .collect()
+}
+
+/// The emulated task carrying `key` in its body.
+fn task_with_key(emulator: &HubspotEmulator, key: &str) -> Vec<String> {
+    emulator
+        .tasks()
+        .into_iter()
+        .filter(|t| {
+            t.properties
+                .get("hs_task_body")
+                .is_some_and(|b| b.ends_with(&format!("journeyd-action: {key}")))
+        })
+        .map(|t| t.id)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn created_tasks_are_matched_to_their_actions_by_marker_even_in_reverse_order() {
+    let emulator = emulator(EmulatorConfig::default());
+    emulator.update_knobs(|k| k.reverse_batch_results = true);
+    let connector = connector(settings(&emulator, HubspotAuth::PrivateApp), &emulator);
+    let deals = emulator.ids(ObjectType::Deals);
+    let actions: Vec<_> = (0..4)
+        .map(|i| task(&format!("jdorder{i}t"), ObjectKind::Deal, &deals[i]))
+        .collect();
+    let outcomes = connector.apply(&actions).await.expect("the batch is sent");
+    assert_eq!(
+        outcomes.iter().map(|o| o.key.clone()).collect::<Vec<_>>(),
+        actions.iter().map(|a| a.key().clone()).collect::<Vec<_>>()
+    );
+    for (i, outcome) in outcomes.iter().enumerate() {
+        let ActionResult::Applied { crm_id } = &outcome.result else {
+            panic!("{outcome:?}");
+        };
+        assert_eq!(
+            task_with_key(&emulator, outcome.key.as_str()),
+            std::slice::from_ref(crm_id)
+        );
+        let held = emulator.record(ObjectType::Tasks, crm_id).unwrap();
+        assert_eq!(
+            held.associations.get(&ObjectType::Deals),
+            Some(&vec![deals[i].clone()])
+        );
+        assert_eq!(
+            held.properties.get("hs_task_priority").map(String::as_str),
+            Some("HIGH")
+        );
+        assert_eq!(
+            held.properties.get("hubspot_owner_id").map(String::as_str),
+            Some("102")
+        );
+        assert_eq!(
+            held.properties.get("hs_task_status").map(String::as_str),
+            Some("NOT_STARTED")
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_207_fails_only_the_refused_inputs_and_retrying_them_writes_each_once() {
+    let emulator = emulator(EmulatorConfig::default());
+    emulator.update_knobs(|k| k.reverse_batch_results = true);
+    let connector = connector(settings(&emulator, HubspotAuth::PrivateApp), &emulator);
+    let contacts = emulator.ids(ObjectType::Contacts);
+    let actions: Vec<_> = (0..5)
+        .map(|i| task(&format!("jdpart{i}t"), ObjectKind::Contact, &contacts[i]))
+        .collect();
+    let before = emulator.tasks().len();
+    emulator.fail_batch_inputs(2);
+    let outcomes = connector.apply(&actions).await.expect("the batch is sent");
+    let failed: Vec<&ActionOutcome> = outcomes
+        .iter()
+        .filter(|o| {
+            matches!(
+                o.result,
+                ActionResult::Failed {
+                    retryable: true,
+                    ..
+                }
+            )
+        })
+        .collect();
+    assert_eq!(failed.len(), 2, "{outcomes:?}");
+    assert_eq!(emulator.tasks().len(), before + 3);
+    for outcome in &outcomes {
+        let written = task_with_key(&emulator, outcome.key.as_str());
+        match &outcome.result {
+            ActionResult::Applied { crm_id } => assert_eq!(written, std::slice::from_ref(crm_id)),
+            ActionResult::Failed { .. } => {
+                assert!(written.is_empty(), "{} was written", outcome.key)
+            }
+        }
+    }
+    let retry: Vec<_> = actions
+        .iter()
+        .filter(|a| failed.iter().any(|o| &o.key == a.key()))
+        .cloned()
+        .collect();
+    let again = connector.apply(&retry).await.expect("the retry is sent");
+    assert!(
+        again
+            .iter()
+            .all(|o| matches!(o.result, ActionResult::Applied { .. })),
+        "{again:?}"
+    );
+    assert_eq!(emulator.tasks().len(), before + 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn find_applied_finds_exactly_the_tasks_written_across_several_searches() {
+    let emulator = emulator(EmulatorConfig::default());
+    let connector = connector(settings(&emulator, HubspotAuth::PrivateApp), &emulator);
+    let companies = emulator.ids(ObjectType::Companies);
+    let written: Vec<_> = (0..7)
+        .map(|i| task(&format!("jdfound{i}t"), ObjectKind::Account, &companies[i]))
+        .collect();
+    let outcomes = connector.apply(&written).await.expect("written");
+    let applied = outcome_map(&outcomes);
+    let searches = requests(&emulator, is_search);
+    let mut keys: Vec<ActionKey> = written.iter().map(|a| a.key().clone()).collect();
+    keys.push(ActionKey::new("jdnever0t"));
+    keys.push(ActionKey::new("jd-not-a-token"));
+    let found = connector.find_applied(&keys).await.expect("looked up");
+    assert_eq!(
+        outcome_map(&found),
+        applied,
+        "exactly the written keys, with their task ids"
+    );
+    // Three keys per search: 9 keys, two of them unsearchable or absent.
+    assert_eq!(requests(&emulator, is_search) - searches, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_is_completed_by_its_id() {
+    let emulator = emulator(EmulatorConfig::default());
+    let connector = connector(settings(&emulator, HubspotAuth::PrivateApp), &emulator);
+    let deal = emulator.ids(ObjectType::Deals)[0].clone();
+    let created = connector
+        .apply(&[task("jddone0t", ObjectKind::Deal, &deal)])
+        .await
+        .unwrap();
+    let ActionResult::Applied { crm_id } = &created[0].result else {
+        panic!("{created:?}");
+    };
+    let done = connector
+        .apply(&[ActionRequest::CompleteTask {
+            key: ActionKey::new("jddone0c"),
+            task_id: crm_id.clone(),
+        }])
+        .await
+        .unwrap();
+    assert_eq!(
+        done[0].result,
+        ActionResult::Applied {
+            crm_id: crm_id.clone()
+        }
+    );
+    let held = emulator.record(ObjectType::Tasks, crm_id).unwrap();
+    assert_eq!(
+        held.properties.get("hs_task_status").map(String::as_str),
+        Some("COMPLETED")
+    );
+    let (deals, _, _) = pull_all(&connector, ObjectKind::Deal, PullFrom::Start).await;
+    let read = deals.iter().find(|d| d.id.as_str() == deal).unwrap();
+    let task = read
+        .tasks
+        .iter()
+        .find(|t| &t.id == crm_id)
+        .expect("the task is read with its deal");
+    assert_eq!(task.status, TaskStatus::Completed);
+    assert_eq!(task.subject, format!("Fix {deal}"));
+    assert_eq!(task.due, NaiveDate::from_ymd_opt(2026, 3, 9));
+}
+
+fn set_lifecycle(key: &str, contact: &str, value: &str, current: &str) -> ActionRequest {
+    ActionRequest::SetField {
+        key: ActionKey::new(key),
+        object: ObjectKind::Contact,
+        record_id: RecordId::new(contact),
+        field: "lifecyclestage".into(),
+        value: value.into(),
+        current: Some(current.into()),
+    }
+}
+
+fn lifecycle_of(emulator: &HubspotEmulator, contact: &str) -> Option<String> {
+    emulator
+        .record(ObjectType::Contacts, contact)
+        .and_then(|r| r.properties.get("lifecyclestage").cloned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backward_lifecycle_move_clears_the_stage_then_sets_it_in_two_requests() {
+    let emulator = emulator(EmulatorConfig::default());
+    let connector = connector(settings(&emulator, HubspotAuth::PrivateApp), &emulator);
+    let contact = emulator.ids(ObjectType::Contacts)[0].clone();
+    emulator
+        .set_property(ObjectType::Contacts, &contact, "lifecyclestage", "customer")
+        .unwrap();
+    let updates = requests(&emulator, is_update);
+    let outcomes = connector
+        .apply(&[set_lifecycle("jdback0l", &contact, "lead", "customer")])
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes[0].result,
+        ActionResult::Applied {
+            crm_id: contact.clone()
+        }
+    );
+    assert_eq!(lifecycle_of(&emulator, &contact).as_deref(), Some("lead"));
+    assert_eq!(
+        requests(&emulator, is_update) - updates,
+        2,
+        "clear, then set"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forward_lifecycle_move_is_one_update() {
+    let emulator = emulator(EmulatorConfig::default());
+    let connector = connector(settings(&emulator, HubspotAuth::PrivateApp), &emulator);
+    let contact = emulator.ids(ObjectType::Contacts)[1].clone();
+    emulator
+        .set_property(ObjectType::Contacts, &contact, "lifecyclestage", "lead")
+        .unwrap();
+    let updates = requests(&emulator, is_update);
+    let outcomes = connector
+        .apply(&[set_lifecycle("jdfwd0l", &contact, "opportunity", "lead")])
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes[0].result,
+        ActionResult::Applied {
+            crm_id: contact.clone()
+        }
+    );
+    assert_eq!(
+        lifecycle_of(&emulator, &contact).as_deref(),
+        Some("opportunity")
+    );
+    assert_eq!(requests(&emulator, is_update) - updates, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_clear_then_set_a_backward_move_is_silently_lost() {
+    // Why the knob exists: the emulator, like HubSpot, ignores the move.
+    let emulator = emulator(EmulatorConfig::default());
+    let mut settings = settings(&emulator, HubspotAuth::PrivateApp);
+    settings.lifecycle_forward_only = false;
+    let connector = connector(settings, &emulator);
+    let contact = emulator.ids(ObjectType::Contacts)[2].clone();
+    emulator
+        .set_property(ObjectType::Contacts, &contact, "lifecyclestage", "customer")
+        .unwrap();
+    connector
+        .apply(&[set_lifecycle("jdlost0l", &contact, "lead", "customer")])
+        .await
+        .unwrap();
+    assert_eq!(
+        lifecycle_of(&emulator, &contact).as_deref(),
+        Some("customer")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_larger_than_the_batch_limit_is_split() {
+    let emulator = emulator(EmulatorConfig::default());
+    emulator.update_knobs(|k| k.batch_max = 3);
+    let mut settings = settings(&emulator, HubspotAuth::PrivateApp);
+    settings.batch_limit = NonZeroUsize::new(3).unwrap();
+    let connector = connector(settings, &emulator);
+    let deals = emulator.ids(ObjectType::Deals);
+    let actions: Vec<_> = (0..8)
+        .map(|i| task(&format!("jdsplit{i}t"), ObjectKind::Deal, &deals[i]))
+        .collect();
+    let outcomes = connector.apply(&actions).await.unwrap();
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o.result, ActionResult::Applied { .. })),
+        "{outcomes:?}"
+    );
+}
+
+/// The conformance suite, on companies (see the file's note on deals).
+struct Conformance {
+    emulator: HubspotEmulator,
+    scenario: Scenario,
+    tokens: Arc<SavedTokens>,
+}
+
+#[derive(Default)]
+struct SavedTokens(Mutex<Vec<String>>);
+
+impl TokenStore for SavedTokens {
+    fn save_refresh_token(
+        &self,
+        _: &ConnectorName,
+        token: &SecretString,
+    ) -> Result<(), TokenStoreError> {
+        use journeyd_connector::secret::ExposeSecret;
+        self.0
+            .lock()
+            .unwrap()
+            .push(token.expose_secret().to_owned());
+        Ok(())
+    }
+}
+
+impl Target for Conformance {
+    type Connector = HubspotConnector;
+
+    async fn start(scenario: Scenario) -> Self {
+        let config = EmulatorConfig {
+            sizes: SeedSizes {
+                companies: scenario.records,
+                ..SeedSizes::for_deals(20)
+            },
+            ..EmulatorConfig::default()
+        };
+        Self {
+            emulator: emulator(config),
+            scenario,
+            tokens: Arc::default(),
+        }
+    }
+
+    fn connector(&self) -> HubspotConnector {
+        let emulator = &self.emulator;
+        let (auth, credentials) = if self.scenario.refreshable_auth {
+            (
+                HubspotAuth::OAuth {
+                    client_id: emulator.oauth_client_id(),
+                    token_url: emulator.token_url(),
+                },
+                HubspotCredentials::OAuth {
+                    client_secret: SecretString::from(emulator.oauth_client_secret()),
+                    refresh_token: SecretString::from(emulator.oauth_refresh_token()),
+                    store: self.tokens.clone(),
+                },
+            )
+        } else {
+            (
+                HubspotAuth::PrivateApp,
+                HubspotCredentials::PrivateApp {
+                    token: SecretString::from(emulator.private_app_token()),
+                },
+            )
+        };
+        let mut settings = settings(emulator, auth);
+        settings.list_limit = nz(self.scenario.page_size);
+        settings.search_limit = nz(self.scenario.page_size);
+        HubspotConnector::new(ConnectorName::new("hubspot"), settings, credentials).unwrap()
+    }
+
+    fn object(&self) -> ObjectKind {
+        ObjectKind::Account
+    }
+
+    fn touch(&self, n: usize) -> Vec<RecordId> {
+        self.emulator
+            .touch(ObjectType::Companies, n)
+            .into_iter()
+            .map(RecordId::new)
+            .collect()
+    }
+
+    fn corrupt(&self, id: &RecordId) {
+        self.emulator
+            .corrupt(ObjectType::Companies, id.as_str())
+            .unwrap();
+    }
+
+    fn storm(&self, n: u32, retry_after: Duration) {
+        self.emulator
+            .faults()
+            .storm(u64::from(n), Some(retry_after));
+    }
+
+    fn expire_tokens(&self) {
+        self.emulator.expire_tokens();
+    }
+
+    fn token_requests(&self) -> u64 {
+        self.emulator.counts().get("POST /oauth/v3/token")
+    }
+
+    fn read_requests(&self) -> u64 {
+        requests(&self.emulator, |route| {
+            is_search(route) || route == "GET /crm/v3/objects/{object_type}"
+        })
+    }
+
+    fn fail_batch_inputs(&self, n: usize) {
+        self.emulator.fail_batch_inputs(n);
+    }
+
+    fn tasks(&self) -> usize {
+        self.emulator.tasks().len()
+    }
+
+    fn task_action(&self, key: ActionKey, record: &RecordId) -> ActionRequest {
+        task(key.as_str(), ObjectKind::Account, record.as_str())
+    }
+}
+
+mod conformance {
+    journeyd_connector::conformance_suite!(super::Conformance);
+}
