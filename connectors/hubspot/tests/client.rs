@@ -843,3 +843,20 @@ impl Target for Conformance {
 mod conformance {
     journeyd_connector::conformance_suite!(super::Conformance);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_that_is_not_json_fails_the_pull_naming_its_route() {
+    let emulator = emulator(EmulatorConfig::default());
+    let connector = connector(settings(&emulator, HubspotAuth::PrivateApp), &emulator);
+    emulator.faults().malformed_next(1);
+    let error = connector
+        .pull(ObjectKind::Account, PullFrom::Start)
+        .await
+        .expect_err("an unreadable page");
+    match error {
+        journeyd_connector::ConnectorError::Malformed { route, .. } => {
+            assert_eq!(route, "/crm/v3/objects/{object}");
+        }
+        other => panic!("{other}"),
+    }
+}
