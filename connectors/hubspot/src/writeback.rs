@@ -11,10 +11,12 @@
 //!
 //! Outcomes: an action HubSpot refused alone (a 207 error row, a 400 for a
 //! single input) fails on its own; a refusal of the whole batch is retried
-//! input by input so one bad input cannot fail the rest; an error that
-//! leaves the connector unusable (refused credentials, the daily allowance
-//! spent) ends the call with `Err`, and the outcomes of that call are then
-//! unknown: the caller looks tasks up with `find_applied` before resending.
+//! input by input so one bad input cannot fail the rest. `Err` ends the
+//! call, leaving the outcomes of its actions unknown, when the connector is
+//! unusable (refused credentials, the daily allowance spent) and when tasks
+//! may have been created that cannot be confirmed (a create that timed out
+//! or failed with a 5xx, not found by an immediate lookup): the caller then
+//! looks them up with `find_applied` before sending anything again.
 
 use crate::connector::{HubspotConnector, object_type};
 use crate::wire::{
@@ -520,75 +522,82 @@ impl HubspotConnector {
         &self,
         tasks: &[NewTask<'_>],
     ) -> Result<Vec<(usize, ActionResult)>, ConnectorError> {
-        let mut outcomes = Vec::new();
         match self.create_once(tasks).await {
+            Err(err) if refused_as_a_whole(&err) && tasks.len() > 1 => {
+                let mut outcomes = Vec::new();
+                for task in tasks {
+                    let single = std::slice::from_ref(task);
+                    let answer = self.create_once(single).await;
+                    outcomes.extend(self.settle(single, answer).await?);
+                }
+                Ok(outcomes)
+            }
+            answer => self.settle(tasks, answer).await,
+        }
+    }
+
+    /// What became of `tasks` after one create call answered `answer`.
+    ///
+    /// A task that may have been written but cannot be confirmed (the call
+    /// timed out or failed with a 5xx, or it returned tasks that cannot be
+    /// tied to their actions) is looked up at once; if the lookup cannot
+    /// confirm it (search is eventually consistent), the call ends with an
+    /// error instead of a retryable failure: the caller then keeps the
+    /// action unconfirmed and looks it up on its next run, where a failure
+    /// would be sent again and could write the task twice.
+    async fn settle(
+        &self,
+        tasks: &[NewTask<'_>],
+        answer: Result<BatchResponse, ConnectorError>,
+    ) -> Result<Vec<(usize, ActionResult)>, ConnectorError> {
+        let (mut outcomes, maybe_written, unconfirmed) = match answer {
             Ok(response) => {
                 let matched = match_created(tasks, &response);
-                outcomes.extend(matched.outcomes);
-                if matched.unresolved.is_empty() {
+                let mut outcomes = matched.outcomes;
+                if !matched.untied_results {
+                    // Every task written is accounted for: the rest were not.
+                    outcomes.extend(
+                        matched
+                            .unresolved
+                            .into_iter()
+                            .map(|index| (index, failed(matched.unresolved_reason.clone(), true))),
+                    );
                     return Ok(outcomes);
                 }
-                let unresolved: Vec<&NewTask<'_>> = tasks
+                let maybe: Vec<&NewTask<'_>> = tasks
                     .iter()
                     .filter(|t| matched.unresolved.contains(&t.index))
                     .collect();
-                let found = if matched.untied_results {
-                    self.look_up(&unresolved).await?
-                } else {
-                    BTreeMap::new()
+                let error = ConnectorError::Malformed {
+                    connector: self.name().to_string(),
+                    route: BATCH_CREATE.to_owned(),
+                    reason: "tasks were created that could not be tied to their actions".into(),
                 };
-                for task in unresolved {
-                    outcomes.push((
-                        task.index,
-                        match found.get(task.key.as_str()) {
-                            Some(id) => ActionResult::Applied { crm_id: id.clone() },
-                            None => failed(matched.unresolved_reason.clone(), true),
-                        },
-                    ));
-                }
+                (outcomes, maybe, error)
             }
             Err(err) if is_fatal(&err) => return Err(err),
-            Err(err) if refused_as_a_whole(&err) && tasks.len() > 1 => {
-                for task in tasks {
-                    let single = std::slice::from_ref(task);
-                    match self.create_once(single).await {
-                        Ok(response) => {
-                            let matched = match_created(single, &response);
-                            outcomes.extend(matched.outcomes);
-                            for index in matched.unresolved {
-                                outcomes
-                                    .push((index, failed(matched.unresolved_reason.clone(), true)));
-                            }
-                        }
-                        Err(err) if is_fatal(&err) => return Err(err),
-                        Err(err) => {
-                            outcomes.push((task.index, failed(err.to_string(), retryable(&err))))
-                        }
-                    }
-                }
-            }
-            Err(err) if outcome_unknown(&err) => {
-                // The tasks may exist: look before calling them failed.
-                let all: Vec<&NewTask<'_>> = tasks.iter().collect();
-                let found = match self.look_up(&all).await {
-                    Ok(found) => found,
-                    Err(lookup) if is_fatal(&lookup) => return Err(lookup),
-                    Err(_) => BTreeMap::new(),
-                };
-                for task in tasks {
-                    outcomes.push((
-                        task.index,
-                        match found.get(task.key.as_str()) {
-                            Some(id) => ActionResult::Applied { crm_id: id.clone() },
-                            None => failed(err.to_string(), true),
-                        },
-                    ));
-                }
-            }
+            Err(err) if outcome_unknown(&err) => (Vec::new(), tasks.iter().collect(), err),
             Err(err) => {
-                for task in tasks {
-                    outcomes.push((task.index, failed(err.to_string(), retryable(&err))));
+                return Ok(tasks
+                    .iter()
+                    .map(|t| (t.index, failed(err.to_string(), retryable(&err))))
+                    .collect());
+            }
+        };
+        if maybe_written.is_empty() {
+            return Ok(outcomes);
+        }
+        let found = match self.look_up(&maybe_written).await {
+            Ok(found) => found,
+            Err(lookup) if is_fatal(&lookup) => return Err(lookup),
+            Err(_) => BTreeMap::new(),
+        };
+        for task in maybe_written {
+            match found.get(task.key.as_str()) {
+                Some(id) => {
+                    outcomes.push((task.index, ActionResult::Applied { crm_id: id.clone() }))
                 }
+                None => return Err(unconfirmed),
             }
         }
         Ok(outcomes)

@@ -860,3 +860,65 @@ async fn a_page_that_is_not_json_fails_the_pull_naming_its_route() {
         other => panic!("{other}"),
     }
 }
+
+/// Settings whose client sends each call once: what the connector does
+/// with a lost or failed create, not the client's retries, is under test.
+fn single_attempt(emulator: &HubspotEmulator) -> HubspotConnector {
+    let mut settings = settings(emulator, HubspotAuth::PrivateApp);
+    settings.retry.max_attempts = nz(1);
+    settings.retry.timeout = Duration::from_millis(300);
+    connector(settings, emulator)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_whose_answer_is_lost_is_confirmed_by_lookup_not_failed() {
+    let emulator = emulator(EmulatorConfig::default());
+    let connector = single_attempt(&emulator);
+    // The portal commits, then answers after the client stopped waiting.
+    emulator.hold_batch_create(Duration::from_millis(900));
+    let deal = emulator.ids(ObjectType::Deals)[0].clone();
+    let outcomes = connector
+        .apply(&[task("jdslow0t", ObjectKind::Deal, &deal)])
+        .await
+        .expect("the lookup confirms the task");
+    let written = task_with_key(&emulator, "jdslow0t");
+    assert_eq!(written.len(), 1);
+    assert_eq!(
+        outcomes[0].result,
+        ActionResult::Applied {
+            crm_id: written[0].clone()
+        }
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_that_failed_unconfirmed_ends_the_call_instead_of_failing_retryably() {
+    let emulator = emulator(EmulatorConfig::default());
+    let connector = single_attempt(&emulator);
+    emulator.faults().fail_next(1);
+    let deal = emulator.ids(ObjectType::Deals)[0].clone();
+    let action = task("jdlost0t", ObjectKind::Deal, &deal);
+    let error = connector
+        .apply(std::slice::from_ref(&action))
+        .await
+        .expect_err("an outcome the connector cannot know");
+    assert!(
+        matches!(
+            error,
+            journeyd_connector::ConnectorError::Api { status: 500, .. }
+        ),
+        "{error}"
+    );
+    assert!(task_with_key(&emulator, "jdlost0t").is_empty());
+    // The caller's recovery: look up, then send what was not found.
+    assert!(
+        connector
+            .find_applied(&[action.key().clone()])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let outcomes = connector.apply(&[action]).await.unwrap();
+    assert!(matches!(outcomes[0].result, ActionResult::Applied { .. }));
+    assert_eq!(task_with_key(&emulator, "jdlost0t").len(), 1);
+}
