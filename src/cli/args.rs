@@ -58,6 +58,9 @@ pub enum Command {
     Report,
     /// Run the whole pipeline on a built-in sample portal: no account, no network.
     Demo {
+        /// Write the corrective tasks into the emulated portal and list them.
+        #[arg(long)]
+        apply: bool,
         /// Keep the demo's config and state file instead of removing them.
         #[arg(long)]
         keep: bool,

@@ -5,6 +5,7 @@ use crate::cli::EXIT_CONFIG;
 use crate::cli::args::{Cli, ImportArgs};
 use crate::cli::output::{json, opt, table};
 use crate::config::{self, Config, ConnectorConfig};
+use crate::secrets::SecretResolver;
 use crate::store::Store;
 use crate::{audit as audit_run, import as import_run, report as report_build};
 use anyhow::{Context as _, anyhow, bail};
@@ -20,6 +21,9 @@ pub struct Context {
     pub config_path: PathBuf,
     pub state_override: Option<PathBuf>,
     pub json: bool,
+    /// Where connectors' secrets come from: the process's environment and
+    /// systemd credentials, or (in the demo) the emulator's own.
+    pub secrets: SecretResolver,
 }
 
 impl Context {
@@ -28,6 +32,7 @@ impl Context {
             config_path: cli.config.clone(),
             state_override: cli.state.clone(),
             json: cli.json,
+            secrets: SecretResolver::from_process(),
         }
     }
 

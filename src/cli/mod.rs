@@ -38,7 +38,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Writeback(args) => writeback::run(&ctx, &args),
         Command::Audit => commands::audit(&ctx),
         Command::Report => commands::report(&ctx),
-        Command::Demo { keep } => demo::run(ctx.json, keep),
+        Command::Demo { apply, keep } => demo::run(ctx.json, keep, apply),
         Command::Violations(command) => violations::run(&ctx, command),
     }
 }

@@ -10,7 +10,7 @@ use crate::cli::output::{json, table};
 use crate::cli::progress::sync_progress;
 use crate::config::{Connection, ConnectorConfig};
 use crate::connectors::AnyConnector;
-use crate::secrets::{RefreshTokenFile, SecretResolver};
+use crate::secrets::RefreshTokenFile;
 use crate::store::{RunStatus, StoreHandle};
 use crate::sync::{SyncOptions, SyncSummary};
 use anyhow::Context as _;
@@ -37,7 +37,7 @@ pub fn run(ctx: &Context, args: &SyncArgs) -> anyhow::Result<ExitCode> {
         .collect();
     let store =
         StoreHandle::spawn(ctx.open_store(&config)?).context("could not start the store")?;
-    let secrets = SecretResolver::from_process();
+    let secrets = &ctx.secrets;
     let tokens = Arc::new(RefreshTokenFile::beside(ctx.state_path(&config)));
     let options = SyncOptions {
         full: args.full,
@@ -49,7 +49,7 @@ pub fn run(ctx: &Context, args: &SyncArgs) -> anyhow::Result<ExitCode> {
         let mut built = Vec::new();
         let mut not_synced = Vec::new();
         for connector in &selected {
-            match AnyConnector::build(connector, &secrets, &tokens) {
+            match AnyConnector::build(connector, secrets, &tokens) {
                 Ok(any) => built.push((*connector, any)),
                 Err(error) => not_synced.push(NotSynced {
                     connector: connector.name.to_string(),

@@ -9,7 +9,7 @@ use crate::cli::commands::{Context, load_config, runtime, select_connectors};
 use crate::cli::output::{json, opt, table};
 use crate::config::WritebackMode;
 use crate::connectors::AnyConnector;
-use crate::secrets::{RefreshTokenFile, SecretResolver};
+use crate::secrets::RefreshTokenFile;
 use crate::store::{RunStatus, StoreHandle};
 use crate::writeback::{self, PlannedWrite, WritebackOptions, WritebackReport};
 use anyhow::Context as _;
@@ -31,7 +31,7 @@ pub fn run(ctx: &Context, args: &WritebackArgs) -> anyhow::Result<ExitCode> {
     let store =
         StoreHandle::spawn(ctx.open_store(&config)?).context("could not start the store")?;
     let today = Utc::now().date_naive();
-    let secrets = SecretResolver::from_process();
+    let secrets = &ctx.secrets;
     let tokens = Arc::new(RefreshTokenFile::beside(ctx.state_path(&config)));
 
     let reports = runtime()?.block_on(async {
@@ -40,7 +40,7 @@ pub fn run(ctx: &Context, args: &WritebackArgs) -> anyhow::Result<ExitCode> {
         if args.apply {
             // Every connector is built (and its secrets read) before any writes.
             for connector in &selected {
-                let any = AnyConnector::build(connector, &secrets, &tokens)?;
+                let any = AnyConnector::build(connector, secrets, &tokens)?;
                 built.push(any);
             }
         }

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 fn fixture() -> String {
     repo()
-        .join("src/cli/demo/hubspot-sample.jsonl")
+        .join("tests/fixtures/hubspot-sample.jsonl")
         .display()
         .to_string()
 }

@@ -31,8 +31,19 @@ impl Portal {
 
     /// As [`Portal::new`], with `edit` applied to the daemon config.
     pub fn configured(deals: usize, auth: Auth, edit: impl FnOnce(&mut DocumentMut)) -> Portal {
+        Self::at(chrono::Utc::now(), deals, auth, edit)
+    }
+
+    /// As [`Portal::configured`], seeded relative to `now`: two portals
+    /// seeded at the same `now` hold the same records.
+    pub fn at(
+        now: chrono::DateTime<chrono::Utc>,
+        deals: usize,
+        auth: Auth,
+        edit: impl FnOnce(&mut DocumentMut),
+    ) -> Portal {
         let emulator = HubspotEmulator::start(EmulatorConfig {
-            now: chrono::Utc::now(),
+            now,
             ..EmulatorConfig::with_deals(deals)
         })
         .expect("the emulator starts");

@@ -6,7 +6,7 @@ use crate::support::{Install, repo, stderr, stdout};
 
 fn audited() -> Install {
     let install = Install::new();
-    let sample = repo().join("src/cli/demo/hubspot-sample.jsonl");
+    let sample = repo().join("tests/fixtures/hubspot-sample.jsonl");
     install.run(&[
         "import",
         &sample.display().to_string(),

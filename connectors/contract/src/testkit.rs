@@ -78,9 +78,8 @@ pub trait Target: Sized + Send + Sync {
     /// Requests the emulator's token endpoint has answered.
     fn token_requests(&self) -> u64;
 
-    /// Requests the emulator has answered on the record read routes (list,
-    /// query or search), faults included.
-    fn read_requests(&self) -> u64;
+    /// Requests the emulator has answered on any route, faults included.
+    fn requests(&self) -> u64;
 
     /// The next batch write fails its first `n` inputs, row by row.
     fn fail_batch_inputs(&self, n: usize);
@@ -215,7 +214,7 @@ pub async fn a_pull_from_a_watermark_reads_what_changed_since<T: Target>() {
 pub async fn a_429_storm_is_waited_out_as_retry_after_says<T: Target>() {
     let target = T::start(Scenario::default()).await;
     let connector = target.connector();
-    let before = target.read_requests();
+    let before = target.requests();
     let wait = Duration::from_secs(1);
     target.storm(2, wait);
     let started = Instant::now();
@@ -230,7 +229,7 @@ pub async fn a_429_storm_is_waited_out_as_retry_after_says<T: Target>() {
         started.elapsed()
     );
     assert!(
-        target.read_requests() - before >= 3,
+        target.requests() - before >= 3,
         "two refused requests and one answered"
     );
 }

@@ -670,6 +670,49 @@ async fn a_batch_read_of_missing_ids_is_a_207_naming_them() {
 }
 
 #[tokio::test]
+async fn a_v4_association_batch_read_lists_targets_and_names_records_without_any() {
+    let portal = Portal::start(small());
+    let with_contacts = portal
+        .emu
+        .ids(ObjectType::Deals)
+        .into_iter()
+        .find(|id| {
+            portal
+                .emu
+                .record(ObjectType::Deals, id)
+                .is_some_and(|r| r.associations.contains_key(&ObjectType::Contacts))
+        })
+        .expect("a deal with contacts");
+    let contacts = portal
+        .emu
+        .record(ObjectType::Deals, &with_contacts)
+        .unwrap()
+        .associations[&ObjectType::Contacts]
+        .clone();
+    let reply = portal
+        .post(
+            "/crm/v4/associations/deals/contacts/batch/read",
+            json!({"inputs": [{"id": with_contacts}, {"id": "7"}]}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::MULTI_STATUS);
+    let result = &reply.body["results"][0];
+    assert_eq!(result["from"]["id"], json!(with_contacts));
+    let targets: Vec<_> = result["to"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["toObjectId"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(targets, contacts);
+    assert_eq!(result["to"][0]["associationTypes"][0]["typeId"], json!(3));
+    assert_eq!(
+        reply.body["errors"][0]["context"]["fromObjectId"],
+        json!(["7"])
+    );
+}
+
+#[tokio::test]
 async fn a_missing_token_and_an_expired_one_get_different_401s() {
     let mut config = small();
     config.knobs.access_token_ttl = Duration::from_secs(600);

@@ -146,7 +146,7 @@ fn associations(
     Ok(out)
 }
 
-fn inputs(body: &Value, max: usize) -> Result<&Vec<Value>, ApiError> {
+pub(crate) fn inputs(body: &Value, max: usize) -> Result<&Vec<Value>, ApiError> {
     let inputs = body
         .get("inputs")
         .and_then(Value::as_array)
@@ -161,7 +161,7 @@ fn inputs(body: &Value, max: usize) -> Result<&Vec<Value>, ApiError> {
     Ok(inputs)
 }
 
-fn input_id(input: &Value) -> Option<String> {
+pub(crate) fn input_id(input: &Value) -> Option<String> {
     let id = input.get("id")?;
     id.as_str()
         .map(str::to_owned)
@@ -188,7 +188,7 @@ fn injected_failure(index: usize) -> ApiError {
 }
 
 /// The batch reply: `ok` when nothing failed, 207 otherwise.
-fn reply(
+pub(crate) fn reply(
     ok: StatusCode,
     started: i64,
     completed: i64,

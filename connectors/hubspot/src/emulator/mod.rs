@@ -12,11 +12,12 @@
 //! - `limits`: the 10-second, per-second search and daily limits;
 //! - `reply`: error bodies, 429 shapes, injected fault replies;
 //! - `router`: routes and the auth/limit guard; `objects`, `search`,
-//!   `batch`, `metadata`: the handlers.
+//!   `batch`, `associations`, `metadata`: the handlers.
 //!
 //! Every request passes the contract's harness first (counting, then
 //! injected faults), then the guard, then its handler.
 
+mod associations;
 mod auth;
 mod batch;
 mod clock;

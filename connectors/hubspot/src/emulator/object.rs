@@ -100,6 +100,14 @@ pub(crate) fn association_target(from: ObjectType, type_id: u32) -> Option<Objec
         .map(|(_, to, _)| *to)
 }
 
+/// The unlabeled HUBSPOT_DEFINED association type id from `from` to `to`.
+pub(crate) fn association_type_id(from: ObjectType, to: ObjectType) -> Option<u32> {
+    ASSOCIATION_TYPES
+        .iter()
+        .find(|(f, t, _)| *f == from && *t == to)
+        .map(|(_, _, id)| *id)
+}
+
 /// `deal_to_contact`: the `type` of an association in a v3 response.
 pub(crate) fn association_name(from: ObjectType, to: ObjectType) -> String {
     format!("{}_to_{}", from.singular(), to.singular())

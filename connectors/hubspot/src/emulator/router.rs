@@ -9,7 +9,7 @@ use super::object::ObjectType;
 use super::reply::{ApiError, CORRELATION_HEADER, correlation_id, rate_limited};
 use super::search::{LoggedSearch, SearchCache};
 use super::store::Store;
-use super::{batch, metadata, objects, search};
+use super::{associations, batch, metadata, objects, search};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{MatchedPath, Request, State};
@@ -147,6 +147,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route(
             "/crm/v3/objects/{object_type}/batch/archive",
             post(batch::archive),
+        )
+        .route(
+            "/crm/v4/associations/{from_object_type}/{to_object_type}/batch/read",
+            post(associations::batch_read),
         )
         .route_layer(middleware::from_fn_with_state(shared.clone(), guard));
     Router::new()

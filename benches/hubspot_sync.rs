@@ -1,0 +1,157 @@
+//! Syncs and audits an emulated HubSpot portal of 100,000 deals with the
+//! real `journeyd` binary, then changes 1% of the deals and syncs again.
+//! Prints records/s, the binary's peak RSS, and the API calls of each run
+//! by route against the floor HubSpot's page sizes allow.
+//!
+//!     cargo bench --bench hubspot_sync
+//!     JOURNEYD_BENCH_DEALS=20000 cargo bench --bench hubspot_sync
+//!
+//! The emulator runs in this process with its rate limits lifted (and the
+//! client's raised to match), so the figures are journeyd's and the
+//! emulator's own speed, not HubSpot's 100 requests per 10 s.
+
+use journeyd_hubspot::emulator::{
+    EmulatorConfig, HubspotEmulator, ObjectType, RateLimitKnobs, SeedSizes,
+};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const LIST_PAGE: u64 = 100;
+const SEARCH_PAGE: u64 = 200;
+
+fn main() {
+    let deals: usize = std::env::var("JOURNEYD_BENCH_DEALS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(100_000);
+    let started = Instant::now();
+    let mut config = EmulatorConfig {
+        now: chrono::Utc::now(),
+        sizes: SeedSizes {
+            contacts: deals / 10,
+            companies: deals / 20,
+            ..SeedSizes::for_deals(deals)
+        },
+        ..EmulatorConfig::default()
+    };
+    config.knobs.limits = RateLimitKnobs::unlimited();
+    let emulator = HubspotEmulator::start(config).expect("the emulator starts");
+    println!(
+        "emulated portal: {deals} deals seeded in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let config = write_config(dir.path(), &emulator);
+    let journeyd = |args: &[&str]| -> Measured {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_journeyd"));
+        command
+            .arg("--config")
+            .arg(&config)
+            .arg("--json")
+            .args(args)
+            .env("JOURNEYD_HUBSPOT_TOKEN", emulator.private_app_token())
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null());
+        measure(command)
+    };
+
+    let before = emulator.counts().snapshot();
+    let full = journeyd(&["sync", "--connector", "hubspot", "--full"]);
+    let calls = delta(&before, &emulator.counts().snapshot());
+    report("full sync", deals as u64, &full);
+    let list_floor = (deals as u64).div_ceil(LIST_PAGE);
+    print_calls(&calls, "GET /crm/v3/objects/{object_type}", list_floor);
+
+    let audit = journeyd(&["audit"]);
+    report("audit", deals as u64, &audit);
+
+    let changes = deals / 100;
+    emulator.touch(ObjectType::Deals, changes);
+    let before = emulator.counts().snapshot();
+    let incremental = journeyd(&["sync", "--connector", "hubspot"]);
+    let calls = delta(&before, &emulator.counts().snapshot());
+    report("incremental sync", changes as u64, &incremental);
+    let search_floor = (changes as u64).div_ceil(SEARCH_PAGE);
+    print_calls(
+        &calls,
+        "POST /crm/v3/objects/{object_type}/search",
+        search_floor,
+    );
+}
+
+fn write_config(dir: &Path, emulator: &HubspotEmulator) -> std::path::PathBuf {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut config: toml_edit::DocumentMut =
+        std::fs::read_to_string(repo.join("config/journeyd.toml"))
+            .expect("the shipped config reads")
+            .parse()
+            .expect("the shipped config is TOML");
+    config["journey"] = toml_edit::value(repo.join("config/journey.toml").display().to_string());
+    config["state_path"] = toml_edit::value(dir.join("bench.sqlite").display().to_string());
+    let hubspot = &mut config["connectors"]["hubspot"];
+    hubspot["api_url"] = toml_edit::value(emulator.base_url().as_str().trim_end_matches('/'));
+    hubspot["objects"] = toml_edit::value(toml_edit::Array::from_iter(["deal"]));
+    hubspot["limits"]["requests"] = toml_edit::value(1_000_000);
+    hubspot["limits"]["search_per_second"] = toml_edit::value(100_000);
+    let path = dir.join("journeyd.toml");
+    std::fs::write(&path, config.to_string()).expect("the bench config is written");
+    path
+}
+
+struct Measured {
+    elapsed: Duration,
+    max_rss_kib: i64,
+}
+
+/// Runs `command` to its end and reads its peak RSS from the kernel.
+fn measure(mut command: Command) -> Measured {
+    let started = Instant::now();
+    let child = command.spawn().expect("journeyd starts");
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: `usage` is a plain C struct the kernel fills; `pid` is our
+    // own child, reaped exactly once here.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        let reaped = libc::wait4(pid, &mut status, 0, &mut usage);
+        assert_eq!(reaped, pid, "journeyd is reaped");
+        usage
+    };
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "journeyd failed with status {status}"
+    );
+    Measured {
+        elapsed: started.elapsed(),
+        max_rss_kib: usage.ru_maxrss,
+    }
+}
+
+fn report(step: &str, records: u64, run: &Measured) {
+    let seconds = run.elapsed.as_secs_f64();
+    println!(
+        "{step}: {records} records in {seconds:.1} s = {:.0} records/s, peak RSS {:.0} MB",
+        records as f64 / seconds,
+        run.max_rss_kib as f64 / 1024.0
+    );
+}
+
+fn delta(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    after
+        .iter()
+        .map(|(route, n)| (route.clone(), n - before.get(route).copied().unwrap_or(0)))
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
+fn print_calls(calls: &BTreeMap<String, u64>, paged_route: &str, floor: u64) {
+    let total: u64 = calls.values().sum();
+    let paged = calls.get(paged_route).copied().unwrap_or(0);
+    println!("  API calls: {total} in all; {paged} on {paged_route} (floor {floor})");
+    for (route, n) in calls {
+        println!("    {n:>7}  {route}");
+    }
+}
