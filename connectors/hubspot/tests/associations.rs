@@ -1,9 +1,10 @@
-//! Incremental pulls of deals read associations and tasks after each search
-//! page (search results carry none), through
-//! `POST /crm/v4/associations/{from}/{to}/batch/read`, which the emulator
-//! does not serve: specified here against a scripted loopback server that
-//! answers in the shape of HubSpot's reference (per-record paging, numeric
-//! `toObjectId`, a 207 for ids without associations).
+//! Search results carry no associations, so an incremental pull of deals
+//! reads companies, contacts and tasks after each search page through
+//! `POST /crm/v4/associations/{from}/{to}/batch/read`. Specified here against
+//! a scripted loopback server that answers in every shape HubSpot's
+//! reference allows, which a small seeded portal may never produce:
+//! per-record paging of associated ids, numeric `toObjectId`, a 207 for ids
+//! without associations.
 
 use axum::Router;
 use axum::extract::State;

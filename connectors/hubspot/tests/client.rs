@@ -1,33 +1,27 @@
 //! The HubSpot connector against the HubSpot emulator: paging to the end,
-//! incremental pulls, the search window restart at the result cap, partial
-//! batch failures, finding written tasks, the lifecycle stage's
-//! clear-then-set, and the contract's conformance suite.
-//!
-//! Incremental pulls here read companies: deals and contacts read their
-//! associations after each search page through the v4 associations API,
-//! which the emulator does not serve (that path is specified against a
-//! scripted server in `tests/associations.rs`).
+//! incremental pulls, the search window restart at the result cap (ties
+//! included), partial batch failures, finding written tasks, and the
+//! lifecycle stage's clear-then-set. The contract's conformance suite runs
+//! in `tests/conformance.rs`.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use journeyd_connector::connector::{Connector, PullFrom};
-use journeyd_connector::http::{RateLimits, RetryPolicy, TokenStore, TokenStoreError};
+use journeyd_connector::http::{RateLimits, RetryPolicy};
 use journeyd_connector::secret::SecretString;
-use journeyd_connector::testkit::{Scenario, Target};
 use journeyd_connector::{
     ActionKey, ActionOutcome, ActionRequest, ActionResult, ConnectorName, CrmRecord, ObjectKind,
     Page, Priority, RecordId, Skipped, TaskStatus, Watermark,
 };
 use journeyd_hubspot::emulator::{
-    EmulatorConfig, HubspotEmulator, ObjectType, RateLimitKnobs, SeedSizes,
+    EmulatorConfig, HubspotEmulator, ObjectType, RateLimitKnobs, TieOrder,
 };
 use journeyd_hubspot::{HubspotAuth, HubspotConnector, HubspotCredentials, HubspotSettings};
 use std::collections::{BTreeMap, BTreeSet};
 use std::num::{NonZeroU32, NonZeroUsize};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Upper bound on pages any one pull reads here.
-const MAX_PAGES: usize = 400;
+const MAX_PAGES: usize = 1000;
 
 fn nz(n: u32) -> NonZeroU32 {
     NonZeroU32::new(n).expect("a non-zero literal")
@@ -285,26 +279,54 @@ fn newest(records: &[CrmRecord]) -> Watermark {
         .expect("records")
 }
 
+/// Asserts that `record` carries the emulator's links and tasks for it.
+fn assert_linked_as_held(emulator: &HubspotEmulator, record: &CrmRecord) {
+    let held = emulator
+        .record(ObjectType::Deals, record.id.as_str())
+        .unwrap();
+    let linked = |object| held.associations.get(&object).cloned().unwrap_or_default();
+    assert_eq!(
+        record
+            .associations
+            .account
+            .as_ref()
+            .map(|a| a.as_str().to_owned()),
+        linked(ObjectType::Companies).first().cloned(),
+        "deal {}",
+        record.id
+    );
+    let contacts: BTreeSet<String> = record
+        .associations
+        .contacts
+        .iter()
+        .map(|c| c.as_str().to_owned())
+        .collect();
+    assert_eq!(contacts, linked(ObjectType::Contacts).into_iter().collect());
+    let tasks: BTreeSet<String> = record.tasks.iter().map(|t| t.id.clone()).collect();
+    assert_eq!(tasks, linked(ObjectType::Tasks).into_iter().collect());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_incremental_pull_reads_the_records_touched_since_the_watermark() {
+async fn an_incremental_pull_reads_the_deals_touched_since_the_watermark_with_their_links() {
     let emulator = emulator(EmulatorConfig::default());
     let mut settings = settings(&emulator, HubspotAuth::PrivateApp);
     settings.overlap = Duration::ZERO;
     let connector = connector(settings, &emulator);
-    let (all, _, _) = pull_all(&connector, ObjectKind::Account, PullFrom::Start).await;
+    let (all, _, _) = pull_all(&connector, ObjectKind::Deal, PullFrom::Start).await;
     let watermark = newest(&all);
-    let touched = emulator.touch(ObjectType::Companies, 3);
+    let touched = emulator.touch(ObjectType::Deals, 3);
     let (changed, skipped, _) = pull_all(
         &connector,
-        ObjectKind::Account,
+        ObjectKind::Deal,
         PullFrom::Since(watermark.clone()),
     )
     .await;
     assert!(skipped.is_empty(), "{skipped:?}");
     let changed_ids: BTreeSet<String> = ids(&changed).into_iter().collect();
     for id in &touched {
-        assert!(changed_ids.contains(id), "touched company {id} was read");
+        assert!(changed_ids.contains(id), "touched deal {id} was read");
     }
+    assert!(changed.len() < all.len());
     assert!(
         changed
             .iter()
@@ -316,7 +338,9 @@ async fn an_incremental_pull_reads_the_records_touched_since_the_watermark() {
             .all(|w| w[0].modified_at <= w[1].modified_at),
         "oldest change first"
     );
-    assert!(changed.len() < all.len());
+    for record in &changed {
+        assert_linked_as_held(&emulator, record);
+    }
     let queries = emulator.search_queries();
     let body = &queries.last().expect("a search was sent").body;
     assert_eq!(
@@ -327,49 +351,121 @@ async fn an_incremental_pull_reads_the_records_touched_since_the_watermark() {
     assert_eq!(body["sorts"].as_array().map(Vec::len), Some(1));
 }
 
-/// Pulls every company through search with a cap of `cap` results per
-/// query and pages of `limit`, as the emulator's `ties` and `ragged_pages`
-/// say; proves each comes exactly once and the queries restarted.
-async fn search_everything_under_a_small_cap(descending_ties: bool, ragged: bool) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contacts_are_searched_by_their_own_modification_property() {
+    let emulator = emulator(EmulatorConfig::default());
+    let connector = connector(settings(&emulator, HubspotAuth::PrivateApp), &emulator);
+    let (all, _, _) = pull_all(&connector, ObjectKind::Contact, PullFrom::Start).await;
+    let touched = emulator.touch(ObjectType::Contacts, 2);
+    let (changed, _, _) = pull_all(
+        &connector,
+        ObjectKind::Contact,
+        PullFrom::Since(newest(&all)),
+    )
+    .await;
+    let changed_ids: BTreeSet<String> = ids(&changed).into_iter().collect();
+    assert!(touched.iter().all(|id| changed_ids.contains(id)));
+    let queries = emulator.search_queries();
+    let body = &queries.last().expect("a search was sent").body;
+    assert_eq!(
+        body["filterGroups"][0]["filters"][0]["propertyName"],
+        "lastmodifieddate"
+    );
+    assert_eq!(body["sorts"][0]["propertyName"], "lastmodifieddate");
+}
+
+/// Pulls every deal through search from the start of time, with `cap`
+/// results per query and pages of `limit`; asserts each deal came exactly
+/// once with its links, and returns the search bodies sent.
+async fn search_every_deal(
+    cap: u32,
+    limit: u32,
+    ties: TieOrder,
+    ragged: bool,
+) -> Vec<serde_json::Value> {
     let mut config = EmulatorConfig::with_deals(60);
-    config.knobs.search.cap = 8;
+    config.knobs.search.cap = cap as usize;
+    config.knobs.search.ties = ties;
     config.knobs.search.ragged_pages = ragged;
-    if descending_ties {
-        config.knobs.search.ties = journeyd_hubspot::emulator::TieOrder::IdDescending;
-    }
     let emulator = emulator(config);
     let mut settings = settings(&emulator, HubspotAuth::PrivateApp);
-    settings.search_cap = nz(8);
-    settings.search_limit = nz(4);
+    settings.search_cap = nz(cap);
+    settings.search_limit = nz(limit);
     let connector = connector(settings, &emulator);
     let epoch = Watermark {
         modified_at: DateTime::UNIX_EPOCH + chrono::Duration::days(1),
         id: RecordId::new("0"),
     };
     let (records, skipped, _) =
-        pull_all(&connector, ObjectKind::Account, PullFrom::Since(epoch)).await;
+        pull_all(&connector, ObjectKind::Deal, PullFrom::Since(epoch)).await;
     assert!(skipped.is_empty(), "{skipped:?}");
-    assert_each_once(&records, &emulator.ids(ObjectType::Companies));
-    let starts: BTreeSet<String> = emulator
+    assert_each_once(&records, &emulator.ids(ObjectType::Deals));
+    for record in &records {
+        assert_linked_as_held(&emulator, record);
+    }
+    emulator
         .search_queries()
+        .into_iter()
+        .map(|q| q.body)
+        .collect()
+}
+
+fn windows(queries: &[serde_json::Value]) -> BTreeSet<String> {
+    queries
         .iter()
-        .map(|q| q.body["filterGroups"].to_string())
-        .collect();
-    assert!(
-        starts.len() >= 30 / 8,
-        "{} distinct query windows",
-        starts.len()
-    );
+        .map(|q| q["filterGroups"].to_string())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn search_restarts_its_window_before_the_cap_and_misses_and_repeats_nothing() {
-    search_everything_under_a_small_cap(false, false).await;
+    let queries = search_every_deal(8, 4, TieOrder::IdAscending, false).await;
+    assert!(
+        windows(&queries).len() >= 60 / 8,
+        "{} query windows",
+        windows(&queries).len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_window_restart_holds_with_ragged_pages_and_descending_ties() {
-    search_everything_under_a_small_cap(true, true).await;
+    let queries = search_every_deal(8, 4, TieOrder::IdDescending, true).await;
+    assert!(windows(&queries).len() >= 60 / 8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_deals_in_one_millisecond_than_a_query_may_page_are_paged_by_id_as_text() {
+    // The seeded portal has deals sharing one modification millisecond,
+    // and ids crossing a digit boundary; with a cap of 1 such a tie fills
+    // a whole query window, and paging it by id restarts after each id.
+    let shared = {
+        let emulator = emulator(EmulatorConfig::with_deals(60));
+        let mut at: BTreeMap<String, usize> = BTreeMap::new();
+        for id in emulator.ids(ObjectType::Deals) {
+            let held = emulator.record(ObjectType::Deals, &id).unwrap();
+            *at.entry(held.properties["hs_lastmodifieddate"].clone())
+                .or_default() += 1;
+        }
+        at.into_values().max().unwrap_or(0)
+    };
+    assert!(shared >= 2, "the seed has ties: {shared}");
+    let queries = search_every_deal(1, 1, TieOrder::IdDescending, false).await;
+    let by_id: Vec<&serde_json::Value> = queries
+        .iter()
+        .filter(|q| q["sorts"][0]["propertyName"] == "hs_object_id")
+        .collect();
+    assert!(!by_id.is_empty(), "a tie was paged by id");
+    assert!(
+        by_id
+            .iter()
+            .all(|q| q["filterGroups"][0]["filters"][0]["operator"] == "EQ")
+    );
+    assert!(
+        by_id
+            .iter()
+            .any(|q| q["filterGroups"][0]["filters"][1]["operator"] == "GT"),
+        "the tie restarted after the last id"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -716,132 +812,6 @@ async fn a_batch_larger_than_the_batch_limit_is_split() {
             .all(|o| matches!(o.result, ActionResult::Applied { .. })),
         "{outcomes:?}"
     );
-}
-
-/// The conformance suite, on companies (see the file's note on deals).
-struct Conformance {
-    emulator: HubspotEmulator,
-    scenario: Scenario,
-    tokens: Arc<SavedTokens>,
-}
-
-#[derive(Default)]
-struct SavedTokens(Mutex<Vec<String>>);
-
-impl TokenStore for SavedTokens {
-    fn save_refresh_token(
-        &self,
-        _: &ConnectorName,
-        token: &SecretString,
-    ) -> Result<(), TokenStoreError> {
-        use journeyd_connector::secret::ExposeSecret;
-        self.0
-            .lock()
-            .unwrap()
-            .push(token.expose_secret().to_owned());
-        Ok(())
-    }
-}
-
-impl Target for Conformance {
-    type Connector = HubspotConnector;
-
-    async fn start(scenario: Scenario) -> Self {
-        let config = EmulatorConfig {
-            sizes: SeedSizes {
-                companies: scenario.records,
-                ..SeedSizes::for_deals(20)
-            },
-            ..EmulatorConfig::default()
-        };
-        Self {
-            emulator: emulator(config),
-            scenario,
-            tokens: Arc::default(),
-        }
-    }
-
-    fn connector(&self) -> HubspotConnector {
-        let emulator = &self.emulator;
-        let (auth, credentials) = if self.scenario.refreshable_auth {
-            (
-                HubspotAuth::OAuth {
-                    client_id: emulator.oauth_client_id(),
-                    token_url: emulator.token_url(),
-                },
-                HubspotCredentials::OAuth {
-                    client_secret: SecretString::from(emulator.oauth_client_secret()),
-                    refresh_token: SecretString::from(emulator.oauth_refresh_token()),
-                    store: self.tokens.clone(),
-                },
-            )
-        } else {
-            (
-                HubspotAuth::PrivateApp,
-                HubspotCredentials::PrivateApp {
-                    token: SecretString::from(emulator.private_app_token()),
-                },
-            )
-        };
-        let mut settings = settings(emulator, auth);
-        settings.list_limit = nz(self.scenario.page_size);
-        settings.search_limit = nz(self.scenario.page_size);
-        HubspotConnector::new(ConnectorName::new("hubspot"), settings, credentials).unwrap()
-    }
-
-    fn object(&self) -> ObjectKind {
-        ObjectKind::Account
-    }
-
-    fn touch(&self, n: usize) -> Vec<RecordId> {
-        self.emulator
-            .touch(ObjectType::Companies, n)
-            .into_iter()
-            .map(RecordId::new)
-            .collect()
-    }
-
-    fn corrupt(&self, id: &RecordId) {
-        self.emulator
-            .corrupt(ObjectType::Companies, id.as_str())
-            .unwrap();
-    }
-
-    fn storm(&self, n: u32, retry_after: Duration) {
-        self.emulator
-            .faults()
-            .storm(u64::from(n), Some(retry_after));
-    }
-
-    fn expire_tokens(&self) {
-        self.emulator.expire_tokens();
-    }
-
-    fn token_requests(&self) -> u64 {
-        self.emulator.counts().get("POST /oauth/v3/token")
-    }
-
-    fn read_requests(&self) -> u64 {
-        requests(&self.emulator, |route| {
-            is_search(route) || route == "GET /crm/v3/objects/{object_type}"
-        })
-    }
-
-    fn fail_batch_inputs(&self, n: usize) {
-        self.emulator.fail_batch_inputs(n);
-    }
-
-    fn tasks(&self) -> usize {
-        self.emulator.tasks().len()
-    }
-
-    fn task_action(&self, key: ActionKey, record: &RecordId) -> ActionRequest {
-        task(key.as_str(), ObjectKind::Account, record.as_str())
-    }
-}
-
-mod conformance {
-    journeyd_connector::conformance_suite!(super::Conformance);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
