@@ -1,71 +1,277 @@
 //! [`HubspotConnector`]: the contract's `Connector` for HubSpot.
+//!
+//! It holds the one HTTP client every call goes through, and the little it
+//! learns from HubSpot once per connector (the deal pipelines' stages, the
+//! lifecycle stage options). Reading is in `pull`, writing in `writeback`.
 
-use crate::settings::{HubspotCredentials, HubspotSettings};
-use journeyd_connector::{ConnectorError, ConnectorName};
+use crate::dialect::HubspotDialect;
+use crate::settings::{HubspotAuth, HubspotCredentials, HubspotSettings};
+use journeyd_connector::connector::{Connector, PullFrom};
+use journeyd_connector::http::{
+    AuthSettings, Bucket, Call, CallStats, HttpClient, HttpSettings, Target,
+};
+use journeyd_connector::{
+    ActionKey, ActionOutcome, ActionRequest, ConnectorError, ConnectorName, CrmRecord, ObjectKind,
+    Owner, Page, RecordId,
+};
+use reqwest::Method;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::OnceCell;
+use tracing::{Instrument, Span, field};
+
+const OBJECTS: [ObjectKind; 3] = [ObjectKind::Deal, ObjectKind::Contact, ObjectKind::Account];
 
 pub struct HubspotConnector {
-    _private: (),
+    name: ConnectorName,
+    pub(crate) settings: HubspotSettings,
+    http: HttpClient,
+    /// Deal stage ids in display order, read on first use.
+    pub(crate) pipelines: OnceCell<Arc<Vec<String>>>,
+    /// `lifecyclestage` option values in display order, for contacts and
+    /// companies, read on first use.
+    pub(crate) lifecycle_options: [OnceCell<Arc<Vec<String>>>; 2],
 }
 
 impl HubspotConnector {
+    /// A connector named `name`. Fails when the credentials do not fit the
+    /// configured kind of authentication, or the HTTP client refuses the
+    /// settings (a plain-http URL to a host that is not loopback).
     pub fn new(
         name: ConnectorName,
         settings: HubspotSettings,
         credentials: HubspotCredentials,
     ) -> Result<Self, ConnectorError> {
-        let _ = (name, settings, credentials);
-        todo!()
+        let auth = match (&settings.auth, credentials) {
+            (HubspotAuth::PrivateApp, HubspotCredentials::PrivateApp { token }) => {
+                AuthSettings::Bearer(token)
+            }
+            (
+                HubspotAuth::OAuth {
+                    client_id,
+                    token_url,
+                },
+                HubspotCredentials::OAuth {
+                    client_secret,
+                    refresh_token,
+                    store,
+                },
+            ) => AuthSettings::RefreshToken {
+                token_url: token_url.clone(),
+                client_id: client_id.clone(),
+                client_secret,
+                refresh_token,
+                store,
+            },
+            (configured, _) => {
+                return Err(ConnectorError::Auth {
+                    connector: name.to_string(),
+                    reason: format!(
+                        "the credentials given do not fit the configured {} authentication",
+                        match configured {
+                            HubspotAuth::PrivateApp => "private app",
+                            HubspotAuth::OAuth { .. } => "oauth",
+                        }
+                    ),
+                });
+            }
+        };
+        let http = HttpClient::new(
+            HttpSettings {
+                connector: name.clone(),
+                base_url: settings.api_url.clone(),
+                auth,
+                limits: settings.limits,
+                retry: settings.retry,
+            },
+            HubspotDialect,
+        )?;
+        Ok(Self {
+            name,
+            settings,
+            http,
+            pipelines: OnceCell::new(),
+            lifecycle_options: [OnceCell::new(), OnceCell::new()],
+        })
+    }
+
+    /// What the HTTP client has done so far (requests by route, retries,
+    /// token refreshes).
+    pub fn stats(&self) -> CallStats {
+        self.http.stats()
+    }
+
+    pub(crate) async fn get<T: DeserializeOwned>(
+        &self,
+        route: &'static str,
+        path: String,
+        query: Vec<(String, String)>,
+    ) -> Result<T, ConnectorError> {
+        self.send(Call {
+            method: Method::GET,
+            route,
+            target: Target::Path(path),
+            query,
+            json: None,
+            bucket: Bucket::General,
+        })
+        .await
+        .map(|(body, _)| body)
+    }
+
+    pub(crate) async fn post<T: DeserializeOwned>(
+        &self,
+        route: &'static str,
+        path: String,
+        body: &impl Serialize,
+        bucket: Bucket,
+    ) -> Result<T, ConnectorError> {
+        self.post_with_status(route, path, body, bucket)
+            .await
+            .map(|(body, _)| body)
+    }
+
+    /// A POST whose caller needs the status (200, 201 or 207).
+    pub(crate) async fn post_with_status<T: DeserializeOwned>(
+        &self,
+        route: &'static str,
+        path: String,
+        body: &impl Serialize,
+        bucket: Bucket,
+    ) -> Result<(T, u16), ConnectorError> {
+        let json = serde_json::to_value(body).map_err(|err| ConnectorError::Malformed {
+            connector: self.name.to_string(),
+            route: route.to_owned(),
+            reason: format!("could not build the request body: {err}"),
+        })?;
+        self.send(Call {
+            method: Method::POST,
+            route,
+            target: Target::Path(path),
+            query: Vec::new(),
+            json: Some(json),
+            bucket,
+        })
+        .await
+    }
+
+    async fn send<T: DeserializeOwned>(&self, call: Call) -> Result<(T, u16), ConnectorError> {
+        let route = call.route;
+        let response = self.http.send(call).await?;
+        let body =
+            serde_json::from_slice(&response.body).map_err(|err| ConnectorError::Malformed {
+                connector: self.name.to_string(),
+                route: route.to_owned(),
+                reason: err.to_string(),
+            })?;
+        Ok((body, response.status))
     }
 }
 
-impl journeyd_connector::Connector for HubspotConnector {
+/// HubSpot's name for `object` in API paths.
+pub(crate) fn object_type(
+    connector: &HubspotConnector,
+    object: ObjectKind,
+) -> Result<&'static str, ConnectorError> {
+    match object {
+        ObjectKind::Deal => Ok("deals"),
+        ObjectKind::Contact => Ok("contacts"),
+        ObjectKind::Account => Ok("companies"),
+        ObjectKind::Lead => Err(ConnectorError::Unsupported {
+            connector: connector.name.to_string(),
+            object,
+        }),
+    }
+}
+
+/// Runs `work` in a span named `name`, recording how many items it handled
+/// and how long it took, or the error that ended it.
+async fn traced<T>(
+    span: Span,
+    work: impl Future<Output = Result<T, ConnectorError>>,
+    count: impl FnOnce(&T) -> usize,
+) -> Result<T, ConnectorError> {
+    async move {
+        let started = Instant::now();
+        let result = work.await;
+        let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let span = Span::current();
+        span.record("ms", ms);
+        match &result {
+            Ok(done) => {
+                let records = count(done);
+                span.record("records", records);
+                tracing::debug!(records, ms, "done");
+            }
+            Err(err) => {
+                span.record("error", field::display(err));
+                tracing::warn!(ms, error = %err, "failed");
+            }
+        }
+        result
+    }
+    .instrument(span)
+    .await
+}
+
+impl Connector for HubspotConnector {
     fn name(&self) -> &ConnectorName {
-        todo!()
+        &self.name
     }
 
-    fn objects(&self) -> &[journeyd_connector::ObjectKind] {
-        todo!()
+    fn objects(&self) -> &[ObjectKind] {
+        &OBJECTS
     }
 
-    async fn owners(
+    fn owners(
         &self,
         cursor: Option<String>,
-    ) -> Result<journeyd_connector::Page<journeyd_connector::Owner>, ConnectorError> {
-        let _ = cursor;
-        todo!()
+    ) -> impl Future<Output = Result<Page<Owner>, ConnectorError>> + Send {
+        let span = tracing::info_span!("page", connector = %self.name, object = "owner",
+            records = field::Empty, ms = field::Empty, error = field::Empty);
+        traced(span, self.owners_page(cursor), |page| page.items.len())
     }
 
-    async fn pull(
+    fn pull(
         &self,
-        object: journeyd_connector::ObjectKind,
-        from: journeyd_connector::connector::PullFrom,
-    ) -> Result<journeyd_connector::Page<journeyd_connector::CrmRecord>, ConnectorError> {
-        let _ = (object, from);
-        todo!()
+        object: ObjectKind,
+        from: PullFrom,
+    ) -> impl Future<Output = Result<Page<CrmRecord>, ConnectorError>> + Send {
+        let span = tracing::info_span!("page", connector = %self.name, object = %object,
+            records = field::Empty, ms = field::Empty, error = field::Empty);
+        traced(span, self.pull_page(object, from), |page| page.items.len())
     }
 
-    async fn deletions(
+    fn deletions(
         &self,
-        object: journeyd_connector::ObjectKind,
+        object: ObjectKind,
         cursor: Option<String>,
-    ) -> Result<journeyd_connector::Page<journeyd_connector::RecordId>, ConnectorError> {
-        let _ = (object, cursor);
-        todo!()
+    ) -> impl Future<Output = Result<Page<RecordId>, ConnectorError>> + Send {
+        let span = tracing::info_span!("page", connector = %self.name, object = %object,
+            records = field::Empty, ms = field::Empty, error = field::Empty);
+        traced(span, self.deletions_page(object, cursor), |page| {
+            page.items.len()
+        })
     }
 
-    async fn apply(
+    fn apply(
         &self,
-        actions: &[journeyd_connector::ActionRequest],
-    ) -> Result<Vec<journeyd_connector::ActionOutcome>, ConnectorError> {
-        let _ = actions;
-        todo!()
+        actions: &[ActionRequest],
+    ) -> impl Future<Output = Result<Vec<ActionOutcome>, ConnectorError>> + Send {
+        let span = tracing::info_span!("write", connector = %self.name,
+            records = field::Empty, ms = field::Empty, error = field::Empty);
+        traced(span, self.apply_actions(actions), Vec::len)
     }
 
-    async fn find_applied(
+    fn find_applied(
         &self,
-        keys: &[journeyd_connector::ActionKey],
-    ) -> Result<Vec<journeyd_connector::ActionOutcome>, ConnectorError> {
-        let _ = keys;
-        todo!()
+        keys: &[ActionKey],
+    ) -> impl Future<Output = Result<Vec<ActionOutcome>, ConnectorError>> + Send {
+        let span = tracing::info_span!("write", connector = %self.name,
+            records = field::Empty, ms = field::Empty, error = field::Empty);
+        traced(span, self.find_applied_keys(keys), Vec::len)
     }
 }

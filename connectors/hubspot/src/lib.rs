@@ -14,7 +14,12 @@
 //!   published API facts, never from this client's wire types.
 
 pub mod connector;
+mod dialect;
+mod normalize;
+mod pull;
 pub mod settings;
+mod wire;
+mod writeback;
 
 #[cfg(feature = "emulator")]
 pub mod emulator;

@@ -40,6 +40,10 @@ pub struct HubspotSettings {
     pub lifecycle_forward_only: bool,
     /// Association type ids of task -> deal / contact / company (216 / 204 / 192).
     pub task_association_types: TaskAssociationTypes,
+    /// Whether deals are read with their tasks (one batch read of tasks per
+    /// page); off, records carry no tasks and `missing_onboarding_task`
+    /// cannot see any.
+    pub read_tasks: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +118,7 @@ impl HubspotSettings {
             lifecycle_property: None,
             lifecycle_forward_only: true,
             task_association_types: TaskAssociationTypes::default(),
+            read_tasks: true,
         }
     }
 }
