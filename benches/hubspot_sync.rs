@@ -107,6 +107,10 @@ struct Measured {
 }
 
 /// Runs `command` to its end and reads its peak RSS from the kernel.
+#[expect(
+    clippy::zombie_processes,
+    reason = "the child is reaped by wait4, which std's Child does not offer"
+)]
 fn measure(mut command: Command) -> Measured {
     let started = Instant::now();
     let child = command.spawn().expect("journeyd starts");

@@ -301,7 +301,11 @@ fn no_seeded_secret_reaches_a_log_line_or_the_state_file() {
     let rotated = std::fs::read_to_string(portal.install.path("credentials/hubspot.refresh-token"))
         .expect("the rotated refresh token was saved");
     let seeded = Credentials::default();
-    assert_ne!(rotated.trim(), seeded.refresh_token, "the refresh token rotated");
+    assert_ne!(
+        rotated.trim(),
+        seeded.refresh_token,
+        "the refresh token rotated"
+    );
     let secrets = [
         seeded.client_secret,
         seeded.refresh_token,
