@@ -10,7 +10,7 @@ use bytes::Bytes;
 use journeyd_connector::ConnectorName;
 use journeyd_connector::error::{ConnectorError, Retry};
 use journeyd_connector::http::{
-    AuthSettings, Bucket, Call, Dialect, Failure, HttpClient, HttpSettings, RateLimits,
+    AuthSettings, Bucket, Call, Dialect, Failure, HttpClient, HttpSettings, RateLimits, Resend,
     RetryPolicy, Target, TokenStore, TokenStoreError, Verdict, retry_after,
 };
 use journeyd_connector::secret::SecretString;
@@ -346,6 +346,7 @@ fn get(path: &str) -> Call {
         query: vec![("limit".into(), "10".into())],
         json: None,
         bucket: Bucket::General,
+        resend: Resend::Always,
     }
 }
 
@@ -664,6 +665,50 @@ async fn an_attempt_that_times_out_is_retried() {
         "{:?}",
         start.elapsed()
     );
+    assert_eq!(server.api_seen().len(), 2);
+}
+
+fn create_once() -> Call {
+    let mut call = get("/tasks/batch/create");
+    call.method = Method::POST;
+    call.json = Some(serde_json::json!({"inputs": []}));
+    call.resend = Resend::OnlyIfNotReceived;
+    call
+}
+
+#[tokio::test]
+async fn a_write_that_must_not_happen_twice_is_not_resent_after_a_timeout() {
+    let slow = Reply::ok().after(Duration::from_secs(5));
+    let server = Server::start(vec![slow, Reply::ok()], vec![]).await;
+    let mut settings = settings(&server.base, bearer());
+    settings.retry.timeout = Duration::from_millis(200);
+    let err = client(settings).send(create_once()).await.unwrap_err();
+    assert!(matches!(err, ConnectorError::Transport { .. }), "{err}");
+    assert_eq!(server.api_seen().len(), 1);
+}
+
+#[tokio::test]
+async fn a_write_that_must_not_happen_twice_is_not_resent_after_a_5xx_or_a_reset() {
+    let server = Server::start(vec![Reply::json(503, "busy"), Reply::broken()], vec![]).await;
+    let client = client(settings(&server.base, bearer()));
+    let err = client.send(create_once()).await.unwrap_err();
+    assert!(
+        matches!(err, ConnectorError::Api { status: 503, .. }),
+        "{err}"
+    );
+    let err = client.send(create_once()).await.unwrap_err();
+    assert!(matches!(err, ConnectorError::Transport { .. }), "{err}");
+    assert_eq!(server.api_seen().len(), 2);
+}
+
+#[tokio::test]
+async fn a_write_that_must_not_happen_twice_is_resent_after_a_429() {
+    let limited = Reply::json(429, "slow down").header("retry-after", "1");
+    let server = Server::start(vec![limited, Reply::ok()], vec![]).await;
+    client(settings(&server.base, bearer()))
+        .send(create_once())
+        .await
+        .unwrap();
     assert_eq!(server.api_seen().len(), 2);
 }
 

@@ -8,7 +8,7 @@ use crate::dialect::HubspotDialect;
 use crate::settings::{HubspotAuth, HubspotCredentials, HubspotSettings};
 use journeyd_connector::connector::{Connector, PullFrom};
 use journeyd_connector::http::{
-    AuthSettings, Bucket, Call, CallStats, HttpClient, HttpSettings, Target,
+    AuthSettings, Bucket, Call, CallStats, HttpClient, HttpSettings, Resend, Target,
 };
 use journeyd_connector::{
     ActionKey, ActionOutcome, ActionRequest, ConnectorError, ConnectorName, CrmRecord, ObjectKind,
@@ -117,6 +117,7 @@ impl HubspotConnector {
             query,
             json: None,
             bucket: Bucket::General,
+            resend: Resend::Always,
         })
         .await
         .map(|(body, _)| body)
@@ -129,9 +130,28 @@ impl HubspotConnector {
         body: &impl Serialize,
         bucket: Bucket,
     ) -> Result<T, ConnectorError> {
-        self.post_with_status(route, path, body, bucket)
+        self.post_with_status(route, path, body, bucket, Resend::Always)
             .await
             .map(|(body, _)| body)
+    }
+
+    /// A POST that creates records: never sent twice once HubSpot may have
+    /// received it (see [`Resend::OnlyIfNotReceived`]).
+    pub(crate) async fn post_once<T: DeserializeOwned>(
+        &self,
+        route: &'static str,
+        path: String,
+        body: &impl Serialize,
+    ) -> Result<T, ConnectorError> {
+        self.post_with_status(
+            route,
+            path,
+            body,
+            Bucket::General,
+            Resend::OnlyIfNotReceived,
+        )
+        .await
+        .map(|(body, _)| body)
     }
 
     /// A POST whose caller needs the status (200, 201 or 207).
@@ -141,6 +161,7 @@ impl HubspotConnector {
         path: String,
         body: &impl Serialize,
         bucket: Bucket,
+        resend: Resend,
     ) -> Result<(T, u16), ConnectorError> {
         let json = serde_json::to_value(body).map_err(|err| ConnectorError::Malformed {
             connector: self.name.to_string(),
@@ -154,6 +175,7 @@ impl HubspotConnector {
             query: Vec::new(),
             json: Some(json),
             bucket,
+            resend,
         })
         .await
     }

@@ -509,11 +509,10 @@ impl HubspotConnector {
         let body = Inputs {
             inputs: tasks.iter().map(|t| t.input.clone()).collect(),
         };
-        self.post(
+        self.post_once(
             BATCH_CREATE,
             "/crm/v3/objects/tasks/batch/create".to_owned(),
             &body,
-            Bucket::General,
         )
         .await
     }

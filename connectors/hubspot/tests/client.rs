@@ -588,6 +588,28 @@ async fn created_tasks_are_matched_to_their_actions_by_marker_even_in_reverse_or
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_whose_reply_times_out_is_looked_up_not_sent_again() {
+    let emulator = emulator(EmulatorConfig::default());
+    let mut settings = settings(&emulator, HubspotAuth::PrivateApp);
+    settings.retry.timeout = Duration::from_millis(300);
+    let connector = connector(settings, &emulator);
+    let deal = emulator.ids(ObjectType::Deals)[0].clone();
+    emulator.hold_batch_create(Duration::from_secs(2));
+    let action = task("jdtimeout0t", ObjectKind::Deal, &deal);
+    let outcome = connector.apply(std::slice::from_ref(&action)).await;
+    let written = task_with_key(&emulator, "jdtimeout0t");
+    assert_eq!(written.len(), 1, "the task was written exactly once");
+    if let Ok(outcomes) = outcome {
+        assert_eq!(
+            outcomes[0].result,
+            ActionResult::Applied {
+                crm_id: written[0].clone()
+            }
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_207_fails_only_the_refused_inputs_and_retrying_them_writes_each_once() {
     let emulator = emulator(EmulatorConfig::default());
     emulator.update_knobs(|k| k.reverse_batch_results = true);

@@ -55,6 +55,20 @@ pub struct Call {
     /// A JSON body, sent with `Content-Type: application/json`.
     pub json: Option<serde_json::Value>,
     pub bucket: Bucket,
+    pub resend: Resend,
+}
+
+/// When a failed call may be sent again within the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resend {
+    /// A read, or a write that may safely happen twice (setting a field).
+    Always,
+    /// A write that must not happen twice (creating a record): sent again
+    /// only when the CRM certainly did not act on it (it answered 429 or
+    /// 401, or no connection was made). After a timeout, a reset or a 5xx
+    /// the outcome is unknown and the call ends, so that the caller can
+    /// look up what was written before writing anything again.
+    OnlyIfNotReceived,
 }
 
 /// A 2xx response (207 included: partial success is the caller's to read).
@@ -189,6 +203,12 @@ impl HttpClient {
                             inner.auth.reauthenticate(&credential).await?;
                             continue;
                         }
+                        Next::Retry { error, .. }
+                            if call.resend == Resend::OnlyIfNotReceived
+                                && answer.status.is_server_error() =>
+                        {
+                            return Err(error);
+                        }
                         Next::Retry { after, error } => {
                             if let Some(wait) = after {
                                 // What one call learnt holds every call of its bucket.
@@ -198,9 +218,13 @@ impl HttpClient {
                         }
                     }
                 }
-                Attempt::Broken { reason, retryable } => {
+                Attempt::Broken {
+                    reason,
+                    retryable,
+                    received,
+                } => {
                     let error = inner.transport_error(&call, reason);
-                    if !retryable {
+                    if !retryable || (received && call.resend == Resend::OnlyIfNotReceived) {
                         return Err(error);
                     }
                     (error, None, None)
@@ -256,6 +280,8 @@ enum Attempt {
     Broken {
         reason: String,
         retryable: bool,
+        /// Whether the request may have reached the server.
+        received: bool,
     },
 }
 
@@ -354,10 +380,12 @@ impl Inner {
             Ok(Err(err)) => Attempt::Broken {
                 reason: describe(&err),
                 retryable: !err.is_builder(),
+                received: !(err.is_builder() || err.is_connect()),
             },
             Err(_) => Attempt::Broken {
                 reason: format!("no complete response within {:?}", self.retry.timeout),
                 retryable: true,
+                received: true,
             },
         }
     }

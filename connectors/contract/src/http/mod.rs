@@ -20,7 +20,9 @@ mod limits;
 mod retry;
 
 pub use auth::{AuthSettings, TokenStore, TokenStoreError};
-pub use client::{Call, CallStats, HttpClient, HttpResponse, HttpSettings, TOKEN_ROUTE, Target};
+pub use client::{
+    Call, CallStats, HttpClient, HttpResponse, HttpSettings, Resend, TOKEN_ROUTE, Target,
+};
 pub use dialect::{Dialect, Failure, Verdict, retry_after};
 pub use limits::{Bucket, RateLimits};
 pub use retry::RetryPolicy;
