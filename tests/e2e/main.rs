@@ -3,6 +3,7 @@
 
 mod admin_flow;
 mod config_check;
+mod demo;
 mod hubspot;
 mod portal;
 mod support;
