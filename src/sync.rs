@@ -239,15 +239,7 @@ pub async fn sync<C: Connector>(
             // The store may still take the run's end; if not, the run row
             // stays `running`, which is what happened.
             let _ = store
-                .call(move |s| {
-                    s.finish_run(
-                        run,
-                        RunStatus::Failed,
-                        &serde_json::Value::Null,
-                        Some(&message),
-                        Utc::now(),
-                    )
-                })
+                .call(move |s| s.fail_run(run, &message, Utc::now()))
                 .await;
             return Err(store_error(source));
         }

@@ -558,15 +558,7 @@ pub async fn run<C: Connector>(
             tracing::error!(connector = %name, error = %source, "write-back could not use the store");
             let message = source.to_string();
             let _ = store
-                .call(move |s| {
-                    s.finish_run(
-                        run,
-                        RunStatus::Failed,
-                        &serde_json::Value::Null,
-                        Some(&message),
-                        Utc::now(),
-                    )
-                })
+                .call(move |s| s.fail_run(run, &message, Utc::now()))
                 .await;
             return Err(store_error(source));
         }

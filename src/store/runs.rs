@@ -102,6 +102,22 @@ impl Store {
         Ok(())
     }
 
+    /// Ends `run` as failed with `error` and no counts.
+    pub fn fail_run(
+        &mut self,
+        run: RunId,
+        error: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.finish_run(
+            run,
+            RunStatus::Failed,
+            &serde_json::Value::Null,
+            Some(error),
+            at,
+        )
+    }
+
     pub fn run(&self, run: RunId) -> Result<Option<RunRow>, StoreError> {
         self.conn
             .prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"))

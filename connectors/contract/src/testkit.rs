@@ -115,8 +115,9 @@ macro_rules! conformance_suite {
     };
 }
 
-/// Pulls `object` from `from` to the last page.
-async fn pull_all<C: Connector>(
+/// Pulls `object` from `from` to the last page: the records, what was
+/// skipped, and how many pages it took. Panics past [`MAX_PAGES`] pages.
+pub async fn pull_all<C: Connector>(
     connector: &C,
     object: ObjectKind,
     from: PullFrom,

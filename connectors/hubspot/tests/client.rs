@@ -8,9 +8,10 @@ use chrono::{DateTime, NaiveDate, Utc};
 use journeyd_connector::connector::{Connector, PullFrom};
 use journeyd_connector::http::{RateLimits, RetryPolicy};
 use journeyd_connector::secret::SecretString;
+use journeyd_connector::testkit::pull_all;
 use journeyd_connector::{
     ActionKey, ActionOutcome, ActionRequest, ActionResult, ConnectorName, CrmRecord, ObjectKind,
-    Page, Priority, RecordId, Skipped, TaskStatus, Watermark,
+    Priority, RecordId, TaskStatus, Watermark,
 };
 use journeyd_hubspot::emulator::{
     EmulatorConfig, HubspotEmulator, ObjectType, RateLimitKnobs, TieOrder,
@@ -61,30 +62,6 @@ fn connector(settings: HubspotSettings, emulator: &HubspotEmulator) -> HubspotCo
     };
     HubspotConnector::new(ConnectorName::new("hubspot"), settings, credentials)
         .expect("the connector is built")
-}
-
-async fn pull_all(
-    connector: &HubspotConnector,
-    object: ObjectKind,
-    from: PullFrom,
-) -> (Vec<CrmRecord>, Vec<Skipped>, usize) {
-    let mut records = Vec::new();
-    let mut skipped = Vec::new();
-    let mut from = from;
-    for pages in 1..=MAX_PAGES {
-        let Page {
-            items,
-            skipped: bad,
-            next,
-        } = connector.pull(object, from).await.expect("a page");
-        records.extend(items);
-        skipped.extend(bad);
-        match next {
-            Some(cursor) => from = PullFrom::Cursor(cursor),
-            None => return (records, skipped, pages),
-        }
-    }
-    panic!("pulling {object} did not end within {MAX_PAGES} pages")
 }
 
 fn ids(records: &[CrmRecord]) -> Vec<String> {
