@@ -103,35 +103,42 @@ fn write_config(dir: &Path, emulator: &HubspotEmulator) -> std::path::PathBuf {
 
 struct Measured {
     elapsed: Duration,
-    max_rss_kib: i64,
+    max_rss_kib: u64,
 }
 
-/// Runs `command` to its end and reads its peak RSS from the kernel.
-#[expect(
-    clippy::zombie_processes,
-    reason = "the child is reaped by wait4, which std's Child does not offer"
-)]
+/// Runs `command` to its end, reading its peak RSS (`VmHWM`) as it runs.
+/// The kernel's `ru_maxrss` would not do: it keeps the high-water mark
+/// across `exec`, so a child forked from this process (which holds the
+/// emulated portal) would report this process's size.
 fn measure(mut command: Command) -> Measured {
     let started = Instant::now();
-    let child = command.spawn().expect("journeyd starts");
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: `usage` is a plain C struct the kernel fills; `pid` is our
-    // own child, reaped exactly once here.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        let reaped = libc::wait4(pid, &mut status, 0, &mut usage);
-        assert_eq!(reaped, pid, "journeyd is reaped");
-        usage
+    let mut child = command.spawn().expect("journeyd starts");
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut max_rss_kib = 0;
+    let status = loop {
+        if let Some(kib) = std::fs::read_to_string(&status_file)
+            .ok()
+            .and_then(|status| vm_hwm_kib(&status))
+        {
+            max_rss_kib = max_rss_kib.max(kib);
+        }
+        if let Some(status) = child.try_wait().expect("journeyd can be waited on") {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(10));
     };
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "journeyd failed with status {status}"
-    );
+    assert!(status.success(), "journeyd failed: {status}");
     Measured {
         elapsed: started.elapsed(),
-        max_rss_kib: usage.ru_maxrss,
+        max_rss_kib,
     }
+}
+
+fn vm_hwm_kib(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 fn report(step: &str, records: u64, run: &Measured) {

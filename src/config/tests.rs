@@ -378,3 +378,41 @@ fn oauth_on_loopback_takes_every_knob_and_derives_the_token_url_from_the_api_url
     assert!(matches!(config.connectors[1].connection, Connection::Other));
     assert_eq!(config.connectors[1].objects, [ObjectKind::Lead].into());
 }
+
+fn hubspot_task_reading(config: &Config) -> journeyd_hubspot::TaskReading {
+    let connector = config
+        .connectors
+        .iter()
+        .find(|c| c.name.as_str() == "hubspot")
+        .expect("a hubspot connector");
+    match &connector.connection {
+        Connection::Hubspot(hubspot) => hubspot.settings.read_tasks.clone(),
+        Connection::Other => panic!("hubspot has HubSpot settings"),
+    }
+}
+
+#[test]
+fn hubspot_reads_tasks_only_of_the_deals_the_onboarding_check_looks_at() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/journeyd.toml");
+    let config = load(&path).expect("the shipped config loads");
+    assert_eq!(
+        hubspot_task_reading(&config),
+        journeyd_hubspot::TaskReading::InStages(["closedwon".to_owned()].into())
+    );
+}
+
+#[test]
+fn a_rule_that_looks_at_tasks_makes_hubspot_read_every_deals_tasks() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let daemon = std::fs::read_to_string(root.join("journeyd.toml")).expect("readable");
+    let journey = std::fs::read_to_string(root.join("journey.toml")).expect("readable");
+    let daemon = format!(
+        "{daemon}\n[[rules]]\nid = \"no_open_task\"\ncondition = 'size(record.open_tasks) == 0'\nseverity = \"low\"\nmessage = \"{{record}} has no open task\"\n"
+    );
+    let (_dir, config) = load_texts(&daemon, &journey);
+    let config = config.unwrap_or_else(|errors| panic!("{errors}"));
+    assert_eq!(
+        hubspot_task_reading(&config),
+        journeyd_hubspot::TaskReading::Every
+    );
+}

@@ -25,4 +25,4 @@ mod writeback;
 pub mod emulator;
 
 pub use connector::HubspotConnector;
-pub use settings::{HubspotAuth, HubspotCredentials, HubspotSettings};
+pub use settings::{HubspotAuth, HubspotCredentials, HubspotSettings, TaskReading};

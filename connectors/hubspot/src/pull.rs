@@ -10,6 +10,7 @@ mod window;
 
 use crate::connector::{HubspotConnector, object_type};
 use crate::normalize::{self, DATE_ENTERED, Links, Shape};
+use crate::settings::TaskReading;
 use crate::wire::{
     AssociationReadInput, AssociationRow, BatchResponse, Filter, FilterGroup, Inputs, ListPage,
     ObjectId, ObjectRow, OwnerRow, Pipelines, SearchRequest, Sort,
@@ -262,7 +263,8 @@ impl HubspotConnector {
         after: Option<String>,
     ) -> Result<Page<CrmRecord>, ConnectorError> {
         let properties = self.properties(object).await?;
-        let associations = association_types(object, self.settings.read_tasks);
+        let associations =
+            association_types(object, self.settings.read_tasks != TaskReading::Never);
         let mut query = vec![
             ("limit".to_owned(), self.settings.list_limit.to_string()),
             ("properties".to_owned(), properties.join(",")),
@@ -390,7 +392,7 @@ impl HubspotConnector {
         let mut skipped_rows = Vec::new();
         // (association type, record id) whose embedded list was cut short.
         let mut to_read: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
-        let types = association_types(object, self.settings.read_tasks);
+        let types = association_types(object, self.settings.read_tasks != TaskReading::Never);
         for &(position, raw) in rows {
             let row = match serde_json::from_value::<ObjectRow>(raw.clone()) {
                 Ok(row) => row,
@@ -435,7 +437,13 @@ impl HubspotConnector {
                 }
             }
         }
-        let task_ids: BTreeSet<&String> = links.iter().flat_map(|l| &l.tasks).collect();
+        let wanted = &self.settings.read_tasks;
+        let task_ids: BTreeSet<&String> = records
+            .iter()
+            .zip(&links)
+            .filter(|(record, _)| wanted.wants(record.stage.as_deref()))
+            .flat_map(|(_, l)| &l.tasks)
+            .collect();
         let tasks = if task_ids.is_empty() {
             BTreeMap::new()
         } else {

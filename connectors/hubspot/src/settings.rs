@@ -40,10 +40,30 @@ pub struct HubspotSettings {
     pub lifecycle_forward_only: bool,
     /// Association type ids of task -> deal / contact / company (216 / 204 / 192).
     pub task_association_types: TaskAssociationTypes,
-    /// Whether deals are read with their tasks (one batch read of tasks per
-    /// page); off, records carry no tasks and `missing_onboarding_task`
-    /// cannot see any.
-    pub read_tasks: bool,
+    /// Which deals are read with their tasks. Reading tasks costs one batch
+    /// read per page that has any, so the daemon asks only for what its
+    /// rules look at.
+    pub read_tasks: TaskReading,
+}
+
+/// Which deals' tasks a pull reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskReading {
+    Every,
+    /// Only deals in these native stages (deal stage ids).
+    InStages(std::collections::BTreeSet<String>),
+    /// None: records carry no tasks.
+    Never,
+}
+
+impl TaskReading {
+    pub fn wants(&self, stage: Option<&str>) -> bool {
+        match self {
+            TaskReading::Every => true,
+            TaskReading::InStages(stages) => stage.is_some_and(|s| stages.contains(s)),
+            TaskReading::Never => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,7 +138,7 @@ impl HubspotSettings {
             lifecycle_property: None,
             lifecycle_forward_only: true,
             task_association_types: TaskAssociationTypes::default(),
-            read_tasks: true,
+            read_tasks: TaskReading::Every,
         }
     }
 }

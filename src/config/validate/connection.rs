@@ -9,9 +9,9 @@
 use super::connectors::secret_ref;
 use super::{Checker, object_kind, one_of};
 use crate::config::raw::{RawConnector, RawLimits, RawPaging, Text};
-use crate::config::{Connection, HubspotConnection, LifecycleMap};
+use crate::config::{Config, Connection, HubspotConnection, LifecycleMap};
 use journeyd_connector::{ObjectKind, System};
-use journeyd_hubspot::{HubspotAuth, HubspotSettings};
+use journeyd_hubspot::{HubspotAuth, HubspotSettings, TaskReading};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::num::{NonZeroU32, NonZeroUsize};
@@ -469,4 +469,44 @@ fn apply_paging(
         settings.overlap = Duration::from_secs(u64::from(overlap));
     }
     ok
+}
+
+/// Which deals a HubSpot pull reads tasks for: every deal when a criterion
+/// or custom rule looks at tasks (`open_tasks`, `task_subjects`), only the
+/// deals in the onboarding check's stage when only that check does, and
+/// none otherwise. A task read costs a call per page, so the daemon asks
+/// only for what its rules can see.
+pub(super) fn settle_task_reading(config: &mut Config) {
+    let mentions_tasks =
+        |source: &str| source.contains("open_tasks") || source.contains("task_subjects");
+    let every = config
+        .journey
+        .stages
+        .iter()
+        .flat_map(|stage| &stage.exit_criteria)
+        .any(|criterion| mentions_tasks(criterion.expr.source()))
+        || config
+            .custom_rules
+            .iter()
+            .any(|rule| mentions_tasks(rule.condition.source()));
+    let onboarding = config.checks.onboarding.as_ref().map(|check| &check.stage);
+    for connector in &mut config.connectors {
+        let Connection::Hubspot(hubspot) = &mut connector.connection else {
+            continue;
+        };
+        hubspot.settings.read_tasks = match (every, onboarding) {
+            (true, _) => TaskReading::Every,
+            (false, Some(stage)) => TaskReading::InStages(
+                connector
+                    .stages
+                    .get(&ObjectKind::Deal)
+                    .into_iter()
+                    .flatten()
+                    .filter(|(_, mapped)| *mapped == stage)
+                    .map(|(native, _)| native.clone())
+                    .collect(),
+            ),
+            (false, None) => TaskReading::Never,
+        };
+    }
 }

@@ -68,7 +68,7 @@ pub(super) fn config(
         let mut check = Checker::new(input.file, &input.parsed.dropped, sink);
         journey::handoff_fields(&input.parsed.raw, &daemon.canonical_fields, &mut check);
     }
-    Some(Config {
+    let mut config = Config {
         path: config_path.to_owned(),
         state_path: daemon.state_path,
         journey,
@@ -77,7 +77,9 @@ pub(super) fn config(
         connectors: daemon.connectors,
         writeback: daemon.writeback,
         custom_rules: daemon.custom_rules,
-    })
+    };
+    connection::settle_task_reading(&mut config);
+    Some(config)
 }
 
 /// What the journey defines, for checking references to it from the daemon
