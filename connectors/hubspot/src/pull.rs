@@ -302,10 +302,12 @@ impl HubspotConnector {
             .search_limit
             .get()
             .min(self.settings.search_cap.get());
-        let limits = Limits {
-            limit,
-            cap: self.settings.search_cap.get(),
-        };
+        // Every page starts a new window at the newest modification time
+        // seen (keyset paging) instead of paging by offset: a record
+        // modified mid-pull moves to the end of the order, and with offsets
+        // the record behind it would shift onto a page already read and be
+        // missed. The cost is re-reading the records at that one timestamp.
+        let limits = Limits { limit, cap: limit };
         let modified = modified_property(object);
         let name = |field: Field| match field {
             Field::Modified => modified.to_owned(),

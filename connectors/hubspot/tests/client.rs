@@ -354,6 +354,47 @@ async fn contacts_are_searched_by_their_own_modification_property() {
 /// Pulls every deal through search from the start of time, with `cap`
 /// results per query and pages of `limit`; asserts each deal came exactly
 /// once with its links, and returns the search bodies sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deal_modified_mid_pull_costs_no_other_deal_its_place() {
+    let emulator = emulator(EmulatorConfig::with_deals(60));
+    let mut settings = settings(&emulator, HubspotAuth::PrivateApp);
+    settings.search_limit = nz(10);
+    let connector = connector(settings, &emulator);
+    let epoch = Watermark {
+        modified_at: DateTime::UNIX_EPOCH + chrono::Duration::days(1),
+        id: RecordId::new("0"),
+    };
+    let first = connector
+        .pull(ObjectKind::Deal, PullFrom::Since(epoch))
+        .await
+        .expect("the first page");
+    // The first deal read moves to the end of the modification order; had
+    // the pull paged by offset, the deal behind it would slip onto the
+    // page already read.
+    emulator
+        .set_property(
+            ObjectType::Deals,
+            first.items[0].id.as_str(),
+            "description",
+            "changed mid-pull",
+        )
+        .expect("the deal is live");
+    let (rest, _, _) = pull_all(
+        &connector,
+        ObjectKind::Deal,
+        PullFrom::Cursor(first.next.expect("more pages")),
+    )
+    .await;
+    let read: BTreeSet<String> = first
+        .items
+        .iter()
+        .chain(&rest)
+        .map(|r| r.id.to_string())
+        .collect();
+    let all: BTreeSet<String> = emulator.ids(ObjectType::Deals).into_iter().collect();
+    assert_eq!(read, all, "a deal was missed");
+}
+
 async fn search_every_deal(
     cap: u32,
     limit: u32,
