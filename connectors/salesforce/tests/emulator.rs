@@ -899,3 +899,33 @@ async fn the_seeded_org_holds_the_configured_users_and_stage_history() {
         .await;
     assert_eq!(unmapped.body["totalSize"], 1);
 }
+
+#[tokio::test]
+async fn the_same_seed_gives_the_same_org() {
+    let a = SalesforceEmulator::start(small()).unwrap();
+    let b = SalesforceEmulator::start(small()).unwrap();
+    for object in [SObject::Opportunity, SObject::Task, SObject::Contact] {
+        assert_eq!(a.records(object), b.records(object));
+    }
+    assert!(!a.records(SObject::Opportunity).is_empty());
+}
+
+#[tokio::test]
+async fn query_all_pages_under_query_all_and_a_stale_locator_is_a_400() {
+    let mut config = small();
+    config.sizes.contacts = 250;
+    let org = Org::start(config).await;
+    let first = org
+        .query("queryAll", "SELECT Id FROM Contact", Some(200))
+        .await;
+    let next = first.body["nextRecordsUrl"].as_str().unwrap().to_owned();
+    assert!(
+        next.starts_with(&format!("/services/data/{V}/queryAll/")),
+        "{next}"
+    );
+    assert_eq!(field(&org.get(&next).await, "Id").len(), 50);
+    let stale = org
+        .get(&format!("/services/data/{V}/query/01gDn0000999999AAA-200"))
+        .await;
+    assert_error(&stale, StatusCode::BAD_REQUEST, "INVALID_QUERY_LOCATOR");
+}

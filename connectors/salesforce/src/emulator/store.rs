@@ -174,9 +174,11 @@ impl Store {
                 record.fields.insert(k, v);
             }
             let stamp = Value::String(clock::datetime(at));
-            record
-                .fields
-                .insert("LastModifiedDate".into(), stamp.clone());
+            if object != SObject::OpportunityHistory {
+                record
+                    .fields
+                    .insert("LastModifiedDate".into(), stamp.clone());
+            }
             record.fields.insert("SystemModstamp".into(), stamp);
             derive(object, &mut record.fields);
         }
