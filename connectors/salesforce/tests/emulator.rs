@@ -203,8 +203,8 @@ async fn a_jwt_assertion_signed_with_the_configured_key_gets_a_token_without_a_r
 async fn a_jwt_assertion_with_a_foreign_signature_or_past_expiry_or_wrong_audience_is_invalid_grant()
  {
     let org = Org::start(small()).await;
-    // A key the emulator does not know: a fresh one is out of reach
-    // without OpenSSL, so the test key's signature is tampered with.
+    // The emulator trusts only the configured key; a signature replaced
+    // by other bytes stands in for one made with a foreign key.
     let good = org.good_assertion();
     let (head, _) = good.rsplit_once('.').unwrap();
     let forged = format!("{head}.{}", "A".repeat(342));
