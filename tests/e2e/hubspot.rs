@@ -2,7 +2,7 @@
 //! over loopback HTTP, audits it, and writes corrective tasks back, once.
 
 use crate::portal::{Auth, Portal};
-use crate::support::{stderr, stdout};
+use crate::support::{stderr, stdout, stored_records, task_violations};
 use journeyd_hubspot::emulator::{Credentials, ObjectType};
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -29,52 +29,13 @@ fn applied(report: &Value) -> u64 {
         .expect("an applied count")
 }
 
-/// The fingerprints of open violations that call for a task on an object
-/// tasks may be attached to.
-fn task_violations(portal: &Portal) -> BTreeSet<String> {
-    let rows = portal.install.json(&[
-        "violations",
-        "list",
-        "--status",
-        "open",
-        "--connector",
-        "hubspot",
-        "--limit",
-        "100000",
-    ]);
-    rows.as_array()
-        .expect("a list of violations")
-        .iter()
-        .filter(|row| row["action"]["kind"] == "task")
-        .map(|row| {
-            row["fingerprint"]
-                .as_str()
-                .expect("a fingerprint")
-                .to_owned()
-        })
-        .collect()
-}
-
-/// Every stored record as `(object, id, snapshot)`.
-fn stored_records(portal: &Portal) -> BTreeSet<(String, String, String)> {
-    let db = rusqlite::Connection::open(portal.install.path("state.sqlite"))
-        .expect("the state file opens");
-    let mut stmt = db
-        .prepare("SELECT object, id, snapshot FROM records WHERE deleted_at IS NULL")
-        .expect("records are readable");
-    stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
-        .expect("records are readable")
-        .collect::<Result<_, _>>()
-        .expect("records are readable")
-}
-
 #[test]
 fn sync_audit_and_apply_create_one_task_per_violation_and_a_second_run_none() {
     let portal = Portal::new(DEALS, Auth::PrivateApp);
     let synced = sync(&portal, &[]);
     assert_eq!(synced[0]["status"], "ok", "{synced}");
     portal.install.run(&["audit"]);
-    let expected = task_violations(&portal);
+    let expected = task_violations(&portal.install, "hubspot");
     assert!(
         expected.len() >= 10,
         "the seeded portal has journey problems"
@@ -102,7 +63,7 @@ fn a_writeback_killed_between_ledger_and_confirmation_writes_no_duplicate_after_
     let portal = Portal::new(DEALS, Auth::PrivateApp);
     sync(&portal, &[]);
     portal.install.run(&["audit"]);
-    let expected = task_violations(&portal).len();
+    let expected = task_violations(&portal.install, "hubspot").len();
     let created_before = portal.emulator.tasks().len();
 
     // The portal commits the first batch and then holds its answer: the
@@ -151,7 +112,10 @@ fn injected_429s_5xx_and_resets_yield_the_same_records_as_a_clean_run() {
     assert_eq!(synced[0]["status"], "ok", "{synced}");
     let faulted = troubled.emulator.counts().total();
     assert!(faulted > 0);
-    let (clean, troubled) = (stored_records(&clean), stored_records(&troubled));
+    let (clean, troubled) = (
+        stored_records(&clean.install),
+        stored_records(&troubled.install),
+    );
     let differ: Vec<_> = clean
         .symmetric_difference(&troubled)
         .map(|(object, id, _)| format!("{object} {id}"))
@@ -169,7 +133,7 @@ fn a_token_expiring_mid_sync_is_refreshed() {
     let token_calls = portal.emulator.counts().get("POST /oauth/v3/token");
     assert!(token_calls >= 2, "{token_calls} token requests");
     assert_eq!(
-        stored_records(&portal)
+        stored_records(&portal.install)
             .iter()
             .filter(|(object, _, _)| object == "deal")
             .count(),
@@ -213,7 +177,7 @@ fn the_search_window_restart_at_the_result_cap_misses_and_repeats_nothing() {
         .filter(|query| query.object == ObjectType::Deals && query.body.get("after").is_none())
         .count();
     assert!(windows >= 3, "the cap forced window restarts: {windows}");
-    for (object, id, snapshot) in stored_records(&portal) {
+    for (object, id, snapshot) in stored_records(&portal.install) {
         if object == "deal" && touched.contains(&id) {
             let stored: Value = serde_json::from_str(&snapshot).expect("a snapshot");
             let stored = chrono::DateTime::parse_from_rfc3339(

@@ -107,3 +107,41 @@ pub fn stdout(output: &Output) -> String {
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
+
+/// The fingerprints of `connector`'s open violations that call for a task.
+pub fn task_violations(install: &Install, connector: &str) -> std::collections::BTreeSet<String> {
+    let rows = install.json(&[
+        "violations",
+        "list",
+        "--status",
+        "open",
+        "--connector",
+        connector,
+        "--limit",
+        "100000",
+    ]);
+    rows.as_array()
+        .expect("a list of violations")
+        .iter()
+        .filter(|row| row["action"]["kind"] == "task")
+        .map(|row| {
+            row["fingerprint"]
+                .as_str()
+                .expect("a fingerprint")
+                .to_owned()
+        })
+        .collect()
+}
+
+/// Every live stored record as `(object, id, snapshot)`.
+pub fn stored_records(install: &Install) -> std::collections::BTreeSet<(String, String, String)> {
+    let db =
+        rusqlite::Connection::open(install.path("state.sqlite")).expect("the state file opens");
+    let mut stmt = db
+        .prepare("SELECT object, id, snapshot FROM records WHERE deleted_at IS NULL")
+        .expect("records are readable");
+    stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .expect("records are readable")
+        .collect::<Result<_, _>>()
+        .expect("records are readable")
+}
