@@ -266,10 +266,8 @@ impl SalesforceConnector {
             resend: Resend::Always,
             headers: vec![(
                 HeaderName::from_static("sforce-query-options"),
-                format!(
-                    "batchSize={}",
-                    self.settings.query_batch.get().clamp(200, 2000)
-                ),
+                // Salesforce takes 200..2000; the daemon's config checks the range.
+                format!("batchSize={}", self.settings.query_batch),
             )],
         })
         .await

@@ -135,7 +135,17 @@ pub(crate) fn record(
 ) -> Result<CrmRecord, Skipped> {
     let id = match row.get("Id") {
         Some(Value::String(id)) if !id.is_empty() => id.clone(),
-        _ => return Err(skip(&format!("row {position}"), "no Id")),
+        // The row's own API link still names it.
+        _ => {
+            let named = row
+                .get("attributes")
+                .and_then(|attributes| attributes.get("url"))
+                .and_then(Value::as_str)
+                .and_then(|url| url.rsplit('/').next())
+                .filter(|id| !id.is_empty())
+                .map_or_else(|| format!("row {position}"), str::to_owned);
+            return Err(skip(&named, "no Id"));
+        }
     };
     let modified_at = required_time(row, &id, "SystemModstamp")?;
     let created_at = required_time(row, &id, "CreatedDate")?;
@@ -381,6 +391,12 @@ mod tests {
     fn a_row_that_cannot_be_read_is_skipped_with_its_id_and_reason() {
         let mut no_id = opportunity();
         no_id.remove("Id");
+        let skipped = record(ObjectKind::Deal, &no_id, 7, &settings()).unwrap_err();
+        assert_eq!(
+            (skipped.id.as_str(), skipped.reason.as_str()),
+            ("006A", "no Id")
+        );
+        no_id.remove("attributes");
         let skipped = record(ObjectKind::Deal, &no_id, 7, &settings()).unwrap_err();
         assert_eq!(
             (skipped.id.as_str(), skipped.reason.as_str()),
