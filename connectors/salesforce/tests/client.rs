@@ -333,3 +333,47 @@ async fn a_token_response_naming_a_foreign_instance_is_refused() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn an_incremental_pull_starts_the_overlap_before_the_watermark() {
+    let emulator = emulator();
+    let connector = connect(settings(&emulator));
+    let (deals, _, _) = pull_all(&connector, ObjectKind::Deal, PullFrom::Start).await;
+    let newest = deals.iter().map(|d| d.modified_at).max().expect("deals");
+    let mark = journeyd_connector::Watermark {
+        modified_at: newest,
+        id: RecordId::new("006zzzzzzzzzzzzzzz"),
+    };
+    let touched = emulator.touch(SObject::Opportunity, 2);
+    let (changed, _, _) = pull_all(&connector, ObjectKind::Deal, PullFrom::Since(mark)).await;
+    for id in &touched {
+        assert!(
+            changed.iter().any(|d| d.id.as_str() == id),
+            "{id} was not read"
+        );
+    }
+    let since =
+        (newest - chrono::Duration::seconds(60)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let expected = format!("WHERE SystemModstamp >= {since} ORDER BY SystemModstamp, Id");
+    assert!(
+        emulator.queries().iter().any(|q| q.contains(&expected)),
+        "{expected}"
+    );
+}
+
+#[test]
+fn a_configured_field_that_is_not_an_api_name_is_refused() {
+    let emulator = emulator();
+    let mut settings = settings(&emulator);
+    settings
+        .properties
+        .insert(ObjectKind::Deal, vec!["Name FROM User --".into()]);
+    let refused = SalesforceConnector::new(
+        ConnectorName::new("salesforce"),
+        settings,
+        SalesforceCredentials::JwtBearer {
+            private_key: journeyd_salesforce::emulator::TEST_JWT_PRIVATE_KEY_PEM.into(),
+        },
+    );
+    assert!(refused.is_err());
+}
