@@ -1,0 +1,160 @@
+//! The contract's conformance suite, run against the Salesforce connector
+//! and the Salesforce emulator.
+
+use chrono::NaiveDate;
+use journeyd_connector::http::{TokenStore, TokenStoreError};
+use journeyd_connector::secret::SecretString;
+use journeyd_connector::testkit::{Scenario, Target};
+use journeyd_connector::{
+    ActionKey, ActionRequest, ConnectorName, ObjectKind, Priority, RecordId, conformance_suite,
+};
+use journeyd_salesforce::emulator::{EmulatorConfig, SObject, SalesforceEmulator, SeedSizes};
+use journeyd_salesforce::{
+    SalesforceAuth, SalesforceConnector, SalesforceCredentials, SalesforceSettings,
+};
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Rotated refresh tokens, kept in memory.
+#[derive(Default)]
+struct MemoryTokens(Mutex<Vec<String>>);
+
+impl TokenStore for MemoryTokens {
+    fn save_refresh_token(
+        &self,
+        _connector: &ConnectorName,
+        token: &SecretString,
+    ) -> Result<(), TokenStoreError> {
+        use journeyd_connector::secret::ExposeSecret;
+        self.0
+            .lock()
+            .expect("the token list")
+            .push(token.expose_secret().to_owned());
+        Ok(())
+    }
+}
+
+struct Salesforce {
+    emulator: SalesforceEmulator,
+    scenario: Scenario,
+    tokens: Arc<MemoryTokens>,
+}
+
+impl Target for Salesforce {
+    type Connector = SalesforceConnector;
+
+    async fn start(scenario: Scenario) -> Self {
+        let emulator = SalesforceEmulator::start(EmulatorConfig {
+            sizes: SeedSizes::for_opportunities(scenario.records),
+            // Exactly the scenario's records.
+            odd_stage: None,
+            ..EmulatorConfig::default()
+        })
+        .expect("the emulator starts");
+        // The checks page in tens; Salesforce's own floor is 200.
+        emulator.update_knobs(|knobs| knobs.min_batch_size = 1);
+        Salesforce {
+            emulator,
+            scenario,
+            tokens: Arc::default(),
+        }
+    }
+
+    fn connector(&self) -> SalesforceConnector {
+        let (auth, credentials) = if self.scenario.refreshable_auth {
+            let refresh = self
+                .tokens
+                .0
+                .lock()
+                .expect("the token list")
+                .last()
+                .cloned()
+                .unwrap_or_else(|| self.emulator.refresh_token());
+            (
+                SalesforceAuth::RefreshToken {
+                    client_id: self.emulator.client_id(),
+                },
+                SalesforceCredentials::RefreshToken {
+                    client_secret: self.emulator.client_secret().into(),
+                    refresh_token: refresh.into(),
+                    store: self.tokens.clone(),
+                },
+            )
+        } else {
+            (
+                SalesforceAuth::JwtBearer {
+                    client_id: self.emulator.client_id(),
+                    username: self.emulator.username(),
+                },
+                SalesforceCredentials::JwtBearer {
+                    private_key: journeyd_salesforce::emulator::TEST_JWT_PRIVATE_KEY_PEM.into(),
+                },
+            )
+        };
+        let mut settings = SalesforceSettings::defaults(self.emulator.base_url(), auth);
+        settings.jwt_audience = Some(self.emulator.jwt_audience().to_string());
+        settings.query_batch = NonZeroU32::new(self.scenario.page_size).expect("a page size");
+        SalesforceConnector::new(ConnectorName::new("salesforce"), settings, credentials)
+            .expect("the connector builds")
+    }
+
+    fn object(&self) -> ObjectKind {
+        ObjectKind::Deal
+    }
+
+    fn touch(&self, n: usize) -> Vec<RecordId> {
+        self.emulator
+            .touch(SObject::Opportunity, n)
+            .into_iter()
+            .map(RecordId::new)
+            .collect()
+    }
+
+    fn corrupt(&self, id: &RecordId) {
+        self.emulator
+            .corrupt(SObject::Opportunity, id.as_str())
+            .expect("the opportunity exists");
+    }
+
+    fn storm(&self, n: u32, retry_after: Duration) {
+        self.emulator
+            .faults()
+            .storm(u64::from(n), Some(retry_after));
+    }
+
+    fn expire_tokens(&self) {
+        self.emulator.expire_tokens();
+    }
+
+    fn token_requests(&self) -> u64 {
+        self.emulator.counts().get("POST /services/oauth2/token")
+    }
+
+    fn requests(&self) -> u64 {
+        self.emulator.counts().total()
+    }
+
+    fn fail_batch_inputs(&self, n: usize) {
+        self.emulator.fail_batch_rows(n);
+    }
+
+    fn tasks(&self) -> usize {
+        self.emulator.tasks().len()
+    }
+
+    fn task_action(&self, key: ActionKey, record: &RecordId) -> ActionRequest {
+        ActionRequest::CreateTask {
+            key,
+            object: ObjectKind::Deal,
+            record_id: record.clone(),
+            owner_id: None,
+            subject: format!("[journeyd] check deal {record}"),
+            body: "The deal needs an owner.".into(),
+            due: NaiveDate::from_ymd_opt(2026, 3, 5).expect("a valid date"),
+            priority: Priority::Normal,
+        }
+    }
+}
+
+conformance_suite!(Salesforce);
