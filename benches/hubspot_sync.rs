@@ -13,10 +13,12 @@
 use journeyd_hubspot::emulator::{
     EmulatorConfig, HubspotEmulator, ObjectType, RateLimitKnobs, SeedSizes,
 };
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
+use support::{Measured, delta, measure, print_calls, report};
+
+mod support;
 
 const LIST_PAGE: u64 = 100;
 const SEARCH_PAGE: u64 = 200;
@@ -99,70 +101,4 @@ fn write_config(dir: &Path, emulator: &HubspotEmulator) -> std::path::PathBuf {
     let path = dir.join("journeyd.toml");
     std::fs::write(&path, config.to_string()).expect("the bench config is written");
     path
-}
-
-struct Measured {
-    elapsed: Duration,
-    max_rss_kib: u64,
-}
-
-/// Runs `command` to its end, reading its peak RSS (`VmHWM`) as it runs.
-/// The kernel's `ru_maxrss` would not do: it keeps the high-water mark
-/// across `exec`, so a child forked from this process (which holds the
-/// emulated portal) would report this process's size.
-fn measure(mut command: Command) -> Measured {
-    let started = Instant::now();
-    let mut child = command.spawn().expect("journeyd starts");
-    let status_file = format!("/proc/{}/status", child.id());
-    let mut max_rss_kib = 0;
-    let status = loop {
-        if let Some(kib) = std::fs::read_to_string(&status_file)
-            .ok()
-            .and_then(|status| vm_hwm_kib(&status))
-        {
-            max_rss_kib = max_rss_kib.max(kib);
-        }
-        if let Some(status) = child.try_wait().expect("journeyd can be waited on") {
-            break status;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    assert!(status.success(), "journeyd failed: {status}");
-    Measured {
-        elapsed: started.elapsed(),
-        max_rss_kib,
-    }
-}
-
-fn vm_hwm_kib(status: &str) -> Option<u64> {
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
-fn report(step: &str, records: u64, run: &Measured) {
-    let seconds = run.elapsed.as_secs_f64();
-    println!(
-        "{step}: {records} records in {seconds:.1} s = {:.0} records/s, peak RSS {:.0} MB",
-        records as f64 / seconds,
-        run.max_rss_kib as f64 / 1024.0
-    );
-}
-
-fn delta(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
-    after
-        .iter()
-        .map(|(route, n)| (route.clone(), n - before.get(route).copied().unwrap_or(0)))
-        .filter(|(_, n)| *n > 0)
-        .collect()
-}
-
-fn print_calls(calls: &BTreeMap<String, u64>, paged_route: &str, floor: u64) {
-    let total: u64 = calls.values().sum();
-    let paged = calls.get(paged_route).copied().unwrap_or(0);
-    println!("  API calls: {total} in all; {paged} on {paged_route} (floor {floor})");
-    for (route, n) in calls {
-        println!("    {n:>7}  {route}");
-    }
 }
