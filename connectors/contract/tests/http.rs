@@ -10,8 +10,8 @@ use bytes::Bytes;
 use journeyd_connector::ConnectorName;
 use journeyd_connector::error::{ConnectorError, Retry};
 use journeyd_connector::http::{
-    AuthSettings, Bucket, Call, Dialect, Failure, HttpClient, HttpSettings, RateLimits, Resend,
-    RetryPolicy, Target, TokenStore, TokenStoreError, Verdict, retry_after,
+    AuthSettings, Bucket, Call, Dialect, Failure, HttpClient, HttpSettings, InstanceCheck,
+    RateLimits, Resend, RetryPolicy, Target, TokenStore, TokenStoreError, Verdict, retry_after,
 };
 use journeyd_connector::secret::SecretString;
 use reqwest::Method;
@@ -91,6 +91,7 @@ struct Seen {
     query: Option<String>,
     authorization: Option<String>,
     content_type: Option<String>,
+    query_options: Option<String>,
     body: String,
     at: Instant,
 }
@@ -192,6 +193,7 @@ async fn see(request: Request) -> Seen {
         query: parts.uri.query().map(str::to_owned),
         authorization: header("authorization"),
         content_type: header("content-type"),
+        query_options: header("sforce-query-options"),
         body: String::from_utf8(body.to_vec()).unwrap(),
         at: Instant::now(),
     }
@@ -288,6 +290,7 @@ fn settings(base: &Url, auth: AuthSettings) -> HttpSettings {
             budget: 20,
             timeout: Duration::from_secs(2),
         },
+        instance: None,
     }
 }
 
@@ -347,6 +350,7 @@ fn get(path: &str) -> Call {
         json: None,
         bucket: Bucket::General,
         resend: Resend::Always,
+        headers: Vec::new(),
     }
 }
 
@@ -1113,4 +1117,241 @@ async fn no_secret_reaches_a_log_line_or_an_error() {
     assert_no_secret(&logs);
     // Hosts may show (the connection pool names them); queries may not.
     assert!(!logs.contains("key="), "a query string in the logs: {logs}");
+}
+
+// ---------------------------------------------------------------------------
+// JWT bearer grant and the instance a token names
+
+/// A key made for these tests only: it signs nothing anywhere else.
+const TEST_PRIVATE_KEY: &str = include_str!("keys/throwaway-rsa.pem");
+const TEST_PUBLIC_KEY: &str = include_str!("keys/throwaway-rsa.pub.pem");
+
+/// Nothing listens on the discard port: a call sent there fails.
+const NOWHERE: &str = "http://127.0.0.1:9";
+
+fn jwt_grant(server: &Server) -> AuthSettings {
+    AuthSettings::JwtBearer {
+        token_url: server.token_url(),
+        client_id: "consumer-key-1".into(),
+        subject: "ops@example.com".into(),
+        audience: "https://login.salesforce.com".into(),
+        private_key: SecretString::from(TEST_PRIVATE_KEY),
+    }
+}
+
+/// A Salesforce token response: no `expires_in`, an `instance_url`.
+fn instance_token(access: &str, instance: &str) -> Reply {
+    let body = serde_json::json!({
+        "access_token": access,
+        "instance_url": instance,
+        "id": "https://login.salesforce.com/id/00Dx/005x",
+        "token_type": "Bearer",
+        "issued_at": "1278448101416",
+        "signature": "c2lnbmF0dXJl",
+    });
+    Reply::json(200, &body.to_string())
+}
+
+fn instance_settings(auth: AuthSettings, allowed: &[&str]) -> HttpSettings {
+    let mut settings = settings(&Url::parse(NOWHERE).unwrap(), auth);
+    settings.instance = Some(InstanceCheck {
+        allowed_hosts: allowed.iter().map(|host| (*host).to_owned()).collect(),
+    });
+    settings
+}
+
+#[derive(serde::Deserialize)]
+struct SeenClaims {
+    iss: String,
+    sub: String,
+    aud: String,
+    exp: u64,
+}
+
+#[tokio::test]
+async fn the_jwt_grant_posts_an_rs256_assertion_with_the_configured_claims() {
+    let server = Server::start(vec![], vec![Reply::token("tok-1", 1800, None)]).await;
+    let client = client(settings(&server.base, jwt_grant(&server)));
+    client.send(get("/deals")).await.unwrap();
+    let seen = &server.token_seen()[0];
+    assert_eq!(
+        seen.form("grant_type").as_deref(),
+        Some("urn:ietf:params:oauth:grant-type:jwt-bearer")
+    );
+    let assertion = seen.form("assertion").unwrap();
+    let key = jsonwebtoken::DecodingKey::from_rsa_pem(TEST_PUBLIC_KEY.as_bytes()).unwrap();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.set_audience(&["https://login.salesforce.com"]);
+    let claims = jsonwebtoken::decode::<SeenClaims>(&assertion, &key, &validation)
+        .unwrap()
+        .claims;
+    assert_eq!(claims.iss, "consumer-key-1");
+    assert_eq!(claims.sub, "ops@example.com");
+    assert_eq!(claims.aud, "https://login.salesforce.com");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(
+        (now + 170..=now + 181).contains(&claims.exp),
+        "exp {}",
+        claims.exp
+    );
+    assert_eq!(seen.form("client_secret"), None);
+    assert_eq!(
+        server.api_seen()[0].authorization.as_deref(),
+        Some("Bearer tok-1")
+    );
+    assert_eq!(client.stats().requests.get("token"), Some(&1));
+}
+
+#[tokio::test]
+async fn a_jwt_token_without_a_lifetime_is_reminted_once_on_a_401() {
+    let server = Server::start(
+        vec![
+            Reply::ok(),
+            Reply::json(
+                401,
+                r#"[{"message":"Session expired or invalid","errorCode":"INVALID_SESSION_ID"}]"#,
+            ),
+            Reply::ok(),
+        ],
+        vec![],
+    )
+    .await;
+    let instance = server.base.as_str().trim_end_matches('/').to_owned();
+    server.script.token.lock().unwrap().extend([
+        instance_token("tok-1", &instance),
+        instance_token("tok-2", &instance),
+    ]);
+    let client = client(instance_settings(jwt_grant(&server), &[]));
+    client.send(get("/deals")).await.unwrap();
+    client.send(get("/deals")).await.unwrap();
+    let journal = server.journal();
+    let grant = "token urn:ietf:params:oauth:grant-type:jwt-bearer".to_owned();
+    assert_eq!(
+        journal,
+        [
+            grant.clone(),
+            "api Bearer tok-1".into(),
+            "api Bearer tok-1".into(),
+            grant,
+            "api Bearer tok-2".into(),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn calls_go_to_the_instance_the_token_response_names() {
+    let server = Server::start(vec![], vec![]).await;
+    let instance = server.base.as_str().trim_end_matches('/').to_owned();
+    server
+        .script
+        .token
+        .lock()
+        .unwrap()
+        .push_back(instance_token("tok-1", &instance));
+    // The base URL points nowhere: only the instance can have answered.
+    let client = client(instance_settings(
+        refresh_grant(&server, false),
+        &["*.my.salesforce.com"],
+    ));
+    let mut call = get("/services/data/v62.0/query");
+    call.headers = vec![(
+        reqwest::header::HeaderName::from_static("sforce-query-options"),
+        "batchSize=200".into(),
+    )];
+    client.send(call).await.unwrap();
+    let seen = &server.api_seen()[0];
+    assert_eq!(seen.path, "/services/data/v62.0/query");
+    assert_eq!(seen.authorization.as_deref(), Some("Bearer tok-1"));
+    let token = &server.token_seen()[0];
+    assert_eq!(token.form("grant_type").as_deref(), Some("refresh_token"));
+    assert_eq!(token.form("client_secret").as_deref(), Some(CLIENT_SECRET));
+    assert_eq!(token.form("refresh_token").as_deref(), Some(REFRESH_TOKEN));
+}
+
+#[tokio::test]
+async fn a_call_carries_its_extra_headers() {
+    let server = Server::start(vec![], vec![]).await;
+    let client = client(settings(&server.base, bearer()));
+    let mut call = get("/deals");
+    call.headers = vec![(
+        reqwest::header::HeaderName::from_static("sforce-query-options"),
+        "batchSize=200".into(),
+    )];
+    client.send(call).await.unwrap();
+    assert_eq!(
+        server.api_seen()[0].query_options.as_deref(),
+        Some("batchSize=200")
+    );
+}
+
+#[tokio::test]
+async fn an_instance_on_a_host_not_allowed_is_refused_and_never_called() {
+    for forged in [
+        "https://evil.example.com",
+        "http://acme.my.salesforce.com",
+        "https://my.salesforce.com.evil.example.com",
+    ] {
+        let server = Server::start(vec![], vec![instance_token(ACCESS_TOKEN, forged)]).await;
+        let client = client(instance_settings(
+            jwt_grant(&server),
+            &["*.my.salesforce.com"],
+        ));
+        let err = client.send(get("/deals")).await.unwrap_err();
+        assert!(
+            matches!(&err, ConnectorError::Auth { reason, .. } if reason.contains("instance_url host not allowed")),
+            "{forged}: {err:?}"
+        );
+        assert_no_secret_in(&err);
+        assert!(server.api_seen().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn a_token_response_without_an_instance_is_refused_when_one_is_expected() {
+    let server = Server::start(vec![], vec![Reply::token(ACCESS_TOKEN, 1800, None)]).await;
+    let client = client(instance_settings(
+        jwt_grant(&server),
+        &["*.my.salesforce.com"],
+    ));
+    let err = client.send(get("/deals")).await.unwrap_err();
+    assert!(matches!(err, ConnectorError::Auth { .. }), "{err:?}");
+    assert_no_secret_in(&err);
+}
+
+#[tokio::test]
+async fn a_refused_jwt_grant_is_an_auth_error_with_the_oauth_code_only() {
+    let server = Server::start(
+        vec![],
+        vec![Reply::json(
+            400,
+            &format!(
+                r#"{{"error":"invalid_grant","error_description":"user hasn't approved {CLIENT_SECRET}"}}"#
+            ),
+        )],
+    )
+    .await;
+    let client = client(settings(&server.base, jwt_grant(&server)));
+    let err = client.send(get("/deals")).await.unwrap_err();
+    assert!(
+        matches!(&err, ConnectorError::Auth { reason, .. } if reason.contains("invalid_grant")),
+        "{err:?}"
+    );
+    assert_no_secret_in(&err);
+}
+
+#[test]
+fn a_jwt_grant_with_a_key_that_is_not_rsa_pem_is_refused() {
+    let auth = AuthSettings::JwtBearer {
+        token_url: Url::parse("https://login.salesforce.com/services/oauth2/token").unwrap(),
+        client_id: "c".into(),
+        subject: "s".into(),
+        audience: "a".into(),
+        private_key: SecretString::from("not a key"),
+    };
+    let base = Url::parse("https://acme.my.salesforce.com").unwrap();
+    let err = HttpClient::new(settings(&base, auth), TestDialect).unwrap_err();
+    assert!(err.to_string().contains("rsa"), "{err}");
 }

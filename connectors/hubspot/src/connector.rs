@@ -86,6 +86,7 @@ impl HubspotConnector {
                 auth,
                 limits: settings.limits,
                 retry: settings.retry,
+                instance: None,
             },
             HubspotDialect,
         )?;
@@ -118,6 +119,7 @@ impl HubspotConnector {
             json: None,
             bucket: Bucket::General,
             resend: Resend::Always,
+            headers: Vec::new(),
         })
         .await
         .map(|(body, _)| body)
@@ -176,6 +178,7 @@ impl HubspotConnector {
             json: Some(json),
             bucket,
             resend,
+            headers: Vec::new(),
         })
         .await
     }

@@ -4,12 +4,27 @@
 //! - [`settings`]: what the daemon's config tells the connector (login host,
 //!   API version, auth kind, limits, paging knobs); owned here, built by the
 //!   daemon's config;
-//! - [`connector`]: [`SalesforceConnector`], the contract's `Connector`;
+//! - [`connector`]: [`SalesforceConnector`], the contract's `Connector`, and
+//!   the calls every part goes through (queries, next pages, writes, the
+//!   daily-allowance check);
+//! - `soql`: query text, with every literal escaped;
+//! - `wire`: Salesforce's JSON as the client reads it;
+//! - `dialect`: how Salesforce's failures and `Sforce-Limit-Info` read;
+//! - `normalize`: rows to records, owners, stage changes and tasks;
+//! - `pull`: pages of records, owners and deletions;
+//! - `writeback`: tasks, field values and completions, and finding what
+//!   was already written;
 //! - `emulator` (feature `emulator`): a loopback Salesforce built from the
 //!   published API facts, never from this crate's client wire types.
 
 pub mod connector;
+mod dialect;
+mod normalize;
+mod pull;
 pub mod settings;
+mod soql;
+mod wire;
+mod writeback;
 
 #[cfg(feature = "emulator")]
 pub mod emulator;

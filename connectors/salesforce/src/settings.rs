@@ -2,8 +2,10 @@
 //! been validated by the daemon's config module; secrets arrive separately,
 //! at startup, as [`SalesforceCredentials`].
 
+use journeyd_connector::ObjectKind;
 use journeyd_connector::http::{RateLimits, RetryPolicy, TokenStore};
 use journeyd_connector::secret::SecretString;
+use std::collections::BTreeMap;
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +24,10 @@ pub struct SalesforceSettings {
     pub instance_hosts: Vec<String>,
     /// `v62.0`.
     pub api_version: String,
+    /// The `aud` claim of JWT bearer assertions: `https://login.salesforce.com`,
+    /// `https://test.salesforce.com` or a community URL. `None`: the origin
+    /// of `login_url` (right for the first two, not for a My Domain login).
+    pub jwt_audience: Option<String>,
     pub auth: SalesforceAuth,
     pub limits: RateLimits,
     pub retry: RetryPolicy,
@@ -33,9 +39,12 @@ pub struct SalesforceSettings {
     pub overlap: Duration,
     /// Share of the daily API allowance after which no new work starts.
     pub daily_stop_share: f64,
-    /// CRM fields the daemon's field map names, per object, read on every pull.
-    pub properties: Vec<String>,
-    /// The field holding a lifecycle status, if any.
+    /// CRM fields the daemon's field map names, by object, read on every
+    /// pull into `CrmRecord::fields`. Per object, since Salesforce refuses a
+    /// whole query (400 `INVALID_FIELD`) that names a field its object lacks.
+    pub properties: BTreeMap<ObjectKind, Vec<String>>,
+    /// The field holding a lifecycle status, if any; read on the objects
+    /// whose `properties` list it.
     pub lifecycle_field: Option<String>,
     /// An external-id field on Task to upsert corrective tasks by; `None`:
     /// the key is carried in the task's description and looked up.
@@ -80,6 +89,7 @@ impl SalesforceSettings {
             login_url,
             instance_hosts: vec!["*.my.salesforce.com".into(), "*.salesforce.com".into()],
             api_version: "v62.0".into(),
+            jwt_audience: None,
             auth,
             limits: RateLimits {
                 general: (nz(25), Duration::from_secs(1)),
@@ -96,7 +106,7 @@ impl SalesforceSettings {
             batch_limit: NonZeroUsize::new(200).expect("a non-zero literal"),
             overlap: Duration::from_secs(60),
             daily_stop_share: 0.8,
-            properties: Vec::new(),
+            properties: BTreeMap::new(),
             lifecycle_field: None,
             task_external_id: None,
             account_stage_field: None,

@@ -1,7 +1,9 @@
 //! Bearer credentials: a fixed token, or OAuth2 access tokens obtained and
-//! refreshed with the `oauth2` crate.
+//! refreshed with the `oauth2` crate, or, where the token response carries
+//! more than that crate reads (Salesforce's `instance_url`) or the grant is
+//! one it lacks (JWT bearer), exchanged here on the client's own reqwest.
 
-use super::client::{Counters, TOKEN_ROUTE};
+use super::client::{Counters, InstanceCheck, TOKEN_ROUTE};
 use crate::error::ConnectorError;
 use crate::ids::ConnectorName;
 use oauth2::basic::{BasicClient, BasicErrorResponse, BasicTokenResponse};
@@ -12,10 +14,10 @@ use oauth2::{
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 use tracing::Instrument;
-use url::Url;
+use url::{Host, Url};
 
 /// How a connector authenticates.
 #[derive(Clone)]
@@ -39,6 +41,20 @@ pub enum AuthSettings {
         client_secret: SecretString,
         scopes: Vec<String>,
     },
+    /// OAuth2 JWT bearer grant (RFC 7523): an RS256 assertion with claims
+    /// `iss` = `client_id`, `sub` = `subject`, `aud` = `audience`, valid
+    /// for three minutes, is minted for every token request. No refresh
+    /// token comes back; a new assertion is minted when the token nears its
+    /// announced expiry, or, when none is announced, once on a 401.
+    JwtBearer {
+        token_url: Url,
+        client_id: String,
+        /// The user the token acts as (a Salesforce username).
+        subject: String,
+        audience: String,
+        /// PEM of the RSA private key the assertion is signed with.
+        private_key: SecretString,
+    },
 }
 
 impl std::fmt::Debug for AuthSettings {
@@ -47,6 +63,7 @@ impl std::fmt::Debug for AuthSettings {
             AuthSettings::Bearer(_) => "Bearer(..)",
             AuthSettings::RefreshToken { .. } => "RefreshToken(..)",
             AuthSettings::ClientCredentials { .. } => "ClientCredentials(..)",
+            AuthSettings::JwtBearer { .. } => "JwtBearer(..)",
         })
     }
 }
@@ -81,6 +98,9 @@ fn renewal_margin(lifetime: Duration) -> Duration {
 /// refusal refreshes it only if nobody has already.
 pub(super) struct Credential {
     pub(super) token: SecretString,
+    /// Where API calls go with this token, when the token endpoint named
+    /// an instance that passed the [`InstanceCheck`].
+    pub(super) instance: Option<Url>,
     generation: u64,
 }
 
@@ -101,6 +121,10 @@ type OAuthClient =
 struct OAuth {
     client: OAuthClient,
     grant: Grant,
+    token_url: Url,
+    client_id: String,
+    client_secret: Option<SecretString>,
+    instance: Option<InstanceCheck>,
     http: reqwest::Client,
     timeout: Duration,
     counters: Arc<Counters>,
@@ -110,14 +134,59 @@ struct OAuth {
 }
 
 enum Grant {
-    RefreshToken { store: Arc<dyn TokenStore> },
-    ClientCredentials { scopes: Vec<Scope> },
+    RefreshToken {
+        store: Arc<dyn TokenStore>,
+    },
+    ClientCredentials {
+        scopes: Vec<Scope>,
+    },
+    JwtBearer {
+        subject: String,
+        audience: String,
+        key: Box<jsonwebtoken::EncodingKey>,
+    },
 }
+
+/// What a token endpoint handed out, whichever way it was asked.
+struct Issued {
+    access: SecretString,
+    refresh: Option<SecretString>,
+    lifetime: Option<Duration>,
+    instance_url: Option<String>,
+}
+
+/// A token response read field by field (Salesforce's carries
+/// `instance_url`, and no `expires_in`).
+#[derive(serde::Deserialize)]
+struct RawToken {
+    access_token: String,
+    refresh_token: Option<String>,
+    expires_in: Option<u64>,
+    instance_url: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct RawTokenError {
+    error: String,
+}
+
+#[derive(serde::Serialize)]
+struct Claims<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    aud: &'a str,
+    exp: u64,
+}
+
+/// How long a minted assertion is valid: what Salesforce's own clients use.
+const ASSERTION_LIFETIME: Duration = Duration::from_secs(180);
 
 struct TokenState {
     access: Option<Access>,
     /// The refresh token in force (refresh-token grant only).
     refresh: Option<SecretString>,
+    /// The instance the last token response named, once checked.
+    instance: Option<Url>,
     /// Bumped on every new access token.
     generation: u64,
 }
@@ -139,30 +208,40 @@ impl Authenticator {
     pub(super) fn new(
         connector: &ConnectorName,
         settings: AuthSettings,
+        instance: Option<InstanceCheck>,
         http: &reqwest::Client,
         timeout: Duration,
         counters: &Arc<Counters>,
     ) -> Result<Self, String> {
-        let oauth = |token_url: Url, client_id: String, secret: SecretString, grant, refresh| {
-            check_token_url(&token_url)?;
-            let client = BasicClient::new(ClientId::new(client_id))
-                .set_client_secret(ClientSecret::new(secret.expose_secret().to_owned()))
-                .set_token_uri(TokenUrl::from_url(token_url))
-                // All parameters in the form body, as HubSpot's v3 endpoint wants.
-                .set_auth_type(AuthType::RequestBody);
-            Ok::<_, String>(Kind::OAuth(Box::new(OAuth {
-                client,
-                grant,
-                http: http.clone(),
-                timeout,
-                counters: Arc::clone(counters),
-                state: tokio::sync::Mutex::new(TokenState {
-                    access: None,
-                    refresh,
-                    generation: 0,
-                }),
-            })))
-        };
+        let oauth =
+            |token_url: Url, client_id: String, secret: Option<SecretString>, grant, refresh| {
+                check_token_url(&token_url)?;
+                let mut client = BasicClient::new(ClientId::new(client_id.clone()))
+                    .set_token_uri(TokenUrl::from_url(token_url.clone()))
+                    // All parameters in the form body, as HubSpot's v3 endpoint wants.
+                    .set_auth_type(AuthType::RequestBody);
+                if let Some(secret) = &secret {
+                    client = client
+                        .set_client_secret(ClientSecret::new(secret.expose_secret().to_owned()));
+                }
+                Ok::<_, String>(Kind::OAuth(Box::new(OAuth {
+                    client,
+                    grant,
+                    token_url,
+                    client_id,
+                    client_secret: secret,
+                    instance: instance.clone(),
+                    http: http.clone(),
+                    timeout,
+                    counters: Arc::clone(counters),
+                    state: tokio::sync::Mutex::new(TokenState {
+                        access: None,
+                        refresh,
+                        instance: None,
+                        generation: 0,
+                    }),
+                })))
+            };
         let kind = match settings {
             AuthSettings::Bearer(token) => Kind::Fixed(token),
             AuthSettings::RefreshToken {
@@ -174,7 +253,7 @@ impl Authenticator {
             } => oauth(
                 token_url,
                 client_id,
-                client_secret,
+                Some(client_secret),
                 Grant::RefreshToken { store },
                 Some(refresh_token),
             )?,
@@ -186,13 +265,38 @@ impl Authenticator {
             } => oauth(
                 token_url,
                 client_id,
-                client_secret,
+                Some(client_secret),
                 Grant::ClientCredentials {
                     scopes: scopes.into_iter().map(Scope::new).collect(),
                 },
                 None,
             )?,
+            AuthSettings::JwtBearer {
+                token_url,
+                client_id,
+                subject,
+                audience,
+                private_key,
+            } => {
+                let key =
+                    jsonwebtoken::EncodingKey::from_rsa_pem(private_key.expose_secret().as_bytes())
+                        .map_err(|_| "the jwt private key is not an rsa key in pem".to_owned())?;
+                oauth(
+                    token_url,
+                    client_id,
+                    None,
+                    Grant::JwtBearer {
+                        subject,
+                        audience,
+                        key: Box::new(key),
+                    },
+                    None,
+                )?
+            }
         };
+        if instance.is_some() && matches!(kind, Kind::Fixed(_)) {
+            return Err("an instance url can only come from a token endpoint".into());
+        }
         Ok(Self {
             connector: connector.clone(),
             kind,
@@ -211,6 +315,7 @@ impl Authenticator {
             Kind::Fixed(token) => {
                 return Ok(Credential {
                     token: token.clone(),
+                    instance: None,
                     generation: 0,
                 });
             }
@@ -221,6 +326,7 @@ impl Authenticator {
             Some(access) if access.renew_at.is_none_or(|at| Instant::now() < at) => {
                 Ok(Credential {
                     token: access.token.clone(),
+                    instance: state.instance.clone(),
                     generation: state.generation,
                 })
             }
@@ -248,36 +354,206 @@ impl Authenticator {
         state: &mut TokenState,
     ) -> Result<Credential, ConnectorError> {
         let asked_at = Instant::now();
-        let response = self.request_token(oauth, state).await?;
-        if let (Grant::RefreshToken { store }, Some(rotated)) =
-            (&oauth.grant, response.refresh_token())
-        {
+        let response = if oauth.raw() {
+            self.request_raw_token(oauth, state).await?
+        } else {
+            let response = self.request_token(oauth, state).await?;
+            Issued {
+                access: SecretString::from(response.access_token().secret().to_owned()),
+                refresh: response
+                    .refresh_token()
+                    .map(|token| SecretString::from(token.secret().to_owned())),
+                lifetime: response.expires_in(),
+                instance_url: None,
+            }
+        };
+        // Checked before anything is kept: a response naming a foreign
+        // instance is dropped whole.
+        let instance = match (&oauth.instance, &response.instance_url) {
+            (None, _) => None,
+            (Some(check), Some(named)) => Some(
+                accept_instance(check, named, &oauth.token_url).map_err(|err| self.error(err))?,
+            ),
+            (Some(_), None) => match &state.instance {
+                Some(known) => Some(known.clone()),
+                None => return Err(self.error("the token response names no instance_url".into())),
+            },
+        };
+        if let (Grant::RefreshToken { store }, Some(rotated)) = (&oauth.grant, &response.refresh) {
             let unchanged = state
                 .refresh
                 .as_ref()
-                .is_some_and(|current| current.expose_secret() == rotated.secret().as_str());
+                .is_some_and(|current| current.expose_secret() == rotated.expose_secret());
             if !unchanged {
-                let rotated = SecretString::from(rotated.secret().to_owned());
+                let rotated = rotated.clone();
                 // Saved before anything is used: if this fails, the whole
                 // response is dropped and the old tokens stay in force.
                 self.save(store, &rotated).await?;
                 state.refresh = Some(rotated);
             }
         }
-        let token = SecretString::from(response.access_token().secret().to_owned());
+        let token = response.access;
         state.access = Some(Access {
             token: token.clone(),
             // A lifetime too long to add up is as good as none.
             renew_at: response
-                .expires_in()
+                .lifetime
                 .and_then(|lifetime| asked_at.checked_add(lifetime - renewal_margin(lifetime))),
         });
+        state.instance = instance.clone();
         state.generation += 1;
         oauth.counters.token_refreshed();
         tracing::info!(connector = %self.connector, "token refreshed");
         Ok(Credential {
             token,
+            instance,
             generation: state.generation,
+        })
+    }
+
+    /// Asks for a token with a form this module builds (JWT bearer, or a
+    /// refresh whose response must be read whole), on the client's own
+    /// reqwest (which follows no redirect).
+    async fn request_raw_token(
+        &self,
+        oauth: &OAuth,
+        state: &TokenState,
+    ) -> Result<Issued, ConnectorError> {
+        let form: Vec<(&str, String)> = match &oauth.grant {
+            Grant::JwtBearer {
+                subject,
+                audience,
+                key,
+            } => {
+                let exp = (SystemTime::now() + ASSERTION_LIFETIME)
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |since| since.as_secs());
+                let claims = Claims {
+                    iss: &oauth.client_id,
+                    sub: subject,
+                    aud: audience,
+                    exp,
+                };
+                let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+                let assertion = jsonwebtoken::encode(&header, &claims, key)
+                    .map_err(|_| self.error("the jwt assertion could not be signed".into()))?;
+                vec![
+                    (
+                        "grant_type",
+                        "urn:ietf:params:oauth:grant-type:jwt-bearer".into(),
+                    ),
+                    ("assertion", assertion),
+                ]
+            }
+            Grant::RefreshToken { .. } => {
+                let mut form = vec![
+                    ("grant_type", "refresh_token".to_owned()),
+                    (
+                        "refresh_token",
+                        state
+                            .refresh
+                            .as_ref()
+                            .map(|token| token.expose_secret().to_owned())
+                            .unwrap_or_default(),
+                    ),
+                    ("client_id", oauth.client_id.clone()),
+                ];
+                if let Some(secret) = &oauth.client_secret {
+                    form.push(("client_secret", secret.expose_secret().to_owned()));
+                }
+                form
+            }
+            Grant::ClientCredentials { scopes } => {
+                let mut form = vec![
+                    ("grant_type", "client_credentials".to_owned()),
+                    ("client_id", oauth.client_id.clone()),
+                ];
+                if let Some(secret) = &oauth.client_secret {
+                    form.push(("client_secret", secret.expose_secret().to_owned()));
+                }
+                if !scopes.is_empty() {
+                    let scopes: Vec<&str> = scopes.iter().map(|scope| scope.as_str()).collect();
+                    form.push(("scope", scopes.join(" ")));
+                }
+                form
+            }
+        };
+        let span = tracing::info_span!(
+            "http",
+            connector = %self.connector,
+            method = "POST",
+            route = TOKEN_ROUTE,
+            status = tracing::field::Empty,
+            attempt = 1u32,
+            ms = tracing::field::Empty,
+        );
+        let started = Instant::now();
+        oauth.counters.request(TOKEN_ROUTE);
+        let request = oauth
+            .http
+            .post(oauth.token_url.clone())
+            .header(reqwest::header::ACCEPT, "application/json")
+            .form(&form);
+        let exchange = async move {
+            let response = request.send().await?;
+            let status = response.status().as_u16();
+            let body = response.bytes().await?;
+            Ok::<_, reqwest::Error>((status, body))
+        };
+        let outcome = tokio::time::timeout(oauth.timeout, exchange)
+            .instrument(span.clone())
+            .await;
+        span.record("ms", super::client::millis(started.elapsed()));
+        let connector = self.connector.to_string();
+        let (status, body) = match outcome {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(err)) => {
+                return Err(ConnectorError::Transport {
+                    connector,
+                    route: TOKEN_ROUTE.into(),
+                    reason: super::client::describe(&err),
+                });
+            }
+            Err(_) => {
+                return Err(ConnectorError::Transport {
+                    connector,
+                    route: TOKEN_ROUTE.into(),
+                    reason: format!("no complete response within {:?}", oauth.timeout),
+                });
+            }
+        };
+        span.record("status", status);
+        if status >= 500 {
+            return Err(ConnectorError::Api {
+                connector,
+                route: TOKEN_ROUTE.into(),
+                status,
+                message: "the token endpoint is unavailable".into(),
+                retry: crate::error::Retry::NextRun,
+            });
+        }
+        if (200..300).contains(&status) {
+            let token: RawToken =
+                serde_json::from_slice(&body).map_err(|_| ConnectorError::Malformed {
+                    connector,
+                    route: TOKEN_ROUTE.into(),
+                    reason: "the token response is not a token".into(),
+                })?;
+            return Ok(Issued {
+                access: SecretString::from(token.access_token),
+                refresh: token.refresh_token.map(SecretString::from),
+                lifetime: token.expires_in.map(Duration::from_secs),
+                instance_url: token.instance_url,
+            });
+        }
+        Err(match serde_json::from_slice::<RawTokenError>(&body) {
+            Ok(refusal) => self.error(format!(
+                "the token endpoint answered {}",
+                oauth_code(&refusal.error)
+            )),
+            Err(_) => self.error(format!(
+                "the token endpoint answered {status} without an error code"
+            )),
         })
     }
 
@@ -353,6 +629,7 @@ impl Authenticator {
                     .instrument(span.clone())
                     .await
             }
+            Grant::JwtBearer { .. } => unreachable!("exchanged by request_raw_token"),
         };
         let status = status.load(Ordering::Relaxed);
         if status != 0 {
@@ -431,6 +708,76 @@ impl Authenticator {
     }
 }
 
+impl OAuth {
+    /// Whether tokens are asked for by this module rather than the oauth2
+    /// crate: a grant it lacks, or a response it would not read whole.
+    fn raw(&self) -> bool {
+        matches!(self.grant, Grant::JwtBearer { .. }) || self.instance.is_some()
+    }
+}
+
+/// An OAuth error code as it may appear in an error message: the RFC 6749
+/// alphabet only, so that nothing else the endpoint sent can slip through.
+fn oauth_code(code: &str) -> String {
+    let clean: String = code
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+        .take(64)
+        .collect();
+    if clean.is_empty() {
+        "an unreadable error code".into()
+    } else {
+        clean
+    }
+}
+
+/// The instance a token response named, if the check lets calls go there:
+/// https to an allowed host, or plain loopback when the token URL is
+/// loopback too. Only the origin is kept.
+fn accept_instance(check: &InstanceCheck, named: &str, token_url: &Url) -> Result<Url, String> {
+    const REFUSED: &str = "instance_url host not allowed";
+    let url = Url::parse(named).map_err(|_| "instance_url is not a url".to_owned())?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(REFUSED.into());
+    }
+    let loopback = |url: &Url| match url.host() {
+        Some(Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
+        Some(Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    let allowed = if loopback(&url) {
+        loopback(token_url) && matches!(url.scheme(), "http" | "https")
+    } else {
+        url.scheme() == "https"
+            && matches!(url.host(), Some(Host::Domain(host)) if check
+                .allowed_hosts
+                .iter()
+                .any(|pattern| host_matches(pattern, host)))
+    };
+    if !allowed {
+        return Err(REFUSED.into());
+    }
+    let mut origin = url;
+    origin.set_path("");
+    origin.set_query(None);
+    origin.set_fragment(None);
+    Ok(origin)
+}
+
+/// `pattern` is a host name, or `*.` and a suffix matching any subdomain
+/// of it (not the suffix itself).
+fn host_matches(pattern: &str, host: &str) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let pattern = pattern.trim().to_ascii_lowercase();
+    match pattern.strip_prefix("*.") {
+        Some(suffix) => host
+            .strip_suffix(suffix)
+            .is_some_and(|head| head.len() > 1 && head.ends_with('.')),
+        None => host == pattern,
+    }
+}
+
 /// The token endpoint receives the client secret: https only, or plain http
 /// to a loopback host (an emulator).
 fn check_token_url(url: &Url) -> Result<(), String> {
@@ -444,6 +791,64 @@ fn check_token_url(url: &Url) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wildcard_matches_subdomains_only() {
+        assert!(host_matches(
+            "*.my.salesforce.com",
+            "acme.my.salesforce.com"
+        ));
+        assert!(host_matches(
+            "*.my.salesforce.com",
+            "ACME.my.salesforce.com"
+        ));
+        assert!(!host_matches("*.my.salesforce.com", "my.salesforce.com"));
+        assert!(!host_matches(
+            "*.my.salesforce.com",
+            "acme.my.salesforce.com.evil.io"
+        ));
+        assert!(!host_matches(
+            "*.my.salesforce.com",
+            "evilmy.salesforce.com"
+        ));
+        assert!(host_matches("na1.salesforce.com", "na1.salesforce.com"));
+    }
+
+    #[test]
+    fn an_instance_must_be_https_to_an_allowed_host_or_loopback_behind_a_loopback_login() {
+        let check = InstanceCheck {
+            allowed_hosts: vec!["*.my.salesforce.com".into()],
+        };
+        let remote = Url::parse("https://login.salesforce.com/services/oauth2/token").unwrap();
+        let local = Url::parse("http://127.0.0.1:9/services/oauth2/token").unwrap();
+        assert_eq!(
+            accept_instance(&check, "https://acme.my.salesforce.com/x?y", &remote)
+                .unwrap()
+                .as_str(),
+            "https://acme.my.salesforce.com/"
+        );
+        for refused in [
+            "http://acme.my.salesforce.com",
+            "https://evil.example.com",
+            "https://user@acme.my.salesforce.com",
+            "http://127.0.0.1:8080",
+            "not a url",
+        ] {
+            assert!(
+                accept_instance(&check, refused, &remote).is_err(),
+                "{refused}"
+            );
+        }
+        assert!(accept_instance(&check, "http://127.0.0.1:8080", &local).is_ok());
+        assert!(accept_instance(&check, "https://evil.example.com", &local).is_err());
+    }
+
+    #[test]
+    fn an_oauth_error_code_keeps_only_its_alphabet() {
+        assert_eq!(oauth_code("invalid_grant"), "invalid_grant");
+        assert_eq!(oauth_code("bad <token abc>"), "badtokenabc");
+        assert_eq!(oauth_code("!!"), "an unreadable error code");
+    }
 
     #[test]
     fn a_token_is_renewed_a_tenth_of_its_lifetime_early_but_at_most_a_minute() {

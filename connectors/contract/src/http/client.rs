@@ -7,7 +7,7 @@ use super::retry::{Budget, RetryPolicy};
 use crate::error::{ConnectorError, Retry};
 use crate::ids::ConnectorName;
 use bytes::Bytes;
-use reqwest::header::{ACCEPT, HeaderMap};
+use reqwest::header::{ACCEPT, HeaderMap, HeaderName};
 use reqwest::{Method, StatusCode};
 use secrecy::ExposeSecret;
 use std::collections::BTreeMap;
@@ -31,6 +31,21 @@ pub struct HttpSettings {
     pub auth: AuthSettings,
     pub limits: RateLimits,
     pub retry: RetryPolicy,
+    /// When set, API calls go to the `instance_url` the token endpoint
+    /// names (Salesforce), once it has passed this check; `base_url` then
+    /// only serves until the first token arrives, and is never called.
+    pub instance: Option<InstanceCheck>,
+}
+
+/// Which hosts a token response's `instance_url` may name. A forged or
+/// tampered token response must not redirect the bearer token elsewhere:
+/// the URL must be https and its host must match a pattern, or it is plain
+/// loopback and so is the token URL (an emulator).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceCheck {
+    /// Host names, or patterns with a leading `*.` matching any subdomain
+    /// (`*.my.salesforce.com`), compared without regard to case.
+    pub allowed_hosts: Vec<String>,
 }
 
 /// Where a call goes.
@@ -56,6 +71,9 @@ pub struct Call {
     pub json: Option<serde_json::Value>,
     pub bucket: Bucket,
     pub resend: Resend,
+    /// Extra request headers (`Sforce-Query-Options`); like every header,
+    /// never logged.
+    pub headers: Vec<(HeaderName, String)>,
 }
 
 /// When a failed call may be sent again within the call.
@@ -131,6 +149,7 @@ impl HttpClient {
             auth,
             limits,
             retry,
+            instance,
         } = settings;
         let refuse = |setting: &str, reason: String| ConnectorError::Transport {
             connector: connector.to_string(),
@@ -147,7 +166,7 @@ impl HttpClient {
             .build()
             .map_err(|err| refuse("http client", describe(&err)))?;
         let counters = Arc::new(Counters::default());
-        let auth = Authenticator::new(&connector, auth, &http, retry.timeout, &counters)
+        let auth = Authenticator::new(&connector, auth, instance, &http, retry.timeout, &counters)
             .map_err(|reason| refuse("token url", reason))?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -172,7 +191,6 @@ impl HttpClient {
     /// first 2xx response, or the error that ended the call.
     pub async fn send(&self, call: Call) -> Result<HttpResponse, ConnectorError> {
         let inner = &*self.inner;
-        let url = inner.url_for(&call)?;
         let mut backoff = inner.retry.backoff();
         let mut attempt = 0u32;
         let mut retries = 0u32;
@@ -180,10 +198,10 @@ impl HttpClient {
         loop {
             inner.limits.ready(call.bucket).await;
             let credential = inner.auth.credential().await?;
+            // The instance a token names may change with the token.
+            let url = inner.url_for(&call, credential.instance.as_ref())?;
             attempt += 1;
-            let (error, status, after) = match inner
-                .attempt(&call, url.clone(), &credential, attempt)
-                .await
+            let (error, status, after) = match inner.attempt(&call, url, &credential, attempt).await
             {
                 Attempt::Answered(answer) if answer.status.is_success() => {
                     if let Some(wait) = inner.dialect.pace(&answer.headers) {
@@ -297,15 +315,18 @@ enum Next {
 }
 
 impl Inner {
-    fn url_for(&self, call: &Call) -> Result<Url, ConnectorError> {
+    /// The URL of `call`, under `instance` when the token named one (it
+    /// has passed the [`InstanceCheck`]), else under the base URL.
+    fn url_for(&self, call: &Call, instance: Option<&Url>) -> Result<Url, ConnectorError> {
+        let base = instance.unwrap_or(&self.base_url);
         let mut url = match &call.target {
             Target::Path(path) => {
                 // Appended, not joined: a base URL's own path (an API
                 // version prefix) is kept.
-                let mut url = self.base_url.clone();
+                let mut url = base.clone();
                 let joined = format!(
                     "{}/{}",
-                    self.base_url.path().trim_end_matches('/'),
+                    base.path().trim_end_matches('/'),
                     path.trim_start_matches('/')
                 );
                 url.set_path(&joined);
@@ -314,7 +335,7 @@ impl Inner {
             Target::Absolute(link) => {
                 let url = Url::parse(link)
                     .map_err(|_| self.malformed(call, "a link it sent is not a url"))?;
-                if !same_origin(&url, &self.base_url) {
+                if !same_origin(&url, base) {
                     return Err(
                         self.malformed(call, "a link it sent points away from its base url")
                     );
@@ -352,6 +373,9 @@ impl Inner {
             .request(call.method.clone(), url)
             .bearer_auth(credential.token.expose_secret())
             .header(ACCEPT, "application/json");
+        for (name, value) in &call.headers {
+            request = request.header(name, value);
+        }
         if let Some(json) = &call.json {
             request = request.json(json);
         }

@@ -21,7 +21,8 @@ mod retry;
 
 pub use auth::{AuthSettings, TokenStore, TokenStoreError};
 pub use client::{
-    Call, CallStats, HttpClient, HttpResponse, HttpSettings, Resend, TOKEN_ROUTE, Target,
+    Call, CallStats, HttpClient, HttpResponse, HttpSettings, InstanceCheck, Resend, TOKEN_ROUTE,
+    Target,
 };
 pub use dialect::{Dialect, Failure, Verdict, retry_after};
 pub use limits::{Bucket, RateLimits};

@@ -1,0 +1,242 @@
+//! The sObjects the emulator serves, their key prefixes (facts 1.6) and
+//! the fields each one has, with the type SOQL compares them as.
+
+use std::fmt;
+
+/// An sObject type the emulated org holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SObject {
+    Account,
+    Contact,
+    Lead,
+    Opportunity,
+    Task,
+    User,
+    OpportunityHistory,
+}
+
+/// How a field's values are typed, for SOQL comparisons and writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FieldType {
+    Id,
+    Text,
+    Bool,
+    Number,
+    Date,
+    DateTime,
+    /// A lookup to a record of one of these types.
+    Reference(&'static [SObject]),
+}
+
+use FieldType::{Bool, DateTime, Id, Number, Reference, Text};
+
+const COMMON: &[(&str, FieldType)] = &[
+    ("Id", Id),
+    ("IsDeleted", Bool),
+    ("CreatedDate", DateTime),
+    ("LastModifiedDate", DateTime),
+    ("SystemModstamp", DateTime),
+];
+
+impl SObject {
+    pub const ALL: [SObject; 7] = [
+        SObject::Account,
+        SObject::Contact,
+        SObject::Lead,
+        SObject::Opportunity,
+        SObject::Task,
+        SObject::User,
+        SObject::OpportunityHistory,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SObject::Account => "Account",
+            SObject::Contact => "Contact",
+            SObject::Lead => "Lead",
+            SObject::Opportunity => "Opportunity",
+            SObject::Task => "Task",
+            SObject::User => "User",
+            SObject::OpportunityHistory => "OpportunityHistory",
+        }
+    }
+
+    /// The sObject named `name`; Salesforce names are case-insensitive.
+    pub fn from_name(name: &str) -> Option<SObject> {
+        Self::ALL
+            .into_iter()
+            .find(|o| o.name().eq_ignore_ascii_case(name))
+    }
+
+    /// The three-character key prefix of its ids (facts 1.6; 005 and 008
+    /// are general knowledge (?)).
+    pub fn key_prefix(self) -> &'static str {
+        match self {
+            SObject::Account => "001",
+            SObject::Contact => "003",
+            SObject::Lead => "00Q",
+            SObject::Opportunity => "006",
+            SObject::Task => "00T",
+            SObject::User => "005",
+            SObject::OpportunityHistory => "008",
+        }
+    }
+
+    pub(crate) fn of_id(id: &str) -> Option<SObject> {
+        Self::ALL
+            .into_iter()
+            .find(|o| id.len() >= 3 && &id[..3] == o.key_prefix())
+    }
+
+    /// Writable through the REST API (OpportunityHistory is read-only,
+    /// Users are left alone).
+    pub(crate) fn writable(self) -> bool {
+        !matches!(self, SObject::OpportunityHistory | SObject::User)
+    }
+
+    fn own_fields(self) -> &'static [(&'static str, FieldType)] {
+        const OWNER: FieldType = Reference(&[SObject::User]);
+        const ACCOUNT: FieldType = Reference(&[SObject::Account]);
+        match self {
+            SObject::Account => &[
+                ("Name", Text),
+                ("Website", Text),
+                ("OwnerId", OWNER),
+                ("Customer_Stage__c", Text),
+                ("Description", Text),
+            ],
+            SObject::Contact => &[
+                ("FirstName", Text),
+                ("LastName", Text),
+                ("Name", Text),
+                ("Email", Text),
+                ("AccountId", ACCOUNT),
+                ("OwnerId", OWNER),
+                ("Description", Text),
+            ],
+            SObject::Lead => &[
+                ("FirstName", Text),
+                ("LastName", Text),
+                ("Name", Text),
+                ("Email", Text),
+                ("Company", Text),
+                ("Website", Text),
+                ("Status", Text),
+                ("LeadSource", Text),
+                ("OwnerId", OWNER),
+                ("Description", Text),
+            ],
+            SObject::Opportunity => &[
+                ("Name", Text),
+                ("StageName", Text),
+                ("Amount", Number),
+                ("CloseDate", FieldType::Date),
+                ("AccountId", ACCOUNT),
+                ("OwnerId", OWNER),
+                ("IsClosed", Bool),
+                ("IsWon", Bool),
+                ("LeadSource", Text),
+                ("Description", Text),
+                ("Pain_Points__c", Text),
+                ("Discovery_Call_Date__c", FieldType::Date),
+                ("Decision_Maker__c", Text),
+                ("Budget_Confirmed__c", Bool),
+            ],
+            SObject::Task => &[
+                ("Subject", Text),
+                ("Description", Text),
+                ("Status", Text),
+                ("Priority", Text),
+                ("IsClosed", Bool),
+                ("ActivityDate", FieldType::Date),
+                (
+                    "WhatId",
+                    Reference(&[SObject::Account, SObject::Opportunity]),
+                ),
+                ("WhoId", Reference(&[SObject::Contact, SObject::Lead])),
+                ("OwnerId", OWNER),
+                ("Journey_Key__c", Text),
+            ],
+            SObject::User => &[
+                ("Name", Text),
+                ("Username", Text),
+                ("Email", Text),
+                ("IsActive", Bool),
+                ("Department", Text),
+                ("Title", Text),
+            ],
+            SObject::OpportunityHistory => &[
+                ("OpportunityId", Reference(&[SObject::Opportunity])),
+                ("StageName", Text),
+                ("Amount", Number),
+                ("CloseDate", FieldType::Date),
+            ],
+        }
+    }
+
+    /// The field named `name` (case-insensitive): its canonical name and type.
+    pub(crate) fn field(self, name: &str) -> Option<(&'static str, FieldType)> {
+        COMMON
+            .iter()
+            .chain(self.own_fields())
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .copied()
+            .filter(|(n, _)| {
+                // OpportunityHistory has no LastModifiedDate.
+                !(self == SObject::OpportunityHistory && *n == "LastModifiedDate")
+            })
+    }
+
+    /// Fields the server sets; a write naming them is refused.
+    pub(crate) fn read_only(self, name: &str) -> bool {
+        let derived_name = matches!(self, SObject::Contact | SObject::Lead) && name == "Name";
+        derived_name
+            || matches!(
+                name,
+                "Id" | "IsDeleted"
+                    | "CreatedDate"
+                    | "LastModifiedDate"
+                    | "SystemModstamp"
+                    | "IsClosed"
+                    | "IsWon"
+            )
+    }
+
+    /// Fields a create must set (general knowledge of the standard
+    /// objects (?)).
+    pub(crate) fn required(self) -> &'static [&'static str] {
+        match self {
+            SObject::Account => &["Name"],
+            SObject::Contact => &["LastName"],
+            SObject::Lead => &["LastName", "Company"],
+            SObject::Opportunity => &["Name", "StageName", "CloseDate"],
+            _ => &[],
+        }
+    }
+
+    /// Fields marked External ID, usable for upserts.
+    pub(crate) fn external_ids(self) -> &'static [&'static str] {
+        match self {
+            SObject::Task => &["Journey_Key__c"],
+            _ => &[],
+        }
+    }
+}
+
+impl fmt::Display for SObject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Task Status values (facts 1.4, a default picklist (?)) and whether each
+/// one closes the task.
+pub(crate) const TASK_STATUSES: [(&str, bool); 5] = [
+    ("Not Started", false),
+    ("In Progress", false),
+    ("Completed", true),
+    ("Waiting on someone else", false),
+    ("Deferred", false),
+];
+
+pub(crate) const TASK_PRIORITIES: [&str; 3] = ["High", "Normal", "Low"];

@@ -1,0 +1,245 @@
+//! The org's records in memory: ids, writes with their system fields, the
+//! recycle bin and its delete log.
+
+use super::clock::{self, Clock};
+use super::object::{SObject, TASK_STATUSES};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+/// One record; field values are held as they go on the wire.
+#[derive(Debug, Clone)]
+pub(crate) struct Record {
+    pub id: String,
+    pub fields: Map<String, Value>,
+    /// When it went to the recycle bin.
+    pub deleted_ms: Option<i64>,
+    /// Rendered malformed from now on.
+    pub corrupt: bool,
+}
+
+impl Record {
+    pub(crate) fn get(&self, field: &str) -> Option<&Value> {
+        self.fields.get(field).filter(|v| !v.is_null())
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Store {
+    pub clock: Clock,
+    tables: BTreeMap<SObject, BTreeMap<String, Record>>,
+    next: BTreeMap<SObject, u64>,
+    pub rng: fastrand::Rng,
+}
+
+const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// The 18-character form of a 15-character id: three checksum characters
+/// that make it case-insensitive.
+pub(crate) fn id18(id15: &str) -> String {
+    const SUFFIX: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ012345";
+    let mut out = id15.to_owned();
+    for chunk in id15.as_bytes().chunks(5) {
+        let bits = chunk
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.is_ascii_uppercase())
+            .fold(0usize, |acc, (i, _)| acc | (1 << i));
+        out.push(char::from(SUFFIX[bits]));
+    }
+    out
+}
+
+/// Whether `id` is shaped like a Salesforce id (15 or 18 alphanumerics).
+pub(crate) fn well_formed_id(id: &str) -> bool {
+    (id.len() == 15 || id.len() == 18) && id.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+fn id_of(object: SObject, n: u64) -> String {
+    let mut digits = [b'0'; 6];
+    let mut rest = n;
+    for slot in digits.iter_mut().rev() {
+        *slot = BASE62[(rest % 62) as usize];
+        rest /= 62;
+    }
+    let body = String::from_utf8_lossy(&digits);
+    id18(&format!("{}Dn0000{body}", object.key_prefix()))
+}
+
+/// Where each object's counter starts: users at `03KxQ1`, so the first
+/// user is `005Dn000003KxQ1IAK`, the id the shipped config names.
+fn first_number(object: SObject) -> u64 {
+    let from = |s: &str| {
+        s.bytes().fold(0u64, |acc, b| {
+            acc * 62 + BASE62.iter().position(|c| *c == b).unwrap_or(0) as u64
+        })
+    };
+    match object {
+        SObject::User => from("03KxQ1"),
+        // Just below a digit-to-letter boundary, so that ids sort the same
+        // as text either side of it (they are base 62 in ASCII order).
+        _ => from("0ZZZZX") - 40,
+    }
+}
+
+impl Store {
+    pub(crate) fn new(clock: Clock, seed: u64) -> Self {
+        Self {
+            clock,
+            tables: SObject::ALL.iter().map(|o| (*o, BTreeMap::new())).collect(),
+            next: SObject::ALL
+                .iter()
+                .map(|o| (*o, first_number(*o)))
+                .collect(),
+            rng: fastrand::Rng::with_seed(seed ^ 0x5f5f),
+        }
+    }
+
+    pub(crate) fn table(&self, object: SObject) -> &BTreeMap<String, Record> {
+        &self.tables[&object]
+    }
+
+    fn table_mut(&mut self, object: SObject) -> &mut BTreeMap<String, Record> {
+        self.tables
+            .get_mut(&object)
+            .expect("every object has a table")
+    }
+
+    /// A record by its 15- or 18-character id, deleted or not.
+    pub(crate) fn get(&self, object: SObject, id: &str) -> Option<&Record> {
+        let table = self.table(object);
+        table
+            .get(id)
+            .or_else(|| (id.len() == 15).then(|| table.get(&id18(id))).flatten())
+    }
+
+    pub(crate) fn get_mut(&mut self, object: SObject, id: &str) -> Option<&mut Record> {
+        let key = if id.len() == 15 {
+            id18(id)
+        } else {
+            id.to_owned()
+        };
+        self.table_mut(object).get_mut(&key)
+    }
+
+    /// A live record anywhere in the org by id (for lookups).
+    pub(crate) fn live_anywhere(&self, id: &str) -> Option<(SObject, &Record)> {
+        let object = SObject::of_id(id)?;
+        self.get(object, id)
+            .filter(|r| r.deleted_ms.is_none())
+            .map(|r| (object, r))
+    }
+
+    /// Inserts a record stamped `at` (epoch ms) and returns its id.
+    pub(crate) fn insert_at(
+        &mut self,
+        object: SObject,
+        fields: Map<String, Value>,
+        at: i64,
+    ) -> String {
+        let n = self.next[&object];
+        self.next.insert(object, n + 1);
+        let id = id_of(object, n);
+        let stamp = Value::String(clock::datetime(at));
+        let mut record = Record {
+            id: id.clone(),
+            fields,
+            deleted_ms: None,
+            corrupt: false,
+        };
+        record.fields.insert("Id".into(), Value::String(id.clone()));
+        record.fields.insert("IsDeleted".into(), Value::Bool(false));
+        record.fields.insert("CreatedDate".into(), stamp.clone());
+        if object != SObject::OpportunityHistory {
+            record
+                .fields
+                .insert("LastModifiedDate".into(), stamp.clone());
+        }
+        record.fields.insert("SystemModstamp".into(), stamp);
+        derive(object, &mut record.fields);
+        self.table_mut(object).insert(id.clone(), record);
+        id
+    }
+
+    /// Inserts a record now.
+    pub(crate) fn insert(&mut self, object: SObject, fields: Map<String, Value>) -> String {
+        let at = self.clock.tick();
+        self.insert_at(object, fields, at)
+    }
+
+    /// Sets fields of a record and stamps it modified now.
+    pub(crate) fn update(&mut self, object: SObject, id: &str, fields: Map<String, Value>) {
+        let at = self.clock.tick();
+        if let Some(record) = self.get_mut(object, id) {
+            for (k, v) in fields {
+                record.fields.insert(k, v);
+            }
+            let stamp = Value::String(clock::datetime(at));
+            record
+                .fields
+                .insert("LastModifiedDate".into(), stamp.clone());
+            record.fields.insert("SystemModstamp".into(), stamp);
+            derive(object, &mut record.fields);
+        }
+    }
+
+    /// Moves a record to the recycle bin.
+    pub(crate) fn delete(&mut self, object: SObject, id: &str) -> bool {
+        let at = self.clock.tick();
+        match self.get_mut(object, id) {
+            Some(record) if record.deleted_ms.is_none() => {
+                record.deleted_ms = Some(at);
+                record.fields.insert("IsDeleted".into(), Value::Bool(true));
+                record
+                    .fields
+                    .insert("SystemModstamp".into(), Value::String(clock::datetime(at)));
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Fields Salesforce computes from others.
+fn derive(object: SObject, fields: &mut Map<String, Value>) {
+    let text = |fields: &Map<String, Value>, name: &str| {
+        fields
+            .get(name)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    match object {
+        SObject::Contact | SObject::Lead => {
+            let name = format!("{} {}", text(fields, "FirstName"), text(fields, "LastName"));
+            fields.insert("Name".into(), Value::String(name.trim().to_owned()));
+        }
+        SObject::Task => {
+            let status = text(fields, "Status");
+            let closed = TASK_STATUSES
+                .iter()
+                .any(|(s, closed)| *closed && *s == status);
+            fields.insert("IsClosed".into(), Value::Bool(closed));
+        }
+        SObject::Opportunity => {
+            let stage = text(fields, "StageName");
+            let closed = stage.starts_with("Closed");
+            fields.insert("IsClosed".into(), Value::Bool(closed));
+            fields.insert("IsWon".into(), Value::Bool(stage == "Closed Won"));
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eighteen_character_ids_carry_the_case_checksum() {
+        assert_eq!(id18("005Dn000003KxQ1"), "005Dn000003KxQ1IAK");
+        assert_eq!(
+            id_of(SObject::User, first_number(SObject::User)),
+            "005Dn000003KxQ1IAK"
+        );
+    }
+}

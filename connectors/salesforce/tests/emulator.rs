@@ -1,0 +1,901 @@
+//! Specifications of the Salesforce emulator, spoken to with a bare HTTP
+//! client: the token endpoint, SOQL and its pages, getDeleted, sObject
+//! Collections, the daily allocation, error arrays, and the control knobs
+//! tests rely on.
+
+#![cfg(feature = "emulator")]
+
+use journeyd_salesforce::emulator::{
+    EmulatorConfig, SObject, SalesforceEmulator, TEST_JWT_PRIVATE_KEY_PEM,
+};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const V: &str = "v62.0";
+
+struct Org {
+    emu: SalesforceEmulator,
+    http: reqwest::Client,
+    token: String,
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Value,
+}
+
+/// A small org (12 opportunities) with the daily allocation lifted.
+fn small() -> EmulatorConfig {
+    let mut config = EmulatorConfig::with_opportunities(12);
+    config.knobs.daily_limit = None;
+    config
+}
+
+fn epoch_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn assertion(iss: &str, sub: &str, aud: &str, exp: u64, key_pem: &str) -> String {
+    let claims = json!({"iss": iss, "sub": sub, "aud": aud, "exp": exp});
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::RS256),
+        &claims,
+        &EncodingKey::from_rsa_pem(key_pem.as_bytes()).unwrap(),
+    )
+    .unwrap()
+}
+
+async fn send(request: reqwest::RequestBuilder) -> Reply {
+    let response = request.send().await.expect("the emulator answers");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.bytes().await.expect("a whole body");
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).expect("a JSON body")
+    };
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+impl Org {
+    async fn start(config: EmulatorConfig) -> Self {
+        let emu = SalesforceEmulator::start(config).expect("the emulator starts");
+        let http = reqwest::Client::new();
+        let mut org = Self {
+            emu,
+            http,
+            token: String::new(),
+        };
+        let reply = org.jwt_login(org.good_assertion()).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        org.token = reply.body["access_token"].as_str().unwrap().to_owned();
+        org
+    }
+
+    fn good_assertion(&self) -> String {
+        assertion(
+            &self.emu.client_id(),
+            &self.emu.username(),
+            &self.emu.jwt_audience(),
+            epoch_secs() + 180,
+            TEST_JWT_PRIVATE_KEY_PEM,
+        )
+    }
+
+    async fn token_call(&self, form: &[(&str, &str)]) -> Reply {
+        send(self.http.post(self.emu.token_url()).form(form)).await
+    }
+
+    async fn jwt_login(&self, assertion: String) -> Reply {
+        self.token_call(&[
+            ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+            ("assertion", &assertion),
+        ])
+        .await
+    }
+
+    fn url(&self, path: &str) -> reqwest::Url {
+        self.emu
+            .base_url()
+            .join(path.trim_start_matches('/'))
+            .unwrap()
+    }
+
+    async fn get(&self, path: &str) -> Reply {
+        send(self.http.get(self.url(path)).bearer_auth(&self.token)).await
+    }
+
+    async fn query(&self, route: &str, soql: &str, batch: Option<usize>) -> Reply {
+        let mut request = self
+            .http
+            .get(self.url(&format!("/services/data/{V}/{route}")))
+            .query(&[("q", soql)])
+            .bearer_auth(&self.token);
+        if let Some(n) = batch {
+            request = request.header("Sforce-Query-Options", format!("batchSize={n}"));
+        }
+        send(request).await
+    }
+
+    async fn soql(&self, soql: &str) -> Reply {
+        self.query("query", soql, None).await
+    }
+
+    async fn write(&self, method: reqwest::Method, path: &str, body: Value) -> Reply {
+        send(
+            self.http
+                .request(method, self.url(path))
+                .bearer_auth(&self.token)
+                .json(&body),
+        )
+        .await
+    }
+
+    async fn collections(&self, method: reqwest::Method, body: Value) -> Reply {
+        self.write(
+            method,
+            &format!("/services/data/{V}/composite/sobjects"),
+            body,
+        )
+        .await
+    }
+}
+
+fn field(reply: &Reply, name: &str) -> Vec<Value> {
+    reply.body["records"]
+        .as_array()
+        .unwrap_or_else(|| panic!("records in {}", reply.body))
+        .iter()
+        .map(|r| r[name].clone())
+        .collect()
+}
+
+fn assert_error(reply: &Reply, status: StatusCode, code: &str) {
+    assert_eq!(reply.status, status, "{}", reply.body);
+    assert_eq!(reply.body[0]["errorCode"], code, "{}", reply.body);
+    assert!(
+        reply.body[0]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+    );
+}
+
+fn task(subject: &str, what: &str) -> Value {
+    json!({"attributes": {"type": "Task"}, "Subject": subject, "WhatId": what, "Status": "Not Started", "Priority": "Normal"})
+}
+
+// --- auth -----------------------------------------------------------------
+
+#[tokio::test]
+async fn a_jwt_assertion_signed_with_the_configured_key_gets_a_token_without_a_refresh_token() {
+    let org = Org::start(small()).await;
+    let reply = org.jwt_login(org.good_assertion()).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let body = &reply.body;
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(
+        body["instance_url"],
+        org.emu.base_url().as_str().trim_end_matches('/')
+    );
+    assert!(
+        body["issued_at"].as_str().unwrap().parse::<i64>().is_ok(),
+        "{body}"
+    );
+    assert!(body["id"].as_str().unwrap().contains("/id/00D"), "{body}");
+    assert!(body["signature"].is_string());
+    assert!(body.get("refresh_token").is_none(), "{body}");
+}
+
+#[tokio::test]
+async fn a_jwt_assertion_with_a_foreign_signature_or_past_expiry_or_wrong_audience_is_invalid_grant()
+ {
+    let org = Org::start(small()).await;
+    // A key the emulator does not know: a fresh one is out of reach
+    // without OpenSSL, so the test key's signature is tampered with.
+    let good = org.good_assertion();
+    let (head, _) = good.rsplit_once('.').unwrap();
+    let forged = format!("{head}.{}", "A".repeat(342));
+    let expired = assertion(
+        &org.emu.client_id(),
+        &org.emu.username(),
+        &org.emu.jwt_audience(),
+        epoch_secs() - 600,
+        TEST_JWT_PRIVATE_KEY_PEM,
+    );
+    let elsewhere = assertion(
+        &org.emu.client_id(),
+        &org.emu.username(),
+        "https://login.example.com",
+        epoch_secs() + 180,
+        TEST_JWT_PRIVATE_KEY_PEM,
+    );
+    for bad in [forged, expired, elsewhere] {
+        let reply = org.jwt_login(bad).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+        assert_eq!(reply.body["error"], "invalid_grant", "{}", reply.body);
+        assert!(reply.body["error_description"].is_string());
+    }
+    let stranger = assertion(
+        "someone-else",
+        &org.emu.username(),
+        &org.emu.jwt_audience(),
+        epoch_secs() + 180,
+        TEST_JWT_PRIVATE_KEY_PEM,
+    );
+    assert_eq!(
+        org.jwt_login(stranger).await.body["error"],
+        "invalid_client_id"
+    );
+}
+
+#[tokio::test]
+async fn a_refresh_keeps_the_refresh_token_unless_rotation_is_on_and_then_the_old_one_dies() {
+    let org = Org::start(small()).await;
+    let first = org.emu.refresh_token();
+    let reply = refresh(&org, &first).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert!(reply.body.get("refresh_token").is_none());
+    assert_eq!(org.emu.refresh_token(), first);
+
+    org.emu.update_knobs(|k| k.rotate_refresh_tokens = true);
+    let reply = refresh(&org, &first).await;
+    let second = reply.body["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(second, first);
+    assert_eq!(org.emu.refresh_token(), second);
+    let stale = refresh(&org, &first).await;
+    assert_eq!(stale.status, StatusCode::BAD_REQUEST);
+    assert_eq!(stale.body["error"], "invalid_grant");
+    assert_eq!(
+        stale.body["error_description"],
+        "expired access/refresh token"
+    );
+}
+
+async fn refresh(org: &Org, token: &str) -> Reply {
+    let (id, secret) = (org.emu.client_id(), org.emu.client_secret());
+    org.token_call(&[
+        ("grant_type", "refresh_token"),
+        ("client_id", &id),
+        ("client_secret", &secret),
+        ("refresh_token", token),
+    ])
+    .await
+}
+
+#[tokio::test]
+async fn the_instance_url_knob_names_another_host_in_the_token_response() {
+    let org = Org::start(small()).await;
+    org.emu
+        .update_knobs(|k| k.instance_url = Some("https://evil.example.com".into()));
+    let reply = org.jwt_login(org.good_assertion()).await;
+    assert_eq!(reply.body["instance_url"], "https://evil.example.com");
+}
+
+#[tokio::test]
+async fn a_data_call_with_no_or_an_expired_token_is_401_with_an_error_array() {
+    let org = Org::start(small()).await;
+    let bare = send(org.http.get(org.url(&format!("/services/data/{V}/limits")))).await;
+    assert_error(&bare, StatusCode::UNAUTHORIZED, "INVALID_SESSION_ID");
+    assert_eq!(bare.body[0]["message"], "Session expired or invalid");
+    assert_eq!(
+        org.get(&format!("/services/data/{V}/limits")).await.status,
+        StatusCode::OK
+    );
+    org.emu.expire_tokens();
+    assert_error(
+        &org.get(&format!("/services/data/{V}/limits")).await,
+        StatusCode::UNAUTHORIZED,
+        "INVALID_SESSION_ID",
+    );
+}
+
+#[tokio::test]
+async fn tokens_expire_after_the_given_number_of_calls() {
+    let org = Org::start(small()).await;
+    org.emu.expire_after_requests(2);
+    let path = format!("/services/data/{V}/limits");
+    assert_eq!(org.get(&path).await.status, StatusCode::OK);
+    assert_eq!(org.get(&path).await.status, StatusCode::OK);
+    assert_eq!(org.get(&path).await.status, StatusCode::UNAUTHORIZED);
+}
+
+// --- SOQL -----------------------------------------------------------------
+
+#[tokio::test]
+async fn where_and_order_and_limit_are_applied() {
+    let org = Org::start(small()).await;
+    let reply = org
+        .soql("SELECT Id, Name, Amount FROM Opportunity WHERE Amount >= 100000 AND IsClosed = false ORDER BY Amount DESC, Id LIMIT 3")
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let amounts: Vec<f64> = field(&reply, "Amount")
+        .iter()
+        .map(|a| a.as_f64().unwrap())
+        .collect();
+    assert!(amounts.len() <= 3 && !amounts.is_empty());
+    assert!(amounts.windows(2).all(|w| w[0] >= w[1]), "{amounts:?}");
+    assert!(amounts.iter().all(|a| *a >= 100_000.0));
+    // The same filter checked against the control API.
+    let expected = org
+        .emu
+        .records(SObject::Opportunity)
+        .iter()
+        .filter(|r| {
+            r.fields["Amount"].as_f64().unwrap() >= 100_000.0 && r.fields["IsClosed"] == false
+        })
+        .count();
+    assert_eq!(reply.body["totalSize"], expected.min(3));
+    let record = &reply.body["records"][0];
+    assert_eq!(record["attributes"]["type"], "Opportunity");
+    let id = record["Id"].as_str().unwrap();
+    assert_eq!(id.len(), 18);
+    assert!(id.starts_with("006"));
+    assert_eq!(
+        record["attributes"]["url"],
+        format!("/services/data/{V}/sobjects/Opportunity/{id}")
+    );
+}
+
+#[tokio::test]
+async fn or_in_not_and_like_select_what_they_say() {
+    let org = Org::start(small()).await;
+    let stages = org
+        .soql("SELECT StageName FROM Opportunity WHERE (StageName = 'Closed Won' OR StageName = 'Closed Lost') AND NOT StageName IN ('Closed Lost')")
+        .await;
+    let names = field(&stages, "StageName");
+    assert!(!names.is_empty());
+    assert!(names.iter().all(|s| s == "Closed Won"), "{names:?}");
+
+    let opps: Vec<String> = org
+        .emu
+        .ids(SObject::Opportunity)
+        .into_iter()
+        .take(5)
+        .collect();
+    let list = opps
+        .iter()
+        .map(|id| format!("'{id}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let tasks = org
+        .soql(&format!(
+            "SELECT Id, WhatId, Subject FROM Task WHERE WhatId IN ({list}) AND IsClosed = false"
+        ))
+        .await;
+    assert_eq!(tasks.status, StatusCode::OK, "{}", tasks.body);
+    let expected = org
+        .emu
+        .tasks()
+        .iter()
+        .filter(|t| {
+            opps.contains(&t.fields["WhatId"].as_str().unwrap().to_owned())
+                && t.fields["IsClosed"] == false
+        })
+        .count();
+    assert_eq!(tasks.body["totalSize"], expected);
+
+    let like = org
+        .soql("SELECT Subject FROM Task WHERE Subject LIKE '%onboard%'")
+        .await;
+    let subjects = field(&like, "Subject");
+    assert!(!subjects.is_empty());
+    assert!(
+        subjects
+            .iter()
+            .all(|s| s.as_str().unwrap().contains("Onboarding"))
+    );
+}
+
+#[tokio::test]
+async fn datetime_literals_compare_against_system_modstamp() {
+    let org = Org::start(small()).await;
+    let touched = org.emu.touch(SObject::Opportunity, 2);
+    let since = org.emu.now() - chrono::Duration::seconds(60);
+    let literal = since.format("%Y-%m-%dT%H:%M:%S.000+0000");
+    let reply = org
+        .soql(&format!("SELECT Id, SystemModstamp FROM Opportunity WHERE SystemModstamp >= {literal} ORDER BY SystemModstamp"))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let ids: BTreeSet<String> = field(&reply, "Id")
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, touched.into_iter().collect());
+    let stamp = field(&reply, "SystemModstamp")[0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(stamp.ends_with("+0000") && stamp.len() == 28, "{stamp}");
+}
+
+#[tokio::test]
+async fn a_stage_with_a_quote_and_a_backslash_round_trips_through_an_escaped_literal() {
+    let org = Org::start(small()).await;
+    let reply = org
+        .soql(r"SELECT Id, StageName FROM Opportunity WHERE StageName = 'Won\'t Close \\ Parked'")
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.body["totalSize"], 1);
+    assert_eq!(
+        reply.body["records"][0]["StageName"],
+        r"Won't Close \ Parked"
+    );
+}
+
+#[tokio::test]
+async fn malformed_queries_and_unknown_fields_or_objects_are_400_arrays() {
+    let org = Org::start(small()).await;
+    assert_error(
+        &org.soql("SELECT FROM Opportunity").await,
+        StatusCode::BAD_REQUEST,
+        "MALFORMED_QUERY",
+    );
+    assert_error(
+        &org.soql("SELECT Id FROM Opportunity WHERE Name = 'open")
+            .await,
+        StatusCode::BAD_REQUEST,
+        "MALFORMED_QUERY",
+    );
+    assert_error(
+        &org.soql("SELECT Nope__c FROM Opportunity").await,
+        StatusCode::BAD_REQUEST,
+        "INVALID_FIELD",
+    );
+    assert_error(
+        &org.soql("SELECT Id FROM Widget__c").await,
+        StatusCode::BAD_REQUEST,
+        "INVALID_TYPE",
+    );
+    assert_eq!(org.emu.queries().len(), 4);
+}
+
+#[tokio::test]
+async fn a_query_pages_by_next_records_url_in_batches_of_the_asked_size() {
+    let mut config = small();
+    config.sizes.contacts = 450;
+    let org = Org::start(config).await;
+    let mut reply = org
+        .query("query", "SELECT Id FROM Contact", Some(200))
+        .await;
+    let mut seen = Vec::new();
+    let mut pages = 1;
+    loop {
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        assert_eq!(reply.body["totalSize"], 450);
+        let batch = field(&reply, "Id");
+        seen.extend(batch.iter().map(|v| v.as_str().unwrap().to_owned()));
+        if reply.body["done"] == true {
+            assert!(reply.body.get("nextRecordsUrl").is_none());
+            break;
+        }
+        assert_eq!(batch.len(), 200);
+        let next = reply.body["nextRecordsUrl"].as_str().unwrap().to_owned();
+        assert!(
+            next.starts_with(&format!("/services/data/{V}/query/01g")),
+            "{next}"
+        );
+        assert!(pages < 5, "paging does not end");
+        reply = org.get(&next).await;
+        pages += 1;
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen, org.emu.ids(SObject::Contact));
+    let asked_small = org.query("query", "SELECT Id FROM Contact", Some(10)).await;
+    assert_eq!(
+        field(&asked_small, "Id").len(),
+        200,
+        "batchSize under 200 is raised to 200"
+    );
+}
+
+#[tokio::test]
+async fn query_all_sees_deleted_rows_and_query_does_not() {
+    let org = Org::start(small()).await;
+    let gone = org.emu.ids(SObject::Account)[0].clone();
+    org.emu.delete(SObject::Account, &gone).unwrap();
+    let soql = format!("SELECT Id, IsDeleted FROM Account WHERE Id = '{gone}'");
+    assert_eq!(org.query("query", &soql, None).await.body["totalSize"], 0);
+    let all = org.query("queryAll", &soql, None).await;
+    assert_eq!(all.body["totalSize"], 1);
+    assert_eq!(all.body["records"][0]["IsDeleted"], true);
+    assert!(org.emu.record(SObject::Account, &gone).unwrap().deleted);
+}
+
+#[tokio::test]
+async fn get_deleted_lists_the_recycle_bin_within_its_window_and_refuses_an_older_start() {
+    let org = Org::start(small()).await;
+    let gone = org.emu.ids(SObject::Opportunity)[1].clone();
+    let now = org.emu.now();
+    org.emu.delete(SObject::Opportunity, &gone).unwrap();
+    let fmt = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M:%S+00:00").to_string();
+    let window = |start, end| {
+        let url = org.url(&format!("/services/data/{V}/sobjects/Opportunity/deleted/"));
+        send(
+            org.http
+                .get(url)
+                .query(&[("start", start), ("end", end)])
+                .bearer_auth(&org.token),
+        )
+    };
+    let reply = window(
+        fmt(now - chrono::Duration::days(1)),
+        fmt(now + chrono::Duration::hours(1)),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let ids: Vec<&str> = reply.body["deletedRecords"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [gone.as_str()]);
+    assert!(
+        reply.body["earliestDateAvailable"]
+            .as_str()
+            .unwrap()
+            .ends_with(":00.000+0000")
+    );
+    assert!(reply.body["latestDateCovered"].is_string());
+    let too_old = window(fmt(now - chrono::Duration::days(16)), fmt(now)).await;
+    assert_error(
+        &too_old,
+        StatusCode::BAD_REQUEST,
+        "INVALID_REPLICATION_DATE",
+    );
+}
+
+#[tokio::test]
+async fn a_corrupted_record_renders_unreadable_timestamps() {
+    let org = Org::start(small()).await;
+    let id = org.emu.ids(SObject::Opportunity)[0].clone();
+    org.emu.corrupt(SObject::Opportunity, &id).unwrap();
+    let reply = org
+        .soql(&format!(
+            "SELECT SystemModstamp FROM Opportunity WHERE Id = '{id}'"
+        ))
+        .await;
+    assert_eq!(reply.body["records"][0]["SystemModstamp"], "not-a-date");
+}
+
+// --- writes ---------------------------------------------------------------
+
+#[tokio::test]
+async fn collections_create_answers_200_with_one_result_per_record_in_order() {
+    let org = Org::start(small()).await;
+    let opp = org.emu.ids(SObject::Opportunity)[0].clone();
+    let before = org.emu.tasks().len();
+    let reply = org
+        .collections(
+            reqwest::Method::POST,
+            json!({"allOrNone": false, "records": [
+                task("Onboarding kickoff", &opp),
+                {"attributes": {"type": "Task"}, "Subject": "x", "WhatId": opp, "Status": "Bogus"},
+                task("Second", "006000000000000AAA"),
+            ]}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let rows = reply.body.as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0]["success"], true);
+    assert!(rows[0]["id"].as_str().unwrap().starts_with("00T"));
+    assert_eq!(rows[1]["success"], false);
+    assert_eq!(
+        rows[1]["errors"][0]["statusCode"],
+        "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"
+    );
+    assert_eq!(
+        rows[2]["errors"][0]["statusCode"],
+        "INVALID_CROSS_REFERENCE_KEY"
+    );
+    assert_eq!(org.emu.tasks().len(), before + 1);
+    let created = org
+        .emu
+        .record(SObject::Task, rows[0]["id"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(created.fields["WhatId"], opp.as_str());
+    assert_eq!(
+        created.fields["OwnerId"],
+        org.emu.integration_user_id().as_str()
+    );
+}
+
+#[tokio::test]
+async fn all_or_none_rolls_every_good_row_back_when_one_fails() {
+    let org = Org::start(small()).await;
+    let opp = org.emu.ids(SObject::Opportunity)[0].clone();
+    let before = org.emu.tasks().len();
+    let reply = org
+        .collections(
+            reqwest::Method::POST,
+            json!({"allOrNone": true, "records": [task("a", &opp), task("b", "not-an-id")]}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body[0]["success"], false);
+    assert_eq!(
+        reply.body[0]["errors"][0]["statusCode"],
+        "ALL_OR_NONE_OPERATION_ROLLED_BACK"
+    );
+    assert_eq!(reply.body[1]["errors"][0]["statusCode"], "MALFORMED_ID");
+    assert_eq!(org.emu.tasks().len(), before);
+}
+
+#[tokio::test]
+async fn more_records_than_the_collections_maximum_is_a_400() {
+    let org = Org::start(small()).await;
+    let opp = org.emu.ids(SObject::Opportunity)[0].clone();
+    let records: Vec<Value> = (0..201).map(|i| task(&format!("t{i}"), &opp)).collect();
+    let reply = org
+        .collections(
+            reqwest::Method::POST,
+            json!({"allOrNone": false, "records": records}),
+        )
+        .await;
+    assert_error(&reply, StatusCode::BAD_REQUEST, "EXCEEDED_ID_LIMIT");
+    let ok: Vec<Value> = (0..200).map(|i| task(&format!("t{i}"), &opp)).collect();
+    let reply = org
+        .collections(
+            reqwest::Method::POST,
+            json!({"allOrNone": false, "records": ok}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(
+        reply
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["success"] == true)
+    );
+}
+
+#[tokio::test]
+async fn collections_update_needs_ids_and_sets_fields() {
+    let org = Org::start(small()).await;
+    let opp = org.emu.ids(SObject::Opportunity)[0].clone();
+    let reply = org
+        .collections(
+            reqwest::Method::PATCH,
+            json!({"records": [
+                {"attributes": {"type": "Opportunity"}, "id": opp, "Description": "Checked"},
+                {"attributes": {"type": "Opportunity"}, "Description": "no id"},
+            ]}),
+        )
+        .await;
+    assert_eq!(reply.body[0]["success"], true, "{}", reply.body);
+    assert_eq!(reply.body[1]["errors"][0]["statusCode"], "MISSING_ARGUMENT");
+    assert_eq!(
+        org.emu.record(SObject::Opportunity, &opp).unwrap().fields["Description"],
+        "Checked"
+    );
+}
+
+#[tokio::test]
+async fn upsert_by_external_id_creates_then_updates_without_a_duplicate() {
+    let org = Org::start(small()).await;
+    let opp = org.emu.ids(SObject::Opportunity)[0].clone();
+    let path = format!("/services/data/{V}/composite/sobjects/Task/Journey_Key__c");
+    let mut record = task("Onboarding kickoff", &opp);
+    record["Journey_Key__c"] = json!("jd-123");
+    let first = org
+        .write(
+            reqwest::Method::PATCH,
+            &path,
+            json!({"allOrNone": false, "records": [record.clone()]}),
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    assert_eq!(first.body[0]["created"], true);
+    record["Status"] = json!("Completed");
+    let second = org
+        .write(
+            reqwest::Method::PATCH,
+            &path,
+            json!({"allOrNone": false, "records": [record]}),
+        )
+        .await;
+    assert_eq!(second.body[0]["created"], false);
+    assert_eq!(second.body[0]["id"], first.body[0]["id"]);
+    let keyed: Vec<_> = org
+        .emu
+        .tasks()
+        .into_iter()
+        .filter(|t| t.fields.get("Journey_Key__c") == Some(&json!("jd-123")))
+        .collect();
+    assert_eq!(keyed.len(), 1);
+    assert_eq!(keyed[0].fields["IsClosed"], true);
+    let not_external = org
+        .write(
+            reqwest::Method::PATCH,
+            &format!("/services/data/{V}/composite/sobjects/Task/Subject"),
+            json!({"records": []}),
+        )
+        .await;
+    assert_error(&not_external, StatusCode::BAD_REQUEST, "INVALID_FIELD");
+}
+
+#[tokio::test]
+async fn a_single_record_patch_is_204_and_stamps_system_modstamp() {
+    let org = Org::start(small()).await;
+    let id = org.emu.ids(SObject::Opportunity)[0].clone();
+    let before =
+        org.emu.record(SObject::Opportunity, &id).unwrap().fields["SystemModstamp"].clone();
+    let reply = org
+        .write(
+            reqwest::Method::PATCH,
+            &format!("/services/data/{V}/sobjects/Opportunity/{id}"),
+            json!({"StageName": "Closed Won"}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    let after = org.emu.record(SObject::Opportunity, &id).unwrap();
+    assert_eq!(after.fields["IsWon"], true);
+    assert_ne!(after.fields["SystemModstamp"], before);
+    let unknown = org
+        .write(
+            reqwest::Method::PATCH,
+            &format!("/services/data/{V}/sobjects/Opportunity/{id}"),
+            json!({"Nope__c": 1}),
+        )
+        .await;
+    assert_error(&unknown, StatusCode::BAD_REQUEST, "INVALID_FIELD");
+}
+
+#[tokio::test]
+async fn an_injected_row_failure_hits_the_first_rows_of_the_next_call_only() {
+    let org = Org::start(small()).await;
+    let opp = org.emu.ids(SObject::Opportunity)[0].clone();
+    org.emu.fail_batch_rows(1);
+    let body = json!({"records": [task("a", &opp), task("b", &opp)]});
+    let reply = org.collections(reqwest::Method::POST, body.clone()).await;
+    assert_eq!(
+        reply.body[0]["errors"][0]["statusCode"],
+        "UNABLE_TO_LOCK_ROW"
+    );
+    assert_eq!(reply.body[1]["success"], true);
+    let again = org.collections(reqwest::Method::POST, body).await;
+    assert!(
+        again
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["success"] == true)
+    );
+}
+
+#[tokio::test]
+async fn a_held_create_commits_before_it_answers() {
+    let org = Org::start(small()).await;
+    let before = org.emu.tasks().len();
+    org.emu.hold_collections_create(Duration::from_secs(30));
+    let opp = org.emu.ids(SObject::Opportunity)[0].clone();
+    let request = org
+        .http
+        .post(org.url(&format!("/services/data/{V}/composite/sobjects")))
+        .bearer_auth(&org.token)
+        .json(&json!({"records": [task("held", &opp)]}));
+    let pending = tokio::spawn(request.send());
+    let mut committed = false;
+    for _ in 0..500 {
+        if org.emu.tasks().len() == before + 1 {
+            committed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(committed, "the task is written while the reply is held");
+    assert!(!pending.is_finished(), "the reply is still held");
+    pending.abort();
+}
+
+// --- limits and faults ----------------------------------------------------
+
+#[tokio::test]
+async fn the_daily_allocation_runs_out_as_a_403_with_no_retry_after() {
+    let mut config = small();
+    config.knobs.daily_limit = Some(3);
+    let org = Org::start(config).await;
+    let path = format!("/services/data/{V}/limits");
+    let first = org.get(&path).await;
+    assert_eq!(first.headers["sforce-limit-info"], "api-usage=1/3");
+    assert_eq!(first.body["DailyApiRequests"]["Max"], 3);
+    assert_eq!(first.body["DailyApiRequests"]["Remaining"], 2);
+    org.soql("SELECT Id FROM Account").await;
+    org.soql("SELECT Id FROM Account").await;
+    let refused = org.soql("SELECT Id FROM Account").await;
+    assert_error(&refused, StatusCode::FORBIDDEN, "REQUEST_LIMIT_EXCEEDED");
+    assert_eq!(refused.body[0]["message"], "TotalRequests Limit exceeded.");
+    assert!(refused.headers.get("retry-after").is_none());
+    assert_eq!(refused.headers["sforce-limit-info"], "api-usage=3/3");
+    assert_eq!(org.emu.api_usage(), (3, Some(3)));
+    org.emu.set_daily_limit(10);
+    assert_eq!(
+        org.soql("SELECT Id FROM Account").await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn requests_are_counted_by_route_template() {
+    let org = Org::start(small()).await;
+    org.soql("SELECT Id FROM Account").await;
+    org.soql("SELECT Id FROM Lead").await;
+    org.get(&format!("/services/data/{V}/limits")).await;
+    org.get("/nowhere").await;
+    let counts = org.emu.counts();
+    assert_eq!(counts.get("GET /services/data/{version}/query"), 2);
+    assert_eq!(counts.get("GET /services/data/{version}/limits"), 1);
+    assert_eq!(counts.get("POST /services/oauth2/token"), 1);
+    assert_eq!(counts.get("GET <unmatched>"), 1);
+}
+
+#[tokio::test]
+async fn an_unknown_api_version_is_a_404_array() {
+    let org = Org::start(small()).await;
+    assert_error(
+        &org.get("/services/data/v20.0/limits").await,
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+    );
+}
+
+#[tokio::test]
+async fn a_storm_is_503_with_retry_after_and_server_errors_are_salesforce_shaped() {
+    let org = Org::start(small()).await;
+    org.emu.faults().storm(1, Some(Duration::from_secs(2)));
+    let stormed = org.soql("SELECT Id FROM Account").await;
+    assert_error(
+        &stormed,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "SERVER_UNAVAILABLE",
+    );
+    assert_eq!(stormed.headers["retry-after"], "2");
+    org.emu.faults().fail_next(1);
+    assert_error(
+        &org.soql("SELECT Id FROM Account").await,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "UNKNOWN_EXCEPTION",
+    );
+    assert_eq!(
+        org.soql("SELECT Id FROM Account").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(org.emu.faults().injected().total(), 2);
+}
+
+#[tokio::test]
+async fn the_seeded_org_holds_the_configured_users_and_stage_history() {
+    let org = Org::start(small()).await;
+    assert!(
+        org.emu
+            .ids(SObject::User)
+            .contains(&"005Dn000003KxQ1IAK".to_owned())
+    );
+    let raj = org
+        .soql("SELECT Id, Department FROM User WHERE Email = 'raj.patel@example.com'")
+        .await;
+    assert_eq!(raj.body["totalSize"], 1);
+    let history = org.soql("SELECT OpportunityId, StageName, CreatedDate FROM OpportunityHistory ORDER BY CreatedDate").await;
+    assert!(history.body["totalSize"].as_u64().unwrap() >= 12);
+    let unmapped = org
+        .soql("SELECT Id FROM Opportunity WHERE StageName = 'On Hold'")
+        .await;
+    assert_eq!(unmapped.body["totalSize"], 1);
+}
