@@ -27,7 +27,7 @@ fn problems(table: &str) -> String {
 #[test]
 fn a_salesforce_connector_defaults_to_production_login_jwt_and_every_object() {
     let daemon = format!(
-        "{HEAD}{JWT}[connectors.crm.fields]\nPain_Points__c = \"pain_points\"\n[connectors.crm.lifecycle]\nfield = \"Journey_Status__c\"\n"
+        "{HEAD}{JWT}[connectors.crm.fields]\n\"deal.Pain_Points__c\" = \"pain_points\"\n[connectors.crm.lifecycle]\nfield = \"Journey_Status__c\"\n"
     );
     let (_dir, config) = loaded(&daemon, JOURNEY);
     let salesforce = salesforce_of(&config);
@@ -50,7 +50,14 @@ fn a_salesforce_connector_defaults_to_production_login_jwt_and_every_object() {
         ["*.my.salesforce.com", "*.salesforce.com"]
     );
     assert_eq!(settings.api_version, "v62.0");
-    assert_eq!(settings.properties, ["Pain_Points__c"]);
+    assert_eq!(
+        settings.properties,
+        [(ObjectKind::Deal, vec!["Pain_Points__c".to_owned()])].into()
+    );
+    assert_eq!(
+        config.connectors[0].fields,
+        [("Pain_Points__c".to_owned(), "pain_points".to_owned())].into()
+    );
     assert_eq!(
         settings.lifecycle_field.as_deref(),
         Some("Journey_Status__c")
@@ -129,7 +136,20 @@ fn a_refresh_token_connector_on_loopback_takes_every_knob() {
         ),
         (500, 50, 30)
     );
-    assert_eq!(settings.properties, ["Decision_Maker__c"]);
+    assert_eq!(
+        settings.properties,
+        [
+            (ObjectKind::Account, vec!["Decision_Maker__c".to_owned()]),
+            (
+                ObjectKind::Deal,
+                vec![
+                    "Decision_Maker__c".to_owned(),
+                    "Journey_Status__c".to_owned()
+                ]
+            ),
+        ]
+        .into()
+    );
     assert_eq!(
         settings.lifecycle_field.as_deref(),
         Some("Journey_Status__c")
@@ -258,6 +278,35 @@ fn a_task_external_id_that_is_not_a_custom_field_is_refused() {
     let report = problems(&format!("{JWT}task_external_id = \"Subject\"\n"));
     assert!(
         report.contains("`task_external_id` `Subject` is not a custom field"),
+        "{report}"
+    );
+}
+
+#[test]
+fn a_field_map_key_that_does_not_name_its_object_is_refused() {
+    let report = problems(&format!(
+        "{JWT}[connectors.crm.fields]\nPain_Points__c = \"pain_points\"\n"
+    ));
+    assert!(
+        report.contains("`fields` key `Pain_Points__c` does not name its object"),
+        "{report}"
+    );
+    let report = problems(&format!(
+        "{JWT}[connectors.crm.fields]\n\"opportunity.Pain_Points__c\" = \"pain_points\"\n"
+    ));
+    assert!(
+        report.contains("unknown object kind `opportunity`"),
+        "{report}"
+    );
+}
+
+#[test]
+fn one_field_mapped_to_two_canonical_names_on_two_objects_is_refused() {
+    let report = problems(&format!(
+        "{JWT}[connectors.crm.fields]\n\"deal.Region__c\" = \"region\"\n\"account.Region__c\" = \"territory\"\n"
+    ));
+    assert!(
+        report.contains("`fields` maps `Region__c` to `region` here but to `territory`"),
         "{report}"
     );
 }

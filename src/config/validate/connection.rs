@@ -40,6 +40,10 @@ const HUBSPOT_MAX_SEARCH_LIMIT: u32 = 200;
 pub(super) struct Reach {
     pub objects: BTreeSet<ObjectKind>,
     pub connection: Connection,
+    /// CRM field name -> canonical name, where the connection reads the
+    /// field map's keys differently from the CRM's field names (Salesforce's
+    /// `"deal.Pain_Points__c"`); `None`: the keys are the field names.
+    pub fields: Option<BTreeMap<String, String>>,
 }
 
 /// What the rest of the connector's table yielded, which the connection
@@ -82,6 +86,7 @@ pub(super) fn reach(
             objects(raw.get_ref(), &ObjectKind::ALL, other, context, check).map(|objects| Reach {
                 objects,
                 connection: Connection::Other,
+                fields: None,
             })
         }
     };
@@ -307,6 +312,7 @@ fn hubspot(
             settings,
             refresh_token,
         })),
+        fields: None,
     })
 }
 

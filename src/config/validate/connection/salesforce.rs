@@ -4,12 +4,13 @@
 //! validated into the Salesforce crate's [`SalesforceSettings`].
 
 use super::{Derived, Reach, apply_common_limits, bounded, non_zero, objects, url};
-use crate::config::raw::{RawConnector, RawLimits, RawPaging, Text};
+use crate::config::raw::{RawConnector, RawLimits, RawPaging, Text, TextMap};
 use crate::config::validate::Checker;
 use crate::config::validate::connectors::secret_ref;
 use crate::config::{Connection, SalesforceConnection, SecretRef};
 use journeyd_connector::{ObjectKind, System};
 use journeyd_salesforce::{SalesforceAuth, SalesforceSettings};
+use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
 use std::ops::Range;
 use std::time::Duration;
@@ -76,7 +77,9 @@ pub(super) fn salesforce(
     if let Some(paging) = &raw.paging {
         ok &= apply_paging(paging.get_ref(), &mut settings, context, check);
     }
-    let (login_url, (auth, refresh_token), objects) = (login_url?, auth?, objects?);
+    let properties = field_map(&raw.fields, context, check);
+    let (login_url, (auth, refresh_token), objects, (properties, fields)) =
+        (login_url?, auth?, objects?, properties?);
 
     // Salesforce has no standard account stage: the journey's account
     // stages live in a custom field only the admin can name. No default, so
@@ -101,7 +104,7 @@ pub(super) fn salesforce(
 
     settings.login_url = login_url;
     settings.auth = auth;
-    settings.properties = derived.fields.keys().cloned().collect();
+    settings.properties = properties;
     settings.lifecycle_field = derived.lifecycle.map(|map| map.field.clone());
     ok.then_some(Reach {
         objects,
@@ -109,7 +112,83 @@ pub(super) fn salesforce(
             settings,
             refresh_token,
         })),
+        fields: Some(fields),
     })
+}
+
+/// The fields to read per object, and field name -> canonical name.
+type FieldMap = (BTreeMap<ObjectKind, Vec<String>>, BTreeMap<String, String>);
+
+/// The field map's keys name the object and the field,
+/// `"deal.Pain_Points__c"`: Salesforce refuses a whole query that names a
+/// field its object lacks, so each object is asked only for its own fields.
+/// Returns the fields per object, and the map from the field's own name
+/// (as records carry it) to its canonical name.
+fn field_map(raw: &TextMap, context: &str, check: &mut Checker<'_>) -> Option<FieldMap> {
+    let mut ok = true;
+    let mut properties: BTreeMap<ObjectKind, Vec<String>> = BTreeMap::new();
+    let mut plain: BTreeMap<String, (String, &Text)> = BTreeMap::new();
+    for (key, canonical) in raw {
+        let written = key.get_ref().trim();
+        let at = key.span().start;
+        let Some((kind, field)) = written.split_once('.') else {
+            check.error(
+                at,
+                format!(
+                    "{context}`fields` key `{written}` does not name its object: write `\"deal.{written}\"` (or `lead.`, `contact.`, `account.`), since Salesforce refuses a query naming a field its object lacks"
+                ),
+            );
+            ok = false;
+            continue;
+        };
+        let Some(kind) = ObjectKind::ALL.into_iter().find(|k| k.as_str() == kind) else {
+            check.error(
+                at,
+                format!(
+                    "{context}`fields` key `{written}`: unknown object kind `{kind}` (use `lead`, `contact`, `account` or `deal`)"
+                ),
+            );
+            ok = false;
+            continue;
+        };
+        if !is_api_name(field) {
+            check.error(
+                at,
+                format!(
+                    "{context}`fields` key `{written}`: `{field}` is not a Salesforce field API name (letters, digits and `_`, starting with a letter)"
+                ),
+            );
+            ok = false;
+            continue;
+        }
+        if let Some((other, first)) = plain.get(field)
+            && other != canonical.get_ref()
+        {
+            check.error(
+                at,
+                format!(
+                    "{context}`fields` maps `{field}` to `{}` here but to `{other}` at `{}`: records carry the field by its own name, so it means one thing on every object",
+                    canonical.get_ref(),
+                    first.get_ref()
+                ),
+            );
+            ok = false;
+            continue;
+        }
+        plain.insert(field.to_owned(), (canonical.get_ref().clone(), key));
+        properties.entry(kind).or_default().push(field.to_owned());
+    }
+    let plain = plain
+        .into_iter()
+        .map(|(field, (canonical, _))| (field, canonical))
+        .collect();
+    ok.then_some((properties, plain))
+}
+
+fn is_api_name(text: &str) -> bool {
+    text.starts_with(|c: char| c.is_ascii_alphabetic())
+        && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !text.ends_with('_')
 }
 
 /// `auth`, `client_id`, `username`, `refresh_token` and `secret`: what
@@ -309,10 +388,7 @@ fn field_name(
     check: &mut Checker<'_>,
 ) -> Option<String> {
     let text = value.get_ref().trim();
-    let shaped = text.starts_with(|c: char| c.is_ascii_alphabetic())
-        && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        && !text.ends_with('_');
-    if !shaped {
+    if !is_api_name(text) {
         check.error(
             value.span().start,
             format!(
