@@ -114,6 +114,7 @@ pub(super) struct RawConnector {
     pub username: Option<Text>,
     pub account_stage_field: Option<Text>,
     pub task_external_id: Option<Text>,
+    pub jwt_audience: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -50,6 +50,7 @@ fn a_salesforce_connector_defaults_to_production_login_jwt_and_every_object() {
         ["*.my.salesforce.com", "*.salesforce.com"]
     );
     assert_eq!(settings.api_version, "v62.0");
+    assert_eq!(settings.jwt_audience, None);
     assert_eq!(
         settings.properties,
         [(ObjectKind::Deal, vec!["Pain_Points__c".to_owned()])].into()
@@ -308,5 +309,22 @@ fn one_field_mapped_to_two_canonical_names_on_two_objects_is_refused() {
     assert!(
         report.contains("`fields` maps `Region__c` to `region` here but to `territory`"),
         "{report}"
+    );
+}
+
+#[test]
+fn a_my_domain_login_keeps_the_jwt_audience_it_is_given_without_a_trailing_slash() {
+    let daemon = format!(
+        "{HEAD}{JWT}login_url = \"https://acme.my.salesforce.com\"\njwt_audience = \"https://login.salesforce.com/\"\n"
+    );
+    let (_dir, config) = loaded(&daemon, JOURNEY);
+    let settings = &salesforce_of(&config).settings;
+    assert_eq!(
+        settings.login_url.as_str(),
+        "https://acme.my.salesforce.com/"
+    );
+    assert_eq!(
+        settings.jwt_audience.as_deref(),
+        Some("https://login.salesforce.com")
     );
 }

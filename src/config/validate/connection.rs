@@ -133,6 +133,7 @@ fn foreign_keys(raw: &RawConnector, system: System) -> Vec<(String, usize, &'sta
             at(&raw.task_external_id),
             SALESFORCE,
         ),
+        ("jwt_audience".into(), at(&raw.jwt_audience), SALESFORCE),
     ];
     if let Some(limits) = &raw.limits {
         let limits = limits.get_ref();

@@ -71,6 +71,16 @@ pub(super) fn salesforce(
             None => ok = false,
         }
     }
+    if let Some(audience) = &raw.jwt_audience {
+        match url(check, audience, context, "jwt_audience") {
+            // The claim is compared as text: `https://login.salesforce.com`,
+            // without the slash a parsed URL gains.
+            Some(parsed) => {
+                settings.jwt_audience = Some(parsed.as_str().trim_end_matches('/').to_owned());
+            }
+            None => ok = false,
+        }
+    }
     if let Some(limits) = &raw.limits {
         ok &= apply_limits(limits.get_ref(), &mut settings, context, check);
     }
@@ -273,14 +283,27 @@ fn auth(
             context,
             "where the connected app's consumer secret is read from, required with `auth = \"refresh_token\"`",
         );
-        let stray = raw.username.as_ref().map(|name| {
-            check.error(
-                name.span().start,
-                format!(
-                    "{context}`username` is only used with `auth = \"jwt\"`: a refresh token already names its user"
-                ),
-            );
-        });
+        let stray = [
+            raw.username.as_ref().map(|name| {
+                check.error(
+                    name.span().start,
+                    format!(
+                        "{context}`username` is only used with `auth = \"jwt\"`: a refresh token already names its user"
+                    ),
+                );
+            }),
+            raw.jwt_audience.as_ref().map(|audience| {
+                check.error(
+                    audience.span().start,
+                    format!(
+                        "{context}`jwt_audience` is only used with `auth = \"jwt\"`"
+                    ),
+                );
+            }),
+        ]
+        .into_iter()
+        .flatten()
+        .next();
         client_secret?;
         if stray.is_some() {
             return None;
