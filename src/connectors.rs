@@ -13,12 +13,15 @@ use crate::sync::{self, Shutdown, SyncError, SyncOptions, SyncProgress, SyncSumm
 use crate::writeback::{self, WritebackError, WritebackOptions, WritebackReport};
 use journeyd_connector::{Connector, ConnectorError, ConnectorName, System};
 use journeyd_hubspot::{HubspotAuth, HubspotConnector, HubspotCredentials};
+use journeyd_salesforce::{SalesforceAuth, SalesforceConnector, SalesforceCredentials};
 use std::sync::Arc;
 use thiserror::Error;
 
-/// A connector ready to talk to its CRM.
+/// A connector ready to talk to its CRM. Boxed: the connectors differ
+/// widely in size, and one is held per configured CRM.
 pub enum AnyConnector {
-    Hubspot(HubspotConnector),
+    Hubspot(Box<HubspotConnector>),
+    Salesforce(Box<SalesforceConnector>),
 }
 
 #[derive(Debug, Error)]
@@ -74,7 +77,35 @@ impl AnyConnector {
                     }
                 };
                 HubspotConnector::new(name.clone(), settings, credentials)
-                    .map(AnyConnector::Hubspot)
+                    .map(|c| AnyConnector::Hubspot(Box::new(c)))
+                    .map_err(|source| BuildError::Connector {
+                        connector: name.clone(),
+                        source,
+                    })
+            }
+            Connection::Salesforce(salesforce) => {
+                let settings = salesforce.settings.clone();
+                let credentials = match &settings.auth {
+                    SalesforceAuth::JwtBearer { .. } => SalesforceCredentials::JwtBearer {
+                        private_key: secrets.require(name, "secret", config.secret.as_ref())?,
+                    },
+                    SalesforceAuth::RefreshToken { .. } => {
+                        let client_secret =
+                            secrets.require(name, "secret", config.secret.as_ref())?;
+                        let configured = secrets.require(
+                            name,
+                            "refresh_token",
+                            salesforce.refresh_token.as_ref(),
+                        )?;
+                        SalesforceCredentials::RefreshToken {
+                            client_secret,
+                            refresh_token: tokens.current(name, configured)?,
+                            store: tokens.clone(),
+                        }
+                    }
+                };
+                SalesforceConnector::new(name.clone(), settings, credentials)
+                    .map(|c| AnyConnector::Salesforce(Box::new(c)))
                     .map_err(|source| BuildError::Connector {
                         connector: name.clone(),
                         source,
@@ -98,7 +129,10 @@ impl AnyConnector {
     ) -> Result<SyncSummary, SyncError> {
         match self {
             AnyConnector::Hubspot(c) => {
-                sync::sync(store, c, config, options, progress, shutdown).await
+                sync::sync(store, c.as_ref(), config, options, progress, shutdown).await
+            }
+            AnyConnector::Salesforce(c) => {
+                sync::sync(store, c.as_ref(), config, options, progress, shutdown).await
             }
         }
     }
@@ -111,13 +145,15 @@ impl AnyConnector {
         options: &WritebackOptions<'_>,
     ) -> Result<WritebackReport, WritebackError> {
         match self {
-            AnyConnector::Hubspot(c) => writeback::run(store, c, options).await,
+            AnyConnector::Hubspot(c) => writeback::run(store, c.as_ref(), options).await,
+            AnyConnector::Salesforce(c) => writeback::run(store, c.as_ref(), options).await,
         }
     }
 
     pub fn name(&self) -> &ConnectorName {
         match self {
             AnyConnector::Hubspot(c) => c.name(),
+            AnyConnector::Salesforce(c) => c.name(),
         }
     }
 }
@@ -125,9 +161,10 @@ impl AnyConnector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{HubspotConnection, RoleMap, SecretRef};
+    use crate::config::{HubspotConnection, RoleMap, SalesforceConnection, SecretRef};
     use journeyd_connector::ObjectKind;
     use journeyd_hubspot::HubspotSettings;
+    use journeyd_salesforce::SalesforceSettings;
     use std::collections::BTreeMap;
 
     fn config(
@@ -157,7 +194,18 @@ mod tests {
         }))
     }
 
-    fn build(config: &ConnectorConfig, env: &'static [(&'static str, &'static str)]) -> String {
+    fn salesforce(auth: SalesforceAuth, refresh_token: Option<SecretRef>) -> Connection {
+        let url = url::Url::parse("http://127.0.0.1:9").unwrap();
+        Connection::Salesforce(Box::new(SalesforceConnection {
+            settings: SalesforceSettings::defaults(url, auth),
+            refresh_token,
+        }))
+    }
+
+    fn try_build(
+        config: &ConnectorConfig,
+        env: &'static [(&'static str, &'static str)],
+    ) -> Result<AnyConnector, BuildError> {
         let dir = tempfile::tempdir().unwrap();
         let secrets = SecretResolver::new(
             move |name| {
@@ -168,7 +216,11 @@ mod tests {
             None,
         );
         let tokens = Arc::new(RefreshTokenFile::beside(&dir.path().join("j.sqlite")));
-        match AnyConnector::build(config, &secrets, &tokens) {
+        AnyConnector::build(config, &secrets, &tokens)
+    }
+
+    fn build(config: &ConnectorConfig, env: &'static [(&'static str, &'static str)]) -> String {
+        match try_build(config, env) {
             Ok(_) => panic!("built"),
             Err(error) => error.to_string(),
         }
@@ -176,10 +228,10 @@ mod tests {
 
     #[test]
     fn a_kind_without_a_connector_yet_is_refused_by_name() {
-        let salesforce = config(System::Salesforce, Connection::Other, None);
+        let dynamics = config(System::Dynamics, Connection::Other, None);
         assert_eq!(
-            build(&salesforce, &[]),
-            "connector crm: connector kind salesforce is not supported yet (only `journeyd import` can feed it)"
+            build(&dynamics, &[]),
+            "connector crm: connector kind dynamics is not supported yet (only `journeyd import` can feed it)"
         );
     }
 
@@ -212,5 +264,95 @@ mod tests {
             "connector crm: environment variable HS_REFRESH is not set"
         );
         assert!(!error.contains("hunter2"));
+    }
+
+    fn jwt() -> SalesforceAuth {
+        SalesforceAuth::JwtBearer {
+            client_id: "consumer-key".into(),
+            username: "journeyd@example.com".into(),
+        }
+    }
+
+    fn refresh() -> SalesforceAuth {
+        SalesforceAuth::RefreshToken {
+            client_id: "consumer-key".into(),
+        }
+    }
+
+    #[test]
+    fn a_salesforce_jwt_connector_reads_its_private_key_from_secret_and_names_it_when_missing() {
+        let jwt = config(
+            System::Salesforce,
+            salesforce(jwt(), None),
+            Some(SecretRef::Env("SF_PRIVATE_KEY".into())),
+        );
+        let error = build(&jwt, &[("SF_OTHER", "-----BEGIN PRIVATE KEY-----")]);
+        assert_eq!(
+            error,
+            "connector crm: environment variable SF_PRIVATE_KEY is not set"
+        );
+        assert!(!error.contains("BEGIN PRIVATE KEY"));
+    }
+
+    #[test]
+    fn a_salesforce_jwt_connector_with_its_private_key_needs_no_other_secret() {
+        let jwt = config(
+            System::Salesforce,
+            salesforce(jwt(), None),
+            Some(SecretRef::Env("SF_PRIVATE_KEY".into())),
+        );
+        let result = try_build(&jwt, &[("SF_PRIVATE_KEY", "-----BEGIN PRIVATE KEY-----")]);
+        // Past the secrets, whatever the connector itself then says.
+        assert!(
+            matches!(
+                result,
+                Ok(AnyConnector::Salesforce(_)) | Err(BuildError::Connector { .. })
+            ),
+            "{}",
+            result.err().map(|e| e.to_string()).unwrap_or_default()
+        );
+    }
+
+    #[test]
+    fn a_salesforce_refresh_token_connector_names_the_client_secret_then_the_refresh_token_and_never_their_values()
+     {
+        let flow = config(
+            System::Salesforce,
+            salesforce(refresh(), Some(SecretRef::Env("SF_REFRESH".into()))),
+            Some(SecretRef::Env("SF_CLIENT_SECRET".into())),
+        );
+        assert_eq!(
+            build(&flow, &[("SF_REFRESH", "5Aep861-refresh")]),
+            "connector crm: environment variable SF_CLIENT_SECRET is not set"
+        );
+        let error = build(&flow, &[("SF_CLIENT_SECRET", "hunter2")]);
+        assert_eq!(
+            error,
+            "connector crm: environment variable SF_REFRESH is not set"
+        );
+        assert!(!error.contains("hunter2"));
+        let result = try_build(
+            &flow,
+            &[
+                ("SF_CLIENT_SECRET", "hunter2"),
+                ("SF_REFRESH", "5Aep861-refresh"),
+            ],
+        );
+        let shown = result
+            .as_ref()
+            .err()
+            .map(|e| format!("{e:?} {e}"))
+            .unwrap_or_default();
+        assert!(
+            matches!(
+                result,
+                Ok(AnyConnector::Salesforce(_)) | Err(BuildError::Connector { .. })
+            ),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("5Aep861"),
+            "{shown}"
+        );
     }
 }

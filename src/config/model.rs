@@ -5,6 +5,7 @@ use crate::journey::{Expr, Journey, RoleId, StageId};
 use crate::rules::{ActionKind, BuiltinRule, MessageTemplate, RuleId, Severity};
 use journeyd_connector::{ConnectorName, ObjectKind, System};
 use journeyd_hubspot::HubspotSettings;
+use journeyd_salesforce::SalesforceSettings;
 use std::collections::{BTreeMap, BTreeSet};
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::PathBuf;
@@ -118,6 +119,7 @@ pub struct ConnectorConfig {
 #[derive(Debug, Clone)]
 pub enum Connection {
     Hubspot(Box<HubspotConnection>),
+    Salesforce(Box<SalesforceConnection>),
     /// A CRM whose connector is not built yet: only `journeyd import` feeds it.
     Other,
 }
@@ -127,6 +129,7 @@ impl Connection {
     pub fn batch_limit(&self) -> NonZeroUsize {
         match self {
             Connection::Hubspot(hubspot) => hubspot.settings.batch_limit,
+            Connection::Salesforce(salesforce) => salesforce.settings.batch_limit,
             Connection::Other => DEFAULT_BATCH_LIMIT,
         }
     }
@@ -140,6 +143,15 @@ pub struct HubspotConnection {
     pub settings: HubspotSettings,
     /// With `auth = "oauth"`: where the refresh token is read from (the
     /// connector's `secret` is then the client secret).
+    pub refresh_token: Option<SecretRef>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SalesforceConnection {
+    pub settings: SalesforceSettings,
+    /// With `auth = "refresh_token"`: where the refresh token is read from
+    /// (the connector's `secret` is then the client secret; with `auth =
+    /// "jwt"` it is the private key).
     pub refresh_token: Option<SecretRef>,
 }
 

@@ -95,8 +95,9 @@ pub(super) struct RawConnector {
     #[serde(default)]
     pub fields: TextMap,
     pub lifecycle: Option<Spanned<RawLifecycle>>,
-    /// Where and how to reach the CRM (kind = "hubspot"; the other kinds
-    /// bring their own keys when their connectors land).
+    /// Where and how to reach the CRM. Which kind takes which key is
+    /// `validate`'s business, so that a key of another kind is reported by
+    /// name instead of as unknown.
     pub api_url: Option<Text>,
     pub auth: Option<Text>,
     pub client_id: Option<Text>,
@@ -107,6 +108,13 @@ pub(super) struct RawConnector {
     pub limits: Option<Spanned<RawLimits>>,
     pub paging: Option<Spanned<RawPaging>>,
     pub lifecycle_forward_only: Option<Spanned<bool>>,
+    pub login_url: Option<Text>,
+    pub instance_hosts: Option<Spanned<Vec<Text>>>,
+    pub api_version: Option<Text>,
+    pub username: Option<Text>,
+    pub account_stage_field: Option<Text>,
+    pub task_external_id: Option<Text>,
+    pub jwt_audience: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -117,6 +125,7 @@ pub(super) struct RawLimits {
     pub search_per_second: Option<Spanned<i64>>,
     pub retry_budget: Option<Spanned<i64>>,
     pub max_attempts: Option<Spanned<i64>>,
+    pub daily_stop_share: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -127,6 +136,7 @@ pub(super) struct RawPaging {
     pub search_cap: Option<Spanned<i64>>,
     pub batch_limit: Option<Spanned<i64>>,
     pub overlap_seconds: Option<Spanned<i64>>,
+    pub query_batch: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -10,6 +10,8 @@ use super::*;
 use crate::journey::StageId;
 use std::path::{Path, PathBuf};
 
+mod salesforce;
+
 fn corpus_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/config-corpus")
 }
@@ -181,7 +183,7 @@ fn emails_in_role_maps_are_stored_lowercased_and_owner_ids_as_written() {
 state_path = "s.sqlite"
 journey = "journey.toml"
 [connectors.crm]
-kind = "salesforce"
+kind = "dynamics"
 [connectors.crm.roles]
 users = { " Ann@Example.COM " = "sales", "005AbC" = "onboarding" }
 "#;
@@ -284,7 +286,7 @@ fn a_literal_refresh_token_or_url_password_never_appears_in_the_report() {
 fn hubspot_of(config: &Config) -> &HubspotConnection {
     match &config.connectors[0].connection {
         Connection::Hubspot(hubspot) => hubspot,
-        Connection::Other => panic!("connector 0 is not a hubspot connection"),
+        _ => panic!("connector 0 is not a hubspot connection"),
     }
 }
 
@@ -387,7 +389,7 @@ fn hubspot_task_reading(config: &Config) -> journeyd_hubspot::TaskReading {
         .expect("a hubspot connector");
     match &connector.connection {
         Connection::Hubspot(hubspot) => hubspot.settings.read_tasks.clone(),
-        Connection::Other => panic!("hubspot has HubSpot settings"),
+        _ => panic!("hubspot has HubSpot settings"),
     }
 }
 

@@ -68,7 +68,15 @@ fn sync_names_the_missing_secret_and_never_starts() {
     );
     let output = install.run_expecting(1, &["sync", "--connector", "salesforce"]);
     assert!(
-        stderr(&output).contains("connector kind salesforce is not supported yet"),
+        stderr(&output).contains(
+            "connector salesforce: credential salesforce-private-key needs $CREDENTIALS_DIRECTORY"
+        ),
+        "{}",
+        stderr(&output)
+    );
+    let output = install.run_expecting(1, &["sync", "--connector", "dynamics"]);
+    assert!(
+        stderr(&output).contains("connector kind dynamics is not supported yet"),
         "{}",
         stderr(&output)
     );

@@ -2,14 +2,17 @@
 //! `objects`, `[connectors.NAME.limits]` and `[connectors.NAME.paging]`,
 //! validated into the connector crate's own settings type.
 //!
-//! Only HubSpot's connector exists so far; the other kinds accept `objects`
-//! and refuse the HubSpot keys, so that a config written for them today does
-//! not silently mean something else when their connectors land.
+//! HubSpot's and Salesforce's connectors exist; a key one of them takes is
+//! refused by name on the other, and Dynamics accepts only `objects` and
+//! refuses them all, so that a config written for it today does not silently
+//! mean something else when its connector lands. Salesforce's keys are
+//! checked in [`salesforce`].
 
 use super::connectors::secret_ref;
 use super::{Checker, object_kind, one_of};
 use crate::config::raw::{RawConnector, RawLimits, RawPaging, Text};
 use crate::config::{Config, Connection, HubspotConnection, LifecycleMap};
+use journeyd_connector::http::{RateLimits, RetryPolicy};
 use journeyd_connector::{ObjectKind, System};
 use journeyd_hubspot::{HubspotAuth, HubspotSettings, TaskReading};
 use std::collections::{BTreeMap, BTreeSet};
@@ -19,6 +22,8 @@ use std::ops::Range;
 use std::time::Duration;
 use toml::Spanned;
 use url::{Host, Url};
+
+mod salesforce;
 
 const HUBSPOT_API_URL: &str = "https://api.hubapi.com";
 /// Appended to `api_url` when `token_url` is not given.
@@ -35,6 +40,10 @@ const HUBSPOT_MAX_SEARCH_LIMIT: u32 = 200;
 pub(super) struct Reach {
     pub objects: BTreeSet<ObjectKind>,
     pub connection: Connection,
+    /// CRM field name -> canonical name, where the connection reads the
+    /// field map's keys differently from the CRM's field names (Salesforce's
+    /// `"deal.Pain_Points__c"`); `None`: the keys are the field names.
+    pub fields: Option<BTreeMap<String, String>>,
 }
 
 /// What the rest of the connector's table yielded, which the connection
@@ -52,53 +61,119 @@ pub(super) fn reach(
     context: &str,
     check: &mut Checker<'_>,
 ) -> Option<Reach> {
-    match system {
-        Some(System::Hubspot) => hubspot(raw, derived, context, check),
-        Some(other) => {
-            let objects = objects(raw.get_ref(), &ObjectKind::ALL, other, context, check);
-            let foreign = hubspot_only_keys(raw.get_ref());
-            for (key, at) in &foreign {
-                check.error(
-                    *at,
-                    format!(
-                        "{context}`{key}` is a setting of `hubspot` connectors; `{other}` connectors do not take it yet"
-                    ),
-                );
-            }
-            let objects = objects?;
-            foreign.is_empty().then_some(Reach {
+    let system = system?;
+    let foreign = foreign_keys(raw.get_ref(), system);
+    for (key, at, owners) in &foreign {
+        let owners: Vec<String> = owners.iter().map(|s| format!("`{s}`")).collect();
+        // Dynamics has no connector yet: its keys are still to come.
+        let yet = if system == System::Dynamics {
+            " yet"
+        } else {
+            ""
+        };
+        check.error(
+            *at,
+            format!(
+                "{context}`{key}` is a setting of {} connectors; `{system}` connectors do not take it{yet}",
+                owners.join(" and ")
+            ),
+        );
+    }
+    let reach = match system {
+        System::Hubspot => hubspot(raw, derived, context, check),
+        System::Salesforce => salesforce::salesforce(raw, derived, context, check),
+        other => {
+            objects(raw.get_ref(), &ObjectKind::ALL, other, context, check).map(|objects| Reach {
                 objects,
                 connection: Connection::Other,
+                fields: None,
             })
         }
-        None => None,
+    };
+    reach.filter(|_| foreign.is_empty())
+}
+
+const HUBSPOT: &[System] = &[System::Hubspot];
+const SALESFORCE: &[System] = &[System::Salesforce];
+const BOTH: &[System] = &[System::Hubspot, System::Salesforce];
+
+/// The connection keys written in a connector's table that `system` does not
+/// take, with where each is written and the kinds that do take it. A table
+/// taken as a whole (`limits`, `paging`) is checked key by key where the
+/// system takes the table.
+fn foreign_keys(raw: &RawConnector, system: System) -> Vec<(String, usize, &'static [System])> {
+    fn at<T>(value: &Option<Spanned<T>>) -> Option<usize> {
+        value.as_ref().map(|v| v.span().start)
     }
+    let mut keys: Vec<(String, Option<usize>, &'static [System])> = vec![
+        ("api_url".into(), at(&raw.api_url), HUBSPOT),
+        ("auth".into(), at(&raw.auth), BOTH),
+        ("client_id".into(), at(&raw.client_id), BOTH),
+        ("token_url".into(), at(&raw.token_url), HUBSPOT),
+        ("portal_id".into(), at(&raw.portal_id), HUBSPOT),
+        ("refresh_token".into(), at(&raw.refresh_token), BOTH),
+        ("limits".into(), at(&raw.limits), BOTH),
+        ("paging".into(), at(&raw.paging), BOTH),
+        (
+            "lifecycle_forward_only".into(),
+            at(&raw.lifecycle_forward_only),
+            HUBSPOT,
+        ),
+        ("login_url".into(), at(&raw.login_url), SALESFORCE),
+        ("instance_hosts".into(), at(&raw.instance_hosts), SALESFORCE),
+        ("api_version".into(), at(&raw.api_version), SALESFORCE),
+        ("username".into(), at(&raw.username), SALESFORCE),
+        (
+            "account_stage_field".into(),
+            at(&raw.account_stage_field),
+            SALESFORCE,
+        ),
+        (
+            "task_external_id".into(),
+            at(&raw.task_external_id),
+            SALESFORCE,
+        ),
+        ("jwt_audience".into(), at(&raw.jwt_audience), SALESFORCE),
+    ];
+    if let Some(limits) = &raw.limits {
+        let limits = limits.get_ref();
+        keys.extend([
+            (
+                "limits.search_per_second".into(),
+                at(&limits.search_per_second),
+                HUBSPOT,
+            ),
+            (
+                "limits.daily_stop_share".into(),
+                at(&limits.daily_stop_share),
+                SALESFORCE,
+            ),
+        ]);
+    }
+    if let Some(paging) = &raw.paging {
+        let paging = paging.get_ref();
+        keys.extend([
+            ("paging.list_limit".into(), at(&paging.list_limit), HUBSPOT),
+            (
+                "paging.search_limit".into(),
+                at(&paging.search_limit),
+                HUBSPOT,
+            ),
+            ("paging.search_cap".into(), at(&paging.search_cap), HUBSPOT),
+            (
+                "paging.query_batch".into(),
+                at(&paging.query_batch),
+                SALESFORCE,
+            ),
+        ]);
+    }
+    keys.into_iter()
+        .filter(|(_, _, owners)| !owners.contains(&system))
+        .filter_map(|(key, at, owners)| at.map(|at| (key, at, owners)))
+        .collect()
 }
 
-/// The keys only a HubSpot connector takes, with where each is written.
-fn hubspot_only_keys(raw: &RawConnector) -> Vec<(&'static str, usize)> {
-    let text = |key, value: &Option<Text>| value.as_ref().map(|v| (key, v.span().start));
-    [
-        text("api_url", &raw.api_url),
-        text("auth", &raw.auth),
-        text("client_id", &raw.client_id),
-        text("token_url", &raw.token_url),
-        text("portal_id", &raw.portal_id),
-        raw.refresh_token
-            .as_ref()
-            .map(|v| ("refresh_token", v.span().start)),
-        raw.limits.as_ref().map(|v| ("limits", v.span().start)),
-        raw.paging.as_ref().map(|v| ("paging", v.span().start)),
-        raw.lifecycle_forward_only
-            .as_ref()
-            .map(|v| ("lifecycle_forward_only", v.span().start)),
-    ]
-    .into_iter()
-    .flatten()
-    .collect()
-}
-
-fn objects(
+pub(super) fn objects(
     raw: &RawConnector,
     supported: &[ObjectKind],
     system: System,
@@ -238,6 +313,7 @@ fn hubspot(
             settings,
             refresh_token,
         })),
+        fields: None,
     })
 }
 
@@ -304,7 +380,7 @@ fn oauth_auth(
 
 /// An https URL, or http to a loopback host (an emulator, a tunnel); no
 /// credentials, query or fragment in it.
-fn url(check: &mut Checker<'_>, value: &Text, context: &str, key: &str) -> Option<Url> {
+pub(super) fn url(check: &mut Checker<'_>, value: &Text, context: &str, key: &str) -> Option<Url> {
     let text = value.get_ref().trim();
     let at = value.span().start;
     let url = match Url::parse(text) {
@@ -366,7 +442,7 @@ fn is_loopback(url: &Url) -> bool {
 }
 
 /// A whole number in `min..=max`, reported against `key`.
-fn bounded(
+pub(super) fn bounded(
     check: &mut Checker<'_>,
     value: &Spanned<i64>,
     min: u32,
@@ -387,13 +463,40 @@ fn bounded(
     Some(number)
 }
 
-fn non_zero(number: u32) -> NonZeroU32 {
+pub(super) fn non_zero(number: u32) -> NonZeroU32 {
     NonZeroU32::new(number).expect("checked to be at least 1")
 }
 
 fn apply_limits(
     raw: &RawLimits,
     settings: &mut HubspotSettings,
+    context: &str,
+    check: &mut Checker<'_>,
+) -> bool {
+    let mut ok = apply_common_limits(
+        raw,
+        &mut settings.limits,
+        &mut settings.retry,
+        context,
+        check,
+    );
+    if let Some(value) = &raw.search_per_second {
+        match bounded(check, value, 1, None, context, "limits.search_per_second") {
+            Some(search) => {
+                settings.limits.search = Some((non_zero(search), Duration::from_secs(1)));
+            }
+            None => ok = false,
+        }
+    }
+    ok
+}
+
+/// The limits every connector's HTTP client has: `requests` per
+/// `per_seconds`, `retry_budget` (retries per run), `max_attempts` (per call).
+pub(super) fn apply_common_limits(
+    raw: &RawLimits,
+    limits: &mut RateLimits,
+    retry: &mut RetryPolicy,
     context: &str,
     check: &mut Checker<'_>,
 ) -> bool {
@@ -408,22 +511,18 @@ fn apply_limits(
     };
     let requests = number(&raw.requests, 1, "limits.requests");
     let per_seconds = number(&raw.per_seconds, 1, "limits.per_seconds");
-    let search = number(&raw.search_per_second, 1, "limits.search_per_second");
     let budget = number(&raw.retry_budget, 0, "limits.retry_budget");
     let attempts = number(&raw.max_attempts, 1, "limits.max_attempts");
-    let (default_requests, default_per) = settings.limits.general;
-    settings.limits.general = (
+    let (default_requests, default_per) = limits.general;
+    limits.general = (
         requests.map_or(default_requests, non_zero),
         per_seconds.map_or(default_per, |s| Duration::from_secs(u64::from(s))),
     );
-    if let Some(search) = search {
-        settings.limits.search = Some((non_zero(search), Duration::from_secs(1)));
-    }
     if let Some(budget) = budget {
-        settings.retry.budget = budget;
+        retry.budget = budget;
     }
     if let Some(attempts) = attempts {
-        settings.retry.max_attempts = non_zero(attempts);
+        retry.max_attempts = non_zero(attempts);
     }
     ok
 }

@@ -135,7 +135,7 @@ pub(super) fn connectors(
                 stages,
                 outside,
                 roles,
-                fields,
+                fields: reach.fields.unwrap_or(fields),
                 lifecycle: lifecycle.flatten(),
                 objects: reach.objects,
                 connection: reach.connection,
