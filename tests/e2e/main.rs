@@ -5,6 +5,8 @@ mod admin_flow;
 mod config_check;
 mod demo;
 mod hubspot;
+mod org;
 mod portal;
+mod salesforce;
 mod support;
 mod writeback_cli;

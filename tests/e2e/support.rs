@@ -108,7 +108,8 @@ pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-/// The fingerprints of `connector`'s open violations that call for a task.
+/// The fingerprints of `connector`'s open violations that call for a task
+/// on an object the shipped write-back policy lets tasks be attached to.
 pub fn task_violations(install: &Install, connector: &str) -> std::collections::BTreeSet<String> {
     let rows = install.json(&[
         "violations",
@@ -124,6 +125,9 @@ pub fn task_violations(install: &Install, connector: &str) -> std::collections::
         .expect("a list of violations")
         .iter()
         .filter(|row| row["action"]["kind"] == "task")
+        .filter(|row| {
+            ["deal", "contact", "account"].contains(&row["object"].as_str().unwrap_or_default())
+        })
         .map(|row| {
             row["fingerprint"]
                 .as_str()

@@ -114,6 +114,12 @@ pub(crate) fn seed(config: &EmulatorConfig) -> Store {
                 "Website": format!("https://account{i}.example.com"),
                 "OwnerId": pick(&mut rng),
                 "Customer_Stage__c": if i % 5 == 4 { Value::Null } else { json!(ACCOUNT_STAGES[i % 4]) },
+                "Kickoff_Date__c": if i % 3 != 2 { json!(clock::date(at - 90 * DAY_MS)) } else { Value::Null },
+                "Go_Live_Date__c": if i % 4 != 3 { json!(clock::date(at - 60 * DAY_MS)) } else { Value::Null },
+                "Active_Users__c": if i % 6 != 5 { json!(rng.u32(0..400) as f64) } else { Value::Null },
+                "Health_Score__c": if i % 7 != 6 { json!(rng.u32(20..100) as f64) } else { Value::Null },
+                "Success_Criteria_Met__c": i % 3 == 0,
+                "Champion__c": if i % 4 != 0 { json!(format!("Champion {i:03}")) } else { Value::Null },
             })),
             at,
         );
@@ -203,6 +209,8 @@ pub(crate) fn seed(config: &EmulatorConfig) -> Store {
                 "Discovery_Call_Date__c": if reached { json!(clock::date(created + DAY_MS)) } else { Value::Null },
                 "Decision_Maker__c": if reached && i % 4 != 0 { json!("CFO") } else { Value::Null },
                 "Budget_Confirmed__c": reached && i % 6 != 0,
+                "Success_Criteria__c": if reached && i % 7 != 0 { json!("Reports ready by the 2nd") } else { Value::Null },
+                "Executive_Sponsor__c": if reached && i % 3 != 0 { json!("VP Operations") } else { Value::Null },
             })),
             at,
         );

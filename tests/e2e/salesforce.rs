@@ -1,0 +1,229 @@
+//! The Salesforce slice end to end: the real binary syncs an emulated org
+//! over loopback HTTP (JWT bearer auth, SOQL paging), audits it, and writes
+//! corrective tasks back through sObject Collections, once.
+
+use crate::org::{KEY_VAR, Org};
+use crate::support::{Install, stderr, stdout, stored_records, task_violations};
+use journeyd_salesforce::emulator::{SObject, TEST_JWT_PRIVATE_KEY_PEM};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+const OPPORTUNITIES: usize = 60;
+
+fn sync(install: &Install, extra: &[&str]) -> Value {
+    let mut args = vec!["sync", "--connector", "salesforce"];
+    args.extend_from_slice(extra);
+    install.json(&args)["synced"][0].clone()
+}
+
+fn writeback(install: &Install) -> Value {
+    install.json(&["writeback", "--apply", "--connector", "salesforce"])[0].clone()
+}
+
+fn applied(report: &Value) -> u64 {
+    report["counts"]["applied"]
+        .as_u64()
+        .expect("an applied count")
+}
+
+#[test]
+fn salesforce_sync_audit_and_apply_create_one_task_per_violation_and_a_second_run_none() {
+    let org = Org::new(OPPORTUNITIES);
+    let synced = sync(&org.install, &[]);
+    assert_eq!(synced["status"], "ok", "{synced}");
+    org.install.run(&["audit"]);
+    let expected = task_violations(&org.install, "salesforce");
+    assert!(expected.len() >= 10, "the seeded org has journey problems");
+    let first = writeback(&org.install);
+    assert_eq!(applied(&first), expected.len() as u64, "{first}");
+    let tasks = org.tasks_by_key();
+    for fingerprint in &expected {
+        let key = format!("jd{fingerprint}t");
+        assert_eq!(tasks.get(&key).map(Vec::len), Some(1), "task for {key}");
+    }
+    assert_eq!(applied(&writeback(&org.install)), 0);
+    assert_eq!(org.tasks_by_key(), tasks, "the second run wrote nothing");
+}
+
+#[test]
+fn salesforce_writeback_killed_between_ledger_and_confirmation_writes_no_duplicate() {
+    let org = Org::new(OPPORTUNITIES);
+    sync(&org.install, &[]);
+    org.install.run(&["audit"]);
+    let expected = task_violations(&org.install, "salesforce").len();
+    let before = org.emulator.tasks().len();
+    org.emulator
+        .hold_collections_create(Duration::from_secs(60));
+    let mut child = org
+        .install
+        .command(&["writeback", "--apply", "--connector", "salesforce"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("journeyd starts");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while org.emulator.tasks().len() == before {
+        assert!(Instant::now() < deadline, "no batch reached the org");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().expect("journeyd is killed");
+    child.wait().expect("journeyd is reaped");
+    org.emulator.hold_collections_create(Duration::ZERO);
+    writeback(&org.install);
+    let tasks = org.tasks_by_key();
+    assert_eq!(tasks.len(), expected);
+    assert!(
+        tasks.values().all(|ids| ids.len() == 1),
+        "a task was written twice"
+    );
+}
+
+#[test]
+fn salesforce_injected_faults_yield_the_same_records_as_a_clean_run() {
+    let now = chrono::Utc::now();
+    let clean = Org::at(now, OPPORTUNITIES, |_| {});
+    sync(&clean.install, &[]);
+    let troubled = Org::at(now, OPPORTUNITIES, |_| {});
+    troubled.emulator.faults().set_error_rate(0.10);
+    let synced = sync(&troubled.install, &[]);
+    assert_eq!(synced["status"], "ok", "{synced}");
+    let (clean, troubled) = (
+        stored_records(&clean.install),
+        stored_records(&troubled.install),
+    );
+    let differ: Vec<_> = clean
+        .symmetric_difference(&troubled)
+        .map(|(object, id, _)| format!("{object} {id}"))
+        .collect();
+    assert!(differ.is_empty(), "records that differ: {differ:?}");
+}
+
+#[test]
+fn salesforce_a_token_expiring_mid_sync_is_renewed() {
+    let org = Org::new(OPPORTUNITIES);
+    org.emulator.expire_after_requests(2);
+    let synced = sync(&org.install, &[]);
+    assert_eq!(synced["status"], "ok", "{synced}");
+    let token_calls = org.emulator.counts().get("POST /services/oauth2/token");
+    assert!(token_calls >= 2, "{token_calls} token requests");
+}
+
+#[test]
+fn quotes_and_backslashes_in_stage_names_and_fields_round_trip_as_literals() {
+    let org = Org::new(OPPORTUNITIES);
+    let id = org.emulator.ids(SObject::Opportunity)[0].clone();
+    let hostile = "Acme' OR Name != '\\' -- \"quoted\"";
+    org.emulator
+        .set_field(SObject::Opportunity, &id, "Name", Value::from(hostile))
+        .expect("the opportunity is live");
+    sync(&org.install, &[]);
+    let stored = stored_records(&org.install);
+    let record = stored
+        .iter()
+        .find(|(object, rid, _)| object == "deal" && rid.starts_with(&id[..15]))
+        .expect("the opportunity was synced");
+    let snapshot: Value = serde_json::from_str(&record.2).expect("a snapshot");
+    assert_eq!(snapshot["name"], hostile);
+    let odd = stored
+        .iter()
+        .filter_map(|(_, _, s)| serde_json::from_str::<Value>(s).ok())
+        .any(|s| s["stage"] == "Won't Close \\ Parked");
+    assert!(
+        odd,
+        "the stage with a quote and a backslash came through intact"
+    );
+}
+
+#[test]
+fn the_daily_allowance_stop_leaves_the_sync_resumable() {
+    let org = Org::new(OPPORTUNITIES);
+    // A first sync takes 7 queries; 80% of 5 stops it after 4.
+    org.emulator.set_daily_limit(5);
+    let stopped = sync(&org.install, &[]);
+    assert_ne!(stopped["status"], "ok", "{stopped}");
+    org.emulator.reset_usage();
+    org.emulator.set_daily_limit(100_000);
+    let resumed = sync(&org.install, &[]);
+    assert_eq!(resumed["status"], "ok", "{resumed}");
+    let deals = stored_records(&org.install)
+        .iter()
+        .filter(|(object, _, _)| object == "deal")
+        .count();
+    assert_eq!(deals, org.emulator.ids(SObject::Opportunity).len());
+}
+
+#[test]
+fn a_deleted_opportunity_is_resolved_out_of_the_violations_log() {
+    let org = Org::new(OPPORTUNITIES);
+    sync(&org.install, &[]);
+    org.install.run(&["audit"]);
+    let rows = org.install.json(&[
+        "violations",
+        "list",
+        "--connector",
+        "salesforce",
+        "--limit",
+        "1000",
+    ]);
+    let row = rows
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["object"] == "deal"))
+        .expect("a violation on an opportunity")
+        .clone();
+    let id = row["record_id"].as_str().expect("a record id").to_owned();
+    org.emulator
+        .delete(SObject::Opportunity, &id)
+        .expect("the opportunity is deleted");
+    sync(&org.install, &["--full"]);
+    org.install.run(&["audit"]);
+    let shown = org
+        .install
+        .json(&["violations", "show", &row["id"].to_string()]);
+    assert_eq!(shown["violation"]["status"], "resolved", "{shown}");
+}
+
+#[test]
+fn no_salesforce_secret_reaches_a_log_line_or_the_state_file() {
+    let org = Org::new(OPPORTUNITIES);
+    org.emulator.expire_after_requests(2);
+    let mut logs = String::new();
+    for args in [
+        &["sync", "--connector", "salesforce"][..],
+        &["audit"],
+        &["writeback", "--apply", "--connector", "salesforce"],
+    ] {
+        let output = org
+            .install
+            .command(args)
+            .env("RUST_LOG", "trace")
+            .output()
+            .expect("journeyd runs");
+        assert!(output.status.success(), "{}", stderr(&output));
+        logs.push_str(&stdout(&output));
+        logs.push_str(&stderr(&output));
+    }
+    let key_body: String = TEST_JWT_PRIVATE_KEY_PEM
+        .lines()
+        .filter(|line| !line.starts_with("-----"))
+        .take(2)
+        .collect();
+    let mut state = Vec::new();
+    for name in ["state.sqlite", "state.sqlite-wal"] {
+        if let Ok(bytes) = std::fs::read(org.install.path(name)) {
+            state.extend(bytes);
+        }
+    }
+    let state = String::from_utf8_lossy(&state);
+    for secret in [key_body.as_str(), &org.emulator.client_secret()] {
+        assert!(!logs.contains(secret), "a secret reached the logs");
+        assert!(!state.contains(secret), "a secret reached the store");
+    }
+    assert!(
+        !logs.contains("Bearer "),
+        "an authorization header was logged"
+    );
+    assert!(
+        !logs.contains(KEY_VAR) || !logs.contains("BEGIN"),
+        "the key was logged"
+    );
+}
