@@ -16,7 +16,7 @@ use journeyd_hubspot::emulator::{
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
-use support::{Measured, delta, measure, print_calls, report};
+use support::{Measured, delta, measure, print_calls, report, shipped_config};
 
 mod support;
 
@@ -85,14 +85,7 @@ fn main() {
 }
 
 fn write_config(dir: &Path, emulator: &HubspotEmulator) -> std::path::PathBuf {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut config: toml_edit::DocumentMut =
-        std::fs::read_to_string(repo.join("config/journeyd.toml"))
-            .expect("the shipped config reads")
-            .parse()
-            .expect("the shipped config is TOML");
-    config["journey"] = toml_edit::value(repo.join("config/journey.toml").display().to_string());
-    config["state_path"] = toml_edit::value(dir.join("bench.sqlite").display().to_string());
+    let mut config = shipped_config(dir);
     let hubspot = &mut config["connectors"]["hubspot"];
     hubspot["api_url"] = toml_edit::value(emulator.base_url().as_str().trim_end_matches('/'));
     hubspot["objects"] = toml_edit::value(toml_edit::Array::from_iter(["deal"]));

@@ -2,6 +2,7 @@
 //! its peak RSS, and counting the emulator's API calls by route.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -72,4 +73,18 @@ pub fn print_calls(calls: &BTreeMap<String, u64>, paged_route: &str, floor: u64)
     for (route, n) in calls {
         println!("    {n:>7}  {route}");
     }
+}
+
+/// The shipped daemon config, with its journey named by absolute path and
+/// its state file in `dir`.
+pub fn shipped_config(dir: &Path) -> toml_edit::DocumentMut {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut config: toml_edit::DocumentMut =
+        std::fs::read_to_string(repo.join("config/journeyd.toml"))
+            .expect("the shipped config reads")
+            .parse()
+            .expect("the shipped config is TOML");
+    config["journey"] = toml_edit::value(repo.join("config/journey.toml").display().to_string());
+    config["state_path"] = toml_edit::value(dir.join("bench.sqlite").display().to_string());
+    config
 }
