@@ -89,6 +89,27 @@ pub struct ActionOutcome {
     pub result: ActionResult,
 }
 
+impl ActionOutcome {
+    /// What `find_applied` reports: an `Applied` outcome for each of `keys`
+    /// found in the CRM (`found`: key -> id of the record carrying it), once
+    /// per key, in the order of `keys`; keys not found are left out.
+    pub fn found(
+        keys: &[ActionKey],
+        found: &std::collections::BTreeMap<String, String>,
+    ) -> Vec<ActionOutcome> {
+        let mut seen = std::collections::BTreeSet::new();
+        keys.iter()
+            .filter(|key| seen.insert(key.as_str()))
+            .filter_map(|key| {
+                found.get(key.as_str()).map(|id| ActionOutcome {
+                    key: key.clone(),
+                    result: ActionResult::Applied { crm_id: id.clone() },
+                })
+            })
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ActionResult {
     /// Written; `crm_id` is the id of what was created or changed.

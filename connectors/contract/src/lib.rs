@@ -11,6 +11,7 @@
 //! - [`connector`]: the [`Connector`] trait itself;
 //! - [`http`]: the one HTTP client (auth, rate limits, retries, telemetry);
 //! - [`secret`]: the redacting type every credential is held in;
+//! - [`traced`]: the `page` and `write` spans every connector's calls run in;
 //! - `emulator` (feature `emulator`): the loopback server harness every
 //!   connector's emulator is built on;
 //! - `testkit` (feature `testkit`): the conformance suite.
@@ -30,6 +31,7 @@ pub mod record;
 pub mod secret;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod traced;
 
 pub use action::{ActionKey, ActionOutcome, ActionRequest, ActionResult, Priority};
 pub use connector::Connector;

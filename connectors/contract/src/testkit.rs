@@ -87,8 +87,46 @@ pub trait Target: Sized + Send + Sync {
     /// Corrective tasks the emulator holds.
     fn tasks(&self) -> usize;
 
-    /// A corrective task for `record`, keyed `key`, in the CRM's terms.
-    fn task_action(&self, key: ActionKey, record: &RecordId) -> ActionRequest;
+    /// A corrective task for `record` (of [`Target::object`]), keyed `key`.
+    fn task_action(&self, key: ActionKey, record: &RecordId) -> ActionRequest {
+        ActionRequest::CreateTask {
+            key,
+            object: self.object(),
+            record_id: record.clone(),
+            owner_id: None,
+            subject: format!("[journeyd] check {} {record}", self.object()),
+            body: "The record needs an owner.".into(),
+            due: chrono::NaiveDate::from_ymd_opt(2026, 3, 5).expect("a valid date"),
+            priority: crate::action::Priority::Normal,
+        }
+    }
+}
+
+/// A [`TokenStore`](crate::http::TokenStore) that keeps rotated refresh
+/// tokens in memory, for targets whose emulator rotates them.
+#[derive(Debug, Default)]
+pub struct MemoryTokenStore(std::sync::Mutex<Vec<String>>);
+
+impl MemoryTokenStore {
+    /// The refresh token saved last, if any.
+    pub fn latest(&self) -> Option<String> {
+        self.0.lock().expect("the token list").last().cloned()
+    }
+}
+
+impl crate::http::TokenStore for MemoryTokenStore {
+    fn save_refresh_token(
+        &self,
+        _connector: &crate::ids::ConnectorName,
+        token: &crate::secret::SecretString,
+    ) -> Result<(), crate::http::TokenStoreError> {
+        use crate::secret::ExposeSecret;
+        self.0
+            .lock()
+            .expect("the token list")
+            .push(token.expose_secret().to_owned());
+        Ok(())
+    }
 }
 
 /// Runs one check per test; `$target` implements [`Target`].

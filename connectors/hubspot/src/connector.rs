@@ -10,6 +10,7 @@ use journeyd_connector::connector::{Connector, PullFrom};
 use journeyd_connector::http::{
     AuthSettings, Bucket, Call, CallStats, HttpClient, HttpSettings, Resend, Target,
 };
+use journeyd_connector::traced::{page_span, traced, write_span};
 use journeyd_connector::{
     ActionKey, ActionOutcome, ActionRequest, ConnectorError, ConnectorName, CrmRecord, ObjectKind,
     Owner, Page, RecordId,
@@ -19,9 +20,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
 use tokio::sync::OnceCell;
-use tracing::{Instrument, Span, field};
 
 const OBJECTS: [ObjectKind; 3] = [ObjectKind::Deal, ObjectKind::Contact, ObjectKind::Account];
 
@@ -212,36 +211,6 @@ pub(crate) fn object_type(
     }
 }
 
-/// Runs `work` in a span named `name`, recording how many items it handled
-/// and how long it took, or the error that ended it.
-async fn traced<T>(
-    span: Span,
-    work: impl Future<Output = Result<T, ConnectorError>>,
-    count: impl FnOnce(&T) -> usize,
-) -> Result<T, ConnectorError> {
-    async move {
-        let started = Instant::now();
-        let result = work.await;
-        let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let span = Span::current();
-        span.record("ms", ms);
-        match &result {
-            Ok(done) => {
-                let records = count(done);
-                span.record("records", records);
-                tracing::debug!(records, ms, "done");
-            }
-            Err(err) => {
-                span.record("error", field::display(err));
-                tracing::warn!(ms, error = %err, "failed");
-            }
-        }
-        result
-    }
-    .instrument(span)
-    .await
-}
-
 impl Connector for HubspotConnector {
     fn name(&self) -> &ConnectorName {
         &self.name
@@ -255,8 +224,7 @@ impl Connector for HubspotConnector {
         &self,
         cursor: Option<String>,
     ) -> impl Future<Output = Result<Page<Owner>, ConnectorError>> + Send {
-        let span = tracing::info_span!("page", connector = %self.name, object = "owner",
-            records = field::Empty, ms = field::Empty, error = field::Empty);
+        let span = page_span(&self.name, &"owner");
         traced(span, self.owners_page(cursor), |page| page.items.len())
     }
 
@@ -265,8 +233,7 @@ impl Connector for HubspotConnector {
         object: ObjectKind,
         from: PullFrom,
     ) -> impl Future<Output = Result<Page<CrmRecord>, ConnectorError>> + Send {
-        let span = tracing::info_span!("page", connector = %self.name, object = %object,
-            records = field::Empty, ms = field::Empty, error = field::Empty);
+        let span = page_span(&self.name, &object);
         traced(span, self.pull_page(object, from), |page| page.items.len())
     }
 
@@ -275,8 +242,7 @@ impl Connector for HubspotConnector {
         object: ObjectKind,
         cursor: Option<String>,
     ) -> impl Future<Output = Result<Page<RecordId>, ConnectorError>> + Send {
-        let span = tracing::info_span!("page", connector = %self.name, object = %object,
-            records = field::Empty, ms = field::Empty, error = field::Empty);
+        let span = page_span(&self.name, &object);
         traced(span, self.deletions_page(object, cursor), |page| {
             page.items.len()
         })
@@ -286,8 +252,7 @@ impl Connector for HubspotConnector {
         &self,
         actions: &[ActionRequest],
     ) -> impl Future<Output = Result<Vec<ActionOutcome>, ConnectorError>> + Send {
-        let span = tracing::info_span!("write", connector = %self.name,
-            records = field::Empty, ms = field::Empty, error = field::Empty);
+        let span = write_span(&self.name);
         traced(span, self.apply_actions(actions), Vec::len)
     }
 
@@ -295,8 +260,7 @@ impl Connector for HubspotConnector {
         &self,
         keys: &[ActionKey],
     ) -> impl Future<Output = Result<Vec<ActionOutcome>, ConnectorError>> + Send {
-        let span = tracing::info_span!("write", connector = %self.name,
-            records = field::Empty, ms = field::Empty, error = field::Empty);
+        let span = write_span(&self.name);
         traced(span, self.find_applied_keys(keys), Vec::len)
     }
 }

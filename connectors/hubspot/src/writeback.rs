@@ -745,17 +745,7 @@ impl HubspotConnector {
             .filter(|k| is_token(k))
             .collect();
         let found = self.find_task_keys(&lookup).await?;
-        let mut seen = BTreeSet::new();
-        Ok(keys
-            .iter()
-            .filter(|key| seen.insert(key.as_str()))
-            .filter_map(|key| {
-                found.get(key.as_str()).map(|id| ActionOutcome {
-                    key: key.clone(),
-                    result: ActionResult::Applied { crm_id: id.clone() },
-                })
-            })
-            .collect())
+        Ok(ActionOutcome::found(keys, &found))
     }
 
     /// Task id by action key, for the keys some task carries on its marker

@@ -241,17 +241,7 @@ impl SalesforceConnector {
                 }
             }
         }
-        let mut seen = BTreeSet::new();
-        Ok(keys
-            .iter()
-            .filter(|key| seen.insert(key.as_str()))
-            .filter_map(|key| {
-                found.get(key.as_str()).map(|id| ActionOutcome {
-                    key: key.clone(),
-                    result: ActionResult::Applied { crm_id: id.clone() },
-                })
-            })
-            .collect())
+        Ok(ActionOutcome::found(keys, &found))
     }
 }
 

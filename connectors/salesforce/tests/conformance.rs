@@ -1,44 +1,20 @@
 //! The contract's conformance suite, run against the Salesforce connector
 //! and the Salesforce emulator.
 
-use chrono::NaiveDate;
-use journeyd_connector::http::{TokenStore, TokenStoreError};
-use journeyd_connector::secret::SecretString;
-use journeyd_connector::testkit::{Scenario, Target};
-use journeyd_connector::{
-    ActionKey, ActionRequest, ConnectorName, ObjectKind, Priority, RecordId, conformance_suite,
-};
+use journeyd_connector::testkit::{MemoryTokenStore, Scenario, Target};
+use journeyd_connector::{ConnectorName, ObjectKind, RecordId, conformance_suite};
 use journeyd_salesforce::emulator::{EmulatorConfig, SObject, SalesforceEmulator, SeedSizes};
 use journeyd_salesforce::{
     SalesforceAuth, SalesforceConnector, SalesforceCredentials, SalesforceSettings,
 };
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-
-/// Rotated refresh tokens, kept in memory.
-#[derive(Default)]
-struct MemoryTokens(Mutex<Vec<String>>);
-
-impl TokenStore for MemoryTokens {
-    fn save_refresh_token(
-        &self,
-        _connector: &ConnectorName,
-        token: &SecretString,
-    ) -> Result<(), TokenStoreError> {
-        use journeyd_connector::secret::ExposeSecret;
-        self.0
-            .lock()
-            .expect("the token list")
-            .push(token.expose_secret().to_owned());
-        Ok(())
-    }
-}
 
 struct Salesforce {
     emulator: SalesforceEmulator,
     scenario: Scenario,
-    tokens: Arc<MemoryTokens>,
+    tokens: Arc<MemoryTokenStore>,
 }
 
 impl Target for Salesforce {
@@ -65,11 +41,7 @@ impl Target for Salesforce {
         let (auth, credentials) = if self.scenario.refreshable_auth {
             let refresh = self
                 .tokens
-                .0
-                .lock()
-                .expect("the token list")
-                .last()
-                .cloned()
+                .latest()
                 .unwrap_or_else(|| self.emulator.refresh_token());
             (
                 SalesforceAuth::RefreshToken {
@@ -141,19 +113,6 @@ impl Target for Salesforce {
 
     fn tasks(&self) -> usize {
         self.emulator.tasks().len()
-    }
-
-    fn task_action(&self, key: ActionKey, record: &RecordId) -> ActionRequest {
-        ActionRequest::CreateTask {
-            key,
-            object: ObjectKind::Deal,
-            record_id: record.clone(),
-            owner_id: None,
-            subject: format!("[journeyd] check deal {record}"),
-            body: "The deal needs an owner.".into(),
-            due: NaiveDate::from_ymd_opt(2026, 3, 5).expect("a valid date"),
-            priority: Priority::Normal,
-        }
     }
 }
 
