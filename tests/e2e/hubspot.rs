@@ -2,7 +2,7 @@
 //! over loopback HTTP, audits it, and writes corrective tasks back, once.
 
 use crate::portal::{Auth, Portal};
-use crate::support::{stderr, stdout, stored_records, task_violations};
+use crate::support::{assert_secrets_nowhere, run_slice_logged, stored_records, task_violations};
 use journeyd_hubspot::emulator::{Credentials, ObjectType};
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -245,22 +245,7 @@ fn no_seeded_secret_reaches_a_log_line_or_the_state_file() {
         .emulator
         .update_knobs(|knobs| knobs.rotate_refresh_tokens = true);
     portal.emulator.expire_after_requests(2);
-    let mut logs = String::new();
-    for args in [
-        &["sync", "--connector", "hubspot"][..],
-        &["audit"],
-        &["writeback", "--apply", "--connector", "hubspot"],
-    ] {
-        let output = portal
-            .install
-            .command(args)
-            .env("RUST_LOG", "trace")
-            .output()
-            .expect("journeyd runs");
-        assert!(output.status.success(), "{}", stderr(&output));
-        logs.push_str(&stdout(&output));
-        logs.push_str(&stderr(&output));
-    }
+    let logs = run_slice_logged(&portal.install, "hubspot");
     assert!(logs.contains("token refreshed"), "a refresh was logged");
     let rotated = std::fs::read_to_string(portal.install.path("credentials/hubspot.refresh-token"))
         .expect("the rotated refresh token was saved");
@@ -270,28 +255,14 @@ fn no_seeded_secret_reaches_a_log_line_or_the_state_file() {
         seeded.refresh_token,
         "the refresh token rotated"
     );
-    let secrets = [
-        seeded.client_secret,
-        seeded.refresh_token,
-        seeded.private_app_token,
-        rotated.trim().to_owned(),
-    ];
-    let mut state = Vec::new();
-    for name in ["state.sqlite", "state.sqlite-wal"] {
-        if let Ok(bytes) = std::fs::read(portal.install.path(name)) {
-            state.extend(bytes);
-        }
-    }
-    let state = String::from_utf8_lossy(&state);
-    for secret in &secrets {
-        assert!(!logs.contains(secret.as_str()), "a secret reached the logs");
-        assert!(
-            !state.contains(secret.as_str()),
-            "a secret reached the store"
-        );
-    }
-    assert!(
-        !logs.contains("Bearer "),
-        "an authorization header was logged"
+    assert_secrets_nowhere(
+        &portal.install,
+        &logs,
+        &[
+            &seeded.client_secret,
+            &seeded.refresh_token,
+            &seeded.private_app_token,
+            rotated.trim(),
+        ],
     );
 }

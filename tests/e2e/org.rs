@@ -3,7 +3,7 @@
 //! write-back switched to `apply`.
 
 use crate::portal::shipped_config;
-use crate::support::Install;
+use crate::support::{Install, tasks_by_key};
 use journeyd_salesforce::emulator::{EmulatorConfig, SalesforceEmulator, TEST_JWT_PRIVATE_KEY_PEM};
 use std::collections::BTreeMap;
 use toml_edit::{DocumentMut, InlineTable, value};
@@ -52,24 +52,10 @@ impl Org {
 
     /// Corrective tasks in the org by the action key in their description.
     pub fn tasks_by_key(&self) -> BTreeMap<String, Vec<String>> {
-        let mut by_key: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for task in self.emulator.tasks() {
-            let description = task
-                .fields
-                .get("Description")
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_owned();
-            if let Some(key) = description
-                .lines()
-                .find_map(|line| line.strip_prefix("journeyd-action: "))
-            {
-                by_key
-                    .entry(key.trim().to_owned())
-                    .or_default()
-                    .push(task.id.clone());
-            }
-        }
-        by_key
+        let tasks = self.emulator.tasks();
+        tasks_by_key(tasks.iter().map(|task| {
+            let description = task.fields.get("Description").and_then(|v| v.as_str());
+            (task.id.clone(), description.unwrap_or_default())
+        }))
     }
 }

@@ -2,7 +2,7 @@
 //! configured to sync it: the shipped config, pointed at the emulator, with
 //! write-back switched to `apply`.
 
-use crate::support::{Install, repo};
+use crate::support::{Install, repo, tasks_by_key};
 use journeyd_hubspot::emulator::{EmulatorConfig, HubspotEmulator, ObjectType};
 use std::collections::BTreeMap;
 use toml_edit::{DocumentMut, value};
@@ -72,24 +72,14 @@ impl Portal {
 
     /// Corrective tasks in the portal by the action key in their body.
     pub fn tasks_by_key(&self) -> BTreeMap<String, Vec<String>> {
-        let mut by_key: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for task in self.emulator.tasks() {
+        let tasks = self.emulator.tasks();
+        tasks_by_key(tasks.iter().map(|task| {
             let body = task
                 .properties
                 .get("hs_task_body")
-                .cloned()
-                .unwrap_or_default();
-            if let Some(key) = body
-                .lines()
-                .find_map(|line| line.strip_prefix("journeyd-action: "))
-            {
-                by_key
-                    .entry(key.trim().to_owned())
-                    .or_default()
-                    .push(task.id.clone());
-            }
-        }
-        by_key
+                .map_or("", String::as_str);
+            (task.id.clone(), body)
+        }))
     }
 
     pub fn deal(&self, id: &str) -> BTreeMap<String, String> {

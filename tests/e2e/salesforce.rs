@@ -2,8 +2,10 @@
 //! over loopback HTTP (JWT bearer auth, SOQL paging), audits it, and writes
 //! corrective tasks back through sObject Collections, once.
 
-use crate::org::{KEY_VAR, Org};
-use crate::support::{Install, stderr, stdout, stored_records, task_violations};
+use crate::org::Org;
+use crate::support::{
+    Install, assert_secrets_nowhere, run_slice_logged, stored_records, task_violations,
+};
 use journeyd_salesforce::emulator::{SObject, TEST_JWT_PRIVATE_KEY_PEM};
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -186,44 +188,19 @@ fn a_deleted_opportunity_is_resolved_out_of_the_violations_log() {
 fn no_salesforce_secret_reaches_a_log_line_or_the_state_file() {
     let org = Org::new(OPPORTUNITIES);
     org.emulator.expire_after_requests(2);
-    let mut logs = String::new();
-    for args in [
-        &["sync", "--connector", "salesforce"][..],
-        &["audit"],
-        &["writeback", "--apply", "--connector", "salesforce"],
-    ] {
-        let output = org
-            .install
-            .command(args)
-            .env("RUST_LOG", "trace")
-            .output()
-            .expect("journeyd runs");
-        assert!(output.status.success(), "{}", stderr(&output));
-        logs.push_str(&stdout(&output));
-        logs.push_str(&stderr(&output));
-    }
+    let logs = run_slice_logged(&org.install, "salesforce");
+    assert!(
+        logs.contains("token refreshed"),
+        "a token renewal was logged"
+    );
     let key_body: String = TEST_JWT_PRIVATE_KEY_PEM
         .lines()
         .filter(|line| !line.starts_with("-----"))
         .take(2)
         .collect();
-    let mut state = Vec::new();
-    for name in ["state.sqlite", "state.sqlite-wal"] {
-        if let Ok(bytes) = std::fs::read(org.install.path(name)) {
-            state.extend(bytes);
-        }
-    }
-    let state = String::from_utf8_lossy(&state);
-    for secret in [key_body.as_str(), &org.emulator.client_secret()] {
-        assert!(!logs.contains(secret), "a secret reached the logs");
-        assert!(!state.contains(secret), "a secret reached the store");
-    }
-    assert!(
-        !logs.contains("Bearer "),
-        "an authorization header was logged"
-    );
-    assert!(
-        !logs.contains(KEY_VAR) || !logs.contains("BEGIN"),
-        "the key was logged"
+    assert_secrets_nowhere(
+        &org.install,
+        &logs,
+        &[&key_body, &org.emulator.client_secret()],
     );
 }

@@ -149,3 +149,62 @@ pub fn stored_records(install: &Install) -> std::collections::BTreeSet<(String, 
         .collect::<Result<_, _>>()
         .expect("records are readable")
 }
+
+/// Runs sync, audit and `writeback --apply` of `connector` with every log
+/// line on (`RUST_LOG=trace`); returns all they printed, stdout and stderr.
+pub fn run_slice_logged(install: &Install, connector: &str) -> String {
+    let mut logs = String::new();
+    for args in [
+        &["sync", "--connector", connector][..],
+        &["audit"],
+        &["writeback", "--apply", "--connector", connector],
+    ] {
+        let output = install
+            .command(args)
+            .env("RUST_LOG", "trace")
+            .output()
+            .expect("journeyd runs");
+        assert!(output.status.success(), "{}", stderr(&output));
+        logs.push_str(&stdout(&output));
+        logs.push_str(&stderr(&output));
+    }
+    logs
+}
+
+/// Asserts that none of `secrets` is in `logs` or in the state file (and
+/// its write-ahead log), and that no authorization header was logged.
+pub fn assert_secrets_nowhere(install: &Install, logs: &str, secrets: &[&str]) {
+    let mut state = Vec::new();
+    for name in ["state.sqlite", "state.sqlite-wal"] {
+        if let Ok(bytes) = std::fs::read(install.path(name)) {
+            state.extend(bytes);
+        }
+    }
+    let state = String::from_utf8_lossy(&state);
+    for secret in secrets {
+        assert!(!secret.is_empty());
+        assert!(!logs.contains(secret), "a secret reached the logs");
+        assert!(!state.contains(secret), "a secret reached the store");
+    }
+    assert!(
+        !logs.contains("Bearer "),
+        "an authorization header was logged"
+    );
+}
+
+/// Groups task ids by the write-back action key their text carries on its
+/// `journeyd-action: KEY` line.
+pub fn tasks_by_key<'t>(
+    tasks: impl IntoIterator<Item = (String, &'t str)>,
+) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut by_key: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for (id, text) in tasks {
+        if let Some(key) = text
+            .lines()
+            .find_map(|line| line.strip_prefix("journeyd-action: "))
+        {
+            by_key.entry(key.trim().to_owned()).or_default().push(id);
+        }
+    }
+    by_key
+}
