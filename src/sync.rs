@@ -36,7 +36,16 @@ pub struct SyncOptions {
     /// Only these object kinds (`None`: every kind the config and the
     /// connector have).
     pub objects: Option<BTreeSet<ObjectKind>>,
+    /// Let a full pull mark deleted more than half of an object kind's
+    /// records, which it otherwise refuses to do (see [`MASS_DELETION`]).
+    pub accept_mass_deletion: bool,
 }
+
+/// A full pull that did not see more than this many records of an object
+/// kind, and more than half of them, marks none deleted unless told to: an
+/// integration user who lost read access, or a sharing rule changed, looks
+/// exactly like a CRM emptied overnight.
+pub const MASS_DELETION: u64 = 10;
 
 /// A part of a sync, as progress reports name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,6 +137,7 @@ struct Ctx<'a, C> {
     name: &'a ConnectorName,
     progress: &'a dyn SyncProgress,
     shutdown: &'a Shutdown,
+    accept_mass_deletion: bool,
     /// When this sync started. A watermark never goes past it: a full pull
     /// reads in id order, so a record it passed early may change during the
     /// pull, after a later one the pull did see; starting the next
@@ -194,6 +204,7 @@ pub async fn sync<C: Connector>(
         name: &name,
         progress,
         shutdown,
+        accept_mass_deletion: options.accept_mass_deletion,
         ceiling: now,
     };
     let mut summary = SyncSummary {
@@ -223,7 +234,7 @@ pub async fn sync<C: Connector>(
         .await;
     let _entered = span.enter();
     summary.status = match outcome {
-        Ok(()) if summary.skipped > 0 => RunStatus::Partial,
+        Ok(()) if summary.skipped > 0 || summary.error.is_some() => RunStatus::Partial,
         Ok(()) => RunStatus::Ok,
         Err(Halt::Shutdown) => {
             summary.stopped = true;
@@ -393,6 +404,23 @@ async fn records<C: Connector>(
     };
     let mut from = pull_from(stored.as_ref(), full);
     let mut high = stored.map(|stored| stored.watermark);
+    {
+        let name = ctx.name.clone();
+        let at = ctx.ceiling;
+        match from {
+            PullFrom::Start => {
+                ctx.store
+                    .call(move |s| s.begin_reconcile(&name, object, at))
+                    .await?
+            }
+            PullFrom::Since(_) => {
+                ctx.store
+                    .call(move |s| s.drop_reconcile(&name, object))
+                    .await?
+            }
+            PullFrom::Cursor(_) => {}
+        }
+    }
     loop {
         if ctx.stopping() {
             return Err(Halt::Shutdown);
@@ -411,6 +439,15 @@ async fn records<C: Connector>(
             .await
             .map_err(Halt::Connector)?;
         ctx.skipped(step, &page.skipped, summary);
+        if !page.skipped.is_empty() {
+            // Before the page is stored: a crash in between leaves the
+            // pull unable to vouch, never the other way round.
+            let name = ctx.name.clone();
+            let skipped = page.skipped.len() as u64;
+            ctx.store
+                .call(move |s| s.note_reconcile_skips(&name, object, skipped))
+                .await?;
+        }
         high = advance(high, &page.items, ctx.ceiling);
         let count = page.items.len() as u64;
         let next = page.next;
@@ -445,7 +482,67 @@ async fn records<C: Connector>(
             None => break,
         }
     }
+    reconcile(ctx, object, summary).await?;
     ctx.progress.step_finished(ctx.name, step);
+    Ok(())
+}
+
+/// At the end of a pull of `object`: if it was a full pull, marks deleted
+/// the live records it did not see, unless it could not read them all or
+/// they are too many to believe.
+async fn reconcile<C: Connector>(
+    ctx: &Ctx<'_, C>,
+    object: ObjectKind,
+    summary: &mut SyncSummary,
+) -> Result<(), Halt> {
+    let name = ctx.name.clone();
+    let Some(pending) = ctx
+        .store
+        .call(move |s| s.pending_reconcile(&name, object))
+        .await?
+    else {
+        return Ok(());
+    };
+    let refusal = if pending.skipped > 0 {
+        Some(format!(
+            "{object} records not seen by the full pull were not marked deleted: \
+             {} records could not be read, so the pull cannot vouch for the {} it did not see",
+            pending.skipped, pending.unseen
+        ))
+    } else if pending.unseen > MASS_DELETION
+        && pending.unseen * 2 > pending.live
+        && !ctx.accept_mass_deletion
+    {
+        Some(format!(
+            "{object} records not seen by the full pull were not marked deleted: \
+             {} of {} is more than half; check the integration user's access, \
+             then run `journeyd sync --full --accept-mass-deletion` if they are gone",
+            pending.unseen, pending.live
+        ))
+    } else {
+        None
+    };
+    let name = ctx.name.clone();
+    let sweep = refusal.is_none();
+    let deleted = ctx
+        .store
+        .call(move |s| s.finish_reconcile(&name, object, sweep, Utc::now()))
+        .await?;
+    summary.deleted += deleted;
+    match refusal {
+        Some(why) => {
+            tracing::warn!(connector = %ctx.name, object = %object, unseen = pending.unseen,
+                live = pending.live, skipped = pending.skipped, "{why}");
+            summary.error = Some(match summary.error.take() {
+                Some(before) => format!("{before}; {why}"),
+                None => why,
+            });
+        }
+        None => {
+            tracing::info!(connector = %ctx.name, object = %object, records = deleted,
+                "full pull marked the records it did not see deleted");
+        }
+    }
     Ok(())
 }
 

@@ -99,6 +99,11 @@ pub struct SyncArgs {
     /// CRM deleted.
     #[arg(long)]
     pub full: bool,
+    /// Let a full sync mark deleted more than half of an object kind's
+    /// records when the CRM no longer returns them (refused otherwise, as
+    /// lost read access looks the same).
+    #[arg(long, requires = "full")]
+    pub accept_mass_deletion: bool,
 }
 
 #[derive(Debug, Args)]

@@ -67,6 +67,7 @@ fn demo(dir: &Path, json: bool, apply: bool) -> anyhow::Result<ExitCode> {
                     &SyncArgs {
                         connector: hubspot(),
                         full: true,
+                        accept_mass_deletion: false,
                     },
                 )
             },

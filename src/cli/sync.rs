@@ -42,6 +42,7 @@ pub fn run(ctx: &Context, args: &SyncArgs) -> anyhow::Result<ExitCode> {
     let options = SyncOptions {
         full: args.full,
         objects: None,
+        accept_mass_deletion: args.accept_mass_deletion,
     };
     let progress = sync_progress();
 

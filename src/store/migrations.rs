@@ -15,7 +15,10 @@ pub(super) fn migrations() -> Migrations<'static> {
     Migrations::from_slice(MIGRATIONS)
 }
 
-const MIGRATIONS: &[M<'static>] = &[M::up(V1_INITIAL).comment("initial schema")];
+const MIGRATIONS: &[M<'static>] = &[
+    M::up(V1_INITIAL).comment("initial schema"),
+    M::up(V2_RECONCILES).comment("full pulls that reconcile deletions"),
+];
 
 const V1_INITIAL: &str = r#"
 -- The latest snapshot of every CRM record ever synced. `rowid` is declared
@@ -186,6 +189,19 @@ CREATE TABLE writeback_ledger (
 ) WITHOUT ROWID;
 CREATE INDEX writeback_ledger_state ON writeback_ledger (state, created_at);
 CREATE INDEX writeback_ledger_fingerprint ON writeback_ledger (fingerprint);
+"#;
+
+const V2_RECONCILES: &str = r#"
+-- A full pull under way, per connector and object kind: when it started and
+-- how many records it could not read. At its end, live records it did not
+-- see are gone from the CRM, provided it read every one it was given.
+CREATE TABLE reconciles (
+    connector  TEXT NOT NULL,
+    object     TEXT NOT NULL CHECK (object IN ('lead', 'contact', 'account', 'deal')),
+    started_at TEXT NOT NULL,
+    skipped    INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (connector, object)
+) WITHOUT ROWID;
 "#;
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 //!   chunk by chunk (with duplicate peers) for the audit;
 //! - `owners`, `runs`, `watermarks`, `ledger`: the other synced and
 //!   operational state;
+//! - `reconcile`: full pulls that mark what they did not see deleted;
 //! - `writeback`: what the write-back planner reads;
 //! - `audit`: the [`AuditWriter`], one transaction per audit;
 //! - `violations`: the violations log, its events, admin actions, listing;
@@ -24,6 +25,7 @@ mod handle;
 mod ledger;
 mod migrations;
 mod owners;
+mod reconcile;
 mod records;
 mod report;
 mod runs;
@@ -35,6 +37,7 @@ pub use audit::{AuditDiff, AuditWriter, ChunkDiff, RecordState};
 pub use chunks::{DuplicatePeer, MAX_PEERS, StoredRecord};
 pub use handle::StoreHandle;
 pub use ledger::{LedgerEntry, LedgerMark, LedgerState};
+pub use reconcile::PendingReconcile;
 pub use records::UpsertCounts;
 pub use report::{OwnerCount, StageFigures, StageRuleCount};
 pub use runs::{RunId, RunKind, RunRow, RunStatus};

@@ -71,13 +71,24 @@ impl Harness {
     ) -> SyncSummary {
         let options = SyncOptions {
             full,
-            objects: None,
+            ..SyncOptions::default()
         };
+        self.sync_options(connector, &options, progress, shutdown)
+            .await
+    }
+
+    async fn sync_options(
+        &self,
+        connector: &FakeConnector,
+        options: &SyncOptions,
+        progress: &dyn SyncProgress,
+        shutdown: &Shutdown,
+    ) -> SyncSummary {
         sync(
             &self.store,
             connector,
             &config(&ObjectKind::ALL),
-            &options,
+            options,
             progress,
             shutdown,
         )
@@ -308,6 +319,117 @@ async fn a_full_sync_marks_the_records_the_crm_deleted() {
     let full = harness.sync(&connector, true).await;
     assert_eq!(full.deleted, 1);
     assert_eq!(harness.records(), 1);
+}
+
+#[tokio::test]
+async fn a_full_sync_marks_deleted_the_records_the_crm_no_longer_returns() {
+    let harness = Harness::new();
+    let connector = deals(&[("1", 3), ("2", 4), ("3", 5)], 2);
+    harness.sync(&connector, false).await;
+    connector.with(|crm| {
+        crm.records
+            .insert(ObjectKind::Deal, vec![deal("1", 3), deal("3", 5)]);
+    });
+
+    let full = harness.sync(&connector, true).await;
+
+    assert_eq!((full.status, full.deleted), (RunStatus::Ok, 1));
+    assert_eq!(harness.records(), 2);
+}
+
+#[tokio::test]
+async fn a_full_sync_that_could_not_read_every_record_marks_none_deleted() {
+    let harness = Harness::new();
+    let connector = deals(&[("1", 3), ("2", 4)], 10);
+    harness.sync(&connector, false).await;
+    connector.with(|crm| {
+        crm.records.insert(ObjectKind::Deal, vec![deal("1", 3)]);
+        crm.skipped.insert(
+            ObjectKind::Deal,
+            vec![Skipped {
+                id: "2".into(),
+                reason: "amount is not a number".into(),
+            }],
+        );
+    });
+
+    let full = harness.sync(&connector, true).await;
+
+    assert_eq!((full.status, full.deleted), (RunStatus::Partial, 0));
+    assert!(full.error.unwrap().contains("1 records could not be read"));
+    assert_eq!(harness.records(), 2);
+}
+
+#[tokio::test]
+async fn a_full_sync_missing_most_records_marks_them_deleted_only_when_told_to() {
+    let harness = Harness::new();
+    let ids: Vec<String> = (1..=12).map(|n| n.to_string()).collect();
+    let all: Vec<(&str, u32)> = ids.iter().map(|id| (id.as_str(), 3)).collect();
+    let connector = deals(&all, 100);
+    harness.sync(&connector, false).await;
+    connector.with(|crm| {
+        crm.records.insert(ObjectKind::Deal, vec![deal("1", 3)]);
+    });
+
+    let refused = harness.sync(&connector, true).await;
+    assert_eq!((refused.status, refused.deleted), (RunStatus::Partial, 0));
+    assert!(refused.error.unwrap().contains("11 of 12"));
+    assert_eq!(harness.records(), 12);
+
+    let (_tx, shutdown) = watch::channel(false);
+    let options = SyncOptions {
+        full: true,
+        accept_mass_deletion: true,
+        ..SyncOptions::default()
+    };
+    let accepted = harness
+        .sync_options(&connector, &options, &NoProgress, &shutdown)
+        .await;
+    assert_eq!((accepted.status, accepted.deleted), (RunStatus::Ok, 11));
+    assert_eq!(harness.records(), 1);
+}
+
+#[tokio::test]
+async fn a_full_pull_finished_by_a_later_sync_still_marks_what_it_did_not_see() {
+    let harness = Harness::new();
+    let connector = deals(&[("1", 3), ("2", 4), ("3", 5), ("4", 6)], 2);
+    harness.sync(&connector, false).await;
+    connector.with(|crm| {
+        crm.records.insert(
+            ObjectKind::Deal,
+            vec![deal("1", 3), deal("2", 4), deal("4", 6)],
+        );
+    });
+    let (stop, shutdown) = watch::channel(false);
+    let progress = StopAfter {
+        pages: 1,
+        seen: Mutex::new(0),
+        stop,
+    };
+    let stopped = harness
+        .sync_with(&connector, true, &progress, &shutdown)
+        .await;
+    assert_eq!((stopped.stopped, stopped.deleted), (true, 0));
+
+    let resumed = harness.sync(&connector, false).await;
+
+    assert_eq!(resumed.deleted, 1, "deal 3 is gone; 1 and 2 were seen");
+    assert_eq!(harness.records(), 3);
+}
+
+#[tokio::test]
+async fn an_incremental_sync_marks_nothing_deleted_by_absence() {
+    let harness = Harness::new();
+    let connector = deals(&[("1", 3), ("2", 4)], 10);
+    harness.sync(&connector, false).await;
+    connector.with(|crm| {
+        crm.records.insert(ObjectKind::Deal, vec![deal("1", 3)]);
+    });
+
+    let incremental = harness.sync(&connector, false).await;
+
+    assert_eq!(incremental.deleted, 0);
+    assert_eq!(harness.records(), 2);
 }
 
 #[tokio::test]
