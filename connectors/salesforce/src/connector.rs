@@ -35,6 +35,7 @@ const OBJECTS: [ObjectKind; 4] = [
 pub(crate) const QUERY_ROUTE: &str = "/services/data/{version}/query";
 pub(crate) const QUERY_ALL_ROUTE: &str = "/services/data/{version}/queryAll";
 pub(crate) const NEXT_ROUTE: &str = "/services/data/{version}/query/{locator}";
+pub(crate) const DELETED_ROUTE: &str = "/services/data/{version}/sobjects/{sobject}/deleted/";
 pub(crate) const COLLECTIONS_ROUTE: &str = "/services/data/{version}/composite/sobjects";
 pub(crate) const UPSERT_ROUTE: &str =
     "/services/data/{version}/composite/sobjects/Task/{external_id_field}";
@@ -268,6 +269,26 @@ impl SalesforceConnector {
                 // Salesforce takes 200..2000; the daemon's config checks the range.
                 format!("batchSize={}", self.settings.query_batch),
             )],
+        })
+        .await
+    }
+
+    /// A JSON read outside SOQL (getDeleted).
+    pub(crate) async fn read<T: DeserializeOwned>(
+        &self,
+        route: &'static str,
+        path: String,
+        query: Vec<(String, String)>,
+    ) -> Result<T, ConnectorError> {
+        self.send(Call {
+            method: Method::GET,
+            route,
+            target: Target::Path(path),
+            query,
+            json: None,
+            bucket: Bucket::General,
+            resend: Resend::Always,
+            headers: Vec::new(),
         })
         .await
     }

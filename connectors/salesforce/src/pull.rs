@@ -2,16 +2,17 @@
 //! page's deals completed with their stage history and tasks), owners, and
 //! deleted ids. A page's cursor is Salesforce's own `nextRecordsUrl`.
 //!
-//! Deletions come from `queryAll … WHERE IsDeleted = true`: the recycle
-//! bin, which Salesforce keeps 15 days, the same window `getDeleted`
-//! covers. A record purged from the bin earlier, or deleted before a
-//! connector was down longer than that, is not reported; the daemon's full
-//! resync is what catches those.
+//! Deletions come from `queryAll … WHERE IsDeleted = true` (the recycle
+//! bin), then from getDeleted over the last 15 days, which also names
+//! records emptied from the bin. Both forget: a record deleted longer ago,
+//! or whose log entry Salesforce purged early, is reported by neither. The
+//! daemon's full pull, which marks deleted whatever it no longer sees, is
+//! what catches those.
 
-use crate::connector::{SalesforceConnector, sobject};
+use crate::connector::{DELETED_ROUTE, SalesforceConnector, sobject};
 use crate::normalize;
 use crate::soql;
-use crate::wire::QueryPage;
+use crate::wire::{DeletedPage, QueryPage};
 use journeyd_connector::connector::PullFrom;
 use journeyd_connector::page::Skipped;
 use journeyd_connector::{ConnectorError, CrmRecord, ObjectKind, Owner, Page, RecordId};
@@ -20,6 +21,13 @@ use std::collections::BTreeMap;
 /// Ids per `IN (…)` of a side query: a query travels in the URL, which
 /// Salesforce caps at 16,384 characters.
 const IDS_PER_QUERY: usize = 200;
+
+/// The deletions cursor after the recycle bin: getDeleted comes next.
+const GET_DELETED: &str = "getDeleted";
+
+/// How far back getDeleted is asked: its 15-day window (facts 1.3), less an
+/// hour for the two clocks' skew (an older start is refused outright).
+const DELETED_LOOKBACK: chrono::Duration = chrono::Duration::hours(15 * 24 - 1);
 
 impl SalesforceConnector {
     pub(crate) async fn owners_page(
@@ -150,8 +158,9 @@ impl SalesforceConnector {
         object: ObjectKind,
         cursor: Option<String>,
     ) -> Result<Page<RecordId>, ConnectorError> {
-        let page = match cursor {
-            Some(link) => self.next_page(&link).await?,
+        let page = match cursor.as_deref() {
+            Some(GET_DELETED) => return self.delete_log(object).await,
+            Some(link) => self.next_page(link).await?,
             None => {
                 let soql = format!("SELECT Id FROM {} WHERE IsDeleted = true", sobject(object));
                 self.query(&soql, true).await?
@@ -171,7 +180,43 @@ impl SalesforceConnector {
         Ok(Page {
             items,
             skipped,
-            next: next_cursor(&page),
+            next: next_cursor(&page).or_else(|| Some(GET_DELETED.to_owned())),
+        })
+    }
+
+    /// getDeleted over its whole window: one call, the last deletions page.
+    async fn delete_log(&self, object: ObjectKind) -> Result<Page<RecordId>, ConnectorError> {
+        // Whole seconds go on the wire: round up, or a deletion in this
+        // very second would fall after the window's end.
+        let end = chrono::Utc::now() + chrono::Duration::seconds(1);
+        let start = end - DELETED_LOOKBACK;
+        let name = sobject(object);
+        let log: DeletedPage = self
+            .read(
+                DELETED_ROUTE,
+                self.data_path(&format!("/sobjects/{name}/deleted/")),
+                vec![
+                    ("start".into(), soql::datetime(start)),
+                    ("end".into(), soql::datetime(end)),
+                ],
+            )
+            .await?;
+        let earliest = log
+            .earliest_date_available
+            .as_deref()
+            .and_then(soql::parse_datetime);
+        if earliest.is_some_and(|earliest| earliest > start) {
+            tracing::info!(connector = %self.name_str(), object = %object,
+                "the delete log was purged early; the full pull marks what it no longer sees");
+        }
+        Ok(Page {
+            items: log
+                .deleted_records
+                .into_iter()
+                .map(|row| RecordId::new(row.id))
+                .collect(),
+            skipped: Vec::new(),
+            next: None,
         })
     }
 }

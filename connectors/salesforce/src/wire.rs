@@ -17,6 +17,20 @@ pub(crate) struct QueryPage {
     pub(crate) records: Vec<Map<String, Value>>,
 }
 
+/// getDeleted's answer: ids deleted within the asked window, and how far
+/// back the delete log still reaches.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct DeletedPage {
+    pub(crate) deleted_records: Vec<DeletedRecord>,
+    pub(crate) earliest_date_available: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct DeletedRecord {
+    pub(crate) id: String,
+}
+
 /// One row of an sObject Collections answer, in input order.
 #[derive(Debug, Deserialize)]
 pub(crate) struct SaveResult {

@@ -149,21 +149,77 @@ async fn a_pull_sends_the_configured_batch_size_and_follows_next_records_url() {
     );
 }
 
+/// An org whose clock is the real one: getDeleted's window is asked from
+/// the connector's clock.
+fn emulator_now() -> SalesforceEmulator {
+    SalesforceEmulator::start(EmulatorConfig {
+        sizes: SeedSizes::for_opportunities(12),
+        now: chrono::Utc::now(),
+        ..EmulatorConfig::default()
+    })
+    .expect("the emulator starts")
+}
+
+/// Every deletions page of `object`, and how many there were.
+async fn all_deletions(
+    connector: &SalesforceConnector,
+    object: ObjectKind,
+) -> (BTreeSet<RecordId>, usize) {
+    let mut ids = BTreeSet::new();
+    let mut cursor = None;
+    for pages in 1..=20 {
+        let page = connector
+            .deletions(object, cursor)
+            .await
+            .expect("a page of deletions");
+        ids.extend(page.items);
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => return (ids, pages),
+        }
+    }
+    panic!("deletions did not end within 20 pages");
+}
+
 #[tokio::test]
 async fn recycled_records_are_reported_as_deletions() {
-    let emulator = emulator();
+    let emulator = emulator_now();
     let connector = connect(settings(&emulator));
     let (leads, _, _) = pull_all(&connector, ObjectKind::Lead, PullFrom::Start).await;
     let gone = leads[0].id.clone();
     emulator
         .delete(SObject::Lead, gone.as_str())
         .expect("the lead exists");
-    let page = connector
+    let (ids, pages) = all_deletions(&connector, ObjectKind::Lead).await;
+    assert_eq!(ids, BTreeSet::from([gone]));
+    assert_eq!(pages, 2, "the recycle bin, then the delete log");
+    assert_eq!(
+        emulator
+            .counts()
+            .get("GET /services/data/{version}/sobjects/{sobject}/deleted/"),
+        1
+    );
+}
+
+#[tokio::test]
+async fn records_emptied_from_the_recycle_bin_are_reported_from_the_delete_log() {
+    let emulator = emulator_now();
+    let connector = connect(settings(&emulator));
+    let (leads, _, _) = pull_all(&connector, ObjectKind::Lead, PullFrom::Start).await;
+    let gone = leads[1].id.clone();
+    emulator
+        .delete(SObject::Lead, gone.as_str())
+        .expect("the lead exists");
+    emulator
+        .empty_from_recycle_bin(SObject::Lead, gone.as_str())
+        .expect("the lead is in the bin");
+    let recycle_bin = connector
         .deletions(ObjectKind::Lead, None)
         .await
-        .expect("a page of deletions");
-    assert_eq!(page.items, [gone]);
-    assert_eq!(page.next, None);
+        .expect("the recycle bin");
+    assert!(recycle_bin.items.is_empty());
+    let (ids, _) = all_deletions(&connector, ObjectKind::Lead).await;
+    assert_eq!(ids, BTreeSet::from([gone]));
 }
 
 #[tokio::test]

@@ -559,6 +559,53 @@ async fn get_deleted_lists_the_recycle_bin_within_its_window_and_refuses_an_olde
 }
 
 #[tokio::test]
+async fn a_record_emptied_from_the_bin_stays_in_the_delete_log_and_an_erased_one_leaves_no_trace() {
+    let org = Org::start(small()).await;
+    let ids = org.emu.ids(SObject::Opportunity);
+    let (emptied, erased) = (ids[2].clone(), ids[3].clone());
+    let now = org.emu.now();
+    for id in [&emptied, &erased] {
+        org.emu.delete(SObject::Opportunity, id).unwrap();
+    }
+    org.emu
+        .empty_from_recycle_bin(SObject::Opportunity, &emptied)
+        .unwrap();
+    org.emu
+        .empty_from_recycle_bin(SObject::Opportunity, &erased)
+        .unwrap();
+    org.emu.erase(SObject::Opportunity, &erased).unwrap();
+
+    let bin = org
+        .query(
+            "queryAll",
+            "SELECT Id FROM Opportunity WHERE IsDeleted = true",
+            None,
+        )
+        .await;
+    assert_eq!(bin.body["totalSize"], 0);
+    let fmt = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M:%S+00:00").to_string();
+    let url = org.url(&format!("/services/data/{V}/sobjects/Opportunity/deleted/"));
+    let log = send(
+        org.http
+            .get(url)
+            .query(&[
+                ("start", fmt(now - chrono::Duration::days(1))),
+                ("end", fmt(now + chrono::Duration::hours(1))),
+            ])
+            .bearer_auth(&org.token),
+    )
+    .await;
+    let logged: Vec<&str> = log.body["deletedRecords"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(logged, [emptied.as_str()]);
+    assert!(org.emu.record(SObject::Opportunity, &erased).is_none());
+}
+
+#[tokio::test]
 async fn a_corrupted_record_renders_unreadable_timestamps() {
     let org = Org::start(small()).await;
     let id = org.emu.ids(SObject::Opportunity)[0].clone();

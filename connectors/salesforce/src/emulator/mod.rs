@@ -304,6 +304,34 @@ impl SalesforceEmulator {
         Ok(())
     }
 
+    /// Empties a deleted record from the recycle bin (a hard delete): it
+    /// leaves `queryAll`; getDeleted still lists it within its window.
+    pub fn empty_from_recycle_bin(&self, object: SObject, id: &str) -> Result<(), ControlError> {
+        let mut store = self.shared.store_mut();
+        if store.empty_from_bin(object, id) {
+            Ok(())
+        } else {
+            Err(ControlError::UnknownRecord {
+                object,
+                id: id.to_owned(),
+            })
+        }
+    }
+
+    /// Removes a record, live or deleted, without a trace: no query and no
+    /// delete log names it again, as with a deletion older than getDeleted's
+    /// window or a log Salesforce purged early.
+    pub fn erase(&self, object: SObject, id: &str) -> Result<(), ControlError> {
+        if self.shared.store_mut().erase(object, id) {
+            Ok(())
+        } else {
+            Err(ControlError::UnknownRecord {
+                object,
+                id: id.to_owned(),
+            })
+        }
+    }
+
     /// From now on the record is rendered malformed (`SystemModstamp`,
     /// `LastModifiedDate` and `CreatedDate` read `"not-a-date"`, `Id` is a
     /// number); the rest of its page stays valid.

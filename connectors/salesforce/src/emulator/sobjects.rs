@@ -94,15 +94,10 @@ pub(crate) async fn deleted(
         ));
     }
     let latest = end.min(now);
-    let mut rows: Vec<(i64, &str)> = store
-        .table(object)
-        .values()
-        .filter_map(|r| r.deleted_ms.map(|at| (at, r.id.as_str())))
-        .filter(|(at, _)| *at >= start && *at <= end)
-        .collect();
-    rows.sort();
-    let deleted: Vec<Value> = rows
+    let deleted: Vec<Value> = store
+        .deletions(object)
         .into_iter()
+        .filter(|(at, _)| *at >= start && *at <= end)
         .map(|(at, id)| json!({"id": id, "deletedDate": clock::datetime(at)}))
         .collect();
     Ok(json_reply(

@@ -28,6 +28,9 @@ pub(crate) struct Store {
     pub clock: Clock,
     tables: BTreeMap<SObject, BTreeMap<String, Record>>,
     next: BTreeMap<SObject, u64>,
+    /// Records emptied from the recycle bin: gone from every query, still
+    /// in getDeleted's log as (deleted at, id).
+    delete_log: BTreeMap<SObject, Vec<(i64, String)>>,
     pub rng: fastrand::Rng,
 }
 
@@ -90,6 +93,7 @@ impl Store {
                 .iter()
                 .map(|o| (*o, first_number(*o)))
                 .collect(),
+            delete_log: BTreeMap::new(),
             rng: fastrand::Rng::with_seed(seed ^ 0x5f5f),
         }
     }
@@ -182,6 +186,62 @@ impl Store {
             record.fields.insert("SystemModstamp".into(), stamp);
             derive(object, &mut record.fields);
         }
+    }
+
+    /// Empties a deleted record from the recycle bin: only getDeleted's log
+    /// remembers it.
+    pub(crate) fn empty_from_bin(&mut self, object: SObject, id: &str) -> bool {
+        let key = self.get(object, id).map(|r| r.id.clone());
+        match key.and_then(|key| self.table_mut(object).remove(&key)) {
+            Some(Record {
+                id,
+                deleted_ms: Some(at),
+                ..
+            }) => {
+                self.delete_log.entry(object).or_default().push((at, id));
+                true
+            }
+            Some(live) => {
+                // Only a deleted record can leave the bin.
+                self.table_mut(object).insert(live.id.clone(), live);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Removes a record without a trace, as a deletion older than the
+    /// delete log (or one Salesforce purged from it early) looks.
+    pub(crate) fn erase(&mut self, object: SObject, id: &str) -> bool {
+        let key = self.get(object, id).map(|r| r.id.clone());
+        let removed = key
+            .and_then(|key| self.table_mut(object).remove(&key))
+            .is_some();
+        let mut unlogged = false;
+        if let Some(log) = self.delete_log.get_mut(&object) {
+            let before = log.len();
+            log.retain(|(_, logged)| logged.get(..15) != id.get(..15));
+            unlogged = log.len() < before;
+        }
+        removed || unlogged
+    }
+
+    /// Every deletion getDeleted knows of: (deleted at, id), bin and log.
+    pub(crate) fn deletions(&self, object: SObject) -> Vec<(i64, &str)> {
+        let mut rows: Vec<(i64, &str)> = self
+            .table(object)
+            .values()
+            .filter_map(|r| r.deleted_ms.map(|at| (at, r.id.as_str())))
+            .chain(
+                self.delete_log
+                    .get(&object)
+                    .into_iter()
+                    .flatten()
+                    .map(|(at, id)| (*at, id.as_str())),
+            )
+            .collect();
+        rows.sort();
+        rows
     }
 
     /// Moves a record to the recycle bin.
