@@ -155,7 +155,7 @@ fn the_daily_allowance_stop_leaves_the_sync_resumable() {
 }
 
 #[test]
-fn a_deleted_opportunity_is_resolved_out_of_the_violations_log() {
+fn deleted_opportunities_are_resolved_out_of_the_violations_log_from_the_bin_or_by_absence() {
     let org = Org::new(OPPORTUNITIES);
     sync(&org.install, &[]);
     org.install.run(&["audit"]);
@@ -167,21 +167,36 @@ fn a_deleted_opportunity_is_resolved_out_of_the_violations_log() {
         "--limit",
         "1000",
     ]);
-    let row = rows
-        .as_array()
-        .and_then(|rows| rows.iter().find(|r| r["object"] == "deal"))
-        .expect("a violation on an opportunity")
-        .clone();
-    let id = row["record_id"].as_str().expect("a record id").to_owned();
+    let mut deals: Vec<(String, String)> = Vec::new();
+    for row in rows.as_array().expect("a list").iter() {
+        let id = row["record_id"].as_str().expect("a record id").to_owned();
+        if row["object"] == "deal" && !deals.iter().any(|(_, seen)| *seen == id) {
+            deals.push((row["id"].to_string(), id));
+        }
+    }
+    let [recycled, emptied, erased] = [&deals[0], &deals[1], &deals[2]];
+    for (_, id) in [recycled, emptied, erased] {
+        org.emulator
+            .delete(SObject::Opportunity, id)
+            .expect("the opportunity is deleted");
+    }
+    // Emptied from the bin, and erased as if deleted longer ago than
+    // getDeleted's window: only the full pull's sweep can tell they are gone.
     org.emulator
-        .delete(SObject::Opportunity, &id)
-        .expect("the opportunity is deleted");
-    sync(&org.install, &["--full"]);
+        .empty_from_recycle_bin(SObject::Opportunity, &emptied.1)
+        .expect("in the bin");
+    org.emulator
+        .erase(SObject::Opportunity, &erased.1)
+        .expect("known");
+
+    let synced = sync(&org.install, &["--full"]);
+    assert_eq!(synced["status"], "ok", "{synced}");
+    assert_eq!(synced["deleted"], 3, "{synced}");
     org.install.run(&["audit"]);
-    let shown = org
-        .install
-        .json(&["violations", "show", &row["id"].to_string()]);
-    assert_eq!(shown["violation"]["status"], "resolved", "{shown}");
+    for (violation, _) in [recycled, emptied, erased] {
+        let shown = org.install.json(&["violations", "show", violation]);
+        assert_eq!(shown["violation"]["status"], "resolved", "{shown}");
+    }
 }
 
 #[test]
