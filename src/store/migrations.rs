@@ -15,6 +15,12 @@ pub(super) fn migrations() -> Migrations<'static> {
     Migrations::from_slice(MIGRATIONS)
 }
 
+/// The schema version a store has once every migration ran.
+#[cfg(test)]
+pub(super) fn latest_version() -> usize {
+    MIGRATIONS.len()
+}
+
 const MIGRATIONS: &[M<'static>] = &[
     M::up(V1_INITIAL).comment("initial schema"),
     M::up(V2_RECONCILES).comment("full pulls that reconcile deletions"),

@@ -294,7 +294,10 @@ mod tests {
         let test = TestStore::new();
         let latest = migrations::migrations();
         assert_eq!(latest.pending_migrations(&test.store.conn).ok(), Some(0));
-        assert_eq!(test.store.schema_version().ok(), Some(1));
+        assert_eq!(
+            test.store.schema_version().ok(),
+            Some(migrations::latest_version())
+        );
         let tables: Vec<String> = test
             .store
             .conn
@@ -306,6 +309,7 @@ mod tests {
             .unwrap();
         for table in [
             "owners",
+            "reconciles",
             "record_state",
             "records",
             "runs",
@@ -335,7 +339,10 @@ mod tests {
             Store::open(&path).unwrap(),
         ));
         assert_eq!(test.store.record_count().unwrap(), 1);
-        assert_eq!(test.store.schema_version().unwrap(), 1);
+        assert_eq!(
+            test.store.schema_version().unwrap(),
+            migrations::latest_version()
+        );
     }
 
     #[test]
