@@ -225,8 +225,8 @@ impl SalesforceConnector {
         self.get_page(NEXT_ROUTE, link.to_owned(), Vec::new()).await
     }
 
-    /// Every row of a query, following `nextRecordsUrl` to the end; for the
-    /// small side queries of a page (stage history, tasks, lookups).
+    /// Every row of a query, following `nextRecordsUrl` to the end; for
+    /// small side queries (the lookups of what was written).
     pub(crate) async fn query_to_end(
         &self,
         soql: &str,
@@ -327,8 +327,9 @@ impl SalesforceConnector {
     }
 }
 
-/// Pages a side query may take before it is deemed endless.
-const MAX_SIDE_PAGES: usize = 1000;
+/// Pages a side query, or one parent's child rows, may take before they
+/// are deemed endless.
+pub(crate) const MAX_SIDE_PAGES: usize = 1000;
 
 /// Salesforce's name for `object`.
 pub(crate) fn sobject(object: ObjectKind) -> &'static str {

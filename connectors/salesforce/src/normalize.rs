@@ -1,7 +1,8 @@
-//! Salesforce rows to journeyd's records: which fields each object is read
-//! with, and how a row becomes a [`CrmRecord`], an [`Owner`], a stage change
-//! or a task. A row that cannot be read is skipped with its id and the
-//! reason, never failing its page.
+//! Salesforce rows to journeyd's records: which fields and child
+//! relationships each object is read with, and how a row becomes a
+//! [`CrmRecord`] (a deal with its stage history and tasks, nested in its
+//! row by sub-queries) or an [`Owner`]. A row that cannot be read is
+//! skipped with its id and the reason, never failing its page.
 
 use crate::settings::SalesforceSettings;
 use crate::soql::{parse_date, parse_datetime};
@@ -12,9 +13,35 @@ use journeyd_connector::{
     TaskStatus,
 };
 use serde_json::{Map, Value};
-use std::collections::BTreeMap;
 
 type Row = Map<String, Value>;
+
+/// A deal's stage history, oldest first: Opportunity's child relationship
+/// to `OpportunityHistory` (through `OpportunityId`).
+pub(crate) const STAGE_HISTORY: &str = "OpportunityHistories";
+/// A deal's tasks: Opportunity's child relationship to `Task` (through
+/// `WhatId`).
+pub(crate) const TASKS: &str = "Tasks";
+
+/// The parent-to-child sub-queries a pull of `object` selects, as
+/// (relationship, sub-query): a deal's stage history and tasks come nested
+/// in its own row, so that a page of deals is one query, not one and a
+/// side query per few hundred deals.
+pub(crate) fn sub_queries(object: ObjectKind) -> &'static [(&'static str, &'static str)] {
+    match object {
+        ObjectKind::Deal => &[
+            (
+                STAGE_HISTORY,
+                "SELECT StageName, CreatedDate FROM OpportunityHistories ORDER BY CreatedDate, Id",
+            ),
+            (
+                TASKS,
+                "SELECT Id, Subject, Status, IsClosed, OwnerId, ActivityDate FROM Tasks",
+            ),
+        ],
+        ObjectKind::Contact | ObjectKind::Lead | ObjectKind::Account => &[],
+    }
+}
 
 /// The standard fields read for each object: only ones every org has, since
 /// a query naming a missing field fails whole.
@@ -170,6 +197,16 @@ pub(crate) fn record(
             .and_then(|field| text(row, field)),
         ObjectKind::Contact => None,
     };
+    let (stage_history, tasks) = if object == ObjectKind::Deal {
+        let history = child_rows(row, STAGE_HISTORY).map_err(|reason| skip(&id, reason))?;
+        let tasks = child_rows(row, TASKS).map_err(|reason| skip(&id, reason))?;
+        (stage_changes(history), task_refs(tasks))
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    let stage_entered_at = stage
+        .and_then(|stage| stage_history.last().filter(|last| last.stage == stage))
+        .map(|last| last.at);
     let fields = settings
         .properties
         .get(&object)
@@ -191,7 +228,7 @@ pub(crate) fn record(
             .as_deref()
             .and_then(|field| text(row, field))
             .map(str::to_owned),
-        stage_entered_at: None,
+        stage_entered_at,
         amount,
         currency: text(row, "CurrencyIsoCode").map(str::to_owned),
         email: text(row, "Email").map(str::to_owned),
@@ -206,9 +243,36 @@ pub(crate) fn record(
             account: text(row, "AccountId").map(RecordId::new),
             contacts: Vec::new(),
         },
-        tasks: Vec::new(),
-        stage_history: Vec::new(),
+        tasks,
+        stage_history,
     })
+}
+
+/// The child rows nested under `relationship` in `row`: a sub-query's
+/// result `{totalSize, done, records}`, or `null` when there are none. A
+/// result still cut short (`done: false`) is an error: the pull follows
+/// each one to its end before it reads the rows.
+fn child_rows<'a>(row: &'a Row, relationship: &str) -> Result<Vec<&'a Row>, String> {
+    let result = match row.get(relationship) {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Object(result)) => result,
+        Some(_) => return Err(format!("{relationship} is not a query result")),
+    };
+    if result.get("done").and_then(Value::as_bool) != Some(true) {
+        return Err(format!("{relationship} is cut short"));
+    }
+    match result.get("records") {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(records)) => records
+            .iter()
+            .map(|record| {
+                record
+                    .as_object()
+                    .ok_or_else(|| format!("a row of {relationship} is not a record"))
+            })
+            .collect(),
+        Some(_) => Err(format!("{relationship} records are not a list")),
+    }
 }
 
 /// A `User` row as an owner. Its teams are its `Title` and `Department`
@@ -237,20 +301,18 @@ pub(crate) fn owner(row: &Row, position: usize) -> Result<Owner, Skipped> {
     })
 }
 
-/// `OpportunityHistory` rows (ordered by `CreatedDate`) as stage changes
-/// by opportunity: a change is a row whose stage differs from the row
+/// A deal's `OpportunityHistory` rows (ordered by `CreatedDate`) as its
+/// stage changes: a change is a row whose stage differs from the row
 /// before it, since a change of amount or close date writes a row too.
-pub(crate) fn stage_history(rows: &[Row]) -> BTreeMap<String, Vec<StageChange>> {
-    let mut history: BTreeMap<String, Vec<StageChange>> = BTreeMap::new();
+fn stage_changes(rows: Vec<&Row>) -> Vec<StageChange> {
+    let mut changes: Vec<StageChange> = Vec::new();
     for row in rows {
-        let (Some(deal), Some(stage), Some(at)) = (
-            text(row, "OpportunityId"),
+        let (Some(stage), Some(at)) = (
             text(row, "StageName"),
             text(row, "CreatedDate").and_then(parse_datetime),
         ) else {
             continue;
         };
-        let changes = history.entry(deal.to_owned()).or_default();
         if changes.last().is_none_or(|last| last.stage != stage) {
             changes.push(StageChange {
                 stage: stage.to_owned(),
@@ -259,43 +321,31 @@ pub(crate) fn stage_history(rows: &[Row]) -> BTreeMap<String, Vec<StageChange>> 
             });
         }
     }
-    history
+    changes
 }
 
-/// `Task` rows as tasks, by the record they are on (`WhatId`).
-pub(crate) fn tasks(rows: &[Row]) -> BTreeMap<String, Vec<TaskRef>> {
-    let mut tasks: BTreeMap<String, Vec<TaskRef>> = BTreeMap::new();
-    for row in rows {
-        let (Some(id), Some(what)) = (text(row, "Id"), text(row, "WhatId")) else {
-            continue;
-        };
-        let closed = row
-            .get("IsClosed")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        tasks.entry(what.to_owned()).or_default().push(TaskRef {
-            id: id.to_owned(),
-            subject: text(row, "Subject").unwrap_or_default().to_owned(),
-            status: if closed {
-                TaskStatus::Completed
-            } else {
-                TaskStatus::Open
-            },
-            owner_id: text(row, "OwnerId").map(OwnerId::new),
-            due: text(row, "ActivityDate").and_then(parse_date),
-        });
-    }
-    tasks
-}
-
-/// When a deal entered its current stage: the last change to it.
-pub(crate) fn stage_entered_at(record: &CrmRecord) -> Option<chrono::DateTime<chrono::Utc>> {
-    let stage = record.stage.as_deref()?;
-    record
-        .stage_history
-        .last()
-        .filter(|last| last.stage == stage)
-        .map(|last| last.at)
+/// A record's `Task` rows as its tasks.
+fn task_refs(rows: Vec<&Row>) -> Vec<TaskRef> {
+    rows.into_iter()
+        .filter_map(|row| {
+            let id = text(row, "Id")?;
+            let closed = row
+                .get("IsClosed")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            Some(TaskRef {
+                id: id.to_owned(),
+                subject: text(row, "Subject").unwrap_or_default().to_owned(),
+                status: if closed {
+                    TaskStatus::Completed
+                } else {
+                    TaskStatus::Open
+                },
+                owner_id: text(row, "OwnerId").map(OwnerId::new),
+                due: text(row, "ActivityDate").and_then(parse_date),
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -433,44 +483,120 @@ mod tests {
         assert!(!super::owner(&gone, 0).unwrap().active);
     }
 
+    /// A sub-query result of `rows` as Salesforce nests it.
+    fn nested(rows: Value) -> Value {
+        let size = rows.as_array().map_or(0, Vec::len);
+        json!({"totalSize": size, "done": true, "records": rows})
+    }
+
+    fn deal_with(history: Value, tasks: Value) -> Result<CrmRecord, Skipped> {
+        let mut row = opportunity();
+        row.insert(STAGE_HISTORY.into(), history);
+        row.insert(TASKS.into(), tasks);
+        record(ObjectKind::Deal, &row, 0, &settings())
+    }
+
+    fn history_row(stage: &str, at: &str) -> Value {
+        json!({"attributes": {"type": "OpportunityHistory"}, "StageName": stage, "CreatedDate": at})
+    }
+
     #[test]
-    fn stage_history_keeps_only_changes_of_stage() {
-        let rows: Vec<Row> = [
-            ("Prospecting", "2026-01-01T00:00:00.000+0000"),
-            ("Prospecting", "2026-01-05T00:00:00.000+0000"),
-            ("Closed Won", "2026-02-01T00:00:00.000+0000"),
-        ]
-        .iter()
-        .map(|(stage, at)| {
-            row(json!({"OpportunityId": "006A", "StageName": stage, "CreatedDate": at}))
-        })
-        .collect();
-        let history = stage_history(&rows);
-        let changes = &history["006A"];
-        assert_eq!(changes.len(), 2);
-        let mut deal = record(ObjectKind::Deal, &opportunity(), 0, &settings()).unwrap();
-        deal.stage_history = changes.clone();
+    fn a_deal_without_history_or_tasks_has_null_under_both_relationships() {
+        let deal = deal_with(Value::Null, Value::Null).unwrap();
+        assert!(deal.stage_history.is_empty());
+        assert!(deal.tasks.is_empty());
+        assert_eq!(deal.stage_entered_at, None);
+    }
+
+    #[test]
+    fn an_empty_child_result_reads_as_no_children() {
+        let deal = deal_with(nested(json!([])), nested(json!([]))).unwrap();
+        assert!(deal.stage_history.is_empty() && deal.tasks.is_empty());
+        let no_records = json!({"totalSize": 0, "done": true});
+        let deal = deal_with(no_records.clone(), no_records).unwrap();
+        assert!(deal.stage_history.is_empty() && deal.tasks.is_empty());
+    }
+
+    #[test]
+    fn nested_stage_history_keeps_only_changes_of_stage_and_dates_the_current_one() {
+        let history = nested(json!([
+            history_row("Prospecting", "2026-01-01T00:00:00.000+0000"),
+            history_row("Prospecting", "2026-01-05T00:00:00.000+0000"),
+            history_row("Closed Won", "2026-02-01T00:00:00.000+0000"),
+        ]));
+        let deal = deal_with(history, Value::Null).unwrap();
+        let stages: Vec<&str> = deal
+            .stage_history
+            .iter()
+            .map(|c| c.stage.as_str())
+            .collect();
+        assert_eq!(stages, ["Prospecting", "Closed Won"]);
         assert_eq!(
-            stage_entered_at(&deal),
+            deal.stage_entered_at,
             parse_datetime("2026-02-01T00:00:00Z")
         );
     }
 
     #[test]
-    fn a_closed_task_is_completed() {
-        let rows = vec![
-            row(
-                json!({"Id": "00TA", "Subject": "Call", "Status": "Completed", "IsClosed": true,
-                "OwnerId": "005A", "ActivityDate": "2026-03-01", "WhatId": "006A"}),
-            ),
-            row(
-                json!({"Id": "00TB", "Subject": "Send", "Status": "Not Started", "IsClosed": false,
-                "WhatId": "006A"}),
-            ),
-        ];
-        let tasks = tasks(&rows);
-        let statuses: Vec<TaskStatus> = tasks["006A"].iter().map(|t| t.status).collect();
+    fn a_deal_whose_last_change_is_to_another_stage_has_no_entry_date() {
+        let history = nested(json!([history_row(
+            "Prospecting",
+            "2026-01-01T00:00:00.000+0000"
+        )]));
+        let deal = deal_with(history, Value::Null).unwrap();
+        assert_eq!(deal.stage_history.len(), 1);
+        assert_eq!(deal.stage_entered_at, None, "the deal is Closed Won");
+    }
+
+    #[test]
+    fn nested_tasks_are_read_and_a_closed_one_is_completed() {
+        let tasks = nested(json!([
+            {"attributes": {"type": "Task"}, "Id": "00TA", "Subject": "Call", "Status": "Completed",
+             "IsClosed": true, "OwnerId": "005A", "ActivityDate": "2026-03-01"},
+            {"Id": "00TB", "Subject": "Send", "Status": "Not Started", "IsClosed": false},
+            {"Subject": "no id, not a task to act on"},
+        ]));
+        let deal = deal_with(Value::Null, tasks).unwrap();
+        let statuses: Vec<TaskStatus> = deal.tasks.iter().map(|t| t.status).collect();
         assert_eq!(statuses, [TaskStatus::Completed, TaskStatus::Open]);
-        assert_eq!(tasks["006A"][0].due, parse_date("2026-03-01"));
+        assert_eq!(deal.tasks[0].due, parse_date("2026-03-01"));
+        assert_eq!(deal.tasks[0].owner_id.as_ref().unwrap().as_str(), "005A");
+    }
+
+    #[test]
+    fn a_child_result_followed_to_its_end_reads_whole() {
+        // What the pull leaves after following a cut result: every row, done.
+        let rows: Vec<Value> = (0..5)
+            .map(|day| {
+                history_row(
+                    &format!("Stage {day}"),
+                    &format!("2026-01-0{}T00:00:00.000+0000", day + 1),
+                )
+            })
+            .collect();
+        let followed = json!({"totalSize": 5, "done": true, "records": rows});
+        let deal = deal_with(followed, Value::Null).unwrap();
+        assert_eq!(deal.stage_history.len(), 5);
+    }
+
+    #[test]
+    fn a_child_result_still_cut_short_or_malformed_skips_the_deal_by_name() {
+        let cut = json!({"totalSize": 9, "done": false, "nextRecordsUrl": "/services/data/v62.0/query/01gX-2",
+                         "records": [history_row("Prospecting", "2026-01-01T00:00:00.000+0000")]});
+        let skipped = deal_with(cut, Value::Null).unwrap_err();
+        assert_eq!(skipped.id, "006A");
+        assert_eq!(skipped.reason, "OpportunityHistories is cut short");
+        let skipped = deal_with(Value::Null, json!(7)).unwrap_err();
+        assert_eq!(skipped.reason, "Tasks is not a query result");
+        let skipped = deal_with(Value::Null, nested(json!([3]))).unwrap_err();
+        assert_eq!(skipped.reason, "a row of Tasks is not a record");
+    }
+
+    #[test]
+    fn only_deals_are_read_with_sub_queries() {
+        assert_eq!(sub_queries(ObjectKind::Deal).len(), 2);
+        for object in [ObjectKind::Lead, ObjectKind::Contact, ObjectKind::Account] {
+            assert!(sub_queries(object).is_empty());
+        }
     }
 }

@@ -1,6 +1,12 @@
-//! Reading: pages of records (SOQL ordered by `SystemModstamp, Id`, each
-//! page's deals completed with their stage history and tasks), owners, and
-//! deleted ids. A page's cursor is Salesforce's own `nextRecordsUrl`.
+//! Reading: pages of records (SOQL ordered by `SystemModstamp, Id`; deals
+//! carry their stage history and tasks nested by parent-to-child
+//! sub-queries), owners, and deleted ids. A page's cursor is Salesforce's
+//! own `nextRecordsUrl`.
+//!
+//! Child rows count toward a page's batch, and a parent's child result may
+//! itself be cut short (`done: false`, its own `nextRecordsUrl`). Those are
+//! followed before the page is returned: asking for the parents' next page
+//! retires the cursors of the children on this one.
 //!
 //! Deletions come from `queryAll … WHERE IsDeleted = true` (the recycle
 //! bin), then from getDeleted over the last 15 days, which also names
@@ -9,18 +15,14 @@
 //! daemon's full pull, which marks deleted whatever it no longer sees, is
 //! what catches those.
 
-use crate::connector::{DELETED_ROUTE, SalesforceConnector, sobject};
+use crate::connector::{DELETED_ROUTE, MAX_SIDE_PAGES, NEXT_ROUTE, SalesforceConnector, sobject};
 use crate::normalize;
 use crate::soql;
 use crate::wire::{DeletedPage, QueryPage};
 use journeyd_connector::connector::PullFrom;
 use journeyd_connector::page::Skipped;
 use journeyd_connector::{ConnectorError, CrmRecord, ObjectKind, Owner, Page, RecordId};
-use std::collections::BTreeMap;
-
-/// Ids per `IN (…)` of a side query: a query travels in the URL, which
-/// Salesforce caps at 16,384 characters.
-const IDS_PER_QUERY: usize = 200;
+use serde_json::{Map, Value};
 
 /// The deletions cursor after the recycle bin: getDeleted comes next.
 const GET_DELETED: &str = "getDeleted";
@@ -64,7 +66,7 @@ impl SalesforceConnector {
         object: ObjectKind,
         from: PullFrom,
     ) -> Result<Page<CrmRecord>, ConnectorError> {
-        let page = match from {
+        let mut page = match from {
             PullFrom::Cursor(link) => self.next_page(&link).await?,
             PullFrom::Start => self.query(&self.pull_query(object, None), false).await?,
             PullFrom::Since(mark) => {
@@ -79,6 +81,11 @@ impl SalesforceConnector {
                     .await?
             }
         };
+        for row in &mut page.records {
+            for (relationship, _) in normalize::sub_queries(object) {
+                self.complete_children(object, row, relationship).await?;
+            }
+        }
         let mut items = Vec::new();
         let mut skipped: Vec<Skipped> = Vec::new();
         for (position, row) in page.records.iter().enumerate() {
@@ -91,9 +98,6 @@ impl SalesforceConnector {
                 }
             }
         }
-        if object == ObjectKind::Deal && !items.is_empty() {
-            self.complete_deals(&mut items).await?;
-        }
         Ok(Page {
             items,
             skipped,
@@ -101,14 +105,17 @@ impl SalesforceConnector {
         })
     }
 
-    /// `SELECT <fields> FROM <Object> [WHERE SystemModstamp >= since]
-    /// ORDER BY SystemModstamp, Id`.
+    /// `SELECT <fields>[, (<sub-query>)…] FROM <Object> [WHERE
+    /// SystemModstamp >= since] ORDER BY SystemModstamp, Id`.
     pub(crate) fn pull_query(
         &self,
         object: ObjectKind,
         since: Option<chrono::DateTime<chrono::Utc>>,
     ) -> String {
-        let fields = normalize::select_fields(object, &self.settings).join(", ");
+        let mut fields = normalize::select_fields(object, &self.settings).join(", ");
+        for (_, sub_query) in normalize::sub_queries(object) {
+            fields.push_str(&format!(", ({sub_query})"));
+        }
         let filter = since
             .map(|at| format!(" WHERE SystemModstamp >= {}", soql::datetime(at)))
             .unwrap_or_default();
@@ -118,39 +125,66 @@ impl SalesforceConnector {
         )
     }
 
-    /// Adds the stage history (`OpportunityHistory`) and the tasks of the
-    /// page's deals.
-    async fn complete_deals(&self, deals: &mut [CrmRecord]) -> Result<(), ConnectorError> {
-        let ids: Vec<String> = deals.iter().map(|d| d.id.as_str().to_owned()).collect();
-        let mut history = BTreeMap::new();
-        let mut tasks = BTreeMap::new();
-        for chunk in ids.chunks(IDS_PER_QUERY) {
-            let list = soql::in_list(chunk.iter().map(String::as_str));
-            let rows = self
-                .query_to_end(&format!(
-                    "SELECT OpportunityId, StageName, CreatedDate FROM OpportunityHistory \
-                     WHERE OpportunityId IN {list} ORDER BY CreatedDate"
-                ))
-                .await?;
-            history.extend(normalize::stage_history(&rows));
-            let rows = self
-                .query_to_end(&format!(
-                    "SELECT Id, Subject, Status, IsClosed, OwnerId, ActivityDate, WhatId \
-                     FROM Task WHERE WhatId IN {list}"
-                ))
-                .await?;
-            tasks.extend(normalize::tasks(&rows));
+    /// Follows the child result under `relationship` in `row`, when cut
+    /// short, through its `nextRecordsUrl` to its end, appending every
+    /// child row; the result then reads `done: true`. A result cut short
+    /// with no link is left for normalize to skip its record by name.
+    async fn complete_children(
+        &self,
+        object: ObjectKind,
+        row: &mut Map<String, Value>,
+        relationship: &str,
+    ) -> Result<(), ConnectorError> {
+        let id = crate::wire::text(row, "Id").unwrap_or("?").to_owned();
+        let Some(Value::Object(result)) = row.get_mut(relationship) else {
+            return Ok(());
+        };
+        if result.get("done") != Some(&Value::Bool(false)) {
+            return Ok(());
         }
-        for deal in deals {
-            if let Some(changes) = history.remove(deal.id.as_str()) {
-                deal.stage_history = changes;
-                deal.stage_entered_at = normalize::stage_entered_at(deal);
-            }
-            if let Some(found) = tasks.remove(deal.id.as_str()) {
-                deal.tasks = found;
+        let Some(mut link) = result
+            .get("nextRecordsUrl")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+        else {
+            return Ok(());
+        };
+        let malformed = |reason: String| ConnectorError::Malformed {
+            connector: self.name_str(),
+            route: NEXT_ROUTE.into(),
+            reason: format!("{} {id}: {relationship}: {reason}", sobject(object)),
+        };
+        let mut rows = Vec::new();
+        // Bounded: a server that never says done cannot hold the run forever.
+        for _ in 0..MAX_SIDE_PAGES {
+            let page = self.next_page(&link).await.map_err(|err| match err {
+                ConnectorError::Malformed { reason, .. } => malformed(reason),
+                other => other,
+            })?;
+            rows.extend(page.records.into_iter().map(Value::Object));
+            match (page.done, page.next_records_url) {
+                (true, _) => {
+                    match result.get_mut("records") {
+                        Some(Value::Array(records)) => records.append(&mut rows),
+                        _ => {
+                            result.insert("records".into(), Value::Array(rows));
+                        }
+                    }
+                    result.insert("done".into(), Value::Bool(true));
+                    result.remove("nextRecordsUrl");
+                    return Ok(());
+                }
+                (false, Some(next)) => link = next,
+                (false, None) => {
+                    return Err(malformed(
+                        "a page that is not done names no next page".into(),
+                    ));
+                }
             }
         }
-        Ok(())
+        Err(malformed(format!(
+            "the child rows did not end within {MAX_SIDE_PAGES} pages"
+        )))
     }
 
     pub(crate) async fn deletions_page(

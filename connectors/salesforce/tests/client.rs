@@ -12,7 +12,11 @@ use journeyd_salesforce::emulator::{EmulatorConfig, SObject, SalesforceEmulator,
 use journeyd_salesforce::{
     SalesforceAuth, SalesforceConnector, SalesforceCredentials, SalesforceSettings,
 };
-use std::collections::BTreeSet;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+
+const QUERY: &str = "GET /services/data/{version}/query";
+const MORE: &str = "GET /services/data/{version}/query/{locator}";
 
 fn emulator() -> SalesforceEmulator {
     SalesforceEmulator::start(EmulatorConfig {
@@ -139,7 +143,7 @@ async fn a_pull_sends_the_configured_batch_size_and_follows_next_records_url() {
     let distinct: BTreeSet<_> = deals.iter().map(|d| d.id.clone()).collect();
     assert_eq!(distinct.len(), deals.len());
     assert_eq!(deals.len(), 13, "twelve and the odd one");
-    assert_eq!(pages, 3);
+    assert_eq!(pages as u64, predict(&emulator, 5, 200).pages);
     let queries = emulator.queries();
     assert!(
         queries
@@ -432,4 +436,203 @@ fn a_configured_field_that_is_not_an_api_name_is_refused() {
         },
     );
     assert!(refused.is_err());
+}
+
+/// What the page arithmetic of the facts predicts for a full pull of the
+/// deals: child rows count toward the batch, and a page holds deals until
+/// the next one would not fit (at least one); a child result longer than
+/// the child batch is cut there and its rest read in pages of `batch`.
+#[derive(Debug, PartialEq, Eq)]
+struct Predicted {
+    pages: u64,
+    child_pages: u64,
+}
+
+fn predict(emulator: &SalesforceEmulator, batch: usize, child_batch: usize) -> Predicted {
+    let count_by = |object: SObject, field: &str| {
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        for record in emulator.records(object) {
+            if let Some(parent) = record.fields.get(field).and_then(Value::as_str) {
+                *counts.entry(parent.to_owned()).or_default() += 1;
+            }
+        }
+        counts
+    };
+    let history = count_by(SObject::OpportunityHistory, "OpportunityId");
+    let tasks = count_by(SObject::Task, "WhatId");
+    let mut deals = emulator.records(SObject::Opportunity);
+    deals.sort_by(|a, b| {
+        let stamp = |r: &journeyd_salesforce::emulator::EmulatedRecord| {
+            r.fields["SystemModstamp"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        };
+        (stamp(a), &a.id).cmp(&(stamp(b), &b.id))
+    });
+    let (mut pages, mut child_pages, mut taken) = (0u64, 0u64, 0usize);
+    for deal in &deals {
+        let children = [&history, &tasks].map(|c| c.get(&deal.id).copied().unwrap_or(0));
+        let weight = 1 + children
+            .iter()
+            .map(|n| (*n).min(child_batch))
+            .sum::<usize>();
+        child_pages += children
+            .iter()
+            .map(|n| n.saturating_sub(child_batch).div_ceil(batch) as u64)
+            .sum::<u64>();
+        if pages == 0 || taken + weight > batch {
+            pages += 1;
+            taken = 0;
+        }
+        taken += weight;
+    }
+    Predicted { pages, child_pages }
+}
+
+#[tokio::test]
+async fn a_full_pull_of_deals_takes_the_calls_the_page_arithmetic_predicts_and_no_side_query() {
+    let emulator = SalesforceEmulator::start(EmulatorConfig {
+        sizes: SeedSizes::for_opportunities(30),
+        ..EmulatorConfig::default()
+    })
+    .expect("the emulator starts");
+    let (batch, child_batch) = (25, 3);
+    emulator.update_knobs(|knobs| {
+        knobs.min_batch_size = 1;
+        knobs.child_batch_size = child_batch;
+    });
+    let mut settings = settings(&emulator);
+    settings.query_batch = std::num::NonZeroU32::new(25).expect("twenty-five");
+    let connector = connect(settings);
+    let predicted = predict(&emulator, batch, child_batch);
+    assert!(
+        predicted.pages > 1 && predicted.child_pages > 0,
+        "{predicted:?}"
+    );
+
+    let (deals, skipped, pages) = pull_all(&connector, ObjectKind::Deal, PullFrom::Start).await;
+    assert!(skipped.is_empty(), "{skipped:?}");
+    assert_eq!(deals.len(), 31, "thirty and the odd one");
+    assert_eq!(pages as u64, predicted.pages);
+    let counts = emulator.counts();
+    assert_eq!(counts.get(QUERY), 1, "one query");
+    assert_eq!(
+        counts.get(MORE),
+        predicted.pages - 1 + predicted.child_pages,
+        "its next pages and the rest of each cut child result"
+    );
+    let queries = emulator.queries();
+    assert_eq!(queries.len(), 1, "no side query: {queries:?}");
+    assert!(
+        queries[0].contains("FROM OpportunityHistories"),
+        "{queries:?}"
+    );
+
+    // Every deal carries all its stage history (one row per stage it
+    // reached, each a change) and all its tasks.
+    for deal in &deals {
+        let id = deal.id.as_str();
+        let history = emulator
+            .records(SObject::OpportunityHistory)
+            .iter()
+            .filter(|r| r.fields["OpportunityId"] == id)
+            .count();
+        assert_eq!(deal.stage_history.len(), history, "{id}");
+        assert!(deal.stage_entered_at.is_some(), "{id}");
+        let tasks = emulator
+            .tasks()
+            .iter()
+            .filter(|t| t.fields["WhatId"] == id)
+            .count();
+        assert_eq!(deal.tasks.len(), tasks, "{id}");
+    }
+}
+
+#[tokio::test]
+async fn an_incremental_pull_reads_history_and_tasks_with_the_same_sub_queries() {
+    let emulator = emulator();
+    let connector = connect(settings(&emulator));
+    let (deals, _, _) = pull_all(&connector, ObjectKind::Deal, PullFrom::Start).await;
+    let mark = journeyd_connector::Watermark {
+        modified_at: deals.iter().map(|d| d.modified_at).max().expect("deals"),
+        id: RecordId::new("006zzzzzzzzzzzzzzz"),
+    };
+    let touched = emulator.touch(SObject::Opportunity, 1);
+    let (changed, _, _) = pull_all(&connector, ObjectKind::Deal, PullFrom::Since(mark)).await;
+    let deal = changed
+        .iter()
+        .find(|d| d.id.as_str() == touched[0])
+        .expect("the touched deal");
+    assert!(!deal.stage_history.is_empty());
+    let queries = emulator.queries();
+    let full = &queries[0];
+    let since = queries.last().expect("the incremental query");
+    let selected = |q: &str| {
+        q.split(" FROM Opportunity")
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(selected(since), selected(full));
+    assert!(since.contains("WHERE SystemModstamp >= "), "{since}");
+    assert_eq!(queries.len(), 2, "no side query: {queries:?}");
+}
+
+/// An instance that cuts the stage history of its one deal, then answers
+/// the link to the rest with a page that cannot be read.
+fn instance_with_a_broken_child_page(deal: &'static str) -> axum::Router {
+    use axum::routing::get;
+    let first = move || async move {
+        axum::Json(json!({
+            "totalSize": 1,
+            "done": true,
+            "records": [{
+                "attributes": {"type": "Opportunity"},
+                "Id": deal, "Name": "Cut", "StageName": "Prospecting",
+                "CreatedDate": "2026-01-02T10:00:00.000+0000",
+                "SystemModstamp": "2026-01-02T10:00:00.000+0000",
+                "OpportunityHistories": {
+                    "totalSize": 3, "done": false,
+                    "nextRecordsUrl": "/services/data/v62.0/query/01gDn0000CUT000AAA-1",
+                    "records": [{"StageName": "Prospecting", "CreatedDate": "2026-01-02T10:00:00.000+0000"}]
+                },
+                "Tasks": null
+            }]
+        }))
+    };
+    axum::Router::new()
+        .route("/services/data/{version}/query", get(first))
+        .route(
+            "/services/data/{version}/query/{locator}",
+            get(|| async { r#"{"totalSize": 3, "records": "#.to_owned() }),
+        )
+}
+
+#[tokio::test]
+async fn a_malformed_child_page_is_an_error_naming_the_opportunity() {
+    let deal = "006Dn0000CUTDEALAA";
+    let emulator = emulator();
+    let instance = journeyd_connector::emulator::EmulatorServer::start(
+        instance_with_a_broken_child_page(deal),
+    )
+    .expect("the instance starts");
+    let instance_url = instance
+        .base_url()
+        .as_str()
+        .trim_end_matches('/')
+        .to_owned();
+    emulator.update_knobs(|knobs| knobs.instance_url = Some(instance_url));
+    let connector = connect(settings(&emulator));
+    let err = connector
+        .pull(ObjectKind::Deal, PullFrom::Start)
+        .await
+        .expect_err("the child page cannot be read");
+    match &err {
+        ConnectorError::Malformed { reason, .. } => {
+            assert!(reason.contains(deal), "{reason}");
+            assert!(reason.contains("OpportunityHistories"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -976,3 +976,353 @@ async fn query_all_pages_under_query_all_and_a_stale_locator_is_a_400() {
         .await;
     assert_error(&stale, StatusCode::BAD_REQUEST, "INVALID_QUERY_LOCATOR");
 }
+
+// --- parent-to-child sub-queries -------------------------------------------
+
+const HISTORY_AND_TASKS: &str = "SELECT Id, StageName, (SELECT StageName, CreatedDate FROM OpportunityHistories ORDER BY CreatedDate), (SELECT Id, Subject, WhatId FROM Tasks) FROM Opportunity ORDER BY Id";
+
+fn records(body: &Value) -> &Vec<Value> {
+    body["records"]
+        .as_array()
+        .unwrap_or_else(|| panic!("records in {body}"))
+}
+
+/// The ids of an opportunity's live stage history rows, read with a plain
+/// query on `OpportunityHistory`.
+async fn history_of(org: &Org, opportunity: &str) -> Vec<Value> {
+    let reply = org
+        .soql(&format!(
+            "SELECT StageName, CreatedDate FROM OpportunityHistory WHERE OpportunityId = '{opportunity}' ORDER BY CreatedDate"
+        ))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    records(&reply.body).clone()
+}
+
+/// An opportunity of `stage`, by id order.
+async fn opportunity_in(org: &Org, stage: &str) -> String {
+    let reply = org
+        .soql(&format!(
+            "SELECT Id FROM Opportunity WHERE StageName = '{stage}' ORDER BY Id LIMIT 1"
+        ))
+        .await;
+    field(&reply, "Id")[0].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn sub_query_rows_nest_under_their_relationship_on_the_parent_they_belong_to() {
+    let org = Org::start(small()).await;
+    let reply = org.soql(HISTORY_AND_TASKS).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(
+        reply.body["totalSize"], 13,
+        "parents only: twelve and the odd one"
+    );
+    let mut tasks_seen = 0;
+    for parent in records(&reply.body) {
+        let id = parent["Id"].as_str().unwrap();
+        let history = &parent["OpportunityHistories"];
+        let expected = history_of(&org, id).await;
+        assert_eq!(history["totalSize"], expected.len(), "{parent}");
+        assert_eq!(history["done"], true);
+        assert_eq!(records(history).len(), expected.len());
+        for (row, want) in records(history).iter().zip(&expected) {
+            assert_eq!(row["attributes"]["type"], "OpportunityHistory");
+            assert_eq!(row["StageName"], want["StageName"]);
+            assert_eq!(row["CreatedDate"], want["CreatedDate"]);
+        }
+        let last = records(history).last().unwrap();
+        assert_eq!(last["StageName"], parent["StageName"], "oldest first");
+        if let Some(tasks) = parent["Tasks"].as_object() {
+            for task in tasks["records"].as_array().unwrap() {
+                assert_eq!(task["WhatId"], id);
+                assert_eq!(task["attributes"]["type"], "Task");
+                tasks_seen += 1;
+            }
+        }
+    }
+    let on_opportunities = org
+        .emu
+        .tasks()
+        .iter()
+        .filter(|t| t.fields["WhatId"].as_str().unwrap().starts_with("006"))
+        .count();
+    assert_eq!(tasks_seen, on_opportunities);
+}
+
+#[tokio::test]
+async fn a_sub_query_applies_its_own_where_order_and_limit() {
+    let org = Org::start(small()).await;
+    let won = opportunity_in(&org, "Closed Won").await;
+    let reply = org
+        .soql(&format!(
+            "SELECT Id, (SELECT StageName FROM OpportunityHistories WHERE StageName != 'Prospecting' ORDER BY CreatedDate DESC LIMIT 2) FROM Opportunity WHERE Id = '{won}'"
+        ))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let history = &records(&reply.body)[0]["OpportunityHistories"];
+    assert_eq!(history["totalSize"], 2);
+    let stages: Vec<&Value> = records(history).iter().map(|r| &r["StageName"]).collect();
+    assert_eq!(stages, [&json!("Closed Won"), &json!("Negotiation/Review")]);
+}
+
+#[tokio::test]
+async fn a_parent_without_children_has_null_under_the_relationship_unless_the_knob_says_empty() {
+    let org = Org::start(small()).await;
+    let reply = org.soql(HISTORY_AND_TASKS).await;
+    let bare = records(&reply.body)
+        .iter()
+        .find(|parent| parent["Tasks"].is_null())
+        .expect("an opportunity without tasks");
+    assert!(bare.as_object().unwrap().contains_key("Tasks"));
+    let id = bare["Id"].as_str().unwrap().to_owned();
+
+    org.emu
+        .update_knobs(|knobs| knobs.empty_subquery_null = false);
+    let reply = org
+        .soql(&format!(
+            "SELECT Id, (SELECT Id FROM Tasks) FROM Opportunity WHERE Id = '{id}'"
+        ))
+        .await;
+    assert_eq!(
+        records(&reply.body)[0]["Tasks"],
+        json!({"totalSize": 0, "done": true, "records": []})
+    );
+}
+
+/// The batch share of one parent row: itself and the child rows it carries.
+fn weight(parent: &Value) -> usize {
+    1 + ["OpportunityHistories", "Tasks"]
+        .iter()
+        .filter_map(|relationship| parent[relationship]["records"].as_array())
+        .map(Vec::len)
+        .sum::<usize>()
+}
+
+#[tokio::test]
+async fn child_rows_count_toward_the_batch_and_a_page_holds_at_least_one_parent() {
+    let org = Org::start(small()).await;
+    org.emu.update_knobs(|knobs| knobs.min_batch_size = 1);
+    let batch = 10;
+    let mut reply = org.query("query", HISTORY_AND_TASKS, Some(batch)).await;
+    let mut pages: Vec<Vec<Value>> = Vec::new();
+    for _ in 0..20 {
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        pages.push(records(&reply.body).clone());
+        if reply.body["done"] == true {
+            break;
+        }
+        let next = reply.body["nextRecordsUrl"].as_str().unwrap().to_owned();
+        reply = org.get(&next).await;
+    }
+    assert_eq!(reply.body["done"], true, "paging ends");
+    let parents: usize = pages.iter().map(Vec::len).sum();
+    assert_eq!(parents, 13);
+    for (k, page) in pages.iter().enumerate() {
+        assert!(!page.is_empty());
+        let taken: usize = page.iter().map(weight).sum();
+        assert!(
+            page.len() == 1 || taken <= batch,
+            "page {k} holds {taken} rows"
+        );
+        if let Some(next) = pages.get(k + 1) {
+            assert!(
+                taken + weight(&next[0]) > batch,
+                "page {k} ends with room for the next parent"
+            );
+        }
+    }
+    assert!(
+        pages
+            .iter()
+            .any(|page| page.len() == 1 && weight(&page[0]) > batch),
+        "a parent with more child rows than the batch still gets a page"
+    );
+}
+
+#[tokio::test]
+async fn a_child_result_past_the_child_batch_pages_through_its_own_next_records_url() {
+    let org = Org::start(small()).await;
+    org.emu.update_knobs(|knobs| knobs.child_batch_size = 4);
+    let won = opportunity_in(&org, "Closed Won").await;
+    let expected = history_of(&org, &won).await;
+    assert_eq!(expected.len(), 9, "one row per stage reached");
+    let reply = org
+        .soql(&format!(
+            "SELECT Id, (SELECT StageName, CreatedDate FROM OpportunityHistories ORDER BY CreatedDate) FROM Opportunity WHERE Id = '{won}'"
+        ))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.body["done"], true, "one parent, one page");
+    let history = &records(&reply.body)[0]["OpportunityHistories"];
+    assert_eq!(history["totalSize"], 9);
+    assert_eq!(history["done"], false);
+    let mut rows = records(history).clone();
+    assert_eq!(rows.len(), 4);
+    let mut next = history["nextRecordsUrl"].as_str().unwrap().to_owned();
+    assert!(
+        next.starts_with(&format!("/services/data/{V}/query/01g")) && next.ends_with("-4"),
+        "{next}"
+    );
+    for _ in 0..5 {
+        let page = org.get(&next).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        assert_eq!(page.body["totalSize"], 9);
+        rows.extend(records(&page.body).iter().cloned());
+        match page.body["nextRecordsUrl"].as_str() {
+            Some(more) => next = more.to_owned(),
+            None => {
+                assert_eq!(page.body["done"], true);
+                break;
+            }
+        }
+    }
+    let stages =
+        |rows: &[Value]| -> Vec<Value> { rows.iter().map(|r| r["StageName"].clone()).collect() };
+    assert_eq!(stages(&rows), stages(&expected));
+}
+
+#[tokio::test]
+async fn asking_for_the_parents_next_page_retires_the_child_cursors_of_earlier_pages() {
+    let org = Org::start(small()).await;
+    org.emu.update_knobs(|knobs| {
+        knobs.min_batch_size = 1;
+        knobs.child_batch_size = 2;
+    });
+    let first = org
+        .query(
+            "query",
+            "SELECT Id, (SELECT StageName FROM OpportunityHistories) FROM Opportunity WHERE StageName IN ('Closed Won', 'Closed Lost', 'On Hold') ORDER BY Id",
+            Some(3),
+        )
+        .await;
+    let cut = records(&first.body)
+        .iter()
+        .find_map(|parent| parent["OpportunityHistories"]["nextRecordsUrl"].as_str())
+        .expect("a cut child result on the first page")
+        .to_owned();
+    assert_eq!(org.get(&cut).await.status, StatusCode::OK);
+    let parents = first.body["nextRecordsUrl"].as_str().unwrap().to_owned();
+    assert_eq!(org.get(&parents).await.status, StatusCode::OK);
+    assert_error(
+        &org.get(&cut).await,
+        StatusCode::BAD_REQUEST,
+        "INVALID_QUERY_LOCATOR",
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_relationship_is_a_400_invalid_type_and_child_fields_are_checked_on_the_child() {
+    let org = Org::start(small()).await;
+    let unknown = org
+        .soql("SELECT Id, (SELECT Id FROM Widgets) FROM Opportunity")
+        .await;
+    assert_error(&unknown, StatusCode::BAD_REQUEST, "INVALID_TYPE");
+    assert!(
+        unknown.body[0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Didn't understand relationship 'Widgets' in FROM part of query call"),
+        "{}",
+        unknown.body
+    );
+    let not_on_accounts = org
+        .soql("SELECT Id, (SELECT Id FROM OpportunityHistories) FROM Account")
+        .await;
+    assert_error(&not_on_accounts, StatusCode::BAD_REQUEST, "INVALID_TYPE");
+    let parent_field = org
+        .soql("SELECT Id, (SELECT Amount FROM Tasks) FROM Opportunity")
+        .await;
+    assert_error(&parent_field, StatusCode::BAD_REQUEST, "INVALID_FIELD");
+    let unclosed = org
+        .soql("SELECT Id, (SELECT Id FROM Tasks FROM Opportunity")
+        .await;
+    assert_error(&unclosed, StatusCode::BAD_REQUEST, "MALFORMED_QUERY");
+}
+
+#[tokio::test]
+async fn query_all_includes_deleted_children_and_query_does_not() {
+    let org = Org::start(small()).await;
+    let task = org
+        .emu
+        .tasks()
+        .into_iter()
+        .find(|t| t.fields["WhatId"].as_str().unwrap().starts_with("006"))
+        .expect("a task on an opportunity");
+    let opportunity = task.fields["WhatId"].as_str().unwrap().to_owned();
+    org.emu.delete(SObject::Task, &task.id).unwrap();
+    let soql = format!(
+        "SELECT Id, (SELECT Id, IsDeleted FROM Tasks) FROM Opportunity WHERE Id = '{opportunity}'"
+    );
+    let ids = |reply: &Reply| -> Vec<Value> {
+        records(&reply.body)[0]["Tasks"]["records"]
+            .as_array()
+            .map(|rows| rows.iter().map(|r| r["Id"].clone()).collect())
+            .unwrap_or_default()
+    };
+    let live = org.query("query", &soql, None).await;
+    assert!(!ids(&live).contains(&json!(task.id)), "{}", live.body);
+    let all = org.query("queryAll", &soql, None).await;
+    assert!(ids(&all).contains(&json!(task.id)), "{}", all.body);
+    let deleted = records(&all.body)[0]["Tasks"]["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["Id"] == json!(task.id))
+        .unwrap()
+        .clone();
+    assert_eq!(deleted["IsDeleted"], true);
+}
+
+#[tokio::test]
+async fn a_task_moved_to_another_opportunity_moves_with_it_in_sub_queries() {
+    let org = Org::start(small()).await;
+    let task = org
+        .emu
+        .tasks()
+        .into_iter()
+        .find(|t| t.fields["WhatId"].as_str().unwrap().starts_with("006"))
+        .expect("a task on an opportunity");
+    let from = task.fields["WhatId"].as_str().unwrap().to_owned();
+    let to = org
+        .emu
+        .ids(SObject::Opportunity)
+        .into_iter()
+        .find(|id| *id != from)
+        .unwrap();
+    org.emu
+        .set_field(SObject::Task, &task.id, "WhatId", json!(to))
+        .unwrap();
+    let tasks_of =
+        |id: &str| format!("SELECT Id, (SELECT Id FROM Tasks) FROM Opportunity WHERE Id = '{id}'");
+    let holds = |reply: &Reply| {
+        records(&reply.body)[0]["Tasks"]["records"]
+            .as_array()
+            .is_some_and(|rows| rows.iter().any(|r| r["Id"] == json!(task.id)))
+    };
+    assert!(!holds(&org.soql(&tasks_of(&from)).await));
+    assert!(holds(&org.soql(&tasks_of(&to)).await));
+}
+
+#[tokio::test]
+async fn contacts_and_leads_reach_their_tasks_through_who_id() {
+    let org = Org::start(small()).await;
+    let contact = org.emu.ids(SObject::Contact)[0].clone();
+    let created = org
+        .write(
+            reqwest::Method::POST,
+            &format!("/services/data/{V}/sobjects/Task"),
+            json!({"Subject": "Call", "WhoId": contact}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let reply = org
+        .soql(&format!(
+            "SELECT Id, (SELECT Id, Subject FROM Contact.Tasks) FROM Contact WHERE Id = '{contact}'"
+        ))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let tasks = &records(&reply.body)[0]["Tasks"];
+    assert_eq!(tasks["totalSize"], 1);
+    assert_eq!(tasks["records"][0]["Id"], created.body["id"]);
+}

@@ -163,6 +163,14 @@ pub struct Knobs {
     /// Smallest `batchSize` honoured (facts 1.3: 200); smaller asks are
     /// raised to it.
     pub min_batch_size: usize,
+    /// Child rows a parent's sub-query result carries before it is cut
+    /// with `done: false` and its own `nextRecordsUrl` (facts 1.3 say a
+    /// child result may carry one, not where the cut falls (?); default 200).
+    pub child_batch_size: usize,
+    /// Whether a sub-query that finds no child renders as `null` (what
+    /// Salesforce does, general knowledge (?)) rather than as an empty
+    /// result `{totalSize: 0, done: true, records: []}`.
+    pub empty_subquery_null: bool,
     /// Records per sObject Collections call (facts 1.4: 200).
     pub collections_max: usize,
     /// How long an access token lives; Salesforce's session length is
@@ -192,6 +200,8 @@ impl Default for Knobs {
             daily_limit: Some(15_000),
             max_batch_size: 2_000,
             min_batch_size: 200,
+            child_batch_size: 200,
+            empty_subquery_null: true,
             collections_max: 200,
             token_ttl: Duration::from_secs(2 * 3600),
             rotate_refresh_tokens: false,

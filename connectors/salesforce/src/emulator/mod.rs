@@ -4,12 +4,14 @@
 //!
 //! Map of the module:
 //! - [`config`]: [`EmulatorConfig`], its knobs and a throwaway JWT key pair;
-//! - `object`: the sObjects, their key prefixes and fields;
-//! - `store`: the records, ids, writes and the recycle bin;
+//! - `object`: the sObjects, their key prefixes, fields and child
+//!   relationships;
+//! - `store`: the records, ids, writes, the recycle bin, and the index of
+//!   children by parent that sub-queries read;
 //! - `seed`: the deterministic seeded org;
 //! - `clock`: the emulator's clock and Salesforce's date formats;
 //! - `auth`: the token endpoint (JWT bearer, refresh token) and sessions;
-//! - `soql`: the SOQL subset's parser and evaluator;
+//! - `soql`: the SOQL subset's parser and evaluator, sub-queries included;
 //! - `write`: the checks a record body meets before it is written;
 //! - `reply`: error arrays and injected fault replies;
 //! - `router`: routes and the session/version/daily-limit guard; `query`,

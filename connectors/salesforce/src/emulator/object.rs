@@ -236,6 +236,61 @@ impl SObject {
     }
 }
 
+/// A parent-to-child relationship a SOQL sub-query can name: the children
+/// are the `child` records whose lookup `field` holds the parent's id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ChildRelationship {
+    pub name: &'static str,
+    pub child: SObject,
+    pub field: &'static str,
+}
+
+const fn child(name: &'static str, child: SObject, field: &'static str) -> ChildRelationship {
+    ChildRelationship { name, child, field }
+}
+
+/// Every lookup a relationship runs through; the store keeps an index of
+/// each, so that a sub-query reads a parent's children, not the table.
+pub(crate) const INDEXED_LOOKUPS: [(SObject, &str); 3] = [
+    (SObject::OpportunityHistory, "OpportunityId"),
+    (SObject::Task, "WhatId"),
+    (SObject::Task, "WhoId"),
+];
+
+impl SObject {
+    /// The standard child relationships the emulator serves (general
+    /// knowledge of the standard objects (?)): Opportunity's
+    /// `OpportunityHistories` through `OpportunityHistory.OpportunityId`,
+    /// and `Tasks` through `Task.WhatId` on opportunities and accounts and
+    /// `Task.WhoId` on contacts and leads.
+    pub(crate) fn child_relationships(self) -> &'static [ChildRelationship] {
+        const OPPORTUNITY: &[ChildRelationship] = &[
+            child(
+                "OpportunityHistories",
+                SObject::OpportunityHistory,
+                "OpportunityId",
+            ),
+            child("Tasks", SObject::Task, "WhatId"),
+        ];
+        const WHAT: &[ChildRelationship] = &[child("Tasks", SObject::Task, "WhatId")];
+        const WHO: &[ChildRelationship] = &[child("Tasks", SObject::Task, "WhoId")];
+        match self {
+            SObject::Opportunity => OPPORTUNITY,
+            SObject::Account => WHAT,
+            SObject::Contact | SObject::Lead => WHO,
+            SObject::Task | SObject::User | SObject::OpportunityHistory => &[],
+        }
+    }
+
+    /// The child relationship named `name` (case-insensitive).
+    pub(crate) fn child_relationship(self, name: &str) -> Option<ChildRelationship> {
+        self.child_relationships()
+            .iter()
+            .find(|r| r.name.eq_ignore_ascii_case(name))
+            .copied()
+    }
+}
+
 impl fmt::Display for SObject {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())

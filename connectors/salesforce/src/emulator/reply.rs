@@ -11,7 +11,12 @@ use std::time::Duration;
 
 /// A JSON reply with Salesforce's content type.
 pub(crate) fn json_reply(status: StatusCode, body: &Value) -> Response {
-    let mut response = (status, body.to_string()).into_response();
+    json_text_reply(status, body.to_string())
+}
+
+/// A reply of JSON already written out, with Salesforce's content type.
+pub(crate) fn json_text_reply(status: StatusCode, body: String) -> Response {
+    let mut response = (status, body).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json;charset=UTF-8"),

@@ -4,17 +4,21 @@
 //! `SELECT f, ... FROM Obj [WHERE cond] [ORDER BY f [ASC|DESC] [NULLS
 //! FIRST|LAST], ...] [LIMIT n]`, with `=, !=, <>, <, <=, >, >=, [NOT] IN
 //! (...), LIKE`, `AND`, `OR`, `NOT` and parentheses. As in SOQL, `AND` and
-//! `OR` may not be mixed at one level without parentheses. Literals:
+//! `OR` may not be mixed at one level without parentheses. A select item
+//! may be a parent-to-child sub-query, `(SELECT f, ... FROM Relationship
+//! [WHERE] [ORDER BY] [LIMIT])`, one level deep, naming one of the
+//! parent's child relationships. Literals:
 //! single-quoted strings with backslash escapes, numbers, `true`, `false`,
 //! `null`, unquoted dates (`2026-01-01`) and datetimes
 //! (`2026-01-01T00:00:00Z`, `...00.000+0000`). Keywords are
 //! case-insensitive; so are field names, object names and text comparisons.
 
 use super::clock;
-use super::object::{FieldType, SObject};
+use super::object::{ChildRelationship, FieldType, SObject};
 use super::store::Record;
 use serde_json::Value;
 use std::cmp::Ordering;
+use std::collections::HashSet;
 
 /// Why a query was refused: the `errorCode` and `message` of the 400.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,8 +174,54 @@ enum Cond {
     Or(Vec<Cond>),
     Not(Box<Cond>),
     Cmp(Field, Op, Literal),
-    In(Field, Vec<Literal>, bool),
+    In(Field, InList, bool),
     Like(Field, String),
+}
+
+/// The values of an `IN (...)`, with its text values ready for a set
+/// lookup: an `IN` of 200 ids costs one lookup per row, not 200 compares.
+#[derive(Debug, Clone, PartialEq)]
+struct InList {
+    literals: Vec<Literal>,
+    /// Text literals as [`text_key`] makes them, but 15-character ones
+    /// compared to an id field.
+    texts: HashSet<String>,
+    /// 15-character literals compared to an id field: each matches the
+    /// 18-character id it begins.
+    ids15: HashSet<String>,
+}
+
+impl InList {
+    fn new(field: Field, literals: Vec<Literal>) -> Self {
+        let mut texts = HashSet::new();
+        let mut ids15 = HashSet::new();
+        for literal in &literals {
+            if let Literal::Text(text) = literal {
+                if field.ty != FieldType::Text && text.len() == 15 {
+                    ids15.insert(text.clone());
+                } else {
+                    texts.insert(text_key(text));
+                }
+            }
+        }
+        Self {
+            literals,
+            texts,
+            ids15,
+        }
+    }
+
+    /// Whether `value` equals one of the literals, as [`equal`] decides.
+    fn contains(&self, field: Field, value: &Literal) -> bool {
+        match value {
+            Literal::Text(text) => {
+                self.texts.contains(&text_key(text))
+                    || (text.len() == 18
+                        && text.get(..15).is_some_and(|id| self.ids15.contains(id)))
+            }
+            other => self.literals.iter().any(|l| equal(field, other, l)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -192,9 +242,19 @@ struct Order {
 pub(crate) struct Query {
     pub object: SObject,
     fields: Vec<Field>,
+    /// Parent-to-child sub-queries, in the order selected.
+    pub subqueries: Vec<SubQuery>,
     filter: Option<Cond>,
     order: Vec<Order>,
     limit: Option<usize>,
+}
+
+/// `(SELECT ... FROM Relationship ...)` in a select list: `query` runs on
+/// the relationship's child object, over one parent's children at a time.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SubQuery {
+    pub relationship: ChildRelationship,
+    pub query: Query,
 }
 
 struct Parser {
@@ -323,7 +383,7 @@ impl Parser {
                     return Err(self.unexpected());
                 }
             }
-            return Ok(Cond::In(field, values, negated));
+            return Ok(Cond::In(field, InList::new(field, values), negated));
         }
         let op = match self.next() {
             Some(Token::Punct("=")) => Op::Eq,
@@ -445,8 +505,16 @@ pub(crate) fn parse(text: &str) -> Result<Query, QueryError> {
         return Err(parser.unexpected());
     }
     let mut names = Vec::new();
+    // Sub-queries are read once the parent object is known: their
+    // relationship names and fields depend on it.
+    let mut subqueries: Vec<Vec<Token>> = Vec::new();
     loop {
         match parser.next() {
+            Some(Token::Punct("(")) => {
+                let close = parser.closing_paren()?;
+                subqueries.push(parser.tokens[parser.at..close].to_vec());
+                parser.at = close + 1;
+            }
             Some(Token::Word(w)) if !w.eq_ignore_ascii_case("FROM") => names.push(w),
             _ => {
                 parser.at -= 1;
@@ -473,80 +541,181 @@ pub(crate) fn parse(text: &str) -> Result<Query, QueryError> {
         }
     };
     parser.object = object;
-    let mut fields: Vec<Field> = Vec::new();
-    for name in &names {
-        let field = resolve(object, name)?;
-        if fields.iter().any(|f| f.name == field.name) {
-            return Err(QueryError {
-                code: "MALFORMED_QUERY",
-                message: format!("duplicate field selected: {}", field.name),
-            });
+    let mut query = parser.rest(object, &names)?;
+    for tokens in subqueries {
+        let sub = subquery(object, tokens)?;
+        if query
+            .subqueries
+            .iter()
+            .any(|known| known.relationship.name == sub.relationship.name)
+        {
+            return Err(malformed(format!(
+                "duplicate relationship selected: {}",
+                sub.relationship.name
+            )));
         }
-        fields.push(field);
+        query.subqueries.push(sub);
     }
-    let filter = if parser.eat_keyword("WHERE") {
-        Some(parser.condition()?)
-    } else {
-        None
+    Ok(query)
+}
+
+/// The tokens inside a sub-query's parentheses, as a query on the child
+/// object of the parent's relationship they name.
+fn subquery(parent: SObject, tokens: Vec<Token>) -> Result<SubQuery, QueryError> {
+    let mut parser = Parser {
+        tokens,
+        at: 0,
+        object: parent,
     };
-    let mut order = Vec::new();
-    if parser.eat_keyword("ORDER") {
-        if !parser.eat_keyword("BY") {
-            return Err(parser.unexpected());
-        }
-        loop {
-            let field = parser.field()?;
-            let descending = if parser.eat_keyword("DESC") {
-                true
-            } else {
-                parser.eat_keyword("ASC");
-                false
-            };
-            let mut nulls_first = !descending;
-            if parser.eat_keyword("NULLS") {
-                if parser.eat_keyword("FIRST") {
-                    nulls_first = true;
-                } else if parser.eat_keyword("LAST") {
-                    nulls_first = false;
-                } else {
-                    return Err(parser.unexpected());
-                }
-            }
-            order.push(Order {
-                field,
-                descending,
-                nulls_first,
-            });
-            if !parser.eat_punct(",") {
-                break;
-            }
-        }
+    if !parser.eat_keyword("SELECT") {
+        return Err(parser.unexpected());
     }
-    let mut limit = None;
-    if parser.eat_keyword("LIMIT") {
+    let mut names = Vec::new();
+    loop {
         match parser.next() {
-            Some(Token::Lit(n)) => {
-                limit = Some(
-                    n.parse::<usize>()
-                        .map_err(|_| malformed(format!("invalid LIMIT: {n}")))?,
-                );
+            Some(Token::Punct("(")) => {
+                return Err(malformed("a sub-query inside a sub-query is not supported"));
             }
+            Some(Token::Word(w)) if !w.eq_ignore_ascii_case("FROM") => names.push(w),
             _ => {
                 parser.at -= 1;
                 return Err(parser.unexpected());
             }
         }
+        if !parser.eat_punct(",") {
+            break;
+        }
     }
-    if parser.peek().is_some() {
+    if !parser.eat_keyword("FROM") {
         return Err(parser.unexpected());
     }
-    Ok(Query {
-        object,
-        fields,
-        filter,
-        order,
-        limit,
+    let relationship = match parser.next() {
+        Some(Token::Word(name)) => {
+            // `FROM Opportunity.Tasks` names the same relationship as `FROM Tasks`.
+            let bare = name
+                .split_once('.')
+                .filter(|(object, _)| object.eq_ignore_ascii_case(parent.name()))
+                .map_or(name.as_str(), |(_, relationship)| relationship);
+            parent
+                .child_relationship(bare)
+                .ok_or_else(|| QueryError {
+                    code: "INVALID_TYPE",
+                    message: format!(
+                        "Didn't understand relationship '{name}' in FROM part of query call. If you are attempting to use a custom relationship, be sure to append the '__r' after the custom relationship name. Please reference your WSDL or the describe call for the appropriate names."
+                    ),
+                })?
+        }
+        _ => {
+            parser.at -= 1;
+            return Err(parser.unexpected());
+        }
+    };
+    parser.object = relationship.child;
+    let query = parser.rest(relationship.child, &names)?;
+    Ok(SubQuery {
+        relationship,
+        query,
     })
+}
+
+impl Parser {
+    /// Where the `(` just read closes; an error if it never does.
+    fn closing_paren(&self) -> Result<usize, QueryError> {
+        let mut depth = 1usize;
+        for (at, token) in self.tokens.iter().enumerate().skip(self.at) {
+            match token {
+                Token::Punct("(") => depth += 1,
+                Token::Punct(")") => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return Ok(at);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Err(malformed("unexpected end of query"))
+    }
+
+    /// What follows `FROM Obj`: the selected `names` checked against
+    /// `object`, then `WHERE`, `ORDER BY` and `LIMIT`, then nothing.
+    fn rest(&mut self, object: SObject, names: &[String]) -> Result<Query, QueryError> {
+        let mut fields: Vec<Field> = Vec::new();
+        for name in names {
+            let field = resolve(object, name)?;
+            if fields.iter().any(|f| f.name == field.name) {
+                return Err(QueryError {
+                    code: "MALFORMED_QUERY",
+                    message: format!("duplicate field selected: {}", field.name),
+                });
+            }
+            fields.push(field);
+        }
+        let filter = if self.eat_keyword("WHERE") {
+            Some(self.condition()?)
+        } else {
+            None
+        };
+        let mut order = Vec::new();
+        if self.eat_keyword("ORDER") {
+            if !self.eat_keyword("BY") {
+                return Err(self.unexpected());
+            }
+            loop {
+                let field = self.field()?;
+                let descending = if self.eat_keyword("DESC") {
+                    true
+                } else {
+                    self.eat_keyword("ASC");
+                    false
+                };
+                let mut nulls_first = !descending;
+                if self.eat_keyword("NULLS") {
+                    if self.eat_keyword("FIRST") {
+                        nulls_first = true;
+                    } else if self.eat_keyword("LAST") {
+                        nulls_first = false;
+                    } else {
+                        return Err(self.unexpected());
+                    }
+                }
+                order.push(Order {
+                    field,
+                    descending,
+                    nulls_first,
+                });
+                if !self.eat_punct(",") {
+                    break;
+                }
+            }
+        }
+        let mut limit = None;
+        if self.eat_keyword("LIMIT") {
+            match self.next() {
+                Some(Token::Lit(n)) => {
+                    limit = Some(
+                        n.parse::<usize>()
+                            .map_err(|_| malformed(format!("invalid LIMIT: {n}")))?,
+                    );
+                }
+                _ => {
+                    self.at -= 1;
+                    return Err(self.unexpected());
+                }
+            }
+        }
+        if self.peek().is_some() {
+            return Err(self.unexpected());
+        }
+        Ok(Query {
+            object,
+            fields,
+            subqueries: Vec::new(),
+            filter,
+            order,
+            limit,
+        })
+    }
 }
 
 /// A record's value of `field` as a literal of the field's type.
@@ -583,6 +752,33 @@ fn compare(a: &Literal, b: &Literal) -> Option<Ordering> {
 
 fn text_key(text: &str) -> String {
     text.to_lowercase()
+}
+
+/// A value as it sorts: text lowercased once, so keys compare as they are.
+fn sort_key(value: Literal) -> Literal {
+    match value {
+        Literal::Text(text) => Literal::Text(text_key(&text)),
+        other => other,
+    }
+}
+
+/// How two sort keys of one `ORDER BY` item order, nulls placed as asked.
+fn ordered(order: &Order, x: &Literal, y: &Literal) -> Ordering {
+    match (x, y) {
+        (Literal::Null, Literal::Null) => Ordering::Equal,
+        (Literal::Null, _) if order.nulls_first => Ordering::Less,
+        (Literal::Null, _) => Ordering::Greater,
+        (_, Literal::Null) if order.nulls_first => Ordering::Greater,
+        (_, Literal::Null) => Ordering::Less,
+        (Literal::Text(x), Literal::Text(y)) => {
+            let o = x.cmp(y);
+            if order.descending { o.reverse() } else { o }
+        }
+        _ => {
+            let o = compare(x, y).unwrap_or(Ordering::Equal);
+            if order.descending { o.reverse() } else { o }
+        }
+    }
 }
 
 fn equal(field: Field, value: &Literal, literal: &Literal) -> bool {
@@ -655,8 +851,7 @@ fn holds(cond: &Cond, record: &Record) -> bool {
             }
         }
         Cond::In(field, values, negated) => {
-            let value = value_of(record, *field);
-            values.iter().any(|l| equal(*field, &value, l)) != *negated
+            values.contains(*field, &value_of(record, *field)) != *negated
         }
         Cond::Like(field, pattern) => match value_of(record, *field) {
             Literal::Text(text) => like(&text, pattern),
@@ -668,46 +863,66 @@ fn holds(cond: &Cond, record: &Record) -> bool {
 impl Query {
     /// The matching records in the query's order, its LIMIT applied.
     pub(crate) fn run<'a>(&self, records: impl Iterator<Item = &'a Record>) -> Vec<&'a Record> {
-        let mut rows: Vec<&Record> = records
-            .filter(|r| self.filter.as_ref().is_none_or(|c| holds(c, r)))
-            .collect();
-        if !self.order.is_empty() {
-            rows.sort_by(|a, b| {
-                for order in &self.order {
-                    let (x, y) = (value_of(a, order.field), value_of(b, order.field));
-                    let ordering = match (&x, &y) {
-                        (Literal::Null, Literal::Null) => Ordering::Equal,
-                        (Literal::Null, _) => {
-                            if order.nulls_first {
-                                Ordering::Less
-                            } else {
-                                Ordering::Greater
-                            }
-                        }
-                        (_, Literal::Null) => {
-                            if order.nulls_first {
-                                Ordering::Greater
-                            } else {
-                                Ordering::Less
-                            }
-                        }
-                        _ => {
-                            let o = compare(&x, &y).unwrap_or(Ordering::Equal);
-                            if order.descending { o.reverse() } else { o }
-                        }
-                    };
-                    if ordering != Ordering::Equal {
-                        return ordering;
-                    }
-                }
-                // Ties in id order, so pages are stable.
-                a.id.cmp(&b.id)
+        let rows = records.filter(|r| self.filter.as_ref().is_none_or(|c| holds(c, r)));
+        let mut rows: Vec<&Record> = if self.order.is_empty() {
+            rows.collect()
+        } else {
+            // Each row's sort key is read once (datetimes parsed, text
+            // lowercased), not once per comparison.
+            let mut keyed: Vec<(Vec<Literal>, &Record)> = rows
+                .map(|r| {
+                    let key = self
+                        .order
+                        .iter()
+                        .map(|order| sort_key(value_of(r, order.field)))
+                        .collect();
+                    (key, r)
+                })
+                .collect();
+            keyed.sort_by(|(x, a), (y, b)| {
+                self.order
+                    .iter()
+                    .zip(x.iter().zip(y))
+                    .map(|(order, (x, y))| ordered(order, x, y))
+                    .find(|o| o.is_ne())
+                    // Ties in id order, so pages are stable.
+                    .unwrap_or_else(|| a.id.cmp(&b.id))
             });
-        }
+            keyed.into_iter().map(|(_, r)| r).collect()
+        };
         if let Some(limit) = self.limit {
             rows.truncate(limit);
         }
         rows
+    }
+
+    /// The field and the 18-character ids (at least one) a row must hold
+    /// in it to match, when the filter says so at its top level
+    /// (`f = 'id'`, `f IN ('id', ...)`, either one `AND` others): an index
+    /// on that field then gives every candidate row.
+    pub(crate) fn required_ids(&self) -> Option<(&'static str, Vec<&str>)> {
+        fn texts(literals: &[Literal]) -> Option<Vec<&str>> {
+            literals
+                .iter()
+                .map(|l| match l {
+                    Literal::Text(t) if t.len() == 18 => Some(t.as_str()),
+                    _ => None,
+                })
+                .collect()
+        }
+        fn ids(cond: &Cond) -> Option<(&'static str, Vec<&str>)> {
+            match cond {
+                Cond::Cmp(field, Op::Eq, literal) if field.ty != FieldType::Text => {
+                    Some((field.name, texts(std::slice::from_ref(literal))?))
+                }
+                Cond::In(field, list, false) if field.ty != FieldType::Text => {
+                    Some((field.name, texts(&list.literals)?))
+                }
+                Cond::And(all) => all.iter().find_map(ids),
+                _ => None,
+            }
+        }
+        self.filter.as_ref().and_then(ids)
     }
 
     /// The selected field names, as Salesforce spells them.
@@ -767,5 +982,112 @@ mod tests {
             parse("SELECT Id FROM Opportunity WHERE CloseDate < 2026-01-01 AND Amount > -5.5")
                 .is_ok()
         );
+    }
+
+    fn record(id: &str, fields: Value) -> Record {
+        Record {
+            id: id.to_owned(),
+            fields: fields.as_object().cloned().unwrap_or_default(),
+            deleted_ms: None,
+            corrupt: false,
+        }
+    }
+
+    const OPP: &str = "006Dn0000ZZZZP1AAA";
+
+    #[test]
+    fn an_in_list_matches_as_equality_does() {
+        let tasks = [
+            record(
+                "00T1",
+                serde_json::json!({"WhatId": OPP, "Subject": "006Dn0000ZZZZP1"}),
+            ),
+            record(
+                "00T2",
+                serde_json::json!({"WhatId": "006Dn0000ZZZZQ1AAA", "Subject": "x"}),
+            ),
+        ];
+        let ids = |soql: &str| -> Vec<String> {
+            parse(soql)
+                .unwrap()
+                .run(tasks.iter())
+                .iter()
+                .map(|r| r.id.clone())
+                .collect()
+        };
+        // An 18-character id compares case-insensitively.
+        let lower = OPP.to_lowercase();
+        assert_eq!(
+            ids(&format!("SELECT Id FROM Task WHERE WhatId IN ('{lower}')")),
+            ["00T1"]
+        );
+        // A 15-character id matches the 18-character id it begins, on an id field only.
+        assert_eq!(
+            ids("SELECT Id FROM Task WHERE WhatId IN ('006Dn0000ZZZZP1', 'nope')"),
+            ["00T1"]
+        );
+        assert_eq!(
+            ids("SELECT Id FROM Task WHERE Subject IN ('006dn0000zzzzp1')"),
+            ["00T1"]
+        );
+        assert_eq!(
+            ids(&format!(
+                "SELECT Id FROM Task WHERE WhatId NOT IN ('{OPP}')"
+            )),
+            ["00T2"]
+        );
+    }
+
+    #[test]
+    fn required_ids_name_an_id_lookup_only_when_every_row_must_hold_one() {
+        let required = |filter: &str| {
+            parse(&format!("SELECT Id FROM Task WHERE {filter}"))
+                .unwrap()
+                .required_ids()
+                .map(|(field, ids)| (field, ids.len()))
+        };
+        assert_eq!(
+            required(&format!(
+                "WhatId IN ('{OPP}', '{OPP}') AND IsClosed = false"
+            )),
+            Some(("WhatId", 2))
+        );
+        assert_eq!(required(&format!("WhatId = '{OPP}'")), Some(("WhatId", 1)));
+        assert_eq!(
+            required(&format!("WhatId = '{OPP}' OR IsClosed = false")),
+            None
+        );
+        assert_eq!(required("WhatId IN ('006Dn0000ZZZZP1')"), None);
+        assert_eq!(required(&format!("NOT WhatId IN ('{OPP}')")), None);
+        assert_eq!(required(&format!("Subject = '{OPP}'")), None);
+    }
+
+    #[test]
+    fn a_sub_query_is_read_against_the_child_object_of_its_relationship() {
+        let query = parse(
+            "SELECT Id, (SELECT StageName FROM OpportunityHistories ORDER BY CreatedDate), (SELECT Subject FROM Opportunity.Tasks) FROM Opportunity",
+        )
+        .unwrap();
+        let children: Vec<(&str, SObject)> = query
+            .subqueries
+            .iter()
+            .map(|sub| (sub.relationship.name, sub.query.object))
+            .collect();
+        assert_eq!(
+            children,
+            [
+                ("OpportunityHistories", SObject::OpportunityHistory),
+                ("Tasks", SObject::Task)
+            ]
+        );
+        let nested = parse(
+            "SELECT Id, (SELECT Id, (SELECT Id FROM Tasks) FROM OpportunityHistories) FROM Opportunity",
+        );
+        assert_eq!(nested.unwrap_err().code, "MALFORMED_QUERY");
+        let twice =
+            parse("SELECT Id, (SELECT Id FROM Tasks), (SELECT Subject FROM tasks) FROM Lead");
+        assert_eq!(twice.unwrap_err().code, "MALFORMED_QUERY");
+        let not_a_child = parse("SELECT Id, (SELECT Id FROM Tasks) FROM User");
+        assert_eq!(not_a_child.unwrap_err().code, "INVALID_TYPE");
     }
 }

@@ -1,10 +1,11 @@
 //! The org's records in memory: ids, writes with their system fields, the
-//! recycle bin and its delete log.
+//! recycle bin and its delete log, and an index of children by parent for
+//! each lookup a relationship sub-query runs through.
 
 use super::clock::{self, Clock};
-use super::object::{SObject, TASK_STATUSES};
+use super::object::{INDEXED_LOOKUPS, SObject, TASK_STATUSES};
 use serde_json::{Map, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// One record; field values are held as they go on the wire.
 #[derive(Debug, Clone)]
@@ -31,7 +32,36 @@ pub(crate) struct Store {
     /// Records emptied from the recycle bin: gone from every query, still
     /// in getDeleted's log as (deleted at, id).
     delete_log: BTreeMap<SObject, Vec<(i64, String)>>,
+    /// For each indexed lookup (object, field): the ids of the records
+    /// whose field holds a given id, keyed by [`lookup_key`]; recycled
+    /// records stay in it (`queryAll` reads them).
+    children: HashMap<(SObject, &'static str), HashMap<String, BTreeSet<String>>>,
     pub rng: fastrand::Rng,
+}
+
+/// An indexed lookup field of a record and the id it holds.
+type Lookup = (&'static str, String);
+
+/// The indexed lookups `fields` of an `object` record hold.
+fn lookups(object: SObject, fields: &Map<String, Value>) -> Vec<Lookup> {
+    INDEXED_LOOKUPS
+        .iter()
+        .filter(|(indexed, _)| *indexed == object)
+        .filter_map(|(_, field)| {
+            let parent = fields.get(*field)?.as_str()?;
+            Some((*field, parent.to_owned()))
+        })
+        .collect()
+}
+
+/// How an index keys an id: its 18-character form, lowercased, since SOQL
+/// compares an 18-character id literal case-insensitively.
+pub(crate) fn lookup_key(id: &str) -> String {
+    if id.len() == 15 {
+        id18(id).to_ascii_lowercase()
+    } else {
+        id.to_ascii_lowercase()
+    }
 }
 
 const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
@@ -94,7 +124,58 @@ impl Store {
                 .map(|o| (*o, first_number(*o)))
                 .collect(),
             delete_log: BTreeMap::new(),
+            children: INDEXED_LOOKUPS
+                .iter()
+                .map(|lookup| (*lookup, HashMap::new()))
+                .collect(),
             rng: fastrand::Rng::with_seed(seed ^ 0x5f5f),
+        }
+    }
+
+    /// Whether `object.field` is indexed.
+    pub(crate) fn indexed(&self, object: SObject, field: &str) -> bool {
+        INDEXED_LOOKUPS.contains(&(object, field))
+    }
+
+    /// The records of `object` whose indexed lookup `field` holds `id`
+    /// (compared as SOQL compares ids), recycled ones too, in id order.
+    /// Empty when the lookup is not indexed.
+    pub(crate) fn children<'a>(
+        &'a self,
+        object: SObject,
+        field: &str,
+        id: &str,
+    ) -> impl Iterator<Item = &'a Record> + 'a {
+        let table = self.table(object);
+        INDEXED_LOOKUPS
+            .iter()
+            .find(|lookup| **lookup == (object, field))
+            .and_then(|lookup| self.children.get(lookup))
+            .and_then(|by_parent| by_parent.get(&lookup_key(id)))
+            .into_iter()
+            .flatten()
+            .filter_map(move |child| table.get(child))
+    }
+
+    /// Files `record_id` under the parents `lookups` name, or with `add`
+    /// false takes it out from under them.
+    fn index(&mut self, object: SObject, record_id: &str, lookups: &[Lookup], add: bool) {
+        for (field, parent) in lookups {
+            let Some(by_parent) = self.children.get_mut(&(object, *field)) else {
+                continue;
+            };
+            let key = lookup_key(parent);
+            if add {
+                by_parent
+                    .entry(key)
+                    .or_default()
+                    .insert(record_id.to_owned());
+            } else if let Some(ids) = by_parent.get_mut(&key) {
+                ids.remove(record_id);
+                if ids.is_empty() {
+                    by_parent.remove(&key);
+                }
+            }
         }
     }
 
@@ -116,6 +197,8 @@ impl Store {
             .or_else(|| (id.len() == 15).then(|| table.get(&id18(id))).flatten())
     }
 
+    /// A record to change in place; the change must leave its indexed
+    /// lookups alone (those change through [`Store::update`]).
     pub(crate) fn get_mut(&mut self, object: SObject, id: &str) -> Option<&mut Record> {
         let key = if id.len() == 15 {
             id18(id)
@@ -160,6 +243,7 @@ impl Store {
         }
         record.fields.insert("SystemModstamp".into(), stamp);
         derive(object, &mut record.fields);
+        self.index(object, &id, &lookups(object, &record.fields), true);
         self.table_mut(object).insert(id.clone(), record);
         id
     }
@@ -173,7 +257,14 @@ impl Store {
     /// Sets fields of a record and stamps it modified now.
     pub(crate) fn update(&mut self, object: SObject, id: &str, fields: Map<String, Value>) {
         let at = self.clock.tick();
-        if let Some(record) = self.get_mut(object, id) {
+        let Some((id, old)) = self
+            .get(object, id)
+            .map(|r| (r.id.clone(), lookups(object, &r.fields)))
+        else {
+            return;
+        };
+        self.index(object, &id, &old, false);
+        if let Some(record) = self.get_mut(object, &id) {
             for (k, v) in fields {
                 record.fields.insert(k, v);
             }
@@ -186,6 +277,11 @@ impl Store {
             record.fields.insert("SystemModstamp".into(), stamp);
             derive(object, &mut record.fields);
         }
+        let new = self
+            .get(object, &id)
+            .map(|r| lookups(object, &r.fields))
+            .unwrap_or_default();
+        self.index(object, &id, &new, true);
     }
 
     /// Empties a deleted record from the recycle bin: only getDeleted's log
@@ -196,8 +292,10 @@ impl Store {
             Some(Record {
                 id,
                 deleted_ms: Some(at),
+                fields,
                 ..
             }) => {
+                self.index(object, &id, &lookups(object, &fields), false);
                 self.delete_log.entry(object).or_default().push((at, id));
                 true
             }
@@ -214,9 +312,11 @@ impl Store {
     /// delete log (or one Salesforce purged from it early) looks.
     pub(crate) fn erase(&mut self, object: SObject, id: &str) -> bool {
         let key = self.get(object, id).map(|r| r.id.clone());
-        let removed = key
-            .and_then(|key| self.table_mut(object).remove(&key))
-            .is_some();
+        let removed = key.and_then(|key| self.table_mut(object).remove(&key));
+        if let Some(record) = &removed {
+            self.index(object, &record.id, &lookups(object, &record.fields), false);
+        }
+        let removed = removed.is_some();
         let mut unlogged = false;
         if let Some(log) = self.delete_log.get_mut(&object) {
             let before = log.len();
