@@ -19,6 +19,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 pub fn run(ctx: &Context, args: &WritebackArgs) -> anyhow::Result<ExitCode> {
+    run_showing(ctx, args, usize::MAX)
+}
+
+/// As [`run`], with each connector's table cut to its first `rows` rows
+/// (`journeyd demo` keeps to a screenful; `--json` still has them all).
+pub fn run_showing(ctx: &Context, args: &WritebackArgs, rows: usize) -> anyhow::Result<ExitCode> {
     let config = load_config!(ctx);
     if args.apply && config.writeback.mode != WritebackMode::Apply {
         eprintln!(
@@ -63,14 +69,18 @@ pub fn run(ctx: &Context, args: &WritebackArgs) -> anyhow::Result<ExitCode> {
     if ctx.json {
         json(&reports)?;
     } else {
-        for report in &reports {
+        for (index, report) in reports.iter().enumerate() {
+            if index > 0 {
+                println!();
+            }
             if report.applied {
-                print_applied(report);
+                print_applied(report, rows);
             } else {
                 print_plan(
                     report,
                     config.writeback.max_writes_per_run.get(),
                     &config.writeback.mode,
+                    rows,
                 );
             }
         }
@@ -116,7 +126,14 @@ fn plan_rows(writes: &[PlannedWrite]) -> impl Iterator<Item = Vec<String>> + '_ 
     })
 }
 
-fn print_plan(report: &WritebackReport, cap: u32, mode: &WritebackMode) {
+/// Says how many rows of a list were left out, if any.
+fn print_more(total: usize, shown: usize, what: &str) {
+    if total > shown {
+        println!("... and {} more {what}", total - shown);
+    }
+}
+
+fn print_plan(report: &WritebackReport, cap: u32, mode: &WritebackMode, rows: usize) {
     let plan = &report.plan;
     println!("{}: write-back plan (dry run)", report.connector);
     if !plan.writes.is_empty() {
@@ -124,16 +141,18 @@ fn print_plan(report: &WritebackReport, cap: u32, mode: &WritebackMode) {
             "{}",
             table(
                 &["RECORD", "OBJECT", "ACTION", "FOR", "WHY"],
-                plan_rows(&plan.writes)
+                plan_rows(&plan.writes).take(rows)
             )
         );
+        print_more(plan.writes.len(), rows, "planned");
     }
-    for refused in &plan.not_allowed {
+    for refused in plan.not_allowed.iter().take(rows) {
         println!(
             "not allowed: {} ({}): {}",
             refused.record, refused.rule, refused.reason
         );
     }
+    print_more(plan.not_allowed.len(), rows, "not allowed");
     let counts = &report.counts;
     println!(
         "{} write(s) planned, {} already in the ledger, {} not allowed by the write-back policy",
@@ -166,10 +185,10 @@ fn print_plan(report: &WritebackReport, cap: u32, mode: &WritebackMode) {
     }
 }
 
-fn print_applied(report: &WritebackReport) {
+fn print_applied(report: &WritebackReport, rows: usize) {
     println!("{}: write-back run {}", report.connector, opt(report.run));
     if !report.written.is_empty() {
-        let rows = report.written.iter().map(|written| {
+        let lines = report.written.iter().map(|written| {
             let record = match &written.request {
                 ActionRequest::CreateTask {
                     object, record_id, ..
@@ -190,7 +209,11 @@ fn print_applied(report: &WritebackReport) {
                 },
             ]
         });
-        println!("{}", table(&["RECORD", "ACTION", "CRM ID", "HOW"], rows));
+        println!(
+            "{}",
+            table(&["RECORD", "ACTION", "CRM ID", "HOW"], lines.take(rows))
+        );
+        print_more(report.written.len(), rows, "written");
     }
     for refused in &report.refused {
         let then = if refused.parked {

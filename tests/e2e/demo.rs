@@ -1,18 +1,55 @@
 //! `journeyd demo`, the README's first command, on a machine with nothing
-//! but the binary: no account, no network, no config.
+//! but the binary: no account, no network, no config. Both emulated CRMs,
+//! a HubSpot portal and a Salesforce org, are synced, audited and (with
+//! `--apply`) written to.
 
 use crate::support::{journeyd, stderr, stdout};
+use journeyd_salesforce::emulator::TEST_JWT_PRIVATE_KEY_PEM;
+use serde_json::Value;
+use std::path::PathBuf;
+
+const CONNECTORS: [&str; 2] = ["hubspot", "salesforce"];
+
+/// The number after `prefix` on the line starting with it.
+fn count_after(out: &str, prefix: &str) -> u64 {
+    out.lines()
+        .find_map(|line| line.strip_prefix(prefix))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count after {prefix:?}:\n{out}"))
+}
+
+/// The lines after the line starting with `start`: from the first that is
+/// not blank up to the next blank one.
+fn section<'o>(out: &'o str, start: &str) -> Vec<&'o str> {
+    out.lines()
+        .skip_while(|line| !line.starts_with(start))
+        .skip(1)
+        .skip_while(|line| line.trim().is_empty())
+        .take_while(|line| !line.trim().is_empty())
+        .collect()
+}
 
 #[test]
-fn the_demo_syncs_an_emulated_portal_audits_it_and_with_apply_writes_its_tasks() {
+fn the_demo_syncs_both_emulated_crms_audits_them_and_with_apply_writes_tasks_into_each() {
     let output = journeyd()
         .args(["demo", "--apply"])
         .output()
         .expect("journeyd runs");
     let (out, err) = (stdout(&output), stderr(&output));
     assert!(output.status.success(), "{out}\n{err}");
+    for line in [
+        "HubSpot:    an emulated portal serves 2000 deals",
+        "Salesforce: an emulated org serves 1001 opportunities",
+    ] {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with(line) && l.contains(" at http://127.0.0.1:")),
+            "no line {line:?} naming a loopback address:\n{out}"
+        );
+    }
     for step in [
-        "== sync the portal",
+        "== sync both CRMs",
         "== audit every record",
         "== the violations log",
         "== stage KPIs",
@@ -20,11 +57,116 @@ fn the_demo_syncs_an_emulated_portal_audits_it_and_with_apply_writes_its_tasks()
     ] {
         assert!(out.contains(step), "the demo skipped {step:?}:\n{out}");
     }
-    let created = out
+    let synced = section(&out, "== sync both CRMs");
+    for connector in CONNECTORS {
+        assert!(
+            synced.iter().any(|row| {
+                let cells: Vec<&str> = row.split_whitespace().collect();
+                cells.starts_with(&[connector, "ok"]) && cells[3].parse::<u32>().unwrap() > 1_000
+            }),
+            "{connector} was not synced in full:\n{out}"
+        );
+    }
+    for connector in CONNECTORS {
+        let open = count_after(&out, &format!("{connector}: "));
+        assert!(open > 100, "{connector}: {open} open violations");
+        let rows = section(&out, &format!("{connector}: {open} open violation(s)"));
+        // The table's header, then ten rows of that connector's records.
+        assert_eq!(rows.len(), 11, "{rows:#?}");
+        assert!(
+            rows[1..]
+                .iter()
+                .all(|row| row.contains(&format!(" {connector} "))),
+            "{rows:#?}"
+        );
+    }
+    for (connector, crm) in [
+        ("hubspot", "HubSpot portal"),
+        ("salesforce", "Salesforce org"),
+    ] {
+        let applied = section(&out, &format!("{connector}: write-back run "))
+            .iter()
+            .find_map(|line| line.split_once(" sent, "))
+            .map(|(sent, rest)| {
+                let applied: u64 = rest.split_whitespace().next().unwrap().parse().unwrap();
+                assert_eq!(sent.parse::<u64>().unwrap(), applied, "{rest}");
+                applied
+            })
+            .unwrap_or_else(|| panic!("no {connector} write-back counts:\n{out}"));
+        let created = count_after(&out, &format!("== tasks now in the {crm}: "));
+        assert_eq!(
+            created, applied,
+            "the {crm} holds as many journeyd tasks as {connector} applied"
+        );
+        assert!(created > 100, "{created} tasks created in the {crm}");
+    }
+}
+
+#[test]
+fn the_demo_in_json_prints_one_document_per_step_covering_both_connectors_and_writes_no_key() {
+    let output = journeyd()
+        .args(["--json", "demo", "--keep"])
+        .output()
+        .expect("journeyd runs");
+    let (out, err) = (stdout(&output), stderr(&output));
+    let kept = err
         .lines()
-        .find_map(|line| line.strip_prefix("== tasks now in the portal: "))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse::<u32>().ok())
-        .unwrap_or_else(|| panic!("no count of tasks created:\n{out}"));
-    assert!(created > 100, "{created} tasks created");
+        .find_map(|line| line.strip_prefix("demo files kept in "))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| panic!("the kept directory is not named:\n{err}"));
+    let files: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(&kept)
+        .expect("the kept directory")
+        .map(|entry| {
+            let path = entry.expect("a directory entry").path();
+            let bytes = std::fs::read(&path).unwrap_or_default();
+            (path, bytes)
+        })
+        .collect();
+    std::fs::remove_dir_all(&kept).expect("the kept directory is removed");
+    assert!(output.status.success(), "{out}\n{err}");
+
+    let key_line = TEST_JWT_PRIVATE_KEY_PEM.lines().nth(1).expect("a key line");
+    for (path, bytes) in &files {
+        let text = String::from_utf8_lossy(bytes);
+        assert!(
+            !text.contains(key_line) && !text.contains("PRIVATE KEY-----"),
+            "{} holds the private key",
+            path.display()
+        );
+    }
+
+    let documents: Vec<Value> = serde_json::Deserializer::from_str(&out)
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|e| panic!("the output is not a sequence of JSON documents ({e}):\n{out}"));
+    let [synced, audit, violations, report, writeback] = &documents[..] else {
+        panic!("{} documents, not one per step:\n{out}", documents.len());
+    };
+    let connectors = |rows: &Value, key: &str| -> Vec<String> {
+        let mut names: Vec<String> = rows
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|row| row[key].as_str().expect("a connector").to_owned())
+            .collect();
+        names.dedup();
+        names
+    };
+    assert_eq!(connectors(&synced["synced"], "connector"), CONNECTORS);
+    assert!(
+        synced["synced"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["status"] == "ok")
+    );
+    assert!(audit["summary"]["violations"].as_u64().unwrap() > 200);
+    assert_eq!(connectors(violations, "connector"), CONNECTORS);
+    assert_eq!(violations.as_array().unwrap().len(), 20, "ten of each");
+    assert!(report["stages"].is_array());
+    assert_eq!(connectors(writeback, "connector"), CONNECTORS);
+    for plan in writeback.as_array().unwrap() {
+        assert_eq!(plan["applied"], false);
+        assert!(plan["counts"]["planned"].as_u64().unwrap() > 0, "{plan}");
+    }
 }

@@ -1,0 +1,208 @@
+//! `journeyd demo`: the whole pipeline against two emulated CRMs at once, a
+//! HubSpot portal and a Salesforce org, with no account and no network.
+//! Each emulator serves a seeded CRM of a couple of thousand deals or
+//! opportunities on 127.0.0.1 with its CRM's paging, limits, sign-in and
+//! error bodies; the demo syncs both over real HTTP, audits them in one
+//! run with the shipped journey and config, and shows the violations and
+//! the write-back plan of each. With `--apply` it writes the corrective
+//! tasks into both and lists them. Config and state live in a temporary
+//! directory, removed afterwards unless `--keep` is given.
+//!
+//! Map of the module: `config` edits the shipped config for the emulators;
+//! `hubspot` and `salesforce` start each emulator and show what it holds.
+
+mod config;
+mod hubspot;
+mod salesforce;
+
+use crate::cli::args::{FilterArgs, ListArgs, SyncArgs, WritebackArgs};
+use crate::cli::commands::{self, Context, load_config};
+use crate::cli::output::json;
+use crate::cli::{sync, violations, writeback};
+use crate::secrets::SecretResolver;
+use crate::store::{ViolationFilter, ViolationStatus};
+use anyhow::{Context as _, anyhow};
+use journeyd_connector::ConnectorName;
+use std::ffi::OsString;
+use std::num::NonZeroUsize;
+use std::path::Path;
+use std::process::ExitCode;
+
+/// The connectors of the shipped config the demo runs, in the order shown.
+const CONNECTORS: [&str; 2] = ["hubspot", "salesforce"];
+/// Rows of each long table shown: a screenful per connector.
+const ROWS: usize = 10;
+
+pub fn run(json: bool, keep: bool, apply: bool) -> anyhow::Result<ExitCode> {
+    let dir = std::env::temp_dir().join(format!("journeyd-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("could not create {}", dir.display()))?;
+    let result = demo(&dir, json, apply);
+    if keep {
+        eprintln!("demo files kept in {}", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    result
+}
+
+fn demo(dir: &Path, json: bool, apply: bool) -> anyhow::Result<ExitCode> {
+    // Seeding is the emulators' own work and takes a while each: side by side.
+    let (portal, org) = std::thread::scope(|scope| {
+        let portal = scope.spawn(hubspot::start);
+        let org = scope.spawn(salesforce::start);
+        let join = |name: &str| anyhow!("the {name} emulator panicked while starting");
+        (
+            portal.join().map_err(|_| join("HubSpot")),
+            org.join().map_err(|_| join("Salesforce")),
+        )
+    });
+    let portal = portal?.context("could not start the HubSpot emulator")?;
+    let org = org?.context("could not start the Salesforce emulator")?;
+    let trimmed = |url: url::Url| url.as_str().trim_end_matches('/').to_owned();
+    let config_path = config::write(
+        dir,
+        &config::Targets {
+            hubspot_url: trimmed(portal.base_url()),
+            hubspot_requests_per_10s: hubspot::REQUESTS_PER_10S,
+            salesforce_login_url: trimmed(org.base_url()),
+            salesforce_client_id: org.client_id(),
+            salesforce_username: org.username(),
+            salesforce_key_variable: salesforce::KEY_VARIABLE,
+        },
+        apply,
+    )?;
+    let token = portal.private_app_token();
+    let ctx = Context {
+        config_path,
+        state_override: Some(dir.join("state.sqlite")),
+        json,
+        // The emulators' secrets, handed over in memory: nothing to export,
+        // no key file.
+        secrets: SecretResolver::new(
+            move |name| match name {
+                hubspot::TOKEN_VARIABLE => Some(OsString::from(&token)),
+                salesforce::KEY_VARIABLE => Some(OsString::from(salesforce::private_key())),
+                _ => None,
+            },
+            None,
+        ),
+    };
+    if !json {
+        println!("{}", hubspot::describe(&portal));
+        println!("{}", salesforce::describe(&org));
+    }
+    let steps: [(&str, &dyn Fn() -> anyhow::Result<ExitCode>); 5] = [
+        (
+            "sync both CRMs: HubSpot owners, deals, contacts, companies; Salesforce users, opportunities, accounts, contacts, leads",
+            &|| {
+                sync::run(
+                    &ctx,
+                    &SyncArgs {
+                        connector: None,
+                        full: true,
+                        accept_mass_deletion: false,
+                    },
+                )
+            },
+        ),
+        (
+            "audit every record of both against the buyer journey",
+            &|| commands::audit(&ctx),
+        ),
+        ("the violations log, most severe first", &|| {
+            violations_by_connector(&ctx)
+        }),
+        ("stage KPIs", &|| commands::report(&ctx)),
+        (
+            if apply {
+                "write-back: one corrective task per violation, written once, in each CRM"
+            } else {
+                "write-back plan per CRM (a dry run: nothing is written without --apply)"
+            },
+            &|| {
+                writeback::run_showing(
+                    &ctx,
+                    &WritebackArgs {
+                        apply,
+                        connector: None,
+                    },
+                    ROWS,
+                )
+            },
+        ),
+    ];
+    for (title, step) in steps {
+        if !json {
+            println!("\n== {title}\n");
+        }
+        let code = step()?;
+        if code != ExitCode::SUCCESS {
+            return Ok(code);
+        }
+    }
+    if !json {
+        if apply {
+            hubspot::print_tasks(&portal, ROWS);
+            salesforce::print_tasks(&org, ROWS);
+        }
+        println!(
+            "\nNext: `journeyd violations show ID`, `violations ack ID --reason ...`, `violations export`{}.",
+            if apply {
+                ""
+            } else {
+                ", `journeyd demo --apply`"
+            }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Each connector's open violations, most severe first: its count and its
+/// first rows. With `--json`, one list holding each connector's first rows,
+/// as `violations list --json` prints them.
+fn violations_by_connector(ctx: &Context) -> anyhow::Result<ExitCode> {
+    let config = load_config!(ctx);
+    let store = ctx.open_store(&config)?;
+    let mut shown = Vec::new();
+    for (index, name) in CONNECTORS.into_iter().enumerate() {
+        let mut filter = ViolationFilter {
+            statuses: vec![ViolationStatus::Open, ViolationStatus::Acknowledged],
+            connector: Some(ConnectorName::new(name)),
+            ..ViolationFilter::default()
+        };
+        if ctx.json {
+            filter.limit = NonZeroUsize::new(ROWS);
+            store.list_violations(&filter, |row| {
+                shown.push(row);
+                Ok::<_, crate::store::StoreError>(())
+            })?;
+            continue;
+        }
+        let mut open = 0_u64;
+        store.list_violations(&filter, |_| {
+            open += 1;
+            Ok::<_, crate::store::StoreError>(())
+        })?;
+        if index > 0 {
+            println!();
+        }
+        println!("{name}: {open} open violation(s); the {ROWS} most severe:");
+        let code = violations::list_command(
+            ctx,
+            &ListArgs {
+                filter: FilterArgs {
+                    connector: Some(name.to_owned()),
+                    ..FilterArgs::default()
+                },
+                limit: ROWS as u32,
+            },
+        )?;
+        if code != ExitCode::SUCCESS {
+            return Ok(code);
+        }
+    }
+    if ctx.json {
+        json(&shown)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
