@@ -134,6 +134,12 @@ fn print_plan(report: &WritebackReport, cap: u32, mode: &WritebackMode) {
             refused.record, refused.rule, refused.reason
         );
     }
+    let unlisted = plan
+        .not_allowed_count
+        .saturating_sub(plan.not_allowed.len() as u64);
+    if unlisted > 0 {
+        println!("not allowed: {unlisted} more, not listed");
+    }
     let counts = &report.counts;
     println!(
         "{} write(s) planned, {} already in the ledger, {} not allowed by the write-back policy",
@@ -145,10 +151,10 @@ fn print_plan(report: &WritebackReport, cap: u32, mode: &WritebackMode) {
             counts.skipped_by_cap
         );
     }
-    if !plan.to_park.is_empty() {
+    if plan.to_park_count > 0 {
         println!(
             "{} write(s) failed {} times and will be parked for an admin",
-            plan.to_park.len(),
+            plan.to_park_count,
             writeback::MAX_ATTEMPTS
         );
     }
