@@ -1,15 +1,19 @@
 //! Write-back: the corrective writes the violations log calls for, planned,
 //! capped, recorded in the ledger before they are sent and confirmed after.
 //!
-//! - [`plan`] is pure: open violations (and resolved ones whose task is still
-//!   open) plus what the ledger already holds -> the writes of this run.
-//!   Every write has a deterministic key derived from its violation, so the
-//!   same violation never yields two tasks, whatever crashes;
+//! - [`plan`] reads the store a page at a time: the open violations whose
+//!   write is due (and resolved ones whose task is still open), in the
+//!   order the cap keeps, up to the cap; what the ledger holds already,
+//!   what the policy refuses and what is over the cap are counted by the
+//!   store, never read, so planning takes memory for the cap and a page,
+//!   whatever the size of the violations log. Every write has a
+//!   deterministic key derived from its violation, so the same violation
+//!   never yields two tasks, whatever crashes;
 //! - [`run`] executes a plan against a connector: first it recovers writes a
 //!   crash left unconfirmed (`pending`/`sent`) by asking the CRM which of
-//!   their keys it holds, then sends the plan in batches, each batch
-//!   recorded `pending`, then `sent`, then its outcomes, one transaction
-//!   each.
+//!   their keys it holds, a batch at a time, then sends the plan in
+//!   batches, each batch recorded `pending`, then `sent`, then its
+//!   outcomes, one transaction each.
 //!
 //! A [`dry_run`] plans and reports; it writes nothing, to the CRM or the
 //! store, and needs no connector.
@@ -17,8 +21,9 @@
 use crate::config::{ConnectorConfig, WritebackPolicy};
 use crate::rules::{BuiltinRule, Fingerprint, PlannedAction, RuleId, Severity};
 use crate::store::{
-    LedgerEntry, LedgerMark, LedgerState, ResolvedTask, RunKind, RunStatus, Store, StoreError,
-    StoreHandle, ViolationRow,
+    FailedWrite, LedgerCursor, LedgerEntry, LedgerMark, LedgerState, ResolvedTask, RunKind,
+    RunStatus, Store, StoreError, StoreHandle, ViolationRow, WriteCandidate, WriteClass,
+    WritebackFilter,
 };
 use chrono::{Days, NaiveDate, Utc};
 use journeyd_connector::{
@@ -27,7 +32,7 @@ use journeyd_connector::{
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::time::Instant;
 use thiserror::Error;
@@ -66,23 +71,19 @@ pub fn lifecycle_key(fingerprint: &Fingerprint, field: &str, value: &str) -> Act
     ActionKey::new(format!("jd{hex}l"))
 }
 
-/// An open violation that calls for a write, with the record's current
-/// value of the field a lifecycle change would set.
-#[derive(Debug, Clone)]
-pub struct Candidate {
-    pub violation: ViolationRow,
-    pub current: Option<String>,
-}
+/// Rows the planner reads per store query. With the cap, what bounds the
+/// memory of planning: a page is read, turned into writes, and dropped.
+const PAGE: usize = 500;
 
-/// Everything [`plan`] decides from.
-pub struct PlanInput<'a> {
-    pub policy: &'a WritebackPolicy,
-    /// Most severe first: the cap keeps the most important writes.
-    pub candidates: &'a [Candidate],
-    pub resolved: &'a [ResolvedTask],
-    /// Ledger entries of the candidates' and resolved tasks' violations.
-    pub ledger: &'a [LedgerEntry],
-    pub today: NaiveDate,
+/// Refused writes, and writes to park, that a plan names one by one; the
+/// rest are counted.
+pub const LISTED: usize = 100;
+
+/// Rows per store query, and names per list, of one plan.
+#[derive(Debug, Clone, Copy)]
+struct Paging {
+    page: usize,
+    listed: usize,
 }
 
 /// One write, with what an admin needs to read about it.
@@ -119,154 +120,312 @@ pub struct ToPark {
     pub error: Option<String>,
 }
 
+impl From<&FailedWrite> for ToPark {
+    fn from(failed: &FailedWrite) -> Self {
+        ToPark {
+            key: failed.key.clone(),
+            attempts: failed.attempts,
+            error: failed.error.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Plan {
-    /// To send this run, at most the policy's `max_writes_per_run`.
+    /// To send this run, at most the policy's `max_writes_per_run`: the
+    /// open violations' writes, most severe first, then the completions of
+    /// resolved violations' tasks.
     pub writes: Vec<PlannedWrite>,
-    /// Over the cap: they wait for the next run.
-    pub deferred: Vec<PlannedWrite>,
+    /// Writes over the cap: they wait for the next run.
+    pub deferred: u64,
+    /// Writes that failed [`MAX_ATTEMPTS`] times: the first [`LISTED`].
     pub to_park: Vec<ToPark>,
+    /// How many writes are to park.
+    pub to_park_count: u64,
+    /// Writes the policy does not allow: the first [`LISTED`].
     pub not_allowed: Vec<NotAllowed>,
+    /// How many writes the policy does not allow.
+    pub not_allowed_count: u64,
     /// Writes the ledger holds already: applied, in flight, or parked.
     pub known: u64,
 }
 
-/// Plans this run's writes. Pure: no IO, no clock.
-pub fn plan(input: &PlanInput<'_>) -> Plan {
-    let ledger: HashMap<&ActionKey, &LedgerEntry> = input
-        .ledger
-        .iter()
-        .map(|entry| (&entry.key, entry))
-        .collect();
-    let mut out = Plan::default();
-    let mut wanted = Vec::new();
-    let mut seen = BTreeSet::new();
-    for candidate in input.candidates {
-        let violation = &candidate.violation.violation;
-        let record = record_label(violation.record_name.as_deref(), &violation.record_id);
-        let not_allowed = |reason: String| NotAllowed {
+/// What the planner makes of one candidate.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Write(PlannedWrite),
+    NotAllowed(NotAllowed),
+    /// Nothing to write: the CRM holds the value already (the next audit
+    /// resolves the violation), or the violation calls for no write.
+    Nothing,
+}
+
+/// The write one open violation calls for, as the policy allows it. Pure:
+/// the store sorted the candidate already, this builds its request and
+/// checks the allow-lists once more right before anything can be sent.
+pub fn judge(candidate: &WriteCandidate, policy: &WritebackPolicy, today: NaiveDate) -> Verdict {
+    let violation = &candidate.violation.violation;
+    let record = record_label(violation.record_name.as_deref(), &violation.record_id);
+    let not_allowed = |reason: String| {
+        Verdict::NotAllowed(NotAllowed {
             fingerprint: violation.fingerprint.clone(),
             record: record.clone(),
             rule: violation.rule.clone(),
             reason,
-        };
-        let request = match &violation.action {
-            PlannedAction::Task { owner_id, .. } => {
-                if !input.policy.task_objects.contains(&violation.object) {
-                    out.not_allowed.push(not_allowed(format!(
-                        "tasks may not be attached to {} records (writeback.task_objects)",
-                        violation.object
-                    )));
-                    continue;
-                }
-                let key = task_key(&violation.fingerprint);
-                ActionRequest::CreateTask {
-                    body: task_body(&candidate.violation, &key),
-                    key,
-                    object: violation.object,
-                    record_id: violation.record_id.clone(),
-                    owner_id: owner_id.clone(),
-                    subject: format!("[journeyd] {}: {record}", violation.rule),
-                    due: input
-                        .today
-                        .checked_add_days(Days::new(u64::from(input.policy.task_due_days)))
-                        .unwrap_or(input.today),
-                    priority: priority(violation.severity),
-                }
+        })
+    };
+    let request = match &violation.action {
+        PlannedAction::Task { owner_id, .. } => {
+            if !policy.task_objects.contains(&violation.object) {
+                return not_allowed(format!(
+                    "tasks may not be attached to {} records (writeback.task_objects)",
+                    violation.object
+                ));
             }
-            PlannedAction::SetLifecycle { field, value } => {
-                let allowed = input
-                    .policy
-                    .fields
-                    .get(&violation.object)
-                    .is_some_and(|fields| fields.contains(field));
-                if !allowed {
-                    out.not_allowed.push(not_allowed(format!(
-                        "field {field} of {} records is not in writeback.fields",
-                        violation.object
-                    )));
-                    continue;
-                }
-                if candidate.current.as_deref() == Some(value.as_str()) {
-                    // The CRM has the value already; the next audit resolves it.
-                    continue;
-                }
-                ActionRequest::SetField {
-                    key: lifecycle_key(&violation.fingerprint, field, value),
-                    object: violation.object,
-                    record_id: violation.record_id.clone(),
-                    field: field.clone(),
-                    value: value.clone(),
-                    current: candidate.current.clone(),
-                }
+            let key = task_key(&violation.fingerprint);
+            ActionRequest::CreateTask {
+                body: task_body(&candidate.violation, &key),
+                key,
+                object: violation.object,
+                record_id: violation.record_id.clone(),
+                owner_id: owner_id.clone(),
+                subject: format!("[journeyd] {}: {record}", violation.rule),
+                due: today
+                    .checked_add_days(Days::new(u64::from(policy.task_due_days)))
+                    .unwrap_or(today),
+                priority: priority(violation.severity),
             }
-            PlannedAction::None => continue,
-        };
-        wanted.push(PlannedWrite {
-            fingerprint: violation.fingerprint.clone(),
-            object: violation.object,
-            record_id: violation.record_id.clone(),
-            owner_id: violation.owner_id.clone(),
-            rule: violation.rule.clone(),
-            message: violation.message.clone(),
-            record,
-            attempts: 0,
-            request,
-        });
-    }
-    for task in input.resolved {
-        let violation = &task.violation.violation;
-        wanted.push(PlannedWrite {
-            request: ActionRequest::CompleteTask {
-                key: completion_key(&violation.fingerprint),
-                task_id: task.task_id.clone(),
-            },
-            fingerprint: violation.fingerprint.clone(),
-            object: violation.object,
-            record_id: violation.record_id.clone(),
-            record: record_label(violation.record_name.as_deref(), &violation.record_id),
-            owner_id: violation.owner_id.clone(),
-            rule: violation.rule.clone(),
-            message: format!("resolved: {}", violation.message),
-            attempts: 0,
-        });
-    }
+        }
+        PlannedAction::SetLifecycle { field, value } => {
+            let allowed = policy
+                .fields
+                .get(&violation.object)
+                .is_some_and(|fields| fields.contains(field));
+            if !allowed {
+                return not_allowed(format!(
+                    "field {field} of {} records is not in writeback.fields",
+                    violation.object
+                ));
+            }
+            if candidate.current.as_deref() == Some(value.as_str()) {
+                return Verdict::Nothing;
+            }
+            ActionRequest::SetField {
+                key: lifecycle_key(&violation.fingerprint, field, value),
+                object: violation.object,
+                record_id: violation.record_id.clone(),
+                field: field.clone(),
+                value: value.clone(),
+                current: candidate.current.clone(),
+            }
+        }
+        PlannedAction::None => return Verdict::Nothing,
+    };
+    Verdict::Write(PlannedWrite {
+        fingerprint: violation.fingerprint.clone(),
+        object: violation.object,
+        record_id: violation.record_id.clone(),
+        owner_id: violation.owner_id.clone(),
+        rule: violation.rule.clone(),
+        message: violation.message.clone(),
+        record,
+        attempts: candidate
+            .failed
+            .as_ref()
+            .map_or(0, |failed| failed.attempts),
+        request,
+    })
+}
 
-    let cap = input.policy.max_writes_per_run.get() as usize;
-    for mut write in wanted {
-        let key = write.request.key().clone();
-        if !seen.insert(key.clone()) {
-            continue;
-        }
-        if let Some(entry) = ledger.get(&key) {
-            match entry.state {
-                LedgerState::Failed if entry.attempts < MAX_ATTEMPTS => {
-                    write.attempts = entry.attempts;
+/// Completing the task of a resolved violation.
+pub fn completion(task: &ResolvedTask) -> PlannedWrite {
+    let violation = &task.violation.violation;
+    PlannedWrite {
+        request: ActionRequest::CompleteTask {
+            key: completion_key(&violation.fingerprint),
+            task_id: task.task_id.clone(),
+        },
+        fingerprint: violation.fingerprint.clone(),
+        object: violation.object,
+        record_id: violation.record_id.clone(),
+        record: record_label(violation.record_name.as_deref(), &violation.record_id),
+        owner_id: violation.owner_id.clone(),
+        rule: violation.rule.clone(),
+        message: format!("resolved: {}", violation.message),
+        attempts: task.failed.as_ref().map_or(0, |failed| failed.attempts),
+    }
+}
+
+/// The policy as the store's queries sort writes by it.
+fn filter(policy: &WritebackPolicy) -> WritebackFilter<'_> {
+    WritebackFilter {
+        task_objects: &policy.task_objects,
+        fields: &policy.fields,
+        max_attempts: MAX_ATTEMPTS,
+    }
+}
+
+/// Plans this run's writes of `connector`, reading the store a page at a
+/// time. The writes are the first the cap allows of those due, in the
+/// order the cap keeps: the open violations' writes, most severe first,
+/// then by violation id; then the completions of resolved violations'
+/// tasks, by violation id. Writes the ledger holds, refused, or to park
+/// never take a place under the cap; they, and the writes over it, are
+/// counted by the store rather than read.
+pub fn plan(
+    store: &Store,
+    connector: &ConnectorName,
+    policy: &WritebackPolicy,
+    today: NaiveDate,
+) -> Result<Plan, StoreError> {
+    let paging = Paging {
+        page: PAGE,
+        listed: LISTED,
+    };
+    plan_paged(store, connector, policy, today, paging)
+}
+
+fn plan_paged(
+    store: &Store,
+    connector: &ConnectorName,
+    policy: &WritebackPolicy,
+    today: NaiveDate,
+    paging: Paging,
+) -> Result<Plan, StoreError> {
+    let Paging { page: rows, listed } = paging;
+    let filter = filter(policy);
+    let tally = store.writeback_tally(connector, &filter)?;
+    let cap = usize::try_from(policy.max_writes_per_run.get()).unwrap_or(usize::MAX);
+    let mut out = Plan {
+        to_park_count: tally.to_park,
+        not_allowed_count: tally.not_allowed,
+        known: tally.known,
+        ..Plan::default()
+    };
+
+    let mut due = tally.due;
+    let mut after = None;
+    while out.writes.len() < cap {
+        let limit = rows.min(cap - out.writes.len());
+        let page = store.writeback_candidates(connector, &filter, WriteClass::Due, after, limit)?;
+        after = page.last().map(WriteCandidate::cursor);
+        let last = page.len() < limit;
+        for candidate in &page {
+            match judge(candidate, policy, today) {
+                Verdict::Write(write) => out.writes.push(write),
+                // The store's sorting and the policy disagree: the policy
+                // wins, and the write is reported as refused.
+                Verdict::NotAllowed(refused) => {
+                    due = due.saturating_sub(1);
+                    out.not_allowed_count += 1;
+                    if out.not_allowed.len() < listed {
+                        out.not_allowed.push(refused);
+                    }
                 }
-                LedgerState::Failed => {
-                    out.to_park.push(ToPark {
-                        key,
-                        attempts: entry.attempts,
-                        error: entry.error.clone(),
-                    });
-                    continue;
-                }
-                LedgerState::Applied
-                | LedgerState::Pending
-                | LedgerState::Sent
-                | LedgerState::Parked => {
-                    out.known += 1;
-                    continue;
-                }
+                Verdict::Nothing => due = due.saturating_sub(1),
             }
         }
-        if out.writes.len() < cap {
-            out.writes.push(write);
-        } else {
-            out.deferred.push(write);
+        if last {
+            break;
         }
     }
-    out
+    let mut after = None;
+    while out.writes.len() < cap {
+        let limit = rows.min(cap - out.writes.len());
+        let page = store.resolved_tasks(connector, &filter, WriteClass::Due, after, limit)?;
+        after = page.last().map(|task| task.violation.id);
+        let last = page.len() < limit;
+        out.writes.extend(page.iter().map(completion));
+        if last {
+            break;
+        }
+    }
+    out.deferred = due.saturating_sub(out.writes.len() as u64);
+
+    let more = listed.saturating_sub(out.not_allowed.len());
+    if more > 0 {
+        let refused =
+            store.writeback_candidates(connector, &filter, WriteClass::NotAllowed, None, more)?;
+        out.not_allowed
+            .extend(
+                refused
+                    .iter()
+                    .filter_map(|candidate| match judge(candidate, policy, today) {
+                        Verdict::NotAllowed(refused) => Some(refused),
+                        Verdict::Write(_) | Verdict::Nothing => None,
+                    }),
+            );
+    }
+    let exhausted =
+        store.writeback_candidates(connector, &filter, WriteClass::ToPark, None, listed)?;
+    out.to_park.extend(
+        exhausted
+            .iter()
+            .filter_map(|c| c.failed.as_ref())
+            .map(ToPark::from),
+    );
+    let more = listed - out.to_park.len();
+    if more > 0 {
+        let exhausted = store.resolved_tasks(connector, &filter, WriteClass::ToPark, None, more)?;
+        out.to_park.extend(
+            exhausted
+                .iter()
+                .filter_map(|t| t.failed.as_ref())
+                .map(ToPark::from),
+        );
+    }
+    Ok(out)
+}
+
+/// Parks every write that failed [`MAX_ATTEMPTS`] times, a page at a time,
+/// in plan order. Returns how many it parked.
+fn park_exhausted(
+    store: &mut Store,
+    connector: &ConnectorName,
+    policy: &WritebackPolicy,
+) -> Result<u64, StoreError> {
+    let filter = filter(policy);
+    let mark = |failed: &FailedWrite| LedgerMark {
+        error: Some(format!(
+            "failed {} times; last: {}",
+            failed.attempts,
+            failed.error.as_deref().unwrap_or("no reason given")
+        )),
+        ..LedgerMark::new(failed.key.clone(), LedgerState::Parked)
+    };
+    let mut parked = 0;
+    let mut after = None;
+    loop {
+        let page =
+            store.writeback_candidates(connector, &filter, WriteClass::ToPark, after, PAGE)?;
+        after = page.last().map(WriteCandidate::cursor);
+        let marks: Vec<LedgerMark> = page
+            .iter()
+            .filter_map(|c| c.failed.as_ref())
+            .map(mark)
+            .collect();
+        store.ledger_mark_all(&marks, Utc::now())?;
+        parked += marks.len() as u64;
+        if page.len() < PAGE {
+            break;
+        }
+    }
+    let mut after = None;
+    loop {
+        let page = store.resolved_tasks(connector, &filter, WriteClass::ToPark, after, PAGE)?;
+        after = page.last().map(|task| task.violation.id);
+        let marks: Vec<LedgerMark> = page
+            .iter()
+            .filter_map(|t| t.failed.as_ref())
+            .map(mark)
+            .collect();
+        store.ledger_mark_all(&marks, Utc::now())?;
+        parked += marks.len() as u64;
+        if page.len() < PAGE {
+            break;
+        }
+    }
+    Ok(parked)
 }
 
 fn record_label(name: Option<&str>, id: &RecordId) -> String {
@@ -408,48 +567,21 @@ pub enum WritebackError {
     },
 }
 
-/// What the planner reads, in one store call.
-struct Inputs {
-    candidates: Vec<Candidate>,
-    resolved: Vec<ResolvedTask>,
-    ledger: Vec<LedgerEntry>,
-    unconfirmed: u64,
-}
-
-fn load(store: &Store, connector: &ConnectorName) -> Result<Inputs, StoreError> {
-    let mut candidates = Vec::new();
-    for row in store.writeback_candidates(connector)? {
-        let current = match &row.violation.action {
-            PlannedAction::SetLifecycle { .. } => store
-                .record_snapshot(connector, row.violation.object, &row.violation.record_id)?
-                .and_then(|record| record.lifecycle_status),
-            _ => None,
-        };
-        candidates.push(Candidate {
-            violation: row,
-            current,
-        });
-    }
-    let resolved = store.resolved_tasks(connector)?;
-    let fingerprints: Vec<Fingerprint> = candidates
-        .iter()
-        .map(|c| c.violation.violation.fingerprint.clone())
-        .chain(
-            resolved
-                .iter()
-                .map(|t| t.violation.violation.fingerprint.clone()),
-        )
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let ledger = store.ledger_by_fingerprints(&fingerprints)?;
-    let unconfirmed = store.ledger_unconfirmed(connector)?.len() as u64;
-    Ok(Inputs {
-        candidates,
-        resolved,
-        ledger,
-        unconfirmed,
-    })
+/// The plan of this run and the count of unconfirmed writes, in one store
+/// call.
+async fn plan_now(
+    store: &StoreHandle,
+    options: &WritebackOptions<'_>,
+) -> Result<(Plan, u64), StoreError> {
+    let name = options.connector.name.clone();
+    let policy = options.policy.clone();
+    let today = options.today;
+    store
+        .call(move |s| {
+            let plan = plan(s, &name, &policy, today)?;
+            Ok((plan, s.ledger_unconfirmed_count(&name)?))
+        })
+        .await
 }
 
 /// Why a run stopped before its end.
@@ -488,17 +620,16 @@ pub async fn dry_run(
     let started = Instant::now();
     let name = options.connector.name.clone();
     let mut report = empty_report(&name, false);
-    let inputs = {
-        let name = name.clone();
-        store.call(move |s| load(s, &name)).await
-    }
-    .map_err(|source| WritebackError::Store {
-        connector: name.clone(),
-        source,
-    })?;
-    report.plan = plan_from(&inputs, options);
+    let (plan, unconfirmed) =
+        plan_now(store, options)
+            .await
+            .map_err(|source| WritebackError::Store {
+                connector: name.clone(),
+                source,
+            })?;
+    report.plan = plan;
     report.counts = plan_counts(&report.plan);
-    report.counts.unconfirmed = inputs.unconfirmed;
+    report.counts.unconfirmed = unconfirmed;
     report.status = RunStatus::Ok;
     report.ms = started.elapsed().as_millis() as u64;
     Ok(report)
@@ -584,21 +715,11 @@ pub async fn run<C: Connector>(
     Ok(report)
 }
 
-fn plan_from(inputs: &Inputs, options: &WritebackOptions<'_>) -> Plan {
-    plan(&PlanInput {
-        policy: options.policy,
-        candidates: &inputs.candidates,
-        resolved: &inputs.resolved,
-        ledger: &inputs.ledger,
-        today: options.today,
-    })
-}
-
 fn plan_counts(plan: &Plan) -> WritebackCounts {
     WritebackCounts {
         planned: plan.writes.len() as u64,
-        skipped_by_cap: plan.deferred.len() as u64,
-        not_allowed: plan.not_allowed.len() as u64,
+        skipped_by_cap: plan.deferred,
+        not_allowed: plan.not_allowed_count,
         known: plan.known,
         ..WritebackCounts::default()
     }
@@ -614,13 +735,22 @@ async fn apply<C: Connector>(
     let batch = options.batch.get();
 
     // Recovery: what a crash left unconfirmed may be in the CRM already.
-    let unconfirmed = {
-        let name = name.clone();
-        store.call(move |s| s.ledger_unconfirmed(&name)).await?
-    };
-    let mut resend: Vec<(ActionRequest, Fingerprint)> = Vec::new();
-    for chunk in unconfirmed.chunks(batch) {
-        let keys: Vec<ActionKey> = chunk.iter().map(|entry| entry.key.clone()).collect();
+    // One lookup per batch of keys; what the CRM lacks stays unconfirmed,
+    // to be sent again below.
+    let mut resend = 0;
+    let mut after: Option<LedgerCursor> = None;
+    loop {
+        let page = {
+            let (name, after) = (name.clone(), after.clone());
+            store
+                .call(move |s| s.ledger_unconfirmed(&name, after.as_ref(), batch))
+                .await?
+        };
+        let Some(last) = page.last() else {
+            break;
+        };
+        after = Some(last.cursor());
+        let keys: Vec<ActionKey> = page.iter().map(|entry| entry.key.clone()).collect();
         let found = connector
             .find_applied(&keys)
             .await
@@ -633,7 +763,7 @@ async fn apply<C: Connector>(
             })
             .collect();
         let mut marks = Vec::new();
-        for entry in chunk {
+        for entry in &page {
             match found.get(&entry.key) {
                 Some(crm_id) => {
                     marks.push(LedgerMark {
@@ -647,64 +777,76 @@ async fn apply<C: Connector>(
                         recovered: true,
                     });
                 }
-                None => resend.push((entry.request.clone(), entry.fingerprint.clone())),
+                None => resend += 1,
             }
         }
         report.counts.recovered += marks.len() as u64;
         store
             .call(move |s| s.ledger_mark_all(&marks, Utc::now()))
             .await?;
+        if page.len() < batch {
+            break;
+        }
     }
-    if report.counts.recovered > 0 || !resend.is_empty() {
+    if report.counts.recovered > 0 || resend > 0 {
         tracing::warn!(
             connector = %name,
             recovered = report.counts.recovered,
-            resent = resend.len(),
+            resent = resend,
             "recovered write-back actions left unconfirmed by an earlier run"
         );
     }
 
-    let inputs = {
-        let name = name.clone();
-        store.call(move |s| load(s, &name)).await?
-    };
-    report.plan = plan_from(&inputs, options);
+    // Planned while the writes to send again are still unconfirmed, so
+    // that the plan counts them as in flight and never sends them twice.
+    let (plan, _) = plan_now(store, options).await?;
+    report.plan = plan;
     let recovered = report.counts.recovered;
     report.counts = plan_counts(&report.plan);
     report.counts.recovered = recovered;
 
-    if !report.plan.to_park.is_empty() {
-        let marks: Vec<LedgerMark> = report
-            .plan
-            .to_park
-            .iter()
-            .map(|park| LedgerMark {
-                error: Some(format!(
-                    "failed {} times; last: {}",
-                    park.attempts,
-                    park.error.as_deref().unwrap_or("no reason given")
-                )),
-                ..LedgerMark::new(park.key.clone(), LedgerState::Parked)
-            })
-            .collect();
-        report.counts.parked += marks.len() as u64;
-        store
-            .call(move |s| s.ledger_mark_all(&marks, Utc::now()))
+    if report.plan.to_park_count > 0 {
+        let (name, policy) = (name.clone(), options.policy.clone());
+        report.counts.parked += store
+            .call(move |s| park_exhausted(s, &name, &policy))
             .await?;
     }
 
-    let sends: Vec<(ActionRequest, Fingerprint)> = resend
-        .into_iter()
-        .chain(
-            report
-                .plan
-                .writes
-                .iter()
-                .map(|write| (write.request.clone(), write.fingerprint.clone())),
-        )
-        .collect();
-    for chunk in sends.chunks(batch) {
-        send_batch(store, connector, &name, chunk, report).await?;
+    // The writes to send again, then the plan, in batches of `batch`.
+    let mut outbox: Vec<(ActionRequest, Fingerprint)> = Vec::with_capacity(batch);
+    let mut after: Option<LedgerCursor> = None;
+    if resend > 0 {
+        loop {
+            let page = {
+                let (name, after) = (name.clone(), after.clone());
+                store
+                    .call(move |s| s.ledger_unconfirmed(&name, after.as_ref(), batch))
+                    .await?
+            };
+            after = page.last().map(LedgerEntry::cursor);
+            let last = page.len() < batch;
+            for entry in page {
+                outbox.push((entry.request, entry.fingerprint));
+                if outbox.len() == batch {
+                    send_batch(store, connector, &name, &outbox, report).await?;
+                    outbox.clear();
+                }
+            }
+            if last {
+                break;
+            }
+        }
+    }
+    for index in 0..report.plan.writes.len() {
+        let write = &report.plan.writes[index];
+        outbox.push((write.request.clone(), write.fingerprint.clone()));
+        if outbox.len() == batch {
+            send_batch(store, connector, &name, &outbox, report).await?;
+            outbox.clear();
+        }
+    }
+    if !outbox.is_empty() {
+        send_batch(store, connector, &name, &outbox, report).await?;
     }
     Ok(())
 }

@@ -152,7 +152,11 @@ fn print_plan(report: &WritebackReport, cap: u32, mode: &WritebackMode, rows: us
             refused.record, refused.rule, refused.reason
         );
     }
-    print_more(plan.not_allowed.len(), rows, "not allowed");
+    print_more(
+        usize::try_from(plan.not_allowed_count).unwrap_or(usize::MAX),
+        rows.min(plan.not_allowed.len()),
+        "not allowed",
+    );
     let counts = &report.counts;
     println!(
         "{} write(s) planned, {} already in the ledger, {} not allowed by the write-back policy",
@@ -164,10 +168,10 @@ fn print_plan(report: &WritebackReport, cap: u32, mode: &WritebackMode, rows: us
             counts.skipped_by_cap
         );
     }
-    if !plan.to_park.is_empty() {
+    if plan.to_park_count > 0 {
         println!(
             "{} write(s) failed {} times and will be parked for an admin",
-            plan.to_park.len(),
+            plan.to_park_count,
             writeback::MAX_ATTEMPTS
         );
     }

@@ -40,6 +40,23 @@ pub struct LedgerEntry {
     pub updated_at: DateTime<Utc>,
 }
 
+impl LedgerEntry {
+    /// Where the next page of a listing in creation order starts.
+    pub fn cursor(&self) -> LedgerCursor {
+        LedgerCursor {
+            created_at: self.created_at,
+            key: self.key.clone(),
+        }
+    }
+}
+
+/// A place in the ledger's creation order (ties broken by key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerCursor {
+    pub created_at: DateTime<Utc>,
+    pub key: ActionKey,
+}
+
 impl Store {
     /// Records `request` as pending under its action key. Returns false, and
     /// changes nothing, when the key is already in the ledger.
@@ -104,23 +121,36 @@ impl Store {
         Ok(entries)
     }
 
-    /// The actions of `connector` that were recorded or sent but whose
-    /// outcome was never recorded (a crash, or a run ended mid-batch),
-    /// oldest first.
+    /// Up to `limit` actions of `connector` that were recorded or sent but
+    /// whose outcome was never recorded (a crash, or a run ended
+    /// mid-batch), oldest first, from just after `after`.
     pub fn ledger_unconfirmed(
         &self,
         connector: &ConnectorName,
+        after: Option<&LedgerCursor>,
+        limit: usize,
     ) -> Result<Vec<LedgerEntry>, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached(&format!(
                 "SELECT {LEDGER_COLUMNS} FROM writeback_ledger
                  WHERE state IN ('pending', 'sent') AND connector = ?1
-                 ORDER BY created_at, action_key"
+                   AND (created_at, action_key) > (?2, ?3)
+                 ORDER BY created_at, action_key LIMIT ?4"
             ))
             .op("prepare listing unconfirmed write-back actions")?;
+        let (created_at, key) = match after {
+            Some(cursor) => (ts(cursor.created_at), cursor.key.as_str()),
+            // Every timestamp and key sorts after the empty text.
+            None => (String::new(), ""),
+        };
         let mut rows = stmt
-            .query([connector.as_str()])
+            .query(params![
+                connector.as_str(),
+                created_at,
+                key,
+                i64::try_from(limit).unwrap_or(i64::MAX)
+            ])
             .op("list unconfirmed write-back actions")?;
         let mut entries = Vec::new();
         while let Some(row) = rows.next().op("list unconfirmed write-back actions")? {
@@ -129,29 +159,17 @@ impl Store {
         Ok(entries)
     }
 
-    /// Every action recorded for the violations `fingerprints`, whatever
-    /// their state.
-    pub fn ledger_by_fingerprints(
-        &self,
-        fingerprints: &[Fingerprint],
-    ) -> Result<Vec<LedgerEntry>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(&format!(
-                "SELECT {LEDGER_COLUMNS} FROM writeback_ledger WHERE fingerprint = ?1
-                 ORDER BY created_at, action_key"
-            ))
-            .op("prepare reading write-back actions of a violation")?;
-        let mut entries = Vec::new();
-        for fingerprint in fingerprints {
-            let mut rows = stmt
-                .query([fingerprint.as_str()])
-                .op("read write-back actions of a violation")?;
-            while let Some(row) = rows.next().op("read write-back actions of a violation")? {
-                entries.push(ledger_row(row)?);
-            }
-        }
-        Ok(entries)
+    /// How many actions of `connector` are unconfirmed; see
+    /// [`Store::ledger_unconfirmed`].
+    pub fn ledger_unconfirmed_count(&self, connector: &ConnectorName) -> Result<u64, StoreError> {
+        self.conn
+            .prepare_cached(
+                "SELECT count(*) FROM writeback_ledger
+                 WHERE state IN ('pending', 'sent') AND connector = ?1",
+            )
+            .op("prepare counting unconfirmed write-back actions")?
+            .query_row([connector.as_str()], |row| row.get(0))
+            .op("count unconfirmed write-back actions")
     }
 
     /// Records a batch about to be sent, in one transaction: new actions as

@@ -36,7 +36,7 @@ mod writeback;
 pub use audit::{AuditDiff, AuditWriter, ChunkDiff, RecordState};
 pub use chunks::{DuplicatePeer, MAX_PEERS, StoredRecord};
 pub use handle::StoreHandle;
-pub use ledger::{LedgerEntry, LedgerMark, LedgerState};
+pub use ledger::{LedgerCursor, LedgerEntry, LedgerMark, LedgerState};
 pub use reconcile::PendingReconcile;
 pub use records::UpsertCounts;
 pub use report::{OwnerCount, StageFigures, StageRuleCount};
@@ -46,7 +46,10 @@ pub use violations::{
     ViolationRow, ViolationStatus,
 };
 pub use watermarks::StoredWatermark;
-pub use writeback::ResolvedTask;
+pub use writeback::{
+    CandidateCursor, FailedWrite, ResolvedTask, WriteCandidate, WriteClass, WritebackFilter,
+    WritebackTally,
+};
 
 use journeyd_connector::{ActionKey, ConnectorName, ObjectKind, RecordId};
 use rusqlite::{Connection, ErrorCode, OpenFlags};
