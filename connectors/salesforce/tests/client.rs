@@ -329,15 +329,11 @@ fn outcomes_id(outcome: &journeyd_connector::ActionOutcome) -> RecordId {
     }
 }
 
-#[tokio::test]
-async fn no_call_is_started_once_the_daily_share_is_reached() {
-    let emulator = emulator();
-    emulator.set_daily_limit(20);
-    let mut settings = settings(&emulator);
-    settings.daily_stop_share = 0.5;
-    let connector = connect(settings);
+/// Reads owners until the connector refuses for the daily allowance, which
+/// it must within `calls` reads.
+async fn assert_allowance_stops_within(connector: &SalesforceConnector, calls: usize) {
     let mut stopped = None;
-    for _ in 0..20 {
+    for _ in 0..calls {
         if let Err(err) = connector.owners(None).await {
             stopped = Some(err);
             break;
@@ -347,6 +343,16 @@ async fn no_call_is_started_once_the_daily_share_is_reached() {
         matches!(stopped, Some(ConnectorError::AllowanceExhausted { .. })),
         "{stopped:?}"
     );
+}
+
+#[tokio::test]
+async fn no_call_is_started_once_the_daily_share_is_reached() {
+    let emulator = emulator();
+    emulator.set_daily_limit(20);
+    let mut settings = settings(&emulator);
+    settings.daily_stop_share = 0.5;
+    let connector = connect(settings);
+    assert_allowance_stops_within(&connector, 20).await;
     let (used, max) = emulator.api_usage();
     assert_eq!(max, Some(20));
     assert_eq!(used, 10, "stopped at half the allowance, not past it");
@@ -359,17 +365,7 @@ async fn a_spent_allocation_ends_the_run_without_retrying() {
     let mut settings = settings(&emulator);
     settings.daily_stop_share = 2.0;
     let connector = connect(settings);
-    let mut stopped = None;
-    for _ in 0..5 {
-        if let Err(err) = connector.owners(None).await {
-            stopped = Some(err);
-            break;
-        }
-    }
-    assert!(
-        matches!(stopped, Some(ConnectorError::AllowanceExhausted { .. })),
-        "{stopped:?}"
-    );
+    assert_allowance_stops_within(&connector, 5).await;
     let before = emulator.counts().total();
     let again = connector.owners(None).await.unwrap_err();
     assert!(matches!(again, ConnectorError::AllowanceExhausted { .. }));

@@ -702,14 +702,13 @@ async fn more_records_than_the_collections_maximum_is_a_400() {
         )
         .await;
     assert_eq!(reply.status, StatusCode::OK);
-    assert!(
-        reply
-            .body
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|r| r["success"] == true)
-    );
+    assert!(all_succeeded(&reply.body));
+}
+
+/// Whether every row of an sObject Collections answer succeeded.
+fn all_succeeded(rows: &Value) -> bool {
+    rows.as_array()
+        .is_some_and(|rows| rows.iter().all(|r| r["success"] == true))
 }
 
 #[tokio::test]
@@ -817,14 +816,7 @@ async fn an_injected_row_failure_hits_the_first_rows_of_the_next_call_only() {
     );
     assert_eq!(reply.body[1]["success"], true);
     let again = org.collections(reqwest::Method::POST, body).await;
-    assert!(
-        again
-            .body
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|r| r["success"] == true)
-    );
+    assert!(all_succeeded(&again.body));
 }
 
 #[tokio::test]
