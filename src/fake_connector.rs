@@ -37,6 +37,12 @@ pub struct FakeCrm {
     pub lose_next_answer: bool,
     /// Every `find_applied` lookup, by key.
     pub lookups: Vec<Vec<ActionKey>>,
+    /// Hand out delta links, as Dataverse change tracking does: the last
+    /// page of a pull carries one, and a pull from it returns the records
+    /// changed since, with `deleted` in line as `removed`.
+    pub delta_links: bool,
+    /// Every delta link handed out so far answers "expired".
+    pub deltas_expired: bool,
 }
 
 pub struct FakeConnector {
@@ -71,6 +77,15 @@ fn cursor(offset: usize, since: Option<(DateTime<Utc>, &RecordId)>) -> String {
     }
 }
 
+/// A delta link: the newest (modified time, id) the pull that handed it
+/// out had seen.
+fn delta_link(newest: Option<(DateTime<Utc>, &RecordId)>) -> String {
+    match newest {
+        Some((at, id)) => format!("delta|{}|{id}", at.to_rfc3339()),
+        None => "delta|-".into(),
+    }
+}
+
 fn parse_cursor(text: &str) -> (usize, Option<(DateTime<Utc>, RecordId)>) {
     let mut parts = text.splitn(3, '|');
     let offset = parts.next().and_then(|o| o.parse().ok()).unwrap_or(0);
@@ -98,6 +113,7 @@ impl Connector for FakeConnector {
             items: self.with(|crm| crm.owners.clone()),
             skipped: Vec::new(),
             next: None,
+            ..Page::default()
         })
     }
 
@@ -111,10 +127,18 @@ impl Connector for FakeConnector {
             if let Some(error) = crm.fail_next_pull.take() {
                 return Err(error);
             }
-            let (offset, since) = match from {
+            let (offset, since) = match &from {
                 PullFrom::Start => (0, None),
-                PullFrom::Since(w) => (0, Some((w.modified_at, w.id))),
-                PullFrom::Cursor(c) => parse_cursor(&c),
+                PullFrom::Since(w) => (0, Some((w.modified_at, w.id.clone()))),
+                PullFrom::Cursor(c) => parse_cursor(c),
+                PullFrom::Delta(_) if crm.deltas_expired => {
+                    return Err(ConnectorError::ChangesExpired {
+                        connector: self.name.to_string(),
+                        object,
+                        reason: "the delta token has expired".into(),
+                    });
+                }
+                PullFrom::Delta(link) => (0, parse_cursor(link).1),
             };
             let all = crm.records.get(&object).cloned().unwrap_or_default();
             let selected: Vec<CrmRecord> = match &since {
@@ -137,10 +161,25 @@ impl Connector for FakeConnector {
             } else {
                 Vec::new()
             };
+            let last = next.is_none();
+            let removed = match from {
+                PullFrom::Delta(_) => crm.deleted.get(&object).cloned().unwrap_or_default(),
+                _ => Vec::new(),
+            };
+            let delta = (last && crm.delta_links).then(|| {
+                let newest = selected
+                    .iter()
+                    .map(|r| (r.modified_at, &r.id))
+                    .max()
+                    .or(since.as_ref().map(|(at, id)| (*at, id)));
+                delta_link(newest)
+            });
             Ok(Page {
                 items,
                 skipped,
                 next,
+                removed,
+                delta,
             })
         })
     }
@@ -158,6 +197,7 @@ impl Connector for FakeConnector {
                 items: all.get(offset..end).unwrap_or_default().to_vec(),
                 skipped: Vec::new(),
                 next: (end < all.len()).then(|| end.to_string()),
+                ..Page::default()
             })
         })
     }

@@ -11,7 +11,7 @@
 //! goes on with the other connectors.
 
 use crate::config::ConnectorConfig;
-use crate::store::{RunKind, RunStatus, StoreError, StoreHandle};
+use crate::store::{PageWrite, RunKind, RunStatus, StoreError, StoreHandle};
 use chrono::{DateTime, Utc};
 use journeyd_connector::connector::PullFrom;
 use journeyd_connector::{
@@ -349,16 +349,43 @@ async fn owners<C: Connector>(ctx: &Ctx<'_, C>, summary: &mut SyncSummary) -> Re
 }
 
 /// Where a pull of `object` starts: mid-pull at the saved cursor, else from
-/// the start (a full sync, or the first one), else from the watermark.
-pub fn pull_from(stored: Option<&crate::store::StoredWatermark>, full: bool) -> PullFrom {
-    match stored {
-        Some(stored) if stored.cursor.is_some() => {
+/// the start (a full sync, or the first one), else from the delta link the
+/// last pull ended with, else from the watermark.
+fn pull_from(
+    stored: Option<&crate::store::StoredWatermark>,
+    delta: Option<String>,
+    full: bool,
+) -> PullFrom {
+    match (stored, delta) {
+        (Some(stored), _) if stored.cursor.is_some() => {
             PullFrom::Cursor(stored.cursor.clone().unwrap_or_default())
         }
         _ if full => PullFrom::Start,
-        Some(stored) => PullFrom::Since(stored.watermark.clone()),
-        None => PullFrom::Start,
+        (_, Some(link)) => PullFrom::Delta(link),
+        (Some(stored), None) => PullFrom::Since(stored.watermark.clone()),
+        (None, None) => PullFrom::Start,
     }
+}
+
+/// Opens the reconcile a pull from the start ends with, or cancels the one
+/// an incremental pull leaves pending.
+async fn begin<C>(ctx: &Ctx<'_, C>, object: ObjectKind, from: &PullFrom) -> Result<(), Halt> {
+    let name = ctx.name.clone();
+    let at = ctx.ceiling;
+    match from {
+        PullFrom::Start => {
+            ctx.store
+                .call(move |s| s.begin_reconcile(&name, object, at))
+                .await?
+        }
+        PullFrom::Since(_) | PullFrom::Delta(_) => {
+            ctx.store
+                .call(move |s| s.drop_reconcile(&name, object))
+                .await?
+        }
+        PullFrom::Cursor(_) => {}
+    }
+    Ok(())
 }
 
 /// The watermark after a page: the latest (modified time, id) seen so far,
@@ -398,29 +425,17 @@ async fn records<C: Connector>(
 ) -> Result<(), Halt> {
     let step = Step::Records(object);
     ctx.progress.step_started(ctx.name, step);
-    let stored = {
+    let (stored, delta) = {
         let name = ctx.name.clone();
-        ctx.store.call(move |s| s.watermark(&name, object)).await?
+        ctx.store
+            .call(move |s| {
+                Ok::<_, StoreError>((s.watermark(&name, object)?, s.delta_link(&name, object)?))
+            })
+            .await?
     };
-    let mut from = pull_from(stored.as_ref(), full);
+    let mut from = pull_from(stored.as_ref(), delta, full);
     let mut high = stored.map(|stored| stored.watermark);
-    {
-        let name = ctx.name.clone();
-        let at = ctx.ceiling;
-        match from {
-            PullFrom::Start => {
-                ctx.store
-                    .call(move |s| s.begin_reconcile(&name, object, at))
-                    .await?
-            }
-            PullFrom::Since(_) => {
-                ctx.store
-                    .call(move |s| s.drop_reconcile(&name, object))
-                    .await?
-            }
-            PullFrom::Cursor(_) => {}
-        }
-    }
+    begin(ctx, object, &from).await?;
     loop {
         if ctx.stopping() {
             return Err(Halt::Shutdown);
@@ -432,12 +447,29 @@ async fn records<C: Connector>(
             records = tracing::field::Empty,
             ms = tracing::field::Empty
         );
-        let page: Page<CrmRecord> = ctx
+        let pulled = ctx
             .connector
-            .pull(object, from)
+            .pull(object, from.clone())
             .instrument(span.clone())
-            .await
-            .map_err(Halt::Connector)?;
+            .await;
+        let page: Page<CrmRecord> = match pulled {
+            Err(ConnectorError::ChangesExpired { reason, .. })
+                if matches!(from, PullFrom::Delta(_)) =>
+            {
+                // Deletions the lost changes held are found by absence at
+                // the end of the full pull: nothing is silently missed.
+                tracing::warn!(connector = %ctx.name, object = %object, reason = %reason,
+                    "the changes since the last sync are gone; pulling every record and reconciling");
+                let name = ctx.name.clone();
+                ctx.store
+                    .call(move |s| s.drop_delta_link(&name, object))
+                    .await?;
+                from = PullFrom::Start;
+                begin(ctx, object, &from).await?;
+                continue;
+            }
+            pulled => pulled.map_err(Halt::Connector)?,
+        };
         ctx.skipped(step, &page.skipped, summary);
         if !page.skipped.is_empty() {
             // Before the page is stored: a crash in between leaves the
@@ -451,24 +483,25 @@ async fn records<C: Connector>(
         high = advance(high, &page.items, ctx.ceiling);
         let count = page.items.len() as u64;
         let next = page.next;
-        let counts = {
+        let (counts, deleted) = {
             let name = ctx.name.clone();
-            let records = page.items;
+            let (records, removed, delta) = (page.items, page.removed, page.delta);
             let watermark = high.clone();
             let cursor = next.clone();
             ctx.store
                 .call(move |s| {
-                    s.store_page(
-                        &name,
-                        object,
-                        &records,
-                        watermark.as_ref(),
-                        cursor.as_deref(),
-                        Utc::now(),
-                    )
+                    let write = PageWrite {
+                        records: &records,
+                        removed: &removed,
+                        watermark: watermark.as_ref(),
+                        cursor: cursor.as_deref(),
+                        delta: delta.as_deref(),
+                    };
+                    s.store_changes(&name, object, &write, Utc::now())
                 })
                 .await?
         };
+        summary.deleted += deleted as u64;
         summary.pages += 1;
         summary.records_new += counts.inserted;
         summary.records_changed += counts.updated;

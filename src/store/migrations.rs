@@ -24,6 +24,7 @@ pub(super) fn latest_version() -> usize {
 const MIGRATIONS: &[M<'static>] = &[
     M::up(V1_INITIAL).comment("initial schema"),
     M::up(V2_RECONCILES).comment("full pulls that reconcile deletions"),
+    M::up(V3_DELTA_LINKS).comment("delta links incremental pulls start from"),
 ];
 
 const V1_INITIAL: &str = r#"
@@ -206,6 +207,18 @@ CREATE TABLE reconciles (
     object     TEXT NOT NULL CHECK (object IN ('lead', 'contact', 'account', 'deal')),
     started_at TEXT NOT NULL,
     skipped    INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (connector, object)
+) WITHOUT ROWID;
+"#;
+
+const V3_DELTA_LINKS: &str = r#"
+-- Where the next incremental pull starts, for a CRM that hands out a link
+-- for it (Dataverse change tracking) instead of being asked by time.
+CREATE TABLE delta_links (
+    connector  TEXT NOT NULL,
+    object     TEXT NOT NULL CHECK (object IN ('lead', 'contact', 'account', 'deal')),
+    link       TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
     PRIMARY KEY (connector, object)
 ) WITHOUT ROWID;
 "#;

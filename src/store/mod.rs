@@ -38,7 +38,7 @@ pub use chunks::{DuplicatePeer, MAX_PEERS, StoredRecord};
 pub use handle::StoreHandle;
 pub use ledger::{LedgerCursor, LedgerEntry, LedgerMark, LedgerState};
 pub use reconcile::PendingReconcile;
-pub use records::UpsertCounts;
+pub use records::{PageWrite, UpsertCounts};
 pub use report::{OwnerCount, StageFigures, StageRuleCount};
 pub use runs::{RunId, RunKind, RunRow, RunStatus};
 pub use violations::{
@@ -311,6 +311,7 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         for table in [
+            "delta_links",
             "owners",
             "reconciles",
             "record_state",

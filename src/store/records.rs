@@ -13,6 +13,19 @@ use journeyd_connector::{ConnectorName, CrmRecord, ObjectKind, RecordId, Waterma
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
+/// One page of a pull, as [`Store::store_changes`] writes it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PageWrite<'a> {
+    pub records: &'a [CrmRecord],
+    /// Records the CRM reported deleted.
+    pub removed: &'a [RecordId],
+    pub watermark: Option<&'a Watermark>,
+    /// The cursor of the next page; `None` when the pull is complete.
+    pub cursor: Option<&'a str>,
+    /// The delta link the next incremental pull starts from.
+    pub delta: Option<&'a str>,
+}
+
 /// What an upsert did, record by record.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct UpsertCounts {
@@ -90,14 +103,40 @@ impl Store {
         cursor: Option<&str>,
         seen_at: DateTime<Utc>,
     ) -> Result<UpsertCounts, StoreError> {
+        let page = PageWrite {
+            records,
+            watermark,
+            cursor,
+            ..PageWrite::default()
+        };
+        Ok(self.store_changes(connector, object, &page, seen_at)?.0)
+    }
+
+    /// As [`Store::store_page`], for a page of a change feed: the records
+    /// it reports deleted are marked so, and the delta link the next pull
+    /// starts from is kept, in the same transaction as the page. Returns
+    /// the upsert counts and how many live records were marked deleted.
+    pub fn store_changes(
+        &mut self,
+        connector: &ConnectorName,
+        object: ObjectKind,
+        page: &PageWrite<'_>,
+        seen_at: DateTime<Utc>,
+    ) -> Result<(UpsertCounts, usize), StoreError> {
         let tx = self.conn.transaction().op("begin a page")?;
-        let counts = upsert(&tx, connector, records, seen_at)?;
-        match watermark {
-            Some(watermark) => watermarks::set(&tx, connector, object, watermark, cursor, seen_at)?,
-            None => watermarks::set_cursor(&tx, connector, object, cursor, seen_at)?,
+        let counts = upsert(&tx, connector, page.records, seen_at)?;
+        let deleted = mark(&tx, connector, object, page.removed, seen_at)?;
+        match page.watermark {
+            Some(watermark) => {
+                watermarks::set(&tx, connector, object, watermark, page.cursor, seen_at)?
+            }
+            None => watermarks::set_cursor(&tx, connector, object, page.cursor, seen_at)?,
+        }
+        if let Some(link) = page.delta {
+            watermarks::set_delta_link(&tx, connector, object, link, seen_at)?;
         }
         tx.commit().op("commit a page")?;
-        Ok(counts)
+        Ok((counts, deleted))
     }
 
     /// Marks records the CRM reports gone as deleted at `at`. Returns how
@@ -113,26 +152,7 @@ impl Store {
             .conn
             .transaction()
             .op("begin marking records deleted")?;
-        let mut deleted = 0;
-        {
-            let mut stmt = tx
-                .prepare_cached(
-                    "UPDATE records SET deleted_at = ?4
-                     WHERE connector = ?1 AND object = ?2 AND id = ?3 AND deleted_at IS NULL",
-                )
-                .op("prepare marking records deleted")?;
-            let at = ts(at);
-            for id in ids {
-                deleted += stmt
-                    .execute(params![
-                        connector.as_str(),
-                        object.as_str(),
-                        id.as_str(),
-                        at
-                    ])
-                    .op("mark a record deleted")?;
-            }
-        }
+        let deleted = mark(&tx, connector, object, ids, at)?;
         tx.commit().op("commit marking records deleted")?;
         Ok(deleted)
     }
@@ -173,6 +193,39 @@ impl Store {
             )
             .op("count records")
     }
+}
+
+/// Marks `ids` deleted at `at`, inside the caller's transaction; returns how
+/// many were live.
+fn mark(
+    conn: &Connection,
+    connector: &ConnectorName,
+    object: ObjectKind,
+    ids: &[RecordId],
+    at: DateTime<Utc>,
+) -> Result<usize, StoreError> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let mut stmt = conn
+        .prepare_cached(
+            "UPDATE records SET deleted_at = ?4
+             WHERE connector = ?1 AND object = ?2 AND id = ?3 AND deleted_at IS NULL",
+        )
+        .op("prepare marking records deleted")?;
+    let at = ts(at);
+    let mut deleted = 0;
+    for id in ids {
+        deleted += stmt
+            .execute(params![
+                connector.as_str(),
+                object.as_str(),
+                id.as_str(),
+                at
+            ])
+            .op("mark a record deleted")?;
+    }
+    Ok(deleted)
 }
 
 /// The upsert itself, inside the caller's transaction.

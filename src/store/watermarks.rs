@@ -1,5 +1,6 @@
 //! How far incremental sync has read, per connector and object kind: the
-//! last modification time and id seen, and the CRM's cursor mid-pull.
+//! last modification time and id seen, the CRM's cursor mid-pull, and,
+//! for a CRM with change tracking, the delta link the next pull starts from.
 
 use super::columns::{get_ts, ts};
 use super::{SqlContext, Store, StoreError};
@@ -54,6 +55,56 @@ impl Store {
     ) -> Result<(), StoreError> {
         set(&self.conn, connector, object, watermark, cursor, at)
     }
+}
+
+impl Store {
+    /// The delta link the last complete pull of `object` ended with.
+    pub fn delta_link(
+        &self,
+        connector: &ConnectorName,
+        object: ObjectKind,
+    ) -> Result<Option<String>, StoreError> {
+        self.conn
+            .prepare_cached("SELECT link FROM delta_links WHERE connector = ?1 AND object = ?2")
+            .op("prepare reading a delta link")?
+            .query_row(params![connector.as_str(), object.as_str()], |row| {
+                row.get(0)
+            })
+            .optional()
+            .op("read a delta link")
+    }
+
+    /// Forgets the delta link of `object`: the CRM no longer honours it.
+    pub fn drop_delta_link(
+        &mut self,
+        connector: &ConnectorName,
+        object: ObjectKind,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("DELETE FROM delta_links WHERE connector = ?1 AND object = ?2")
+            .op("prepare dropping a delta link")?
+            .execute(params![connector.as_str(), object.as_str()])
+            .op("drop a delta link")?;
+        Ok(())
+    }
+}
+
+pub(super) fn set_delta_link(
+    conn: &Connection,
+    connector: &ConnectorName,
+    object: ObjectKind,
+    link: &str,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO delta_links (connector, object, link, updated_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (connector, object) DO UPDATE SET
+             link = excluded.link, updated_at = excluded.updated_at",
+    )
+    .op("prepare setting a delta link")?
+    .execute(params![connector.as_str(), object.as_str(), link, ts(at)])
+    .op("set a delta link")?;
+    Ok(())
 }
 
 pub(super) fn set(

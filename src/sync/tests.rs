@@ -493,3 +493,98 @@ async fn only_the_objects_both_the_config_and_the_connector_have_are_pulled() {
     let pulled: Vec<ObjectKind> = connector.with(|crm| crm.pulls.iter().map(|p| p.0).collect());
     assert_eq!(pulled, [ObjectKind::Deal]);
 }
+
+fn delta_deals(crm_order: &[(&str, u32)], page_size: usize) -> FakeConnector {
+    let connector = deals(crm_order, page_size);
+    connector.with(|crm| crm.delta_links = true);
+    connector
+}
+
+fn delta_link(harness: &Harness) -> Option<String> {
+    harness
+        .store
+        .call_blocking(|s| s.delta_link(&ConnectorName::new("hubspot"), ObjectKind::Deal))
+        .unwrap()
+}
+
+fn deal_pulls(connector: &FakeConnector) -> Vec<PullFrom> {
+    connector.with(|crm| {
+        crm.pulls
+            .iter()
+            .filter(|(object, _)| *object == ObjectKind::Deal)
+            .map(|(_, from)| from.clone())
+            .collect()
+    })
+}
+
+#[tokio::test]
+async fn the_delta_link_a_pull_ends_with_is_where_the_next_incremental_pull_starts() {
+    let harness = Harness::new();
+    let connector = delta_deals(&[("1", 3), ("2", 4), ("3", 5)], 2);
+
+    harness.sync(&connector, false).await;
+    let link = delta_link(&harness).expect("the last page's delta link is kept");
+    connector.with(|crm| crm.pulls.clear());
+    harness.sync(&connector, false).await;
+
+    assert_eq!(deal_pulls(&connector), [PullFrom::Delta(link)]);
+}
+
+#[tokio::test]
+async fn records_a_change_feed_reports_deleted_are_marked_deleted_with_its_page() {
+    let harness = Harness::new();
+    let connector = delta_deals(&[("1", 3), ("2", 4)], 10);
+    harness.sync(&connector, false).await;
+    connector.with(|crm| {
+        crm.records.insert(ObjectKind::Deal, vec![deal("1", 3)]);
+        crm.deleted
+            .insert(ObjectKind::Deal, vec![RecordId::new("2")]);
+    });
+
+    let incremental = harness.sync(&connector, false).await;
+
+    assert_eq!(
+        (incremental.status, incremental.deleted),
+        (RunStatus::Ok, 1)
+    );
+    assert_eq!(harness.records(), 1);
+}
+
+#[tokio::test]
+async fn an_expired_delta_link_falls_back_to_a_full_pull_that_reconciles() {
+    let harness = Harness::new();
+    let connector = delta_deals(&[("1", 3), ("2", 4), ("3", 5)], 10);
+    harness.sync(&connector, false).await;
+    connector.with(|crm| {
+        crm.pulls.clear();
+        crm.deltas_expired = true;
+        // Deleted while the changes were kept too briefly to tell.
+        crm.records
+            .insert(ObjectKind::Deal, vec![deal("1", 3), deal("3", 5)]);
+    });
+
+    let incremental = harness.sync(&connector, false).await;
+
+    assert_eq!(
+        (incremental.status, incremental.deleted),
+        (RunStatus::Ok, 1)
+    );
+    assert!(matches!(
+        deal_pulls(&connector).as_slice(),
+        [PullFrom::Delta(_), PullFrom::Start]
+    ));
+    assert_eq!(harness.records(), 2);
+    assert!(delta_link(&harness).is_some(), "the full pull's new link");
+}
+
+#[tokio::test]
+async fn a_full_sync_pulls_from_the_start_even_with_a_delta_link() {
+    let harness = Harness::new();
+    let connector = delta_deals(&[("1", 3)], 10);
+    harness.sync(&connector, false).await;
+    connector.with(|crm| crm.pulls.clear());
+
+    harness.sync(&connector, true).await;
+
+    assert_eq!(deal_pulls(&connector), [PullFrom::Start]);
+}

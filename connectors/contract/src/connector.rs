@@ -12,13 +12,20 @@ use crate::page::{Page, Watermark};
 use crate::record::{CrmRecord, ObjectKind, Owner};
 use std::future::Future;
 
-/// Where a pull starts: from the beginning, from a watermark, or from the
-/// opaque cursor the previous page handed back.
+/// Where a pull starts: from the beginning, from a watermark, from the
+/// opaque cursor the previous page handed back, or from the delta link the
+/// last pull ended with.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PullFrom {
     Start,
     Since(Watermark),
     Cursor(String),
+    /// The [`Page::delta`](crate::Page::delta) the last completed pull of
+    /// this object ended with. A connector that cannot resume from it (it
+    /// expired, or it is not one of its own) answers
+    /// [`ConnectorError::ChangesExpired`], and the caller pulls from the
+    /// start and reconciles.
+    Delta(String),
 }
 
 pub trait Connector: Send + Sync {

@@ -47,6 +47,16 @@ pub enum ConnectorError {
         route: String,
         reason: String,
     },
+    /// The changes since the stored delta link are no longer available (a
+    /// Dataverse change-tracking token past its retention): only a full
+    /// pull, reconciled against the store, can bring the object back in
+    /// step.
+    #[error("{connector} no longer has the {object} changes since the last sync: {reason}")]
+    ChangesExpired {
+        connector: String,
+        object: ObjectKind,
+        reason: String,
+    },
     #[error("{connector} does not support {object} records")]
     Unsupported {
         connector: String,
@@ -55,13 +65,24 @@ pub enum ConnectorError {
 }
 
 impl ConnectorError {
+    /// What a connector whose CRM hands out no delta links answers when
+    /// asked to pull from one (a store written by another connector kind
+    /// under the same name): the caller then pulls from the start.
+    pub fn not_own_delta(connector: &crate::ids::ConnectorName, object: ObjectKind) -> Self {
+        ConnectorError::ChangesExpired {
+            connector: connector.to_string(),
+            object,
+            reason: "this connector hands out no delta links".into(),
+        }
+    }
+
     /// The retry hint the sync loop and the write-back act on.
     pub fn retry(&self) -> Retry {
         match self {
             ConnectorError::Auth { .. } | ConnectorError::Unsupported { .. } => Retry::Never,
-            ConnectorError::AllowanceExhausted { .. } | ConnectorError::Malformed { .. } => {
-                Retry::NextRun
-            }
+            ConnectorError::AllowanceExhausted { .. }
+            | ConnectorError::Malformed { .. }
+            | ConnectorError::ChangesExpired { .. } => Retry::NextRun,
             ConnectorError::RateLimited { retry, .. } | ConnectorError::Api { retry, .. } => *retry,
             ConnectorError::Transport { .. } => Retry::After(Duration::from_secs(1)),
         }

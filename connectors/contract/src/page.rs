@@ -30,4 +30,24 @@ pub struct Page<T> {
     pub skipped: Vec<Skipped>,
     /// `None` when this was the last page.
     pub next: Option<String>,
+    /// Records the CRM reported deleted among these changes: a change feed
+    /// (Dataverse change tracking) sends deletions in line with the
+    /// changed records. Only record pulls fill it.
+    pub removed: Vec<RecordId>,
+    /// Where the next incremental pull of this object starts, for a CRM
+    /// that hands out such a link (a Dataverse delta link) instead of
+    /// being asked by modification time; set on the last page of a pull.
+    pub delta: Option<String>,
+}
+
+impl<T> Default for Page<T> {
+    fn default() -> Self {
+        Self {
+            items: Vec::new(),
+            skipped: Vec::new(),
+            next: None,
+            removed: Vec::new(),
+            delta: None,
+        }
+    }
 }

@@ -168,6 +168,7 @@ pub async fn pull_all<C: Connector>(
             items,
             skipped: bad,
             next,
+            ..
         } = connector
             .pull(object, from)
             .await

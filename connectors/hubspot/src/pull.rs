@@ -159,6 +159,7 @@ impl HubspotConnector {
             items,
             skipped: skipped_rows,
             next: next.as_ref().map(encode),
+            ..Page::default()
         })
     }
 
@@ -242,6 +243,7 @@ impl HubspotConnector {
         let kind = object_type(self, object)?;
         match from {
             PullFrom::Start => self.list_page(object, kind, None).await,
+            PullFrom::Delta(_) => Err(ConnectorError::not_own_delta(self.name(), object)),
             PullFrom::Since(watermark) => {
                 let overlap = chrono::Duration::from_std(self.settings.overlap)
                     .unwrap_or(chrono::Duration::zero());
@@ -288,6 +290,7 @@ impl HubspotConnector {
             items,
             skipped,
             next,
+            ..Page::default()
         })
     }
 
@@ -359,6 +362,7 @@ impl HubspotConnector {
             items,
             skipped,
             next: step.next.map(|state| encode(&PullCursor::Search(state))),
+            ..Page::default()
         })
     }
 
@@ -605,6 +609,7 @@ impl HubspotConnector {
             items,
             skipped: skipped_rows,
             next: page.next_after(),
+            ..Page::default()
         })
     }
 }

@@ -21,7 +21,7 @@ use crate::soql;
 use crate::wire::{DeletedPage, QueryPage};
 use journeyd_connector::connector::PullFrom;
 use journeyd_connector::page::Skipped;
-use journeyd_connector::{ConnectorError, CrmRecord, ObjectKind, Owner, Page, RecordId};
+use journeyd_connector::{Connector, ConnectorError, CrmRecord, ObjectKind, Owner, Page, RecordId};
 use serde_json::{Map, Value};
 
 /// The deletions cursor after the recycle bin: getDeleted comes next.
@@ -58,6 +58,7 @@ impl SalesforceConnector {
             items,
             skipped,
             next: next_cursor(&page),
+            ..Page::default()
         })
     }
 
@@ -68,6 +69,9 @@ impl SalesforceConnector {
     ) -> Result<Page<CrmRecord>, ConnectorError> {
         let mut page = match from {
             PullFrom::Cursor(link) => self.next_page(&link).await?,
+            PullFrom::Delta(_) => {
+                return Err(ConnectorError::not_own_delta(Connector::name(self), object));
+            }
             PullFrom::Start => self.query(&self.pull_query(object, None), false).await?,
             PullFrom::Since(mark) => {
                 let since = mark
@@ -102,6 +106,7 @@ impl SalesforceConnector {
             items,
             skipped,
             next: next_cursor(&page),
+            ..Page::default()
         })
     }
 
@@ -215,6 +220,7 @@ impl SalesforceConnector {
             items,
             skipped,
             next: next_cursor(&page).or_else(|| Some(GET_DELETED.to_owned())),
+            ..Page::default()
         })
     }
 
@@ -251,6 +257,7 @@ impl SalesforceConnector {
                 .collect(),
             skipped: Vec::new(),
             next: None,
+            ..Page::default()
         })
     }
 }
