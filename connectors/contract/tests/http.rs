@@ -348,6 +348,7 @@ fn get(path: &str) -> Call {
         target: Target::Path(path.into()),
         query: vec![("limit".into(), "10".into())],
         json: None,
+        raw: None,
         bucket: Bucket::General,
         resend: Resend::Always,
         headers: Vec::new(),

@@ -262,6 +262,7 @@ impl SalesforceConnector {
             target: Target::Path(path),
             query,
             json: None,
+            raw: None,
             bucket: Bucket::General,
             resend: Resend::Always,
             headers: vec![(
@@ -286,6 +287,7 @@ impl SalesforceConnector {
             target: Target::Path(path),
             query,
             json: None,
+            raw: None,
             bucket: Bucket::General,
             resend: Resend::Always,
             headers: Vec::new(),
@@ -308,6 +310,7 @@ impl SalesforceConnector {
             target: Target::Path(path),
             query: Vec::new(),
             json: Some(body),
+            raw: None,
             bucket: Bucket::General,
             resend,
             headers: Vec::new(),

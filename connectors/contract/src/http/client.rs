@@ -69,6 +69,9 @@ pub struct Call {
     pub query: Vec<(String, String)>,
     /// A JSON body, sent with `Content-Type: application/json`.
     pub json: Option<serde_json::Value>,
+    /// A body sent as it is, with its content type (a multipart `$batch`);
+    /// used when `json` is `None`.
+    pub raw: Option<(String, Bytes)>,
     pub bucket: Bucket,
     pub resend: Resend,
     /// Extra request headers (`Sforce-Query-Options`); like every header,
@@ -378,6 +381,10 @@ impl Inner {
         }
         if let Some(json) = &call.json {
             request = request.json(json);
+        } else if let Some((content_type, body)) = &call.raw {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, content_type)
+                .body(body.clone());
         }
         // Reading the body is part of the attempt: a body that breaks off
         // is retried like a refused connection.
