@@ -26,7 +26,12 @@ struct Refusal {
     message: String,
 }
 
-fn refusal(status: StatusCode, error: &'static str, code: u32, message: impl Into<String>) -> Refusal {
+fn refusal(
+    status: StatusCode,
+    error: &'static str,
+    code: u32,
+    message: impl Into<String>,
+) -> Refusal {
     Refusal {
         status,
         error,
@@ -133,11 +138,15 @@ impl Tokens {
                 StatusCode::BAD_REQUEST,
                 "invalid_request",
                 90_002,
-                format!("Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud."),
+                format!(
+                    "Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud."
+                ),
             ));
         }
         let from_basic = basic.and_then(decode_basic);
-        let grant = form.get("grant_type").ok_or_else(|| missing("grant_type"))?;
+        let grant = form
+            .get("grant_type")
+            .ok_or_else(|| missing("grant_type"))?;
         if grant != "client_credentials" {
             return Err(refusal(
                 StatusCode::BAD_REQUEST,
@@ -156,7 +165,9 @@ impl Tokens {
                 StatusCode::BAD_REQUEST,
                 "unauthorized_client",
                 700_016,
-                format!("Application with identifier '{client_id}' was not found in the directory '{tenant}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant."),
+                format!(
+                    "Application with identifier '{client_id}' was not found in the directory '{tenant}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant."
+                ),
             ));
         }
         let requested = form.get("scope").ok_or_else(|| missing("scope"))?;
@@ -165,7 +176,9 @@ impl Tokens {
                 StatusCode::BAD_REQUEST,
                 "invalid_scope",
                 70_011,
-                format!("The provided request must include a 'scope' input parameter. The provided value for the input parameter 'scope' is not valid. The scope {requested} is not valid."),
+                format!(
+                    "The provided request must include a 'scope' input parameter. The provided value for the input parameter 'scope' is not valid. The scope {requested} is not valid."
+                ),
             ));
         }
         let secret = form
@@ -185,7 +198,10 @@ impl Tokens {
                 StatusCode::UNAUTHORIZED,
                 "invalid_client",
                 7_000_215,
-                format!("Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{}'.", creds.client_id),
+                format!(
+                    "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{}'.",
+                    creds.client_id
+                ),
             ));
         }
         Ok(())

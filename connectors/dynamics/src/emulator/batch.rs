@@ -77,7 +77,8 @@ fn split_parts<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<&'a [u8]>, ApiE
             i += 1;
         }
     }
-    let bad = || ApiError::bad_request("The batch request body is not valid multipart/mixed content.");
+    let bad =
+        || ApiError::bad_request("The batch request body is not valid multipart/mixed content.");
     let mut parts = Vec::new();
     let mut closed = false;
     for (n, &start) in starts.iter().enumerate() {
@@ -86,7 +87,12 @@ fn split_parts<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<&'a [u8]>, ApiE
             closed = true;
             break;
         }
-        let line_end = body[after..].iter().position(|b| *b == b'\n').ok_or_else(bad)? + after + 1;
+        let line_end = body[after..]
+            .iter()
+            .position(|b| *b == b'\n')
+            .ok_or_else(bad)?
+            + after
+            + 1;
         let end = starts.get(n + 1).copied().ok_or_else(bad)?;
         let mut content = &body[line_end.min(end)..end];
         // The line break before a delimiter belongs to the delimiter.
@@ -107,9 +113,7 @@ fn split_parts<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<&'a [u8]>, ApiE
 fn part_headers(part: &[u8]) -> Result<(HeaderMap, &[u8]), ApiError> {
     let mut slots = [httparse::EMPTY_HEADER; 32];
     match httparse::parse_headers(part, &mut slots) {
-        Ok(httparse::Status::Complete((offset, parsed))) => {
-            Ok((to_map(parsed), &part[offset..]))
-        }
+        Ok(httparse::Status::Complete((offset, parsed))) => Ok((to_map(parsed), &part[offset..])),
         _ => Err(ApiError::bad_request("A batch part has malformed headers.")),
     }
 }
@@ -128,24 +132,42 @@ fn to_map(parsed: &[httparse::Header<'_>]) -> HeaderMap {
 }
 
 fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim)
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
 }
 
 /// An `application/http` part: the embedded request.
 fn http_part(part: &[u8], content_id: Option<String>) -> Result<Part, ApiError> {
     let (mime, rest) = part_headers(part)?;
     let content_type = header_text(&mime, "content-type").unwrap_or_default();
-    if !content_type.to_ascii_lowercase().starts_with("application/http") {
+    if !content_type
+        .to_ascii_lowercase()
+        .starts_with("application/http")
+    {
         return Err(ApiError::bad_request(format!(
             "A batch part has the content type '{content_type}', not application/http."
         )));
     }
-    let content_id = header_text(&mime, "content-id").map(str::to_owned).or(content_id);
+    let content_id = header_text(&mime, "content-id")
+        .map(str::to_owned)
+        .or(content_id);
+    // A body-less request's blank line belongs to the delimiter after it;
+    // put it back before parsing.
+    let mut buffer = rest.to_vec();
+    if !buffer.windows(4).any(|w| w == b"\r\n\r\n") && !buffer.windows(2).any(|w| w == b"\n\n") {
+        buffer.extend_from_slice(b"\r\n");
+    }
     let mut slots = [httparse::EMPTY_HEADER; 64];
     let mut request = httparse::Request::new(&mut slots);
-    let offset = match request.parse(rest) {
+    let offset = match request.parse(&buffer) {
         Ok(httparse::Status::Complete(offset)) => offset,
-        _ => return Err(ApiError::bad_request("A batch part holds a malformed HTTP request.")),
+        _ => {
+            return Err(ApiError::bad_request(
+                "A batch part holds a malformed HTTP request.",
+            ));
+        }
     };
     let method = request
         .method
@@ -154,7 +176,7 @@ fn http_part(part: &[u8], content_id: Option<String>) -> Result<Part, ApiError> 
     let target = request.path.unwrap_or_default().to_owned();
     let headers = to_map(request.headers);
     let content_id = content_id.or_else(|| header_text(&headers, "content-id").map(str::to_owned));
-    let body = rest[offset..].trim_ascii_end().to_vec();
+    let body = buffer[offset..].trim_ascii().to_vec();
     Ok(Part {
         content_id,
         method,
@@ -202,7 +224,11 @@ fn boundary_of_changeset(content_type: &str) -> Option<String> {
 /// A part's target as a data request: an absolute URL, a path from the
 /// server root, or a path relative to the API root; `$n` names a row a
 /// change set created earlier.
-fn request_of(shared: &Shared, part: &Part, created: &HashMap<String, String>) -> Result<ApiRequest, ApiError> {
+fn request_of(
+    shared: &Shared,
+    part: &Part,
+    created: &HashMap<String, String>,
+) -> Result<ApiRequest, ApiError> {
     let mut target = part.target.clone();
     if let Some(id) = target.strip_prefix('$')
         && let Some(path) = created.get(id)
@@ -221,7 +247,9 @@ fn request_of(shared: &Shared, part: &Part, created: &HashMap<String, String>) -
         .unwrap_or(&path)
         .to_owned();
     if path == "$batch" {
-        return Err(ApiError::bad_request("A batch cannot be nested in a batch."));
+        return Err(ApiError::bad_request(
+            "A batch cannot be nested in a batch.",
+        ));
     }
     let body = resolve_references(&part.body, created);
     Ok(ApiRequest {
@@ -238,7 +266,9 @@ fn resolve_references(body: &Bytes, created: &HashMap<String, String>) -> Bytes 
     if created.is_empty() {
         return body.clone();
     }
-    let Ok(serde_json::Value::Object(mut fields)) = serde_json::from_slice::<serde_json::Value>(body) else {
+    let Ok(serde_json::Value::Object(mut fields)) =
+        serde_json::from_slice::<serde_json::Value>(body)
+    else {
         return body.clone();
     };
     for (name, value) in fields.iter_mut() {
@@ -253,12 +283,7 @@ fn resolve_references(body: &Bytes, created: &HashMap<String, String>) -> Bytes 
 }
 
 fn injected_failure() -> Reply {
-    ApiError::new(
-        StatusCode::BAD_REQUEST,
-        "0x80040203",
-        "Invalid argument.",
-    )
-    .reply()
+    ApiError::new(StatusCode::BAD_REQUEST, "0x80040203", "Invalid argument.").reply()
 }
 
 /// Answers a `$batch`.
@@ -330,7 +355,11 @@ fn run_batch(shared: &Shared, headers: &HeaderMap, body: &Bytes) -> Result<Reply
 
 /// Runs a change set under one write lock; on the first failure undoes
 /// the set's earlier parts and answers with that failure alone.
-fn change_set(shared: &Shared, parts: Vec<Part>, failures: &mut usize) -> (Answer, Option<StatusCode>) {
+fn change_set(
+    shared: &Shared,
+    parts: Vec<Part>,
+    failures: &mut usize,
+) -> (Answer, Option<StatusCode>) {
     let mut store = shared.store_mut();
     let mut undo: Vec<Undo> = Vec::new();
     let mut created: HashMap<String, String> = HashMap::new();
@@ -355,9 +384,15 @@ fn change_set(shared: &Shared, parts: Vec<Part>, failures: &mut usize) -> (Answe
             return (Answer::Single(part.content_id, reply), Some(status));
         }
         if let Some(id) = &part.content_id
-            && let Some((_, entity)) = reply.headers.iter().find(|(n, _)| n.as_str() == "odata-entityid")
+            && let Some((_, entity)) = reply
+                .headers
+                .iter()
+                .find(|(n, _)| n.as_str() == "odata-entityid")
         {
-            created.insert(id.clone(), entity.strip_prefix(&root).unwrap_or(entity).to_owned());
+            created.insert(
+                id.clone(),
+                entity.strip_prefix(&root).unwrap_or(entity).to_owned(),
+            );
         }
         replies.push((part.content_id, reply));
     }
@@ -418,7 +453,10 @@ fn render(boundary: &str, answers: &[Answer]) -> String {
         match answer {
             Answer::Single(id, reply) => write_part(&mut out, boundary, id.as_deref(), reply),
             Answer::ChangeSet(replies) => {
-                let inner = format!("changesetresponse_{}", Guid::random(&mut fastrand::Rng::new()));
+                let inner = format!(
+                    "changesetresponse_{}",
+                    Guid::random(&mut fastrand::Rng::new())
+                );
                 out.push_str(&format!("--{boundary}\r\n"));
                 out.push_str(&format!(
                     "Content-Type: multipart/mixed; boundary={inner}\r\n\r\n"
@@ -458,11 +496,15 @@ Accept: application/json\r\n\r\n\
 --batch_1--\r\n";
         let items = parse(body.as_bytes(), "multipart/mixed; boundary=\"batch_1\"").unwrap();
         assert_eq!(items.len(), 2);
-        let Item::ChangeSet(set) = &items[0] else { panic!("a change set") };
+        let Item::ChangeSet(set) = &items[0] else {
+            panic!("a change set")
+        };
         assert_eq!(set[0].content_id.as_deref(), Some("1"));
         assert_eq!(set[0].method, Method::POST);
         assert_eq!(&set[0].body[..], b"{\"subject\":\"a\"}");
-        let Item::Single(get) = &items[1] else { panic!("a single part") };
+        let Item::Single(get) = &items[1] else {
+            panic!("a single part")
+        };
         assert_eq!(get.target, "/api/data/v9.2/tasks?$select=subject");
         assert!(get.body.is_empty());
     }

@@ -179,10 +179,7 @@ impl Cell {
             return Ok(Cell::Null);
         }
         match kind {
-            Kind::Text { .. } | Kind::AltKey => value
-                .as_str()
-                .map(text)
-                .ok_or("Edm.String"),
+            Kind::Text { .. } | Kind::AltKey => value.as_str().map(text).ok_or("Edm.String"),
             Kind::Int | Kind::Choice(_) | Kind::State(_) | Kind::Status(_) => value
                 .as_i64()
                 .and_then(|n| i32::try_from(n).ok())
@@ -252,7 +249,7 @@ fn grouped(n: u64, negative: bool) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

@@ -33,8 +33,16 @@ pub(crate) enum Filter {
     And(Box<Filter>, Box<Filter>),
     Or(Box<Filter>, Box<Filter>),
     Not(Box<Filter>),
-    Compare { column: usize, op: Op, value: Cell },
-    Text { column: usize, func: Func, folded: String },
+    Compare {
+        column: usize,
+        op: Op,
+        value: Cell,
+    },
+    Text {
+        column: usize,
+        func: Func,
+        folded: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -115,7 +123,11 @@ struct Parser<'a> {
 }
 
 impl Filter {
-    pub(crate) fn parse(text: &str, table: Table, alt_key: Option<&str>) -> Result<Filter, ApiError> {
+    pub(crate) fn parse(
+        text: &str,
+        table: Table,
+        alt_key: Option<&str>,
+    ) -> Result<Filter, ApiError> {
         let mut parser = Parser {
             tokens: lex(text)?,
             at: 0,
@@ -279,9 +291,7 @@ impl Parser<'_> {
                     },
                     _ => return Err(malformed("expected a comparison operator")),
                 };
-                let literal = self
-                    .next()
-                    .ok_or_else(|| malformed("expected a literal"))?;
+                let literal = self.next().ok_or_else(|| malformed("expected a literal"))?;
                 let value = self.literal(column, &literal)?;
                 Ok(Filter::Compare { column, op, value })
             }
@@ -415,7 +425,10 @@ mod tests {
 
     #[test]
     fn and_or_not_and_parentheses_combine() {
-        assert!(check("salesstage eq 2 and (name eq 'x' or startswith(name,'Big'))", "Big deal"));
+        assert!(check(
+            "salesstage eq 2 and (name eq 'x' or startswith(name,'Big'))",
+            "Big deal"
+        ));
         assert!(check("not (salesstage eq 1)", "a"));
         assert!(!check("salesstage gt 2 or endswith(name,'z')", "a"));
         assert!(check("estimatedvalue eq null and versionnumber ge 5", "a"));

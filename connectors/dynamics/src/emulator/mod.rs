@@ -248,7 +248,13 @@ impl DynamicsEmulator {
     /// type when it fits, kept as given otherwise (so tests can plant odd
     /// values); a lookup takes a GUID of a row of one of its tables. The
     /// row's `modifiedon` and version move as [`Self::touch`] moves them.
-    pub fn set_field(&self, table: Table, id: &str, column: &str, value: Value) -> Result<(), ControlError> {
+    pub fn set_field(
+        &self,
+        table: Table,
+        id: &str,
+        column: &str,
+        value: Value,
+    ) -> Result<(), ControlError> {
         let at = self.column(table, column)?;
         let mut store = self.shared.store_mut();
         let key = live_key(&store, table, id)?;
@@ -328,7 +334,12 @@ impl DynamicsEmulator {
     /// The ids of the live rows of `table`, ascending.
     pub fn ids(&self, table: Table) -> Vec<String> {
         let store = self.shared.store();
-        store.rows(table).by_key.keys().map(Guid::to_string).collect()
+        store
+            .rows(table)
+            .by_key
+            .keys()
+            .map(Guid::to_string)
+            .collect()
     }
 
     /// Every live task.
@@ -399,7 +410,9 @@ fn control_cell(store: &store::Store, table: Table, at: usize, value: &Value) ->
     Cell::from_json(kind, value).unwrap_or_else(|_| match value {
         Value::Null => Cell::Null,
         Value::Bool(b) => Cell::Bool(*b),
-        Value::Number(n) => n.as_i64().map_or_else(|| Cell::Dec(n.as_f64().unwrap_or_default()), Cell::Int),
+        Value::Number(n) => n
+            .as_i64()
+            .map_or_else(|| Cell::Dec(n.as_f64().unwrap_or_default()), Cell::Int),
         Value::String(s) => cell::text(s),
         other => cell::text(&other.to_string()),
     })

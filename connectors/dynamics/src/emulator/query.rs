@@ -51,7 +51,9 @@ impl Options {
                 "$orderby" => options.orderby = Some(value),
                 "$top" => {
                     options.top = Some(value.trim().parse().map_err(|_| {
-                        ApiError::bad_request(format!("Invalid value '{value}' for $top query option found."))
+                        ApiError::bad_request(format!(
+                            "Invalid value '{value}' for $top query option found."
+                        ))
                     })?);
                 }
                 "$count" => options.count = value == "true",
@@ -174,7 +176,11 @@ fn parse_delta_token(token: &str) -> Option<(u64, i64)> {
 fn query_without_skiptoken(query: &str) -> String {
     query
         .split('&')
-        .filter(|part| !part.is_empty() && !part.starts_with("$skiptoken=") && !part.starts_with("%24skiptoken="))
+        .filter(|part| {
+            !part.is_empty()
+                && !part.starts_with("$skiptoken=")
+                && !part.starts_with("%24skiptoken=")
+        })
         .collect::<Vec<_>>()
         .join("&")
 }
@@ -196,7 +202,11 @@ enum Mode {
 }
 
 /// `GET /<entityset>`.
-pub(crate) fn collection(shared: &Shared, table: Table, request: &ApiRequest) -> Result<Reply, ApiError> {
+pub(crate) fn collection(
+    shared: &Shared,
+    table: Table,
+    request: &ApiRequest,
+) -> Result<Reply, ApiError> {
     let options = Options::parse(request)?;
     let prefer = request.prefer();
     let knobs = shared.knobs();
@@ -254,17 +264,24 @@ pub(crate) fn collection(shared: &Shared, table: Table, request: &ApiRequest) ->
         // A token expires by age on the emulator clock (seconds on the
         // wire), or when a control expired every token handed out so far.
         if since <= store.delta_expired_through || issued_ms.saturating_add(ttl_ms) < now_ms - 999 {
-            let status = StatusCode::from_u16(knobs.expired_delta_status).unwrap_or(StatusCode::BAD_REQUEST);
+            let status =
+                StatusCode::from_u16(knobs.expired_delta_status).unwrap_or(StatusCode::BAD_REQUEST);
             return Err(ApiError::new(
                 status,
                 &knobs.expired_delta_code,
                 "Version stamp associated with the client has expired. Please perform a full sync.",
             ));
         }
-        let upto = cookie.as_ref().and_then(|c| c.upto).unwrap_or(store.version());
+        let upto = cookie
+            .as_ref()
+            .and_then(|c| c.upto)
+            .unwrap_or(store.version());
         Mode::Delta { since, upto }
     } else if tracked {
-        let upto = cookie.as_ref().and_then(|c| c.upto).unwrap_or(store.version());
+        let upto = cookie
+            .as_ref()
+            .and_then(|c| c.upto)
+            .unwrap_or(store.version());
         Mode::Tracked { upto }
     } else {
         let filter = match &options.filter {
@@ -306,19 +323,27 @@ pub(crate) fn collection(shared: &Shared, table: Table, request: &ApiRequest) ->
             );
         }
     }
-    let mut value: Vec<Value> = page
-        .rows
-        .iter()
-        .filter_map(|key| store.get(table, key).map(|row| Value::Object(view.row(&store, key, row))))
-        .collect();
-    value.extend(page.deleted.iter().map(|key| {
-        serde_json::json!({
+    let mut value = String::from("[");
+    for key in &page.rows {
+        if let Some(row) = store.get(table, key) {
+            if value.len() > 1 {
+                value.push(',');
+            }
+            view.write_row(&store, key, row, &mut value);
+        }
+    }
+    for key in &page.deleted {
+        if value.len() > 1 {
+            value.push(',');
+        }
+        let entry = serde_json::json!({
             "@odata.context": format!("{root}$metadata#{set}/$deletedEntity"),
             "id": key.to_string(),
             "reason": "deleted",
-        })
-    }));
-    body.insert("value".into(), Value::Array(value));
+        });
+        value.push_str(&entry.to_string());
+    }
+    value.push(']');
     match page.next {
         Some(next) => {
             let query = query_without_skiptoken(&request.query);
@@ -334,7 +359,8 @@ pub(crate) fn collection(shared: &Shared, table: Table, request: &ApiRequest) ->
                 Mode::Tracked { upto } | Mode::Delta { upto, .. } => upto,
                 Mode::Plain { .. } => 0,
             };
-            let token = utf8_percent_encode(&delta_token(upto, now_ms), NON_ALPHANUMERIC).to_string();
+            let token =
+                utf8_percent_encode(&delta_token(upto, now_ms), NON_ALPHANUMERIC).to_string();
             let select = options
                 .select
                 .as_deref()
@@ -347,9 +373,12 @@ pub(crate) fn collection(shared: &Shared, table: Table, request: &ApiRequest) ->
         }
         None => {}
     }
-    let mut reply = Reply::json(StatusCode::OK, ordered(body));
+    let mut reply = Reply::json(StatusCode::OK, ordered(body, Some(&value)));
     if let Some(asked) = prefer.max_page_size {
-        reply = reply.with(PREFERENCE_APPLIED, format!("odata.maxpagesize={}", asked.min(page_size)));
+        reply = reply.with(
+            PREFERENCE_APPLIED,
+            format!("odata.maxpagesize={}", asked.min(page_size)),
+        );
     }
     if prefer.track_changes && matches!(mode, Mode::Tracked { .. } | Mode::Delta { .. }) {
         reply = reply.with(PREFERENCE_APPLIED, "odata.track-changes");
@@ -357,7 +386,10 @@ pub(crate) fn collection(shared: &Shared, table: Table, request: &ApiRequest) ->
     if prefer.annotations.is_some() {
         reply = reply.with(
             PREFERENCE_APPLIED,
-            format!("odata.include-annotations=\"{}\"", prefer.annotations.unwrap_or_default()),
+            format!(
+                "odata.include-annotations=\"{}\"",
+                prefer.annotations.unwrap_or_default()
+            ),
         );
     }
     Ok(reply)
@@ -365,7 +397,7 @@ pub(crate) fn collection(shared: &Shared, table: Table, request: &ApiRequest) ->
 
 /// The body with `@odata.context` first and the links last, as Dataverse
 /// writes them (a JSON map would sort `@odata.nextLink` before `value`).
-fn ordered(mut body: Map<String, Value>) -> String {
+fn ordered(mut body: Map<String, Value>, value: Option<&str>) -> String {
     let mut out = String::from("{");
     let mut first = true;
     let mut put = |out: &mut String, key: &str, value: &Value| {
@@ -377,10 +409,22 @@ fn ordered(mut body: Map<String, Value>) -> String {
         out.push(':');
         out.push_str(&value.to_string());
     };
-    for key in ["@odata.context", "@odata.count", "@Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded", "value"] {
+    for key in [
+        "@odata.context",
+        "@odata.count",
+        "@Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded",
+        "value",
+    ] {
         if let Some(value) = body.remove(key) {
             put(&mut out, key, &value);
         }
+    }
+    if let Some(value) = value {
+        if out.len() > 1 {
+            out.push(',');
+        }
+        out.push_str("\"value\":");
+        out.push_str(value);
     }
     for (key, value) in &body {
         put(&mut out, key, value);
@@ -405,7 +449,11 @@ fn members_expand(table: Table, expand: &str) -> Result<bool, ApiError> {
     }
 }
 
-fn order_by(table: Table, text: &str, alt_key: Option<&str>) -> Result<Vec<(usize, bool)>, ApiError> {
+fn order_by(
+    table: Table,
+    text: &str,
+    alt_key: Option<&str>,
+) -> Result<Vec<(usize, bool)>, ApiError> {
     text.split(',')
         .map(str::trim)
         .filter(|t| !t.is_empty())
@@ -450,7 +498,8 @@ fn cut_page(store: &Store, table: Table, mode: &Mode, cookie: &Cookie, size: usi
         Mode::Plain { filter, order, top } => {
             let limit = top.map(|t| t.saturating_sub(cookie.served));
             let take = limit.map_or(size, |l| l.min(size));
-            let matches = |key: &Guid, row: &Row| filter.as_ref().is_none_or(|f| f.matches(table, key, row));
+            let matches =
+                |key: &Guid, row: &Row| filter.as_ref().is_none_or(|f| f.matches(table, key, row));
             let mut keys: Vec<Guid>;
             let more;
             if order.is_empty() {
@@ -465,7 +514,8 @@ fn cut_page(store: &Store, table: Table, mode: &Mode, cookie: &Cookie, size: usi
             } else {
                 // An ordered read sorts the matching keys each page; the
                 // cookie says how many were served before.
-                let mut all: Vec<(&Guid, &Row)> = rows.by_key.iter().filter(|(k, r)| matches(k, r)).collect();
+                let mut all: Vec<(&Guid, &Row)> =
+                    rows.by_key.iter().filter(|(k, r)| matches(k, r)).collect();
                 all.sort_by(|(ka, ra), (kb, rb)| {
                     for (column, descending) in order {
                         let a = value_of(table, ka, ra, *column);
@@ -478,7 +528,12 @@ fn cut_page(store: &Store, table: Table, mode: &Mode, cookie: &Cookie, size: usi
                     }
                     ka.cmp(kb)
                 });
-                keys = all.iter().skip(cookie.served).take(take).map(|(k, _)| **k).collect();
+                keys = all
+                    .iter()
+                    .skip(cookie.served)
+                    .take(take)
+                    .map(|(k, _)| **k)
+                    .collect();
                 more = all.len() > cookie.served + keys.len();
             }
             let served = cookie.served + keys.len();
@@ -497,7 +552,10 @@ fn cut_page(store: &Store, table: Table, mode: &Mode, cookie: &Cookie, size: usi
         }
         Mode::Tracked { upto } => {
             let start = cookie.last.map_or(Bound::Unbounded, Bound::Excluded);
-            let mut iter = rows.by_key.range((start, Bound::Unbounded)).map(|(k, _)| *k);
+            let mut iter = rows
+                .by_key
+                .range((start, Bound::Unbounded))
+                .map(|(k, _)| *k);
             let keys: Vec<Guid> = iter.by_ref().take(size).collect();
             let more = iter.next().is_some();
             let next = more.then(|| Cookie {
@@ -609,7 +667,14 @@ pub(crate) fn single(shared: &Shared, request: &ApiRequest) -> Result<Reply, Api
         .ok_or_else(|| ApiError::missing(table.logical_name(), &key.to_string()))?;
     Ok(Reply::json(
         StatusCode::OK,
-        entity_body(&shared.root(), &store, &view, options.select.as_deref(), &key, row),
+        entity_body(
+            &shared.root(),
+            &store,
+            &view,
+            options.select.as_deref(),
+            &key,
+            row,
+        ),
     ))
 }
 
@@ -631,7 +696,7 @@ pub(crate) fn entity_body(
             view.context_columns(select)
         )),
     );
-    ordered(body)
+    ordered(body, None)
 }
 
 /// `tasks(<guid>)` -> the table and key.
@@ -679,6 +744,9 @@ mod tests {
     fn delta_tokens_carry_a_version_and_a_us_timestamp() {
         let token = delta_token(919_042, 1_503_389_444_000);
         assert_eq!(token, "919042!08/22/2017 08:10:44");
-        assert_eq!(parse_delta_token(&token), Some((919_042, 1_503_389_444_000)));
+        assert_eq!(
+            parse_delta_token(&token),
+            Some((919_042, 1_503_389_444_000))
+        );
     }
 }

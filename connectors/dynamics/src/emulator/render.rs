@@ -141,7 +141,9 @@ impl View {
                 }
             }
             if self.annotations.any() && !cell.is_null() {
-                self.annotate(store, &name, kind, &cell, &mut out);
+                self.annotate(store, kind, &name, &cell, &mut |suffix, text| {
+                    out.insert(format!("{name}@{suffix}"), Value::String(text));
+                });
             }
             out.insert(name, value);
         }
@@ -154,7 +156,10 @@ impl View {
                 .filter_map(|user| {
                     let version = store.get(Table::SystemUser, user)?.version;
                     let mut m = Map::new();
-                    m.insert("@odata.etag".into(), Value::String(format!("W/\"{version}\"")));
+                    m.insert(
+                        "@odata.etag".into(),
+                        Value::String(format!("W/\"{version}\"")),
+                    );
                     m.insert("systemuserid".into(), Value::String(user.to_string()));
                     Some(Value::Object(m))
                 })
@@ -164,10 +169,70 @@ impl View {
         out
     }
 
-    fn annotate(&self, store: &Store, name: &str, kind: Kind, cell: &Cell, out: &mut Map<String, Value>) {
-        let mut put = |suffix: &str, value: String| {
-            out.insert(format!("{name}@{suffix}"), Value::String(value));
-        };
+    /// One row written straight into `out` as JSON: the same object as
+    /// [`Self::row`], without building it first (a page of 5,000 rows is
+    /// written in milliseconds).
+    pub(crate) fn write_row(&self, store: &Store, key: &Guid, row: &Row, out: &mut String) {
+        out.push_str("{\"@odata.etag\":\"W/\\\"");
+        out.push_str(&row.version.to_string());
+        out.push_str("\\\"\"");
+        for &column in &self.columns {
+            let name = self.name(column);
+            let kind = self.table.columns()[column].kind;
+            let cell = value_of(self.table, key, row, column);
+            if self.annotations.any() && !cell.is_null() {
+                self.annotate(store, kind, name, &cell, &mut |suffix, text| {
+                    out.push(',');
+                    push_json_str(out, &format!("{name}@{suffix}"));
+                    out.push(':');
+                    push_json_str(out, &text);
+                });
+            }
+            out.push(',');
+            push_json_str(out, name);
+            out.push(':');
+            match (kind, &cell) {
+                (Kind::Key, _) if row.corrupt => out.push_str(&row.version.to_string()),
+                (_, Cell::Time(_)) if row.corrupt && matches!(name, "modifiedon" | "createdon") => {
+                    out.push_str("\"not a date\"");
+                }
+                (Kind::Version, _) => {
+                    out.push('"');
+                    out.push_str(&row.version.to_string());
+                    out.push('"');
+                }
+                (_, Cell::Null) => out.push_str("null"),
+                (_, Cell::Bool(b)) => out.push_str(if *b { "true" } else { "false" }),
+                (_, Cell::Int(n)) => out.push_str(&n.to_string()),
+                (_, Cell::Text(t)) => push_json_str(out, t),
+                (_, Cell::Guid(g) | Cell::Ref(_, g)) => {
+                    out.push('"');
+                    out.push_str(&g.to_string());
+                    out.push('"');
+                }
+                _ => out.push_str(&cell.to_json().to_string()),
+            }
+        }
+        if self.expand_members {
+            let members = self
+                .row(store, key, row)
+                .remove("teammembership_association");
+            out.push_str(",\"teammembership_association\":");
+            out.push_str(&members.unwrap_or(Value::Array(Vec::new())).to_string());
+        }
+        out.push('}');
+    }
+
+    /// Hands each annotation a value of this column carries to `put`
+    /// (suffix, text).
+    fn annotate(
+        &self,
+        store: &Store,
+        kind: Kind,
+        name: &str,
+        cell: &Cell,
+        put: &mut dyn FnMut(&str, String),
+    ) {
         match (kind, cell) {
             (Kind::Lookup(navs), Cell::Ref(target, g)) => {
                 if self.annotations.formatted
@@ -218,7 +283,12 @@ impl View {
 }
 
 /// The label of a choice value, the org's custom sales stage included.
-pub(crate) fn choice_label(store: &Store, table: Table, column: &str, value: i64) -> Option<String> {
+pub(crate) fn choice_label(
+    store: &Store,
+    table: Table,
+    column: &str,
+    value: i64,
+) -> Option<String> {
     if table == Table::Opportunity && column == "salesstage" && value == ODD_STAGE_VALUE {
         return store.odd_stage.as_deref().map(str::to_owned);
     }
@@ -231,7 +301,11 @@ pub(crate) fn choice_label(store: &Store, table: Table, column: &str, value: i64
 }
 
 /// The options of a choice column, the org's custom sales stage included.
-pub(crate) fn choice_options(store: &Store, table: Table, column: usize) -> Option<Vec<(i64, String)>> {
+pub(crate) fn choice_options(
+    store: &Store,
+    table: Table,
+    column: usize,
+) -> Option<Vec<(i64, String)>> {
     let c = table.columns().get(column)?;
     let mut options: Vec<(i64, String)> = c
         .options()?
@@ -245,4 +319,9 @@ pub(crate) fn choice_options(store: &Store, table: Table, column: usize) -> Opti
         options.push((ODD_STAGE_VALUE, odd.to_string()));
     }
     Some(options)
+}
+
+/// A JSON string literal, escaped.
+fn push_json_str(out: &mut String, text: &str) {
+    out.push_str(&serde_json::to_string(text).unwrap_or_else(|_| "\"\"".to_owned()));
 }

@@ -175,8 +175,9 @@ impl FaultReplies for DataverseReplies {
                 ApiError::new(status, "0x80040265", "Service is temporarily unavailable.")
                     .into_response()
             }
-            _ => ApiError::new(status, "0x80040216", "An unexpected error occurred.")
-                .into_response(),
+            _ => {
+                ApiError::new(status, "0x80040216", "An unexpected error occurred.").into_response()
+            }
         }
     }
 }

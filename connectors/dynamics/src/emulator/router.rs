@@ -173,10 +173,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     let mut data = Router::new()
         .route("/api/data/v9.2/$batch", post(batch_route))
         .route("/api/data/v9.2/{record}", get(api).patch(api).delete(api))
-        .route(
-            "/api/data/v9.2/{definition}/{attribute}/{cast}",
-            get(api),
-        );
+        .route("/api/data/v9.2/{definition}/{attribute}/{cast}", get(api));
     for table in Table::ALL {
         data = data.route(
             &format!("{API_ROOT}{}", table.entity_set()),

@@ -64,13 +64,18 @@ pub(crate) fn seed(config: &EmulatorConfig) -> Seeded {
     let now = config.now.timestamp_millis();
     let sizes = config.sizes;
     let today = days_of(now);
-    let ago = |rng: &mut fastrand::Rng, max_days: i64| now - rng.i64(DAY_MS..max_days.max(2) * DAY_MS);
+    let ago =
+        |rng: &mut fastrand::Rng, max_days: i64| now - rng.i64(DAY_MS..max_days.max(2) * DAY_MS);
     let shared = |s: &str| Cell::Text(Arc::from(s));
 
     let root_unit = Guid::random(&mut rng);
     let sales_unit = Guid::random(&mut rng);
-    store.business_units.insert(root_unit, Arc::from("journeyd-org"));
-    store.business_units.insert(sales_unit, Arc::from("Sales Europe"));
+    store
+        .business_units
+        .insert(root_unit, Arc::from("journeyd-org"));
+    store
+        .business_units
+        .insert(sales_unit, Arc::from("Sales Europe"));
     let long_ago = now - 400 * DAY_MS;
 
     // Users: the application user first; then people (the second is the
@@ -82,7 +87,10 @@ pub(crate) fn seed(config: &EmulatorConfig) -> Seeded {
         application_user,
         Builder::new(Table::SystemUser)
             .set("fullname", text("# journeyd"))
-            .set("internalemailaddress", text("journeyd@emulated.onmicrosoft.com"))
+            .set(
+                "internalemailaddress",
+                text("journeyd@emulated.onmicrosoft.com"),
+            )
             .set("isdisabled", Cell::Bool(false))
             .set("accessmode", Cell::Int(4))
             .set("_businessunitid_value", Cell::Guid(root_unit))
@@ -102,9 +110,17 @@ pub(crate) fn seed(config: &EmulatorConfig) -> Seeded {
         let email = if i == 1 {
             "mia.schmidt@example.com".to_owned()
         } else {
-            format!("{}.{}{i}@example.com", first.to_lowercase(), last.to_lowercase())
+            format!(
+                "{}.{}{i}@example.com",
+                first.to_lowercase(),
+                last.to_lowercase()
+            )
         };
-        let (first, last) = if i == 1 { ("Mia", "Schmidt") } else { (first, last) };
+        let (first, last) = if i == 1 {
+            ("Mia", "Schmidt")
+        } else {
+            (first, last)
+        };
         store.insert_at(
             Table::SystemUser,
             key,
@@ -156,7 +172,8 @@ pub(crate) fn seed(config: &EmulatorConfig) -> Seeded {
             members.push(*known);
         }
     }
-    let user_ref = |rng: &mut fastrand::Rng| Cell::Ref(Table::SystemUser, users[rng.usize(0..users.len())]);
+    let user_ref =
+        |rng: &mut fastrand::Rng| Cell::Ref(Table::SystemUser, users[rng.usize(0..users.len())]);
 
     let mut accounts = Vec::new();
     for i in 0..sizes.accounts {
@@ -179,18 +196,77 @@ pub(crate) fn seed(config: &EmulatorConfig) -> Seeded {
             Builder::new(Table::Account)
                 .set("name", text(&format!("{} {} Ltd", LAST[i % 10], i)))
                 .set("accountnumber", text(&format!("AC-{i:06}")))
-                .set("websiteurl", text(&format!("https://account{i}.example.com")))
+                .set(
+                    "websiteurl",
+                    text(&format!("https://account{i}.example.com")),
+                )
                 .set("_ownerid_value", owner)
                 .set("new_customerstage", stage)
-                .set("new_kickoffdate", if i % 3 != 2 { Cell::Date(kickoff) } else { Cell::Null })
-                .set("new_golivedate", if i % 4 != 3 { Cell::Date(kickoff + 30) } else { Cell::Null })
-                .set("new_renewalquotedate", if i % 4 == 2 { Cell::Date(today - 20) } else { Cell::Null })
-                .set("new_renewalsigneddate", if i % 8 == 2 { Cell::Date(today - 5) } else { Cell::Null })
-                .set("new_activeusers", if i % 6 != 5 { Cell::Int(rng.i64(0..400)) } else { Cell::Null })
-                .set("new_healthscore", if i % 7 != 6 { Cell::Int(rng.i64(20..100)) } else { Cell::Null })
+                .set(
+                    "new_kickoffdate",
+                    if i % 3 != 2 {
+                        Cell::Date(kickoff)
+                    } else {
+                        Cell::Null
+                    },
+                )
+                .set(
+                    "new_golivedate",
+                    if i % 4 != 3 {
+                        Cell::Date(kickoff + 30)
+                    } else {
+                        Cell::Null
+                    },
+                )
+                .set(
+                    "new_renewalquotedate",
+                    if i % 4 == 2 {
+                        Cell::Date(today - 20)
+                    } else {
+                        Cell::Null
+                    },
+                )
+                .set(
+                    "new_renewalsigneddate",
+                    if i % 8 == 2 {
+                        Cell::Date(today - 5)
+                    } else {
+                        Cell::Null
+                    },
+                )
+                .set(
+                    "new_activeusers",
+                    if i % 6 != 5 {
+                        Cell::Int(rng.i64(0..400))
+                    } else {
+                        Cell::Null
+                    },
+                )
+                .set(
+                    "new_healthscore",
+                    if i % 7 != 6 {
+                        Cell::Int(rng.i64(20..100))
+                    } else {
+                        Cell::Null
+                    },
+                )
                 .set("new_successcriteriamet", Cell::Bool(i % 3 == 0))
-                .set("new_expansionopportunity", if i % 4 == 3 { Cell::Bool(true) } else { Cell::Null })
-                .set("new_champion", if i % 4 != 0 { text(&format!("Champion {i}")) } else { Cell::Null })
+                .set(
+                    "new_expansionopportunity",
+                    if i % 4 == 3 {
+                        Cell::Bool(true)
+                    } else {
+                        Cell::Null
+                    },
+                )
+                .set(
+                    "new_champion",
+                    if i % 4 != 0 {
+                        text(&format!("Champion {i}"))
+                    } else {
+                        Cell::Null
+                    },
+                )
                 .cells,
             at,
         );
@@ -251,9 +327,23 @@ pub(crate) fn seed(config: &EmulatorConfig) -> Seeded {
                 .set("firstname", shared(first))
                 .set("lastname", text(&last))
                 .set("companyname", text(&company))
-                .set("emailaddress1", if i % 10 != 9 { text(&format!("lead{i}@prospect{}.example.com", i % 9)) } else { Cell::Null })
+                .set(
+                    "emailaddress1",
+                    if i % 10 != 9 {
+                        text(&format!("lead{i}@prospect{}.example.com", i % 9))
+                    } else {
+                        Cell::Null
+                    },
+                )
                 .set("subject", text(&format!("Interest from {company}")))
-                .set("leadsourcecode", if i % 4 == 3 { Cell::Null } else { Cell::Int([8, 4, 7][i % 3]) })
+                .set(
+                    "leadsourcecode",
+                    if i % 4 == 3 {
+                        Cell::Null
+                    } else {
+                        Cell::Int([8, 4, 7][i % 3])
+                    },
+                )
                 .set("statecode", Cell::Int(state))
                 .set("statuscode", Cell::Int(status))
                 .set("_ownerid_value", owner)
@@ -306,7 +396,11 @@ pub(crate) fn seed(config: &EmulatorConfig) -> Seeded {
         };
         let name = match &odd_stage {
             Some(label) if odd => format!("O'Neil Freight ({label})"),
-            _ => format!("{} {} deal {i}", LAST[i % 10], ["renewal", "new business", "upsell"][i % 3]),
+            _ => format!(
+                "{} {} deal {i}",
+                LAST[i % 10],
+                ["renewal", "new business", "upsell"][i % 3]
+            ),
         };
         // Past Qualify most exit-criteria columns are filled, with gaps.
         let past = stage >= 1;
@@ -328,20 +422,90 @@ pub(crate) fn seed(config: &EmulatorConfig) -> Seeded {
                     _ => Cell::Null,
                 },
             )
-            .set("estimatedvalue", if i % 12 == 11 { Cell::Null } else { Cell::Dec((rng.u32(5..500) * 1000) as f64) })
-            .set("estimatedclosedate", if late && i % 8 == 7 { Cell::Null } else { Cell::Date(today + rng.i32(-60..90)) })
+            .set(
+                "estimatedvalue",
+                if i % 12 == 11 {
+                    Cell::Null
+                } else {
+                    Cell::Dec((rng.u32(5..500) * 1000) as f64)
+                },
+            )
+            .set(
+                "estimatedclosedate",
+                if late && i % 8 == 7 {
+                    Cell::Null
+                } else {
+                    Cell::Date(today + rng.i32(-60..90))
+                },
+            )
             .set("salesstage", Cell::Int(stage))
             .set("stepname", step)
             .set("statecode", Cell::Int(state))
             .set("statuscode", Cell::Int(status))
-            .set("customerpainpoints", if past && i % 5 != 0 { pains.clone() } else { Cell::Null })
-            .set("decisionmaker", if late { Cell::Bool(i % 4 != 0) } else { Cell::Null })
-            .set("new_discoverycalldate", if past && i % 7 != 3 { Cell::Date(days_of(created) + 3) } else { Cell::Null })
-            .set("new_kickoffdate", if state == 1 && i % 3 != 0 { Cell::Date(today - 10) } else { Cell::Null })
-            .set("new_golivedate", if state == 1 && i % 3 == 1 { Cell::Date(today + 20) } else { Cell::Null })
-            .set("new_budgetconfirmed", if late { Cell::Bool(i % 6 != 2) } else { Cell::Null })
-            .set("new_successcriteria", if late && i % 7 != 0 { criteria.clone() } else { Cell::Null })
-            .set("new_executivesponsor", if late && i % 3 != 0 { sponsor.clone() } else { Cell::Null })
+            .set(
+                "customerpainpoints",
+                if past && i % 5 != 0 {
+                    pains.clone()
+                } else {
+                    Cell::Null
+                },
+            )
+            .set(
+                "decisionmaker",
+                if late {
+                    Cell::Bool(i % 4 != 0)
+                } else {
+                    Cell::Null
+                },
+            )
+            .set(
+                "new_discoverycalldate",
+                if past && i % 7 != 3 {
+                    Cell::Date(days_of(created) + 3)
+                } else {
+                    Cell::Null
+                },
+            )
+            .set(
+                "new_kickoffdate",
+                if state == 1 && i % 3 != 0 {
+                    Cell::Date(today - 10)
+                } else {
+                    Cell::Null
+                },
+            )
+            .set(
+                "new_golivedate",
+                if state == 1 && i % 3 == 1 {
+                    Cell::Date(today + 20)
+                } else {
+                    Cell::Null
+                },
+            )
+            .set(
+                "new_budgetconfirmed",
+                if late {
+                    Cell::Bool(i % 6 != 2)
+                } else {
+                    Cell::Null
+                },
+            )
+            .set(
+                "new_successcriteria",
+                if late && i % 7 != 0 {
+                    criteria.clone()
+                } else {
+                    Cell::Null
+                },
+            )
+            .set(
+                "new_executivesponsor",
+                if late && i % 3 != 0 {
+                    sponsor.clone()
+                } else {
+                    Cell::Null
+                },
+            )
             .set("createdon", Cell::Time(created));
         store.insert_at(Table::Opportunity, key, row.cells, at);
         if state == 1 {
@@ -357,37 +521,71 @@ pub(crate) fn seed(config: &EmulatorConfig) -> Seeded {
     let follow_up = shared("Follow up");
     let kickoff = shared("Onboarding kickoff");
     let review = shared("Quarterly business review");
-    let task = |store: &mut Store, rng: &mut fastrand::Rng, subject: &Cell, regarding: Cell, k: usize| {
-        let at = ago(rng, 30);
-        let key = Guid::random(rng);
-        let (status, state) = [(2, 0), (3, 0), (5, 1), (2, 0), (6, 2)][k % 5];
-        store.insert_at(
-            Table::Task,
-            key,
-            Builder::new(Table::Task)
-                .set("subject", subject.clone())
-                .set("description", if k % 2 == 0 { text(&format!("Seeded task {k}")) } else { Cell::Null })
-                .set("scheduledend", Cell::Time(at + 7 * DAY_MS))
-                .set("prioritycode", Cell::Int((k % 3) as i64))
-                .set("statecode", Cell::Int(state))
-                .set("statuscode", Cell::Int(status))
-                .set("_regardingobjectid_value", regarding)
-                .set("_ownerid_value", Cell::Ref(Table::SystemUser, users[k % users.len()]))
-                .cells,
-            at,
-        );
-    };
+    let task =
+        |store: &mut Store, rng: &mut fastrand::Rng, subject: &Cell, regarding: Cell, k: usize| {
+            let at = ago(rng, 30);
+            let key = Guid::random(rng);
+            let (status, state) = [(2, 0), (3, 0), (5, 1), (2, 0), (6, 2)][k % 5];
+            store.insert_at(
+                Table::Task,
+                key,
+                Builder::new(Table::Task)
+                    .set("subject", subject.clone())
+                    .set(
+                        "description",
+                        if k.is_multiple_of(2) {
+                            text(&format!("Seeded task {k}"))
+                        } else {
+                            Cell::Null
+                        },
+                    )
+                    .set("scheduledend", Cell::Time(at + 7 * DAY_MS))
+                    .set("prioritycode", Cell::Int((k % 3) as i64))
+                    .set("statecode", Cell::Int(state))
+                    .set("statuscode", Cell::Int(status))
+                    .set("_regardingobjectid_value", regarding)
+                    .set(
+                        "_ownerid_value",
+                        Cell::Ref(Table::SystemUser, users[k % users.len()]),
+                    )
+                    .cells,
+                at,
+            );
+        };
     let mut k = 0;
-    for opp in won.iter().enumerate().filter(|(n, _)| n % 4 != 3).map(|(_, o)| o) {
-        task(&mut store, &mut rng, &kickoff, Cell::Ref(Table::Opportunity, *opp), k);
+    for opp in won
+        .iter()
+        .enumerate()
+        .filter(|(n, _)| n % 4 != 3)
+        .map(|(_, o)| o)
+    {
+        task(
+            &mut store,
+            &mut rng,
+            &kickoff,
+            Cell::Ref(Table::Opportunity, *opp),
+            k,
+        );
         k += 1;
     }
     for opp in open.iter().step_by(5) {
-        task(&mut store, &mut rng, &follow_up, Cell::Ref(Table::Opportunity, *opp), k);
+        task(
+            &mut store,
+            &mut rng,
+            &follow_up,
+            Cell::Ref(Table::Opportunity, *opp),
+            k,
+        );
         k += 1;
     }
     for account in accounts.iter().step_by(4) {
-        task(&mut store, &mut rng, &review, Cell::Ref(Table::Account, *account), k);
+        task(
+            &mut store,
+            &mut rng,
+            &review,
+            Cell::Ref(Table::Account, *account),
+            k,
+        );
         k += 1;
     }
     Seeded {

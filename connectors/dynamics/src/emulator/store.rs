@@ -144,10 +144,7 @@ impl Store {
 
     /// Which of `tables` holds a row with this key.
     pub(crate) fn find(&self, tables: &[Table], key: &Guid) -> Option<Table> {
-        tables
-            .iter()
-            .copied()
-            .find(|t| self.get(*t, key).is_some())
+        tables.iter().copied().find(|t| self.get(*t, key).is_some())
     }
 
     /// Inserts a row created and modified at `at` (epoch ms); its key,

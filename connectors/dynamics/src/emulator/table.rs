@@ -195,7 +195,8 @@ const PARENT_ACCOUNT: Kind = Kind::Lookup(&[("parentaccountid", &[Table::Account
 const PARENT_CONTACT: Kind = Kind::Lookup(&[("parentcontactid", &[Table::Contact])]);
 const BUSINESS_UNIT: Kind = Kind::Lookup(&[("businessunitid", &[])]);
 
-pub(crate) const SALES_STAGES: &[Opt] = &[(0, "Qualify"), (1, "Develop"), (2, "Propose"), (3, "Close")];
+pub(crate) const SALES_STAGES: &[Opt] =
+    &[(0, "Qualify"), (1, "Develop"), (2, "Propose"), (3, "Close")];
 /// The value of the org's custom sales stage (the odd stage), when it has one.
 pub(crate) const ODD_STAGE_VALUE: i64 = 100_000_000;
 

@@ -132,9 +132,9 @@ fn bind(store: &Store, nav: &str, targets: &[Table], value: &Value) -> Result<Ce
     if value.is_null() {
         return Ok(Cell::Null);
     }
-    let text = value
-        .as_str()
-        .ok_or_else(|| ApiError::bad_request(format!("The value of '{nav}@odata.bind' must be a URL.")))?;
+    let text = value.as_str().ok_or_else(|| {
+        ApiError::bad_request(format!("The value of '{nav}@odata.bind' must be a URL."))
+    })?;
     let path = text
         .rsplit_once("/api/data/v9.2/")
         .map_or(text, |(_, p)| p)
@@ -161,18 +161,31 @@ fn settle_status(
     before: Option<&Row>,
     changes: &mut Vec<(usize, Cell)>,
 ) -> Result<(), ApiError> {
-    let (Some(state_at), Some(status_at)) = (table.column("statecode", None), table.column("statuscode", None)) else {
+    let (Some(state_at), Some(status_at)) = (
+        table.column("statecode", None),
+        table.column("statuscode", None),
+    ) else {
         return Ok(());
     };
     let Kind::Status(statuses) = table.columns()[status_at].kind else {
         return Ok(());
     };
-    let given = |at: usize| changes.iter().rev().find(|(c, _)| *c == at).map(|(_, v)| v.as_int());
+    let given = |at: usize| {
+        changes
+            .iter()
+            .rev()
+            .find(|(c, _)| *c == at)
+            .map(|(_, v)| v.as_int())
+    };
     let old = |at: usize| before.and_then(|r| r.cells.get(at)).and_then(Cell::as_int);
-    let state = given(state_at).unwrap_or_else(|| old(state_at)).unwrap_or(0);
+    let state = given(state_at)
+        .unwrap_or_else(|| old(state_at))
+        .unwrap_or(0);
     match given(status_at).flatten() {
         Some(status) => {
-            let fits = statuses.iter().any(|(s, _, st)| *s == status && *st == state);
+            let fits = statuses
+                .iter()
+                .any(|(s, _, st)| *s == status && *st == state);
             if !fits {
                 return Err(ApiError::bad_request(format!(
                     "{status} is not a valid status code for state code {}State.{state} on {}.",
@@ -203,7 +216,11 @@ fn defaults(shared: &Shared, table: Table, changes: &mut Vec<(usize, Cell)>) {
         }
     };
     if let Some(user) = Guid::parse(&shared.application_user) {
-        set(changes, "_ownerid_value", Cell::Ref(Table::SystemUser, user));
+        set(
+            changes,
+            "_ownerid_value",
+            Cell::Ref(Table::SystemUser, user),
+        );
     }
     if table == Table::Task {
         set(changes, "prioritycode", Cell::Int(1));
@@ -235,12 +252,19 @@ fn written(
         let row = store
             .get(table, key)
             .ok_or_else(|| ApiError::missing(table.logical_name(), &key.to_string()))?;
-        let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+        let status = if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
         return Ok(Reply::json(
             status,
             entity_body(&shared.root(), store, &view, select.as_deref(), key, row),
         )
-        .with(HeaderName::from_static("preference-applied"), "return=representation"));
+        .with(
+            HeaderName::from_static("preference-applied"),
+            "return=representation",
+        ));
     }
     Ok(Reply::empty(StatusCode::NO_CONTENT).with(ENTITY_ID, entity_id(shared, table, key)))
 }
@@ -295,10 +319,11 @@ fn parse_with_key(
     if let Some(fields) = body_value.as_object_mut()
         && let Some(value) = fields.remove(table.key())
     {
-        let guid = value
-            .as_str()
-            .and_then(Guid::parse)
-            .ok_or_else(|| ApiError::bad_request(format!("Cannot convert the literal '{value}' to the expected type 'Edm.Guid'.")))?;
+        let guid = value.as_str().and_then(Guid::parse).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "Cannot convert the literal '{value}' to the expected type 'Edm.Guid'."
+            ))
+        })?;
         key = Some(guid);
     }
     let mut out = changes(store, table, body_value.to_string().as_bytes(), alt)?;
@@ -329,11 +354,18 @@ fn insert(
 }
 
 /// An alternate key value may belong to one task only.
-fn check_alt_unique(store: &Store, table: Table, key: &Guid, changes: &[(usize, Cell)]) -> Result<(), ApiError> {
+fn check_alt_unique(
+    store: &Store,
+    table: Table,
+    key: &Guid,
+    changes: &[(usize, Cell)],
+) -> Result<(), ApiError> {
     for (column, cell) in changes {
         if table.columns()[*column].kind.is_alt_key()
             && let Cell::Text(value) = cell
-            && store.task_by_alt_key(value).is_some_and(|owner| owner != *key)
+            && store
+                .task_by_alt_key(value)
+                .is_some_and(|owner| owner != *key)
         {
             return Err(duplicate());
         }
@@ -409,7 +441,9 @@ pub(crate) fn upsert(
     }
     let mut changes = changes(store, table, &request.body, alt.as_deref())?;
     if let Some(value) = &alt_value {
-        let at = table.column(alt.as_deref().unwrap_or_default(), alt.as_deref()).ok_or_else(bad_key)?;
+        let at = table
+            .column(alt.as_deref().unwrap_or_default(), alt.as_deref())
+            .ok_or_else(bad_key)?;
         changes.retain(|(c, _)| *c != at);
         changes.push((at, Cell::Text(value.as_str().into())));
     }
