@@ -72,14 +72,16 @@ pub(crate) fn build(boundary: &str, requests: &[Request]) -> String {
         for (name, value) in &request.headers {
             out.push_str(&format!("{name}: {value}\r\n"));
         }
-        match &request.json {
-            Some(json) => {
-                out.push_str("Content-Type: application/json; type=entry\r\n\r\n");
-                out.push_str(&json.to_string());
-                out.push_str("\r\n");
-            }
-            None => out.push_str("\r\n"),
+        if request.json.is_some() {
+            out.push_str("Content-Type: application/json; type=entry\r\n");
         }
+        // The empty line that ends the request's headers, its body, and
+        // the line break that belongs to the next delimiter (RFC 2046).
+        out.push_str("\r\n");
+        if let Some(json) = &request.json {
+            out.push_str(&json.to_string());
+        }
+        out.push_str("\r\n");
     }
     out.push_str(&format!("--{boundary}--\r\n"));
     out
@@ -245,7 +247,7 @@ mod tests {
         assert_eq!(
             body,
             "--batch_x\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\n\
-             GET https://o/api/data/v9.2/tasks?$select=subject HTTP/1.1\r\n\r\n\
+             GET https://o/api/data/v9.2/tasks?$select=subject HTTP/1.1\r\n\r\n\r\n\
              --batch_x\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\nContent-ID: 2\r\n\r\n\
              PATCH https://o/api/data/v9.2/tasks(a1b2c3d4-0000-4000-8000-000000000001) HTTP/1.1\r\n\
              If-Match: *\r\nContent-Type: application/json; type=entry\r\n\r\n{\"statecode\":1}\r\n\

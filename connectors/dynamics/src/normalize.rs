@@ -214,12 +214,14 @@ pub(crate) fn record(
     let id = match row.get(table.key) {
         Some(Value::String(id)) if is_guid(id) => id.to_ascii_lowercase(),
         Some(Value::String(id)) if !id.is_empty() => return Err(skip(id, "the id is not a guid")),
-        _ => {
+        None | Some(Value::Null | Value::String(_)) => {
             return Err(skip(
                 &format!("row {position}"),
                 format!("no {}", table.key),
             ));
         }
+        // A number or the like: named as it came.
+        Some(other) => return Err(skip(&other.to_string(), "the id is not a guid")),
     };
     let modified_at = required_time(row, &id, "modifiedon")?;
     let created_at = required_time(row, &id, "createdon")?;
@@ -562,6 +564,9 @@ mod tests {
             (skipped.id.as_str(), skipped.reason.as_str()),
             ("0062x", "the id is not a guid")
         );
+        bad_id.insert("opportunityid".into(), json!(915244));
+        let skipped = record(ObjectKind::Deal, &bad_id, 3, &settings()).unwrap_err();
+        assert_eq!(skipped.id, "915244");
         bad_id.remove("opportunityid");
         let skipped = record(ObjectKind::Deal, &bad_id, 3, &settings()).unwrap_err();
         assert_eq!(skipped.id, "row 3");

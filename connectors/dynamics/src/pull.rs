@@ -269,7 +269,9 @@ impl DynamicsConnector {
             ),
             Some(link) if self.is_link_to(&link, USERS) => (NEXT_ROUTE, link),
             Some(_) => {
-                return Err(self.malformed(NEXT_ROUTE, "a cursor is not a next link of systemusers"));
+                return Err(
+                    self.malformed(NEXT_ROUTE, "a cursor is not a next link of systemusers")
+                );
             }
         };
         let page = self.collection(route, url, self.prefer(false)).await?;
