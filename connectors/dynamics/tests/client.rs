@@ -367,7 +367,7 @@ async fn a_batch_with_one_failing_part_fails_that_part_and_writes_the_others_onc
     let outcomes = connector.apply(&actions).await.expect("the batch is sent");
     assert_eq!(outcomes.len(), 3);
     assert!(
-        matches!(&outcomes[0].result, ActionResult::Failed { retryable: false, reason } if reason.contains("0x80040203")),
+        matches!(&outcomes[0].result, ActionResult::Failed { retryable: true, reason } if reason.contains("0x80044150")),
         "{outcomes:?}"
     );
     assert!(

@@ -282,8 +282,15 @@ fn resolve_references(body: &Bytes, created: &HashMap<String, String>) -> Bytes 
     Bytes::from(serde_json::Value::Object(fields).to_string())
 }
 
+/// A part failed by `fail_batch_parts`: a transient server-side failure
+/// (a SQL timeout or deadlock), which a later attempt may get through (?).
 fn injected_failure() -> Reply {
-    ApiError::new(StatusCode::BAD_REQUEST, "0x80040203", "Invalid argument.").reply()
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "0x80044150",
+        "Generic SQL error.",
+    )
+    .reply()
 }
 
 /// Answers a `$batch`.

@@ -114,6 +114,8 @@ impl DynamicsEmulator {
             in_flight: AtomicUsize::new(0),
             filters: Mutex::new(Vec::new()),
             fail_batch_parts: Mutex::new(0),
+            hold_batch: Mutex::default(),
+            expire_after: Mutex::new(None),
             credentials: config.credentials.clone(),
             application_user: seeded.application_user.to_string(),
             base: OnceLock::new(),
@@ -210,6 +212,19 @@ impl DynamicsEmulator {
     /// Every access token issued so far stops working.
     pub fn expire_tokens(&self) {
         lock(&self.shared.tokens).expire_all();
+    }
+
+    /// After `n` more authenticated data requests, every access token
+    /// issued so far stops working: a token that expires mid-run.
+    pub fn expire_after_requests(&self, n: u64) {
+        *lock(&self.shared.expire_after) = Some(n.max(1));
+    }
+
+    /// From now on each `$batch` makes its writes, then holds its answer
+    /// back for `hold` (zero: answers at once), so that a test can stop the
+    /// client between the writes and their confirmation.
+    pub fn hold_batch(&self, hold: Duration) {
+        *lock(&self.shared.hold_batch) = hold;
     }
 
     /// Every delta link handed out so far answers "expired" from now on.

@@ -133,12 +133,8 @@ impl View {
                 Kind::Version => Value::String(row.version.to_string()),
                 _ => cell.to_json(),
             };
-            if row.corrupt {
-                match (kind, name.as_str()) {
-                    (Kind::Key, _) => value = Value::from(row.version),
-                    (_, "modifiedon" | "createdon") => value = Value::from("not a date"),
-                    _ => {}
-                }
+            if row.corrupt && matches!(name.as_str(), "modifiedon" | "createdon") {
+                value = Value::from("not a date");
             }
             if self.annotations.any() && !cell.is_null() {
                 self.annotate(store, kind, &name, &cell, &mut |suffix, text| {
@@ -192,7 +188,6 @@ impl View {
             push_json_str(out, name);
             out.push(':');
             match (kind, &cell) {
-                (Kind::Key, _) if row.corrupt => out.push_str(&row.version.to_string()),
                 (_, Cell::Time(_)) if row.corrupt && matches!(name, "modifiedon" | "createdon") => {
                     out.push_str("\"not a date\"");
                 }

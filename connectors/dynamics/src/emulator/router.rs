@@ -43,6 +43,10 @@ pub(crate) struct Shared {
     pub filters: Mutex<Vec<String>>,
     /// Write parts the next `$batch` answers with a 400.
     pub fail_batch_parts: Mutex<usize>,
+    /// How long a `$batch` answer is held back after its writes were made.
+    pub hold_batch: Mutex<std::time::Duration>,
+    /// Authenticated data requests left before every token expires.
+    pub expire_after: Mutex<Option<u64>>,
     pub credentials: Credentials,
     pub application_user: String,
     /// `http://127.0.0.1:<port>`, known once the server is bound.
@@ -206,6 +210,16 @@ async fn guard(State(shared): State<Arc<Shared>>, request: Request, next: Next) 
     if let Err(reply) = lock(&shared.tokens).authenticate(authorization, now_ms, &shared.base()) {
         return reply.into_response();
     }
+    {
+        let mut left = lock(&shared.expire_after);
+        if let Some(n) = left.as_mut() {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                *left = None;
+                lock(&shared.tokens).expire_all();
+            }
+        }
+    }
     let knobs = shared.knobs();
     let in_flight = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     let _slot = Slot(&shared.in_flight);
@@ -268,7 +282,14 @@ async fn batch_route(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    batch::run(&shared, &headers, &body).into_response()
+    let reply = batch::run(&shared, &headers, &body);
+    // The writes are made; only the answer waits, as when a connection
+    // drops after the server acted.
+    let hold = *lock(&shared.hold_batch);
+    if !hold.is_zero() {
+        tokio::time::sleep(hold).await;
+    }
+    reply.into_response()
 }
 
 /// Answers one data request (not a `$batch`): reads under the store's read
