@@ -41,6 +41,7 @@ const OPPORTUNITY: Table = Table {
         "_parentcontactid_value",
         "estimatedvalue",
         "estimatedclosedate",
+        "statecode",
         "createdon",
         "modifiedon",
     ],
@@ -169,6 +170,21 @@ fn lookup(row: &Row, id: &str, column: &str) -> Result<Option<String>, Skipped> 
     }
 }
 
+/// A closed opportunity's stage: "Won" or "Lost" by its state, whatever
+/// its sales stage says. Dataverse closes an opportunity by its state and
+/// leaves the sales stage where it was; fixed names (not the state's
+/// label, which follows the org's language) keep the stage map stable.
+fn closed_stage(object: ObjectKind, row: &Row) -> Option<&'static str> {
+    if object != ObjectKind::Deal {
+        return None;
+    }
+    match row.get("statecode").and_then(Value::as_i64) {
+        Some(1) => Some("Won"),
+        Some(2) => Some("Lost"),
+        _ => None,
+    }
+}
+
 /// A column's label, else its raw value as text.
 fn label_or_raw(row: &Row, column: &str) -> Option<String> {
     if let Some(label) = label(row, column) {
@@ -269,7 +285,9 @@ pub(crate) fn record(
         id: RecordId::new(id),
         name: name.map(str::to_owned),
         owner_id: owner.map(OwnerId::new),
-        stage: stage_column(object, settings).and_then(|column| label_or_raw(row, column)),
+        stage: closed_stage(object, row).map(str::to_owned).or_else(|| {
+            stage_column(object, settings).and_then(|column| label_or_raw(row, column))
+        }),
         lifecycle_status: lifecycle_column(object, settings)
             .and_then(|column| label_or_raw(row, column)),
         stage_entered_at: None,
@@ -483,6 +501,16 @@ mod tests {
             contact.lifecycle_status, None,
             "not among the contact's properties"
         );
+    }
+
+    #[test]
+    fn a_won_or_lost_opportunity_is_in_stage_won_or_lost_whatever_its_sales_stage() {
+        for (state, stage) in [(0, "Propose"), (1, "Won"), (2, "Lost")] {
+            let mut closed = opportunity();
+            closed.insert("statecode".into(), json!(state));
+            let deal = record(ObjectKind::Deal, &closed, 0, &settings()).unwrap();
+            assert_eq!(deal.stage.as_deref(), Some(stage));
+        }
     }
 
     #[test]

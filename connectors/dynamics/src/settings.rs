@@ -51,7 +51,8 @@ pub struct DynamicsSettings {
     /// option value). Per object: a `$select` naming a column its table
     /// lacks fails whole (400).
     pub properties: BTreeMap<ObjectKind, Vec<String>>,
-    /// The opportunity column whose label is a deal's stage: `salesstage`.
+    /// The opportunity column whose label is an open deal's stage:
+    /// `salesstage`. A won or lost opportunity is in stage `Won` or `Lost`.
     pub deal_stage_field: String,
     /// The lead column whose label is a lead's stage: `statuscode`.
     pub lead_stage_field: String,

@@ -4,7 +4,7 @@
 //! so that every part answers for itself.
 //!
 //! Idempotency. Every task carries its action key on its description's
-//! last line (`journeyd-key: KEY`) and, when `task_alternate_key` names a
+//! last line (`journeyd-action: KEY`) and, when `task_alternate_key` names a
 //! task column with an alternate key over it, in that column too: tasks
 //! are then upserted (`PATCH tasks(<column>='<key>')`), so sending a batch
 //! twice writes each task once, and the batch may be resent freely. Without
@@ -26,7 +26,7 @@ use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The line a task's description ends with.
-pub(crate) const MARKER: &str = "journeyd-key: ";
+pub(crate) const MARKER: &str = "journeyd-action: ";
 
 /// Keys per lookup GET: each adds a `contains(…)` or a literal to its URL.
 const KEYS_PER_LOOKUP: usize = 20;
@@ -557,7 +557,7 @@ mod tests {
     fn the_key_is_read_back_from_the_descriptions_last_line() {
         let key = ActionKey::new("v1:stale_deal:a1:2026-03-01");
         let text = description("Call the customer.\nThen log it.", &key);
-        assert!(text.ends_with("journeyd-key: v1:stale_deal:a1:2026-03-01"));
+        assert!(text.ends_with("journeyd-action: v1:stale_deal:a1:2026-03-01"));
         assert_eq!(key_of(&text).as_deref(), Some(key.as_str()));
         assert_eq!(key_of("no marker here"), None);
         assert_eq!(

@@ -340,7 +340,7 @@ async fn an_injection_attempt_in_a_key_is_sent_as_a_literal() {
         .await
         .expect("the lookup succeeds");
     assert!(found.is_empty(), "{found:?}");
-    let expected = "contains(description,'journeyd-key: '' or 1 eq 1 or name eq ''')";
+    let expected = "contains(description,'journeyd-action: '' or 1 eq 1 or name eq ''')";
     assert!(
         emulator.filters().iter().any(|f| f == expected),
         "{:?}",
