@@ -2,8 +2,47 @@
 //! (OData v4).
 //!
 //! Map of the crate:
+//! - [`settings`]: what the daemon's config tells the connector (environment
+//!   URL, Entra tenant and app, limits, paging and batch knobs, which tables
+//!   are read by change tracking, stage and lifecycle columns); owned here,
+//!   built by the daemon's config;
+//! - [`connector`]: [`DynamicsConnector`], the contract's `Connector`, and
+//!   the calls every part goes through (reads, `$batch`es, the teams and
+//!   choice option sets it learns once);
+//! - `odata`: `$filter` literals (quotes doubled, GUIDs checked), column
+//!   names and query encoding;
+//! - `wire`: Dataverse's JSON as the client reads it (pages, errors,
+//!   annotations, choice metadata);
+//! - `batch`: the multipart `$batch` body and its answer, part by part;
+//! - `dialect`: how Dataverse's failures and service-protection limits read;
+//! - `normalize`: annotated rows to records, tasks and owners;
+//! - `pull`: pages of records (change tracking with delta links, or a
+//!   `modifiedon` watermark; a page of deals gets its tasks in one
+//!   `$batch`), and owners;
+//! - `writeback`: tasks, column values and completions in `$batch`es, and
+//!   finding what was already written;
 //! - `emulator` (feature `emulator`): a loopback Dataverse built from the
 //!   published API facts, never from this crate's client wire types.
+//!
+//! Call counts: a full read of N rows of a table is `ceil(N / page_size)`
+//! GETs (5,000 rows a page at most); of N deals, twice that (each page's
+//! tasks come in one `$batch`); owners are the users' pages plus one read
+//! of the teams. A delta pull costs a call per page of changes, at least
+//! one. Writes cost one `$batch` per `batch_limit` (at most 1,000) actions,
+//! plus one metadata read per choice column written, once per connector.
+
+mod batch;
+pub mod connector;
+mod dialect;
+mod normalize;
+mod odata;
+mod pull;
+pub mod settings;
+mod wire;
+mod writeback;
 
 #[cfg(feature = "emulator")]
 pub mod emulator;
+
+pub use connector::DynamicsConnector;
+pub use settings::{DynamicsCredentials, DynamicsSettings};
