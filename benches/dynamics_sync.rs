@@ -107,7 +107,11 @@ fn main() {
 
 fn write_config(dir: &Path, emulator: &DynamicsEmulator) -> std::path::PathBuf {
     let mut config = shipped_config(dir);
-    let base = emulator.base_url().as_str().trim_end_matches('/').to_owned();
+    let base = emulator
+        .base_url()
+        .as_str()
+        .trim_end_matches('/')
+        .to_owned();
     let dynamics = &mut config["connectors"]["dynamics"];
     dynamics["api_url"] = toml_edit::value(base.as_str());
     dynamics["authority_url"] = toml_edit::value(base.as_str());

@@ -35,7 +35,11 @@ impl Environment {
         })
         .expect("the emulator starts");
         let mut config = shipped_config();
-        let base = emulator.base_url().as_str().trim_end_matches('/').to_owned();
+        let base = emulator
+            .base_url()
+            .as_str()
+            .trim_end_matches('/')
+            .to_owned();
         let dynamics = &mut config["connectors"]["dynamics"];
         dynamics["api_url"] = value(base.as_str());
         dynamics["authority_url"] = value(base.as_str());

@@ -87,10 +87,7 @@ fn edit(targets: &Targets, apply: bool) -> anyhow::Result<String> {
         targets.dynamics_url.as_str(),
         "the demo's emulated environment",
     );
-    dynamics["authority_url"] = noted(
-        targets.dynamics_url.as_str(),
-        "the emulator signs in too",
-    );
+    dynamics["authority_url"] = noted(targets.dynamics_url.as_str(), "the emulator signs in too");
     dynamics["tenant"] = noted(targets.dynamics_tenant.as_str(), "the emulated tenant");
     dynamics["client_id"] = noted(
         targets.dynamics_client_id.as_str(),

@@ -70,6 +70,9 @@ pub fn print_tasks(environment: &DynamicsEmulator, rows: usize) {
     });
     println!(
         "{}",
-        table(&["TASK", "REGARDING", "OWNER", "PRIORITY", "SUBJECT"], lines)
+        table(
+            &["TASK", "REGARDING", "OWNER", "PRIORITY", "SUBJECT"],
+            lines
+        )
     );
 }
