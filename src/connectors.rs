@@ -12,6 +12,7 @@ use crate::store::StoreHandle;
 use crate::sync::{self, Shutdown, SyncError, SyncOptions, SyncProgress, SyncSummary};
 use crate::writeback::{self, WritebackError, WritebackOptions, WritebackReport};
 use journeyd_connector::{Connector, ConnectorError, ConnectorName, System};
+use journeyd_dynamics::{DynamicsConnector, DynamicsCredentials};
 use journeyd_hubspot::{HubspotAuth, HubspotConnector, HubspotCredentials};
 use journeyd_salesforce::{SalesforceAuth, SalesforceConnector, SalesforceCredentials};
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use thiserror::Error;
 pub enum AnyConnector {
     Hubspot(Box<HubspotConnector>),
     Salesforce(Box<SalesforceConnector>),
+    Dynamics(Box<DynamicsConnector>),
 }
 
 #[derive(Debug, Error)]
@@ -111,6 +113,17 @@ impl AnyConnector {
                         source,
                     })
             }
+            Connection::Dynamics(dynamics) => {
+                let credentials = DynamicsCredentials {
+                    client_secret: secrets.require(name, "secret", config.secret.as_ref())?,
+                };
+                DynamicsConnector::new(name.clone(), dynamics.settings.clone(), credentials)
+                    .map(|c| AnyConnector::Dynamics(Box::new(c)))
+                    .map_err(|source| BuildError::Connector {
+                        connector: name.clone(),
+                        source,
+                    })
+            }
             Connection::Other => Err(BuildError::Unsupported {
                 connector: name.clone(),
                 system: config.system,
@@ -134,6 +147,9 @@ impl AnyConnector {
             AnyConnector::Salesforce(c) => {
                 sync::sync(store, c.as_ref(), config, options, progress, shutdown).await
             }
+            AnyConnector::Dynamics(c) => {
+                sync::sync(store, c.as_ref(), config, options, progress, shutdown).await
+            }
         }
     }
 
@@ -147,6 +163,7 @@ impl AnyConnector {
         match self {
             AnyConnector::Hubspot(c) => writeback::run(store, c.as_ref(), options).await,
             AnyConnector::Salesforce(c) => writeback::run(store, c.as_ref(), options).await,
+            AnyConnector::Dynamics(c) => writeback::run(store, c.as_ref(), options).await,
         }
     }
 
@@ -154,6 +171,7 @@ impl AnyConnector {
         match self {
             AnyConnector::Hubspot(c) => c.name(),
             AnyConnector::Salesforce(c) => c.name(),
+            AnyConnector::Dynamics(c) => c.name(),
         }
     }
 }

@@ -56,10 +56,10 @@ pub enum Command {
     Violations(ViolationsCommand),
     /// Stage KPIs: conversion, time in stage, stalled records, violations.
     Report,
-    /// Run the whole pipeline on an emulated HubSpot portal and Salesforce
-    /// org: no account, no network.
+    /// Run the whole pipeline on an emulated HubSpot portal, Salesforce org
+    /// and Dynamics 365 environment: no account, no network.
     Demo {
-        /// Write the corrective tasks into both emulated CRMs and list them.
+        /// Write the corrective tasks into each emulated CRM and list them.
         #[arg(long)]
         apply: bool,
         /// Keep the demo's config and state file instead of removing them.

@@ -4,6 +4,7 @@
 use crate::journey::{Expr, Journey, RoleId, StageId};
 use crate::rules::{ActionKind, BuiltinRule, MessageTemplate, RuleId, Severity};
 use journeyd_connector::{ConnectorName, ObjectKind, System};
+use journeyd_dynamics::DynamicsSettings;
 use journeyd_hubspot::HubspotSettings;
 use journeyd_salesforce::SalesforceSettings;
 use std::collections::{BTreeMap, BTreeSet};
@@ -120,6 +121,7 @@ pub struct ConnectorConfig {
 pub enum Connection {
     Hubspot(Box<HubspotConnection>),
     Salesforce(Box<SalesforceConnection>),
+    Dynamics(Box<DynamicsConnection>),
     /// A CRM whose connector is not built yet: only `journeyd import` feeds it.
     Other,
 }
@@ -130,6 +132,7 @@ impl Connection {
         match self {
             Connection::Hubspot(hubspot) => hubspot.settings.batch_limit,
             Connection::Salesforce(salesforce) => salesforce.settings.batch_limit,
+            Connection::Dynamics(dynamics) => dynamics.settings.batch_limit,
             Connection::Other => DEFAULT_BATCH_LIMIT,
         }
     }
@@ -153,6 +156,12 @@ pub struct SalesforceConnection {
     /// (the connector's `secret` is then the client secret; with `auth =
     /// "jwt"` it is the private key).
     pub refresh_token: Option<SecretRef>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DynamicsConnection {
+    /// The connector's `secret` is the app registration's client secret.
+    pub settings: DynamicsSettings,
 }
 
 /// Where a secret is read from at startup. Secrets are never in config files.

@@ -115,6 +115,13 @@ pub(super) struct RawConnector {
     pub account_stage_field: Option<Text>,
     pub task_external_id: Option<Text>,
     pub jwt_audience: Option<Text>,
+    pub tenant: Option<Text>,
+    pub authority_url: Option<Text>,
+    pub scope: Option<Text>,
+    pub deal_stage_field: Option<Text>,
+    pub lead_stage_field: Option<Text>,
+    pub task_alternate_key: Option<Text>,
+    pub change_tracking: Option<Spanned<Vec<Text>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -126,6 +133,7 @@ pub(super) struct RawLimits {
     pub retry_budget: Option<Spanned<i64>>,
     pub max_attempts: Option<Spanned<i64>>,
     pub daily_stop_share: Option<Spanned<f64>>,
+    pub max_concurrent: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -137,6 +145,8 @@ pub(super) struct RawPaging {
     pub batch_limit: Option<Spanned<i64>>,
     pub overlap_seconds: Option<Spanned<i64>>,
     pub query_batch: Option<Spanned<i64>>,
+    pub page_size: Option<Spanned<i64>>,
+    pub task_lookup_ids: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

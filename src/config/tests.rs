@@ -10,6 +10,7 @@ use super::*;
 use crate::journey::StageId;
 use std::path::{Path, PathBuf};
 
+mod dynamics;
 mod salesforce;
 
 fn corpus_dir() -> PathBuf {
@@ -183,7 +184,7 @@ fn emails_in_role_maps_are_stored_lowercased_and_owner_ids_as_written() {
 state_path = "s.sqlite"
 journey = "journey.toml"
 [connectors.crm]
-kind = "dynamics"
+kind = "hubspot"
 [connectors.crm.roles]
 users = { " Ann@Example.COM " = "sales", "005AbC" = "onboarding" }
 "#;
@@ -377,7 +378,17 @@ fn oauth_on_loopback_takes_every_knob_and_derives_the_token_url_from_the_api_url
         config.connectors[0].objects,
         [ObjectKind::Deal, ObjectKind::Contact].into()
     );
-    assert!(matches!(config.connectors[1].connection, Connection::Other));
+    let Connection::Dynamics(dynamics) = &config.connectors[1].connection else {
+        panic!("a dynamics connection");
+    };
+    assert_eq!(
+        (
+            dynamics.settings.url.as_str(),
+            dynamics.settings.tenant.as_str(),
+            dynamics.settings.page_size.get()
+        ),
+        ("http://127.0.0.1:8081/", "contoso.onmicrosoft.com", 500)
+    );
     assert_eq!(config.connectors[1].objects, [ObjectKind::Lead].into());
 }
 

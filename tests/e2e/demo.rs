@@ -1,14 +1,14 @@
 //! `journeyd demo`, the README's first command, on a machine with nothing
-//! but the binary: no account, no network, no config. Both emulated CRMs,
-//! a HubSpot portal and a Salesforce org, are synced, audited and (with
-//! `--apply`) written to.
+//! but the binary: no account, no network, no config. All three emulated
+//! CRMs, a Dynamics 365 environment, a HubSpot portal and a Salesforce org,
+//! are synced, audited and (with `--apply`) written to.
 
 use crate::support::{journeyd, stderr, stdout};
 use journeyd_salesforce::emulator::TEST_JWT_PRIVATE_KEY_PEM;
 use serde_json::Value;
 use std::path::PathBuf;
 
-const CONNECTORS: [&str; 2] = ["hubspot", "salesforce"];
+const CONNECTORS: [&str; 3] = ["dynamics", "hubspot", "salesforce"];
 
 /// The number after `prefix` on the line starting with it.
 fn count_after(out: &str, prefix: &str) -> u64 {
@@ -31,7 +31,7 @@ fn section<'o>(out: &'o str, start: &str) -> Vec<&'o str> {
 }
 
 #[test]
-fn the_demo_syncs_both_emulated_crms_audits_them_and_with_apply_writes_tasks_into_each() {
+fn the_demo_syncs_every_emulated_crm_audits_them_and_with_apply_writes_tasks_into_each() {
     let output = journeyd()
         .args(["demo", "--apply"])
         .output()
@@ -39,6 +39,7 @@ fn the_demo_syncs_both_emulated_crms_audits_them_and_with_apply_writes_tasks_int
     let (out, err) = (stdout(&output), stderr(&output));
     assert!(output.status.success(), "{out}\n{err}");
     for line in [
+        "Dynamics:   an emulated environment serves 1001 opportunities",
         "HubSpot:    an emulated portal serves 2000 deals",
         "Salesforce: an emulated org serves 1001 opportunities",
     ] {
@@ -49,7 +50,7 @@ fn the_demo_syncs_both_emulated_crms_audits_them_and_with_apply_writes_tasks_int
         );
     }
     for step in [
-        "== sync both CRMs",
+        "== sync every CRM",
         "== audit every record",
         "== the violations log",
         "== stage KPIs",
@@ -57,7 +58,7 @@ fn the_demo_syncs_both_emulated_crms_audits_them_and_with_apply_writes_tasks_int
     ] {
         assert!(out.contains(step), "the demo skipped {step:?}:\n{out}");
     }
-    let synced = section(&out, "== sync both CRMs");
+    let synced = section(&out, "== sync every CRM");
     for connector in CONNECTORS {
         assert!(
             synced.iter().any(|row| {
@@ -81,6 +82,7 @@ fn the_demo_syncs_both_emulated_crms_audits_them_and_with_apply_writes_tasks_int
         );
     }
     for (connector, crm) in [
+        ("dynamics", "Dynamics environment"),
         ("hubspot", "HubSpot portal"),
         ("salesforce", "Salesforce org"),
     ] {
@@ -103,7 +105,7 @@ fn the_demo_syncs_both_emulated_crms_audits_them_and_with_apply_writes_tasks_int
 }
 
 #[test]
-fn the_demo_in_json_prints_one_document_per_step_covering_both_connectors_and_writes_no_key() {
+fn the_demo_in_json_prints_one_document_per_step_covering_every_connector_and_writes_no_key() {
     let output = journeyd()
         .args(["--json", "demo", "--keep"])
         .output()
@@ -160,9 +162,9 @@ fn the_demo_in_json_prints_one_document_per_step_covering_both_connectors_and_wr
             .iter()
             .all(|s| s["status"] == "ok")
     );
-    assert!(audit["summary"]["violations"].as_u64().unwrap() > 200);
+    assert!(audit["summary"]["violations"].as_u64().unwrap() > 300);
     assert_eq!(connectors(violations, "connector"), CONNECTORS);
-    assert_eq!(violations.as_array().unwrap().len(), 20, "ten of each");
+    assert_eq!(violations.as_array().unwrap().len(), 30, "ten of each");
     assert!(report["stages"].is_array());
     assert_eq!(connectors(writeback, "connector"), CONNECTORS);
     for plan in writeback.as_array().unwrap() {

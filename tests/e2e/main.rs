@@ -4,6 +4,8 @@
 mod admin_flow;
 mod config_check;
 mod demo;
+mod dynamics;
+mod environment;
 mod hubspot;
 mod org;
 mod portal;

@@ -126,7 +126,8 @@ pub fn task_violations(install: &Install, connector: &str) -> std::collections::
         .iter()
         .filter(|row| row["action"]["kind"] == "task")
         .filter(|row| {
-            ["deal", "contact", "account"].contains(&row["object"].as_str().unwrap_or_default())
+            ["deal", "lead", "contact", "account"]
+                .contains(&row["object"].as_str().unwrap_or_default())
         })
         .map(|row| {
             row["fingerprint"]

@@ -76,7 +76,9 @@ fn sync_names_the_missing_secret_and_never_starts() {
     );
     let output = install.run_expecting(1, &["sync", "--connector", "dynamics"]);
     assert!(
-        stderr(&output).contains("connector kind dynamics is not supported yet"),
+        stderr(&output).contains(
+            "connector dynamics: credential dynamics-client-secret needs $CREDENTIALS_DIRECTORY"
+        ),
         "{}",
         stderr(&output)
     );

@@ -25,10 +25,18 @@ pub struct Targets {
     /// The environment variable the Salesforce private key is read from
     /// (handed over in memory by the demo's secret resolver).
     pub salesforce_key_variable: &'static str,
+    /// `api_url` and `authority_url` of the Dynamics connector: the
+    /// emulator is the environment and its sign-in host at once.
+    pub dynamics_url: String,
+    /// The Entra tenant and app registration the emulator knows.
+    pub dynamics_tenant: String,
+    pub dynamics_client_id: String,
+    /// The environment variable the client secret is read from.
+    pub dynamics_secret_variable: &'static str,
 }
 
 /// Writes `journey.toml` and `journeyd.toml` into `dir`; write-back is
-/// allowed when `apply` (with a cap high enough for both CRMs' backlog).
+/// allowed when `apply` (with a cap high enough for every CRM's backlog).
 /// Returns the daemon config's path.
 pub fn write(dir: &Path, targets: &Targets, apply: bool) -> anyhow::Result<PathBuf> {
     let config = edit(targets, apply)?;
@@ -47,10 +55,6 @@ fn edit(targets: &Targets, apply: bool) -> anyhow::Result<String> {
         .parse()
         .context("the shipped config is not valid TOML")?;
     let connectors = table(config.as_table_mut(), "connectors")?;
-    // The demo has no Dynamics 365 emulator, and journeyd syncs Dynamics
-    // only through `journeyd import` so far: an admin without Dynamics
-    // removes its table just so.
-    connectors.remove("dynamics");
 
     let hubspot = table(connectors, "hubspot")?;
     hubspot["api_url"] = noted(targets.hubspot_url.as_str(), "the demo's emulated portal");
@@ -77,6 +81,21 @@ fn edit(targets: &Targets, apply: bool) -> anyhow::Result<String> {
     let mut secret = InlineTable::new();
     secret.insert("env", targets.salesforce_key_variable.into());
     salesforce["secret"] = noted(secret, "set by `journeyd demo` in memory only");
+
+    let dynamics = table(connectors, "dynamics")?;
+    dynamics["api_url"] = noted(
+        targets.dynamics_url.as_str(),
+        "the demo's emulated environment",
+    );
+    dynamics["authority_url"] = noted(targets.dynamics_url.as_str(), "the emulator signs in too");
+    dynamics["tenant"] = noted(targets.dynamics_tenant.as_str(), "the emulated tenant");
+    dynamics["client_id"] = noted(
+        targets.dynamics_client_id.as_str(),
+        "the emulated app registration",
+    );
+    let mut secret = InlineTable::new();
+    secret.insert("env", targets.dynamics_secret_variable.into());
+    dynamics["secret"] = noted(secret, "set by `journeyd demo` in memory only");
 
     if apply {
         let writeback = table(config.as_table_mut(), "writeback")?;
@@ -115,6 +134,10 @@ mod tests {
             salesforce_client_id: "demo-consumer-key".into(),
             salesforce_username: "integration@demo.example".into(),
             salesforce_key_variable: "DEMO_KEY",
+            dynamics_url: "http://127.0.0.1:4003".into(),
+            dynamics_tenant: "5f0e6d0c-58a9-4c29-9a3e-0d8c2f1b7a64".into(),
+            dynamics_client_id: "7d1b5c7e-2f0a-4c53-9a51-6f3b8e1d2c44".into(),
+            dynamics_secret_variable: "DEMO_SECRET",
         }
     }
 
@@ -125,16 +148,28 @@ mod tests {
     }
 
     #[test]
-    fn the_edited_shipped_config_points_both_connectors_at_the_emulators_and_passes_validation() {
+    fn the_edited_shipped_config_points_every_connector_at_the_emulators_and_passes_validation() {
         let config = load(false);
         let names: Vec<&str> = config.connectors.iter().map(|c| c.name.as_str()).collect();
-        assert_eq!(names, ["hubspot", "salesforce"]);
-        let Connection::Hubspot(hubspot) = &config.connectors[0].connection else {
+        assert_eq!(names, ["dynamics", "hubspot", "salesforce"]);
+        let Connection::Dynamics(dynamics) = &config.connectors[0].connection else {
+            panic!("dynamics is a Dynamics connection");
+        };
+        assert_eq!(dynamics.settings.url.as_str(), "http://127.0.0.1:4003/");
+        assert_eq!(
+            dynamics.settings.authority.as_str(),
+            "http://127.0.0.1:4003/"
+        );
+        assert_eq!(
+            config.connectors[0].secret,
+            Some(SecretRef::Env("DEMO_SECRET".into()))
+        );
+        let Connection::Hubspot(hubspot) = &config.connectors[1].connection else {
             panic!("hubspot is a HubSpot connection");
         };
         assert_eq!(hubspot.settings.api_url.as_str(), "http://127.0.0.1:4001/");
         assert_eq!(hubspot.settings.limits.general.0.get(), 190);
-        let salesforce = &config.connectors[1];
+        let salesforce = &config.connectors[2];
         let Connection::Salesforce(connection) = &salesforce.connection else {
             panic!("salesforce is a Salesforce connection");
         };
@@ -163,7 +198,6 @@ mod tests {
     #[test]
     fn the_edited_config_keeps_the_shipped_comments() {
         let text = edit(&targets(), false).unwrap();
-        assert!(text.contains("# Salesforce connectors take (defaults shown):"));
-        assert!(!text.contains("[connectors.dynamics"));
+        assert!(text.contains("# Dynamics 365 connectors take (defaults shown):"));
     }
 }

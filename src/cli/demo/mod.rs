@@ -1,17 +1,20 @@
-//! `journeyd demo`: the whole pipeline against two emulated CRMs at once, a
-//! HubSpot portal and a Salesforce org, with no account and no network.
-//! Each emulator serves a seeded CRM of a couple of thousand deals or
-//! opportunities on 127.0.0.1 with its CRM's paging, limits, sign-in and
-//! error bodies; the demo syncs both over real HTTP, audits them in one
-//! run with the shipped journey and config, and shows the violations and
-//! the write-back plan of each. With `--apply` it writes the corrective
-//! tasks into both and lists them. Config and state live in a temporary
-//! directory, removed afterwards unless `--keep` is given.
+//! `journeyd demo`: the whole pipeline against three emulated CRMs at once,
+//! a HubSpot portal, a Salesforce org and a Dynamics 365 environment, with
+//! no account and no network. Each emulator serves a seeded CRM of one or
+//! two thousand deals or opportunities on 127.0.0.1 with its CRM's paging,
+//! limits, sign-in and error bodies; the demo syncs all three over real
+//! HTTP, audits them in one run with the shipped journey and config, and
+//! shows the violations and the write-back plan of each. With `--apply` it
+//! writes the corrective tasks into each and lists them. Config and state
+//! live in a temporary directory, removed afterwards unless `--keep` is
+//! given.
 //!
 //! Map of the module: `config` edits the shipped config for the emulators;
-//! `hubspot` and `salesforce` start each emulator and show what it holds.
+//! `hubspot`, `salesforce` and `dynamics` start each emulator and show what
+//! it holds.
 
 mod config;
+mod dynamics;
 mod hubspot;
 mod salesforce;
 
@@ -29,7 +32,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 /// The connectors of the shipped config the demo runs, in the order shown.
-const CONNECTORS: [&str; 2] = ["hubspot", "salesforce"];
+const CONNECTORS: [&str; 3] = ["dynamics", "hubspot", "salesforce"];
 /// Rows of each long table shown: a screenful per connector.
 const ROWS: usize = 10;
 
@@ -47,17 +50,20 @@ pub fn run(json: bool, keep: bool, apply: bool) -> anyhow::Result<ExitCode> {
 
 fn demo(dir: &Path, json: bool, apply: bool) -> anyhow::Result<ExitCode> {
     // Seeding is the emulators' own work and takes a while each: side by side.
-    let (portal, org) = std::thread::scope(|scope| {
+    let (portal, org, environment) = std::thread::scope(|scope| {
         let portal = scope.spawn(hubspot::start);
         let org = scope.spawn(salesforce::start);
+        let environment = scope.spawn(dynamics::start);
         let join = |name: &str| anyhow!("the {name} emulator panicked while starting");
         (
             portal.join().map_err(|_| join("HubSpot")),
             org.join().map_err(|_| join("Salesforce")),
+            environment.join().map_err(|_| join("Dynamics 365")),
         )
     });
     let portal = portal?.context("could not start the HubSpot emulator")?;
     let org = org?.context("could not start the Salesforce emulator")?;
+    let environment = environment?.context("could not start the Dynamics 365 emulator")?;
     let trimmed = |url: url::Url| url.as_str().trim_end_matches('/').to_owned();
     let config_path = config::write(
         dir,
@@ -68,10 +74,15 @@ fn demo(dir: &Path, json: bool, apply: bool) -> anyhow::Result<ExitCode> {
             salesforce_client_id: org.client_id(),
             salesforce_username: org.username(),
             salesforce_key_variable: salesforce::KEY_VARIABLE,
+            dynamics_url: trimmed(environment.base_url()),
+            dynamics_tenant: environment.tenant(),
+            dynamics_client_id: environment.client_id(),
+            dynamics_secret_variable: dynamics::SECRET_VARIABLE,
         },
         apply,
     )?;
     let token = portal.private_app_token();
+    let client_secret = environment.client_secret();
     let ctx = Context {
         config_path,
         state_override: Some(dir.join("state.sqlite")),
@@ -82,18 +93,20 @@ fn demo(dir: &Path, json: bool, apply: bool) -> anyhow::Result<ExitCode> {
             move |name| match name {
                 hubspot::TOKEN_VARIABLE => Some(OsString::from(&token)),
                 salesforce::KEY_VARIABLE => Some(OsString::from(salesforce::private_key())),
+                dynamics::SECRET_VARIABLE => Some(OsString::from(&client_secret)),
                 _ => None,
             },
             None,
         ),
     };
     if !json {
+        println!("{}", dynamics::describe(&environment));
         println!("{}", hubspot::describe(&portal));
         println!("{}", salesforce::describe(&org));
     }
     let steps: [(&str, &dyn Fn() -> anyhow::Result<ExitCode>); 5] = [
         (
-            "sync both CRMs: HubSpot owners, deals, contacts, companies; Salesforce users, opportunities, accounts, contacts, leads",
+            "sync every CRM: HubSpot owners, deals, contacts, companies; Salesforce users, opportunities, accounts, contacts, leads; Dynamics users, teams, opportunities, accounts, contacts, leads",
             &|| {
                 sync::run(
                     &ctx,
@@ -106,7 +119,7 @@ fn demo(dir: &Path, json: bool, apply: bool) -> anyhow::Result<ExitCode> {
             },
         ),
         (
-            "audit every record of both against the buyer journey",
+            "audit every record of all three against the buyer journey",
             &|| commands::audit(&ctx),
         ),
         ("the violations log, most severe first", &|| {
@@ -142,6 +155,7 @@ fn demo(dir: &Path, json: bool, apply: bool) -> anyhow::Result<ExitCode> {
     }
     if !json {
         if apply {
+            dynamics::print_tasks(&environment, ROWS);
             hubspot::print_tasks(&portal, ROWS);
             salesforce::print_tasks(&org, ROWS);
         }

@@ -2,15 +2,13 @@
 //! `objects`, `[connectors.NAME.limits]` and `[connectors.NAME.paging]`,
 //! validated into the connector crate's own settings type.
 //!
-//! HubSpot's and Salesforce's connectors exist; a key one of them takes is
-//! refused by name on the other, and Dynamics accepts only `objects` and
-//! refuses them all, so that a config written for it today does not silently
-//! mean something else when its connector lands. Salesforce's keys are
-//! checked in [`salesforce`].
+//! A key one kind of connector takes is refused by name on the others.
+//! Salesforce's keys are checked in [`salesforce`], Dynamics 365's in
+//! [`dynamics`].
 
 use super::connectors::secret_ref;
 use super::{Checker, object_kind, one_of};
-use crate::config::raw::{RawConnector, RawLimits, RawPaging, Text};
+use crate::config::raw::{RawConnector, RawLimits, RawPaging, Text, TextMap};
 use crate::config::{Config, Connection, HubspotConnection, LifecycleMap};
 use journeyd_connector::http::{RateLimits, RetryPolicy};
 use journeyd_connector::{ObjectKind, System};
@@ -23,6 +21,7 @@ use std::time::Duration;
 use toml::Spanned;
 use url::{Host, Url};
 
+mod dynamics;
 mod salesforce;
 
 const HUBSPOT_API_URL: &str = "https://api.hubapi.com";
@@ -65,16 +64,10 @@ pub(super) fn reach(
     let foreign = foreign_keys(raw.get_ref(), system);
     for (key, at, owners) in &foreign {
         let owners: Vec<String> = owners.iter().map(|s| format!("`{s}`")).collect();
-        // Dynamics has no connector yet: its keys are still to come.
-        let yet = if system == System::Dynamics {
-            " yet"
-        } else {
-            ""
-        };
         check.error(
             *at,
             format!(
-                "{context}`{key}` is a setting of {} connectors; `{system}` connectors do not take it{yet}",
+                "{context}`{key}` is a setting of {} connectors; `{system}` connectors do not take it",
                 owners.join(" and ")
             ),
         );
@@ -82,20 +75,18 @@ pub(super) fn reach(
     let reach = match system {
         System::Hubspot => hubspot(raw, derived, context, check),
         System::Salesforce => salesforce::salesforce(raw, derived, context, check),
-        other => {
-            objects(raw.get_ref(), &ObjectKind::ALL, other, context, check).map(|objects| Reach {
-                objects,
-                connection: Connection::Other,
-                fields: None,
-            })
-        }
+        System::Dynamics => dynamics::dynamics(raw, derived, context, check),
     };
     reach.filter(|_| foreign.is_empty())
 }
 
 const HUBSPOT: &[System] = &[System::Hubspot];
 const SALESFORCE: &[System] = &[System::Salesforce];
-const BOTH: &[System] = &[System::Hubspot, System::Salesforce];
+const DYNAMICS: &[System] = &[System::Dynamics];
+const HUBSPOT_SALESFORCE: &[System] = &[System::Hubspot, System::Salesforce];
+const HUBSPOT_DYNAMICS: &[System] = &[System::Hubspot, System::Dynamics];
+const SALESFORCE_DYNAMICS: &[System] = &[System::Salesforce, System::Dynamics];
+const ALL: &[System] = &System::ALL;
 
 /// The connection keys written in a connector's table that `system` does not
 /// take, with where each is written and the kinds that do take it. A table
@@ -106,14 +97,18 @@ fn foreign_keys(raw: &RawConnector, system: System) -> Vec<(String, usize, &'sta
         value.as_ref().map(|v| v.span().start)
     }
     let mut keys: Vec<(String, Option<usize>, &'static [System])> = vec![
-        ("api_url".into(), at(&raw.api_url), HUBSPOT),
-        ("auth".into(), at(&raw.auth), BOTH),
-        ("client_id".into(), at(&raw.client_id), BOTH),
+        ("api_url".into(), at(&raw.api_url), HUBSPOT_DYNAMICS),
+        ("auth".into(), at(&raw.auth), HUBSPOT_SALESFORCE),
+        ("client_id".into(), at(&raw.client_id), ALL),
         ("token_url".into(), at(&raw.token_url), HUBSPOT),
         ("portal_id".into(), at(&raw.portal_id), HUBSPOT),
-        ("refresh_token".into(), at(&raw.refresh_token), BOTH),
-        ("limits".into(), at(&raw.limits), BOTH),
-        ("paging".into(), at(&raw.paging), BOTH),
+        (
+            "refresh_token".into(),
+            at(&raw.refresh_token),
+            HUBSPOT_SALESFORCE,
+        ),
+        ("limits".into(), at(&raw.limits), ALL),
+        ("paging".into(), at(&raw.paging), ALL),
         (
             "lifecycle_forward_only".into(),
             at(&raw.lifecycle_forward_only),
@@ -121,12 +116,16 @@ fn foreign_keys(raw: &RawConnector, system: System) -> Vec<(String, usize, &'sta
         ),
         ("login_url".into(), at(&raw.login_url), SALESFORCE),
         ("instance_hosts".into(), at(&raw.instance_hosts), SALESFORCE),
-        ("api_version".into(), at(&raw.api_version), SALESFORCE),
+        (
+            "api_version".into(),
+            at(&raw.api_version),
+            SALESFORCE_DYNAMICS,
+        ),
         ("username".into(), at(&raw.username), SALESFORCE),
         (
             "account_stage_field".into(),
             at(&raw.account_stage_field),
-            SALESFORCE,
+            SALESFORCE_DYNAMICS,
         ),
         (
             "task_external_id".into(),
@@ -134,6 +133,25 @@ fn foreign_keys(raw: &RawConnector, system: System) -> Vec<(String, usize, &'sta
             SALESFORCE,
         ),
         ("jwt_audience".into(), at(&raw.jwt_audience), SALESFORCE),
+        ("tenant".into(), at(&raw.tenant), DYNAMICS),
+        ("authority_url".into(), at(&raw.authority_url), DYNAMICS),
+        ("scope".into(), at(&raw.scope), DYNAMICS),
+        (
+            "deal_stage_field".into(),
+            at(&raw.deal_stage_field),
+            DYNAMICS,
+        ),
+        (
+            "lead_stage_field".into(),
+            at(&raw.lead_stage_field),
+            DYNAMICS,
+        ),
+        (
+            "task_alternate_key".into(),
+            at(&raw.task_alternate_key),
+            DYNAMICS,
+        ),
+        ("change_tracking".into(), at(&raw.change_tracking), DYNAMICS),
     ];
     if let Some(limits) = &raw.limits {
         let limits = limits.get_ref();
@@ -147,6 +165,11 @@ fn foreign_keys(raw: &RawConnector, system: System) -> Vec<(String, usize, &'sta
                 "limits.daily_stop_share".into(),
                 at(&limits.daily_stop_share),
                 SALESFORCE,
+            ),
+            (
+                "limits.max_concurrent".into(),
+                at(&limits.max_concurrent),
+                DYNAMICS,
             ),
         ]);
     }
@@ -165,12 +188,103 @@ fn foreign_keys(raw: &RawConnector, system: System) -> Vec<(String, usize, &'sta
                 at(&paging.query_batch),
                 SALESFORCE,
             ),
+            ("paging.page_size".into(), at(&paging.page_size), DYNAMICS),
+            (
+                "paging.task_lookup_ids".into(),
+                at(&paging.task_lookup_ids),
+                DYNAMICS,
+            ),
         ]);
     }
     keys.into_iter()
         .filter(|(_, _, owners)| !owners.contains(&system))
         .filter_map(|(key, at, owners)| at.map(|at| (key, at, owners)))
         .collect()
+}
+
+/// How a CRM names fields, for the messages of [`object_fields`].
+pub(super) struct FieldNaming {
+    /// The CRM as a message names it.
+    pub crm: &'static str,
+    /// What a field name must look like, as a message says it.
+    pub rule: &'static str,
+    pub valid: fn(&str) -> bool,
+}
+
+/// The fields to read per object, and field name -> canonical name.
+type FieldMap = (BTreeMap<ObjectKind, Vec<String>>, BTreeMap<String, String>);
+
+/// A field map whose keys name the object and the field,
+/// `"deal.Pain_Points__c"`: Salesforce and Dataverse refuse a whole query
+/// that names a field its object lacks, so each object is asked only for
+/// its own fields. Returns the fields per object, and the map from the
+/// field's own name (as records carry it) to its canonical name.
+pub(super) fn object_fields(
+    raw: &TextMap,
+    naming: &FieldNaming,
+    context: &str,
+    check: &mut Checker<'_>,
+) -> Option<FieldMap> {
+    let mut ok = true;
+    let mut properties: BTreeMap<ObjectKind, Vec<String>> = BTreeMap::new();
+    let mut plain: BTreeMap<String, (String, &Text)> = BTreeMap::new();
+    for (key, canonical) in raw {
+        let written = key.get_ref().trim();
+        let at = key.span().start;
+        let Some((kind, field)) = written.split_once('.') else {
+            check.error(
+                at,
+                format!(
+                    "{context}`fields` key `{written}` does not name its object: write `\"deal.{written}\"` (or `lead.`, `contact.`, `account.`), since {} refuses a query naming a field its object lacks",
+                    naming.crm
+                ),
+            );
+            ok = false;
+            continue;
+        };
+        let Some(kind) = ObjectKind::ALL.into_iter().find(|k| k.as_str() == kind) else {
+            check.error(
+                at,
+                format!(
+                    "{context}`fields` key `{written}`: unknown object kind `{kind}` (use `lead`, `contact`, `account` or `deal`)"
+                ),
+            );
+            ok = false;
+            continue;
+        };
+        if !(naming.valid)(field) {
+            check.error(
+                at,
+                format!(
+                    "{context}`fields` key `{written}`: `{field}` is not {}",
+                    naming.rule
+                ),
+            );
+            ok = false;
+            continue;
+        }
+        if let Some((other, first)) = plain.get(field)
+            && other != canonical.get_ref()
+        {
+            check.error(
+                at,
+                format!(
+                    "{context}`fields` maps `{field}` to `{}` here but to `{other}` at `{}`: records carry the field by its own name, so it means one thing on every object",
+                    canonical.get_ref(),
+                    first.get_ref()
+                ),
+            );
+            ok = false;
+            continue;
+        }
+        plain.insert(field.to_owned(), (canonical.get_ref().clone(), key));
+        properties.entry(kind).or_default().push(field.to_owned());
+    }
+    let plain = plain
+        .into_iter()
+        .map(|(field, (canonical, _))| (field, canonical))
+        .collect();
+    ok.then_some((properties, plain))
 }
 
 pub(super) fn objects(

@@ -3,14 +3,16 @@
 //! keys, the custom fields it reads and writes, `[limits]` and `[paging]`,
 //! validated into the Salesforce crate's [`SalesforceSettings`].
 
-use super::{Derived, Reach, apply_common_limits, bounded, non_zero, objects, url};
-use crate::config::raw::{RawConnector, RawLimits, RawPaging, Text, TextMap};
+use super::{
+    Derived, FieldNaming, Reach, apply_common_limits, bounded, non_zero, object_fields, objects,
+    url,
+};
+use crate::config::raw::{RawConnector, RawLimits, RawPaging, Text};
 use crate::config::validate::Checker;
 use crate::config::validate::connectors::secret_ref;
 use crate::config::{Connection, SalesforceConnection, SecretRef};
 use journeyd_connector::{ObjectKind, System};
 use journeyd_salesforce::{SalesforceAuth, SalesforceSettings};
-use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
 use std::ops::Range;
 use std::time::Duration;
@@ -87,7 +89,7 @@ pub(super) fn salesforce(
     if let Some(paging) = &raw.paging {
         ok &= apply_paging(paging.get_ref(), &mut settings, context, check);
     }
-    let properties = field_map(&raw.fields, context, check);
+    let properties = object_fields(&raw.fields, &NAMING, context, check);
     let (login_url, (auth, refresh_token), objects, (properties, fields)) =
         (login_url?, auth?, objects?, properties?);
 
@@ -126,74 +128,12 @@ pub(super) fn salesforce(
     })
 }
 
-/// The fields to read per object, and field name -> canonical name.
-type FieldMap = (BTreeMap<ObjectKind, Vec<String>>, BTreeMap<String, String>);
-
-/// The field map's keys name the object and the field,
-/// `"deal.Pain_Points__c"`: Salesforce refuses a whole query that names a
-/// field its object lacks, so each object is asked only for its own fields.
-/// Returns the fields per object, and the map from the field's own name
-/// (as records carry it) to its canonical name.
-fn field_map(raw: &TextMap, context: &str, check: &mut Checker<'_>) -> Option<FieldMap> {
-    let mut ok = true;
-    let mut properties: BTreeMap<ObjectKind, Vec<String>> = BTreeMap::new();
-    let mut plain: BTreeMap<String, (String, &Text)> = BTreeMap::new();
-    for (key, canonical) in raw {
-        let written = key.get_ref().trim();
-        let at = key.span().start;
-        let Some((kind, field)) = written.split_once('.') else {
-            check.error(
-                at,
-                format!(
-                    "{context}`fields` key `{written}` does not name its object: write `\"deal.{written}\"` (or `lead.`, `contact.`, `account.`), since Salesforce refuses a query naming a field its object lacks"
-                ),
-            );
-            ok = false;
-            continue;
-        };
-        let Some(kind) = ObjectKind::ALL.into_iter().find(|k| k.as_str() == kind) else {
-            check.error(
-                at,
-                format!(
-                    "{context}`fields` key `{written}`: unknown object kind `{kind}` (use `lead`, `contact`, `account` or `deal`)"
-                ),
-            );
-            ok = false;
-            continue;
-        };
-        if !is_api_name(field) {
-            check.error(
-                at,
-                format!(
-                    "{context}`fields` key `{written}`: `{field}` is not a Salesforce field API name (letters, digits and `_`, starting with a letter)"
-                ),
-            );
-            ok = false;
-            continue;
-        }
-        if let Some((other, first)) = plain.get(field)
-            && other != canonical.get_ref()
-        {
-            check.error(
-                at,
-                format!(
-                    "{context}`fields` maps `{field}` to `{}` here but to `{other}` at `{}`: records carry the field by its own name, so it means one thing on every object",
-                    canonical.get_ref(),
-                    first.get_ref()
-                ),
-            );
-            ok = false;
-            continue;
-        }
-        plain.insert(field.to_owned(), (canonical.get_ref().clone(), key));
-        properties.entry(kind).or_default().push(field.to_owned());
-    }
-    let plain = plain
-        .into_iter()
-        .map(|(field, (canonical, _))| (field, canonical))
-        .collect();
-    ok.then_some((properties, plain))
-}
+/// How Salesforce names fields, for the field map's messages.
+const NAMING: FieldNaming = FieldNaming {
+    crm: "Salesforce",
+    rule: "a Salesforce field API name (letters, digits and `_`, starting with a letter)",
+    valid: is_api_name,
+};
 
 fn is_api_name(text: &str) -> bool {
     text.starts_with(|c: char| c.is_ascii_alphabetic())
