@@ -11,7 +11,7 @@ use crate::secrets::{RefreshTokenFile, SecretError, SecretResolver};
 use crate::store::StoreHandle;
 use crate::sync::{self, Shutdown, SyncError, SyncOptions, SyncProgress, SyncSummary};
 use crate::writeback::{self, WritebackError, WritebackOptions, WritebackReport};
-use journeyd_connector::{Connector, ConnectorError, ConnectorName, System};
+use journeyd_connector::{Connector, ConnectorError, ConnectorName};
 use journeyd_dynamics::{DynamicsConnector, DynamicsCredentials};
 use journeyd_hubspot::{HubspotAuth, HubspotConnector, HubspotCredentials};
 use journeyd_salesforce::{SalesforceAuth, SalesforceConnector, SalesforceCredentials};
@@ -28,13 +28,6 @@ pub enum AnyConnector {
 
 #[derive(Debug, Error)]
 pub enum BuildError {
-    #[error(
-        "connector {connector}: connector kind {system} is not supported yet (only `journeyd import` can feed it)"
-    )]
-    Unsupported {
-        connector: ConnectorName,
-        system: System,
-    },
     #[error(transparent)]
     Secret(#[from] SecretError),
     #[error("connector {connector} could not be set up")]
@@ -124,10 +117,6 @@ impl AnyConnector {
                         source,
                     })
             }
-            Connection::Other => Err(BuildError::Unsupported {
-                connector: name.clone(),
-                system: config.system,
-            }),
         }
     }
 
@@ -180,7 +169,7 @@ impl AnyConnector {
 mod tests {
     use super::*;
     use crate::config::{HubspotConnection, RoleMap, SalesforceConnection, SecretRef};
-    use journeyd_connector::ObjectKind;
+    use journeyd_connector::{ObjectKind, System};
     use journeyd_hubspot::HubspotSettings;
     use journeyd_salesforce::SalesforceSettings;
     use std::collections::BTreeMap;
@@ -245,15 +234,6 @@ mod tests {
     }
 
     #[test]
-    fn a_kind_without_a_connector_yet_is_refused_by_name() {
-        let dynamics = config(System::Dynamics, Connection::Other, None);
-        assert_eq!(
-            build(&dynamics, &[]),
-            "connector crm: connector kind dynamics is not supported yet (only `journeyd import` can feed it)"
-        );
-    }
-
-    #[test]
     fn a_missing_secret_stops_the_build_naming_the_variable_and_never_the_others_values() {
         let private_app = config(
             System::Hubspot,
@@ -295,6 +275,34 @@ mod tests {
         SalesforceAuth::RefreshToken {
             client_id: "consumer-key".into(),
         }
+    }
+
+    fn dynamics() -> Connection {
+        let url = url::Url::parse("http://127.0.0.1:9").unwrap();
+        Connection::Dynamics(Box::new(crate::config::DynamicsConnection {
+            settings: journeyd_dynamics::DynamicsSettings::for_url(
+                url,
+                "contoso.onmicrosoft.com",
+                "7d1b5c7e-2f0a-4c53-9a51-6f3b8e1d2c44",
+            ),
+        }))
+    }
+
+    #[test]
+    fn a_dynamics_connector_reads_its_client_secret_and_names_it_when_missing() {
+        let app = config(
+            System::Dynamics,
+            dynamics(),
+            Some(SecretRef::Env("DYNAMICS_SECRET".into())),
+        );
+        assert_eq!(
+            build(&app, &[("DYNAMICS_OTHER", "s3cr3t-value")]),
+            "connector crm: environment variable DYNAMICS_SECRET is not set"
+        );
+        assert!(matches!(
+            try_build(&app, &[("DYNAMICS_SECRET", "s3cr3t-value")]),
+            Ok(AnyConnector::Dynamics(_))
+        ));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use crate::cli::args::SyncArgs;
 use crate::cli::commands::{Context, load_config, runtime, select_connectors};
 use crate::cli::output::{json, table};
 use crate::cli::progress::sync_progress;
-use crate::config::{Connection, ConnectorConfig};
+use crate::config::ConnectorConfig;
 use crate::connectors::AnyConnector;
 use crate::secrets::RefreshTokenFile;
 use crate::store::{RunStatus, StoreHandle};
@@ -29,12 +29,6 @@ struct NotSynced {
 pub fn run(ctx: &Context, args: &SyncArgs) -> anyhow::Result<ExitCode> {
     let config = load_config!(ctx);
     let selected = select_connectors(&config, args.connector.as_deref())?;
-    // Unnamed connectors of kinds journeyd cannot reach yet are fed by
-    // `journeyd import`: not an error unless asked for by name.
-    let selected: Vec<&ConnectorConfig> = selected
-        .into_iter()
-        .filter(|c| args.connector.is_some() || !matches!(c.connection, Connection::Other))
-        .collect();
     let store =
         StoreHandle::spawn(ctx.open_store(&config)?).context("could not start the store")?;
     let secrets = &ctx.secrets;

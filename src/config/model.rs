@@ -122,8 +122,6 @@ pub enum Connection {
     Hubspot(Box<HubspotConnection>),
     Salesforce(Box<SalesforceConnection>),
     Dynamics(Box<DynamicsConnection>),
-    /// A CRM whose connector is not built yet: only `journeyd import` feeds it.
-    Other,
 }
 
 impl Connection {
@@ -133,13 +131,20 @@ impl Connection {
             Connection::Hubspot(hubspot) => hubspot.settings.batch_limit,
             Connection::Salesforce(salesforce) => salesforce.settings.batch_limit,
             Connection::Dynamics(dynamics) => dynamics.settings.batch_limit,
-            Connection::Other => DEFAULT_BATCH_LIMIT,
         }
     }
-}
 
-/// Batch size where the connector says nothing.
-const DEFAULT_BATCH_LIMIT: NonZeroUsize = NonZeroUsize::new(100).expect("100 is not zero");
+    /// A HubSpot connection on loopback, for specifications that need a
+    /// connector config but never reach its CRM.
+    #[cfg(test)]
+    pub fn unreached() -> Self {
+        let url = url::Url::parse("http://127.0.0.1:9").expect("a valid literal URL");
+        Connection::Hubspot(Box::new(HubspotConnection {
+            settings: HubspotSettings::defaults(url, journeyd_hubspot::HubspotAuth::PrivateApp),
+            refresh_token: None,
+        }))
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct HubspotConnection {

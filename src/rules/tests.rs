@@ -103,7 +103,7 @@ fn connector() -> ConnectorConfig {
                 .into(),
         }),
         objects: ObjectKind::ALL.into_iter().collect(),
-        connection: Connection::Other,
+        connection: Connection::unreached(),
     }
 }
 

@@ -21,7 +21,7 @@ fn config(objects: &[ObjectKind]) -> ConnectorConfig {
         fields: BTreeMap::new(),
         lifecycle: None,
         objects: objects.iter().copied().collect(),
-        connection: Connection::Other,
+        connection: Connection::unreached(),
     }
 }
 

@@ -257,7 +257,7 @@ impl Harness {
                 fields: BTreeMap::new(),
                 lifecycle: None,
                 objects: ObjectKind::ALL.into_iter().collect(),
-                connection: Connection::Other,
+                connection: Connection::unreached(),
             },
             policy: policy(),
         }

@@ -367,6 +367,64 @@ async fn rows_come_in_key_order_without_orderby() {
 }
 
 #[tokio::test]
+async fn a_task_lookup_by_regarding_ids_answers_what_a_scan_does_and_follows_writes() {
+    let org = Org::start(small()).await;
+    let opps: Vec<String> = org
+        .emu
+        .ids(Table::Opportunity)
+        .into_iter()
+        .take(6)
+        .collect();
+    let created = org
+        .post(
+            "tasks",
+            json!({"subject": "fresh", "regardingobjectid_opportunity_task@odata.bind": format!("/opportunities({})", opps[0])}),
+            None,
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::NO_CONTENT, "{}", created.text);
+    let any_of = opps
+        .iter()
+        .map(|id| format!("_regardingobjectid_value eq {id}"))
+        .collect::<Vec<_>>()
+        .join(" or ");
+    let ids = |pages: Vec<Value>| -> Vec<String> {
+        pages
+            .iter()
+            .flat_map(|page| page["value"].as_array().unwrap().clone())
+            .map(|r| r["activityid"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let indexed = ids(org
+        .all_pages(
+            &format!("tasks?$select=subject&$filter={any_of}"),
+            &["odata.maxpagesize=2"],
+        )
+        .await);
+    // An `and` is answered by a scan of every task.
+    let scanned = ids(org
+        .all_pages(
+            &format!("tasks?$select=subject&$filter=({any_of}) and statecode ne 99"),
+            &["odata.maxpagesize=2"],
+        )
+        .await);
+    assert_eq!(indexed, scanned);
+    assert!(indexed.len() > 1, "{indexed:?}");
+    let fresh = org
+        .emu
+        .tasks()
+        .into_iter()
+        .find(|t| t.fields.get("subject") == Some(&json!("fresh")))
+        .unwrap();
+    assert!(indexed.contains(&fresh.id));
+    org.emu.delete(Table::Task, &fresh.id).unwrap();
+    let after = ids(org
+        .all_pages(&format!("tasks?$select=subject&$filter={any_of}"), &[])
+        .await);
+    assert_eq!(after.len(), indexed.len() - 1);
+}
+
+#[tokio::test]
 async fn a_quoted_label_goes_out_intact_and_matches_with_doubled_quotes() {
     let org = Org::start(small()).await;
     let reply = org

@@ -141,6 +141,25 @@ impl Filter {
         Ok(filter)
     }
 
+    /// The GUIDs this filter asks `column` to equal, when it is nothing
+    /// but `column eq <guid>` joined by `or`: such a filter is answered
+    /// from an index instead of by scanning the table.
+    pub(crate) fn guids_of(&self, column: usize) -> Option<Vec<Guid>> {
+        match self {
+            Filter::Or(a, b) => {
+                let mut guids = a.guids_of(column)?;
+                guids.extend(b.guids_of(column)?);
+                Some(guids)
+            }
+            Filter::Compare {
+                column: c,
+                op: Op::Eq,
+                value: Cell::Guid(guid) | Cell::Ref(_, guid),
+            } if *c == column => Some(vec![*guid]),
+            _ => None,
+        }
+    }
+
     pub(crate) fn matches(&self, table: Table, key: &Guid, row: &Row) -> bool {
         match self {
             Filter::And(a, b) => a.matches(table, key, row) && b.matches(table, key, row),

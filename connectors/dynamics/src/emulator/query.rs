@@ -502,7 +502,20 @@ fn cut_page(store: &Store, table: Table, mode: &Mode, cookie: &Cookie, size: usi
                 |key: &Guid, row: &Row| filter.as_ref().is_none_or(|f| f.matches(table, key, row));
             let mut keys: Vec<Guid>;
             let more;
-            if order.is_empty() {
+            let regarding = filter
+                .as_ref()
+                .filter(|_| table == Table::Task && order.is_empty())
+                .and_then(|f| f.guids_of(super::store::regarding_slot()?));
+            if let Some(records) = regarding {
+                let candidates = store.tasks_regarding(&records);
+                let start = cookie.last.map_or(Bound::Unbounded, Bound::Excluded);
+                let mut iter = candidates
+                    .range((start, Bound::Unbounded))
+                    .filter(|k| rows.by_key.get(*k).is_some_and(|r| matches(k, r)))
+                    .copied();
+                keys = iter.by_ref().take(take).collect();
+                more = iter.next().is_some();
+            } else if order.is_empty() {
                 let start = cookie.last.map_or(Bound::Unbounded, Bound::Excluded);
                 let mut iter = rows
                     .by_key

@@ -10,7 +10,7 @@
 use super::cell::{Cell, Guid};
 use super::clock::Clock;
 use super::table::{self, Kind, Table};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 /// One row; its cells in the table's column order.
@@ -44,6 +44,9 @@ pub(crate) struct Store {
     pub odd_stage: Option<Arc<str>>,
     /// Task alternate key value -> task.
     alt_keys: HashMap<Arc<str>, Guid>,
+    /// The record a task is regarding -> its tasks: what a page's task
+    /// lookup (`_regardingobjectid_value eq … or …`) is answered from.
+    regarding: HashMap<Guid, BTreeSet<Guid>>,
     /// Delta tokens of this version or older were expired by a control.
     pub delta_expired_through: u64,
     pub rng: fastrand::Rng,
@@ -75,6 +78,21 @@ fn alt_value(table: Table, row: &Row) -> Option<Arc<str>> {
     }
 }
 
+/// The position of a task's `_regardingobjectid_value`.
+pub(crate) fn regarding_slot() -> Option<usize> {
+    Table::Task.column("_regardingobjectid_value", None)
+}
+
+fn regarding_of(table: Table, row: &Row) -> Option<Guid> {
+    if table != Table::Task {
+        return None;
+    }
+    match row.cells.get(regarding_slot()?) {
+        Some(Cell::Ref(_, record) | Cell::Guid(record)) => Some(*record),
+        _ => None,
+    }
+}
+
 impl Store {
     pub(crate) fn new(clock: Clock, seed: u64) -> Self {
         Self {
@@ -87,6 +105,7 @@ impl Store {
             business_units: BTreeMap::new(),
             odd_stage: None,
             alt_keys: HashMap::new(),
+            regarding: HashMap::new(),
             delta_expired_through: 0,
             rng: fastrand::Rng::with_seed(seed ^ 0xd1a5),
         }
@@ -117,6 +136,16 @@ impl Store {
     pub(crate) fn bump_version(&mut self) -> u64 {
         self.version += 1;
         self.version
+    }
+
+    /// The tasks regarding any of `records`, in key order.
+    pub(crate) fn tasks_regarding(&self, records: &[Guid]) -> BTreeSet<Guid> {
+        records
+            .iter()
+            .filter_map(|record| self.regarding.get(record))
+            .flatten()
+            .copied()
+            .collect()
     }
 
     pub(crate) fn task_by_alt_key(&self, value: &str) -> Option<Guid> {
@@ -242,6 +271,14 @@ impl Store {
         {
             self.alt_keys.remove(&value);
         }
+        if let Some(record) = regarding_of(table, &row)
+            && let Some(tasks) = self.regarding.get_mut(&record)
+        {
+            tasks.remove(key);
+            if tasks.is_empty() {
+                self.regarding.remove(&record);
+            }
+        }
         Some(row)
     }
 
@@ -249,6 +286,9 @@ impl Store {
     fn put(&mut self, table: Table, key: Guid, row: Row) {
         if let Some(value) = alt_value(table, &row) {
             self.alt_keys.insert(value, key);
+        }
+        if let Some(record) = regarding_of(table, &row) {
+            self.regarding.entry(record).or_default().insert(key);
         }
         let rows = self.rows_mut(table);
         rows.by_version.insert(row.version, key);
