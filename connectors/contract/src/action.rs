@@ -16,6 +16,10 @@ use std::fmt;
 #[serde(transparent)]
 pub struct ActionKey(String);
 
+/// What precedes the key on the last line of a task's text, in every CRM
+/// whose tasks carry their key in their text.
+pub const KEY_LINE: &str = "journeyd-action: ";
+
 impl ActionKey {
     pub fn new(value: impl Into<String>) -> Self {
         Self(value.into())
@@ -23,6 +27,29 @@ impl ActionKey {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The line that carries this key in a task's text, as a CRM is asked
+    /// to find it.
+    pub fn line(&self) -> String {
+        format!("{KEY_LINE}{}", self.0)
+    }
+
+    /// `body`, then a blank line and the key's line: how the key travels
+    /// into the CRM with a task.
+    pub fn in_text(&self, body: &str) -> String {
+        if body.is_empty() {
+            self.line()
+        } else {
+            format!("{body}\n\n{}", self.line())
+        }
+    }
+
+    /// The key on the last line of `text`, if it ends with one.
+    pub fn from_text(text: &str) -> Option<ActionKey> {
+        let last = text.trim_end().lines().last()?;
+        let key = last.trim().strip_prefix(KEY_LINE)?.trim();
+        (!key.is_empty()).then(|| ActionKey::new(key))
     }
 }
 
@@ -116,4 +143,20 @@ pub enum ActionResult {
     Applied { crm_id: String },
     /// Not written. `retryable` says whether a later run may try again.
     Failed { reason: String, retryable: bool },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_is_read_back_from_the_last_line_of_a_tasks_text() {
+        let key = ActionKey::new("jd0123abct");
+        let text = key.in_text("Call the customer.\nThen log it.");
+        assert!(text.ends_with("\n\njourneyd-action: jd0123abct"));
+        assert_eq!(ActionKey::from_text(&text), Some(key.clone()));
+        assert_eq!(ActionKey::from_text(&key.in_text("")), Some(key));
+        assert_eq!(ActionKey::from_text("no key here"), None);
+        assert_eq!(ActionKey::from_text("journeyd-action: \n"), None);
+    }
 }

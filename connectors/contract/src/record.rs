@@ -132,6 +132,27 @@ pub struct CrmRecord {
     pub stage_history: Vec<StageChange>,
 }
 
+/// The host of a website, lowercased, without `www.`: an account's domain
+/// as duplicate checks compare it. The value itself if it is no URL at all.
+pub fn website_domain(website: &str) -> Option<String> {
+    let website = website.trim();
+    if website.is_empty() {
+        return None;
+    }
+    let with_scheme = if website.contains("://") {
+        website.to_owned()
+    } else {
+        format!("https://{website}")
+    };
+    let host = url::Url::parse(&with_scheme)
+        .ok()
+        .and_then(|url| url.host_str().map(str::to_ascii_lowercase));
+    Some(match host {
+        Some(host) => host.strip_prefix("www.").unwrap_or(&host).to_owned(),
+        None => website.to_owned(),
+    })
+}
+
 /// Links from a record to the records it belongs with.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -197,27 +197,6 @@ fn label_or_raw(row: &Row, column: &str) -> Option<String> {
     }
 }
 
-/// The host of a website, lowercased, without `www.`; the value itself if
-/// it is no URL at all.
-pub(crate) fn domain(website: &str) -> Option<String> {
-    let website = website.trim();
-    if website.is_empty() {
-        return None;
-    }
-    let with_scheme = if website.contains("://") {
-        website.to_owned()
-    } else {
-        format!("https://{website}")
-    };
-    let host = url::Url::parse(&with_scheme)
-        .ok()
-        .and_then(|url| url.host_str().map(str::to_ascii_lowercase));
-    Some(match host {
-        Some(host) => host.strip_prefix("www.").unwrap_or(&host).to_owned(),
-        None => website.to_owned(),
-    })
-}
-
 /// One row of `object` as a record (without its tasks, which the pull
 /// adds); `position` names a row without a readable id.
 pub(crate) fn record(
@@ -294,7 +273,7 @@ pub(crate) fn record(
         amount,
         currency: None,
         email: text(row, "emailaddress1").map(str::to_owned),
-        domain: text(row, "websiteurl").and_then(domain),
+        domain: text(row, "websiteurl").and_then(journeyd_connector::record::website_domain),
         created_at,
         modified_at,
         close_date,

@@ -18,15 +18,13 @@ use crate::dialect::describe;
 use crate::normalize::table;
 use crate::odata::{encode, guid, is_column, query_string, quote};
 use crate::wire::text;
+use journeyd_connector::action::KEY_LINE;
 use journeyd_connector::http::Resend;
 use journeyd_connector::{
     ActionKey, ActionOutcome, ActionRequest, ActionResult, ConnectorError, Priority,
 };
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet};
-
-/// The line a task's description ends with.
-pub(crate) const MARKER: &str = "journeyd-action: ";
 
 /// Keys per lookup GET: each adds a `contains(…)` or a literal to its URL.
 const KEYS_PER_LOOKUP: usize = 20;
@@ -128,7 +126,7 @@ impl DynamicsConnector {
                     "subject".into(),
                     json!(subject.chars().take(SUBJECT_CHARS).collect::<String>()),
                 );
-                row.insert("description".into(), json!(description(body, key)));
+                row.insert("description".into(), json!(key.in_text(body)));
                 // Noon UTC keeps the due date the same day across time zones.
                 row.insert(
                     "scheduledend".into(),
@@ -275,7 +273,12 @@ impl DynamicsConnector {
                         "activityid,description".to_owned(),
                         chunk
                             .iter()
-                            .map(|key| format!("contains(description,{})", quote(&marker(key))))
+                            .map(|key| {
+                                format!(
+                                    "contains(description,{})",
+                                    quote(&format!("{KEY_LINE}{key}"))
+                                )
+                            })
                             .collect(),
                     ),
                 };
@@ -301,7 +304,9 @@ impl DynamicsConnector {
             };
             let key = match alternate {
                 Some(column) => text(row, column).map(str::to_owned),
-                None => text(row, "description").and_then(key_of),
+                None => text(row, "description")
+                    .and_then(ActionKey::from_text)
+                    .map(|key| key.as_str().to_owned()),
             };
             // The earliest task wins when several carry a key; `contains`
             // also matches a longer key, which the exact read drops.
@@ -427,26 +432,6 @@ fn plain_value(value: &str) -> Value {
     }
 }
 
-fn marker(key: &str) -> String {
-    format!("{MARKER}{key}")
-}
-
-/// A task's description: the body, then the marker line with the key.
-pub(crate) fn description(body: &str, key: &ActionKey) -> String {
-    if body.is_empty() {
-        marker(key.as_str())
-    } else {
-        format!("{body}\n\n{}", marker(key.as_str()))
-    }
-}
-
-/// The key on a description's last line, if it ends with a marker.
-pub(crate) fn key_of(description: &str) -> Option<String> {
-    let last = description.trim_end().lines().last()?;
-    let key = last.trim().strip_prefix(MARKER)?.trim();
-    (!key.is_empty()).then(|| key.to_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -551,19 +536,6 @@ mod tests {
         assert_eq!(plain_value("true"), json!(true));
         assert_eq!(plain_value(""), Value::Null);
         assert_eq!(plain_value("Customer"), json!("Customer"));
-    }
-
-    #[test]
-    fn the_key_is_read_back_from_the_descriptions_last_line() {
-        let key = ActionKey::new("v1:stale_deal:a1:2026-03-01");
-        let text = description("Call the customer.\nThen log it.", &key);
-        assert!(text.ends_with("journeyd-action: v1:stale_deal:a1:2026-03-01"));
-        assert_eq!(key_of(&text).as_deref(), Some(key.as_str()));
-        assert_eq!(key_of("no marker here"), None);
-        assert_eq!(
-            key_of(&description("", &key)).as_deref(),
-            Some(key.as_str())
-        );
     }
 
     #[test]

@@ -132,27 +132,6 @@ fn required_time(
     }
 }
 
-/// The host of a website, lowercased, without `www.`; the value itself if
-/// it is no URL at all.
-pub(crate) fn domain(website: &str) -> Option<String> {
-    let website = website.trim();
-    if website.is_empty() {
-        return None;
-    }
-    let with_scheme = if website.contains("://") {
-        website.to_owned()
-    } else {
-        format!("https://{website}")
-    };
-    let host = url::Url::parse(&with_scheme)
-        .ok()
-        .and_then(|url| url.host_str().map(str::to_ascii_lowercase));
-    Some(match host {
-        Some(host) => host.strip_prefix("www.").unwrap_or(&host).to_owned(),
-        None => website.to_owned(),
-    })
-}
-
 /// One row of `object` as a record; `position` names a row without an id.
 pub(crate) fn record(
     object: ObjectKind,
@@ -232,7 +211,7 @@ pub(crate) fn record(
         amount,
         currency: text(row, "CurrencyIsoCode").map(str::to_owned),
         email: text(row, "Email").map(str::to_owned),
-        domain: text(row, "Website").and_then(domain),
+        domain: text(row, "Website").and_then(journeyd_connector::record::website_domain),
         created_at,
         modified_at,
         close_date,

@@ -15,6 +15,7 @@
 use crate::connector::{COLLECTIONS_ROUTE, SalesforceConnector, UPSERT_ROUTE, sobject};
 use crate::soql;
 use crate::wire::{SaveResult, text};
+use journeyd_connector::action::KEY_LINE;
 use journeyd_connector::http::Resend;
 use journeyd_connector::{
     ActionKey, ActionOutcome, ActionRequest, ActionResult, ConnectorError, ObjectKind, Priority,
@@ -22,9 +23,6 @@ use journeyd_connector::{
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet};
-
-/// The line a task's description ends with.
-pub(crate) const MARKER: &str = "journeyd-action: ";
 
 /// Keys per lookup query: each adds a LIKE or a literal to a URL that
 /// Salesforce caps at 16,384 characters.
@@ -159,7 +157,7 @@ impl SalesforceConnector {
                 Priority::Low => "Low",
             }),
         );
-        row.insert("Description".into(), json!(description(body, key)));
+        row.insert("Description".into(), json!(key.in_text(body)));
         if let Some(field) = &self.settings.task_external_id {
             row.insert(field.clone(), json!(key.as_str()));
         }
@@ -219,7 +217,10 @@ impl SalesforceConnector {
                     let likes: Vec<String> = chunk
                         .iter()
                         .map(|key| {
-                            format!("Description LIKE {}", soql::like_contains(&marker(key)))
+                            format!(
+                                "Description LIKE {}",
+                                soql::like_contains(&format!("{KEY_LINE}{key}"))
+                            )
                         })
                         .collect();
                     self.query_to_end(&format!(
@@ -233,7 +234,9 @@ impl SalesforceConnector {
                 let Some(id) = text(row, "Id") else { continue };
                 let key = match &self.settings.task_external_id {
                     Some(field) => text(row, field).map(str::to_owned),
-                    None => text(row, "Description").and_then(key_of),
+                    None => text(row, "Description")
+                        .and_then(ActionKey::from_text)
+                        .map(|key| key.as_str().to_owned()),
                 };
                 // The earliest task wins when several carry a key.
                 if let Some(key) = key.filter(|key| chunk.contains(&key.as_str())) {
@@ -258,26 +261,6 @@ fn type_of(row: &Value) -> &str {
     row.pointer("/attributes/type")
         .and_then(Value::as_str)
         .unwrap_or_default()
-}
-
-fn marker(key: &str) -> String {
-    format!("{MARKER}{key}")
-}
-
-/// A task's description: the body, then the marker line with the key.
-pub(crate) fn description(body: &str, key: &ActionKey) -> String {
-    if body.is_empty() {
-        marker(key.as_str())
-    } else {
-        format!("{body}\n\n{}", marker(key.as_str()))
-    }
-}
-
-/// The key on a description's last line, if it ends with a marker.
-pub(crate) fn key_of(description: &str) -> Option<String> {
-    let last = description.trim_end().lines().last()?;
-    let key = last.trim().strip_prefix(MARKER)?.trim();
-    (!key.is_empty()).then(|| key.to_owned())
 }
 
 /// One row's result as an outcome: applied with the record's id (the
@@ -380,19 +363,6 @@ mod tests {
                 ..
             }
         ));
-    }
-
-    #[test]
-    fn the_key_is_read_back_from_the_descriptions_last_line() {
-        let key = ActionKey::new("v1:stale_deal:006A:2026-03-01");
-        let text = description("Call the customer.\nThen log it.", &key);
-        assert!(text.ends_with("journeyd-action: v1:stale_deal:006A:2026-03-01"));
-        assert_eq!(key_of(&text).as_deref(), Some(key.as_str()));
-        assert_eq!(key_of("no marker here"), None);
-        assert_eq!(
-            key_of(&description("", &key)).as_deref(),
-            Some(key.as_str())
-        );
     }
 
     #[test]
