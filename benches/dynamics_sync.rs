@@ -11,6 +11,8 @@
 //!
 //! The emulator runs in this process with no service protection limit, so
 //! the figures are journeyd's and the emulator's own speed.
+//! `JOURNEYD_BENCH_LOG` (a `RUST_LOG` value, default `warn`) shows the
+//! binary's own log lines and span timings.
 
 use journeyd_dynamics::emulator::{DynamicsEmulator, EmulatorConfig, SeedSizes, Table};
 use std::path::Path;
@@ -52,6 +54,7 @@ fn main() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let config = write_config(dir.path(), &emulator);
     let secret = emulator.client_secret();
+    let log = std::env::var("JOURNEYD_BENCH_LOG").unwrap_or_else(|_| "warn".into());
     let journeyd = |args: &[&str]| -> Measured {
         let mut command = Command::new(env!("CARGO_BIN_EXE_journeyd"));
         command
@@ -60,7 +63,7 @@ fn main() {
             .arg("--json")
             .args(args)
             .env(SECRET_VAR, &secret)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", &log)
             .stdout(std::process::Stdio::null());
         measure(command)
     };
