@@ -106,7 +106,7 @@ fn demo(dir: &Path, json: bool, apply: bool) -> anyhow::Result<ExitCode> {
     }
     let steps: [(&str, &dyn Fn() -> anyhow::Result<ExitCode>); 5] = [
         (
-            "sync every CRM: HubSpot owners, deals, contacts, companies; Salesforce users, opportunities, accounts, contacts, leads; Dynamics users, teams, opportunities, accounts, contacts, leads",
+            "sync every CRM: Dynamics users, teams, opportunities, accounts, contacts, leads; HubSpot owners, deals, contacts, companies; Salesforce users, opportunities, accounts, contacts, leads",
             &|| {
                 sync::run(
                     &ctx,
