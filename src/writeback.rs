@@ -134,7 +134,8 @@ impl From<&FailedWrite> for ToPark {
 pub struct Plan {
     /// To send this run, at most the policy's `max_writes_per_run`: the
     /// open violations' writes, most severe first, then the completions of
-    /// resolved violations' tasks.
+    /// resolved violations' tasks. Empty in an applied run's report, which
+    /// lists them as written or refused instead (`counts.planned` stays).
     pub writes: Vec<PlannedWrite>,
     /// Writes over the cap: they wait for the next run.
     pub deferred: u64,
@@ -837,9 +838,10 @@ async fn apply<C: Connector>(
             }
         }
     }
-    for index in 0..report.plan.writes.len() {
-        let write = &report.plan.writes[index];
-        outbox.push((write.request.clone(), write.fingerprint.clone()));
+    // Taken out of the report as they go: an applied run reports each
+    // write once, as written or refused, not also as planned.
+    for write in std::mem::take(&mut report.plan.writes) {
+        outbox.push((write.request, write.fingerprint));
         if outbox.len() == batch {
             send_batch(store, connector, &name, &outbox, report).await?;
             outbox.clear();

@@ -890,6 +890,22 @@ async fn applying_writes_each_planned_action_once_in_batches_and_records_its_crm
 }
 
 #[tokio::test]
+async fn an_applied_run_reports_each_write_once_as_written_not_also_as_planned() {
+    let harness = Harness::new();
+    harness.audit(vec![stalled("1"), stalled("2"), stalled("3")], day(2, 0));
+    let connector = crm();
+
+    let report = harness.run(&connector, true).await;
+
+    assert_eq!(report.counts.planned, 3);
+    assert!(report.plan.writes.is_empty(), "{:?}", report.plan.writes);
+    let mut written: Vec<&str> = report.written.iter().map(|w| w.key.as_str()).collect();
+    written.sort_unstable();
+    written.dedup();
+    assert_eq!(written.len(), 3);
+}
+
+#[tokio::test]
 async fn a_second_run_plans_nothing() {
     let harness = Harness::new();
     harness.audit(vec![stalled("1"), mismatch("2", "customer")], day(2, 0));
