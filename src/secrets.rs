@@ -69,10 +69,11 @@ pub enum SecretError {
 }
 
 /// Looks up an environment variable.
-type EnvLookup = Box<dyn Fn(&str) -> Option<OsString> + Send + Sync>;
+type EnvLookup = std::sync::Arc<dyn Fn(&str) -> Option<OsString> + Send + Sync>;
 
 /// Reads secrets from the process's environment and credentials directory
 /// (or, in tests, from given ones).
+#[derive(Clone)]
 pub struct SecretResolver {
     env: EnvLookup,
     credentials_dir: Option<PathBuf>,
@@ -82,7 +83,7 @@ impl SecretResolver {
     /// The process's environment, and `$CREDENTIALS_DIRECTORY` if set.
     pub fn from_process() -> Self {
         SecretResolver {
-            env: Box::new(|name| std::env::var_os(name)),
+            env: std::sync::Arc::new(|name| std::env::var_os(name)),
             credentials_dir: std::env::var_os(CREDENTIALS_DIRECTORY).map(PathBuf::from),
         }
     }
@@ -93,7 +94,7 @@ impl SecretResolver {
         credentials_dir: Option<PathBuf>,
     ) -> Self {
         SecretResolver {
-            env: Box::new(env),
+            env: std::sync::Arc::new(env),
             credentials_dir,
         }
     }

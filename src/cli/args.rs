@@ -56,6 +56,9 @@ pub enum Command {
     Violations(ViolationsCommand),
     /// Stage KPIs: conversion, time in stage, stalled records, violations.
     Report,
+    /// Run as a service: each connector's sync and the nightly audit on the
+    /// config's schedule, until SIGTERM (SIGHUP reloads the config).
+    Run,
     /// Run the whole pipeline on an emulated HubSpot portal, Salesforce org
     /// and Dynamics 365 environment: no account, no network.
     Demo {

@@ -6,6 +6,7 @@ mod commands;
 mod demo;
 mod output;
 mod progress;
+mod run;
 mod sync;
 mod violations;
 mod writeback;
@@ -38,6 +39,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Writeback(args) => writeback::run(&ctx, &args),
         Command::Audit => commands::audit(&ctx),
         Command::Report => commands::report(&ctx),
+        Command::Run => run::run(&ctx),
         Command::Demo { apply, keep } => demo::run(ctx.json, keep, apply),
         Command::Violations(command) => violations::run(&ctx, command),
     }

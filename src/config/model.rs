@@ -54,6 +54,16 @@ impl CronExpr {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The expression with its seconds field: `0` prepended to a
+    /// five-field one, for schedulers that require six.
+    pub fn with_seconds(&self) -> String {
+        if self.0.split_whitespace().count() == 5 {
+            format!("0 {}", self.0.trim())
+        } else {
+            self.0.trim().to_owned()
+        }
+    }
 }
 
 /// Parameters of the built-in rules.

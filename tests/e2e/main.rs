@@ -10,5 +10,6 @@ mod hubspot;
 mod org;
 mod portal;
 mod salesforce;
+mod service;
 mod support;
 mod writeback_cli;

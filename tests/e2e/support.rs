@@ -64,6 +64,11 @@ impl Install {
         command
     }
 
+    /// The daemon config file this installation runs with.
+    pub fn config_path(&self) -> &Path {
+        &self.config
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }

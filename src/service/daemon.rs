@@ -1,0 +1,551 @@
+//! The service: scheduled work, one run at a time per connector, and the
+//! signals systemd sends.
+//!
+//! Jobs, on `tokio-cron-scheduler` in the config's time zone:
+//! - each connector's incremental sync on `schedule.sync`; a slot that comes
+//!   while the connector's previous run is still going is skipped, and the
+//!   skip is logged;
+//! - the audit on `schedule.audit`: a full sync of each connector (which
+//!   reconciles deletions), then one audit of every record, then, with
+//!   `writeback.mode = "apply"`, each connector's write-back; it waits for
+//!   a connector's sync in progress rather than skipping;
+//! - the watchdog: `WATCHDOG=1` at half of `WatchdogSec=`, sent from a job
+//!   of the scheduler itself, so that a scheduler that stops running jobs
+//!   stops the pings and systemd restarts the service.
+//!
+//! SIGTERM and SIGINT stop new work; a sync in progress stops at its next
+//! page boundary with its cursor saved, a write-back at its next batch,
+//! and the service exits once they have (or after [`STOP_GRACE`]).
+//! SIGHUP loads the config again: a config with problems is refused, each
+//! problem logged, and the running one kept; a good one replaces it, its
+//! connectors and its schedule.
+
+use super::notify;
+use crate::audit;
+use crate::config::{Config, ConnectorConfig, WritebackMode, load};
+use crate::connectors::{AnyConnector, BuildError};
+use crate::secrets::{RefreshTokenFile, SecretResolver};
+use crate::store::{RunStatus, StoreError, StoreHandle};
+use crate::sync::{NoProgress, Shutdown, SyncOptions};
+use crate::writeback::WritebackOptions;
+use chrono::Utc;
+use journeyd_connector::ConnectorName;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+use thiserror::Error;
+use tokio::sync::watch;
+use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
+use uuid::Uuid;
+
+/// How long a stop waits for runs in progress to reach a safe point: under
+/// the 30 s systemd allows before it kills.
+pub const STOP_GRACE: Duration = Duration::from_secs(25);
+
+/// How often the scheduler's own job marks it alive when systemd runs no
+/// watchdog.
+const TICK: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    #[error("could not set up the scheduler")]
+    Scheduler(#[source] JobSchedulerError),
+    #[error("could not listen for signals")]
+    Signals(#[source] std::io::Error),
+}
+
+/// What the service runs with: the config file (read again on SIGHUP), the
+/// open store, and where secrets come from.
+pub struct Service {
+    pub config_path: PathBuf,
+    pub config: Config,
+    pub store: StoreHandle,
+    /// The state file, beside which rotated refresh tokens are kept.
+    pub state_path: PathBuf,
+    pub secrets: SecretResolver,
+}
+
+/// What a reload replaces at once.
+struct Live {
+    config: Arc<Config>,
+    /// In the order of `config.connectors`.
+    connectors: Vec<Arc<AnyConnector>>,
+    jobs: Vec<Uuid>,
+}
+
+impl Live {
+    fn connector(&self, name: &ConnectorName) -> Option<(&ConnectorConfig, Arc<AnyConnector>)> {
+        let index = self
+            .config
+            .connectors
+            .iter()
+            .position(|c| &c.name == name)?;
+        Some((
+            &self.config.connectors[index],
+            self.connectors.get(index)?.clone(),
+        ))
+    }
+}
+
+struct Shared {
+    store: StoreHandle,
+    tokens: Arc<RefreshTokenFile>,
+    secrets: SecretResolver,
+    live: RwLock<Arc<Live>>,
+    /// One lock per connector: held by whatever runs against it.
+    locks: Mutex<BTreeMap<ConnectorName, Arc<tokio::sync::Mutex<()>>>>,
+    stop: watch::Sender<bool>,
+    shutdown: Shutdown,
+    /// What each connector is doing, and how its last run ended: the
+    /// `STATUS=` line.
+    doing: Mutex<BTreeMap<ConnectorName, String>>,
+    last: Mutex<BTreeMap<String, String>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Shared {
+    fn live(&self) -> Arc<Live> {
+        self.live
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn stopping(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    fn lock_of(&self, name: &ConnectorName) -> Arc<tokio::sync::Mutex<()>> {
+        lock(&self.locks).entry(name.clone()).or_default().clone()
+    }
+
+    fn begin(&self, name: &ConnectorName, what: &str) {
+        lock(&self.doing).insert(name.clone(), what.to_owned());
+        self.report();
+    }
+
+    fn end(&self, name: &ConnectorName, what: &str, result: String) {
+        lock(&self.doing).remove(name);
+        lock(&self.last).insert(format!("{what} {name}"), result);
+        self.report();
+    }
+
+    /// The `STATUS=` line: what runs now, then each job's last result.
+    fn report(&self) {
+        let doing: Vec<String> = lock(&self.doing)
+            .iter()
+            .map(|(name, what)| format!("{what} {name}"))
+            .collect();
+        let last: Vec<String> = lock(&self.last)
+            .iter()
+            .map(|(job, result)| format!("{job}: {result}"))
+            .collect();
+        let now = if doing.is_empty() {
+            "idle".to_owned()
+        } else {
+            format!("running {}", doing.join(", "))
+        };
+        notify::status(&if last.is_empty() {
+            now
+        } else {
+            format!("{now}; last {}", last.join(", "))
+        });
+    }
+}
+
+/// Builds every connector of `config` (reading its secrets): all or none,
+/// so that a reload never runs half a config.
+fn build(
+    config: &Config,
+    secrets: &SecretResolver,
+    tokens: &Arc<RefreshTokenFile>,
+) -> Result<Vec<Arc<AnyConnector>>, BuildError> {
+    config
+        .connectors
+        .iter()
+        .map(|connector| AnyConnector::build(connector, secrets, tokens).map(Arc::new))
+        .collect()
+}
+
+/// Runs the service until SIGTERM or SIGINT, then stops cleanly.
+pub async fn run(service: Service) -> Result<(), ServiceError> {
+    let Service {
+        config_path,
+        config,
+        store,
+        state_path,
+        secrets,
+    } = service;
+    let tokens = Arc::new(RefreshTokenFile::beside(&state_path));
+    let connectors = build(&config, &secrets, &tokens)?;
+    let (stop, shutdown) = watch::channel(false);
+    let shared = Arc::new(Shared {
+        store,
+        tokens,
+        secrets,
+        live: RwLock::new(Arc::new(Live {
+            config: Arc::new(config),
+            connectors,
+            jobs: Vec::new(),
+        })),
+        locks: Mutex::default(),
+        stop,
+        shutdown,
+        doing: Mutex::default(),
+        last: Mutex::default(),
+    });
+    let mut signals = Signals::new().map_err(ServiceError::Signals)?;
+    let scheduler = JobScheduler::new().await.map_err(ServiceError::Scheduler)?;
+    let pulse = notify::watchdog_interval();
+    scheduler
+        .add(pulse_job(pulse.unwrap_or(TICK), pulse.is_some())?)
+        .await
+        .map_err(ServiceError::Scheduler)?;
+    let jobs = schedule(&scheduler, &shared).await?;
+    swap_jobs(&shared, jobs);
+    scheduler.start().await.map_err(ServiceError::Scheduler)?;
+    let live = shared.live();
+    tracing::info!(
+        connectors = live.config.connectors.len(),
+        sync = live.config.schedule.sync.as_str(),
+        audit = live.config.schedule.audit.as_str(),
+        timezone = %live.config.schedule.timezone,
+        watchdog_ms = pulse.map(|p| p.as_millis() as u64),
+        "journeyd is running"
+    );
+    notify::ready("idle");
+
+    loop {
+        match signals.next().await {
+            Signal::Stop => break,
+            Signal::Reload => reload(&scheduler, &shared, &config_path).await,
+        }
+    }
+
+    notify::stopping();
+    tracing::info!("stopping: no new work; runs in progress stop at their next safe point");
+    shared.stop.send_replace(true);
+    let mut scheduler = scheduler;
+    let _ = scheduler.shutdown().await;
+    let started = Instant::now();
+    let locks: Vec<_> = lock(&shared.locks).values().cloned().collect();
+    for connector_lock in locks {
+        let left = STOP_GRACE.saturating_sub(started.elapsed());
+        if tokio::time::timeout(left, connector_lock.lock())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "a run did not reach a safe point in time; its next start resumes from the saved cursor or ledger"
+            );
+            break;
+        }
+    }
+    tracing::info!(
+        ms = started.elapsed().as_millis() as u64,
+        "journeyd stopped"
+    );
+    Ok(())
+}
+
+/// The job that proves the scheduler alive: a watchdog ping, or (with no
+/// watchdog) a trace line.
+fn pulse_job(every: Duration, watchdog: bool) -> Result<Job, ServiceError> {
+    Job::new_repeated(every, move |_, _| {
+        if watchdog {
+            notify::watchdog();
+        }
+        tracing::trace!("scheduler alive");
+    })
+    .map_err(ServiceError::Scheduler)
+}
+
+/// Adds the jobs of the live config; returns their ids.
+async fn schedule(
+    scheduler: &JobScheduler,
+    shared: &Arc<Shared>,
+) -> Result<Vec<Uuid>, ServiceError> {
+    let live = shared.live();
+    let schedule = &live.config.schedule;
+    let mut jobs = Vec::new();
+    for connector in &live.config.connectors {
+        let (shared, name) = (shared.clone(), connector.name.clone());
+        let job = Job::new_async_tz(
+            schedule.sync.with_seconds(),
+            schedule.timezone,
+            move |_, _| {
+                let (shared, name) = (shared.clone(), name.clone());
+                Box::pin(async move { sync_job(&shared, &name).await })
+            },
+        )
+        .map_err(ServiceError::Scheduler)?;
+        jobs.push(scheduler.add(job).await.map_err(ServiceError::Scheduler)?);
+    }
+    let audit_shared = shared.clone();
+    let job = Job::new_async_tz(
+        schedule.audit.with_seconds(),
+        schedule.timezone,
+        move |_, _| {
+            let shared = audit_shared.clone();
+            Box::pin(async move { audit_job(&shared).await })
+        },
+    )
+    .map_err(ServiceError::Scheduler)?;
+    jobs.push(scheduler.add(job).await.map_err(ServiceError::Scheduler)?);
+    Ok(jobs)
+}
+
+fn swap_jobs(shared: &Shared, jobs: Vec<Uuid>) {
+    let mut live = shared.live.write().unwrap_or_else(PoisonError::into_inner);
+    *live = Arc::new(Live {
+        config: live.config.clone(),
+        connectors: live.connectors.clone(),
+        jobs,
+    });
+}
+
+/// One incremental sync of `name`, unless its previous run still goes.
+async fn sync_job(shared: &Shared, name: &ConnectorName) {
+    if shared.stopping() {
+        return;
+    }
+    let connector_lock = shared.lock_of(name);
+    let Ok(_held) = connector_lock.try_lock() else {
+        tracing::warn!(connector = %name, "sync slot skipped: the connector's previous run is still going");
+        lock(&shared.last).insert(
+            format!("sync {name}"),
+            "skipped (previous run still going)".into(),
+        );
+        return;
+    };
+    sync_one(shared, name, false).await;
+}
+
+/// Syncs `name` (its lock held by the caller).
+async fn sync_one(shared: &Shared, name: &ConnectorName, full: bool) {
+    let live = shared.live();
+    let Some((config, connector)) = live.connector(name) else {
+        return;
+    };
+    let what = if full { "full sync" } else { "sync" };
+    shared.begin(name, what);
+    let options = SyncOptions {
+        full,
+        ..SyncOptions::default()
+    };
+    let result = connector
+        .sync(
+            &shared.store,
+            config,
+            &options,
+            &NoProgress,
+            &shared.shutdown,
+        )
+        .await;
+    let outcome = match result {
+        Ok(summary) => {
+            tracing::info!(
+                connector = %name,
+                kind = what,
+                status = %summary.status,
+                records = summary.records_new + summary.records_changed + summary.records_unchanged,
+                new = summary.records_new,
+                changed = summary.records_changed,
+                skipped = summary.skipped,
+                deleted = summary.deleted,
+                pages = summary.pages,
+                ms = summary.ms,
+                "run finished"
+            );
+            format!("{}", summary.status)
+        }
+        Err(error) => {
+            tracing::error!(connector = %name, kind = what, error = %error, "run failed");
+            "failed".into()
+        }
+    };
+    shared.end(name, "sync", outcome);
+}
+
+/// A full sync of each connector, the audit, then write-back if the config
+/// says `apply`.
+async fn audit_job(shared: &Shared) {
+    let live = shared.live();
+    for connector in &live.config.connectors {
+        if shared.stopping() {
+            return;
+        }
+        let connector_lock = shared.lock_of(&connector.name);
+        let _held = connector_lock.lock().await;
+        sync_one(shared, &connector.name, true).await;
+    }
+    if shared.stopping() {
+        return;
+    }
+    let audit_name = ConnectorName::new("*");
+    shared.begin(&audit_name, "audit");
+    let config = live.config.clone();
+    let audited = shared
+        .store
+        .call(move |s| Ok::<_, StoreError>(audit::run(s, &config, Utc::now())))
+        .await;
+    let result = match audited {
+        Ok(Ok(summary)) => {
+            tracing::info!(
+                kind = "audit",
+                records = summary.records,
+                violations = summary.violations,
+                new = summary.chunks.new,
+                resolved = summary.finish.resolved,
+                ms = summary.ms,
+                "run finished"
+            );
+            "ok".to_owned()
+        }
+        Ok(Err(error)) => {
+            tracing::error!(kind = "audit", error = %error, "run failed");
+            "failed".to_owned()
+        }
+        Err(error) => {
+            tracing::error!(kind = "audit", error = %error, "run failed");
+            "failed".to_owned()
+        }
+    };
+    lock(&shared.doing).remove(&audit_name);
+    lock(&shared.last).insert("audit".into(), result);
+    shared.report();
+    if live.config.writeback.mode != WritebackMode::Apply {
+        return;
+    }
+    for (config, connector) in live.config.connectors.iter().zip(&live.connectors) {
+        if shared.stopping() {
+            return;
+        }
+        let connector_lock = shared.lock_of(&config.name);
+        let _held = connector_lock.lock().await;
+        writeback_one(shared, &live.config, config, connector).await;
+    }
+}
+
+async fn writeback_one(
+    shared: &Shared,
+    whole: &Config,
+    config: &ConnectorConfig,
+    connector: &AnyConnector,
+) {
+    shared.begin(&config.name, "write-back");
+    let options = WritebackOptions {
+        connector: config,
+        policy: &whole.writeback,
+        today: Utc::now().date_naive(),
+        batch: config.connection.batch_limit(),
+    };
+    let outcome = match connector.writeback(&shared.store, &options).await {
+        Ok(report) => {
+            tracing::info!(
+                connector = %config.name,
+                kind = "write-back",
+                status = %report.status,
+                planned = report.counts.planned,
+                applied = report.counts.applied,
+                failed = report.counts.failed,
+                ms = report.ms,
+                "run finished"
+            );
+            format!("{}", report.status)
+        }
+        Err(error) => {
+            tracing::error!(connector = %config.name, kind = "write-back", error = %error, "run failed");
+            RunStatus::Failed.to_string()
+        }
+    };
+    shared.end(&config.name, "write-back", outcome);
+}
+
+/// Loads the config again; keeps the running one if the new one has a
+/// problem, or its connectors cannot be built.
+async fn reload(scheduler: &JobScheduler, shared: &Arc<Shared>, path: &std::path::Path) {
+    notify::reloading();
+    let outcome = match load(path) {
+        Err(errors) => {
+            for diagnostic in &errors.diagnostics {
+                tracing::error!(problem = %diagnostic, "config reload refused");
+            }
+            Err(format!(
+                "{} problem(s) in the new config",
+                errors.diagnostics.len()
+            ))
+        }
+        Ok(config) => match build(&config, &shared.secrets, &shared.tokens) {
+            Err(error) => {
+                tracing::error!(error = %error, "config reload refused");
+                Err(error.to_string())
+            }
+            Ok(connectors) => {
+                let old = shared.live();
+                for job in &old.jobs {
+                    let _ = scheduler.remove(job).await;
+                }
+                *shared.live.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(Live {
+                    config: Arc::new(config),
+                    connectors,
+                    jobs: Vec::new(),
+                });
+                match schedule(scheduler, shared).await {
+                    Ok(jobs) => {
+                        swap_jobs(shared, jobs);
+                        Ok(())
+                    }
+                    Err(error) => Err(error.to_string()),
+                }
+            }
+        },
+    };
+    match outcome {
+        Ok(()) => {
+            tracing::info!("config reloaded");
+            notify::reloaded("idle; config reloaded");
+        }
+        Err(why) => {
+            tracing::error!(reason = %why, "config reload refused; the running config stays");
+            notify::reloaded(&format!("idle; reload refused: {why}"));
+        }
+    }
+}
+
+enum Signal {
+    Stop,
+    Reload,
+}
+
+/// SIGTERM and SIGINT (stop), SIGHUP (reload).
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    async fn next(&mut self) -> Signal {
+        tokio::select! {
+            _ = self.term.recv() => Signal::Stop,
+            _ = self.int.recv() => Signal::Stop,
+            _ = self.hup.recv() => Signal::Reload,
+        }
+    }
+}
