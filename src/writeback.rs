@@ -497,6 +497,9 @@ pub struct WritebackOptions<'a> {
     pub today: NaiveDate,
     /// Actions per batch call.
     pub batch: NonZeroUsize,
+    /// When set and `true`, the run sends no further batch: the batch in
+    /// hand is finished and recorded, the rest waits for the next run.
+    pub shutdown: Option<&'a crate::sync::Shutdown>,
 }
 
 /// The counts of a write-back run, as its run row holds them.
@@ -587,6 +590,7 @@ async fn plan_now(
 
 /// Why a run stopped before its end.
 enum Halt {
+    Shutdown,
     Connector(ConnectorError),
     Store(StoreError),
 }
@@ -670,6 +674,12 @@ pub async fn run<C: Connector>(
     report.status = match outcome {
         Ok(()) if report.counts.failed + report.counts.parked > 0 => RunStatus::Partial,
         Ok(()) => RunStatus::Ok,
+        Err(Halt::Shutdown) => {
+            tracing::warn!(connector = %name, "write-back stopped by shutdown between batches");
+            report.error =
+                Some("stopped by shutdown; the writes not sent wait for the next run".into());
+            RunStatus::Partial
+        }
         Err(Halt::Connector(error)) => {
             let allowance = matches!(error, ConnectorError::AllowanceExhausted { .. });
             if allowance {
@@ -829,7 +839,7 @@ async fn apply<C: Connector>(
             for entry in page {
                 outbox.push((entry.request, entry.fingerprint));
                 if outbox.len() == batch {
-                    send_batch(store, connector, &name, &outbox, report).await?;
+                    send_batch(store, connector, &name, &outbox, report, options).await?;
                     outbox.clear();
                 }
             }
@@ -843,12 +853,12 @@ async fn apply<C: Connector>(
     for write in std::mem::take(&mut report.plan.writes) {
         outbox.push((write.request, write.fingerprint));
         if outbox.len() == batch {
-            send_batch(store, connector, &name, &outbox, report).await?;
+            send_batch(store, connector, &name, &outbox, report, options).await?;
             outbox.clear();
         }
     }
     if !outbox.is_empty() {
-        send_batch(store, connector, &name, &outbox, report).await?;
+        send_batch(store, connector, &name, &outbox, report, options).await?;
     }
     Ok(())
 }
@@ -861,7 +871,11 @@ async fn send_batch<C: Connector>(
     name: &ConnectorName,
     chunk: &[(ActionRequest, Fingerprint)],
     report: &mut WritebackReport,
+    options: &WritebackOptions<'_>,
 ) -> Result<(), Halt> {
+    if options.shutdown.is_some_and(|stop| *stop.borrow()) {
+        return Err(Halt::Shutdown);
+    }
     let staged = chunk.to_vec();
     let keys: Vec<ActionKey> = chunk.iter().map(|(r, _)| r.key().clone()).collect();
     {

@@ -56,6 +56,7 @@ pub fn run_showing(ctx: &Context, args: &WritebackArgs, rows: usize) -> anyhow::
                 policy: &config.writeback,
                 today,
                 batch: connector.connection.batch_limit(),
+                shutdown: None,
             };
             let report = match built.get(index) {
                 Some(any) => any.writeback(&store, &options).await?,

@@ -14,8 +14,10 @@
 //!   stops the pings and systemd restarts the service.
 //!
 //! SIGTERM and SIGINT stop new work; a sync in progress stops at its next
-//! page boundary with its cursor saved, a write-back at its next batch,
-//! and the service exits once they have (or after [`STOP_GRACE`]).
+//! page boundary with its cursor saved, a write-back before its next batch
+//! (the batch in hand is confirmed and recorded), an audit finishes (it
+//! only reads and writes the local store), and the service exits once they
+//! have, or after [`STOP_GRACE`].
 //! SIGHUP loads the config again: a config with problems is refused, each
 //! problem logged, and the running one kept; a good one replaces it, its
 //! connectors and its schedule.
@@ -445,6 +447,7 @@ async fn writeback_one(
         policy: &whole.writeback,
         today: Utc::now().date_naive(),
         batch: config.connection.batch_limit(),
+        shutdown: Some(&shared.shutdown),
     };
     let outcome = match connector.writeback(&shared.store, &options).await {
         Ok(report) => {

@@ -347,6 +347,7 @@ impl Harness {
             policy: &self.policy,
             today: today(),
             batch: NonZeroUsize::new(2).unwrap(),
+            shutdown: None,
         };
         if apply {
             run(&self.store, connector, &options).await.unwrap()
@@ -903,6 +904,29 @@ async fn an_applied_run_reports_each_write_once_as_written_not_also_as_planned()
     written.sort_unstable();
     written.dedup();
     assert_eq!(written.len(), 3);
+}
+
+#[tokio::test]
+async fn a_shutdown_stops_the_run_before_its_next_batch_and_the_next_run_sends_the_rest() {
+    let harness = Harness::new();
+    harness.audit(vec![stalled("1"), stalled("2"), stalled("3")], day(2, 0));
+    let connector = crm();
+    let (_stop, stopped) = tokio::sync::watch::channel(true);
+    let options = WritebackOptions {
+        connector: &harness.config,
+        policy: &harness.policy,
+        today: today(),
+        batch: NonZeroUsize::new(2).unwrap(),
+        shutdown: Some(&stopped),
+    };
+
+    let report = run(&harness.store, &connector, &options).await.unwrap();
+
+    assert_eq!((report.status, report.counts.sent), (RunStatus::Partial, 0));
+    assert!(report.error.unwrap().contains("stopped by shutdown"));
+    assert_eq!(connector.with(|c| c.batches.len()), 0);
+    let next = harness.run(&connector, true).await;
+    assert_eq!((next.status, next.counts.applied), (RunStatus::Ok, 3));
 }
 
 #[tokio::test]
