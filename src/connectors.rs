@@ -156,6 +156,15 @@ impl AnyConnector {
         }
     }
 
+    /// The daily API allowance the CRM last reported as (used, allowed),
+    /// where it reports one (Salesforce).
+    pub fn daily_usage(&self) -> Option<(u64, u64)> {
+        match self {
+            AnyConnector::Salesforce(c) => c.daily_usage(),
+            AnyConnector::Hubspot(_) | AnyConnector::Dynamics(_) => None,
+        }
+    }
+
     pub fn name(&self) -> &ConnectorName {
         match self {
             AnyConnector::Hubspot(c) => c.name(),

@@ -45,6 +45,11 @@ use uuid::Uuid;
 /// the 30 s systemd allows before it kills.
 pub const STOP_GRACE: Duration = Duration::from_secs(25);
 
+/// The share of a daily API allowance the nightly full sync leaves to
+/// incremental syncs: it does not start once usage is within this of the
+/// share at which the connector stops all work.
+const AUDIT_RESERVE: f64 = 0.1;
+
 /// How often the scheduler's own job marks it alive when systemd runs no
 /// watchdog.
 const TICK: Duration = Duration::from_secs(10);
@@ -379,9 +384,17 @@ async fn sync_one(shared: &Shared, name: &ConnectorName, full: bool) {
 /// says `apply`.
 async fn audit_job(shared: &Shared) {
     let live = shared.live();
-    for connector in &live.config.connectors {
+    for (connector, any) in live.config.connectors.iter().zip(&live.connectors) {
         if shared.stopping() {
             return;
+        }
+        if let Some(why) = yields(connector, any) {
+            tracing::warn!(connector = %connector.name, reason = %why, "nightly full sync yields to incremental syncs");
+            lock(&shared.last).insert(
+                format!("full sync {}", connector.name),
+                format!("yielded ({why})"),
+            );
+            continue;
         }
         let connector_lock = shared.lock_of(&connector.name);
         let _held = connector_lock.lock().await;
@@ -433,6 +446,26 @@ async fn audit_job(shared: &Shared) {
         let _held = connector_lock.lock().await;
         writeback_one(shared, &live.config, config, connector).await;
     }
+}
+
+/// Why the nightly full sync of `config` should not start: its CRM's daily
+/// allowance is nearly at the share where the connector stops all work,
+/// and what is left belongs to the day's incremental syncs.
+fn yields(config: &ConnectorConfig, connector: &AnyConnector) -> Option<String> {
+    let stop_share = match &config.connection {
+        crate::config::Connection::Salesforce(salesforce) => salesforce.settings.daily_stop_share,
+        _ => return None,
+    };
+    let (used, allowed) = connector.daily_usage()?;
+    near_the_stop(used, allowed, stop_share).then(|| {
+        format!("daily API allowance {used} of {allowed} used, near its stop share {stop_share}")
+    })
+}
+
+fn near_the_stop(used: u64, allowed: u64, stop_share: f64) -> bool {
+    // Compared in thousandths: 0.8 - 0.1 is not 0.7 in floating point.
+    let threshold = ((stop_share - AUDIT_RESERVE) * 1000.0).round() as u64;
+    allowed > 0 && used * 1000 >= allowed * threshold
 }
 
 async fn writeback_one(
@@ -550,5 +583,18 @@ impl Signals {
             _ = self.int.recv() => Signal::Stop,
             _ = self.hup.recv() => Signal::Reload,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_nightly_full_sync_yields_once_usage_nears_the_stop_share() {
+        assert!(!near_the_stop(6_900, 10_000, 0.8));
+        assert!(near_the_stop(7_000, 10_000, 0.8));
+        assert!(near_the_stop(9_999, 10_000, 0.8));
+        assert!(!near_the_stop(0, 0, 0.8), "nothing reported yet");
     }
 }

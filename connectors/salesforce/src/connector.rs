@@ -162,6 +162,11 @@ impl SalesforceConnector {
 
     /// What the HTTP client has done so far (requests by route, retries,
     /// token refreshes).
+    /// The daily API usage Salesforce last reported: (used, allowed).
+    pub fn daily_usage(&self) -> Option<(u64, u64)> {
+        self.usage.share()
+    }
+
     pub fn stats(&self) -> CallStats {
         self.http.stats()
     }
