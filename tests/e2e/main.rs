@@ -11,4 +11,5 @@ mod org;
 mod portal;
 mod salesforce;
 mod support;
+mod systemd_unit;
 mod writeback_cli;
