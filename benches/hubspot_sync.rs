@@ -88,6 +88,10 @@ fn write_config(dir: &Path, emulator: &HubspotEmulator) -> std::path::PathBuf {
     let mut config = shipped_config(dir);
     let hubspot = &mut config["connectors"]["hubspot"];
     hubspot["api_url"] = toml_edit::value(emulator.base_url().as_str().trim_end_matches('/'));
+    // The shipped config reads the token from a systemd credential.
+    let mut secret = toml_edit::InlineTable::new();
+    secret.insert("env", "JOURNEYD_HUBSPOT_TOKEN".into());
+    hubspot["secret"] = toml_edit::value(secret);
     hubspot["objects"] = toml_edit::value(toml_edit::Array::from_iter(["deal"]));
     hubspot["limits"]["requests"] = toml_edit::value(1_000_000);
     hubspot["limits"]["search_per_second"] = toml_edit::value(100_000);

@@ -4,6 +4,9 @@
 //! refresh token the CRM rotated, saved in the state directory.
 //!
 //! Errors name the connector and the variable or credential, never a value.
+//! A secret file that its owner's group or other users may open is refused
+//! before it is read: whoever could read it has the secret already, and the
+//! admin should hear so at startup rather than never.
 //! Nothing here touches the SQLite store: a secret never goes there.
 
 use crate::config::SecretRef;
@@ -11,7 +14,8 @@ use journeyd_connector::ConnectorName;
 use journeyd_connector::http::{TokenStore, TokenStoreError};
 use secrecy::{ExposeSecret, SecretString};
 use std::ffi::OsString;
-use std::io::Write;
+use std::fs::File;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
@@ -48,6 +52,16 @@ pub enum SecretError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "connector {connector}: credential file {} is {} by group or others (mode {mode:04o}); make it 0600 or 0400, or load it with LoadCredential=",
+        path.display(),
+        access(*mode)
+    )]
+    CredentialOpenToOthers {
+        connector: ConnectorName,
+        path: PathBuf,
+        mode: u32,
+    },
     #[error("connector {connector}: {what} {name} is empty")]
     Empty {
         connector: ConnectorName,
@@ -66,6 +80,28 @@ pub enum SecretError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "connector {connector}: the saved refresh token {} is {} by group or others (mode {mode:04o}); make it 0600 (journeyd writes it so)",
+        path.display(),
+        access(*mode)
+    )]
+    SavedTokenOpenToOthers {
+        connector: ConnectorName,
+        path: PathBuf,
+        mode: u32,
+    },
+}
+
+/// How `mode`'s group and other bits open a file up, for an error message:
+/// reading matters most, so it is named first.
+fn access(mode: u32) -> &'static str {
+    if mode & 0o044 != 0 {
+        "readable"
+    } else if mode & 0o022 != 0 {
+        "writable"
+    } else {
+        "executable"
+    }
 }
 
 /// Looks up an environment variable.
@@ -126,14 +162,23 @@ impl SecretResolver {
                         name: name.clone(),
                     }
                 })?;
-                let mut value = std::fs::read_to_string(dir.join(name)).map_err(|source| {
-                    SecretError::Credential {
+                let path = dir.join(name);
+                let unreadable = |source: std::io::Error| SecretError::Credential {
+                    connector: connector.clone(),
+                    name: name.clone(),
+                    dir: dir.clone(),
+                    source,
+                };
+                let mut file = File::open(&path).map_err(unreadable)?;
+                if let Some(mode) = open_to_others(&file).map_err(unreadable)? {
+                    return Err(SecretError::CredentialOpenToOthers {
                         connector: connector.clone(),
-                        name: name.clone(),
-                        dir: dir.clone(),
-                        source,
-                    }
-                })?;
+                        path,
+                        mode,
+                    });
+                }
+                let mut value = String::new();
+                file.read_to_string(&mut value).map_err(unreadable)?;
                 // `echo token > file` leaves a newline no CRM expects.
                 if value.ends_with('\n') {
                     value.pop();
@@ -202,16 +247,29 @@ impl RefreshTokenFile {
     /// The saved token of `connector`, if a rotation saved one.
     pub fn load(&self, connector: &ConnectorName) -> Result<Option<SecretString>, SecretError> {
         let path = self.path(connector);
-        match std::fs::read_to_string(&path) {
-            Ok(token) if token.is_empty() => Ok(None),
-            Ok(token) => Ok(Some(SecretString::from(token))),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(SecretError::SavedToken {
+        let unreadable = |source: std::io::Error| SecretError::SavedToken {
+            connector: connector.clone(),
+            path: path.clone(),
+            source,
+        };
+        let mut file = match File::open(&path) {
+            Ok(file) => file,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(unreadable(source)),
+        };
+        if let Some(mode) = open_to_others(&file).map_err(unreadable)? {
+            return Err(SecretError::SavedTokenOpenToOthers {
                 connector: connector.clone(),
                 path,
-                source,
-            }),
+                mode,
+            });
         }
+        let mut token = String::new();
+        file.read_to_string(&mut token).map_err(unreadable)?;
+        if token.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(SecretString::from(token)))
     }
 
     /// The refresh token to start with: the saved one, else the configured one.
@@ -259,6 +317,22 @@ impl TokenStore for RefreshTokenFile {
             }
         })
     }
+}
+
+/// The permission bits of the open `file` (`0o644`, ...) when any of them
+/// lets its group or other users in. Asked of the open file, not its path,
+/// so the file checked is the file read.
+#[cfg(unix)]
+fn open_to_others(file: &File) -> std::io::Result<Option<u32>> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = file.metadata()?.permissions().mode() & 0o7777;
+    Ok((mode & 0o077 != 0).then_some(mode))
+}
+
+/// Other systems have no such bits to check.
+#[cfg(not(unix))]
+fn open_to_others(_file: &File) -> std::io::Result<Option<u32>> {
+    Ok(None)
 }
 
 #[cfg(unix)]
@@ -329,11 +403,27 @@ mod tests {
         assert_eq!(secret.expose_secret(), "pat-na1-abc\n");
     }
 
+    /// Writes a secret file as `LoadCredential=` leaves one: owner-only.
+    fn write_private(path: &Path, content: &str) {
+        std::fs::write(path, content).unwrap();
+        set_mode(path, 0o600);
+    }
+
+    fn set_mode(path: &Path, mode: u32) {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        #[cfg(not(unix))]
+        let _ = (path, mode);
+    }
+
     #[test]
     fn a_credential_file_is_read_with_one_trailing_newline_trimmed() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("hubspot-token"), "pat-na1-abc\n\n").unwrap();
-        std::fs::write(dir.path().join("crlf"), "s3cret\r\n").unwrap();
+        write_private(&dir.path().join("hubspot-token"), "pat-na1-abc\n\n");
+        write_private(&dir.path().join("crlf"), "s3cret\r\n");
         let resolver = SecretResolver::new(env(&[]), Some(dir.path().to_owned()));
         let secret = resolver
             .resolve(&hubspot(), &SecretRef::Credential("hubspot-token".into()))
@@ -343,6 +433,88 @@ mod tests {
             .resolve(&hubspot(), &SecretRef::Credential("crlf".into()))
             .unwrap();
         assert_eq!(secret.expose_secret(), "s3cret");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn an_owner_only_credential_file_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, mode) in [("rw", 0o600), ("r", 0o400)] {
+            write_private(&dir.path().join(name), "pat-na1-abc");
+            set_mode(&dir.path().join(name), mode);
+            let resolver = SecretResolver::new(env(&[]), Some(dir.path().to_owned()));
+            let secret = resolver
+                .resolve(&hubspot(), &SecretRef::Credential(name.into()))
+                .unwrap();
+            assert_eq!(secret.expose_secret(), "pat-na1-abc", "mode {mode:o}");
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_credential_file_readable_by_group_or_others_is_refused_naming_file_and_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hubspot-token");
+        let resolver = SecretResolver::new(env(&[]), Some(dir.path().to_owned()));
+        for (mode, shown) in [(0o640, "0640"), (0o604, "0604"), (0o644, "0644")] {
+            write_private(&path, "hunter2");
+            set_mode(&path, mode);
+            let error = resolver
+                .resolve(&hubspot(), &SecretRef::Credential("hubspot-token".into()))
+                .unwrap_err();
+            assert_eq!(
+                error.to_string(),
+                format!(
+                    "connector hubspot: credential file {} is readable by group or others (mode {shown}); make it 0600 or 0400, or load it with LoadCredential=",
+                    path.display()
+                )
+            );
+            assert!(!format!("{error:?}").contains("hunter2"));
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_credential_file_only_writable_by_the_group_is_refused_as_writable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hubspot-token");
+        write_private(&path, "hunter2");
+        set_mode(&path, 0o620);
+        let resolver = SecretResolver::new(env(&[]), Some(dir.path().to_owned()));
+        let error = resolver
+            .resolve(&hubspot(), &SecretRef::Credential("hubspot-token".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("is writable by group or others (mode 0620)"),
+            "{error}"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_saved_refresh_token_readable_by_others_is_refused_naming_file_and_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let tokens = RefreshTokenFile::beside(&dir.path().join("journeyd.sqlite"));
+        tokens
+            .save_refresh_token(&hubspot(), &SecretString::from("rt-secret"))
+            .unwrap();
+        let path = tokens.path(&hubspot());
+        set_mode(&path, 0o604);
+        let error = tokens
+            .current(&hubspot(), SecretString::from("rt-configured"))
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "connector hubspot: the saved refresh token {} is readable by group or others (mode 0604); make it 0600 (journeyd writes it so)",
+                path.display()
+            )
+        );
+        assert!(!format!("{error:?}").contains("rt-secret"));
+        set_mode(&path, 0o600);
+        let token = tokens.load(&hubspot()).unwrap().unwrap();
+        assert_eq!(token.expose_secret(), "rt-secret");
     }
 
     #[test]

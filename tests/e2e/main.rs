@@ -12,4 +12,5 @@ mod portal;
 mod salesforce;
 mod service;
 mod support;
+mod systemd_unit;
 mod writeback_cli;

@@ -50,6 +50,11 @@ impl Portal {
         let mut config = shipped_config();
         let hubspot = &mut config["connectors"]["hubspot"];
         hubspot["api_url"] = value(emulator.base_url().as_str().trim_end_matches('/'));
+        // The shipped config reads the token from a systemd credential; the
+        // tests hand it over in the environment instead.
+        let mut secret = toml_edit::InlineTable::new();
+        secret.insert("env", TOKEN_VAR.into());
+        hubspot["secret"] = value(secret);
         let mut env = Vec::new();
         match auth {
             Auth::PrivateApp => env.push((TOKEN_VAR.to_owned(), emulator.private_app_token())),

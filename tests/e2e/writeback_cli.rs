@@ -63,7 +63,7 @@ fn sync_names_the_missing_secret_and_never_starts() {
     let output = install.run_expecting(1, &["sync", "--connector", "hubspot"]);
     let err = stderr(&output);
     assert!(
-        err.contains("connector hubspot: environment variable JOURNEYD_HUBSPOT_TOKEN is not set"),
+        err.contains("connector hubspot: credential hubspot-token needs $CREDENTIALS_DIRECTORY"),
         "{err}"
     );
     let output = install.run_expecting(1, &["sync", "--connector", "salesforce"]);

@@ -15,6 +15,8 @@ const JOURNEY: &str = include_str!("../../../config/journey.toml");
 pub struct Targets {
     /// `api_url` of the HubSpot connector.
     pub hubspot_url: String,
+    /// The environment variable the private app token is read from.
+    pub hubspot_token_variable: &'static str,
     /// Burst limit of the emulated portal's tier, per 10 s.
     pub hubspot_requests_per_10s: u32,
     /// `login_url` of the Salesforce connector.
@@ -62,6 +64,11 @@ fn edit(targets: &Targets, apply: bool) -> anyhow::Result<String> {
         i64::from(targets.hubspot_requests_per_10s),
         "the emulated portal is a Professional account",
     );
+    // The shipped config reads every secret from a systemd credential; the
+    // demo hands its secrets over in memory instead, with no file.
+    let mut secret = InlineTable::new();
+    secret.insert("env", targets.hubspot_token_variable.into());
+    hubspot["secret"] = noted(secret, "set by `journeyd demo` in memory only");
 
     let salesforce = table(connectors, "salesforce")?;
     salesforce["login_url"] = noted(
@@ -76,8 +83,6 @@ fn edit(targets: &Targets, apply: bool) -> anyhow::Result<String> {
         targets.salesforce_username.as_str(),
         "the emulated org's integration user",
     );
-    // The shipped config reads the private key from a systemd credential;
-    // the demo hands its key over in memory instead, with no file.
     let mut secret = InlineTable::new();
     secret.insert("env", targets.salesforce_key_variable.into());
     salesforce["secret"] = noted(secret, "set by `journeyd demo` in memory only");
@@ -129,6 +134,7 @@ mod tests {
     fn targets() -> Targets {
         Targets {
             hubspot_url: "http://127.0.0.1:4001".into(),
+            hubspot_token_variable: "DEMO_TOKEN",
             hubspot_requests_per_10s: 190,
             salesforce_login_url: "http://127.0.0.1:4002".into(),
             salesforce_client_id: "demo-consumer-key".into(),
@@ -169,6 +175,10 @@ mod tests {
         };
         assert_eq!(hubspot.settings.api_url.as_str(), "http://127.0.0.1:4001/");
         assert_eq!(hubspot.settings.limits.general.0.get(), 190);
+        assert_eq!(
+            config.connectors[1].secret,
+            Some(SecretRef::Env("DEMO_TOKEN".into()))
+        );
         let salesforce = &config.connectors[2];
         let Connection::Salesforce(connection) = &salesforce.connection else {
             panic!("salesforce is a Salesforce connection");

@@ -5,7 +5,7 @@ use crate::cli::output::table;
 use journeyd_hubspot::emulator::{EmulatorConfig, HubspotEmulator, ObjectType, SeedSizes};
 
 const DEALS: usize = 2_000;
-/// The shipped config reads the private app token from this variable.
+/// The demo's config reads the private app token from this variable.
 pub const TOKEN_VARIABLE: &str = "JOURNEYD_HUBSPOT_TOKEN";
 /// The demo portal is a Professional account: 190 requests per 10 s.
 pub const REQUESTS_PER_10S: u32 = 190;

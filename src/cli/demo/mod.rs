@@ -69,6 +69,7 @@ fn demo(dir: &Path, json: bool, apply: bool) -> anyhow::Result<ExitCode> {
         dir,
         &config::Targets {
             hubspot_url: trimmed(portal.base_url()),
+            hubspot_token_variable: hubspot::TOKEN_VARIABLE,
             hubspot_requests_per_10s: hubspot::REQUESTS_PER_10S,
             salesforce_login_url: trimmed(org.base_url()),
             salesforce_client_id: org.client_id(),
