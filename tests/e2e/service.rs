@@ -7,6 +7,7 @@ use journeyd_dynamics::emulator::Table;
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use toml_edit::{DocumentMut, value};
 
@@ -22,12 +23,15 @@ fn seconds_schedule(config: &mut DocumentMut, audit: &str) {
     connectors.remove("salesforce");
 }
 
-/// The running daemon and the notify socket it reports to.
+/// The running daemon, and what it told the notify socket. The socket is
+/// read all the time, as systemd does: a datagram socket whose reader
+/// dawdles fills up, and the sender's next messages are lost.
 struct Daemon {
     child: Child,
-    socket: UnixDatagram,
     _dir: tempfile::TempDir,
-    messages: Vec<String>,
+    messages: Arc<Mutex<Vec<String>>>,
+    /// How many messages `wait_for` has looked at.
+    seen: usize,
 }
 
 impl Daemon {
@@ -38,6 +42,18 @@ impl Daemon {
         socket
             .set_read_timeout(Some(Duration::from_millis(200)))
             .expect("a read timeout");
+        let messages = Arc::new(Mutex::new(Vec::new()));
+        let heard = Arc::clone(&messages);
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            // Ends when the test drops its end: the list's last owner.
+            while Arc::strong_count(&heard) > 1 {
+                if let Ok(n) = socket.recv(&mut buffer) {
+                    let message = String::from_utf8_lossy(&buffer[..n]).into_owned();
+                    heard.lock().expect("the message list").push(message);
+                }
+            }
+        });
         let mut command = env.install.command(&["run"]);
         command
             .env("NOTIFY_SOCKET", &path)
@@ -50,36 +66,31 @@ impl Daemon {
         let child = command.spawn().expect("journeyd run starts");
         Daemon {
             child,
-            socket,
             _dir: dir,
-            messages: Vec::new(),
+            messages,
+            seen: 0,
         }
     }
 
-    /// Reads notify messages until one has a line `wanted` says yes to,
-    /// for at most `limit`; returns that line.
+    /// Waits at most `limit` for a message, after those already looked at,
+    /// with a line `wanted` says yes to; returns that line.
     fn wait_for(&mut self, limit: Duration, wanted: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + limit;
-        let mut buffer = [0u8; 4096];
         while Instant::now() < deadline {
-            if let Ok(n) = self.socket.recv(&mut buffer) {
-                let message = String::from_utf8_lossy(&buffer[..n]).into_owned();
-                self.messages.push(message.clone());
+            let messages = self.messages.lock().expect("the message list").clone();
+            for message in &messages[self.seen..] {
+                self.seen += 1;
                 if let Some(line) = message.lines().find(|line| wanted(line)) {
                     return line.to_owned();
                 }
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "journeyd run exited early: {status}; said {:?}",
-                    self.messages
-                );
+                panic!("journeyd run exited early: {status}; said {messages:?}");
             }
+            std::thread::sleep(Duration::from_millis(50));
         }
-        panic!(
-            "no such notify message within {limit:?}; got {:?}",
-            self.messages
-        );
+        let messages = self.messages.lock().expect("the message list").clone();
+        panic!("no such notify message within {limit:?}; got {messages:?}");
     }
 
     fn signal(&self, signal: libc::c_int) {
