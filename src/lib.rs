@@ -13,6 +13,7 @@
 //!   ledger;
 //! - [`import`]: canonical records from JSONL;
 //! - [`report`], [`export`]: what admins read;
+//! - [`service`]: the long-running daemon's parts: health and metrics;
 //! - [`cli`]: the command line; the only module that prints;
 //! - [`telemetry`]: logging setup and its field schema.
 
@@ -35,6 +36,7 @@ pub mod journey;
 pub mod report;
 pub mod rules;
 pub mod secrets;
+pub mod service;
 pub mod store;
 pub mod sync;
 pub mod telemetry;
