@@ -197,7 +197,7 @@ impl Metrics {
         let writeback_writes = Family::<ConnectorKind, Counter>::default();
         registry.register(
             "writeback_writes",
-            "Writes of applied write-back runs, by connector and outcome (applied; deduplicated: found already written in the CRM or the ledger; failed; parked)",
+            "Writes of applied write-back runs, by connector and outcome: applied; deduplicated (not sent: found already written in the CRM after a crash, or already in the ledger, counted at each run that would have sent it again); failed; parked",
             writeback_writes.clone(),
         );
         let api_requests = Family::<ConnectorRoute, Counter>::default();
@@ -325,7 +325,10 @@ impl Metrics {
     }
 
     /// Counts one write-back run. A dry run is counted as a run, but its
-    /// writes are not: it wrote nothing.
+    /// writes are not: it wrote nothing. Deduplicated writes are the run's
+    /// `recovered` (found in the CRM, not sent again) and `known` (already
+    /// in the ledger): a write the ledger holds is counted again at each
+    /// run whose plan meets it.
     pub fn record_writeback(&self, report: &WritebackReport) {
         let inner = &*self.inner;
         if report.applied {
