@@ -11,6 +11,7 @@ use crate::secrets::{RefreshTokenFile, SecretError, SecretResolver};
 use crate::store::StoreHandle;
 use crate::sync::{self, Shutdown, SyncError, SyncOptions, SyncProgress, SyncSummary};
 use crate::writeback::{self, WritebackError, WritebackOptions, WritebackReport};
+use journeyd_connector::http::CallStats;
 use journeyd_connector::{Connector, ConnectorError, ConnectorName};
 use journeyd_dynamics::{DynamicsConnector, DynamicsCredentials};
 use journeyd_hubspot::{HubspotAuth, HubspotConnector, HubspotCredentials};
@@ -162,6 +163,16 @@ impl AnyConnector {
         match self {
             AnyConnector::Salesforce(c) => c.daily_usage(),
             AnyConnector::Hubspot(_) | AnyConnector::Dynamics(_) => None,
+        }
+    }
+
+    /// What this connector's HTTP client has done since it was built:
+    /// requests by route, retries, token refreshes, 429s. Cumulative.
+    pub fn stats(&self) -> CallStats {
+        match self {
+            AnyConnector::Hubspot(c) => c.stats(),
+            AnyConnector::Salesforce(c) => c.stats(),
+            AnyConnector::Dynamics(c) => c.stats(),
         }
     }
 

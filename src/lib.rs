@@ -13,7 +13,8 @@
 //!   ledger;
 //! - [`import`]: canonical records from JSONL;
 //! - [`report`], [`export`]: what admins read;
-//! - [`service`]: `journeyd run`, the scheduled service systemd runs;
+//! - [`service`]: `journeyd run`, the scheduled service systemd runs, and
+//!   its health and metrics listener;
 //! - [`cli`]: the command line; the only module that prints;
 //! - [`telemetry`]: logging setup and its field schema.
 

@@ -8,6 +8,7 @@ use journeyd_dynamics::DynamicsSettings;
 use journeyd_hubspot::HubspotSettings;
 use journeyd_salesforce::SalesforceSettings;
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::PathBuf;
 
@@ -24,6 +25,7 @@ pub struct Config {
     pub connectors: Vec<ConnectorConfig>,
     pub writeback: WritebackPolicy,
     pub custom_rules: Vec<CustomRule>,
+    pub service: ServiceConfig,
 }
 
 impl Config {
@@ -233,6 +235,14 @@ pub struct WritebackPolicy {
     pub task_due_days: u32,
     /// The action each rule calls for, where it differs from the rule's default.
     pub actions: BTreeMap<RuleId, ActionKind>,
+}
+
+/// How the long-running daemon shows itself to its operators.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceConfig {
+    /// Where `/healthz` and `/metrics` are served; `None` for no listener.
+    /// A loopback address unless the config said `health_public = true`.
+    pub health_listen: Option<SocketAddr>,
 }
 
 /// An admin's own rule.

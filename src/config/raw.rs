@@ -55,6 +55,14 @@ pub(super) struct RawDaemon {
     pub writeback: Option<RawWriteback>,
     #[serde(default)]
     pub rules: Vec<Spanned<RawRule>>,
+    pub service: Option<RawService>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(super) struct RawService {
+    pub health_listen: Option<Text>,
+    pub health_public: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -429,3 +429,54 @@ fn a_rule_that_looks_at_tasks_makes_hubspot_read_every_deals_tasks() {
         journeyd_hubspot::TaskReading::Every
     );
 }
+
+const MINIMAL: &str = "state_path = \"s.sqlite\"\njourney = \"journey.toml\"\n";
+
+#[test]
+fn no_service_table_means_no_health_listener() {
+    let (_dir, config) = loaded(MINIMAL, JOURNEY);
+    assert_eq!(config.service.health_listen, None);
+    let (_dir, config) = loaded(&format!("{MINIMAL}[service]\n"), JOURNEY);
+    assert_eq!(config.service.health_listen, None);
+}
+
+#[test]
+fn a_loopback_health_listener_is_accepted_on_either_ip_version() {
+    for address in ["127.0.0.1:9464", "[::1]:9464", "127.0.0.2:0"] {
+        let daemon = format!("{MINIMAL}[service]\nhealth_listen = \"{address}\"\n");
+        let (_dir, config) = loaded(&daemon, JOURNEY);
+        assert_eq!(
+            config.service.health_listen,
+            Some(address.parse().unwrap()),
+            "{address}"
+        );
+    }
+}
+
+#[test]
+fn a_public_health_listener_is_refused_without_health_public_naming_its_line() {
+    let daemon = format!("{MINIMAL}[service]\nhealth_listen = \"0.0.0.0:9464\"\n");
+    let (_dir, result) = load_texts(&daemon, JOURNEY);
+    let report = result.map(|_| ()).unwrap_err().to_string();
+    assert!(
+        report.contains(
+            "journeyd.toml:4:17: service: `health_listen` `0.0.0.0:9464` is not a loopback address; set `health_public = true` to expose it"
+        ),
+        "{report}"
+    );
+    let daemon =
+        format!("{MINIMAL}[service]\nhealth_listen = \"[::]:9464\"\nhealth_public = false\n");
+    let (_dir, result) = load_texts(&daemon, JOURNEY);
+    assert!(result.is_err(), "`health_public = false` exposes nothing");
+}
+
+#[test]
+fn a_public_health_listener_is_accepted_with_health_public() {
+    let daemon =
+        format!("{MINIMAL}[service]\nhealth_listen = \"0.0.0.0:9464\"\nhealth_public = true\n");
+    let (_dir, config) = loaded(&daemon, JOURNEY);
+    assert_eq!(
+        config.service.health_listen,
+        Some("0.0.0.0:9464".parse().unwrap())
+    );
+}

@@ -127,6 +127,26 @@ impl Store {
             .op("read a run")
     }
 
+    /// The latest run of `kind` that has finished (well or not), of
+    /// `connector` (`None`: runs of no connector, such as audits). A run
+    /// still going, or left `running` by a crash, is not it.
+    pub fn last_finished_run(
+        &self,
+        kind: RunKind,
+        connector: Option<&ConnectorName>,
+    ) -> Result<Option<RunRow>, StoreError> {
+        self.conn
+            .prepare_cached(&format!(
+                "SELECT {RUN_COLUMNS} FROM runs
+                 WHERE kind = ?1 AND connector IS ?2 AND finished_at IS NOT NULL
+                 ORDER BY id DESC LIMIT 1"
+            ))
+            .op("prepare reading the last run")?
+            .query_row(params![kind, connector.map(|c| c.as_str())], run_row)
+            .optional()
+            .op("read the last run")
+    }
+
     /// The latest `limit` runs, newest first.
     pub fn runs(&self, limit: usize) -> Result<Vec<RunRow>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
@@ -171,6 +191,55 @@ fn run_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
 mod tests {
     use super::super::testkit::{TestStore, day, hubspot};
     use super::*;
+
+    #[test]
+    fn the_last_finished_run_is_per_kind_and_connector_and_skips_a_running_one() {
+        let mut test = TestStore::new();
+        let store = &mut test.store;
+        let other = ConnectorName::new("salesforce");
+        let counts = serde_json::json!({});
+        let first = store
+            .begin_run(RunKind::Sync, Some(&hubspot()), day(1, 0))
+            .unwrap();
+        store
+            .finish_run(first, RunStatus::Ok, &counts, None, day(1, 1))
+            .unwrap();
+        let failed = store
+            .begin_run(RunKind::Sync, Some(&hubspot()), day(2, 0))
+            .unwrap();
+        store.fail_run(failed, "refused", day(2, 1)).unwrap();
+        let theirs = store
+            .begin_run(RunKind::Sync, Some(&other), day(3, 0))
+            .unwrap();
+        store
+            .finish_run(theirs, RunStatus::Ok, &counts, None, day(3, 1))
+            .unwrap();
+        store
+            .begin_run(RunKind::Sync, Some(&hubspot()), day(4, 0))
+            .unwrap();
+        let audit = store.begin_run(RunKind::Audit, None, day(4, 1)).unwrap();
+        store
+            .finish_run(audit, RunStatus::Ok, &counts, None, day(4, 2))
+            .unwrap();
+
+        let last = |kind, connector: Option<&ConnectorName>| {
+            store
+                .last_finished_run(kind, connector)
+                .unwrap()
+                .map(|run| (run.id, run.status))
+        };
+        assert_eq!(
+            last(RunKind::Sync, Some(&hubspot())),
+            Some((failed, RunStatus::Failed))
+        );
+        assert_eq!(
+            last(RunKind::Sync, Some(&other)),
+            Some((theirs, RunStatus::Ok))
+        );
+        assert_eq!(last(RunKind::Audit, None), Some((audit, RunStatus::Ok)));
+        assert_eq!(last(RunKind::Writeback, Some(&hubspot())), None);
+        assert_eq!(last(RunKind::Sync, None), None);
+    }
 
     #[test]
     fn a_run_is_recorded_running_then_finished_with_its_counts() {

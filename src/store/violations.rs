@@ -518,6 +518,31 @@ impl Store {
         Ok(rows)
     }
 
+    /// How many violations are open, by connector and rule, ordered so.
+    /// Acknowledged, suppressed and resolved ones are not counted: this is
+    /// what still waits for someone.
+    pub fn open_violations_by_rule(&self) -> Result<Vec<(ConnectorName, RuleId, u64)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT connector, rule, count(*) FROM violations WHERE status = 'open'
+                 GROUP BY connector, rule ORDER BY connector, rule",
+            )
+            .op("prepare counting open violations")?;
+        let rows = stmt
+            .query_map([], |row| {
+                Ok((
+                    ConnectorName::new(row.get::<_, String>(0)?),
+                    RuleId::new(row.get::<_, String>(1)?),
+                    row.get(2)?,
+                ))
+            })
+            .op("count open violations")?
+            .collect::<Result<_, _>>()
+            .op("count open violations")?;
+        Ok(rows)
+    }
+
     /// What one audit run did and where the log stands, by rule and stage:
     /// the run's openings and resolutions from its events, and the current
     /// count of each status.
@@ -669,6 +694,32 @@ mod tests {
             test.store.violation(&prefix),
             Err(StoreError::AmbiguousPrefix(p)) if p == prefix
         ));
+    }
+
+    #[test]
+    fn open_violations_are_counted_by_connector_and_rule_leaving_out_acknowledged_ones() {
+        let found = [
+            violation("1", BuiltinRule::MissingOwner, None),
+            violation("2", BuiltinRule::MissingOwner, None),
+            violation("3", BuiltinRule::MissingOwner, None),
+            violation("1", BuiltinRule::Stalled, Some("decision")),
+        ];
+        let mut test = store_with(&found);
+        let stalled = test.store.violation(found[3].fingerprint.as_str()).unwrap();
+        test.store
+            .acknowledge(stalled.unwrap().id, "ann", "known", day(1, 9))
+            .unwrap();
+        assert_eq!(
+            test.store.open_violations_by_rule().unwrap(),
+            [(hubspot(), BuiltinRule::MissingOwner.id(), 3)]
+        );
+        assert!(
+            TestStore::new()
+                .store
+                .open_violations_by_rule()
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

@@ -608,6 +608,39 @@ async fn a_persistent_429_ends_as_rate_limited_until_the_next_run() {
 }
 
 #[tokio::test]
+async fn every_429_answer_is_counted_as_throttled_and_no_other_status_is() {
+    let limited = Reply::json(429, "slow down");
+    let server = Server::start(
+        vec![
+            limited.clone(),
+            Reply::json(503, "busy"),
+            limited,
+            Reply::ok(),
+        ],
+        vec![],
+    )
+    .await;
+    let mut settings = settings(&server.base, bearer());
+    settings.retry.max_attempts = nz(5);
+    let client = client(settings);
+    client.send(get("/deals")).await.unwrap();
+    let stats = client.stats();
+    assert_eq!(stats.requests.get(ROUTE), Some(&4));
+    assert_eq!(stats.retries, 3);
+    assert_eq!(stats.throttled, 2);
+}
+
+#[tokio::test]
+async fn a_429_from_the_token_endpoint_is_counted_as_throttled() {
+    let server = Server::start(vec![], vec![Reply::json(429, "slow down")]).await;
+    let client = client(settings(&server.base, refresh_grant(&server, false)));
+    client.send(get("/deals")).await.unwrap_err();
+    let stats = client.stats();
+    assert_eq!(stats.requests.get("token"), Some(&1));
+    assert_eq!(stats.throttled, 1);
+}
+
+#[tokio::test]
 async fn a_spent_retry_budget_ends_calls_early() {
     let server = Server::start(vec![Reply::json(503, "busy"); 10], vec![]).await;
     let mut settings = settings(&server.base, bearer());

@@ -1,18 +1,22 @@
-//! `journeyd.toml`: state path, schedule, built-in checks, write-back policy
-//! and custom rules; connectors are checked by [`super::connectors`].
+//! `journeyd.toml`: state path, schedule, built-in checks, write-back policy,
+//! custom rules and the service table; connectors are checked by
+//! [`super::connectors`].
 
 use super::{Checker, Known, Seen, backticked, first_seen, known_stage, label, object_kind};
 use crate::config::diagnostic::lowercase_first;
 use crate::config::document::ROOT;
-use crate::config::raw::{RawChecks, RawDaemon, RawRule, RawSchedule, RawWriteback, Text};
+use crate::config::raw::{
+    RawChecks, RawDaemon, RawRule, RawSchedule, RawService, RawWriteback, Text,
+};
 use crate::config::{
-    Checks, ConnectorConfig, CronExpr, CustomRule, OnboardingCheck, Schedule, WritebackMode,
-    WritebackPolicy,
+    Checks, ConnectorConfig, CronExpr, CustomRule, OnboardingCheck, Schedule, ServiceConfig,
+    WritebackMode, WritebackPolicy,
 };
 use crate::journey::{Expr, StageId};
 use crate::rules::{ActionKind, BuiltinRule, MessageTemplate, RuleId, Severity};
 use journeyd_connector::ObjectKind;
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 
@@ -24,6 +28,8 @@ const DEFAULT_TASK_DUE_DAYS: u32 = 3;
 const ONBOARDING_STAGE: &str = "onboarding";
 const ONBOARDING_AFTER_DAYS: u32 = 7;
 const ONBOARDING_SUBJECT: &str = "onboarding";
+/// The port is the one commonly left to Prometheus exporters.
+const DEFAULT_HEALTH_LISTEN: &str = "127.0.0.1:9464";
 
 /// The daemon config's share of [`crate::config::Config`].
 pub(super) struct DaemonParts {
@@ -33,6 +39,7 @@ pub(super) struct DaemonParts {
     pub connectors: Vec<ConnectorConfig>,
     pub writeback: WritebackPolicy,
     pub custom_rules: Vec<CustomRule>,
+    pub service: ServiceConfig,
     /// Every canonical field name some connector maps a CRM field to.
     pub canonical_fields: BTreeSet<String>,
 }
@@ -79,6 +86,7 @@ pub(super) fn daemon(
         .collect();
     let writeback = writeback(raw.writeback.as_ref(), &rule_ids, check);
     let custom_rules = custom_rules(&raw.rules, known, check);
+    let service = service(raw.service.as_ref(), check);
     DaemonParts {
         state_path,
         schedule,
@@ -86,6 +94,7 @@ pub(super) fn daemon(
         connectors,
         writeback,
         custom_rules,
+        service,
         canonical_fields,
     }
 }
@@ -133,6 +142,42 @@ fn schedule(raw: Option<&RawSchedule>, check: &mut Checker<'_>) -> Schedule {
         }
     }
     schedule
+}
+
+/// The health listener: a socket address, on loopback unless the admin
+/// says in so many words that it may be reached from elsewhere (it shows
+/// connector names, run times and counts to whoever asks).
+fn service(raw: Option<&RawService>, check: &mut Checker<'_>) -> ServiceConfig {
+    const CONTEXT: &str = "service: ";
+    let Some(raw) = raw else {
+        return ServiceConfig::default();
+    };
+    let Some(listen) = &raw.health_listen else {
+        return ServiceConfig::default();
+    };
+    let written = listen.get_ref().trim();
+    let Ok(address) = written.parse::<SocketAddr>() else {
+        check.error(
+            listen.span().start,
+            format!(
+                "{CONTEXT}`health_listen` `{written}` is not a socket address (use an IP address and a port, e.g. `{DEFAULT_HEALTH_LISTEN}`)"
+            ),
+        );
+        return ServiceConfig::default();
+    };
+    let public = raw.health_public.as_ref().is_some_and(|p| *p.get_ref());
+    if !address.ip().to_canonical().is_loopback() && !public {
+        check.error(
+            listen.span().start,
+            format!(
+                "{CONTEXT}`health_listen` `{address}` is not a loopback address; set `health_public = true` to expose it"
+            ),
+        );
+        return ServiceConfig::default();
+    }
+    ServiceConfig {
+        health_listen: Some(address),
+    }
 }
 
 fn builtin_list() -> String {

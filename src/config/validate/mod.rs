@@ -8,7 +8,7 @@
 //!
 //! - [`journey`]: `journey.toml`: stages, roles, criteria, handoff fields;
 //! - [`daemon`]: `journeyd.toml` but its connectors: paths, schedule, checks,
-//!   write-back policy, custom rules;
+//!   write-back policy, custom rules, the service's health listener;
 //! - [`connectors`]: each `[connectors.NAME]` table and its maps;
 //! - [`connection`]: how a connector reaches its CRM (URLs, auth, limits,
 //!   paging), into the connector crate's settings.
@@ -77,6 +77,7 @@ pub(super) fn config(
         connectors: daemon.connectors,
         writeback: daemon.writeback,
         custom_rules: daemon.custom_rules,
+        service: daemon.service,
     };
     connection::settle_task_reading(&mut config);
     Some(config)

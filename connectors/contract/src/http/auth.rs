@@ -523,6 +523,7 @@ impl Authenticator {
             }
         };
         span.record("status", status);
+        oauth.counters.answered(status);
         if status >= 500 {
             return Err(ConnectorError::Api {
                 connector,
@@ -576,6 +577,7 @@ impl Authenticator {
                 let exchange = async {
                     let response = http.execute(request).await?;
                     status.store(response.status().as_u16(), Ordering::Relaxed);
+                    counters.answered(response.status().as_u16());
                     let mut answer = oauth2::http::Response::builder().status(response.status());
                     for (name, value) in response.headers() {
                         answer = answer.header(name, value);

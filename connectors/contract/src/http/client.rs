@@ -110,6 +110,9 @@ pub struct CallStats {
     pub retries: u64,
     /// Access tokens obtained from the token endpoint, the first included.
     pub token_refreshes: u64,
+    /// 429 answers received, token endpoint included: how often the CRM
+    /// said to slow down, whether or not the call was then retried.
+    pub throttled: u64,
 }
 
 /// The one HTTP client: cheap to clone (the clones share limiters, retry
@@ -406,6 +409,7 @@ impl Inner {
         match outcome {
             Ok(Ok(answer)) => {
                 span.record("status", answer.status.as_u16());
+                self.counters.answered(answer.status.as_u16());
                 Attempt::Answered(answer)
             }
             Ok(Err(err)) => Attempt::Broken {
@@ -514,6 +518,13 @@ impl Counters {
 
     fn retried(&self) {
         self.lock().retries += 1;
+    }
+
+    /// Counts a response by its status: only 429s are counted for now.
+    pub(super) fn answered(&self, status: u16) {
+        if status == 429 {
+            self.lock().throttled += 1;
+        }
     }
 
     pub(super) fn token_refreshed(&self) {
