@@ -146,6 +146,15 @@ impl Connection {
         }
     }
 
+    /// The client-side rate limit: requests per period.
+    pub fn rate_limit(&self) -> (NonZeroU32, std::time::Duration) {
+        match self {
+            Connection::Hubspot(hubspot) => hubspot.settings.limits.general,
+            Connection::Salesforce(salesforce) => salesforce.settings.limits.general,
+            Connection::Dynamics(dynamics) => dynamics.settings.limits.general,
+        }
+    }
+
     /// A HubSpot connection on loopback, for specifications that need a
     /// connector config but never reach its CRM.
     #[cfg(test)]

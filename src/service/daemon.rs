@@ -22,6 +22,8 @@
 //! problem logged, and the running one kept; a good one replaces it, its
 //! connectors and its schedule.
 
+use super::health::{self, HealthState};
+use super::metrics::Metrics;
 use super::notify;
 use crate::audit;
 use crate::config::{Config, ConnectorConfig, WritebackMode, load};
@@ -34,6 +36,7 @@ use chrono::Utc;
 use journeyd_connector::ConnectorName;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 use thiserror::Error;
@@ -62,6 +65,12 @@ pub enum ServiceError {
     Scheduler(#[source] JobSchedulerError),
     #[error("could not listen for signals")]
     Signals(#[source] std::io::Error),
+    #[error("could not listen for health checks on {address}")]
+    Listen {
+        address: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// What the service runs with: the config file (read again on SIGHUP), the
@@ -110,6 +119,10 @@ struct Shared {
     /// `STATUS=` line.
     doing: Mutex<BTreeMap<ConnectorName, String>>,
     last: Mutex<BTreeMap<String, String>>,
+    metrics: Metrics,
+    /// When the scheduler's own job last ran (epoch seconds): what
+    /// `/healthz` judges the scheduler alive by.
+    tick: Arc<AtomicU64>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -206,14 +219,23 @@ pub async fn run(service: Service) -> Result<(), ServiceError> {
         shutdown,
         doing: Mutex::default(),
         last: Mutex::default(),
+        metrics: Metrics::new(),
+        tick: Arc::new(AtomicU64::new(0)),
     });
+    if let Err(error) = shared.metrics.refresh_open_violations(&shared.store).await {
+        tracing::warn!(error = %error, "could not read the open violations for the metrics");
+    }
+    record_budgets(&shared);
     let mut signals = Signals::new().map_err(ServiceError::Signals)?;
     let scheduler = JobScheduler::new().await.map_err(ServiceError::Scheduler)?;
     let pulse = notify::watchdog_interval();
+    let every = pulse.unwrap_or(TICK);
     scheduler
-        .add(pulse_job(pulse.unwrap_or(TICK), pulse.is_some())?)
+        .add(pulse_job(every, pulse.is_some(), shared.tick.clone())?)
         .await
         .map_err(ServiceError::Scheduler)?;
+    health::record_tick(&shared.tick, Utc::now());
+    let listener = listen(&shared, every).await?;
     let jobs = schedule(&scheduler, &shared).await?;
     swap_jobs(&shared, jobs);
     scheduler.start().await.map_err(ServiceError::Scheduler)?;
@@ -254,6 +276,9 @@ pub async fn run(service: Service) -> Result<(), ServiceError> {
             break;
         }
     }
+    if let Some(listener) = listener {
+        let _ = listener.await;
+    }
     tracing::info!(
         ms = started.elapsed().as_millis() as u64,
         "journeyd stopped"
@@ -261,13 +286,68 @@ pub async fn run(service: Service) -> Result<(), ServiceError> {
     Ok(())
 }
 
+/// Starts the health and metrics listener, if the config asks for one; it
+/// stops with the service.
+async fn listen(
+    shared: &Arc<Shared>,
+    pulse: Duration,
+) -> Result<Option<tokio::task::JoinHandle<()>>, ServiceError> {
+    let live = shared.live();
+    let Some(address) = live.config.service.health_listen else {
+        return Ok(None);
+    };
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|source| ServiceError::Listen { address, source })?;
+    let names = live
+        .config
+        .connectors
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
+    // A scheduler that has missed three of its own pulses is not alive.
+    let state = HealthState::new(
+        shared.store.clone(),
+        names,
+        shared.tick.clone(),
+        (pulse * 3).max(Duration::from_secs(30)),
+        shared.metrics.clone(),
+    );
+    let mut stopped = shared.shutdown.clone();
+    let stop = async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    Ok(Some(tokio::spawn(async move {
+        if let Err(error) = health::serve(listener, state, stop).await {
+            tracing::error!(error = %error, "the health listener stopped");
+        }
+    })))
+}
+
+/// Each connector's rate limit, daily allowance and API calls, into the
+/// metrics.
+fn record_budgets(shared: &Shared) {
+    let live = shared.live();
+    for (config, connector) in live.config.connectors.iter().zip(&live.connectors) {
+        let (requests, period) = config.connection.rate_limit();
+        shared.metrics.record_budget(
+            &config.name,
+            requests.get(),
+            period,
+            connector.daily_usage(),
+        );
+        shared.metrics.record_api(&config.name, &connector.stats());
+    }
+}
+
 /// The job that proves the scheduler alive: a watchdog ping, or (with no
 /// watchdog) a trace line.
-fn pulse_job(every: Duration, watchdog: bool) -> Result<Job, ServiceError> {
+fn pulse_job(every: Duration, watchdog: bool, tick: Arc<AtomicU64>) -> Result<Job, ServiceError> {
     Job::new_repeated(every, move |_, _| {
         if watchdog {
             notify::watchdog();
         }
+        health::record_tick(&tick, Utc::now());
         tracing::trace!("scheduler alive");
     })
     .map_err(ServiceError::Scheduler)
@@ -357,6 +437,7 @@ async fn sync_one(shared: &Shared, name: &ConnectorName, full: bool) {
         .await;
     let outcome = match result {
         Ok(summary) => {
+            shared.metrics.record_sync(&summary);
             tracing::info!(
                 connector = %name,
                 kind = what,
@@ -378,6 +459,7 @@ async fn sync_one(shared: &Shared, name: &ConnectorName, full: bool) {
         }
     };
     shared.end(name, "sync", outcome);
+    record_budgets(shared);
 }
 
 /// A full sync of each connector, the audit, then write-back if the config
@@ -412,6 +494,9 @@ async fn audit_job(shared: &Shared) {
         .await;
     let result = match audited {
         Ok(Ok(summary)) => {
+            if let Err(error) = shared.metrics.record_audit(&summary, &shared.store).await {
+                tracing::warn!(error = %error, "could not read the open violations for the metrics");
+            }
             tracing::info!(
                 kind = "audit",
                 records = summary.records,
@@ -482,8 +567,11 @@ async fn writeback_one(
         batch: config.connection.batch_limit(),
         shutdown: Some(&shared.shutdown),
     };
-    let outcome = match connector.writeback(&shared.store, &options).await {
+    let written = connector.writeback(&shared.store, &options).await;
+    shared.metrics.record_api(&config.name, &connector.stats());
+    let outcome = match written {
         Ok(report) => {
+            shared.metrics.record_writeback(&report);
             tracing::info!(
                 connector = %config.name,
                 kind = "write-back",

@@ -135,6 +135,10 @@ struct Inner {
     api_requests: Family<ConnectorRoute, Counter>,
     api_retries: Family<ConnectorOnly, Counter>,
     api_throttled: Family<ConnectorOnly, Counter>,
+    api_limit_requests: Family<ConnectorOnly, Gauge>,
+    api_limit_period: Family<ConnectorOnly, Gauge>,
+    api_daily_used: Family<ConnectorOnly, Gauge>,
+    api_daily_allowed: Family<ConnectorOnly, Gauge>,
     /// Each connector's client counts as last recorded: the client's counts
     /// are cumulative, the counters here grow by the difference.
     api_last: Mutex<BTreeMap<ConnectorName, CallStats>>,
@@ -218,6 +222,31 @@ impl Metrics {
             "429 answers received from a CRM, by connector",
             api_throttled.clone(),
         );
+        let api_limit_requests = Family::<ConnectorOnly, Gauge>::default();
+        registry.register(
+            "api_limit_requests",
+            "The requests each connector's client lets through per period (its rate limiter)",
+            api_limit_requests.clone(),
+        );
+        let api_limit_period = Family::<ConnectorOnly, Gauge>::default();
+        registry.register_with_unit(
+            "api_limit_period",
+            "The period of each connector's rate limiter",
+            Unit::Seconds,
+            api_limit_period.clone(),
+        );
+        let api_daily_used = Family::<ConnectorOnly, Gauge>::default();
+        registry.register(
+            "api_daily_used",
+            "Calls of the CRM's daily API allowance used, as the CRM last reported (Salesforce)",
+            api_daily_used.clone(),
+        );
+        let api_daily_allowed = Family::<ConnectorOnly, Gauge>::default();
+        registry.register(
+            "api_daily_allowed",
+            "The CRM's daily API allowance, as it last reported (Salesforce)",
+            api_daily_allowed.clone(),
+        );
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -232,6 +261,10 @@ impl Metrics {
                 api_requests,
                 api_retries,
                 api_throttled,
+                api_limit_requests,
+                api_limit_period,
+                api_daily_used,
+                api_daily_allowed,
                 api_last: Mutex::default(),
             }),
         }
@@ -399,6 +432,38 @@ impl Metrics {
             .get_or_create(&labels)
             .inc_by(stats.throttled.saturating_sub(before.throttled));
         last.insert(connector.clone(), stats.clone());
+    }
+
+    /// A connector's API budget, all in one place: its rate limiter
+    /// (`requests` per `period`) and, where the CRM reports one, how much
+    /// of its daily allowance is used.
+    pub fn record_budget(
+        &self,
+        connector: &ConnectorName,
+        requests: u32,
+        period: Duration,
+        daily: Option<(u64, u64)>,
+    ) {
+        let inner = &*self.inner;
+        let labels = ConnectorOnly {
+            connector: connector.as_str().to_owned(),
+        };
+        inner
+            .api_limit_requests
+            .get_or_create(&labels)
+            .set(i64::from(requests));
+        inner
+            .api_limit_period
+            .get_or_create(&labels)
+            .set(i64::try_from(period.as_secs()).unwrap_or(i64::MAX));
+        if let Some((used, allowed)) = daily {
+            let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+            inner.api_daily_used.get_or_create(&labels).set(gauge(used));
+            inner
+                .api_daily_allowed
+                .get_or_create(&labels)
+                .set(gauge(allowed));
+        }
     }
 
     fn record_run(
@@ -575,6 +640,32 @@ mod tests {
         }
         assert!(types.contains(&"journeyd_run_duration_seconds histogram"));
         assert!(types.contains(&"journeyd_violations_open gauge"));
+    }
+
+    #[test]
+    fn each_connectors_rate_limit_and_daily_allowance_read_in_one_place() {
+        let metrics = Metrics::new();
+        metrics.record_budget(&hubspot(), 100, Duration::from_secs(10), None);
+        metrics.record_budget(
+            &ConnectorName::new("salesforce"),
+            25,
+            Duration::from_secs(1),
+            Some((7_100, 15_000)),
+        );
+        assert_has(
+            &metrics,
+            &[
+                r#"journeyd_api_limit_requests{connector="hubspot"} 100"#,
+                r#"journeyd_api_limit_period_seconds{connector="hubspot"} 10"#,
+                r#"journeyd_api_limit_requests{connector="salesforce"} 25"#,
+                r#"journeyd_api_daily_used{connector="salesforce"} 7100"#,
+                r#"journeyd_api_daily_allowed{connector="salesforce"} 15000"#,
+            ],
+        );
+        assert!(!has(
+            &metrics,
+            r#"journeyd_api_daily_used{connector="hubspot"} 0"#
+        ));
     }
 
     #[test]

@@ -152,10 +152,38 @@ fn eventually(limit: Duration, what: &str, done: impl Fn() -> bool) {
     }
 }
 
+/// A loopback port nothing listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// `GET path` on 127.0.0.1:`port`: the status line and the body.
+fn get(port: u16, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut stream =
+        std::net::TcpStream::connect(("127.0.0.1", port)).expect("the health listener answers");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("a read timeout");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").expect("the request goes");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("an answer");
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    (
+        head.lines().next().unwrap_or_default().to_owned(),
+        body.to_owned(),
+    )
+}
+
 #[test]
 fn the_service_is_ready_syncs_and_audits_on_schedule_pings_the_watchdog_and_stops_on_sigterm() {
+    let port = free_port();
     let env = Environment::at(chrono::Utc::now(), 20, |config| {
         seconds_schedule(config, "*/4 * * * * *");
+        config["service"]["health_listen"] = value(format!("127.0.0.1:{port}"));
     });
     let mut daemon = Daemon::start(&env, Some(Duration::from_secs(1)));
 
