@@ -228,7 +228,8 @@ pub async fn run(service: Service) -> Result<(), ServiceError> {
     record_budgets(&shared);
     let mut signals = Signals::new().map_err(ServiceError::Signals)?;
     let scheduler = JobScheduler::new().await.map_err(ServiceError::Scheduler)?;
-    let pulse = notify::watchdog_interval();
+    // The scheduler repeats jobs in whole seconds.
+    let pulse = notify::watchdog_interval().map(|p| Duration::from_secs(p.as_secs().max(1)));
     let every = pulse.unwrap_or(TICK);
     scheduler
         .add(pulse_job(every, pulse.is_some(), shared.tick.clone())?)

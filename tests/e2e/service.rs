@@ -185,7 +185,7 @@ fn the_service_is_ready_syncs_and_audits_on_schedule_pings_the_watchdog_and_stop
         seconds_schedule(config, "*/4 * * * * *");
         config["service"]["health_listen"] = value(format!("127.0.0.1:{port}"));
     });
-    let mut daemon = Daemon::start(&env, Some(Duration::from_secs(1)));
+    let mut daemon = Daemon::start(&env, Some(Duration::from_secs(4)));
 
     daemon.wait_for(Duration::from_secs(20), |line| line == "READY=1");
     eventually(Duration::from_secs(60), "two syncs and an audit", || {
@@ -196,6 +196,18 @@ fn the_service_is_ready_syncs_and_audits_on_schedule_pings_the_watchdog_and_stop
     daemon.wait_for(Duration::from_secs(5), |line| {
         line.starts_with("STATUS=") && line.contains("last ")
     });
+    let (status, health) = get(port, "/healthz");
+    assert!(status.contains(" 200 "), "{status}: {health}");
+    assert!(health.contains("\"dynamics\""), "{health}");
+    let (status, metrics) = get(port, "/metrics");
+    assert!(status.contains(" 200 "), "{status}");
+    for series in [
+        r#"journeyd_sync_records_total{connector="dynamics",kind="new"}"#,
+        r#"journeyd_api_limit_requests{connector="dynamics"} 6000"#,
+        r#"journeyd_runs_total{kind="audit",status="ok"}"#,
+    ] {
+        assert!(metrics.contains(series), "no {series} in\n{metrics}");
+    }
     let started = Instant::now();
     daemon.signal(libc::SIGTERM);
 
