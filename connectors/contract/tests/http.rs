@@ -607,8 +607,15 @@ async fn a_persistent_429_ends_as_rate_limited_until_the_next_run() {
     assert_eq!(server.api_seen().len(), 3);
 }
 
+/// Held by the tests whose client retries and by the one that reads the
+/// logs: tracing caches whether a log line is wanted per line of code, and
+/// a retry logged on a thread with no subscriber while the log test runs
+/// can leave that line cached as unwanted.
+static LOGGING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test]
 async fn every_429_answer_is_counted_as_throttled_and_no_other_status_is() {
+    let _serial = LOGGING.lock().await;
     let limited = Reply::json(429, "slow down");
     let server = Server::start(
         vec![
@@ -632,6 +639,7 @@ async fn every_429_answer_is_counted_as_throttled_and_no_other_status_is() {
 
 #[tokio::test]
 async fn a_429_from_the_token_endpoint_is_counted_as_throttled() {
+    let _serial = LOGGING.lock().await;
     let server = Server::start(vec![], vec![Reply::json(429, "slow down")]).await;
     let client = client(settings(&server.base, refresh_grant(&server, false)));
     client.send(get("/deals")).await.unwrap_err();
@@ -1093,6 +1101,7 @@ impl Write for Captured {
 
 #[tokio::test]
 async fn no_secret_reaches_a_log_line_or_an_error() {
+    let _serial = LOGGING.lock().await;
     let captured = Captured::default();
     let subscriber = tracing_subscriber::fmt()
         .with_writer({
