@@ -287,6 +287,38 @@ pub(super) fn object_fields(
     ok.then_some((properties, plain))
 }
 
+/// Whether `account_stage_field` names where the account stages that
+/// `stages.account` maps are held, when accounts are synced; reported
+/// against `stages.account` when it does not. `holder` and `example` say
+/// what the CRM calls such a field.
+pub(super) fn account_stage_named(
+    raw: &RawConnector,
+    objects: &BTreeSet<ObjectKind>,
+    holder: &str,
+    example: &str,
+    context: &str,
+    check: &mut Checker<'_>,
+) -> bool {
+    let account_stages = raw
+        .stages
+        .keys()
+        .find(|kind| kind.get_ref() == ObjectKind::Account.as_str());
+    match account_stages {
+        Some(kind)
+            if objects.contains(&ObjectKind::Account) && raw.account_stage_field.is_none() =>
+        {
+            check.error(
+                kind.span().start,
+                format!(
+                    "{context}`stages.account` maps account stages, but `account_stage_field` does not say which {holder} holds them ({example})"
+                ),
+            );
+            false
+        }
+        _ => true,
+    }
+}
+
 pub(super) fn objects(
     raw: &RawConnector,
     supported: &[ObjectKind],

@@ -5,8 +5,8 @@
 //! `[paging]`, validated into the Dynamics crate's [`DynamicsSettings`].
 
 use super::{
-    Derived, FieldNaming, Reach, apply_common_limits, bounded, non_zero, object_fields, objects,
-    url,
+    Derived, FieldNaming, Reach, account_stage_named, apply_common_limits, bounded, non_zero,
+    object_fields, objects, url,
 };
 use crate::config::raw::{RawConnector, RawLimits, RawPaging, Text};
 use crate::config::validate::{Checker, object_kind};
@@ -146,22 +146,14 @@ pub(super) fn dynamics(
 
     // A stock organization has no account stage: the journey's account
     // stages live in a custom column only the admin can name.
-    let account_stages = raw
-        .stages
-        .keys()
-        .find(|kind| kind.get_ref() == ObjectKind::Account.as_str());
-    if let Some(kind) = account_stages
-        && objects.contains(&ObjectKind::Account)
-        && raw.account_stage_field.is_none()
-    {
-        check.error(
-            kind.span().start,
-            format!(
-                "{context}`stages.account` maps account stages, but `account_stage_field` does not say which account column holds them (a custom choice such as `new_customerstage`)"
-            ),
-        );
-        ok = false;
-    }
+    ok &= account_stage_named(
+        raw,
+        &objects,
+        "account column",
+        "a custom choice such as `new_customerstage`",
+        context,
+        check,
+    );
 
     settings.url = api_url;
     settings.authority = authority;

@@ -4,8 +4,8 @@
 //! validated into the Salesforce crate's [`SalesforceSettings`].
 
 use super::{
-    Derived, FieldNaming, Reach, apply_common_limits, bounded, non_zero, object_fields, objects,
-    url,
+    Derived, FieldNaming, Reach, account_stage_named, apply_common_limits, bounded, non_zero,
+    object_fields, objects, url,
 };
 use crate::config::raw::{RawConnector, RawLimits, RawPaging, Text};
 use crate::config::validate::Checker;
@@ -97,22 +97,14 @@ pub(super) fn salesforce(
     // stages live in a custom field only the admin can name. No default, so
     // that a missing field is a config error now and not a failed query on
     // every sync.
-    let account_stages = raw
-        .stages
-        .keys()
-        .find(|kind| kind.get_ref() == ObjectKind::Account.as_str());
-    if let Some(kind) = account_stages
-        && objects.contains(&ObjectKind::Account)
-        && raw.account_stage_field.is_none()
-    {
-        check.error(
-            kind.span().start,
-            format!(
-                "{context}`stages.account` maps account stages, but `account_stage_field` does not say which account field holds them (a custom picklist such as `Customer_Stage__c`)"
-            ),
-        );
-        ok = false;
-    }
+    ok &= account_stage_named(
+        raw,
+        &objects,
+        "account field",
+        "a custom picklist such as `Customer_Stage__c`",
+        context,
+        check,
+    );
 
     settings.login_url = login_url;
     settings.auth = auth;
