@@ -218,14 +218,7 @@ fn the_service_is_ready_syncs_and_audits_on_schedule_pings_the_watchdog_and_stop
         .query_row("PRAGMA integrity_check", [], |row| row.get(0))
         .expect("an integrity check");
     assert_eq!(check, "ok");
-    let deals: usize = db
-        .query_row(
-            "SELECT count(*) FROM records WHERE object = 'deal' AND deleted_at IS NULL",
-            [],
-            |row| row.get(0),
-        )
-        .expect("records are readable");
-    assert_eq!(deals, env.emulator.ids(Table::Opportunity).len());
+    assert_every_deal_stored(&env, &db);
 }
 
 #[test]
@@ -277,6 +270,11 @@ fn after_sigkill_mid_sync_a_restart_resumes_from_the_saved_cursor() {
         "the restart read {pages_after} pages of {pages}: it began again instead of at {resumed_from}"
     );
     let db = rusqlite::Connection::open(env.install.path("state.sqlite")).expect("the state opens");
+    assert_every_deal_stored(&env, &db);
+}
+
+/// Every opportunity the environment serves is a live deal in the store.
+fn assert_every_deal_stored(env: &Environment, db: &rusqlite::Connection) {
     let deals: usize = db
         .query_row(
             "SELECT count(*) FROM records WHERE object = 'deal' AND deleted_at IS NULL",
