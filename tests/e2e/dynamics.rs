@@ -5,11 +5,12 @@
 
 use crate::environment::Environment;
 use crate::support::{
-    Install, assert_secrets_nowhere, run_slice_logged, stored_records, task_violations,
+    Install, assert_secrets_nowhere, kill_writeback_once, run_slice_logged, stored_records,
+    task_violations,
 };
 use journeyd_dynamics::emulator::Table;
 use serde_json::Value;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const OPPORTUNITIES: usize = 60;
 
@@ -93,23 +94,9 @@ fn dynamics_writeback_killed_between_ledger_and_confirmation_writes_no_duplicate
     let expected = task_violations(&env.install, "dynamics").len();
     let before = env.emulator.tasks().len();
     env.emulator.hold_batch(Duration::from_secs(60));
-    let mut child = env
-        .install
-        .command(&["writeback", "--apply", "--connector", "dynamics"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("journeyd starts");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while env.emulator.tasks().len() == before {
-        assert!(
-            Instant::now() < deadline,
-            "no batch reached the environment"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.kill().expect("journeyd is killed");
-    child.wait().expect("journeyd is reaped");
+    kill_writeback_once(&env.install, "dynamics", || {
+        env.emulator.tasks().len() > before
+    });
     env.emulator.hold_batch(Duration::ZERO);
     writeback(&env.install);
     let tasks = env.tasks_by_key();

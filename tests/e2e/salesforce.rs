@@ -4,11 +4,12 @@
 
 use crate::org::Org;
 use crate::support::{
-    Install, assert_secrets_nowhere, run_slice_logged, stored_records, task_violations,
+    Install, assert_secrets_nowhere, kill_writeback_once, run_slice_logged, stored_records,
+    task_violations,
 };
 use journeyd_salesforce::emulator::{SObject, TEST_JWT_PRIVATE_KEY_PEM};
 use serde_json::Value;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const OPPORTUNITIES: usize = 60;
 
@@ -56,20 +57,9 @@ fn salesforce_writeback_killed_between_ledger_and_confirmation_writes_no_duplica
     let before = org.emulator.tasks().len();
     org.emulator
         .hold_collections_create(Duration::from_secs(60));
-    let mut child = org
-        .install
-        .command(&["writeback", "--apply", "--connector", "salesforce"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("journeyd starts");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while org.emulator.tasks().len() == before {
-        assert!(Instant::now() < deadline, "no batch reached the org");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.kill().expect("journeyd is killed");
-    child.wait().expect("journeyd is reaped");
+    kill_writeback_once(&org.install, "salesforce", || {
+        org.emulator.tasks().len() > before
+    });
     org.emulator.hold_collections_create(Duration::ZERO);
     writeback(&org.install);
     let tasks = org.tasks_by_key();
