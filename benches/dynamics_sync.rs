@@ -11,14 +11,11 @@
 //!
 //! The emulator runs in this process with no service protection limit, so
 //! the figures are journeyd's and the emulator's own speed.
-//! `JOURNEYD_BENCH_LOG` (a `RUST_LOG` value, default `warn`) shows the
-//! binary's own log lines and span timings.
 
 use journeyd_dynamics::emulator::{DynamicsEmulator, EmulatorConfig, SeedSizes, Table};
 use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
-use support::{Measured, delta, measure, print_calls, report, shipped_config};
+use support::{Journeyd, delta, print_calls, report, shipped_config, size_from_env};
 
 mod support;
 
@@ -29,10 +26,7 @@ const BATCH_ROUTE: &str = "POST /api/data/v9.2/$batch";
 const SECRET_VAR: &str = "JOURNEYD_DYNAMICS_SECRET";
 
 fn main() {
-    let opportunities: usize = std::env::var("JOURNEYD_BENCH_OPPORTUNITIES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(100_000);
+    let opportunities = size_from_env("JOURNEYD_BENCH_OPPORTUNITIES");
     let started = Instant::now();
     let mut config = EmulatorConfig {
         now: chrono::Utc::now(),
@@ -53,20 +47,7 @@ fn main() {
 
     let dir = tempfile::tempdir().expect("a temporary directory");
     let config = write_config(dir.path(), &emulator);
-    let secret = emulator.client_secret();
-    let log = std::env::var("JOURNEYD_BENCH_LOG").unwrap_or_else(|_| "warn".into());
-    let journeyd = |args: &[&str]| -> Measured {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_journeyd"));
-        command
-            .arg("--config")
-            .arg(&config)
-            .arg("--json")
-            .args(args)
-            .env(SECRET_VAR, &secret)
-            .env("RUST_LOG", &log)
-            .stdout(std::process::Stdio::null());
-        measure(command)
-    };
+    let journeyd = Journeyd::new(config, SECRET_VAR, emulator.client_secret());
     let reads = |calls: &std::collections::BTreeMap<String, u64>| {
         calls.get(READ_ROUTE).copied().unwrap_or(0)
     };
@@ -75,7 +56,7 @@ fn main() {
     // one in the custom stage whose label has a quote.
     let served = emulator.ids(Table::Opportunity).len() as u64;
     let before = emulator.counts().snapshot();
-    let full = journeyd(&["sync", "--connector", "dynamics", "--full"]);
+    let full = journeyd.run(&["sync", "--connector", "dynamics", "--full"]);
     let calls = delta(&before, &emulator.counts().snapshot());
     report("full sync", served, &full);
     let pages = served.div_ceil(PAGE);
@@ -86,12 +67,12 @@ fn main() {
     );
     print_calls(&calls, READ_ROUTE, pages);
 
-    let audit = journeyd(&["audit"]);
+    let audit = journeyd.run(&["audit"]);
     report("audit", served, &audit);
 
     let tasks_before = emulator.tasks().len();
     let before = emulator.counts().snapshot();
-    let writeback = journeyd(&["writeback", "--apply", "--connector", "dynamics"]);
+    let writeback = journeyd.run(&["writeback", "--apply", "--connector", "dynamics"]);
     let calls = delta(&before, &emulator.counts().snapshot());
     let written = (emulator.tasks().len() - tasks_before) as u64;
     report("write-back", written, &writeback);
@@ -100,7 +81,7 @@ fn main() {
     let changes = opportunities / 100;
     emulator.touch(Table::Opportunity, changes);
     let before = emulator.counts().snapshot();
-    let incremental = journeyd(&["sync", "--connector", "dynamics"]);
+    let incremental = journeyd.run(&["sync", "--connector", "dynamics"]);
     let calls = delta(&before, &emulator.counts().snapshot());
     report("incremental sync", changes as u64, &incremental);
     let pages = (changes as u64).div_ceil(PAGE).max(1);

@@ -14,9 +14,8 @@ use journeyd_hubspot::emulator::{
     EmulatorConfig, HubspotEmulator, ObjectType, RateLimitKnobs, SeedSizes,
 };
 use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
-use support::{Measured, delta, measure, print_calls, report, shipped_config};
+use support::{Journeyd, delta, print_calls, report, shipped_config, size_from_env};
 
 mod support;
 
@@ -24,10 +23,7 @@ const LIST_PAGE: u64 = 100;
 const SEARCH_PAGE: u64 = 200;
 
 fn main() {
-    let deals: usize = std::env::var("JOURNEYD_BENCH_DEALS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(100_000);
+    let deals = size_from_env("JOURNEYD_BENCH_DEALS");
     let started = Instant::now();
     let mut config = EmulatorConfig {
         now: chrono::Utc::now(),
@@ -47,33 +43,26 @@ fn main() {
 
     let dir = tempfile::tempdir().expect("a temporary directory");
     let config = write_config(dir.path(), &emulator);
-    let journeyd = |args: &[&str]| -> Measured {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_journeyd"));
-        command
-            .arg("--config")
-            .arg(&config)
-            .arg("--json")
-            .args(args)
-            .env("JOURNEYD_HUBSPOT_TOKEN", emulator.private_app_token())
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null());
-        measure(command)
-    };
+    let journeyd = Journeyd::new(
+        config,
+        "JOURNEYD_HUBSPOT_TOKEN",
+        emulator.private_app_token(),
+    );
 
     let before = emulator.counts().snapshot();
-    let full = journeyd(&["sync", "--connector", "hubspot", "--full"]);
+    let full = journeyd.run(&["sync", "--connector", "hubspot", "--full"]);
     let calls = delta(&before, &emulator.counts().snapshot());
     report("full sync", deals as u64, &full);
     let list_floor = (deals as u64).div_ceil(LIST_PAGE);
     print_calls(&calls, "GET /crm/v3/objects/{object_type}", list_floor);
 
-    let audit = journeyd(&["audit"]);
+    let audit = journeyd.run(&["audit"]);
     report("audit", deals as u64, &audit);
 
     let changes = deals / 100;
     emulator.touch(ObjectType::Deals, changes);
     let before = emulator.counts().snapshot();
-    let incremental = journeyd(&["sync", "--connector", "hubspot"]);
+    let incremental = journeyd.run(&["sync", "--connector", "hubspot"]);
     let calls = delta(&before, &emulator.counts().snapshot());
     report("incremental sync", changes as u64, &incremental);
     let search_floor = (changes as u64).div_ceil(SEARCH_PAGE);

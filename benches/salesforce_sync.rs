@@ -16,9 +16,8 @@ use journeyd_salesforce::emulator::{
     EmulatorConfig, SObject, SalesforceEmulator, SeedSizes, TEST_JWT_PRIVATE_KEY_PEM,
 };
 use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
-use support::{Measured, delta, measure, print_calls, report, shipped_config};
+use support::{Journeyd, delta, print_calls, report, shipped_config, size_from_env};
 
 mod support;
 
@@ -29,10 +28,7 @@ const MORE_ROUTE: &str = "GET /services/data/{version}/query/{locator}";
 const WRITE_ROUTE: &str = "POST /services/data/{version}/composite/sobjects";
 
 fn main() {
-    let opportunities: usize = std::env::var("JOURNEYD_BENCH_OPPORTUNITIES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(100_000);
+    let opportunities = size_from_env("JOURNEYD_BENCH_OPPORTUNITIES");
     let started = Instant::now();
     let mut config = EmulatorConfig {
         now: chrono::Utc::now(),
@@ -52,18 +48,7 @@ fn main() {
 
     let dir = tempfile::tempdir().expect("a temporary directory");
     let config = write_config(dir.path(), &emulator);
-    let journeyd = |args: &[&str]| -> Measured {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_journeyd"));
-        command
-            .arg("--config")
-            .arg(&config)
-            .arg("--json")
-            .args(args)
-            .env("JOURNEYD_SALESFORCE_KEY", TEST_JWT_PRIVATE_KEY_PEM)
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null());
-        measure(command)
-    };
+    let journeyd = Journeyd::new(config, "JOURNEYD_SALESFORCE_KEY", TEST_JWT_PRIVATE_KEY_PEM);
     let pages = |calls: &std::collections::BTreeMap<String, u64>| {
         calls.get(QUERY_ROUTE).copied().unwrap_or(0) + calls.get(MORE_ROUTE).copied().unwrap_or(0)
     };
@@ -82,7 +67,7 @@ fn main() {
             })
             .count();
     let before = emulator.counts().snapshot();
-    let full = journeyd(&["sync", "--connector", "salesforce", "--full"]);
+    let full = journeyd.run(&["sync", "--connector", "salesforce", "--full"]);
     let calls = delta(&before, &emulator.counts().snapshot());
     report("full sync", opportunities as u64, &full);
     println!(
@@ -93,12 +78,12 @@ fn main() {
     );
     print_calls(&calls, MORE_ROUTE, 0);
 
-    let audit = journeyd(&["audit"]);
+    let audit = journeyd.run(&["audit"]);
     report("audit", opportunities as u64, &audit);
 
     let tasks_before = emulator.tasks().len();
     let before = emulator.counts().snapshot();
-    let writeback = journeyd(&["writeback", "--apply", "--connector", "salesforce"]);
+    let writeback = journeyd.run(&["writeback", "--apply", "--connector", "salesforce"]);
     let calls = delta(&before, &emulator.counts().snapshot());
     let written = (emulator.tasks().len() - tasks_before) as u64;
     report("write-back", written, &writeback);
@@ -107,7 +92,7 @@ fn main() {
     let changes = opportunities / 100;
     emulator.touch(SObject::Opportunity, changes);
     let before = emulator.counts().snapshot();
-    let incremental = journeyd(&["sync", "--connector", "salesforce"]);
+    let incremental = journeyd.run(&["sync", "--connector", "salesforce"]);
     let calls = delta(&before, &emulator.counts().snapshot());
     report("incremental sync", changes as u64, &incremental);
     println!(

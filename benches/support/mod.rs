@@ -2,9 +2,50 @@
 //! its peak RSS, and counting the emulator's API calls by route.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
+
+/// How many records a benchmark seeds: the number in `var`, else 100,000.
+pub fn size_from_env(var: &str) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(100_000)
+}
+
+/// The real binary, run with the benchmark's config and the one secret its
+/// connector needs. `JOURNEYD_BENCH_LOG` (a `RUST_LOG` value, default
+/// `warn`) shows the binary's own log lines and span timings.
+pub struct Journeyd {
+    config: PathBuf,
+    secret: (String, String),
+    log: String,
+}
+
+impl Journeyd {
+    pub fn new(config: PathBuf, secret_var: &str, secret: impl Into<String>) -> Self {
+        Journeyd {
+            config,
+            secret: (secret_var.to_owned(), secret.into()),
+            log: std::env::var("JOURNEYD_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+        }
+    }
+
+    /// Runs `journeyd --json <args>` to its end, measured.
+    pub fn run(&self, args: &[&str]) -> Measured {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_journeyd"));
+        command
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--json")
+            .args(args)
+            .env(&self.secret.0, &self.secret.1)
+            .env("RUST_LOG", &self.log)
+            .stdout(std::process::Stdio::null());
+        measure(command)
+    }
+}
 
 pub struct Measured {
     elapsed: Duration,
