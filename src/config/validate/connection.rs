@@ -202,6 +202,35 @@ fn foreign_keys(raw: &RawConnector, system: System) -> Vec<(String, usize, &'sta
         .collect()
 }
 
+/// What a CRM's API version looks like.
+pub(super) struct ApiVersion {
+    /// What a version is, as a message says it.
+    pub crm: &'static str,
+    pub shaped: fn(&str) -> bool,
+}
+
+/// `api_version`, checked against the CRM's shape.
+pub(super) fn api_version(
+    value: &Text,
+    version: &ApiVersion,
+    context: &str,
+    check: &mut Checker<'_>,
+) -> Option<String> {
+    let text = value.get_ref().trim();
+    if !(version.shaped)(text) {
+        check.error(
+            value.span().start,
+            format!(
+                "{context}`api_version` `{}` is not {}",
+                value.get_ref(),
+                version.crm
+            ),
+        );
+        return None;
+    }
+    Some(text.to_owned())
+}
+
 /// How a CRM names fields, for the messages of [`object_fields`].
 pub(super) struct FieldNaming {
     /// The CRM as a message names it.

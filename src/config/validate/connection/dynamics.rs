@@ -5,8 +5,8 @@
 //! `[paging]`, validated into the Dynamics crate's [`DynamicsSettings`].
 
 use super::{
-    Derived, FieldNaming, Reach, account_stage_named, apply_common_limits, bounded, non_zero,
-    object_fields, objects, url,
+    ApiVersion, Derived, FieldNaming, Reach, account_stage_named, api_version, apply_common_limits,
+    bounded, non_zero, object_fields, objects, url,
 };
 use crate::config::raw::{RawConnector, RawLimits, RawPaging, Text};
 use crate::config::validate::{Checker, object_kind};
@@ -23,6 +23,14 @@ use url::Url;
 const MAX_PAGE_SIZE: u32 = 5000;
 /// Requests per `$batch`: at most 1,000.
 const MAX_BATCH_LIMIT: u32 = 1000;
+/// `v9.N`, as in `/api/data/v9.2/`.
+const DATAVERSE_VERSION: ApiVersion = ApiVersion {
+    crm: "a Dataverse Web API version (such as `v9.2`)",
+    shaped: |text| {
+        text.strip_prefix("v9.")
+            .is_some_and(|minor| !minor.is_empty() && minor.bytes().all(|b| b.is_ascii_digit()))
+    },
+};
 /// Where Entra ID issues tokens, unless a sovereign cloud says otherwise.
 const AUTHORITY_URL: &str = "https://login.microsoftonline.com";
 /// How Dataverse names columns, for the field map's messages.
@@ -110,7 +118,7 @@ pub(super) fn dynamics(
     settings.account_stage_field = account_stage;
     settings.task_alternate_key = alternate_key;
     if let Some(version) = &raw.api_version {
-        match api_version(version, context, check) {
+        match api_version(version, &DATAVERSE_VERSION, context, check) {
             Some(version) => settings.api_version = version,
             None => ok = false,
         }
@@ -246,25 +254,6 @@ fn non_blank(value: &Text, context: &str, key: &str, check: &mut Checker<'_>) ->
         check.error(
             value.span().start,
             format!("{context}`{key}` must not be empty"),
-        );
-        return None;
-    }
-    Some(text.to_owned())
-}
-
-/// `v9.N`, as in `/api/data/v9.2/`.
-fn api_version(value: &Text, context: &str, check: &mut Checker<'_>) -> Option<String> {
-    let text = value.get_ref().trim();
-    let shaped = text
-        .strip_prefix("v9.")
-        .is_some_and(|minor| !minor.is_empty() && minor.bytes().all(|b| b.is_ascii_digit()));
-    if !shaped {
-        check.error(
-            value.span().start,
-            format!(
-                "{context}`api_version` `{}` is not a Dataverse Web API version (such as `v9.2`)",
-                value.get_ref()
-            ),
         );
         return None;
     }

@@ -4,8 +4,8 @@
 //! validated into the Salesforce crate's [`SalesforceSettings`].
 
 use super::{
-    Derived, FieldNaming, Reach, account_stage_named, apply_common_limits, bounded, non_zero,
-    object_fields, objects, url,
+    ApiVersion, Derived, FieldNaming, Reach, account_stage_named, api_version, apply_common_limits,
+    bounded, non_zero, object_fields, objects, url,
 };
 use crate::config::raw::{RawConnector, RawLimits, RawPaging, Text};
 use crate::config::validate::Checker;
@@ -20,6 +20,19 @@ use toml::Spanned;
 use url::Url;
 
 const LOGIN_URL: &str = "https://login.salesforce.com";
+/// `vNN.N`, as in `/services/data/v62.0/`.
+const SALESFORCE_VERSION: ApiVersion = ApiVersion {
+    crm: "a Salesforce API version (such as `v62.0`)",
+    shaped: |text| {
+        let bytes = text.as_bytes();
+        bytes.len() == 5
+            && bytes[0] == b'v'
+            && bytes[1].is_ascii_digit()
+            && bytes[2].is_ascii_digit()
+            && bytes[3] == b'.'
+            && bytes[4].is_ascii_digit()
+    },
+};
 /// Rows per query page: Salesforce takes a `batchSize` from 200 to 2,000.
 const QUERY_BATCH: (u32, u32) = (200, 2000);
 /// Records per sObject Collections call: at most 200.
@@ -56,7 +69,7 @@ pub(super) fn salesforce(
         }
     }
     if let Some(version) = &raw.api_version {
-        match api_version(version, context, check) {
+        match api_version(version, &SALESFORCE_VERSION, context, check) {
             Some(version) => settings.api_version = version,
             None => ok = false,
         }
@@ -307,29 +320,6 @@ fn instance_hosts(
         }
     }
     ok.then_some(patterns)
-}
-
-/// `vNN.N`, as in `/services/data/v62.0/`.
-fn api_version(value: &Text, context: &str, check: &mut Checker<'_>) -> Option<String> {
-    let text = value.get_ref().trim();
-    let bytes = text.as_bytes();
-    let shaped = bytes.len() == 5
-        && bytes[0] == b'v'
-        && bytes[1].is_ascii_digit()
-        && bytes[2].is_ascii_digit()
-        && bytes[3] == b'.'
-        && bytes[4].is_ascii_digit();
-    if !shaped {
-        check.error(
-            value.span().start,
-            format!(
-                "{context}`api_version` `{}` is not a Salesforce API version (such as `v62.0`)",
-                value.get_ref()
-            ),
-        );
-        return None;
-    }
-    Some(text.to_owned())
 }
 
 /// A field's API name: a letter, then letters, digits and single
