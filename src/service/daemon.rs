@@ -34,7 +34,7 @@ use crate::sync::{NoProgress, Shutdown, SyncOptions};
 use crate::writeback::WritebackOptions;
 use chrono::Utc;
 use journeyd_connector::ConnectorName;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
@@ -115,9 +115,9 @@ struct Shared {
     locks: Mutex<BTreeMap<ConnectorName, Arc<tokio::sync::Mutex<()>>>>,
     stop: watch::Sender<bool>,
     shutdown: Shutdown,
-    /// What each connector is doing, and how its last run ended: the
-    /// `STATUS=` line.
-    doing: Mutex<BTreeMap<ConnectorName, String>>,
+    /// The jobs running now (`sync hubspot`, `audit`), and how each job
+    /// last ended: the `STATUS=` line.
+    doing: Mutex<BTreeSet<String>>,
     last: Mutex<BTreeMap<String, String>>,
     metrics: Metrics,
     /// When the scheduler's own job last ran (epoch seconds): what
@@ -145,23 +145,22 @@ impl Shared {
         lock(&self.locks).entry(name.clone()).or_default().clone()
     }
 
-    fn begin(&self, name: &ConnectorName, what: &str) {
-        lock(&self.doing).insert(name.clone(), what.to_owned());
+    fn begin(&self, job: &str) {
+        lock(&self.doing).insert(job.to_owned());
         self.report();
     }
 
-    fn end(&self, name: &ConnectorName, what: &str, result: String) {
-        lock(&self.doing).remove(name);
-        lock(&self.last).insert(format!("{what} {name}"), result);
+    /// `job` ended with `result`, shown under `last` (a full sync's result
+    /// is its connector's last sync result).
+    fn end(&self, job: &str, last: String, result: String) {
+        lock(&self.doing).remove(job);
+        lock(&self.last).insert(last, result);
         self.report();
     }
 
     /// The `STATUS=` line: what runs now, then each job's last result.
     fn report(&self) {
-        let doing: Vec<String> = lock(&self.doing)
-            .iter()
-            .map(|(name, what)| format!("{what} {name}"))
-            .collect();
+        let doing: Vec<String> = lock(&self.doing).iter().cloned().collect();
         let last: Vec<String> = lock(&self.last)
             .iter()
             .map(|(job, result)| format!("{job}: {result}"))
@@ -225,7 +224,12 @@ pub async fn run(service: Service) -> Result<(), ServiceError> {
     if let Err(error) = shared.metrics.refresh_open_violations(&shared.store).await {
         tracing::warn!(error = %error, "could not read the open violations for the metrics");
     }
-    record_budgets(&shared);
+    {
+        let live = shared.live();
+        for (config, connector) in live.config.connectors.iter().zip(&live.connectors) {
+            record_connector(&shared, config, connector);
+        }
+    }
     let mut signals = Signals::new().map_err(ServiceError::Signals)?;
     let scheduler = JobScheduler::new().await.map_err(ServiceError::Scheduler)?;
     // The scheduler repeats jobs in whole seconds.
@@ -325,20 +329,17 @@ async fn listen(
     })))
 }
 
-/// Each connector's rate limit, daily allowance and API calls, into the
-/// metrics.
-fn record_budgets(shared: &Shared) {
-    let live = shared.live();
-    for (config, connector) in live.config.connectors.iter().zip(&live.connectors) {
-        let (requests, period) = config.connection.rate_limit();
-        shared.metrics.record_budget(
-            &config.name,
-            requests.get(),
-            period,
-            connector.daily_usage(),
-        );
-        shared.metrics.record_api(&config.name, &connector.stats());
-    }
+/// A connector's API calls, rate limit and daily allowance, into the
+/// metrics: after each of its runs, and once at the start.
+fn record_connector(shared: &Shared, config: &ConnectorConfig, connector: &AnyConnector) {
+    let (requests, period) = config.connection.rate_limit();
+    shared.metrics.record_budget(
+        &config.name,
+        requests.get(),
+        period,
+        connector.daily_usage(),
+    );
+    shared.metrics.record_api(&config.name, &connector.stats());
 }
 
 /// The job that proves the scheduler alive: a watchdog ping, or (with no
@@ -422,7 +423,8 @@ async fn sync_one(shared: &Shared, name: &ConnectorName, full: bool) {
         return;
     };
     let what = if full { "full sync" } else { "sync" };
-    shared.begin(name, what);
+    let job = format!("{what} {name}");
+    shared.begin(&job);
     let options = SyncOptions {
         full,
         ..SyncOptions::default()
@@ -459,8 +461,8 @@ async fn sync_one(shared: &Shared, name: &ConnectorName, full: bool) {
             "failed".into()
         }
     };
-    shared.end(name, "sync", outcome);
-    record_budgets(shared);
+    shared.end(&job, format!("sync {name}"), outcome);
+    record_connector(shared, config, &connector);
 }
 
 /// A full sync of each connector, the audit, then write-back if the config
@@ -486,8 +488,7 @@ async fn audit_job(shared: &Shared) {
     if shared.stopping() {
         return;
     }
-    let audit_name = ConnectorName::new("*");
-    shared.begin(&audit_name, "audit");
+    shared.begin("audit");
     let config = live.config.clone();
     let audited = shared
         .store
@@ -518,9 +519,7 @@ async fn audit_job(shared: &Shared) {
             "failed".to_owned()
         }
     };
-    lock(&shared.doing).remove(&audit_name);
-    lock(&shared.last).insert("audit".into(), result);
-    shared.report();
+    shared.end("audit", "audit".into(), result);
     if live.config.writeback.mode != WritebackMode::Apply {
         return;
     }
@@ -560,7 +559,8 @@ async fn writeback_one(
     config: &ConnectorConfig,
     connector: &AnyConnector,
 ) {
-    shared.begin(&config.name, "write-back");
+    let job = format!("write-back {}", config.name);
+    shared.begin(&job);
     let options = WritebackOptions {
         connector: config,
         policy: &whole.writeback,
@@ -569,7 +569,7 @@ async fn writeback_one(
         shutdown: Some(&shared.shutdown),
     };
     let written = connector.writeback(&shared.store, &options).await;
-    shared.metrics.record_api(&config.name, &connector.stats());
+    record_connector(shared, config, connector);
     let outcome = match written {
         Ok(report) => {
             shared.metrics.record_writeback(&report);
@@ -590,7 +590,7 @@ async fn writeback_one(
             RunStatus::Failed.to_string()
         }
     };
-    shared.end(&config.name, "write-back", outcome);
+    shared.end(&job, job.clone(), outcome);
 }
 
 /// Loads the config again; keeps the running one if the new one has a
