@@ -238,7 +238,17 @@ impl Connector for FakeConnector {
         })
     }
 
-    async fn find_applied(&self, keys: &[ActionKey]) -> Result<Vec<ActionOutcome>, ConnectorError> {
+    fn recovery(&self) -> journeyd_connector::Recovery {
+        journeyd_connector::Recovery::LookUp {
+            settle: std::time::Duration::ZERO,
+        }
+    }
+
+    async fn find_applied(
+        &self,
+        keys: &[ActionKey],
+        _since: DateTime<Utc>,
+    ) -> Result<Vec<ActionOutcome>, ConnectorError> {
         self.with(|crm| {
             crm.lookups.push(keys.to_vec());
             Ok(keys

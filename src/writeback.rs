@@ -763,14 +763,14 @@ async fn apply<C: Connector>(
         after = Some(last.cursor());
         let keys: Vec<ActionKey> = page.iter().map(|entry| entry.key.clone()).collect();
         let found = connector
-            .find_applied(&keys)
+            .find_applied(&keys, chrono::DateTime::<Utc>::MIN_UTC)
             .await
             .map_err(Halt::Connector)?;
         let found: HashMap<ActionKey, String> = found
             .into_iter()
             .filter_map(|outcome| match outcome.result {
                 ActionResult::Applied { crm_id } => Some((outcome.key, crm_id)),
-                ActionResult::Failed { .. } => None,
+                ActionResult::Failed { .. } | ActionResult::Unknown { .. } => None,
             })
             .collect();
         let mut marks = Vec::new();
@@ -919,6 +919,9 @@ async fn send_batch<C: Connector>(
                     crm_id,
                     recovered: false,
                 });
+            }
+            ActionResult::Unknown { reason } => {
+                tracing::warn!(connector = %name, key = %key, error = %reason, "write-back outcome unknown");
             }
             ActionResult::Failed { reason, retryable } => {
                 let state = if retryable {

@@ -106,6 +106,9 @@ fn action(request: &ActionRequest) -> String {
             Some(current) => format!("set {field}={value} (now {current})"),
             None => format!("set {field}={value}"),
         },
+        ActionRequest::UpdateTask {
+            task_id, subject, ..
+        } => format!("update task {task_id} to \"{subject}\""),
         ActionRequest::CompleteTask { task_id, .. } => format!("complete task {task_id}"),
     }
 }
@@ -201,7 +204,9 @@ fn print_applied(report: &WritebackReport, rows: usize) {
                 | ActionRequest::SetField {
                     object, record_id, ..
                 } => format!("{object} {record_id}"),
-                ActionRequest::CompleteTask { .. } => "-".to_owned(),
+                ActionRequest::UpdateTask { .. } | ActionRequest::CompleteTask { .. } => {
+                    "-".to_owned()
+                }
             };
             vec![
                 record,

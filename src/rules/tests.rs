@@ -477,6 +477,7 @@ fn task(subject: &str) -> TaskRef {
         status: TaskStatus::Open,
         owner_id: None,
         due: None,
+        by_journeyd: false,
     }
 }
 

@@ -95,7 +95,26 @@ pub enum ActionRequest {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         current: Option<String>,
     },
-    /// Mark a task journeyd created earlier as completed.
+    /// Rewrite a task journeyd created earlier (a record's task whose
+    /// checklist changed): its subject, body, priority and owner. The body
+    /// keeps ending with the marker line of `task_key`, the key the task was
+    /// created under, so recovery and admins still find it by that key.
+    /// Setting the same text twice changes nothing: safe to send again.
+    UpdateTask {
+        key: ActionKey,
+        /// The key of the create that made the task; its marker line ends
+        /// the body.
+        task_key: ActionKey,
+        task_id: String,
+        owner_id: Option<OwnerId>,
+        subject: String,
+        /// The text without the marker line; the connector appends it.
+        body: String,
+        priority: Priority,
+    },
+    /// Mark a task journeyd created earlier as completed. A task the CRM no
+    /// longer has (someone deleted it: 404 or 410) is as good as closed, and
+    /// is reported `Applied`.
     CompleteTask { key: ActionKey, task_id: String },
 }
 
@@ -103,9 +122,17 @@ impl ActionRequest {
     pub fn key(&self) -> &ActionKey {
         match self {
             ActionRequest::CreateTask { key, .. }
+            | ActionRequest::UpdateTask { key, .. }
             | ActionRequest::SetField { key, .. }
             | ActionRequest::CompleteTask { key, .. } => key,
         }
+    }
+
+    /// Whether sending this action twice could write twice: only a create
+    /// can. Updates and completions set values, which is the same however
+    /// often it is done.
+    pub fn creates(&self) -> bool {
+        matches!(self, ActionRequest::CreateTask { .. })
     }
 }
 
@@ -141,8 +168,15 @@ impl ActionOutcome {
 pub enum ActionResult {
     /// Written; `crm_id` is the id of what was created or changed.
     Applied { crm_id: String },
-    /// Not written. `retryable` says whether a later run may try again.
+    /// Certainly not written: the CRM refused it, or it was never sent.
+    /// `retryable` says whether a later run may try again.
     Failed { reason: String, retryable: bool },
+    /// The reply does not prove what happened: a timeout, a reset, a 5xx
+    /// after the request was sent, a 2xx whose body cannot be read or does
+    /// not account for this action. The write may have been made. It stays
+    /// unconfirmed and is recovered the connector's own way (see
+    /// [`Recovery`](crate::connector::Recovery)), never blindly resent.
+    Unknown { reason: String },
 }
 
 #[cfg(test)]

@@ -34,7 +34,7 @@ pub mod testkit;
 pub mod traced;
 
 pub use action::{ActionKey, ActionOutcome, ActionRequest, ActionResult, Priority};
-pub use connector::Connector;
+pub use connector::{Connector, PullFrom, Recovery};
 pub use error::{ConnectorError, Retry};
 pub use ids::{ConnectorName, OwnerId, RecordId};
 pub use page::{Page, Skipped, Watermark};

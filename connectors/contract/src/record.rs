@@ -198,6 +198,10 @@ pub struct TaskRef {
     pub owner_id: Option<OwnerId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub due: Option<NaiveDate>,
+    /// journeyd wrote this task: its text ends with a `journeyd-action:`
+    /// marker line. Such a task is never evidence for a rule.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub by_journeyd: bool,
 }
 
 /// A CRM user, queue or team that can own records.

@@ -7,11 +7,13 @@
 //! emulator controls below, so the same suite holds every CRM to the same
 //! contract: paging to the end, resuming from a watermark, waiting out a 429
 //! storm, surviving a token that expires mid-run, skipping a malformed record
-//! by name, reporting a partial batch failure row by row, and finding what
-//! was already written after a crash.
+//! by name, reporting a partial batch failure row by row, settling a write
+//! whose answer was lost without writing it twice, calling an unreadable
+//! answer unknown rather than failed, updating a task in place, and counting
+//! a task someone deleted as closed.
 
-use crate::action::{ActionKey, ActionOutcome, ActionRequest, ActionResult};
-use crate::connector::{Connector, PullFrom};
+use crate::action::{ActionKey, ActionOutcome, ActionRequest, ActionResult, Priority};
+use crate::connector::{Connector, PullFrom, Recovery};
 use crate::ids::RecordId;
 use crate::page::{Page, Watermark};
 use crate::record::{CrmRecord, ObjectKind};
@@ -22,6 +24,21 @@ use std::time::{Duration, Instant};
 /// Upper bound on pages any one check reads, so a connector that never
 /// stops paging fails the check instead of hanging it.
 const MAX_PAGES: usize = 500;
+
+/// Upper bound on how long a check waits for a connector's
+/// [`Recovery::LookUp`] settle time: a target configures its emulator's lag
+/// and its connector's settle time small, so checks stay fast.
+const MAX_SETTLE: Duration = Duration::from_secs(10);
+
+/// A task as the emulator holds it, for checks to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenTask {
+    pub id: String,
+    pub subject: String,
+    /// The task's text (description, body) as stored.
+    pub body: String,
+    pub completed: bool,
+}
 
 /// What a check needs its emulator to hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +104,16 @@ pub trait Target: Sized + Send + Sync {
     /// Corrective tasks the emulator holds.
     fn tasks(&self) -> usize;
 
+    /// Every task the emulator holds.
+    fn task_list(&self) -> Vec<SeenTask>;
+
+    /// Someone deletes the task `id` in the CRM.
+    fn delete_task(&self, id: &str);
+
+    /// The next write call is carried out, then answered 2xx with a body
+    /// that cannot be read.
+    fn malform_next_write(&self);
+
     /// A corrective task for `record` (of [`Target::object`]), keyed `key`.
     fn task_action(&self, key: ActionKey, record: &RecordId) -> ActionRequest {
         ActionRequest::CreateTask {
@@ -140,7 +167,10 @@ macro_rules! conformance_suite {
             a_token_expiring_mid_run_is_refreshed,
             a_malformed_record_is_skipped_and_named,
             a_partial_batch_failure_fails_exactly_the_failed_rows,
-            find_applied_after_a_crash_finds_exactly_what_was_written,
+            a_create_whose_answer_was_lost_is_settled_without_writing_it_twice,
+            an_unreadable_answer_to_a_create_is_unknown_never_failed,
+            updating_a_task_rewrites_it_in_place_under_its_first_key,
+            completing_a_task_someone_deleted_counts_as_closed,
         );
     };
     (@checks $target:ty; $($check:ident),+ $(,)?) => {
@@ -348,7 +378,7 @@ pub async fn a_partial_batch_failure_fails_exactly_the_failed_rows<T: Target>() 
         .iter()
         .filter_map(|o| match &o.result {
             ActionResult::Failed { retryable, .. } => Some((o.key.clone(), *retryable)),
-            ActionResult::Applied { .. } => None,
+            ActionResult::Applied { .. } | ActionResult::Unknown { .. } => None,
         })
         .collect();
     assert_eq!(failed.len(), 2, "{outcomes:?}");
@@ -364,7 +394,53 @@ pub async fn a_partial_batch_failure_fails_exactly_the_failed_rows<T: Target>() 
     assert_eq!(target.tasks(), before + 5);
 }
 
-pub async fn find_applied_after_a_crash_finds_exactly_what_was_written<T: Target>() {
+/// Settles `written`, whose answers were lost, the connector's own way,
+/// as the next run would: sends them again where every write is idempotent,
+/// else waits out the settle time and looks them up. Returns the keys it
+/// found applied; `extra` keys (never sent) are asked for too on a lookup.
+async fn settle<T: Target>(
+    target: &T,
+    written: &[ActionRequest],
+    sent_at: chrono::DateTime<chrono::Utc>,
+    extra: &[ActionKey],
+) -> BTreeSet<ActionKey> {
+    let connector = target.connector();
+    match connector.recovery() {
+        Recovery::Resend => {
+            let outcomes = connector
+                .apply(written)
+                .await
+                .expect("the batch is sent again");
+            assert_eq!(outcomes.len(), written.len(), "one outcome per action");
+            applied(&outcomes)
+        }
+        Recovery::LookUp { settle } => {
+            assert!(
+                settle <= MAX_SETTLE,
+                "the target's settle time {settle:?} keeps checks waiting"
+            );
+            tokio::time::sleep(settle).await;
+            let mut keys: Vec<_> = written.iter().map(|a| a.key().clone()).collect();
+            keys.extend_from_slice(extra);
+            let found = connector
+                .find_applied(&keys, sent_at)
+                .await
+                .expect("the lookup succeeds");
+            let found = applied(&found);
+            for key in extra {
+                assert!(!found.contains(key), "{key} was never sent but was found");
+            }
+            found
+        }
+    }
+}
+
+fn sent_at() -> chrono::DateTime<chrono::Utc> {
+    // A second of slack for a clock the emulator reads separately.
+    chrono::Utc::now() - chrono::Duration::seconds(1)
+}
+
+pub async fn a_create_whose_answer_was_lost_is_settled_without_writing_it_twice<T: Target>() {
     let target = T::start(Scenario::default()).await;
     let page = target
         .connector()
@@ -372,6 +448,8 @@ pub async fn find_applied_after_a_crash_finds_exactly_what_was_written<T: Target
         .await
         .expect("a page of records");
     let written = task_actions(&target, &page.items[..4], "crash");
+    let before = target.tasks();
+    let sent_at = sent_at();
     // The outcomes of this call are lost: the process "crashed" before
     // recording them.
     target
@@ -379,17 +457,142 @@ pub async fn find_applied_after_a_crash_finds_exactly_what_was_written<T: Target
         .apply(&written)
         .await
         .expect("the batch is sent");
-    let tasks = target.tasks();
+    assert_eq!(target.tasks(), before + written.len());
     let never_sent = ActionKey::new("jdneversent0000t");
-    let mut keys: Vec<_> = written.iter().map(|a| a.key().clone()).collect();
-    keys.push(never_sent.clone());
-    let found = target
-        .connector()
-        .find_applied(&keys)
-        .await
-        .expect("the lookup succeeds");
+    let found = settle(&target, &written, sent_at, &[never_sent]).await;
     let expected: BTreeSet<_> = written.iter().map(|a| a.key().clone()).collect();
-    assert_eq!(applied(&found), expected);
-    assert!(found.iter().all(|o| o.key != never_sent));
-    assert_eq!(target.tasks(), tasks, "looking up wrote nothing");
+    assert_eq!(found, expected, "every lost write is known to be written");
+    assert_eq!(
+        target.tasks(),
+        before + written.len(),
+        "settling wrote nothing twice"
+    );
+}
+
+pub async fn an_unreadable_answer_to_a_create_is_unknown_never_failed<T: Target>() {
+    let target = T::start(Scenario::default()).await;
+    let connector = target.connector();
+    let page = connector
+        .pull(target.object(), PullFrom::Start)
+        .await
+        .expect("a page of records");
+    let written = task_actions(&target, &page.items[..3], "garbled");
+    let before = target.tasks();
+    let sent_at = sent_at();
+    target.malform_next_write();
+    let outcomes = match connector.apply(&written).await {
+        Ok(outcomes) => outcomes,
+        // No outcome at all is as good as unknown for every action.
+        Err(_) => Vec::new(),
+    };
+    for outcome in &outcomes {
+        assert!(
+            !matches!(outcome.result, ActionResult::Failed { .. }),
+            "an answer that proves nothing was called a failure: {outcome:?}"
+        );
+    }
+    assert_eq!(target.tasks(), before + written.len(), "the CRM wrote them");
+    let found = settle(&target, &written, sent_at, &[]).await;
+    assert_eq!(found.len(), written.len(), "{found:?}");
+    assert_eq!(
+        target.tasks(),
+        before + written.len(),
+        "none was written twice"
+    );
+}
+
+fn markers(body: &str) -> usize {
+    body.lines()
+        .filter(|line| line.contains(crate::action::KEY_LINE.trim_end()))
+        .count()
+}
+
+pub async fn updating_a_task_rewrites_it_in_place_under_its_first_key<T: Target>() {
+    let target = T::start(Scenario::default()).await;
+    let connector = target.connector();
+    let page = connector
+        .pull(target.object(), PullFrom::Start)
+        .await
+        .expect("a page of records");
+    let create = task_actions(&target, &page.items[..1], "update");
+    let outcomes = connector.apply(&create).await.expect("the create is sent");
+    let Some(ActionResult::Applied { crm_id }) = outcomes.first().map(|o| o.result.clone()) else {
+        panic!("the task was not created: {outcomes:?}");
+    };
+    let before = target.tasks();
+    let update = ActionRequest::UpdateTask {
+        key: ActionKey::new("jdupdate0000u1"),
+        task_key: create[0].key().clone(),
+        task_id: crm_id.clone(),
+        owner_id: None,
+        subject: "[journeyd] 2 journey checks to fix".into(),
+        body: "- first\n- second".into(),
+        priority: Priority::High,
+    };
+    for _ in 0..2 {
+        let outcomes = connector
+            .apply(std::slice::from_ref(&update))
+            .await
+            .expect("the update is sent");
+        assert!(
+            matches!(outcomes[0].result, ActionResult::Applied { .. }),
+            "{outcomes:?}"
+        );
+    }
+    assert_eq!(target.tasks(), before, "an update creates nothing");
+    let task = target
+        .task_list()
+        .into_iter()
+        .find(|t| t.id.eq_ignore_ascii_case(&crm_id))
+        .expect("the task is still there");
+    assert_eq!(task.subject, "[journeyd] 2 journey checks to fix");
+    assert!(task.body.contains("second"), "{}", task.body);
+    assert_eq!(markers(&task.body), 1, "one marker line: {}", task.body);
+    assert_eq!(
+        ActionKey::from_text(&task.body.replace("&nbsp;", " ")),
+        Some(create[0].key().clone()),
+        "the body still ends with the key it was created under: {}",
+        task.body
+    );
+}
+
+pub async fn completing_a_task_someone_deleted_counts_as_closed<T: Target>() {
+    let target = T::start(Scenario::default()).await;
+    let connector = target.connector();
+    let page = connector
+        .pull(target.object(), PullFrom::Start)
+        .await
+        .expect("a page of records");
+    let create = task_actions(&target, &page.items[..2], "gone");
+    let outcomes = connector
+        .apply(&create)
+        .await
+        .expect("the creates are sent");
+    let ids: Vec<String> = outcomes
+        .iter()
+        .map(|o| match &o.result {
+            ActionResult::Applied { crm_id } => crm_id.clone(),
+            other => panic!("a task was not created: {other:?}"),
+        })
+        .collect();
+    target.delete_task(&ids[0]);
+    let completions: Vec<ActionRequest> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| ActionRequest::CompleteTask {
+            key: ActionKey::new(format!("jdgone{i}c")),
+            task_id: id.clone(),
+        })
+        .collect();
+    let outcomes = connector
+        .apply(&completions)
+        .await
+        .expect("the completions are sent");
+    assert_eq!(applied(&outcomes).len(), 2, "{outcomes:?}");
+    let left = target
+        .task_list()
+        .into_iter()
+        .find(|t| t.id.eq_ignore_ascii_case(&ids[1]))
+        .expect("the other task is there");
+    assert!(left.completed, "the task that exists is completed");
 }

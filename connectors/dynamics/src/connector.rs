@@ -528,9 +528,16 @@ impl Connector for DynamicsConnector {
         traced(span, self.apply_actions(actions), Vec::len)
     }
 
+    fn recovery(&self) -> journeyd_connector::Recovery {
+        journeyd_connector::Recovery::LookUp {
+            settle: std::time::Duration::ZERO,
+        }
+    }
+
     fn find_applied(
         &self,
         keys: &[ActionKey],
+        _since: chrono::DateTime<chrono::Utc>,
     ) -> impl Future<Output = Result<Vec<ActionOutcome>, ConnectorError>> + Send {
         let span = write_span(&self.name);
         traced(span, self.find_applied_keys(keys), Vec::len)

@@ -310,6 +310,7 @@ pub(crate) fn task(row: &Row) -> Option<(String, TaskRef)> {
                 .filter(|id| is_guid(id))
                 .map(|id| OwnerId::new(id.to_ascii_lowercase())),
             due: text(row, "scheduledend").and_then(parse_date),
+            by_journeyd: false,
         },
     ))
 }

@@ -221,6 +221,7 @@ impl DynamicsConnector {
                     creates: false,
                 }
             }
+            ActionRequest::UpdateTask { .. } => refused("updating a task is not supported yet"),
             ActionRequest::CompleteTask { task_id, .. } => {
                 let Some(task) = guid(task_id) else {
                     return Ok(refused(format!("{task_id} is not a dataverse id")));

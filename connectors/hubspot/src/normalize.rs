@@ -279,6 +279,7 @@ pub(crate) fn task(row: &ObjectRow) -> Result<TaskRef, String> {
         status,
         owner_id: row.text("hubspot_owner_id")?.map(OwnerId::new),
         due,
+        by_journeyd: false,
     })
 }
 

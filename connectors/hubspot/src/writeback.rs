@@ -380,6 +380,9 @@ impl HubspotConnector {
                     }),
                     Err(err) => results[index] = Some(failed(err.to_string(), false)),
                 },
+                ActionRequest::UpdateTask { .. } => {
+                    results[index] = Some(failed("updating a task is not supported yet", false));
+                }
                 ActionRequest::CompleteTask { task_id, .. } => {
                     updates.entry("tasks").or_default().push(Update {
                         index,

@@ -394,9 +394,16 @@ impl Connector for SalesforceConnector {
         traced(span, self.apply_actions(actions), Vec::len)
     }
 
+    fn recovery(&self) -> journeyd_connector::Recovery {
+        journeyd_connector::Recovery::LookUp {
+            settle: std::time::Duration::from_secs(30),
+        }
+    }
+
     fn find_applied(
         &self,
         keys: &[ActionKey],
+        _since: chrono::DateTime<chrono::Utc>,
     ) -> impl Future<Output = Result<Vec<ActionOutcome>, ConnectorError>> + Send {
         let span = write_span(&self.name);
         traced(span, self.find_applied_keys(keys), Vec::len)

@@ -322,6 +322,7 @@ fn task_refs(rows: Vec<&Row>) -> Vec<TaskRef> {
                 },
                 owner_id: text(row, "OwnerId").map(OwnerId::new),
                 due: text(row, "ActivityDate").and_then(parse_date),
+                by_journeyd: false,
             })
         })
         .collect()

@@ -42,6 +42,7 @@ impl SalesforceConnector {
     ) -> Result<Vec<ActionOutcome>, ConnectorError> {
         let mut creates = Vec::new();
         let mut updates = Vec::new();
+        let mut unsupported = Vec::new();
         for (at, action) in actions.iter().enumerate() {
             match action {
                 ActionRequest::CreateTask { .. } => creates.push((at, self.task_row(action))),
@@ -58,9 +59,19 @@ impl SalesforceConnector {
                 ActionRequest::CompleteTask { task_id, .. } => {
                     updates.push((at, update_row("Task", task_id, "Status", "Completed")));
                 }
+                ActionRequest::UpdateTask { .. } => unsupported.push(at),
             }
         }
         let mut outcomes: Vec<Option<ActionOutcome>> = vec![None; actions.len()];
+        for at in unsupported {
+            outcomes[at] = Some(ActionOutcome {
+                key: actions[at].key().clone(),
+                result: ActionResult::Failed {
+                    reason: "updating a task is not supported yet".into(),
+                    retryable: false,
+                },
+            });
+        }
         let limit = self.settings.batch_limit.get().min(200);
         for chunk in creates.chunks(limit) {
             let results = self.create_tasks(chunk).await?;
