@@ -206,6 +206,7 @@ mod tests {
             stages: BTreeMap::new(),
             outside: BTreeMap::new(),
             roles: RoleMap::default(),
+            fallback_owners: BTreeMap::new(),
             fields: BTreeMap::new(),
             lifecycle: None,
             objects: ObjectKind::ALL.into_iter().collect(),

@@ -1,13 +1,15 @@
 //! A [`Connector`] backed by plain vectors, for specifying the sync and
 //! write-back loops without HTTP: pages are slices of the vectors, cursors
-//! are offsets, the "CRM" remembers every write by its key. The HubSpot
+//! are offsets, the "CRM" holds the tasks it was asked to create (twice, if
+//! a create is sent twice, unless its creates are idempotent), with a lag
+//! before lookups see them, and can lose or garble its answers. Each CRM's
 //! connector is specified against its emulator elsewhere.
 
 use chrono::{DateTime, Utc};
 use journeyd_connector::connector::PullFrom;
 use journeyd_connector::{
     ActionKey, ActionOutcome, ActionRequest, ActionResult, Connector, ConnectorError,
-    ConnectorName, CrmRecord, ObjectKind, Owner, Page, RecordId, Skipped,
+    ConnectorName, CrmRecord, ObjectKind, Owner, Page, RecordId, Recovery, Skipped,
 };
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -26,23 +28,155 @@ pub struct FakeCrm {
     pub pulls: Vec<(ObjectKind, PullFrom)>,
     /// The next pull fails with this.
     pub fail_next_pull: Option<ConnectorError>,
-    /// Writes held, by key: the request and the id the CRM gave it.
+    /// Every task the CRM holds, in the order they were made: a create sent
+    /// twice makes two, as a real CRM's would, unless the connector's
+    /// creates are idempotent (`recovery: Resend`).
+    pub tasks: Vec<FakeTask>,
+    /// Field values written, by (record id, field).
+    pub fields: BTreeMap<(String, String), String>,
+    /// Every write applied, by key: the last request and the CRM id.
     pub written: BTreeMap<ActionKey, (ActionRequest, String)>,
     /// Every batch sent, by key.
     pub batches: Vec<Vec<ActionKey>>,
     /// Keys the CRM refuses: reason and whether a retry may help.
     pub refuse: BTreeMap<ActionKey, (String, bool)>,
-    /// The next `apply` writes its batch, then fails as if the answer was
-    /// lost on the way back (a crash, a dropped connection).
-    pub lose_next_answer: bool,
-    /// Every `find_applied` lookup, by key.
-    pub lookups: Vec<Vec<ActionKey>>,
+    /// How the next `apply` answers after it made its writes.
+    pub next_answer: Answer,
+    /// Creates are idempotent by key (a key the CRM holds answers "it
+    /// exists"), and recovery resends; otherwise recovery looks creates up,
+    /// `settle` after they were sent.
+    pub idempotent_creates: bool,
+    pub settle: std::time::Duration,
+    /// How long a new task stays out of `find_applied`'s sight (a search
+    /// index's lag).
+    pub lag: std::time::Duration,
+    /// Every `find_applied` lookup: its keys and `since`.
+    pub lookups: Vec<(Vec<ActionKey>, DateTime<Utc>)>,
     /// Hand out delta links, as Dataverse change tracking does: the last
     /// page of a pull carries one, and a pull from it returns the records
     /// changed since, with `deleted` in line as `removed`.
     pub delta_links: bool,
     /// Every delta link handed out so far answers "expired".
     pub deltas_expired: bool,
+}
+
+/// How an `apply` answers once its writes are made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Answer {
+    #[default]
+    Plain,
+    /// Lost on the way back: the call fails as a reset connection would.
+    Lost,
+    /// Unreadable: every outcome is unknown.
+    Unreadable,
+}
+
+/// A task the fake CRM holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FakeTask {
+    pub id: String,
+    /// The key its text carries.
+    pub key: ActionKey,
+    pub record_id: RecordId,
+    pub owner_id: Option<journeyd_connector::OwnerId>,
+    pub subject: String,
+    pub body: String,
+    pub open: bool,
+    pub deleted: bool,
+    created: tokio::time::Instant,
+}
+
+impl FakeCrm {
+    /// The open, undeleted tasks.
+    pub fn open_tasks(&self) -> impl Iterator<Item = &FakeTask> {
+        self.tasks.iter().filter(|t| t.open && !t.deleted)
+    }
+
+    /// Makes one write, as the CRM would.
+    fn write(&mut self, action: &ActionRequest) -> ActionResult {
+        let key = action.key().clone();
+        if let Some((reason, retryable)) = self.refuse.get(&key) {
+            return ActionResult::Failed {
+                reason: reason.clone(),
+                retryable: *retryable,
+            };
+        }
+        let crm_id = match action {
+            ActionRequest::CreateTask {
+                record_id,
+                owner_id,
+                subject,
+                body,
+                ..
+            } => {
+                let existing = self.tasks.iter().find(|t| t.key == key);
+                match existing {
+                    // Idempotent creates (a key the CRM holds answers "it
+                    // exists") only where the connector says so.
+                    Some(task) if self.idempotent_creates => task.id.clone(),
+                    _ => {
+                        let id = format!("task-{}", self.tasks.len() + 1);
+                        self.tasks.push(FakeTask {
+                            id: id.clone(),
+                            key: key.clone(),
+                            record_id: record_id.clone(),
+                            owner_id: owner_id.clone(),
+                            subject: subject.clone(),
+                            body: key.in_text(body),
+                            open: true,
+                            deleted: false,
+                            created: tokio::time::Instant::now(),
+                        });
+                        id
+                    }
+                }
+            }
+            ActionRequest::UpdateTask {
+                task_key,
+                task_id,
+                owner_id,
+                subject,
+                body,
+                ..
+            } => {
+                let Some(task) = self
+                    .tasks
+                    .iter_mut()
+                    .find(|t| &t.id == task_id && !t.deleted)
+                else {
+                    return ActionResult::Failed {
+                        reason: format!("task {task_id} does not exist"),
+                        retryable: true,
+                    };
+                };
+                task.subject = subject.clone();
+                task.body = task_key.in_text(body);
+                if owner_id.is_some() {
+                    task.owner_id = owner_id.clone();
+                }
+                task_id.clone()
+            }
+            ActionRequest::CompleteTask { task_id, .. } => {
+                if let Some(task) = self.tasks.iter_mut().find(|t| &t.id == task_id) {
+                    task.open = false;
+                }
+                // A task someone deleted is as good as completed.
+                task_id.clone()
+            }
+            ActionRequest::SetField {
+                record_id,
+                field,
+                value,
+                ..
+            } => {
+                self.fields
+                    .insert((record_id.to_string(), field.clone()), value.clone());
+                record_id.to_string()
+            }
+        };
+        self.written.insert(key, (action.clone(), crm_id.clone()));
+        ActionResult::Applied { crm_id }
+    }
 }
 
 pub struct FakeConnector {
@@ -206,60 +340,64 @@ impl Connector for FakeConnector {
         self.with(|crm| {
             crm.batches
                 .push(actions.iter().map(|a| a.key().clone()).collect());
-            let mut outcomes = Vec::new();
-            for action in actions {
-                let key = action.key().clone();
-                let result = match crm.refuse.get(&key) {
-                    Some((reason, retryable)) => ActionResult::Failed {
-                        reason: reason.clone(),
-                        retryable: *retryable,
-                    },
-                    None => {
-                        let next_id = format!("crm-{}", crm.written.len() + 1);
-                        let crm_id = crm
-                            .written
-                            .entry(key.clone())
-                            .or_insert_with(|| (action.clone(), next_id))
-                            .1
-                            .clone();
-                        ActionResult::Applied { crm_id }
-                    }
-                };
-                outcomes.push(ActionOutcome { key, result });
-            }
-            if std::mem::take(&mut crm.lose_next_answer) {
-                return Err(ConnectorError::Transport {
+            let outcomes: Vec<ActionOutcome> = actions
+                .iter()
+                .map(|action| ActionOutcome {
+                    key: action.key().clone(),
+                    result: crm.write(action),
+                })
+                .collect();
+            match std::mem::take(&mut crm.next_answer) {
+                Answer::Plain => Ok(outcomes),
+                Answer::Lost => Err(ConnectorError::Transport {
                     connector: self.name.to_string(),
                     route: "/batch".into(),
                     reason: "connection reset".into(),
-                });
+                }),
+                Answer::Unreadable => Ok(outcomes
+                    .into_iter()
+                    .map(|outcome| ActionOutcome {
+                        key: outcome.key,
+                        result: ActionResult::Unknown {
+                            reason: "the answer could not be read".into(),
+                        },
+                    })
+                    .collect()),
             }
-            Ok(outcomes)
         })
     }
 
-    fn recovery(&self) -> journeyd_connector::Recovery {
-        journeyd_connector::Recovery::LookUp {
-            settle: std::time::Duration::ZERO,
-        }
+    fn recovery(&self) -> Recovery {
+        self.with(|crm| {
+            if crm.idempotent_creates {
+                Recovery::Resend
+            } else {
+                Recovery::LookUp { settle: crm.settle }
+            }
+        })
     }
 
     async fn find_applied(
         &self,
         keys: &[ActionKey],
-        _since: DateTime<Utc>,
+        since: DateTime<Utc>,
     ) -> Result<Vec<ActionOutcome>, ConnectorError> {
         self.with(|crm| {
-            crm.lookups.push(keys.to_vec());
+            crm.lookups.push((keys.to_vec(), since));
+            let now = tokio::time::Instant::now();
             Ok(keys
                 .iter()
                 .filter_map(|key| {
-                    crm.written.get(key).map(|(_, crm_id)| ActionOutcome {
-                        key: key.clone(),
-                        result: ActionResult::Applied {
-                            crm_id: crm_id.clone(),
-                        },
-                    })
+                    // The first task carrying the key, once the CRM shows it.
+                    crm.tasks
+                        .iter()
+                        .find(|t| &t.key == key && t.created + crm.lag <= now)
+                        .map(|task| ActionOutcome {
+                            key: key.clone(),
+                            result: ActionResult::Applied {
+                                crm_id: task.id.clone(),
+                            },
+                        })
                 })
                 .collect())
         })

@@ -7,6 +7,7 @@ mod demo;
 mod output;
 mod progress;
 mod run;
+mod signals;
 mod sync;
 mod violations;
 mod writeback;

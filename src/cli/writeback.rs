@@ -7,6 +7,7 @@ use crate::cli::EXIT_CONFIG;
 use crate::cli::args::WritebackArgs;
 use crate::cli::commands::{Context, load_config, runtime, select_connectors};
 use crate::cli::output::{json, opt, table};
+use crate::cli::signals;
 use crate::config::WritebackMode;
 use crate::connectors::AnyConnector;
 use crate::secrets::RefreshTokenFile;
@@ -40,7 +41,7 @@ pub fn run_showing(ctx: &Context, args: &WritebackArgs, rows: usize) -> anyhow::
     let secrets = &ctx.secrets;
     let tokens = Arc::new(RefreshTokenFile::beside(ctx.state_path(&config)));
 
-    let reports = runtime()?.block_on(async {
+    let (reports, caught) = runtime()?.block_on(async {
         let mut reports = Vec::new();
         let mut built = Vec::new();
         if args.apply {
@@ -50,13 +51,19 @@ pub fn run_showing(ctx: &Context, args: &WritebackArgs, rows: usize) -> anyhow::
                 built.push(any);
             }
         }
+        let (shutdown, caught) =
+            signals::listen().context("could not listen for SIGINT and SIGTERM")?;
         for (index, connector) in selected.iter().enumerate() {
+            if *shutdown.borrow() {
+                break;
+            }
             let options = WritebackOptions {
                 connector,
                 policy: &config.writeback,
+                journey: &config.journey,
                 today,
                 batch: connector.connection.batch_limit(),
-                shutdown: None,
+                shutdown: Some(&shutdown),
             };
             let report = match built.get(index) {
                 Some(any) => any.writeback(&store, &options).await?,
@@ -64,7 +71,7 @@ pub fn run_showing(ctx: &Context, args: &WritebackArgs, rows: usize) -> anyhow::
             };
             reports.push(report);
         }
-        Ok::<_, anyhow::Error>(reports)
+        Ok::<_, anyhow::Error>((reports, caught))
     })?;
 
     if ctx.json {
@@ -85,6 +92,10 @@ pub fn run_showing(ctx: &Context, args: &WritebackArgs, rows: usize) -> anyhow::
                 );
             }
         }
+    }
+    if let Some(code) = caught.exit_code() {
+        eprintln!("write-back stopped by a signal; the writes not sent wait for the next run");
+        return Ok(code);
     }
     let failed = reports.iter().any(|r| r.status == RunStatus::Failed);
     Ok(if failed {
@@ -120,11 +131,15 @@ fn plan_rows(writes: &[PlannedWrite]) -> impl Iterator<Item = Vec<String>> + '_ 
         } else {
             String::new()
         };
+        let owner = match (&write.owner, &write.owner_id) {
+            (Some(name), _) => name.clone(),
+            (None, id) => opt(id.as_ref()),
+        };
         vec![
             write.record.clone(),
             write.object.to_string(),
             format!("{}{retry}", action(&write.request)),
-            opt(write.owner_id.as_ref()),
+            owner,
             format!("{}: {}", write.rule, write.message),
         ]
     })
@@ -161,6 +176,7 @@ fn print_plan(report: &WritebackReport, cap: u32, mode: &WritebackMode, rows: us
         rows.min(plan.not_allowed.len()),
         "not allowed",
     );
+    print_unassigned(report, rows);
     let counts = &report.counts;
     println!(
         "{} write(s) planned, {} already in the ledger, {} not allowed by the write-back policy",
@@ -193,6 +209,22 @@ fn print_plan(report: &WritebackReport, cap: u32, mode: &WritebackMode, rows: us
     }
 }
 
+/// The tasks nobody can take, and why.
+fn print_unassigned(report: &WritebackReport, rows: usize) {
+    let plan = &report.plan;
+    for entry in plan.unassigned.iter().take(rows) {
+        println!(
+            "no task for {} ({} {}): {}",
+            entry.record, entry.object, entry.record_id, entry.reason
+        );
+    }
+    print_more(
+        usize::try_from(plan.unassigned_count).unwrap_or(usize::MAX),
+        rows.min(plan.unassigned.len()),
+        "without a task",
+    );
+}
+
 fn print_applied(report: &WritebackReport, rows: usize) {
     println!("{}: write-back run {}", report.connector, opt(report.run));
     if !report.written.is_empty() {
@@ -204,9 +236,8 @@ fn print_applied(report: &WritebackReport, rows: usize) {
                 | ActionRequest::SetField {
                     object, record_id, ..
                 } => format!("{object} {record_id}"),
-                ActionRequest::UpdateTask { .. } | ActionRequest::CompleteTask { .. } => {
-                    "-".to_owned()
-                }
+                ActionRequest::UpdateTask { task_id, .. }
+                | ActionRequest::CompleteTask { task_id, .. } => format!("task {task_id}"),
             };
             vec![
                 record,
@@ -236,11 +267,18 @@ fn print_applied(report: &WritebackReport, rows: usize) {
             report.connector, refused.key, refused.reason
         );
     }
+    print_unassigned(report, rows);
     let c = &report.counts;
     println!(
         "{} sent, {} applied, {} failed, {} parked, {} recovered; {} already in the ledger, {} not allowed by the policy",
         c.sent, c.applied, c.failed, c.parked, c.recovered, c.known, c.not_allowed
     );
+    if c.unknown > 0 {
+        println!(
+            "{} write(s) got an answer that proves nothing: the next run settles them with the CRM before sending anything again",
+            c.unknown
+        );
+    }
     if c.skipped_by_cap > 0 {
         println!(
             "{} more wait for the next run (max_writes_per_run)",

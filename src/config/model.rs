@@ -116,6 +116,10 @@ pub struct ConnectorConfig {
     /// (closed-lost, disqualified) and only record-level rules apply.
     pub outside: BTreeMap<ObjectKind, BTreeSet<String>>,
     pub roles: RoleMap,
+    /// Journey role -> who gets a task when the record's owner is inactive
+    /// or unknown: an owner id, or an email (lowercased) matched against
+    /// the connector's owners when the task is planned.
+    pub fallback_owners: BTreeMap<RoleId, String>,
     /// CRM field name -> canonical field name.
     pub fields: BTreeMap<String, String>,
     pub lifecycle: Option<LifecycleMap>,
@@ -242,8 +246,31 @@ pub struct WritebackPolicy {
     pub fields: BTreeMap<ObjectKind, BTreeSet<String>>,
     /// Days from creation to a corrective task's due date.
     pub task_due_days: u32,
+    /// One task per record listing its violations, or one per violation.
+    pub tasks: TaskMode,
     /// The action each rule calls for, where it differs from the rule's default.
     pub actions: BTreeMap<RuleId, ActionKind>,
+}
+
+/// How many tasks journeyd keeps for a record's violations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskMode {
+    /// One task per record, listing its open violations as a checklist,
+    /// updated as they change and completed when none is left.
+    #[default]
+    PerRecord,
+    /// One task per violation, completed when the violation is resolved.
+    PerViolation,
+}
+
+impl TaskMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskMode::PerRecord => "per_record",
+            TaskMode::PerViolation => "per_violation",
+        }
+    }
 }
 
 /// How the long-running daemon shows itself to its operators.

@@ -100,6 +100,10 @@ pub(super) struct RawConnector {
     #[serde(default)]
     pub stages: BTreeMap<Text, TextMap>,
     pub roles: Option<RawRoles>,
+    /// Journey role -> the owner (id or email) who gets a task when the
+    /// record's own owner is inactive or unknown.
+    #[serde(default)]
+    pub fallback_owners: TextMap,
     #[serde(default)]
     pub fields: TextMap,
     pub lifecycle: Option<Spanned<RawLifecycle>>,
@@ -191,6 +195,7 @@ pub(super) struct RawWriteback {
     pub max_writes_per_run: Option<Spanned<i64>>,
     pub task_objects: Option<Vec<Text>>,
     pub task_due_days: Option<Spanned<i64>>,
+    pub tasks: Option<Text>,
     #[serde(default)]
     pub fields: BTreeMap<Text, Vec<Text>>,
     #[serde(default)]

@@ -95,7 +95,12 @@ pub fn normalize(
         fields,
         account: record.associations.account,
         contacts: record.associations.contacts,
-        tasks: record.tasks,
+        // journeyd's own tasks are never evidence that the work was done.
+        tasks: record
+            .tasks
+            .into_iter()
+            .filter(|t| !t.by_journeyd)
+            .collect(),
         history,
     }
 }

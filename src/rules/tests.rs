@@ -95,6 +95,7 @@ fn connector() -> ConnectorConfig {
         stages: BTreeMap::new(),
         outside: BTreeMap::new(),
         roles: RoleMap::default(),
+        fallback_owners: BTreeMap::new(),
         fields: BTreeMap::new(),
         lifecycle: Some(LifecycleMap {
             field: "lifecyclestage".into(),

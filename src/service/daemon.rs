@@ -564,6 +564,7 @@ async fn writeback_one(
     let options = WritebackOptions {
         connector: config,
         policy: &whole.writeback,
+        journey: &whole.journey,
         today: Utc::now().date_naive(),
         batch: config.connection.batch_limit(),
         shutdown: Some(&shared.shutdown),

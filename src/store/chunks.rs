@@ -97,7 +97,49 @@ pub(super) fn read_chunk(
         .collect();
     read_history(conn, scope, range, &index, &mut records)?;
     read_peers(conn, scope, range, &index, &mut records)?;
+    mark_own_tasks(conn, &mut records)?;
     Ok(records)
+}
+
+/// Marks the tasks of `records` that the write-back ledger says journeyd
+/// created, whatever their text now says: they are never evidence for a
+/// rule. One query for the chunk.
+fn mark_own_tasks(conn: &Connection, records: &mut [StoredRecord]) -> Result<(), StoreError> {
+    let ids: Vec<&str> = records
+        .iter()
+        .flat_map(|r| r.record.tasks.iter())
+        .filter(|task| !task.by_journeyd)
+        .map(|task| task.id.as_str())
+        .collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT connector, crm_id FROM writeback_ledger
+             WHERE crm_id IN (SELECT value FROM json_each(?1))
+               AND json_extract(request, '$.kind') = 'create_task'",
+        )
+        .op("prepare finding journeyd's own tasks")?;
+    let own: std::collections::HashSet<(String, String)> = stmt
+        .query_map([serde_json::Value::from(ids).to_string()], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .op("find journeyd's own tasks")?
+        .collect::<Result<_, _>>()
+        .op("find journeyd's own tasks")?;
+    if own.is_empty() {
+        return Ok(());
+    }
+    for stored in records.iter_mut() {
+        let connector = stored.connector.as_str().to_owned();
+        for task in &mut stored.record.tasks {
+            if own.contains(&(connector.clone(), task.id.clone())) {
+                task.by_journeyd = true;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn read_records(

@@ -2,12 +2,13 @@
 //! action key, recorded before it is sent and confirmed after, so that a
 //! write is never made twice whatever crashes.
 
-use super::columns::{get_ts, sql_enum, ts};
+use super::columns::{get_opt_ts, get_ts, sql_enum, ts};
+use super::record_tasks::{RecordTaskStage, settle_record_task, stage_record_task};
 use super::{SqlContext, Store, StoreError, json_error};
 use crate::rules::Fingerprint;
 use chrono::{DateTime, Utc};
 use journeyd_connector::{ActionKey, ActionRequest, ConnectorName};
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 sql_enum!(
@@ -38,6 +39,39 @@ pub struct LedgerEntry {
     pub error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// When it was last sent; `None` if never, or by an earlier version.
+    pub sent_at: Option<DateTime<Utc>>,
+    /// The key of the task it creates, updates or completes.
+    pub task_key: Option<ActionKey>,
+}
+
+/// A write about to be sent, as the ledger records it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StagedWrite {
+    pub request: ActionRequest,
+    /// The violation's fingerprint; for a record's task, the record's.
+    pub fingerprint: Fingerprint,
+    /// The key of the task it creates, updates or completes.
+    pub task_key: Option<ActionKey>,
+    /// For a write of a record's task: how its row moves with it.
+    pub record_task: Option<RecordTaskStage>,
+}
+
+impl StagedWrite {
+    /// A write that belongs to no record's task.
+    pub fn plain(request: ActionRequest, fingerprint: Fingerprint) -> Self {
+        let task_key = match &request {
+            ActionRequest::CreateTask { key, .. } => Some(key.clone()),
+            ActionRequest::UpdateTask { task_key, .. } => Some(task_key.clone()),
+            ActionRequest::SetField { .. } | ActionRequest::CompleteTask { .. } => None,
+        };
+        StagedWrite {
+            request,
+            fingerprint,
+            task_key,
+            record_task: None,
+        }
+    }
 }
 
 impl LedgerEntry {
@@ -172,51 +206,128 @@ impl Store {
             .op("count unconfirmed write-back actions")
     }
 
-    /// Records a batch about to be sent, in one transaction: new actions as
-    /// `pending`; actions that `failed` before back to `pending`, with the
-    /// request as planned now. An action in any other state is left as it
-    /// is. Returns how many rows were written.
-    pub fn ledger_stage(
+    /// Up to `limit` actions of `connector` that failed `max_attempts`
+    /// times or more and wait to be parked, oldest first, and how many
+    /// there are.
+    pub fn ledger_exhausted(
+        &self,
+        connector: &ConnectorName,
+        max_attempts: u32,
+        limit: usize,
+    ) -> Result<(Vec<LedgerEntry>, u64), StoreError> {
+        let count = self
+            .conn
+            .prepare_cached(
+                "SELECT count(*) FROM writeback_ledger
+                 WHERE state = 'failed' AND connector = ?1 AND attempts >= ?2",
+            )
+            .op("prepare counting write-back actions to park")?
+            .query_row(params![connector.as_str(), max_attempts], |row| row.get(0))
+            .op("count write-back actions to park")?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {LEDGER_COLUMNS} FROM writeback_ledger
+                 WHERE state = 'failed' AND connector = ?1 AND attempts >= ?2
+                 ORDER BY created_at, action_key LIMIT ?3"
+            ))
+            .op("prepare listing write-back actions to park")?;
+        let mut rows = stmt
+            .query(params![
+                connector.as_str(),
+                max_attempts,
+                i64::try_from(limit).unwrap_or(i64::MAX)
+            ])
+            .op("list write-back actions to park")?;
+        let mut entries = Vec::new();
+        while let Some(row) = rows.next().op("list write-back actions to park")? {
+            entries.push(ledger_row(row)?);
+        }
+        Ok((entries, count))
+    }
+
+    /// Parks every action of `connector` that failed `max_attempts` times
+    /// or more, saying so in its error. Returns how many it parked.
+    pub fn ledger_park_exhausted(
         &mut self,
         connector: &ConnectorName,
-        actions: &[(ActionRequest, Fingerprint)],
+        max_attempts: u32,
         at: DateTime<Utc>,
-    ) -> Result<usize, StoreError> {
+    ) -> Result<u64, StoreError> {
+        let parked = self
+            .conn
+            .prepare_cached(
+                "UPDATE writeback_ledger
+                 SET state = 'parked', updated_at = ?3,
+                     error = 'failed ' || attempts || ' times; last: '
+                         || coalesce(error, 'no reason given')
+                 WHERE state = 'failed' AND connector = ?1 AND attempts >= ?2",
+            )
+            .op("prepare parking write-back actions")?
+            .execute(params![connector.as_str(), max_attempts, ts(at)])
+            .op("park write-back actions")?;
+        Ok(parked as u64)
+    }
+
+    /// Records a batch as sent, in one transaction, before it is sent:
+    /// new actions, and actions that failed or were left unconfirmed
+    /// before (with the request as planned now), move to `sent` with the
+    /// time and one more attempt; a record's task moves with its write. An
+    /// action already applied or parked is left as it is and not returned.
+    /// Returns the keys recorded, in order: those, and only those, may be
+    /// sent now.
+    pub fn ledger_send(
+        &mut self,
+        connector: &ConnectorName,
+        writes: &[StagedWrite],
+        at: DateTime<Utc>,
+    ) -> Result<Vec<ActionKey>, StoreError> {
         let tx = self
             .conn
             .transaction()
             .op("begin recording write-back actions")?;
-        let mut written = 0;
+        let mut staged = Vec::with_capacity(writes.len());
         {
             let mut stmt = tx
                 .prepare_cached(
                     "INSERT INTO writeback_ledger
-                         (action_key, fingerprint, connector, request, state, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5)
+                         (action_key, fingerprint, connector, request, state, attempts,
+                          sent_at, task_key, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, 'sent', 1, ?5, ?6, ?5, ?5)
                      ON CONFLICT (action_key) DO UPDATE SET
-                         state = 'pending', request = excluded.request,
-                         updated_at = excluded.updated_at
-                     WHERE state = 'failed'",
+                         state = 'sent', request = excluded.request,
+                         attempts = attempts + 1, sent_at = excluded.sent_at,
+                         task_key = coalesce(task_key, excluded.task_key),
+                         error = NULL, updated_at = excluded.updated_at
+                     WHERE state IN ('pending', 'sent', 'failed')",
                 )
                 .op("prepare recording a write-back action")?;
-            let at = ts(at);
-            for (request, fingerprint) in actions {
-                let key = request.key();
-                let json = serde_json::to_string(request)
+            let at_text = ts(at);
+            for write in writes {
+                let key = write.request.key();
+                let json = serde_json::to_string(&write.request)
                     .map_err(json_error(format!("write-back action {key}")))?;
-                written += stmt
+                let changed = stmt
                     .execute(params![
                         key.as_str(),
-                        fingerprint.as_str(),
+                        write.fingerprint.as_str(),
                         connector.as_str(),
                         json,
-                        at
+                        at_text,
+                        write.task_key.as_ref().map(ActionKey::as_str),
                     ])
                     .op("record a write-back action")?;
+                if changed == 0 {
+                    continue;
+                }
+                if let (Some(task), Some(task_key)) = (&write.record_task, &write.task_key) {
+                    stage_record_task(&tx, connector, task, task_key, &write.request, at)?;
+                }
+                staged.push(key.clone());
             }
         }
         tx.commit().op("commit recording write-back actions")?;
-        Ok(written)
+        Ok(staged)
     }
 
     /// Applies every mark in one transaction; see [`Store::ledger_mark`].
@@ -263,8 +374,8 @@ impl LedgerMark {
     }
 }
 
-const LEDGER_COLUMNS: &str = "action_key, fingerprint, connector, request, state, attempts, \
-     crm_id, error, created_at, updated_at";
+pub(super) const LEDGER_COLUMNS: &str = "action_key, fingerprint, connector, request, state, attempts, \
+     crm_id, error, created_at, updated_at, sent_at, task_key";
 
 fn mark_one(
     conn: &Connection,
@@ -274,24 +385,39 @@ fn mark_one(
     error: Option<&str>,
     at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let changed = conn
+    let moved: Option<(Option<String>, String, Option<String>)> = conn
         .prepare_cached(
             "UPDATE writeback_ledger
              SET state = ?2, crm_id = coalesce(?3, crm_id), error = ?4, updated_at = ?5,
                  attempts = attempts + (?2 = 'sent')
-             WHERE action_key = ?1",
+             WHERE action_key = ?1
+             RETURNING task_key, json_extract(request, '$.kind'), crm_id",
         )
         .op("prepare updating a write-back action")?
-        .execute(params![key.as_str(), state, crm_id, error, ts(at)])
+        .query_row(params![key.as_str(), state, crm_id, error, ts(at)], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })
+        .optional()
         .op("update a write-back action")?;
-    if changed == 0 {
+    let Some((task_key, kind, crm_id)) = moved else {
         return Err(StoreError::LedgerKeyNotFound(key.clone()));
+    };
+    if state == LedgerState::Applied
+        && let Some(task_key) = task_key
+    {
+        settle_record_task(
+            conn,
+            &ActionKey::new(task_key),
+            &kind,
+            crm_id.as_deref(),
+            at,
+        )?;
     }
     Ok(())
 }
 
 /// Reads a row of [`LEDGER_COLUMNS`].
-fn ledger_row(row: &rusqlite::Row<'_>) -> Result<LedgerEntry, StoreError> {
+pub(super) fn ledger_row(row: &rusqlite::Row<'_>) -> Result<LedgerEntry, StoreError> {
     let key = ActionKey::new(row.get::<_, String>(0).op("read a write-back action")?);
     let request: String = row.get(3).op("read a write-back action")?;
     let request =
@@ -307,6 +433,8 @@ fn ledger_row(row: &rusqlite::Row<'_>) -> Result<LedgerEntry, StoreError> {
             error: row.get(7)?,
             created_at: get_ts(row, 8)?,
             updated_at: get_ts(row, 9)?,
+            sent_at: get_opt_ts(row, 10)?,
+            task_key: row.get::<_, Option<String>>(11)?.map(ActionKey::new),
             key,
         })
     };

@@ -25,6 +25,7 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(V1_INITIAL).comment("initial schema"),
     M::up(V2_RECONCILES).comment("full pulls that reconcile deletions"),
     M::up(V3_DELTA_LINKS).comment("delta links incremental pulls start from"),
+    M::up(V4_RECORD_TASKS).comment("one task per record, and when each write was sent"),
 ];
 
 const V1_INITIAL: &str = r#"
@@ -221,6 +222,54 @@ CREATE TABLE delta_links (
     updated_at TEXT NOT NULL,
     PRIMARY KEY (connector, object)
 ) WITHOUT ROWID;
+"#;
+
+const V4_RECORD_TASKS: &str = r#"
+-- When each write was last sent. Recovery settles an unconfirmed write no
+-- sooner than its CRM allows after this (a search index's lag, a request
+-- the server finishes after its client died), and looks only at what the
+-- CRM created since. NULL for writes sent by an earlier version.
+ALTER TABLE writeback_ledger ADD COLUMN sent_at TEXT;
+-- The key of the task a write creates, updates or completes (the key of its
+-- create), so that every write of one task is found together.
+ALTER TABLE writeback_ledger ADD COLUMN task_key TEXT;
+UPDATE writeback_ledger SET task_key = action_key
+    WHERE json_extract(request, '$.kind') = 'create_task';
+UPDATE writeback_ledger SET task_key = 'jd' || fingerprint || 't'
+    WHERE json_extract(request, '$.kind') = 'complete_task';
+CREATE INDEX writeback_ledger_task ON writeback_ledger (task_key)
+    WHERE task_key IS NOT NULL;
+-- The audit asks which tasks of a record journeyd wrote.
+CREATE INDEX writeback_ledger_crm_id ON writeback_ledger (crm_id)
+    WHERE crm_id IS NOT NULL;
+-- A record's open violations, for the one task that lists them.
+CREATE INDEX violations_record ON violations (connector, object, record_id);
+
+-- The one task journeyd keeps per record (`[writeback] tasks =
+-- "per_record"`): which it is, what it last said, and whether it is open.
+-- A record whose task was completed gets a new one, of the next
+-- generation, when it breaks a rule again.
+CREATE TABLE record_tasks (
+    connector      TEXT NOT NULL,
+    object         TEXT NOT NULL CHECK (object IN ('lead', 'contact', 'account', 'deal')),
+    record_id      TEXT NOT NULL,
+    generation     INTEGER NOT NULL,
+    -- the ledger key of its create; the marker line of its text
+    task_key       TEXT NOT NULL UNIQUE,
+    -- the CRM's id of the task, once its create is confirmed
+    task_id        TEXT,
+    -- updates sent so far: the next update's number is one more
+    updates        INTEGER NOT NULL DEFAULT 0,
+    -- the subject last sent; no two open tasks of a connector share one
+    subject        TEXT NOT NULL,
+    -- digests of what was last sent and of what the CRM confirmed holding
+    sent_digest    TEXT,
+    written_digest TEXT,
+    state          TEXT NOT NULL CHECK (state IN ('open', 'closed')),
+    updated_at     TEXT NOT NULL,
+    PRIMARY KEY (connector, object, record_id)
+) WITHOUT ROWID;
+CREATE INDEX record_tasks_subject ON record_tasks (connector, subject) WHERE state = 'open';
 "#;
 
 #[cfg(test)]

@@ -10,7 +10,8 @@
 //! - `owners`, `runs`, `watermarks`, `ledger`: the other synced and
 //!   operational state;
 //! - `reconcile`: full pulls that mark what they did not see deleted;
-//! - `writeback`: what the write-back planner reads;
+//! - `writeback`: what the write-back planner reads; `record_tasks`: the
+//!   one task journeyd keeps per record;
 //! - `audit`: the [`AuditWriter`], one transaction per audit;
 //! - `violations`: the violations log, its events, admin actions, listing;
 //! - `report`: raw per-stage figures for the report.
@@ -26,6 +27,7 @@ mod ledger;
 mod migrations;
 mod owners;
 mod reconcile;
+mod record_tasks;
 mod records;
 mod report;
 mod runs;
@@ -36,8 +38,11 @@ mod writeback;
 pub use audit::{AuditDiff, AuditWriter, ChunkDiff, RecordState};
 pub use chunks::{DuplicatePeer, MAX_PEERS, StoredRecord};
 pub use handle::StoreHandle;
-pub use ledger::{LedgerCursor, LedgerEntry, LedgerMark, LedgerState};
+pub use ledger::{LedgerCursor, LedgerEntry, LedgerMark, LedgerState, StagedWrite};
 pub use reconcile::PendingReconcile;
+pub use record_tasks::{
+    RecordTask, RecordTaskCandidate, RecordTaskCursor, RecordTaskStage, ViolationTask,
+};
 pub use records::{PageWrite, UpsertCounts};
 pub use report::{OwnerCount, StageFigures, StageRuleCount};
 pub use runs::{RunId, RunKind, RunRow, RunStatus};

@@ -14,7 +14,7 @@ use super::columns::severity_rank;
 use super::violations::{VIOLATION_COLUMNS, violation_row};
 use super::{SqlContext, Store, StoreError, ViolationId, ViolationRow, json_error};
 use crate::rules::Severity;
-use journeyd_connector::{ActionKey, ConnectorName, CrmRecord, ObjectKind, RecordId};
+use journeyd_connector::{ActionKey, ConnectorName, CrmRecord, ObjectKind, OwnerId, RecordId};
 use rusqlite::{OptionalExtension, params};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -28,20 +28,31 @@ pub struct WritebackFilter<'a> {
     pub fields: &'a BTreeMap<ObjectKind, BTreeSet<String>>,
     /// A write that failed this many times is parked, not retried.
     pub max_attempts: u32,
+    /// Whether one violation's task is a write of its own; `false` when
+    /// each record keeps one task, and only field writes are per violation.
+    pub violation_tasks: bool,
 }
 
 impl WritebackFilter<'_> {
-    /// The policy as the JSON the queries read with `json_each`.
-    fn bind(&self) -> (String, String) {
+    /// The policy as the JSON the queries read with `json_each`: task
+    /// objects, fields per object, and the kinds of planned action that
+    /// are writes of one violation.
+    fn bind(&self) -> (String, String, String) {
         let objects: Vec<&str> = self.task_objects.iter().map(|o| o.as_str()).collect();
         let fields: BTreeMap<&str, &BTreeSet<String>> = self
             .fields
             .iter()
             .map(|(object, fields)| (object.as_str(), fields))
             .collect();
+        let kinds: &[&str] = if self.violation_tasks {
+            &["task", "set_lifecycle"]
+        } else {
+            &["set_lifecycle"]
+        };
         (
             serde_json::Value::from(objects).to_string(),
             serde_json::json!(fields).to_string(),
+            serde_json::Value::from(kinds.to_vec()).to_string(),
         )
     }
 }
@@ -112,6 +123,11 @@ pub struct WriteCandidate {
     pub current: Option<String>,
     /// The write's ledger entry, where it failed before.
     pub failed: Option<FailedWrite>,
+    /// The record's owner in the CRM, whether they are active (`None`: not
+    /// among the connector's owners), and their name.
+    pub owner_id: Option<OwnerId>,
+    pub owner_active: Option<bool>,
+    pub owner_name: Option<String>,
 }
 
 impl WriteCandidate {
@@ -143,16 +159,18 @@ pub struct ResolvedTask {
     pub failed: Option<FailedWrite>,
 }
 
-/// Every open violation of `?1` whose planned action is a write, with the
-/// record's current lifecycle value, the write's ledger entry, and its
-/// `class`, decided in the planner's order: the policy (`?2` task objects,
-/// `?3` fields per object, as JSON), then the CRM's value, then the ledger
-/// (`?4` the attempts after which a failed write is parked).
+/// Every open violation of `?1` whose planned action is a write of one of
+/// the kinds `?5` (JSON), with the record's current lifecycle value and
+/// owner, the write's ledger entry, and its `class`, decided in the
+/// planner's order: the policy (`?2` task objects, `?3` fields per object,
+/// as JSON), then the CRM's value, then the ledger (`?4` the attempts after
+/// which a failed write is parked).
 const CANDIDATES: &str = "
     SELECT v.*,
         json_extract(r.snapshot, '$.lifecycle_status') AS current,
         l.action_key AS ledger_key, l.state AS ledger_state,
         l.attempts AS ledger_attempts, l.error AS ledger_error,
+        r.owner_id AS record_owner, o.active AS owner_active, o.name AS owner_name,
         CASE
             WHEN NOT coalesce(CASE json_extract(v.action, '$.kind')
                     WHEN 'task' THEN v.object IN (SELECT value FROM json_each(?2))
@@ -167,9 +185,9 @@ const CANDIDATES: &str = "
         END AS class
     FROM violations v
     LEFT JOIN records r
-        ON json_extract(v.action, '$.kind') = 'set_lifecycle'
-        AND r.connector = v.connector AND r.object = v.object AND r.id = v.record_id
+        ON r.connector = v.connector AND r.object = v.object AND r.id = v.record_id
         AND r.deleted_at IS NULL
+    LEFT JOIN owners o ON o.connector = v.connector AND o.id = r.owner_id
     LEFT JOIN writeback_ledger l ON l.action_key = (
         SELECT x.action_key FROM writeback_ledger x
         WHERE x.fingerprint = v.fingerprint
@@ -181,7 +199,7 @@ const CANDIDATES: &str = "
           END
         LIMIT 1)
     WHERE v.connector = ?1 AND v.status = 'open'
-      AND json_extract(v.action, '$.kind') IN ('task', 'set_lifecycle')";
+      AND json_extract(v.action, '$.kind') IN (SELECT value FROM json_each(?5))";
 
 /// Every resolved violation of `?1` whose task journeyd created (applied,
 /// with its CRM id) and whose completion is neither applied nor parked,
@@ -238,7 +256,7 @@ impl Store {
         connector: &ConnectorName,
         filter: &WritebackFilter<'_>,
     ) -> Result<WritebackTally, StoreError> {
-        let (objects, fields) = filter.bind();
+        let (objects, fields, kinds) = filter.bind();
         let mut tally = WritebackTally::default();
         let mut stmt = self
             .conn
@@ -251,7 +269,8 @@ impl Store {
                 connector.as_str(),
                 objects,
                 fields,
-                filter.max_attempts
+                filter.max_attempts,
+                kinds
             ])
             .op("count violations to write back")?;
         while let Some(row) = rows.next().op("count violations to write back")? {
@@ -284,15 +303,15 @@ impl Store {
         after: Option<CandidateCursor>,
         limit: usize,
     ) -> Result<Vec<WriteCandidate>, StoreError> {
-        let (objects, fields) = filter.bind();
+        let (objects, fields, kinds) = filter.bind();
         let mut stmt = self
             .conn
             .prepare_cached(&format!(
                 "SELECT {VIOLATION_COLUMNS}, current, ledger_key, ledger_state,
-                     ledger_attempts, ledger_error
+                     ledger_attempts, ledger_error, record_owner, owner_active, owner_name
                  FROM ({CANDIDATES})
-                 WHERE class = ?5 AND severity = ?6 AND id > ?7
-                 ORDER BY id LIMIT ?8"
+                 WHERE class = ?6 AND severity = ?7 AND id > ?8
+                 ORDER BY id LIMIT ?9"
             ))
             .op("prepare listing violations to write back")?;
         let columns = VIOLATION_COLUMNS.split(',').count();
@@ -314,6 +333,7 @@ impl Store {
                         objects,
                         fields,
                         filter.max_attempts,
+                        kinds,
                         class.as_str(),
                         rank,
                         after_id,
@@ -324,6 +344,9 @@ impl Store {
                             violation: violation_row(row)?,
                             current: row.get(columns)?,
                             failed: failed_write(row, columns + 1)?,
+                            owner_id: row.get::<_, Option<String>>(columns + 5)?.map(OwnerId::new),
+                            owner_active: row.get(columns + 6)?,
+                            owner_name: row.get(columns + 7)?,
                         })
                     },
                 )
@@ -416,13 +439,13 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::super::testkit::{TestStore, day, hubspot, record, violation};
-    use super::super::{LedgerCursor, LedgerMark, LedgerState, RunKind};
+    use super::super::{LedgerCursor, LedgerMark, LedgerState, RunKind, StagedWrite};
     use super::*;
     use crate::rules::{BuiltinRule, Fingerprint, PlannedAction, Violation};
     use journeyd_connector::{ActionRequest, Watermark};
 
-    fn completion(fingerprint: &Fingerprint, key: &str) -> (ActionRequest, Fingerprint) {
-        (
+    fn completion(fingerprint: &Fingerprint, key: &str) -> StagedWrite {
+        StagedWrite::plain(
             ActionRequest::CompleteTask {
                 key: ActionKey::new(key),
                 task_id: "t1".into(),
@@ -495,6 +518,7 @@ mod tests {
                 task_objects: &self.task_objects,
                 fields: &self.fields,
                 max_attempts: 3,
+                violation_tasks: true,
             }
         }
     }
@@ -523,11 +547,7 @@ mod tests {
     ) {
         let key = request.key().clone();
         store
-            .ledger_stage(
-                &hubspot(),
-                &[(request, violation.fingerprint.clone())],
-                day(2, 1),
-            )
+            .ledger_insert_pending(&request, &violation.fingerprint, &hubspot(), day(2, 1))
             .unwrap();
         for _ in 0..attempts {
             store
@@ -748,17 +768,18 @@ mod tests {
     }
 
     #[test]
-    fn staging_records_new_actions_and_resets_failed_ones_but_leaves_the_rest() {
+    fn sending_records_new_and_failed_actions_as_sent_and_leaves_applied_ones_unsent() {
         let mut test = TestStore::new();
         let store = &mut test.store;
         let fp = Fingerprint::from_stored("ab".repeat(16));
-        store
-            .ledger_stage(
+        let sent = store
+            .ledger_send(
                 &hubspot(),
                 &[completion(&fp, "a"), completion(&fp, "b")],
                 day(1, 0),
             )
             .unwrap();
+        assert_eq!(sent, [ActionKey::new("a"), ActionKey::new("b")]);
         store
             .ledger_mark_all(
                 &[
@@ -769,18 +790,25 @@ mod tests {
             )
             .unwrap();
 
-        let written = store
-            .ledger_stage(
+        let again = store
+            .ledger_send(
                 &hubspot(),
                 &[completion(&fp, "a"), completion(&fp, "b")],
                 day(1, 2),
             )
             .unwrap();
 
-        assert_eq!(written, 1);
-        let pending = store.ledger_by_state(LedgerState::Pending).unwrap();
-        assert_eq!(pending.len(), 1);
-        assert_eq!(pending[0].key.as_str(), "a");
+        assert_eq!(
+            again,
+            [ActionKey::new("a")],
+            "an applied action is never sent again"
+        );
+        let sent = store.ledger_by_state(LedgerState::Sent).unwrap();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(
+            (sent[0].key.as_str(), sent[0].attempts, sent[0].sent_at),
+            ("a", 2, Some(day(1, 2)))
+        );
         assert_eq!(
             store.ledger_by_state(LedgerState::Applied).unwrap().len(),
             1
@@ -801,7 +829,7 @@ mod tests {
         let fp = Fingerprint::from_stored("ab".repeat(16));
         for (key, hour) in [("c", 0), ("a", 1), ("b", 1), ("d", 2), ("e", 3)] {
             store
-                .ledger_stage(&hubspot(), &[completion(&fp, key)], day(1, hour))
+                .ledger_send(&hubspot(), &[completion(&fp, key)], day(1, hour))
                 .unwrap();
         }
         store
@@ -872,7 +900,7 @@ mod tests {
 
         let store = &mut test.store;
         store
-            .ledger_stage(&hubspot(), &[completion(&v.fingerprint, "jdc")], day(3, 0))
+            .ledger_send(&hubspot(), &[completion(&v.fingerprint, "jdc")], day(3, 0))
             .unwrap();
         assert!(
             resolved(store, WriteClass::Due).is_empty(),

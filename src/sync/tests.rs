@@ -18,6 +18,7 @@ fn config(objects: &[ObjectKind]) -> ConnectorConfig {
         stages: BTreeMap::new(),
         outside: BTreeMap::new(),
         roles: RoleMap::default(),
+        fallback_owners: BTreeMap::new(),
         fields: BTreeMap::new(),
         lifecycle: None,
         objects: objects.iter().copied().collect(),

@@ -36,10 +36,14 @@ impl ActionKey {
     }
 
     /// `body`, then a blank line and the key's line: how the key travels
-    /// into the CRM with a task.
+    /// into the CRM with a task. A body that ends with this key's line
+    /// already is left as it is, so the line is there once.
     pub fn in_text(&self, body: &str) -> String {
+        let body = body.trim_end();
         if body.is_empty() {
             self.line()
+        } else if ActionKey::from_text(body).as_ref() == Some(self) {
+            body.to_owned()
         } else {
             format!("{body}\n\n{}", self.line())
         }
@@ -78,6 +82,8 @@ pub enum ActionRequest {
         record_id: RecordId,
         owner_id: Option<OwnerId>,
         subject: String,
+        /// The text without the marker line; the connector appends
+        /// `journeyd-action: KEY` as its last line.
         body: String,
         due: NaiveDate,
         priority: Priority,
@@ -192,5 +198,6 @@ mod tests {
         assert_eq!(ActionKey::from_text(&key.in_text("")), Some(key));
         assert_eq!(ActionKey::from_text("no key here"), None);
         assert_eq!(ActionKey::from_text("journeyd-action: \n"), None);
+        assert_eq!(key.in_text(&text), text, "the line is added once");
     }
 }

@@ -480,11 +480,8 @@ pub async fn an_unreadable_answer_to_a_create_is_unknown_never_failed<T: Target>
     let before = target.tasks();
     let sent_at = sent_at();
     target.malform_next_write();
-    let outcomes = match connector.apply(&written).await {
-        Ok(outcomes) => outcomes,
-        // No outcome at all is as good as unknown for every action.
-        Err(_) => Vec::new(),
-    };
+    // No outcome at all (`Err`) is as good as unknown for every action.
+    let outcomes = connector.apply(&written).await.unwrap_or_default();
     for outcome in &outcomes {
         assert!(
             !matches!(outcome.result, ActionResult::Failed { .. }),

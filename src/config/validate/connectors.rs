@@ -69,6 +69,8 @@ pub(super) fn connectors(
             None => RoleMap::default(),
         };
 
+        let fallback_owners = fallback_owners(&raw.fallback_owners, &context, known, check);
+
         let mut fields = BTreeMap::new();
         for (crm, name) in &raw.fields {
             if crm.get_ref().trim().is_empty() {
@@ -135,6 +137,7 @@ pub(super) fn connectors(
                 stages,
                 outside,
                 roles,
+                fallback_owners,
                 fields: reach.fields.unwrap_or(fields),
                 lifecycle: lifecycle.flatten(),
                 objects: reach.objects,
@@ -143,6 +146,47 @@ pub(super) fn connectors(
         }
     }
     (connectors, canonical)
+}
+
+/// `fallback_owners`: journey role -> an owner id or email (lowercased).
+fn fallback_owners(
+    raw: &TextMap,
+    context: &str,
+    known: Option<&Known>,
+    check: &mut Checker<'_>,
+) -> BTreeMap<RoleId, String> {
+    let mut map = BTreeMap::new();
+    for (role, owner) in raw {
+        if !known.is_none_or(|known| known.has_role(role.get_ref())) {
+            let roles = known.map(Known::role_list).unwrap_or_default();
+            check.error(
+                role.span().start,
+                format!(
+                    "{context}`fallback_owners` names unknown role `{}` (the journey's roles: {roles})",
+                    role.get_ref()
+                ),
+            );
+            continue;
+        }
+        let owner = owner.get_ref().trim();
+        if owner.is_empty() {
+            check.error(
+                role.span().start,
+                format!(
+                    "{context}the fallback owner of role `{}` is empty (give an owner id or email)",
+                    role.get_ref()
+                ),
+            );
+            continue;
+        }
+        let owner = if owner.contains('@') {
+            owner.to_lowercase()
+        } else {
+            owner.to_owned()
+        };
+        map.insert(RoleId::new(role.get_ref()), owner);
+    }
+    map
 }
 
 /// Where `key` (`secret`, `refresh_token`) is read from.

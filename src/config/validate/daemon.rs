@@ -10,7 +10,7 @@ use crate::config::raw::{
 };
 use crate::config::{
     Checks, ConnectorConfig, CronExpr, CustomRule, OnboardingCheck, Schedule, ServiceConfig,
-    WritebackMode, WritebackPolicy,
+    TaskMode, WritebackMode, WritebackPolicy,
 };
 use crate::journey::{Expr, StageId};
 use crate::rules::{ActionKind, BuiltinRule, MessageTemplate, RuleId, Severity};
@@ -328,9 +328,22 @@ fn writeback(
         task_objects: ObjectKind::ALL.into_iter().collect(),
         fields: BTreeMap::new(),
         task_due_days: DEFAULT_TASK_DUE_DAYS,
+        tasks: TaskMode::default(),
         actions: BTreeMap::new(),
     };
     let Some(raw) = raw else { return policy };
+    if let Some(tasks) = &raw.tasks {
+        match tasks.get_ref().as_str() {
+            "per_record" => policy.tasks = TaskMode::PerRecord,
+            "per_violation" => policy.tasks = TaskMode::PerViolation,
+            other => check.error(
+                tasks.span().start,
+                format!(
+                    "{CONTEXT}unknown tasks mode `{other}` (use `per_record` or `per_violation`)"
+                ),
+            ),
+        }
+    }
     if let Some(mode) = &raw.mode {
         match mode.get_ref().as_str() {
             "dry-run" => policy.mode = WritebackMode::DryRun,

@@ -1,0 +1,804 @@
+//! Planning a write-back run: every write the violations log calls for
+//! now, judged against the policy, the ledger and who can take a task; the
+//! first that fit in the run's room, in the order the cap keeps; and the
+//! rest counted. The store is read a page at a time, so planning takes
+//! memory for the room and a page, whatever the size of the log.
+//!
+//! With `tasks = "per_record"` each record with open violations calling for
+//! a task gets one task listing them all: created, updated when they
+//! change, completed when none is left; and tasks an earlier mode made for
+//! single violations are completed. With `tasks = "per_violation"` each
+//! violation gets its own task, completed when it is resolved, and
+//! records' tasks are completed. Field writes are per violation in both.
+
+use super::keys::{
+    completion_key, record_close_key, record_fingerprint, record_task_key, record_update_key,
+};
+use super::owners::{Assignee, Fallbacks, RecordOwner};
+use super::policy::{Verdict, completion, judge};
+use super::task_text::{Stages, priority, record_body, record_label, record_subject};
+use super::{LISTED, MAX_ATTEMPTS};
+use crate::config::{ConnectorConfig, TaskMode, WritebackPolicy};
+use crate::journey::{RoleId, StageId};
+use crate::rules::{Fingerprint, RuleId};
+use crate::store::{
+    LedgerEntry, LedgerState, RecordTaskCandidate, RecordTaskCursor, RecordTaskStage, StagedWrite,
+    Store, StoreError, ViolationTask, WriteClass, WritebackFilter,
+};
+use chrono::{Days, NaiveDate};
+use journeyd_connector::{ActionKey, ActionRequest, ObjectKind, OwnerId, RecordId};
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// Rows the planner reads per store query: with the room, what bounds the
+/// memory of planning.
+pub(super) const PAGE: usize = 500;
+
+/// The rule name the writes of a record's task carry; `rules` names the
+/// checks the task lists.
+pub const RECORD_TASK_RULE: &str = "journey_checks";
+
+/// One write, with what an admin needs to read about it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlannedWrite {
+    pub request: ActionRequest,
+    /// The violation's fingerprint; for a record's task, the record's.
+    pub fingerprint: Fingerprint,
+    pub object: ObjectKind,
+    pub record_id: RecordId,
+    /// The record's name, or its id.
+    pub record: String,
+    /// Who a task is for.
+    pub owner_id: Option<OwnerId>,
+    /// Their name, where the store knows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// Why the task goes to a fallback owner rather than the record's own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
+    pub rule: RuleId,
+    /// The checks a record's task lists.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<RuleId>,
+    pub message: String,
+    /// Times it was sent before (a retry when above 0).
+    pub attempts: u32,
+    /// How the ledger records it.
+    #[serde(skip)]
+    pub(super) task_key: Option<ActionKey>,
+    #[serde(skip)]
+    pub(super) record_task: Option<RecordTaskStage>,
+}
+
+impl PlannedWrite {
+    /// The write as the ledger records it before it is sent.
+    pub fn staged(&self) -> StagedWrite {
+        let mut staged = StagedWrite::plain(self.request.clone(), self.fingerprint.clone());
+        if self.task_key.is_some() {
+            staged.task_key = self.task_key.clone();
+        }
+        staged.record_task = self.record_task.clone();
+        staged
+    }
+}
+
+/// A write the policy does not allow.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NotAllowed {
+    pub fingerprint: Fingerprint,
+    pub record: String,
+    pub rule: RuleId,
+    pub reason: String,
+}
+
+/// A task nobody can take: not created, and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Unassigned {
+    pub object: ObjectKind,
+    pub record_id: RecordId,
+    pub record: String,
+    /// The checks the task would list.
+    pub rules: Vec<RuleId>,
+    pub reason: String,
+}
+
+/// A write that failed [`MAX_ATTEMPTS`] times and is to be parked.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ToPark {
+    pub key: ActionKey,
+    pub attempts: u32,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Plan {
+    /// To send this run, at most the run's room (`max_writes_per_run`, less
+    /// what recovery sent again): most severe first, completions last.
+    /// Empty in an applied run's report, which lists them as written or
+    /// refused instead (`counts.planned` stays).
+    pub writes: Vec<PlannedWrite>,
+    /// Writes over the cap: they wait for the next run.
+    pub deferred: u64,
+    /// Writes that failed [`MAX_ATTEMPTS`] times: the first [`LISTED`].
+    pub to_park: Vec<ToPark>,
+    /// How many writes are to park.
+    pub to_park_count: u64,
+    /// Writes the policy does not allow: the first [`LISTED`].
+    pub not_allowed: Vec<NotAllowed>,
+    /// How many writes the policy does not allow.
+    pub not_allowed_count: u64,
+    /// Writes the ledger holds already: applied, in flight, or parked.
+    pub known: u64,
+    /// One task per record or per violation.
+    pub tasks: TaskMode,
+    /// Tasks nobody can take (no active owner, no fallback owner): not
+    /// created; the first [`LISTED`].
+    pub unassigned: Vec<Unassigned>,
+    /// How many tasks nobody can take.
+    pub unassigned_count: u64,
+}
+
+/// What a plan is made from.
+pub struct Planning<'a> {
+    pub connector: &'a ConnectorConfig,
+    pub policy: &'a WritebackPolicy,
+    pub stages: &'a Stages,
+    pub today: NaiveDate,
+    /// Writes this run may still send.
+    pub room: u64,
+}
+
+/// Plans a write-back run of `input.connector`; see the module docs.
+pub fn plan(store: &Store, input: &Planning<'_>) -> Result<Plan, StoreError> {
+    plan_paged(store, input, PAGE)
+}
+
+pub(super) fn plan_paged(
+    store: &Store,
+    input: &Planning<'_>,
+    page: usize,
+) -> Result<Plan, StoreError> {
+    let owners = store.owners(&input.connector.name)?;
+    let mut planner = Planner {
+        store,
+        input,
+        page,
+        fallbacks: Fallbacks::resolve(
+            &input.connector.name,
+            &input.connector.fallback_owners,
+            &owners,
+        ),
+        out: Plan {
+            tasks: input.policy.tasks,
+            ..Plan::default()
+        },
+    };
+    drop(owners);
+    let per_record = input.policy.tasks == TaskMode::PerRecord;
+    planner.record_tasks(per_record)?;
+    planner.violation_writes(!per_record)?;
+    if per_record {
+        planner.violation_tasks_to_close()?;
+    } else {
+        planner.resolved_completions()?;
+    }
+    planner.refused_and_exhausted()?;
+    Ok(planner.out)
+}
+
+/// Where a write stands in the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Standing {
+    /// Never sent.
+    New,
+    /// Failed fewer times than the limit: to send again.
+    Retry { attempts: u32 },
+    /// Sent, unconfirmed; applied; parked; or failed too often.
+    Settled,
+}
+
+fn standing(entry: Option<&LedgerEntry>) -> Standing {
+    match entry {
+        None => Standing::New,
+        Some(entry) => match entry.state {
+            LedgerState::Failed if entry.attempts < MAX_ATTEMPTS => Standing::Retry {
+                attempts: entry.attempts,
+            },
+            _ => Standing::Settled,
+        },
+    }
+}
+
+fn applied(entry: Option<&LedgerEntry>) -> bool {
+    entry.is_some_and(|e| e.state == LedgerState::Applied)
+}
+
+struct Planner<'a> {
+    store: &'a Store,
+    input: &'a Planning<'a>,
+    page: usize,
+    fallbacks: Fallbacks,
+    out: Plan,
+}
+
+/// The policy as the store's queries sort writes by it.
+fn filter(policy: &WritebackPolicy, violation_tasks: bool) -> WritebackFilter<'_> {
+    WritebackFilter {
+        task_objects: &policy.task_objects,
+        fields: &policy.fields,
+        max_attempts: MAX_ATTEMPTS,
+        violation_tasks,
+    }
+}
+
+impl Planner<'_> {
+    fn has_room(&self) -> bool {
+        (self.out.writes.len() as u64) < self.input.room
+    }
+
+    /// Takes `write` if the run has room for it, else counts it deferred.
+    fn take(
+        &mut self,
+        write: impl FnOnce(&Self) -> Result<PlannedWrite, StoreError>,
+    ) -> Result<(), StoreError> {
+        if self.has_room() {
+            let write = write(self)?;
+            self.out.writes.push(write);
+        } else {
+            self.out.deferred += 1;
+        }
+        Ok(())
+    }
+
+    fn unassigned(
+        &mut self,
+        entry: impl FnOnce(&Self) -> Result<Unassigned, StoreError>,
+    ) -> Result<(), StoreError> {
+        self.out.unassigned_count += 1;
+        if self.out.unassigned.len() < LISTED {
+            let entry = entry(self)?;
+            self.out.unassigned.push(entry);
+        }
+        Ok(())
+    }
+
+    fn due(&self) -> NaiveDate {
+        let today = self.input.today;
+        today
+            .checked_add_days(Days::new(u64::from(self.input.policy.task_due_days)))
+            .unwrap_or(today)
+    }
+
+    /// The role accountable at journey stage `stage`.
+    fn role_of(&self, stage: Option<&str>) -> Option<RoleId> {
+        self.input.stages.role(&StageId::new(stage?)).cloned()
+    }
+
+    // One task per record.
+
+    /// Every record whose task may need a write: with open violations
+    /// calling for a task (when `wanted`), or with an open task.
+    fn record_tasks(&mut self, wanted: bool) -> Result<(), StoreError> {
+        let input = self.input;
+        let name = &input.connector.name;
+        let objects = &input.policy.task_objects;
+        let mut after: Option<RecordTaskCursor> = None;
+        loop {
+            let page = self.store.record_task_candidates(
+                name,
+                objects,
+                wanted,
+                after.as_ref(),
+                self.page,
+            )?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.cursor());
+            let keys: Vec<ActionKey> = page
+                .iter()
+                .filter_map(|c| c.task.as_ref().map(|t| t.task_key.clone()))
+                .collect();
+            let writes: HashMap<ActionKey, LedgerEntry> = self
+                .store
+                .task_writes(&keys)?
+                .into_iter()
+                .map(|entry| (entry.key.clone(), entry))
+                .collect();
+            let full = page.len() == self.page;
+            for candidate in &page {
+                self.record_task(candidate, &writes)?;
+            }
+            if !full {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Decides the one write `candidate`'s task needs now, if any.
+    fn record_task(
+        &mut self,
+        candidate: &RecordTaskCandidate,
+        writes: &HashMap<ActionKey, LedgerEntry>,
+    ) -> Result<(), StoreError> {
+        let input = self.input;
+        let name = &input.connector.name;
+        let record = record_fingerprint(name, candidate.object, &candidate.record_id);
+        let label = record_label(candidate.record_name.as_deref(), &candidate.record_id);
+        let owner = candidate.owner_id.as_ref().map(|id| RecordOwner {
+            id: id.clone(),
+            active: candidate.owner_active,
+            name: candidate.owner_name.clone(),
+        });
+        let role = self.role_of(candidate.stage.as_deref());
+        let wanted = candidate.severity.is_some();
+        let assignee = self.fallbacks.assign(owner.as_ref(), role.as_ref());
+        let digest = super::keys::digest(&[
+            &candidate.items,
+            assignee.owner_id().map_or("", OwnerId::as_str),
+            &label,
+        ]);
+        let create = |planner: &mut Self, generation: u32, key: ActionKey, attempts: u32| {
+            if let Assignee::Nobody { reason } = &assignee {
+                let reason = reason.clone();
+                return planner.unassigned(|p| {
+                    let rows = p.store.record_task_violations(
+                        name,
+                        candidate.object,
+                        &candidate.record_id,
+                    )?;
+                    Ok(Unassigned {
+                        object: candidate.object,
+                        record_id: candidate.record_id.clone(),
+                        record: label.clone(),
+                        rules: rows.into_iter().map(|r| r.violation.rule).collect(),
+                        reason,
+                    })
+                });
+            }
+            planner.take(|p| {
+                p.record_task_write(
+                    candidate,
+                    &record,
+                    &label,
+                    &assignee,
+                    &digest,
+                    TaskWrite::Create { generation, key },
+                    attempts,
+                )
+            })
+        };
+        let Some(task) = candidate.task.as_ref().filter(|t| t.open) else {
+            if !wanted {
+                return Ok(());
+            }
+            let generation = candidate.task.as_ref().map_or(1, |t| t.generation + 1);
+            let key = record_task_key(&record, generation);
+            return match standing(writes.get(&key)) {
+                Standing::New => create(self, generation, key, 0),
+                Standing::Retry { attempts } => create(self, generation, key, attempts),
+                Standing::Settled => {
+                    self.out.known += 1;
+                    Ok(())
+                }
+            };
+        };
+        let created = writes.get(&task.task_key);
+        if !applied(created) || task.task_id.is_none() {
+            return match standing(created) {
+                // Opened, never confirmed: the create is retried while the
+                // record still needs a task.
+                Standing::New | Standing::Retry { .. } if !wanted => Ok(()),
+                Standing::New => create(self, task.generation, task.task_key.clone(), 0),
+                Standing::Retry { attempts } => {
+                    create(self, task.generation, task.task_key.clone(), attempts)
+                }
+                Standing::Settled => {
+                    self.out.known += 1;
+                    Ok(())
+                }
+            };
+        }
+        let close_key = record_close_key(&task.task_key);
+        let close = writes.get(&close_key);
+        let update_key =
+            (task.updates > 0).then(|| record_update_key(&task.task_key, task.updates));
+        let update = update_key.as_ref().and_then(|key| writes.get(key));
+        let in_flight = |entry: Option<&LedgerEntry>| {
+            entry.is_some_and(|e| matches!(e.state, LedgerState::Pending | LedgerState::Sent))
+        };
+        if in_flight(close) || in_flight(update) {
+            self.out.known += 1;
+            return Ok(());
+        }
+        if !wanted {
+            return match standing(close) {
+                Standing::New => self.take(|p| {
+                    p.record_task_write(
+                        candidate,
+                        &record,
+                        &label,
+                        &assignee,
+                        &digest,
+                        TaskWrite::Close { key: close_key },
+                        0,
+                    )
+                }),
+                Standing::Retry { attempts } => self.take(|p| {
+                    p.record_task_write(
+                        candidate,
+                        &record,
+                        &label,
+                        &assignee,
+                        &digest,
+                        TaskWrite::Close { key: close_key },
+                        attempts,
+                    )
+                }),
+                Standing::Settled => {
+                    self.out.known += 1;
+                    Ok(())
+                }
+            };
+        }
+        if task.written_digest.as_deref() == Some(digest.as_str()) {
+            return Ok(());
+        }
+        let (number, attempts) = match (update_key, standing(update)) {
+            (Some(_), Standing::Retry { attempts }) => (task.updates, attempts),
+            (Some(_), Standing::Settled) if !applied(update) => {
+                // Parked, or failed too often: an admin looks first.
+                self.out.known += 1;
+                return Ok(());
+            }
+            _ => (task.updates + 1, 0),
+        };
+        let key = record_update_key(&task.task_key, number);
+        self.take(|p| {
+            p.record_task_write(
+                candidate,
+                &record,
+                &label,
+                &assignee,
+                &digest,
+                TaskWrite::Update {
+                    key,
+                    number,
+                    task_key: task.task_key.clone(),
+                    task_id: task.task_id.clone().unwrap_or_default(),
+                },
+                attempts,
+            )
+        })
+    }
+
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the parts of one record's task a write is built from"
+    )]
+    fn record_task_write(
+        &self,
+        candidate: &RecordTaskCandidate,
+        record: &Fingerprint,
+        label: &str,
+        assignee: &Assignee,
+        digest: &str,
+        write: TaskWrite,
+        attempts: u32,
+    ) -> Result<PlannedWrite, StoreError> {
+        let name = &self.input.connector.name;
+        let fallback = match assignee {
+            Assignee::Fallback {
+                because,
+                role,
+                name,
+                ..
+            } => Some(format!(
+                "{because}; given to {name}, the fallback owner of role {role}"
+            )),
+            _ => None,
+        };
+        let mut planned = PlannedWrite {
+            request: ActionRequest::CompleteTask {
+                key: ActionKey::new(""),
+                task_id: String::new(),
+            },
+            fingerprint: record.clone(),
+            object: candidate.object,
+            record_id: candidate.record_id.clone(),
+            record: label.to_owned(),
+            owner_id: assignee.owner_id().cloned(),
+            owner: assignee.label(),
+            fallback,
+            rule: RuleId::new(RECORD_TASK_RULE),
+            rules: Vec::new(),
+            message: String::new(),
+            attempts,
+            task_key: None,
+            record_task: None,
+        };
+        let (key, number, generation, task_key) = match &write {
+            TaskWrite::Close { key } => {
+                let task = candidate.task.as_ref();
+                planned.request = ActionRequest::CompleteTask {
+                    key: key.clone(),
+                    task_id: task.and_then(|t| t.task_id.clone()).unwrap_or_default(),
+                };
+                planned.message = "no journey check is left to fix: the task is completed".into();
+                planned.task_key = task.map(|t| t.task_key.clone());
+                return Ok(planned);
+            }
+            TaskWrite::Create { generation, key } => (key.clone(), None, *generation, key.clone()),
+            TaskWrite::Update {
+                key,
+                number,
+                task_key,
+                ..
+            } => (
+                key.clone(),
+                Some(*number),
+                candidate.task.as_ref().map_or(1, |t| t.generation),
+                task_key.clone(),
+            ),
+        };
+        let rows =
+            self.store
+                .record_task_violations(name, candidate.object, &candidate.record_id)?;
+        let stage = candidate.stage.as_deref().map(StageId::new);
+        let taken = self.store.record_task_subject_taken(
+            name,
+            &record_subject(
+                label,
+                candidate.object,
+                &candidate.record_id,
+                rows.len(),
+                false,
+            ),
+            candidate.object,
+            &candidate.record_id,
+        )? || self.out.writes.iter().any(|w| {
+            w.record == label
+                && (w.object, &w.record_id) != (candidate.object, &candidate.record_id)
+        });
+        let subject = record_subject(
+            label,
+            candidate.object,
+            &candidate.record_id,
+            rows.len(),
+            taken,
+        );
+        let body = record_body(
+            label,
+            candidate.object,
+            &rows,
+            self.input.stages,
+            stage.as_ref(),
+        );
+        let severity = rows
+            .iter()
+            .map(|r| r.violation.severity)
+            .max()
+            .or(candidate.severity)
+            .unwrap_or(crate::rules::Severity::Low);
+        planned.rules = rows.iter().map(|r| r.violation.rule.clone()).collect();
+        planned.message = format!(
+            "{} journey check(s): {}",
+            rows.len(),
+            planned
+                .rules
+                .iter()
+                .map(RuleId::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        planned.request = match write {
+            TaskWrite::Create { .. } => ActionRequest::CreateTask {
+                key,
+                object: candidate.object,
+                record_id: candidate.record_id.clone(),
+                owner_id: assignee.owner_id().cloned(),
+                subject: subject.clone(),
+                body,
+                due: self.due(),
+                priority: priority(severity),
+            },
+            TaskWrite::Update { task_id, .. } => ActionRequest::UpdateTask {
+                key,
+                task_key: task_key.clone(),
+                task_id,
+                owner_id: assignee.owner_id().cloned(),
+                subject: subject.clone(),
+                body,
+                priority: priority(severity),
+            },
+            TaskWrite::Close { .. } => unreachable!("returned above"),
+        };
+        planned.task_key = Some(task_key);
+        planned.record_task = Some(RecordTaskStage {
+            object: candidate.object,
+            record_id: candidate.record_id.clone(),
+            generation,
+            subject,
+            digest: digest.to_owned(),
+            update: number,
+        });
+        Ok(planned)
+    }
+
+    /// Tasks made for single violations, still open, while each record
+    /// keeps one task: completed, as the record's own task replaces them.
+    fn violation_tasks_to_close(&mut self) -> Result<(), StoreError> {
+        let input = self.input;
+        let name = &input.connector.name;
+        let mut after: Option<ActionKey> = None;
+        loop {
+            let page = self
+                .store
+                .open_violation_tasks(name, after.as_ref(), self.page)?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.task_key.clone());
+            let full = page.len() == self.page;
+            for task in &page {
+                let attempts = match &task.completion {
+                    None => 0,
+                    Some((state, attempts, _)) if state == "failed" && *attempts < MAX_ATTEMPTS => {
+                        *attempts
+                    }
+                    Some(_) => {
+                        self.out.known += 1;
+                        continue;
+                    }
+                };
+                self.take(|_| Ok(violation_task_close(task, attempts)))?;
+            }
+            if !full {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    // One write per violation.
+
+    /// The open violations' own writes: their tasks (`tasks`), and field
+    /// writes; most severe first, then by violation id.
+    fn violation_writes(&mut self, tasks: bool) -> Result<(), StoreError> {
+        let input = self.input;
+        let name = &input.connector.name;
+        let filter = filter(input.policy, tasks);
+        let tally = self.store.writeback_tally(name, &filter)?;
+        self.out.known += tally.known;
+        self.out.not_allowed_count += tally.not_allowed;
+        let mut after = None;
+        loop {
+            let page = self.store.writeback_candidates(
+                name,
+                &filter,
+                WriteClass::Due,
+                after,
+                self.page,
+            )?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.cursor());
+            let full = page.len() == self.page;
+            for candidate in &page {
+                match judge(candidate, self.input.policy, &self.fallbacks, self.due()) {
+                    Verdict::Write(write) => self.take(|_| Ok(*write))?,
+                    // The store's sorting and the policy disagree: the
+                    // policy wins, and the write is reported as refused.
+                    Verdict::NotAllowed(refused) => {
+                        self.out.not_allowed_count += 1;
+                        if self.out.not_allowed.len() < LISTED {
+                            self.out.not_allowed.push(refused);
+                        }
+                    }
+                    Verdict::Unassigned(entry) => self.unassigned(|_| Ok(entry))?,
+                    Verdict::Nothing => {}
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The tasks of violations an audit resolved: completed.
+    fn resolved_completions(&mut self) -> Result<(), StoreError> {
+        let input = self.input;
+        let name = &input.connector.name;
+        let filter = filter(input.policy, true);
+        let mut after = None;
+        loop {
+            let page =
+                self.store
+                    .resolved_tasks(name, &filter, WriteClass::Due, after, self.page)?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.violation.id);
+            let full = page.len() == self.page;
+            for task in &page {
+                self.take(|_| Ok(completion(task)))?;
+            }
+            if !full {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The first writes the policy refuses, and those to park.
+    fn refused_and_exhausted(&mut self) -> Result<(), StoreError> {
+        let input = self.input;
+        let name = &input.connector.name;
+        let more = LISTED.saturating_sub(self.out.not_allowed.len());
+        if more > 0 {
+            let filter = filter(input.policy, input.policy.tasks == TaskMode::PerViolation);
+            let refused = self.store.writeback_candidates(
+                name,
+                &filter,
+                WriteClass::NotAllowed,
+                None,
+                more,
+            )?;
+            for candidate in &refused {
+                if let Verdict::NotAllowed(refused) =
+                    judge(candidate, self.input.policy, &self.fallbacks, self.due())
+                {
+                    self.out.not_allowed.push(refused);
+                }
+            }
+        }
+        let (exhausted, count) = self.store.ledger_exhausted(name, MAX_ATTEMPTS, LISTED)?;
+        self.out.to_park_count = count;
+        self.out.to_park = exhausted
+            .into_iter()
+            .map(|entry| ToPark {
+                key: entry.key,
+                attempts: entry.attempts,
+                error: entry.error,
+            })
+            .collect();
+        Ok(())
+    }
+}
+
+/// A write of a record's task.
+enum TaskWrite {
+    Create {
+        generation: u32,
+        key: ActionKey,
+    },
+    Update {
+        key: ActionKey,
+        number: u32,
+        task_key: ActionKey,
+        task_id: String,
+    },
+    Close {
+        key: ActionKey,
+    },
+}
+
+/// Completing a task made for one violation.
+fn violation_task_close(task: &ViolationTask, attempts: u32) -> PlannedWrite {
+    let fingerprint = Fingerprint::from_stored(task.fingerprint.clone());
+    let record_id = task.record_id.clone().unwrap_or_else(|| RecordId::new(""));
+    PlannedWrite {
+        request: ActionRequest::CompleteTask {
+            key: completion_key(&fingerprint),
+            task_id: task.task_id.clone(),
+        },
+        object: task.object.unwrap_or(ObjectKind::Deal),
+        record: record_label(task.record_name.as_deref(), &record_id),
+        record_id,
+        fingerprint,
+        owner_id: None,
+        owner: None,
+        fallback: None,
+        rule: RuleId::new(task.rule.clone().unwrap_or_else(|| RECORD_TASK_RULE.into())),
+        rules: Vec::new(),
+        message: "replaced by the record's one task: completed".into(),
+        attempts,
+        task_key: Some(task.task_key.clone()),
+        record_task: None,
+    }
+}
