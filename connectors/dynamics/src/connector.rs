@@ -15,7 +15,7 @@ use crate::dialect::DynamicsDialect;
 use crate::normalize::Team;
 use crate::settings::{DynamicsCredentials, DynamicsSettings};
 use crate::wire::{Collection, Row};
-use journeyd_connector::connector::{Connector, PullFrom};
+use journeyd_connector::connector::{Connector, PullFrom, Recovery};
 use journeyd_connector::http::{
     AuthSettings, Bucket, Call, CallStats, HttpClient, HttpResponse, HttpSettings, Resend, Target,
 };
@@ -528,12 +528,14 @@ impl Connector for DynamicsConnector {
         traced(span, self.apply_actions(actions), Vec::len)
     }
 
-    fn recovery(&self) -> journeyd_connector::Recovery {
-        journeyd_connector::Recovery::LookUp {
-            settle: std::time::Duration::ZERO,
-        }
+    /// Every write is idempotent by construction: a task is created by the
+    /// primary key journeyd chose for it, insert only (see `writeback`).
+    fn recovery(&self) -> Recovery {
+        Recovery::Resend
     }
 
+    /// Looks up creates written by earlier versions (see `writeback`);
+    /// `since` bounds nothing, since the server's clock is not ours.
     fn find_applied(
         &self,
         keys: &[ActionKey],

@@ -19,8 +19,11 @@
 //! - `pull`: pages of records (change tracking with delta links, or a
 //!   `modifiedon` watermark; a page of deals gets its tasks in one
 //!   `$batch`), and owners;
-//! - `writeback`: tasks, column values and completions in `$batch`es, and
-//!   finding what was already written;
+//! - [`task_id`](mod@task_id): the primary key journeyd gives each task it
+//!   creates, a v5 UUID of the action key;
+//! - `writeback`: tasks (created by that key, insert only), their updates
+//!   and completions, and column values in `$batch`es; finding what
+//!   earlier versions wrote;
 //! - `emulator` (feature `emulator`): a loopback Dataverse built from the
 //!   published API facts, never from this crate's client wire types.
 //!
@@ -29,7 +32,9 @@
 //! tasks come in one `$batch`); owners are the users' pages plus one read
 //! of the teams. A delta pull costs a call per page of changes, at least
 //! one. Writes cost one `$batch` per `batch_limit` (at most 1,000) actions,
-//! plus one metadata read per choice column written, once per connector.
+//! plus one metadata read per choice column written, once per connector,
+//! plus, under a task alternate key, one `$batch` of reads per call in
+//! which creates found their task already there (to read its id).
 
 mod batch;
 pub mod connector;
@@ -38,6 +43,7 @@ mod normalize;
 mod odata;
 mod pull;
 pub mod settings;
+pub mod task_id;
 mod wire;
 mod writeback;
 
@@ -46,3 +52,4 @@ pub mod emulator;
 
 pub use connector::DynamicsConnector;
 pub use settings::{DynamicsCredentials, DynamicsSettings};
+pub use task_id::{TASK_NAMESPACE, task_id};

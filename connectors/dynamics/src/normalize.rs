@@ -11,7 +11,8 @@ use crate::wire::{LOOKUP_TABLE, Row, label, text};
 use chrono::{DateTime, Utc};
 use journeyd_connector::page::Skipped;
 use journeyd_connector::{
-    Associations, CrmRecord, ObjectKind, Owner, OwnerId, RecordId, System, TaskRef, TaskStatus,
+    ActionKey, Associations, CrmRecord, ObjectKind, Owner, OwnerId, RecordId, System, TaskRef,
+    TaskStatus,
 };
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -100,9 +101,11 @@ pub(crate) fn table(object: ObjectKind) -> &'static Table {
     }
 }
 
-/// The columns of a task of a deal, as its lookup asks for them.
+/// The columns of a task of a deal, as its lookup asks for them; the
+/// description tells journeyd's own tasks (ending with a marker line)
+/// from the rest.
 pub(crate) const TASK_COLUMNS: &str =
-    "activityid,subject,statecode,scheduledend,_ownerid_value,_regardingobjectid_value";
+    "activityid,subject,description,statecode,scheduledend,_ownerid_value,_regardingobjectid_value";
 
 /// The column whose label is `object`'s stage, if it has one.
 pub(crate) fn stage_column(object: ObjectKind, settings: &DynamicsSettings) -> Option<&str> {
@@ -310,7 +313,9 @@ pub(crate) fn task(row: &Row) -> Option<(String, TaskRef)> {
                 .filter(|id| is_guid(id))
                 .map(|id| OwnerId::new(id.to_ascii_lowercase())),
             due: text(row, "scheduledend").and_then(parse_date),
-            by_journeyd: false,
+            by_journeyd: text(row, "description")
+                .and_then(ActionKey::from_text)
+                .is_some(),
         },
     ))
 }
@@ -607,6 +612,23 @@ mod tests {
             row(json!({"activityid": USER, "statecode": 1, "_regardingobjectid_value": DEAL}));
         assert_eq!(super::task(&done).unwrap().1.status, TaskStatus::Completed);
         assert!(super::task(&row(json!({"activityid": USER}))).is_none());
+    }
+
+    #[test]
+    fn a_task_whose_description_ends_with_a_marker_line_is_journeyds_own() {
+        let with = |description: Value| {
+            let (_, task) = task(&row(json!({"activityid": USER, "statecode": 0,
+                "_regardingobjectid_value": DEAL, "description": description})))
+            .unwrap();
+            task.by_journeyd
+        };
+        assert!(with(json!("Fix it.\n\njourneyd-action: jd-1")));
+        assert!(with(json!("journeyd-action: jd-1\n")));
+        assert!(!with(json!(
+            "journeyd-action: jd-1\nthen a person wrote more"
+        )));
+        assert!(!with(json!("Call the customer.")));
+        assert!(!with(Value::Null));
     }
 
     #[test]

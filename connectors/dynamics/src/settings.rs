@@ -63,8 +63,10 @@ pub struct DynamicsSettings {
     /// the objects whose `properties` list it, written by its option value.
     pub lifecycle_field: Option<String>,
     /// A task column with an alternate key over it (`new_journeydkey`):
-    /// tasks are upserted by it. `None`: the key is carried in the task's
-    /// description and looked up there.
+    /// each task's action key is written there too, so admins can find it
+    /// by that key. Tasks are created by their primary key either way (the
+    /// v5 UUID of the action key, see `task_id`); the description's last
+    /// line carries the key in every case.
     pub task_alternate_key: Option<String>,
     /// Error codes meaning a delta link has expired (`0x80044352`).
     pub expired_delta_codes: Vec<String>,

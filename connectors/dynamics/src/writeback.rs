@@ -1,47 +1,87 @@
-//! Writing back: corrective tasks, column values and task completions, as
-//! `$batch`es of at most `batch_limit` requests, each write a top-level
-//! part with its `Content-ID`, sent with `Prefer: odata.continue-on-error`
-//! so that every part answers for itself.
+//! Writing back: corrective tasks, their updates and completions, and
+//! column values, as `$batch`es of at most `batch_limit` requests, each
+//! write a top-level part with its `Content-ID`, sent with `Prefer:
+//! odata.continue-on-error` so that every part answers for itself.
 //!
-//! Idempotency. Every task carries its action key on its description's
-//! last line (`journeyd-action: KEY`) and, when `task_alternate_key` names a
-//! task column with an alternate key over it, in that column too: tasks
-//! are then upserted (`PATCH tasks(<column>='<key>')`), so sending a batch
-//! twice writes each task once, and the batch may be resent freely. Without
-//! it, a batch that creates is sent at most once when its fate is unknown
-//! (`Resend::OnlyIfNotReceived`), and `find_applied` looks the marker up
-//! with `contains(description, …)`.
+//! Exactly once, by construction. A task's primary key is chosen here: the
+//! v5 UUID of its action key ([`task_id`]). It is created with
+//! `PATCH tasks(<that id>)` and `If-None-Match: *` (facts 13, 2.4 "Upsert"):
+//! 204 made it, 412 says it is already there, and both are `Applied` with
+//! that id. Updates (`If-Match: *`, never a create), completions and
+//! column values set values. Every write is therefore safe to send again,
+//! whenever: the HTTP client resends a batch whose answer was lost, and a
+//! rerun resends what it never saw confirmed, even while Dataverse is
+//! still finishing an orphaned batch of the run that died (facts 13).
+//!
+//! When `task_alternate_key` names a task column with an alternate key
+//! over it, the key is written there too, so admins can find tasks by it.
+//! A task an earlier version upserted by that key has an id of the
+//! server's choosing; creating it again by the v5 id breaks the alternate
+//! key's uniqueness, which Dataverse refuses (412, `0x80060892`): that
+//! proves the task exists, and its id is read by the alternate key.
+//!
+//! An answer that does not prove what happened (an unreadable batch, a
+//! part missing from it, a 5xx part) is `Unknown`, never `Failed`:
+//! `Failed` means the write was certainly not made.
+//!
+//! `find_applied` remains for tasks written by earlier versions (a `POST`,
+//! the key on the description's last line `journeyd-action: KEY`, or in
+//! the alternate key column): it looks each key up by its v5 id and by
+//! that marker.
 
 use crate::batch::{self, Answer};
 use crate::connector::{DynamicsConnector, READ_ROUTE};
 use crate::dialect::describe;
 use crate::normalize::table;
-use crate::odata::{encode, guid, is_column, query_string, quote};
-use crate::wire::text;
+use crate::odata::{guid, is_column, query_string, quote};
+use crate::task_id::task_id;
+use crate::wire::{error_of, text};
 use journeyd_connector::action::KEY_LINE;
 use journeyd_connector::http::Resend;
 use journeyd_connector::{
-    ActionKey, ActionOutcome, ActionRequest, ActionResult, ConnectorError, Priority,
+    ActionKey, ActionOutcome, ActionRequest, ActionResult, ConnectorError, OwnerId, Priority,
 };
 use serde_json::{Map, Value, json};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-/// Keys per lookup GET: each adds a `contains(…)` or a literal to its URL.
+/// Keys per lookup GET: each adds an id and a `contains(…)` or a literal
+/// to its URL.
 const KEYS_PER_LOOKUP: usize = 20;
 
 /// Dataverse's cap on a task's subject.
 const SUBJECT_CHARS: usize = 200;
 
-/// What one action turns into: a request to send, or an outcome known
+/// Error codes that mean "a row with these key values already exists": the
+/// alternate key's uniqueness (`DuplicateRecordEntityKey`) and the primary
+/// key's (`DuplicateRecord`, "Cannot insert duplicate key").
+const DUPLICATE_CODES: [&str; 2] = ["0x80060892", "0x80040237"];
+
+/// What a write does, which decides how its answer reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Write {
+    /// Creates a task by its v5 id, insert only.
+    Create,
+    /// Rewrites a task journeyd created; never creates.
+    Update,
+    /// Completes a task.
+    Complete,
+    /// Sets a column of a record.
+    SetField,
+}
+
+/// One write to send.
+struct Send {
+    request: batch::Request,
+    /// The id its outcome is reported under: the task's v5 id, or the
+    /// record the URL names.
+    id: String,
+    write: Write,
+}
+
+/// What one action turns into: a write to send, or an outcome known
 /// without asking (an id that is no GUID, a label no option has).
 enum Prepared {
-    Send {
-        request: batch::Request,
-        /// The record the request writes to, when its URL names it.
-        target: Option<String>,
-        /// Whether sending it twice could write twice.
-        creates: bool,
-    },
+    Send(Send),
     Settled(ActionResult),
 }
 
@@ -52,46 +92,88 @@ fn refused(reason: impl Into<String>) -> Prepared {
     })
 }
 
+/// What one part's answer says.
+#[derive(Debug, Clone, PartialEq)]
+enum Reading {
+    Settled(ActionResult),
+    /// A create found its task already there; under an alternate key its
+    /// id is still to be read.
+    Exists,
+}
+
 impl DynamicsConnector {
     pub(crate) async fn apply_actions(
         &self,
         actions: &[ActionRequest],
     ) -> Result<Vec<ActionOutcome>, ConnectorError> {
-        let mut prepared = Vec::with_capacity(actions.len());
-        for action in actions {
-            prepared.push(self.prepare(action).await?);
-        }
         let mut results: Vec<Option<ActionResult>> = vec![None; actions.len()];
-        let mut sends: Vec<(usize, batch::Request, Option<String>, bool)> = Vec::new();
-        for (at, prepared) in prepared.into_iter().enumerate() {
-            match prepared {
+        let mut sends: Vec<(usize, Send)> = Vec::new();
+        for (at, action) in actions.iter().enumerate() {
+            match self.prepare(action).await? {
                 Prepared::Settled(result) => results[at] = Some(result),
-                Prepared::Send {
-                    request,
-                    target,
-                    creates,
-                } => sends.push((at, request, target, creates)),
+                Prepared::Send(send) => sends.push((at, send)),
             }
         }
-        for chunk in sends.chunks(self.batch_size()) {
-            let requests: Vec<batch::Request> = chunk
-                .iter()
-                .map(|(_, request, ..)| request.clone())
-                .collect();
-            let resend = if chunk.iter().any(|(.., creates)| *creates) {
-                Resend::OnlyIfNotReceived
-            } else {
-                Resend::Always
+        // Creates that found their task there, with the key to read its id by.
+        let mut existing: Vec<(usize, &ActionKey, &Send)> = Vec::new();
+        let chunks: Vec<&[(usize, Send)]> = sends.chunks(self.batch_size()).collect();
+        for (n, chunk) in chunks.iter().enumerate() {
+            let requests: Vec<batch::Request> =
+                chunk.iter().map(|(_, send)| send.request.clone()).collect();
+            // Every write is idempotent (see the module's docs): a batch
+            // whose answer was lost may be sent again as it is.
+            let answers = match self.batch(&requests, Resend::Always).await {
+                Ok(answers) => answers,
+                Err(err @ ConnectorError::Malformed { .. }) => {
+                    // A 2xx that cannot be read: the batch ran, how is not known.
+                    for (at, _) in chunk.iter() {
+                        results[*at] = Some(unknown(format!("the batch answer: {err}")));
+                    }
+                    continue;
+                }
+                // Nothing of this call is known yet: the call as a whole
+                // ends, which leaves every action unconfirmed.
+                Err(err) if n == 0 => return Err(err),
+                Err(err) => {
+                    for (at, _) in chunk.iter() {
+                        results[*at] = Some(unknown(format!("the batch was sent: {err}")));
+                    }
+                    for (at, _) in chunks[n + 1..].iter().flat_map(|c| c.iter()) {
+                        results[*at] = Some(ActionResult::Failed {
+                            reason: format!("not sent after an earlier batch failed: {err}"),
+                            retryable: true,
+                        });
+                    }
+                    break;
+                }
             };
-            let answers = self.batch(&requests, resend).await?;
-            let matched = match_answers(chunk.len(), answers);
-            for ((at, _, target, _), answer) in chunk.iter().zip(matched) {
-                results[*at] = Some(match answer {
-                    Some(answer) => part_result(&answer, target.as_deref()),
-                    None => ActionResult::Failed {
-                        reason: "the batch answered no part for this write".into(),
-                        retryable: true,
+            for ((at, send), answer) in chunk.iter().zip(match_answers(chunk.len(), answers)) {
+                let reading = match answer {
+                    Some(answer) => read_part(&answer, send),
+                    None => Reading::Settled(unknown(
+                        "the batch answer has no part that can be tied to this write",
+                    )),
+                };
+                match reading {
+                    Reading::Settled(result) => results[*at] = Some(result),
+                    Reading::Exists => existing.push((*at, actions[*at].key(), send)),
+                }
+            }
+        }
+        if !existing.is_empty() {
+            let keys: Vec<&ActionKey> = existing.iter().map(|(_, key, _)| *key).collect();
+            let found = self.ids_by_alternate_key(&keys).await;
+            for (at, key, send) in existing {
+                results[at] = Some(match &found {
+                    Ok(found) => ActionResult::Applied {
+                        crm_id: found
+                            .get(key.as_str())
+                            .cloned()
+                            .unwrap_or_else(|| send.id.clone()),
                     },
+                    Err(err) => unknown(format!(
+                        "the task exists, but its id could not be read: {err}"
+                    )),
                 });
             }
         }
@@ -121,71 +203,61 @@ impl DynamicsConnector {
                     return Ok(refused(format!("{record_id} is not a dataverse id")));
                 };
                 let regarding = table(*object);
-                let mut row = Map::new();
-                row.insert(
-                    "subject".into(),
-                    json!(subject.chars().take(SUBJECT_CHARS).collect::<String>()),
-                );
-                row.insert("description".into(), json!(key.in_text(body)));
+                let mut row = task_text(key, subject, body, *priority);
                 // Noon UTC keeps the due date the same day across time zones.
                 row.insert(
                     "scheduledend".into(),
                     json!(format!("{}T12:00:00Z", due.format("%Y-%m-%d"))),
                 );
                 row.insert(
-                    "prioritycode".into(),
-                    json!(match priority {
-                        Priority::Low => 0,
-                        Priority::Normal => 1,
-                        Priority::High => 2,
-                    }),
-                );
-                row.insert(
                     format!("regardingobjectid_{}_task@odata.bind", regarding.logical),
                     json!(format!("/{}({record})", regarding.set)),
                 );
                 if let Some(owner) = owner_id {
-                    let Some(owner) = guid(owner.as_str()) else {
+                    let Some(bind) = self.owner_bind(owner).await? else {
                         return Ok(refused(format!("owner {owner} is not a dataverse id")));
                     };
-                    let set = if self.is_team(&owner).await? {
-                        "teams"
-                    } else {
-                        "systemusers"
-                    };
-                    row.insert(
-                        "ownerid@odata.bind".into(),
-                        json!(format!("/{set}({owner})")),
-                    );
+                    row.insert("ownerid@odata.bind".into(), json!(bind));
                 }
-                match &self.settings.task_alternate_key {
-                    Some(column) => {
-                        row.insert(column.clone(), json!(key.as_str()));
-                        Prepared::Send {
-                            request: batch::Request {
-                                method: "PATCH",
-                                url: self.url(&format!(
-                                    "tasks({column}={})",
-                                    encode(&quote(key.as_str()))
-                                )),
-                                headers: Vec::new(),
-                                json: Some(Value::Object(row)),
-                            },
-                            target: None,
-                            creates: false,
-                        }
-                    }
-                    None => Prepared::Send {
-                        request: batch::Request {
-                            method: "POST",
-                            url: self.url("tasks"),
-                            headers: Vec::new(),
-                            json: Some(Value::Object(row)),
-                        },
-                        target: None,
-                        creates: true,
+                if let Some(column) = &self.settings.task_alternate_key {
+                    row.insert(column.clone(), json!(key.as_str()));
+                }
+                let id = task_id(key);
+                Prepared::Send(Send {
+                    request: batch::Request {
+                        method: "PATCH",
+                        url: self.url(&format!("tasks({id})")),
+                        headers: vec![("If-None-Match", "*".into())],
+                        json: Some(Value::Object(row)),
                     },
+                    id,
+                    write: Write::Create,
+                })
+            }
+            ActionRequest::UpdateTask {
+                task_key,
+                task_id,
+                owner_id,
+                subject,
+                body,
+                priority,
+                ..
+            } => {
+                let Some(task) = guid(task_id) else {
+                    return Ok(refused(format!("{task_id} is not a dataverse id")));
+                };
+                let mut row = task_text(task_key, subject, body, *priority);
+                if let Some(owner) = owner_id {
+                    let Some(bind) = self.owner_bind(owner).await? else {
+                        return Ok(refused(format!("owner {owner} is not a dataverse id")));
+                    };
+                    row.insert("ownerid@odata.bind".into(), json!(bind));
                 }
+                Prepared::Send(Send {
+                    request: self.update("tasks", &task, row),
+                    id: task,
+                    write: Write::Update,
+                })
             }
             ActionRequest::SetField {
                 object,
@@ -215,13 +287,12 @@ impl DynamicsConnector {
                 };
                 let mut row = Map::new();
                 row.insert(field.clone(), value);
-                Prepared::Send {
+                Prepared::Send(Send {
                     request: self.update(table.set, &record, row),
-                    target: Some(record),
-                    creates: false,
-                }
+                    id: record,
+                    write: Write::SetField,
+                })
             }
-            ActionRequest::UpdateTask { .. } => refused("updating a task is not supported yet"),
             ActionRequest::CompleteTask { task_id, .. } => {
                 let Some(task) = guid(task_id) else {
                     return Ok(refused(format!("{task_id} is not a dataverse id")));
@@ -229,13 +300,27 @@ impl DynamicsConnector {
                 let mut row = Map::new();
                 row.insert("statecode".into(), json!(1));
                 row.insert("statuscode".into(), json!(5));
-                Prepared::Send {
+                Prepared::Send(Send {
                     request: self.update("tasks", &task, row),
-                    target: Some(task),
-                    creates: false,
-                }
+                    id: task,
+                    write: Write::Complete,
+                })
             }
         })
+    }
+
+    /// The `ownerid@odata.bind` value for `owner`, a team's or a user's;
+    /// `None` when the id is no GUID.
+    async fn owner_bind(&self, owner: &OwnerId) -> Result<Option<String>, ConnectorError> {
+        let Some(owner) = guid(owner.as_str()) else {
+            return Ok(None);
+        };
+        let set = if self.is_team(&owner).await? {
+            "teams"
+        } else {
+            "systemusers"
+        };
+        Ok(Some(format!("/{set}({owner})")))
     }
 
     /// `PATCH <set>(<id>)` with `If-Match: *`: an update, never a create.
@@ -248,6 +333,48 @@ impl DynamicsConnector {
         }
     }
 
+    /// The ids of the tasks holding `keys` in the alternate key column, by
+    /// key; empty when there is no such column.
+    async fn ids_by_alternate_key(
+        &self,
+        keys: &[&ActionKey],
+    ) -> Result<HashMap<String, String>, ConnectorError> {
+        let Some(column) = self.settings.task_alternate_key.as_deref() else {
+            return Ok(HashMap::new());
+        };
+        let urls: Vec<String> = keys
+            .chunks(KEYS_PER_LOOKUP)
+            .map(|chunk| {
+                let filter: Vec<String> = chunk
+                    .iter()
+                    .map(|key| format!("{column} eq {}", quote(key.as_str())))
+                    .collect();
+                self.url(&format!(
+                    "tasks?{}",
+                    query_string(&[
+                        ("$select", format!("activityid,{column}")),
+                        ("$filter", filter.join(" or ")),
+                    ])
+                ))
+            })
+            .collect();
+        let rows = self.get_many(READ_ROUTE, urls).await?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| {
+                let id = text(row, "activityid").and_then(guid)?;
+                Some((text(row, column)?.to_owned(), id))
+            })
+            .collect())
+    }
+
+    /// Which of `keys` have a task: by the v5 id a create gives it, and,
+    /// for tasks of earlier versions, by the alternate key column or the
+    /// description's marker line.
+    ///
+    /// No `createdon` bound is put on the lookup: it is the server's clock,
+    /// the time a write was sent is the client's, and a skew between them
+    /// would hide a task that exists.
     pub(crate) async fn find_applied_keys(
         &self,
         keys: &[ActionKey],
@@ -259,29 +386,35 @@ impl DynamicsConnector {
             .into_iter()
             .collect();
         let alternate = self.settings.task_alternate_key.as_deref();
+        let by_id: HashMap<String, &str> = unique
+            .iter()
+            .map(|key| (task_id(&ActionKey::new(*key)), *key))
+            .collect();
         let urls: Vec<String> = unique
             .chunks(KEYS_PER_LOOKUP)
             .map(|chunk| {
-                let (select, filter) = match alternate {
-                    Some(column) => (
-                        format!("activityid,{column}"),
-                        chunk
-                            .iter()
-                            .map(|key| format!("{column} eq {}", quote(key)))
-                            .collect::<Vec<_>>(),
-                    ),
-                    None => (
-                        "activityid,description".to_owned(),
-                        chunk
-                            .iter()
-                            .map(|key| {
-                                format!(
-                                    "contains(description,{})",
-                                    quote(&format!("{KEY_LINE}{key}"))
-                                )
-                            })
-                            .collect(),
-                    ),
+                let mut filter: Vec<String> = chunk
+                    .iter()
+                    .map(|key| format!("activityid eq {}", task_id(&ActionKey::new(*key))))
+                    .collect();
+                let select = match alternate {
+                    Some(column) => {
+                        filter.extend(
+                            chunk
+                                .iter()
+                                .map(|key| format!("{column} eq {}", quote(key))),
+                        );
+                        format!("activityid,{column}")
+                    }
+                    None => {
+                        filter.extend(chunk.iter().map(|key| {
+                            format!(
+                                "contains(description,{})",
+                                quote(&format!("{KEY_LINE}{key}"))
+                            )
+                        }));
+                        "activityid,description".to_owned()
+                    }
                 };
                 self.url(&format!(
                     "tasks?{}",
@@ -300,90 +433,146 @@ impl DynamicsConnector {
         let wanted: BTreeSet<&str> = unique.iter().copied().collect();
         let mut found: BTreeMap<String, String> = BTreeMap::new();
         for row in &rows {
-            let Some(id) = text(row, "activityid") else {
+            let Some(id) = text(row, "activityid").and_then(guid) else {
                 continue;
             };
-            let key = match alternate {
-                Some(column) => text(row, column).map(str::to_owned),
-                None => text(row, "description")
-                    .and_then(ActionKey::from_text)
-                    .map(|key| key.as_str().to_owned()),
+            let key = match by_id.get(&id) {
+                Some(key) => Some((*key).to_owned()),
+                None => match alternate {
+                    Some(column) => text(row, column).map(str::to_owned),
+                    None => text(row, "description")
+                        .and_then(ActionKey::from_text)
+                        .map(|key| key.as_str().to_owned()),
+                },
             };
             // The earliest task wins when several carry a key; `contains`
             // also matches a longer key, which the exact read drops.
             if let Some(key) = key.filter(|key| wanted.contains(key.as_str())) {
-                found.entry(key).or_insert_with(|| id.to_ascii_lowercase());
+                found.entry(key).or_insert(id);
             }
         }
         Ok(ActionOutcome::found(keys, &found))
     }
 }
 
+/// A task's subject (cut to Dataverse's 200 characters), its description
+/// (`body`, then the marker line of `key`, the only one), and its priority.
+fn task_text(key: &ActionKey, subject: &str, body: &str, priority: Priority) -> Map<String, Value> {
+    let mut row = Map::new();
+    row.insert(
+        "subject".into(),
+        json!(subject.chars().take(SUBJECT_CHARS).collect::<String>()),
+    );
+    row.insert("description".into(), json!(key.in_text(&unmarked(body))));
+    row.insert(
+        "prioritycode".into(),
+        json!(match priority {
+            Priority::Low => 0,
+            Priority::Normal => 1,
+            Priority::High => 2,
+        }),
+    );
+    row
+}
+
+/// `body` without marker lines, so that the one appended is the only one
+/// and the last; a body without any is kept as it is.
+fn unmarked(body: &str) -> String {
+    let marker = KEY_LINE.trim_end();
+    let is_marker = |line: &str| line.trim_start().starts_with(marker);
+    if !body.lines().any(is_marker) {
+        return body.to_owned();
+    }
+    body.lines()
+        .filter(|line| !is_marker(line))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .trim_end()
+        .to_owned()
+}
+
+fn unknown(reason: impl Into<String>) -> ActionResult {
+    ActionResult::Unknown {
+        reason: reason.into(),
+    }
+}
+
 /// The answers of a chunk of `sent` writes, in the order they were sent:
-/// by `Content-ID` where every part echoes one, else by position.
+/// by `Content-ID` where every part echoes a distinct one of them, else by
+/// position when there is exactly one answer per write. Otherwise no
+/// answer can be tied to its write, and none is.
 fn match_answers(sent: usize, answers: Vec<Answer>) -> Vec<Option<Answer>> {
     let mut matched: Vec<Option<Answer>> = vec![None; sent];
-    let by_id = answers.iter().all(|answer| {
-        answer
-            .content_id
-            .as_deref()
-            .and_then(|id| id.trim().parse::<usize>().ok())
-            .is_some_and(|id| (1..=sent).contains(&id))
-    });
-    for (position, answer) in answers.into_iter().enumerate() {
-        let slot = if by_id {
+    let ids: Option<Vec<usize>> = answers
+        .iter()
+        .map(|answer| {
             answer
                 .content_id
                 .as_deref()
                 .and_then(|id| id.trim().parse::<usize>().ok())
-                .map(|id| id - 1)
-        } else {
-            Some(position)
-        };
-        if let Some(slot) = slot.filter(|&slot| slot < sent) {
-            matched[slot] = Some(answer);
+                .filter(|id| (1..=sent).contains(id))
+        })
+        .collect();
+    let distinct = ids
+        .as_ref()
+        .is_some_and(|ids| ids.iter().collect::<BTreeSet<_>>().len() == ids.len());
+    match ids {
+        Some(ids) if distinct => {
+            for (id, answer) in ids.into_iter().zip(answers) {
+                matched[id - 1] = Some(answer);
+            }
         }
+        _ if answers.len() == sent => {
+            for (slot, answer) in matched.iter_mut().zip(answers) {
+                *slot = Some(answer);
+            }
+        }
+        _ => {}
     }
     matched
 }
 
-/// The GUID in the last parentheses of an `OData-EntityId`
-/// (`…/tasks(<guid>)`).
-fn entity_id(link: &str) -> Option<String> {
-    let open = link.rfind('(')?;
-    let close = link[open..].find(')')? + open;
-    guid(&link[open + 1..close])
+/// Whether an error answer says a row with these key values exists.
+fn is_duplicate(answer: &Answer) -> bool {
+    error_of(answer.body.as_bytes()).is_some_and(|(code, _)| {
+        DUPLICATE_CODES
+            .iter()
+            .any(|known| known.eq_ignore_ascii_case(code.trim()))
+    })
 }
 
-/// One part's answer as an outcome: applied with the written record's id,
-/// or failed with Dataverse's message, retryable on a 429 or a 5xx.
-fn part_result(answer: &Answer, target: Option<&str>) -> ActionResult {
-    if (200..300).contains(&answer.status) {
-        let from_body = || {
-            serde_json::from_str::<Value>(&answer.body)
-                .ok()
-                .and_then(|body| body.get("activityid")?.as_str().and_then(guid))
-        };
-        return match answer
-            .header("OData-EntityId")
-            .and_then(entity_id)
-            .or_else(from_body)
-            .or_else(|| target.map(str::to_owned))
-        {
-            Some(crm_id) => ActionResult::Applied { crm_id },
-            None => ActionResult::Failed {
-                reason: "dataverse reported success without naming the record".into(),
-                retryable: true,
-            },
-        };
+/// One part's answer to `send`: applied with the written record's id,
+/// already there, certainly not written (Dataverse refused it: retryable
+/// on a 429, or when an update's task is not there yet), or unknown (a 5xx:
+/// the part may have been carried out).
+fn read_part(answer: &Answer, send: &Send) -> Reading {
+    let status = answer.status;
+    let applied = || {
+        Reading::Settled(ActionResult::Applied {
+            crm_id: send.id.clone(),
+        })
+    };
+    if (200..300).contains(&status) {
+        return applied();
     }
-    ActionResult::Failed {
-        reason: format!(
-            "{} ({})",
-            describe(answer.status, answer.body.as_bytes()),
-            answer.status
-        ),
-        retryable: answer.status == 429 || answer.status >= 500,
+    let reason = format!("{} ({status})", describe(status, answer.body.as_bytes()));
+    let failed = |retryable| {
+        Reading::Settled(ActionResult::Failed {
+            reason: reason.clone(),
+            retryable,
+        })
+    };
+    match (send.write, status) {
+        (Write::Create, 412) => Reading::Exists,
+        (Write::Create, 400..=499) if is_duplicate(answer) => Reading::Exists,
+        // Someone deleted the task: as good as closed.
+        (Write::Complete, 404 | 410) => applied(),
+        // The task is not there yet (its create may still be running on
+        // the server) or was deleted; a later run tries again.
+        (Write::Update, 404) => failed(true),
+        (_, 408 | 429) => failed(true),
+        (_, 500..) => Reading::Settled(unknown(reason)),
+        _ => failed(false),
     }
 }
 
@@ -451,60 +640,123 @@ mod tests {
 
     const TASK: &str = "a1b2c3d4-0000-4000-8000-000000000001";
 
-    #[test]
-    fn a_created_task_is_applied_with_the_id_its_entity_link_names() {
-        let link = format!("https://o/api/data/v9.2/tasks({TASK})");
-        let created = answer(204, &[("OData-EntityId", &link)], "", Some("1"));
-        assert_eq!(
-            part_result(&created, None),
-            ActionResult::Applied {
-                crm_id: TASK.into()
-            }
-        );
-        let updated = answer(204, &[], "", None);
-        assert_eq!(
-            part_result(&updated, Some(TASK)),
-            ActionResult::Applied {
-                crm_id: TASK.into()
-            }
-        );
-        let represented = answer(201, &[], &format!("{{\"activityid\":\"{TASK}\"}}"), None);
-        assert_eq!(
-            part_result(&represented, None),
-            ActionResult::Applied {
-                crm_id: TASK.into()
-            }
-        );
+    fn send(write: Write) -> Send {
+        Send {
+            request: batch::Request {
+                method: "PATCH",
+                url: format!("https://o/api/data/v9.2/tasks({TASK})"),
+                headers: Vec::new(),
+                json: None,
+            },
+            id: TASK.into(),
+            write,
+        }
+    }
+
+    fn applied() -> Reading {
+        Reading::Settled(ActionResult::Applied {
+            crm_id: TASK.into(),
+        })
     }
 
     #[test]
-    fn a_refused_part_fails_for_good_and_a_throttled_one_may_be_retried() {
+    fn a_create_made_or_found_already_there_is_applied_under_its_own_id() {
+        let link = format!("https://o/api/data/v9.2/tasks({TASK})");
+        let made = answer(204, &[("OData-EntityId", &link)], "", Some("1"));
+        assert_eq!(read_part(&made, &send(Write::Create)), applied());
+        // The conditional operations doc's answer, with its empty code.
+        let there = answer(
+            412,
+            &[],
+            r#"{"error":{"code":"","message":"A record with matching key values already exists."}}"#,
+            Some("1"),
+        );
+        assert_eq!(read_part(&there, &send(Write::Create)), Reading::Exists);
+        let key_taken = answer(
+            400,
+            &[],
+            r#"{"error":{"code":"0x80060892","message":"A record that has the attribute values x already exists."}}"#,
+            None,
+        );
+        assert_eq!(read_part(&key_taken, &send(Write::Create)), Reading::Exists);
+    }
+
+    #[test]
+    fn a_create_part_answered_2xx_is_applied_whatever_its_body_says() {
+        // The id is journeyd's own, so nothing needs reading from the body;
+        // a 2xx status line proves the row was written.
+        let garbled = answer(201, &[], "{\"activityid\":\u{0}<garbled", Some("1"));
+        assert_eq!(read_part(&garbled, &send(Write::Create)), applied());
+    }
+
+    #[test]
+    fn a_5xx_part_is_unknown_and_a_throttled_one_failed_for_now() {
+        for status in [500, 502, 503, 504] {
+            assert!(
+                matches!(
+                    read_part(&answer(status, &[], "", None), &send(Write::Create)),
+                    Reading::Settled(ActionResult::Unknown { .. })
+                ),
+                "{status}"
+            );
+        }
+        assert!(matches!(
+            read_part(&answer(429, &[], "", None), &send(Write::Create)),
+            Reading::Settled(ActionResult::Failed {
+                retryable: true,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_missing_task_completes_but_does_not_update() {
         let missing = answer(
             404,
             &[],
             r#"{"error":{"code":"0x80040217","message":"task With Id = x Does Not Exist"}}"#,
             None,
         );
+        assert_eq!(read_part(&missing, &send(Write::Complete)), applied());
         assert_eq!(
-            part_result(&missing, Some(TASK)),
-            ActionResult::Failed {
-                reason: "0x80040217: task With Id = x Does Not Exist (404)".into(),
-                retryable: false
-            }
+            read_part(&answer(410, &[], "", None), &send(Write::Complete)),
+            applied()
         );
-        for status in [429, 500, 503] {
-            assert!(matches!(
-                part_result(&answer(status, &[], "", None), None),
-                ActionResult::Failed {
-                    retryable: true,
-                    ..
-                }
-            ));
-        }
+        assert_eq!(
+            read_part(&missing, &send(Write::Update)),
+            Reading::Settled(ActionResult::Failed {
+                reason: "0x80040217: task With Id = x Does Not Exist (404)".into(),
+                retryable: true
+            })
+        );
+        assert!(matches!(
+            read_part(&missing, &send(Write::SetField)),
+            Reading::Settled(ActionResult::Failed {
+                retryable: false,
+                ..
+            })
+        ));
     }
 
     #[test]
-    fn answers_are_matched_by_content_id_else_by_position() {
+    fn a_refused_create_fails_for_good() {
+        let invalid = answer(
+            400,
+            &[],
+            r#"{"error":{"code":"0x80044331","message":"A validation error occurred."}}"#,
+            None,
+        );
+        assert!(matches!(
+            read_part(&invalid, &send(Write::Create)),
+            Reading::Settled(ActionResult::Failed {
+                retryable: false,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn answers_are_matched_by_content_id_else_by_position_else_not_at_all() {
         let out_of_order = vec![
             answer(204, &[], "", Some("2")),
             answer(400, &[], "", Some("1")),
@@ -512,9 +764,44 @@ mod tests {
         let matched = match_answers(2, out_of_order);
         assert_eq!(matched[0].as_ref().unwrap().status, 400);
         assert_eq!(matched[1].as_ref().unwrap().status, 204);
+        let missing_one = match_answers(3, vec![answer(204, &[], "", Some("2"))]);
+        assert!(missing_one[0].is_none() && missing_one[2].is_none());
+        assert_eq!(missing_one[1].as_ref().unwrap().status, 204);
+        let by_position = match_answers(
+            2,
+            vec![answer(204, &[], "", None), answer(400, &[], "", None)],
+        );
+        assert_eq!(by_position[1].as_ref().unwrap().status, 400);
         let short = match_answers(3, vec![answer(204, &[], "", None)]);
-        assert_eq!(short[0].as_ref().unwrap().status, 204);
-        assert!(short[1].is_none() && short[2].is_none());
+        assert!(
+            short.iter().all(Option::is_none),
+            "cannot be tied to a write"
+        );
+        let twice = match_answers(
+            2,
+            vec![
+                answer(204, &[], "", Some("1")),
+                answer(400, &[], "", Some("1")),
+            ],
+        );
+        assert_eq!(twice[1].as_ref().unwrap().status, 400, "by position");
+    }
+
+    #[test]
+    fn a_task_description_ends_with_exactly_one_marker_line() {
+        let key = ActionKey::new("jd-7");
+        let row = task_text(&key, &"s".repeat(250), "- one\n- two", Priority::High);
+        assert_eq!(row["subject"].as_str().unwrap().chars().count(), 200);
+        assert_eq!(row["description"], "- one\n- two\n\njourneyd-action: jd-7");
+        assert_eq!(row["prioritycode"], 2);
+        let stale = task_text(
+            &key,
+            "s",
+            "- one\n\njourneyd-action: jd-old\n",
+            Priority::Low,
+        );
+        assert_eq!(stale["description"], "- one\n\njourneyd-action: jd-7");
+        assert_eq!(unmarked("keep\r\nas is"), "keep\r\nas is");
     }
 
     #[test]
@@ -537,18 +824,5 @@ mod tests {
         assert_eq!(plain_value("true"), json!(true));
         assert_eq!(plain_value(""), Value::Null);
         assert_eq!(plain_value("Customer"), json!("Customer"));
-    }
-
-    #[test]
-    fn an_entity_link_yields_its_guid_only() {
-        assert_eq!(
-            entity_id(&format!("https://o/api/data/v9.2/tasks({TASK})")).as_deref(),
-            Some(TASK)
-        );
-        assert_eq!(
-            entity_id("https://o/api/data/v9.2/tasks(new_key='x')"),
-            None
-        );
-        assert_eq!(entity_id("no link"), None);
     }
 }

@@ -3,16 +3,17 @@
 //! where it stops.
 
 use chrono::NaiveDate;
+use chrono::{DateTime, Utc};
 use journeyd_connector::connector::PullFrom;
 use journeyd_connector::testkit::pull_all;
 use journeyd_connector::{
     ActionKey, ActionOutcome, ActionRequest, ActionResult, Connector, ConnectorError,
-    ConnectorName, CrmRecord, ObjectKind, Page, Priority, RecordId, Watermark,
+    ConnectorName, CrmRecord, ObjectKind, OwnerId, Page, Priority, RecordId, Recovery, Watermark,
 };
 use journeyd_dynamics::emulator::{DynamicsEmulator, EmulatorConfig, Table};
-use journeyd_dynamics::{DynamicsConnector, DynamicsCredentials, DynamicsSettings};
-use serde_json::json;
-use std::collections::BTreeSet;
+use journeyd_dynamics::{DynamicsConnector, DynamicsCredentials, DynamicsSettings, task_id};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
 use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
@@ -68,9 +69,84 @@ fn applied_ids(outcomes: &[ActionOutcome]) -> Vec<String> {
         .iter()
         .map(|outcome| match &outcome.result {
             ActionResult::Applied { crm_id } => crm_id.clone(),
-            ActionResult::Failed { reason, .. } => panic!("{}: {reason}", outcome.key),
+            ActionResult::Failed { reason, .. } | ActionResult::Unknown { reason } => {
+                panic!("{}: {reason}", outcome.key)
+            }
         })
         .collect()
+}
+
+/// Creates of tasks keyed `{prefix}-{i}` for the first `n` deals.
+fn creates(emulator: &DynamicsEmulator, prefix: &str, n: usize) -> Vec<ActionRequest> {
+    emulator.ids(Table::Opportunity)[..n]
+        .iter()
+        .enumerate()
+        .map(|(i, deal)| {
+            task(
+                &format!("{prefix}-{i}"),
+                ObjectKind::Deal,
+                &RecordId::new(deal.clone()),
+            )
+        })
+        .collect()
+}
+
+/// The tasks whose description ends with `key`'s marker line.
+fn tasks_keyed(emulator: &DynamicsEmulator, key: &ActionKey) -> Vec<String> {
+    emulator
+        .tasks()
+        .into_iter()
+        .filter(|task| {
+            task.fields
+                .get("description")
+                .and_then(Value::as_str)
+                .and_then(ActionKey::from_text)
+                .as_ref()
+                == Some(key)
+        })
+        .map(|task| task.id)
+        .collect()
+}
+
+/// Polls `done` every 10 ms for at most 5 s.
+async fn eventually(mut done: impl FnMut() -> bool) -> bool {
+    for _ in 0..500 {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    done()
+}
+
+/// What the next run does with writes it never saw confirmed, the
+/// connector's own way: sends them again, or waits out the settle time,
+/// looks the creates up, and sends those not found.
+async fn settle_as_a_rerun(
+    connector: &DynamicsConnector,
+    actions: &[ActionRequest],
+    sent_at: DateTime<Utc>,
+) -> Vec<ActionOutcome> {
+    match connector.recovery() {
+        Recovery::Resend => connector.apply(actions).await.expect("sent again"),
+        Recovery::LookUp { settle } => {
+            assert!(settle <= Duration::from_secs(10), "{settle:?}");
+            tokio::time::sleep(settle).await;
+            let keys: Vec<ActionKey> = actions.iter().map(|a| a.key().clone()).collect();
+            let mut outcomes = connector
+                .find_applied(&keys, sent_at)
+                .await
+                .expect("the lookup succeeds");
+            let found: BTreeSet<ActionKey> = outcomes.iter().map(|o| o.key.clone()).collect();
+            let missing: Vec<ActionRequest> = actions
+                .iter()
+                .filter(|a| !found.contains(a.key()))
+                .cloned()
+                .collect();
+            outcomes.extend(connector.apply(&missing).await.expect("sent"));
+            outcomes
+        }
+    }
 }
 
 /// Pulls `object` from `from` to its last page; returns every page.
@@ -336,99 +412,109 @@ async fn an_injection_attempt_in_a_key_is_sent_as_a_literal() {
     applied_ids(&written);
     let attack = "' or 1 eq 1 or name eq '";
     let found = connector
-        .find_applied(&[ActionKey::new(attack)])
+        .find_applied(&[ActionKey::new(attack)], Utc::now())
         .await
         .expect("the lookup succeeds");
     assert!(found.is_empty(), "{found:?}");
-    let expected = "contains(description,'journeyd-action: '' or 1 eq 1 or name eq ''')";
+    let expected = format!(
+        "activityid eq {} or contains(description,'journeyd-action: '' or 1 eq 1 or name eq ''')",
+        task_id(&ActionKey::new(attack))
+    );
     assert!(
-        emulator.filters().iter().any(|f| f == expected),
+        emulator.filters().iter().any(|f| f == &expected),
         "{:?}",
         emulator.filters()
     );
 }
 
 #[tokio::test]
-async fn a_batch_with_one_failing_part_fails_that_part_and_writes_the_others_once() {
+async fn a_refused_part_fails_retryably_an_erroring_one_is_unknown_and_the_rest_are_written_once() {
     let emulator = emulator();
     let connector = connect(&emulator, settings(&emulator));
-    let deals = emulator.ids(Table::Opportunity);
-    let actions: Vec<ActionRequest> = (0..3)
-        .map(|i| {
-            task(
-                &format!("jd-part-{i}"),
-                ObjectKind::Deal,
-                &RecordId::new(deals[i].clone()),
-            )
-        })
-        .collect();
+    let actions = creates(&emulator, "jd-part", 3);
     let before = emulator.tasks().len();
     emulator.fail_batch_parts(1);
+    emulator.error_batch_parts(1);
     let outcomes = connector.apply(&actions).await.expect("the batch is sent");
     assert_eq!(outcomes.len(), 3);
     assert!(
-        matches!(&outcomes[0].result, ActionResult::Failed { retryable: true, reason } if reason.contains("0x80044150")),
+        matches!(&outcomes[0].result, ActionResult::Failed { retryable: true, reason } if reason.contains("0x80072321")),
         "{outcomes:?}"
     );
     assert!(
-        outcomes[1..]
-            .iter()
-            .all(|o| matches!(o.result, ActionResult::Applied { .. }))
+        matches!(&outcomes[1].result, ActionResult::Unknown { reason } if reason.contains("0x80044150")),
+        "a 500 after the part was sent proves nothing: {outcomes:?}"
+    );
+    assert!(
+        matches!(outcomes[2].result, ActionResult::Applied { .. }),
+        "{outcomes:?}"
     );
     assert_eq!(emulator.tasks().len(), before + 2);
     assert_eq!(emulator.counts().get(BATCH), 1);
 }
 
 #[tokio::test]
-async fn find_applied_finds_the_tasks_written_before_a_lost_answer() {
+async fn find_applied_finds_tasks_of_earlier_versions_by_their_marker_and_new_ones_by_id() {
     let emulator = emulator();
-    let deals = emulator.ids(Table::Opportunity);
-    let actions: Vec<ActionRequest> = (0..3)
-        .map(|i| {
-            task(
-                &format!("jd-lost-{i}"),
-                ObjectKind::Deal,
-                &RecordId::new(deals[i].clone()),
-            )
-        })
-        .collect();
+    // A task an earlier version created with a POST: an id of the
+    // server's choosing, the key on the description's last line.
+    let legacy = emulator.insert(
+        Table::Task,
+        BTreeMap::from([
+            ("subject".to_owned(), json!("[journeyd] old")),
+            (
+                "description".to_owned(),
+                json!("Look at it.\n\njourneyd-action: jd-lost-old"),
+            ),
+        ]),
+    );
+    let actions = creates(&emulator, "jd-lost", 2);
     let written = applied_ids(
         &connect(&emulator, settings(&emulator))
             .apply(&actions)
             .await
             .expect("the batch is sent"),
     );
-    // A longer key sharing a prefix must not pass for a shorter one.
     let mut keys: Vec<ActionKey> = actions.iter().map(|a| a.key().clone()).collect();
+    keys.push(ActionKey::new("jd-lost-old"));
+    // A longer key sharing a prefix must not pass for a shorter one.
     keys.push(ActionKey::new("jd-lost-"));
+    keys.push(ActionKey::new("jd-never-sent"));
     let found = connect(&emulator, settings(&emulator))
-        .find_applied(&keys)
+        .find_applied(&keys, Utc::now())
         .await
         .expect("the lookup succeeds");
-    let found_ids: Vec<String> = applied_ids(&found);
-    assert_eq!(found_ids, written);
     assert_eq!(
         found.iter().map(|o| o.key.clone()).collect::<Vec<_>>(),
         keys[..3]
     );
+    assert_eq!(applied_ids(&found), [&written[..], &[legacy]].concat());
 }
 
 #[tokio::test]
-async fn an_upsert_by_alternate_key_does_not_duplicate_a_task() {
+async fn with_an_alternate_key_a_task_is_created_by_its_v5_id_and_carries_its_key_there_too() {
     let emulator = emulator();
     emulator.update_knobs(|knobs| knobs.task_alternate_key = Some("new_journeydkey".into()));
     let mut settings = settings(&emulator);
     settings.task_alternate_key = Some("new_journeydkey".into());
     let connector = connect(&emulator, settings.clone());
-    let deal = RecordId::new(emulator.ids(Table::Opportunity)[0].clone());
+    let action = creates(&emulator, "jd-alt", 1);
     let before = emulator.tasks().len();
-    let action = [task("jd-alt-1", ObjectKind::Deal, &deal)];
     let first = applied_ids(&connector.apply(&action).await.expect("sent"));
     let second = applied_ids(&connector.apply(&action).await.expect("sent again"));
-    assert_eq!(first, second);
+    assert_eq!(first, [task_id(action[0].key())]);
+    assert_eq!(second, first);
     assert_eq!(emulator.tasks().len(), before + 1);
+    let written = emulator.record(Table::Task, &first[0]).expect("the task");
+    assert_eq!(
+        written.fields.get("new_journeydkey"),
+        Some(&json!("jd-alt-0"))
+    );
     let found = connect(&emulator, settings)
-        .find_applied(&[ActionKey::new("jd-alt-1"), ActionKey::new("jd-alt-2")])
+        .find_applied(
+            &[ActionKey::new("jd-alt-0"), ActionKey::new("jd-alt-1")],
+            Utc::now(),
+        )
         .await
         .expect("the lookup succeeds");
     assert_eq!(applied_ids(&found), first);
@@ -436,10 +522,270 @@ async fn an_upsert_by_alternate_key_does_not_duplicate_a_task() {
         emulator
             .filters()
             .iter()
-            .any(|f| f.contains("new_journeydkey eq 'jd-alt-1'")),
+            .any(|f| f.contains("new_journeydkey eq 'jd-alt-0'")),
         "{:?}",
         emulator.filters()
     );
+}
+
+#[tokio::test]
+async fn a_task_an_earlier_version_upserted_by_its_alternate_key_is_applied_under_its_own_id() {
+    // Whatever status Dataverse refuses the taken key value with.
+    for status in [412, 400] {
+        let emulator = emulator();
+        emulator.update_knobs(|knobs| {
+            knobs.task_alternate_key = Some("new_journeydkey".into());
+            knobs.alt_key_duplicate_status = status;
+        });
+        let legacy = emulator.insert(
+            Table::Task,
+            BTreeMap::from([
+                ("subject".to_owned(), json!("[journeyd] upserted by key")),
+                ("new_journeydkey".to_owned(), json!("jd-old-0")),
+            ]),
+        );
+        let mut settings = settings(&emulator);
+        settings.task_alternate_key = Some("new_journeydkey".into());
+        let connector = connect(&emulator, settings);
+        let action = creates(&emulator, "jd-old", 1);
+        let before = emulator.tasks().len();
+        let outcomes = connector.apply(&action).await.expect("sent");
+        assert_eq!(applied_ids(&outcomes), [legacy], "status {status}");
+        assert_eq!(emulator.tasks().len(), before, "status {status}");
+        assert!(
+            emulator
+                .record(Table::Task, &task_id(action[0].key()))
+                .is_none()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_create_sent_twice_makes_one_task_under_the_id_its_key_names() {
+    let emulator = emulator();
+    let connector = connect(&emulator, settings(&emulator));
+    let actions = creates(&emulator, "jd-twice", 3);
+    let before = emulator.tasks().len();
+    let first = applied_ids(&connector.apply(&actions).await.expect("sent"));
+    let second = applied_ids(&connector.apply(&actions).await.expect("sent again"));
+    let expected: Vec<String> = actions.iter().map(|a| task_id(a.key())).collect();
+    assert_eq!(first, expected);
+    assert_eq!(second, expected);
+    assert_eq!(emulator.tasks().len(), before + 3);
+    for action in &actions {
+        assert_eq!(
+            tasks_keyed(&emulator, action.key()),
+            [task_id(action.key())]
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_create_of_a_task_the_crm_already_has_is_applied_with_its_v5_id_and_changes_nothing() {
+    let emulator = emulator();
+    let connector = connect(&emulator, settings(&emulator));
+    let action = creates(&emulator, "jd-there", 1);
+    let id = task_id(action[0].key());
+    // Made by a run whose answer never came back.
+    emulator.insert(
+        Table::Task,
+        BTreeMap::from([
+            ("activityid".to_owned(), json!(id)),
+            ("subject".to_owned(), json!("as the first run wrote it")),
+        ]),
+    );
+    let before = emulator.tasks().len();
+    let outcomes = connector.apply(&action).await.expect("sent");
+    assert_eq!(applied_ids(&outcomes), std::slice::from_ref(&id));
+    assert_eq!(emulator.tasks().len(), before);
+    let task = emulator.record(Table::Task, &id).expect("the task");
+    assert_eq!(task.fields["subject"], "as the first run wrote it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerun_while_the_server_still_runs_the_orphaned_batch_makes_one_task_per_key() {
+    let emulator = emulator();
+    emulator.update_knobs(|knobs| knobs.batch_part_delay = Duration::from_millis(40));
+    let actions = creates(&emulator, "jd-orphan", 8);
+    let before = emulator.tasks().len();
+    let sent_at = Utc::now() - chrono::Duration::seconds(1);
+    let dying = connect(&emulator, settings(&emulator));
+    let sent = actions.clone();
+    let run = tokio::spawn(async move { dying.apply(&sent).await });
+    // The run dies once the server has committed the first of its writes.
+    assert!(
+        eventually(|| emulator.tasks().len() > before).await,
+        "the batch started"
+    );
+    run.abort();
+    assert!(run.await.is_err_and(|err| err.is_cancelled()));
+    assert!(emulator.tasks().len() < before + actions.len());
+    assert_eq!(
+        emulator.batches_running(),
+        1,
+        "the server goes on without it"
+    );
+    let rerun = connect(&emulator, settings(&emulator));
+    let outcomes = settle_as_a_rerun(&rerun, &actions, sent_at).await;
+    assert!(
+        eventually(|| emulator.batches_running() == 0).await,
+        "the orphaned batch ends"
+    );
+    for action in &actions {
+        assert_eq!(
+            tasks_keyed(&emulator, action.key()).len(),
+            1,
+            "{}",
+            action.key()
+        );
+    }
+    assert_eq!(emulator.tasks().len(), before + actions.len());
+    let ids: BTreeMap<ActionKey, String> = outcomes
+        .iter()
+        .map(|o| match &o.result {
+            ActionResult::Applied { crm_id } => (o.key.clone(), crm_id.clone()),
+            other => panic!("{}: {other:?}", o.key),
+        })
+        .collect();
+    for action in &actions {
+        assert_eq!(ids.get(action.key()), Some(&task_id(action.key())));
+    }
+}
+
+#[tokio::test]
+async fn an_unreadable_batch_answer_leaves_every_write_unknown_and_a_resend_writes_none_twice() {
+    let emulator = emulator();
+    let connector = connect(&emulator, settings(&emulator));
+    let actions = creates(&emulator, "jd-garbled", 3);
+    let before = emulator.tasks().len();
+    emulator.malform_next_write();
+    let outcomes = connector
+        .apply(&actions)
+        .await
+        .expect("an outcome per write");
+    assert_eq!(outcomes.len(), 3);
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o.result, ActionResult::Unknown { .. })),
+        "{outcomes:?}"
+    );
+    assert_eq!(emulator.tasks().len(), before + 3, "the CRM wrote them");
+    let again = connector.apply(&actions).await.expect("sent again");
+    let expected: Vec<String> = actions.iter().map(|a| task_id(a.key())).collect();
+    assert_eq!(applied_ids(&again), expected);
+    assert_eq!(emulator.tasks().len(), before + 3);
+}
+
+/// A task journeyd made for the first deal, and its create.
+async fn made_task(
+    emulator: &DynamicsEmulator,
+    connector: &DynamicsConnector,
+) -> (ActionRequest, String) {
+    let create = creates(emulator, "jd-made", 1).remove(0);
+    let outcomes = connector
+        .apply(std::slice::from_ref(&create))
+        .await
+        .expect("sent");
+    (create, applied_ids(&outcomes).remove(0))
+}
+
+#[tokio::test]
+async fn an_update_rewrites_the_task_in_place_with_one_marker_line_and_its_new_owner() {
+    let emulator = emulator();
+    let connector = connect(&emulator, settings(&emulator));
+    let (create, id) = made_task(&emulator, &connector).await;
+    let team = emulator.ids(Table::Team)[0].clone();
+    let before = emulator.tasks().len();
+    let update = ActionRequest::UpdateTask {
+        key: ActionKey::new("jd-made-0-u1"),
+        task_key: create.key().clone(),
+        task_id: id.clone(),
+        owner_id: Some(OwnerId::new(team.clone())),
+        subject: format!("[journeyd] {}", "2 checks to fix ".repeat(20)),
+        body: "- owner\n- amount".into(),
+        priority: Priority::Low,
+    };
+    for _ in 0..2 {
+        let outcomes = connector
+            .apply(std::slice::from_ref(&update))
+            .await
+            .expect("sent");
+        assert_eq!(applied_ids(&outcomes), std::slice::from_ref(&id));
+    }
+    assert_eq!(emulator.tasks().len(), before, "an update creates nothing");
+    let task = emulator.record(Table::Task, &id).expect("the task");
+    assert_eq!(
+        task.fields["description"],
+        format!("- owner\n- amount\n\njourneyd-action: {}", create.key())
+    );
+    let subject = task.fields["subject"].as_str().expect("a subject");
+    assert_eq!(subject.chars().count(), 200);
+    assert_eq!(task.fields["prioritycode"], 0);
+    assert_eq!(task.fields["_ownerid_value"], json!(team));
+}
+
+#[tokio::test]
+async fn an_update_of_a_task_not_there_yet_fails_retryably_and_creates_nothing() {
+    let emulator = emulator();
+    let connector = connect(&emulator, settings(&emulator));
+    let create = creates(&emulator, "jd-later", 1).remove(0);
+    let id = task_id(create.key());
+    let before = emulator.tasks().len();
+    let outcomes = connector
+        .apply(&[ActionRequest::UpdateTask {
+            key: ActionKey::new("jd-later-0-u1"),
+            task_key: create.key().clone(),
+            task_id: id.clone(),
+            owner_id: None,
+            subject: "[journeyd] 1 check to fix".into(),
+            body: "- owner".into(),
+            priority: Priority::Normal,
+        }])
+        .await
+        .expect("sent");
+    assert!(
+        matches!(&outcomes[0].result, ActionResult::Failed { retryable: true, reason } if reason.contains("404")),
+        "{outcomes:?}"
+    );
+    assert_eq!(emulator.tasks().len(), before);
+    assert!(emulator.record(Table::Task, &id).is_none());
+}
+
+#[tokio::test]
+async fn completing_a_task_someone_deleted_is_applied() {
+    let emulator = emulator();
+    let connector = connect(&emulator, settings(&emulator));
+    let (_, id) = made_task(&emulator, &connector).await;
+    emulator.delete(Table::Task, &id).expect("the task exists");
+    let outcomes = connector
+        .apply(&[ActionRequest::CompleteTask {
+            key: ActionKey::new("jd-made-0-close"),
+            task_id: id.clone(),
+        }])
+        .await
+        .expect("sent");
+    assert_eq!(applied_ids(&outcomes), [id]);
+}
+
+#[tokio::test]
+async fn an_unconfirmed_write_is_simply_sent_again() {
+    let emulator = emulator();
+    let connector = connect(&emulator, settings(&emulator));
+    assert_eq!(connector.recovery(), Recovery::Resend);
+}
+
+#[tokio::test]
+async fn a_deals_task_from_journeyd_is_marked_as_its_own_and_the_others_are_not() {
+    let emulator = emulator();
+    let connector = connect(&emulator, settings(&emulator));
+    let (_, id) = made_task(&emulator, &connector).await;
+    let (deals, _, _) = pull_all(&connector, ObjectKind::Deal, PullFrom::Start).await;
+    let tasks: Vec<_> = deals.iter().flat_map(|d| d.tasks.iter()).collect();
+    let ours: Vec<_> = tasks.iter().filter(|t| t.by_journeyd).collect();
+    assert_eq!(ours.len(), 1, "{tasks:?}");
+    assert_eq!(ours[0].id, id);
+    assert!(tasks.len() > 1, "the seeded tasks came too");
 }
 
 #[tokio::test]

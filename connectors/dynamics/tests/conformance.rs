@@ -1,9 +1,11 @@
 //! The contract's conformance suite, run against the Dynamics 365
 //! connector and the Dataverse emulator.
 
-use journeyd_connector::testkit::{Scenario, Target};
+use journeyd_connector::testkit::{Scenario, SeenTask, Target};
 use journeyd_connector::{ConnectorName, ObjectKind, RecordId, conformance_suite};
-use journeyd_dynamics::emulator::{DynamicsEmulator, EmulatorConfig, SeedSizes, Table};
+use journeyd_dynamics::emulator::{
+    DynamicsEmulator, EmulatedRecord, EmulatorConfig, SeedSizes, Table,
+};
 use journeyd_dynamics::{DynamicsConnector, DynamicsCredentials, DynamicsSettings};
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -91,6 +93,37 @@ impl Target for Dynamics {
 
     fn tasks(&self) -> usize {
         self.emulator.tasks().len()
+    }
+
+    fn task_list(&self) -> Vec<SeenTask> {
+        let text = |task: &EmulatedRecord, column: &str| {
+            task.fields
+                .get(column)
+                .and_then(|value| value.as_str())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        self.emulator
+            .tasks()
+            .iter()
+            .map(|task| SeenTask {
+                id: task.id.clone(),
+                subject: text(task, "subject"),
+                body: text(task, "description"),
+                // statecode 0 is Open; Completed (1) and Canceled (2) are done.
+                completed: task.fields.get("statecode").and_then(|v| v.as_i64()) == Some(1),
+            })
+            .collect()
+    }
+
+    fn delete_task(&self, id: &str) {
+        self.emulator
+            .delete(Table::Task, id)
+            .expect("the task exists");
+    }
+
+    fn malform_next_write(&self) {
+        self.emulator.malform_next_write();
     }
 }
 

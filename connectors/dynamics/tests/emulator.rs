@@ -976,7 +976,7 @@ async fn batch_replies_are_framed_with_crlf_as_dataverse_frames_them() {
 }
 
 #[tokio::test]
-async fn a_failing_batch_part_with_continue_on_error_leaves_the_others_written() {
+async fn a_refused_batch_part_with_continue_on_error_leaves_the_others_written() {
     let org = Org::start(small()).await;
     org.emu.fail_batch_parts(1);
     let body = batch_body(
@@ -992,13 +992,264 @@ async fn a_failing_batch_part_with_continue_on_error_leaves_the_others_written()
     assert_eq!(
         reply
             .text
+            .matches("HTTP/1.1 429 Too Many Requests\r\n")
+            .count(),
+        1
+    );
+    assert!(
+        reply.text.contains("\r\nRetry-After: 1\r\n"),
+        "{}",
+        reply.text
+    );
+    assert!(reply.text.contains("0x80072321"), "{}", reply.text);
+    assert_eq!(reply.text.matches("HTTP/1.1 204 No Content\r\n").count(), 2);
+    let made = subjects(&org);
+    assert!(!made.contains("p1") && made.contains("p2") && made.contains("p3"));
+}
+
+#[tokio::test]
+async fn an_erroring_batch_part_is_carried_out_then_answered_500() {
+    let org = Org::start(small()).await;
+    org.emu.error_batch_parts(1);
+    let body = batch_body("b", &[task_part("e1", None), task_part("e2", None)]);
+    let reply = org.batch(body, "b", Some("odata.continue-on-error")).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(
+        reply
+            .text
             .matches("HTTP/1.1 500 Internal Server Error\r\n")
             .count(),
         1
     );
-    assert_eq!(reply.text.matches("HTTP/1.1 204 No Content\r\n").count(), 2);
+    assert!(reply.text.contains("0x80044150"), "{}", reply.text);
     let made = subjects(&org);
-    assert!(!made.contains("p1") && made.contains("p2") && made.contains("p3"));
+    assert!(
+        made.contains("e1") && made.contains("e2"),
+        "both were written"
+    );
+}
+
+/// A task create by a primary key the client chose, as a batch part.
+fn keyed_task_part(id: &str, subject: &str, content_id: usize) -> String {
+    format!(
+        "Content-Type: application/http\r\nContent-Transfer-Encoding: binary\r\nContent-ID: {content_id}\r\n\r\nPATCH /api/data/v9.2/tasks({id}) HTTP/1.1\r\nIf-None-Match: *\r\nContent-Type: application/json; type=entry\r\n\r\n{}\r\n",
+        json!({"subject": subject})
+    )
+}
+
+#[tokio::test]
+async fn a_patch_with_if_none_match_creates_the_row_it_names_once_and_then_answers_412() {
+    let org = Org::start(small()).await;
+    let id = "5b7f0c3e-1d2a-5e4f-8a9b-0c1d2e3f4a5b";
+    let path = format!("tasks({id})");
+    let made = org
+        .patch(
+            &path,
+            json!({"subject": "first"}),
+            &[("If-None-Match", "*")],
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::NO_CONTENT, "{}", made.text);
+    assert_eq!(
+        made.header("odata-entityid"),
+        Some(format!("{}{path}", org.emu.api_url()).as_str())
+    );
+    let again = org
+        .patch(
+            &path,
+            json!({"subject": "second"}),
+            &[("If-None-Match", "*")],
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::PRECONDITION_FAILED);
+    // The conditional operations doc's body, its code empty.
+    assert_eq!(
+        again.json(),
+        json!({"error": {"code": "", "message": "A record with matching key values already exists."}})
+    );
+    let task = org.emu.record(Table::Task, id).expect("made under its key");
+    assert_eq!(task.fields["subject"], "first", "never updated");
+    let posted = org
+        .post("tasks", json!({"activityid": id, "subject": "third"}), None)
+        .await;
+    assert_eq!(posted.status, StatusCode::PRECONDITION_FAILED);
+    assert_eq!(posted.json()["error"]["code"], "0x80040237");
+}
+
+#[tokio::test]
+async fn inside_a_batch_an_insert_only_patch_makes_one_row_and_answers_412_after() {
+    let org = Org::start(small()).await;
+    let id = "6c8f1d4e-2e3b-5f5a-9bac-1d2e3f4a5b6c";
+    let before = org.emu.tasks().len();
+    let body = batch_body(
+        "b",
+        &[keyed_task_part(id, "one", 1), keyed_task_part(id, "two", 2)],
+    );
+    let reply = org.batch(body, "b", Some("odata.continue-on-error")).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(
+        reply
+            .text
+            .contains("Content-ID: 1\r\n\r\nHTTP/1.1 204 No Content\r\n"),
+        "{}",
+        reply.text
+    );
+    assert!(
+        reply
+            .text
+            .contains("Content-ID: 2\r\n\r\nHTTP/1.1 412 Precondition Failed\r\n"),
+        "{}",
+        reply.text
+    );
+    assert_eq!(org.emu.tasks().len(), before + 1);
+    assert_eq!(
+        org.emu.record(Table::Task, id).unwrap().fields["subject"],
+        "one"
+    );
+}
+
+#[tokio::test]
+async fn a_second_task_under_a_taken_alternate_key_value_is_refused_as_a_duplicate() {
+    let org = Org::start(small()).await;
+    org.emu
+        .update_knobs(|k| k.task_alternate_key = Some("new_journeydkey".into()));
+    let first = org
+        .patch(
+            "tasks(new_journeydkey='jd-k1')",
+            json!({"subject": "by key"}),
+            &[],
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::NO_CONTENT, "{}", first.text);
+    let second = org
+        .patch(
+            "tasks(7d9f2e5f-3f4c-5a6b-8cbd-2e3f4a5b6c7d)",
+            json!({"subject": "by id", "new_journeydkey": "jd-k1"}),
+            &[("If-None-Match", "*")],
+        )
+        .await;
+    assert_eq!(second.status, StatusCode::PRECONDITION_FAILED);
+    assert_eq!(second.json()["error"]["code"], "0x80060892");
+    assert!(
+        org.emu
+            .record(Table::Task, "7d9f2e5f-3f4c-5a6b-8cbd-2e3f4a5b6c7d")
+            .is_none()
+    );
+    org.emu.update_knobs(|k| k.alt_key_duplicate_status = 400);
+    let third = org
+        .patch(
+            "tasks(7d9f2e5f-3f4c-5a6b-8cbd-2e3f4a5b6c7d)",
+            json!({"subject": "by id", "new_journeydkey": "jd-k1"}),
+            &[("If-None-Match", "*")],
+        )
+        .await;
+    assert_eq!(third.status, StatusCode::BAD_REQUEST);
+    assert_eq!(third.json()["error"]["code"], "0x80060892");
+}
+
+/// Polls `done` every 10 ms for at most 5 s.
+async fn eventually(mut done: impl FnMut() -> bool) -> bool {
+    for _ in 0..500 {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    done()
+}
+
+#[tokio::test]
+async fn a_paced_batch_goes_on_to_the_end_after_its_client_has_gone() {
+    let org = Org::start(small()).await;
+    org.emu
+        .update_knobs(|k| k.batch_part_delay = Duration::from_millis(60));
+    let before = org.emu.tasks().len();
+    let parts: Vec<String> = (0..6)
+        .map(|i| task_part(&format!("orphan{i}"), Some(i + 1)))
+        .collect();
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let gave_up = impatient
+        .post(org.url("$batch"))
+        .bearer_auth(&org.token)
+        .header("Content-Type", "multipart/mixed; boundary=\"b\"")
+        .header("Prefer", "odata.continue-on-error")
+        .body(batch_body("b", &parts))
+        .send()
+        .await
+        .expect_err("the client times out");
+    assert!(gave_up.is_timeout(), "{gave_up}");
+    let made_when_it_left = org.emu.tasks().len() - before;
+    assert!(
+        made_when_it_left < 6,
+        "{made_when_it_left} parts ran at once"
+    );
+    assert_eq!(org.emu.batches_running(), 1, "the batch runs on");
+    assert!(eventually(|| org.emu.batches_running() == 0).await);
+    assert_eq!(
+        org.emu.tasks().len(),
+        before + 6,
+        "every part was committed"
+    );
+    let made = subjects(&org);
+    assert!((0..6).all(|i| made.contains(&format!("orphan{i}"))));
+}
+
+#[tokio::test]
+async fn a_paced_batch_answers_when_all_its_parts_are_done() {
+    let org = Org::start(small()).await;
+    org.emu
+        .update_knobs(|k| k.batch_part_delay = Duration::from_millis(20));
+    let parts: Vec<String> = (0..3)
+        .map(|i| task_part(&format!("paced{i}"), Some(i + 1)))
+        .collect();
+    let started = std::time::Instant::now();
+    let reply = org
+        .batch(
+            batch_body("b", &parts),
+            "b",
+            Some("odata.continue-on-error"),
+        )
+        .await;
+    assert!(started.elapsed() >= Duration::from_millis(60));
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.text.matches("HTTP/1.1 204 No Content\r\n").count(), 3);
+    assert_eq!(org.emu.batches_running(), 0);
+}
+
+#[tokio::test]
+async fn the_next_write_is_made_then_answered_with_a_body_that_cannot_be_read() {
+    let org = Org::start(small()).await;
+    org.emu.malform_next_write();
+    let read = org.get("teams?$select=name", &[]).await;
+    assert_eq!(read.status, StatusCode::OK);
+    assert!(!read.rows().is_empty(), "a read is left alone");
+    let before = org.emu.tasks().len();
+    let garbled = org
+        .batch(
+            batch_body("b", &[task_part("g1", Some(1)), task_part("g2", Some(2))]),
+            "b",
+            Some("odata.continue-on-error"),
+        )
+        .await;
+    assert_eq!(garbled.status, StatusCode::OK);
+    assert!(garbled.text.ends_with("<garbled"), "{}", garbled.text);
+    assert!(!garbled.text.contains("--\r\n"), "no closing delimiter");
+    assert_eq!(org.emu.tasks().len(), before + 2, "the writes were made");
+    let next = org
+        .batch(
+            batch_body("b", &[task_part("g3", Some(1))]),
+            "b",
+            Some("odata.continue-on-error"),
+        )
+        .await;
+    assert!(
+        next.text.ends_with("--\r\n"),
+        "only the next write: {}",
+        next.text
+    );
 }
 
 #[tokio::test]

@@ -9,6 +9,10 @@
 //! answers with that failure's status; with it the batch answers 200 with
 //! every part's own status.
 //!
+//! Dataverse finishes a batch whose client has gone (facts 13): under the
+//! knob `batch_part_delay` the router runs [`run`] in a task of its own,
+//! and the parts here wait that long each, committing one by one.
+//!
 //! The reply is framed with CRLF as Dataverse frames it:
 //! `--batchresponse_<guid>` parts, `changesetresponse_<guid>` for change
 //! sets, each part `Content-Type: application/http`,
@@ -18,12 +22,14 @@
 //! `httparse`; the multipart framing itself is split here.
 
 use super::cell::Guid;
-use super::reply::{ApiError, Reply};
+use super::config::Knobs;
+use super::reply::{ApiError, Reply, execution_exceeded};
 use super::router::{API_ROOT, ApiRequest, Shared, dispatch, dispatch_write, lock};
 use super::write::Undo;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use std::collections::HashMap;
+use std::time::Duration;
 
 /// One request inside the batch.
 #[derive(Debug)]
@@ -282,9 +288,22 @@ fn resolve_references(body: &Bytes, created: &HashMap<String, String>) -> Bytes 
     Bytes::from(serde_json::Value::Object(fields).to_string())
 }
 
-/// A part failed by `fail_batch_parts`: a transient server-side failure
-/// (a SQL timeout or deadlock), which a later attempt may get through (?).
-fn injected_failure() -> Reply {
+/// A part refused by `fail_batch_parts`: service protection stopped it
+/// before it ran (the execution-time limit, which a batch's parts count
+/// against in full, facts 2.5); whether Dataverse refuses single parts
+/// this way is (?).
+fn refused_part(knobs: &Knobs) -> Reply {
+    let mut error = execution_exceeded(
+        knobs.execution_ms_per_window.unwrap_or(1_200_000),
+        knobs.window.as_secs(),
+    );
+    error.retry_after = Some(1);
+    error.reply()
+}
+
+/// The answer `error_batch_parts` gives a part it has carried out: a
+/// server error, so the client cannot tell that the write was made (?).
+fn failed_after_writing() -> Reply {
     ApiError::new(
         StatusCode::INTERNAL_SERVER_ERROR,
         "0x80044150",
@@ -293,15 +312,29 @@ fn injected_failure() -> Reply {
     .reply()
 }
 
-/// Answers a `$batch`.
-pub(crate) fn run(shared: &Shared, headers: &HeaderMap, body: &Bytes) -> Reply {
-    match run_batch(shared, headers, body) {
-        Ok(reply) => reply,
-        Err(error) => error.reply(),
+/// A batch's answer, and whether the batch held a write.
+pub(crate) struct Ran {
+    pub reply: Reply,
+    pub wrote: bool,
+}
+
+/// Answers a `$batch`, waiting `pace` before each part (or change set).
+pub(crate) async fn run(shared: &Shared, headers: &HeaderMap, body: &Bytes, pace: Duration) -> Ran {
+    match run_batch(shared, headers, body, pace).await {
+        Ok(ran) => ran,
+        Err(error) => Ran {
+            reply: error.reply(),
+            wrote: false,
+        },
     }
 }
 
-fn run_batch(shared: &Shared, headers: &HeaderMap, body: &Bytes) -> Result<Reply, ApiError> {
+async fn run_batch(
+    shared: &Shared,
+    headers: &HeaderMap,
+    body: &Bytes,
+    pace: Duration,
+) -> Result<Ran, ApiError> {
     let content_type = header_text(headers, "content-type").unwrap_or_default();
     let items = parse(body, content_type)?;
     let knobs = shared.knobs();
@@ -322,28 +355,43 @@ fn run_batch(shared: &Shared, headers: &HeaderMap, body: &Bytes) -> Result<Reply
             ),
         ));
     }
+    let wrote = items.iter().any(|item| match item {
+        Item::Single(part) => part.method != Method::GET,
+        Item::ChangeSet(_) => true,
+    });
     // A batch counts as one request, but every part's execution time.
     lock(&shared.window).charge_more(knobs.request_cost_ms * requests.saturating_sub(1) as u64);
     let continue_on_error = super::router::Prefer::from_headers(headers).continue_on_error;
-    let mut failures = std::mem::take(&mut *lock(&shared.fail_batch_parts));
+    let mut refusals = std::mem::take(&mut *lock(&shared.fail_batch_parts));
+    let mut errors = std::mem::take(&mut *lock(&shared.error_batch_parts));
     let mut answers = Vec::new();
     let mut status = StatusCode::OK;
     for item in items {
+        if !pace.is_zero() {
+            tokio::time::sleep(pace).await;
+        }
         let (answer, failed) = match item {
             Item::Single(part) => {
-                let reply = if part.method != Method::GET && failures > 0 {
-                    failures -= 1;
-                    injected_failure()
+                let write = part.method != Method::GET;
+                let reply = if write && refusals > 0 {
+                    refusals -= 1;
+                    refused_part(&knobs)
                 } else {
-                    match request_of(shared, &part, &HashMap::new()) {
+                    let reply = match request_of(shared, &part, &HashMap::new()) {
                         Ok(request) => dispatch(shared, &request),
                         Err(error) => error.reply(),
+                    };
+                    if write && errors > 0 {
+                        errors -= 1;
+                        failed_after_writing()
+                    } else {
+                        reply
                     }
                 };
                 let failed = (!reply.is_success()).then_some(reply.status);
                 (Answer::Single(part.content_id, reply), failed)
             }
-            Item::ChangeSet(parts) => change_set(shared, parts, &mut failures),
+            Item::ChangeSet(parts) => change_set(shared, parts, &mut refusals, &knobs),
         };
         answers.push(answer);
         if let Some(failed) = failed
@@ -357,7 +405,7 @@ fn run_batch(shared: &Shared, headers: &HeaderMap, body: &Bytes) -> Result<Reply
     let mut reply = Reply::empty(status);
     reply.content_type = Some(format!("multipart/mixed; boundary={boundary}"));
     reply.body = render(&boundary, &answers);
-    Ok(reply)
+    Ok(Ran { reply, wrote })
 }
 
 /// Runs a change set under one write lock; on the first failure undoes
@@ -365,7 +413,8 @@ fn run_batch(shared: &Shared, headers: &HeaderMap, body: &Bytes) -> Result<Reply
 fn change_set(
     shared: &Shared,
     parts: Vec<Part>,
-    failures: &mut usize,
+    refusals: &mut usize,
+    knobs: &Knobs,
 ) -> (Answer, Option<StatusCode>) {
     let mut store = shared.store_mut();
     let mut undo: Vec<Undo> = Vec::new();
@@ -373,9 +422,9 @@ fn change_set(
     let mut replies = Vec::new();
     let root = shared.root();
     for part in parts {
-        let reply = if *failures > 0 {
-            *failures -= 1;
-            injected_failure()
+        let reply = if *refusals > 0 {
+            *refusals -= 1;
+            refused_part(knobs)
         } else {
             match request_of(shared, &part, &created) {
                 Ok(request) => dispatch_write(shared, &mut store, &request, &mut undo)

@@ -153,6 +153,17 @@ pub struct Knobs {
     /// `OData-Version: 4.0` is refused with 400 (facts 2.1 lists them as
     /// required; whether Dataverse refuses without them is (?); off).
     pub require_odata_headers: bool,
+    /// Dataverse finishes a `$batch` after its client has gone (facts 13).
+    /// Non-zero: each `$batch` runs in a task of its own, detached from the
+    /// request (a client that disconnects does not stop it), one part (or
+    /// change set) at a time, waiting this long before each and committing
+    /// each as it goes, and answers when all are done. Zero: the batch runs
+    /// at once, in the request.
+    pub batch_part_delay: Duration,
+    /// Status of the refusal of a write that would give a second task the
+    /// same alternate key value (`0x80060892`; 412 in third-party reports
+    /// (?)).
+    pub alt_key_duplicate_status: u16,
 }
 
 impl Default for Knobs {
@@ -174,6 +185,8 @@ impl Default for Knobs {
             expired_delta_status: 400,
             expired_delta_code: "0x80044352".into(),
             require_odata_headers: false,
+            batch_part_delay: Duration::ZERO,
+            alt_key_duplicate_status: 412,
         }
     }
 }

@@ -55,7 +55,7 @@ use router::{Shared, TOKEN_ROUTE, lock};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 use url::Url;
@@ -114,6 +114,9 @@ impl DynamicsEmulator {
             in_flight: AtomicUsize::new(0),
             filters: Mutex::new(Vec::new()),
             fail_batch_parts: Mutex::new(0),
+            error_batch_parts: Mutex::new(0),
+            malform_next_write: AtomicBool::new(false),
+            batches_running: AtomicUsize::new(0),
             hold_batch: Mutex::default(),
             expire_after: Mutex::new(None),
             credentials: config.credentials.clone(),
@@ -320,10 +323,31 @@ impl DynamicsEmulator {
         Ok(())
     }
 
-    /// The next `$batch` answers its first `n` write parts with a 400
-    /// error part (without continue-on-error it stops at the first).
+    /// The next `$batch` refuses its first `n` write parts without running
+    /// them: each answers 429 `0x80072321` with `Retry-After: 1` (without
+    /// continue-on-error the batch stops at the first).
     pub fn fail_batch_parts(&self, n: usize) {
         *lock(&self.shared.fail_batch_parts) = n;
+    }
+
+    /// The next `$batch` carries out its first `n` top-level write parts,
+    /// then answers each with 500 `0x80044150` "Generic SQL error.": a
+    /// server error after the write was made.
+    pub fn error_batch_parts(&self, n: usize) {
+        *lock(&self.shared.error_batch_parts) = n;
+    }
+
+    /// The next write (a `$batch` holding one, or a `POST`, `PATCH` or
+    /// `DELETE`) is carried out, then answered 200 with its body cut in
+    /// half and ending in garbage.
+    pub fn malform_next_write(&self) {
+        self.shared.malform_next_write.store(true, Ordering::SeqCst);
+    }
+
+    /// `$batch`es running in a task of their own under the knob
+    /// `batch_part_delay`, counting those whose client has gone.
+    pub fn batches_running(&self) -> usize {
+        self.shared.batches_running.load(Ordering::SeqCst)
     }
 
     /// Every live row of `table`, in key order.

@@ -71,6 +71,23 @@ impl IntoResponse for Reply {
     }
 }
 
+/// `reply` turned into a 200 whose body breaks off halfway and ends in
+/// garbage: what a client gets when a proxy or the connection mangles the
+/// answer to a write the server made.
+pub(crate) fn garbled(mut reply: Reply) -> Reply {
+    let mut cut = reply.body.len() / 2;
+    while !reply.body.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    reply.body.truncate(cut);
+    reply.body.push_str("\u{0}\u{fffd}<garbled");
+    reply.status = StatusCode::OK;
+    if reply.content_type.is_none() {
+        reply.content_type = Some(JSON.to_owned());
+    }
+    reply
+}
+
 /// An error: a status, a hex code (often empty) and a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ApiError {

@@ -11,7 +11,7 @@ use super::auth::Tokens;
 use super::batch;
 use super::config::{Credentials, Knobs};
 use super::limits::Window;
-use super::reply::{ApiError, Reply, concurrency_exceeded};
+use super::reply::{ApiError, Reply, concurrency_exceeded, garbled};
 use super::store::Store;
 use super::table::Table;
 use super::write::{self, Undo};
@@ -24,7 +24,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{
     Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard,
 };
@@ -41,8 +41,16 @@ pub(crate) struct Shared {
     pub window: Mutex<Window>,
     pub in_flight: AtomicUsize,
     pub filters: Mutex<Vec<String>>,
-    /// Write parts the next `$batch` answers with a 400.
+    /// Write parts the next `$batch` refuses with a 429, unrun.
     pub fail_batch_parts: Mutex<usize>,
+    /// Write parts the next `$batch` carries out, then answers with a 500.
+    pub error_batch_parts: Mutex<usize>,
+    /// The next write is carried out, then answered 200 with a body that
+    /// cannot be read.
+    pub malform_next_write: AtomicBool,
+    /// `$batch`es running in a task of their own (`batch_part_delay`),
+    /// whether or not their client is still there.
+    pub batches_running: AtomicUsize,
     /// How long a `$batch` answer is held back after its writes were made.
     pub hold_batch: Mutex<std::time::Duration>,
     /// Authenticated data requests left before every token expires.
@@ -80,6 +88,11 @@ impl Shared {
     /// `http://127.0.0.1:<port>/api/data/v9.2/`.
     pub(crate) fn root(&self) -> String {
         format!("{}{API_ROOT}", self.base())
+    }
+
+    /// Whether this write is the one `malform_next_write` asked for.
+    fn take_malformed_write(&self) -> bool {
+        self.malform_next_write.swap(false, Ordering::SeqCst)
     }
 
     pub(crate) fn log_filter(&self, filter: &str) {
@@ -267,6 +280,7 @@ async fn api(
     let Some(path) = api_path(&uri) else {
         return ApiError::no_resource(uri.path()).into_response();
     };
+    let write = method != Method::GET;
     let request = ApiRequest {
         method,
         path,
@@ -274,7 +288,28 @@ async fn api(
         headers,
         body,
     };
-    dispatch(&shared, &request).into_response()
+    let reply = dispatch(&shared, &request);
+    if write && shared.take_malformed_write() {
+        return garbled(reply).into_response();
+    }
+    reply.into_response()
+}
+
+/// Counts a detached `$batch` as running until it is dropped, however its
+/// task ends.
+struct Running(Arc<Shared>);
+
+impl Running {
+    fn start(shared: &Arc<Shared>) -> Self {
+        shared.batches_running.fetch_add(1, Ordering::SeqCst);
+        Self(Arc::clone(shared))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.batches_running.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 async fn batch_route(
@@ -282,7 +317,35 @@ async fn batch_route(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let reply = batch::run(&shared, &headers, &body);
+    let pace = shared.knobs().batch_part_delay;
+    let ran = if pace.is_zero() {
+        batch::run(&shared, &headers, &body, pace).await
+    } else {
+        // axum drops this handler's future when the client disconnects;
+        // the batch runs in a task of its own, so that it goes on to the
+        // end all the same, as Dataverse's does (facts 13).
+        let running = Running::start(&shared);
+        let task = tokio::spawn(async move {
+            let batch = batch::run(&running.0, &headers, &body, pace).await;
+            drop(running);
+            batch
+        });
+        match task.await {
+            Ok(ran) => ran,
+            Err(_) => {
+                return ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "0x80040216",
+                    "An unexpected error occurred.",
+                )
+                .into_response();
+            }
+        }
+    };
+    let mut reply = ran.reply;
+    if ran.wrote && shared.take_malformed_write() {
+        reply = garbled(reply);
+    }
     // The writes are made; only the answer waits, as when a connection
     // drops after the server acted.
     let hold = *lock(&shared.hold_batch);

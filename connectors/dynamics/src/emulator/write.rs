@@ -269,11 +269,39 @@ fn written(
     Ok(Reply::empty(StatusCode::NO_CONTENT).with(ENTITY_ID, entity_id(shared, table, key)))
 }
 
-fn duplicate() -> ApiError {
+/// `If-None-Match: *` on a row that exists: the conditional operations
+/// doc's answer, its code empty as there.
+fn already_exists() -> ApiError {
+    ApiError::new(
+        StatusCode::PRECONDITION_FAILED,
+        "",
+        "A record with matching key values already exists.",
+    )
+}
+
+/// A `POST` naming a primary key a row already has: `DuplicateRecord`
+/// (troubleshooting doc: "Cannot insert duplicate key", -2147220937); the
+/// status is (?), 412 as facts 2.2 list for duplicates.
+fn duplicate_key() -> ApiError {
     ApiError::new(
         StatusCode::PRECONDITION_FAILED,
         "0x80040237",
-        "A record with matching key values already exists.",
+        "Cannot insert duplicate key.",
+    )
+}
+
+/// A write that would give a second task the alternate key value `value`:
+/// `DuplicateRecordEntityKey` (code and wording from third-party reports
+/// (?); the status is the knob `alt_key_duplicate_status`, 412 there).
+fn alt_key_taken(shared: &Shared, column: &str, value: &str) -> ApiError {
+    let status = StatusCode::from_u16(shared.knobs().alt_key_duplicate_status)
+        .unwrap_or(StatusCode::PRECONDITION_FAILED);
+    ApiError::new(
+        status,
+        "0x80060892",
+        format!(
+            "A record that has the attribute values {value} already exists. The entity key {column}_key requires that this set of attributes contains unique values. Select unique values and try again."
+        ),
     )
 }
 
@@ -295,7 +323,7 @@ pub(crate) fn create(
         None => store.new_key(table),
     };
     if store.get(table, &key).is_some() {
-        return Err(duplicate());
+        return Err(duplicate_key());
     }
     insert(shared, store, table, key, changes, undo)?;
     written(shared, store, request, table, &key, true)
@@ -343,7 +371,7 @@ fn insert(
 ) -> Result<(), ApiError> {
     defaults(shared, table, &mut changes);
     settle_status(table, None, &mut changes)?;
-    check_alt_unique(store, table, &key, &changes)?;
+    check_alt_unique(shared, store, table, &key, &changes)?;
     let mut cells = vec![Cell::Null; table.columns().len()];
     for (column, cell) in changes {
         cells[column] = cell;
@@ -355,6 +383,7 @@ fn insert(
 
 /// An alternate key value may belong to one task only.
 fn check_alt_unique(
+    shared: &Shared,
     store: &Store,
     table: Table,
     key: &Guid,
@@ -367,7 +396,8 @@ fn check_alt_unique(
                 .task_by_alt_key(value)
                 .is_some_and(|owner| owner != *key)
         {
-            return Err(duplicate());
+            let name = alt_key_name(shared, table).unwrap_or_default();
+            return Err(alt_key_taken(shared, &name, value));
         }
     }
     Ok(())
@@ -437,7 +467,7 @@ pub(crate) fn upsert(
     // `If-None-Match: null` is what clients send to defeat caching (facts
     // 2.1); only `*` is a condition.
     if header("if-none-match") == Some("*") && exists {
-        return Err(duplicate());
+        return Err(already_exists());
     }
     let mut changes = changes(store, table, &request.body, alt.as_deref())?;
     if let Some(value) = &alt_value {
@@ -451,7 +481,7 @@ pub(crate) fn upsert(
         Some(key) => {
             let before = store.get(table, &key).cloned();
             settle_status(table, before.as_ref(), &mut changes)?;
-            check_alt_unique(store, table, &key, &changes)?;
+            check_alt_unique(shared, store, table, &key, &changes)?;
             let old = store.update(table, &key, changes);
             undo.push((table, key, old));
             written(shared, store, request, table, &key, false)
