@@ -480,3 +480,38 @@ fn a_public_health_listener_is_accepted_with_health_public() {
         Some("0.0.0.0:9464".parse().unwrap())
     );
 }
+
+#[test]
+fn records_keep_one_task_each_unless_the_config_says_per_violation() {
+    let daemon = r#"
+state_path = "s.sqlite"
+journey = "journey.toml"
+"#;
+    let (_dir, config) = loaded(daemon, JOURNEY);
+    assert_eq!(config.writeback.tasks, crate::config::TaskMode::PerRecord);
+    let (_dir, config) = loaded(
+        &format!("{daemon}[writeback]\ntasks = \"per_violation\"\n"),
+        JOURNEY,
+    );
+    assert_eq!(config.writeback.tasks, crate::config::TaskMode::PerViolation);
+}
+
+#[test]
+fn fallback_owners_are_kept_by_role_with_emails_lowercased() {
+    let daemon = r#"
+state_path = "s.sqlite"
+journey = "journey.toml"
+[connectors.crm]
+kind = "hubspot"
+fallback_owners = { sales = " Sam@Example.COM ", onboarding = "005AbC" }
+"#;
+    let (_dir, config) = loaded(daemon, JOURNEY);
+    let fallbacks = &config.connectors[0].fallback_owners;
+    let of = |role: &str| {
+        fallbacks
+            .get(&crate::journey::RoleId::new(role))
+            .map(String::as_str)
+    };
+    assert_eq!(of("sales"), Some("sam@example.com"));
+    assert_eq!(of("onboarding"), Some("005AbC"));
+}

@@ -28,10 +28,13 @@ pub fn missing_onboarding_task(
     if days <= i64::from(check.after_days) {
         return Vec::new();
     }
+    // journeyd's own task is never evidence that onboarding was planned.
     let has_task = record.tasks.iter().any(|task| {
-        task.subject
-            .to_lowercase()
-            .contains(&check.subject_contains)
+        !task.by_journeyd
+            && task
+                .subject
+                .to_lowercase()
+                .contains(&check.subject_contains)
     });
     if has_task {
         return Vec::new();

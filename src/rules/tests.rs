@@ -502,6 +502,63 @@ fn missing_onboarding_task_stays_quiet_with_a_matching_task() {
 }
 
 #[test]
+fn missing_onboarding_task_fires_when_the_only_onboarding_task_is_journeyds_own() {
+    let record = JourneyRecord {
+        entered_stage_at: Some(now() - Duration::days(8)),
+        tasks: vec![TaskRef {
+            by_journeyd: true,
+            ..task("[journeyd] Deal 1: 1 journey check to fix (No onboarding task)")
+        }],
+        ..onboarding_deal()
+    };
+    check(record, &["missing_onboarding_task"]);
+}
+
+#[test]
+fn journeyds_own_tasks_never_reach_the_record_the_rules_judge() {
+    let mut crm = journeyd_connector::CrmRecord {
+        system: System::Hubspot,
+        object: ObjectKind::Deal,
+        id: RecordId::new("1"),
+        name: None,
+        url: None,
+        owner_id: None,
+        stage: None,
+        lifecycle_status: None,
+        stage_entered_at: None,
+        amount: None,
+        currency: None,
+        email: None,
+        domain: None,
+        created_at: now(),
+        modified_at: now(),
+        close_date: None,
+        contract_start: None,
+        contract_end: None,
+        fields: BTreeMap::new(),
+        associations: Default::default(),
+        tasks: vec![
+            task("Onboarding kickoff"),
+            TaskRef {
+                id: "t2".into(),
+                by_journeyd: true,
+                ..task("[journeyd] Onboarding")
+            },
+        ],
+        stage_history: Vec::new(),
+    };
+    crm.tasks[0].id = "t1".into();
+    let record = crate::journey::normalize::normalize(
+        &journey(),
+        &connector(),
+        &Default::default(),
+        crm,
+    );
+    let ids: Vec<&str> = record.tasks.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(ids, ["t1"]);
+}
+
+#[test]
 fn disabled_rules_do_not_fire() {
     let mut checks = checks();
     checks

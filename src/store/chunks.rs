@@ -311,6 +311,57 @@ mod tests {
     }
 
     #[test]
+    fn tasks_the_ledger_says_journeyd_created_come_marked_as_its_own() {
+        use journeyd_connector::{ActionKey, ActionRequest, TaskRef, TaskStatus};
+        let mut test = TestStore::new();
+        let store = &mut test.store;
+        let task = |id: &str| TaskRef {
+            id: id.into(),
+            subject: "Onboarding kickoff".into(),
+            status: TaskStatus::Open,
+            owner_id: None,
+            due: None,
+            by_journeyd: false,
+        };
+        let mut deal = record(ObjectKind::Deal, "1");
+        deal.tasks = vec![task("t-own"), task("t-theirs")];
+        store.upsert_records(&hubspot(), &[deal], day(1, 0)).unwrap();
+        let create = ActionRequest::CreateTask {
+            key: ActionKey::new("jdr1"),
+            object: ObjectKind::Deal,
+            record_id: RecordId::new("1"),
+            owner_id: None,
+            subject: "s".into(),
+            body: "b".into(),
+            due: day(1, 0).date_naive(),
+            priority: journeyd_connector::Priority::Normal,
+        };
+        let fingerprint = crate::rules::Fingerprint::from_stored("ab".repeat(16));
+        store
+            .ledger_insert_pending(&create, &fingerprint, &hubspot(), day(1, 0))
+            .unwrap();
+        store
+            .ledger_mark(
+                create.key(),
+                super::super::LedgerState::Applied,
+                Some("t-own"),
+                None,
+                day(1, 1),
+            )
+            .unwrap();
+
+        let chunk = store.records_chunk(None, NonZeroUsize::new(10).unwrap()).unwrap();
+
+        let own: Vec<(&str, bool)> = chunk[0]
+            .record
+            .tasks
+            .iter()
+            .map(|t| (t.id.as_str(), t.by_journeyd))
+            .collect();
+        assert_eq!(own, [("t-own", true), ("t-theirs", false)]);
+    }
+
+    #[test]
     fn chunks_stream_every_live_record_exactly_once_within_the_limit() {
         let mut test = TestStore::new();
         let records: Vec<CrmRecord> = (0..25)
