@@ -28,6 +28,8 @@ pub struct HubspotSettings {
     pub search_cap: NonZeroU32,
     /// Inputs per batch call (unconfirmed; 100).
     pub batch_limit: NonZeroUsize,
+    /// Inputs per v4 association batch read (1,000 since 2025-02).
+    pub association_batch_limit: NonZeroUsize,
     /// How far before the stored watermark an incremental search starts, for
     /// clock skew and HubSpot's eventually consistent search index.
     pub overlap: Duration,
@@ -110,7 +112,7 @@ pub enum HubspotCredentials {
 impl HubspotSettings {
     /// HubSpot's published defaults against `api_url`: 100 requests per 10 s,
     /// search 4 per second, pages of 100 (list) and 200 (search), batches of
-    /// 100, the 10,000-result search cap.
+    /// 100 (association reads 1,000), the 10,000-result search cap.
     pub fn defaults(api_url: Url, auth: HubspotAuth) -> Self {
         let nz = |n: u32| NonZeroU32::new(n).expect("a non-zero literal");
         Self {
@@ -133,6 +135,7 @@ impl HubspotSettings {
             search_limit: nz(200),
             search_cap: nz(10_000),
             batch_limit: NonZeroUsize::new(100).expect("a non-zero literal"),
+            association_batch_limit: NonZeroUsize::new(1000).expect("a non-zero literal"),
             overlap: Duration::from_secs(60),
             properties: Vec::new(),
             lifecycle_property: None,
