@@ -37,11 +37,14 @@ pub(crate) const ASSOCIATIONS: &str = "/crm/v4/associations/{from}/{to}/batch/re
 /// server that never stops paging cannot hold a pull forever.
 const ASSOCIATION_ROUNDS: usize = 50;
 
-const TASK_PROPERTIES: [&str; 4] = [
+/// What a record's task is read with; the body tells journeyd's own tasks
+/// by their marker line.
+const TASK_PROPERTIES: [&str; 5] = [
     "hs_task_subject",
     "hs_task_status",
     "hubspot_owner_id",
     "hs_timestamp",
+    "hs_task_body",
 ];
 
 /// Where a record pull stands, as stored by the daemon.
