@@ -258,15 +258,22 @@ impl Connector for HubspotConnector {
         traced(span, self.apply_actions(actions), Vec::len)
     }
 
+    /// HubSpot gives a task no id the client chooses, so a create cannot
+    /// be made idempotent: an unconfirmed create is looked up by its key,
+    /// once the search index has had time to show it.
     fn recovery(&self) -> journeyd_connector::Recovery {
         journeyd_connector::Recovery::LookUp {
-            settle: std::time::Duration::from_secs(10),
+            settle: self.settings.search_lag,
         }
     }
 
     fn find_applied(
         &self,
         keys: &[ActionKey],
+        // Keys are unique search tokens, so a task from before `since`
+        // carrying one is not expected; narrowing the search by
+        // `hs_createdate` would instead risk missing a write under clock
+        // skew between journeyd and HubSpot.
         _since: chrono::DateTime<chrono::Utc>,
     ) -> impl Future<Output = Result<Vec<ActionOutcome>, ConnectorError>> + Send {
         let span = write_span(&self.name);

@@ -8,13 +8,16 @@
 //! - `pull`: owners, pipelines, list and search paging (the 10,000-result
 //!   window restart lives here), archived records;
 //! - `normalize`: a HubSpot object -> [`journeyd_connector::CrmRecord`];
-//! - `writeback`: tasks, property updates, completing tasks, `find_applied`;
+//! - `marker`: the action key a task carries on its body's last line;
+//! - `writeback`: creating, rewriting and completing tasks, property
+//!   updates, what each answer proves, `find_applied`;
 //! - [`connector`]: [`HubspotConnector`], the contract's `Connector`;
 //! - `emulator` (feature `emulator`): a loopback HubSpot built from the
 //!   published API facts, never from this client's wire types.
 
 pub mod connector;
 mod dialect;
+mod marker;
 mod normalize;
 mod pull;
 pub mod settings;

@@ -279,7 +279,10 @@ pub(crate) fn task(row: &ObjectRow) -> Result<TaskRef, String> {
         status,
         owner_id: row.text("hubspot_owner_id")?.map(OwnerId::new),
         due,
-        by_journeyd: false,
+        by_journeyd: row
+            .text("hs_task_body")?
+            .and_then(crate::marker::final_key)
+            .is_some(),
     })
 }
 
@@ -638,6 +641,31 @@ mod tests {
         assert_eq!(done.due, NaiveDate::from_ymd_opt(2026, 3, 1));
         assert_eq!(done.owner_id, Some(OwnerId::new("102")));
         assert_eq!(task(&row("WAITING")).unwrap().status, TaskStatus::Open);
+    }
+
+    #[test]
+    fn a_task_whose_body_ends_with_a_marker_line_is_journeyds_own() {
+        let row = |body: &str| -> ObjectRow {
+            serde_json::from_value(json!({"id": "t1", "properties": {
+                "hs_task_subject": "Call", "hs_task_status": "NOT_STARTED",
+                "hs_task_body": body}}))
+            .unwrap()
+        };
+        assert!(
+            task(&row("- fix the owner\n\njourneyd-action: 3f2a9c00"))
+                .unwrap()
+                .by_journeyd
+        );
+        assert!(
+            task(&row("<p>fix</p><p>journeyd-action:&nbsp;3f2a9c00</p>"))
+                .unwrap()
+                .by_journeyd
+        );
+        assert!(!task(&row("Call the customer back.")).unwrap().by_journeyd);
+        let bodiless: ObjectRow =
+            serde_json::from_value(json!({"id": "t2", "properties": {"hs_task_subject": "Call"}}))
+                .unwrap();
+        assert!(!task(&bodiless).unwrap().by_journeyd);
     }
 
     #[test]

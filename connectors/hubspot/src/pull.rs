@@ -37,11 +37,14 @@ pub(crate) const ASSOCIATIONS: &str = "/crm/v4/associations/{from}/{to}/batch/re
 /// server that never stops paging cannot hold a pull forever.
 const ASSOCIATION_ROUNDS: usize = 50;
 
-const TASK_PROPERTIES: [&str; 4] = [
+/// What a record's task is read with; the body tells journeyd's own tasks
+/// by their marker line.
+const TASK_PROPERTIES: [&str; 5] = [
     "hs_task_subject",
     "hs_task_status",
     "hubspot_owner_id",
     "hs_timestamp",
+    "hs_task_body",
 ];
 
 /// Where a record pull stands, as stored by the daemon.
@@ -471,8 +474,10 @@ impl HubspotConnector {
     /// `POST /crm/v4/associations/{from}/{to}/batch/read` (not in the fact
     /// sheet; HubSpot's reference: inputs `[{id, after?}]`, results
     /// `[{from: {id}, to: [{toObjectId, associationTypes}], paging?}]`, 207
-    /// with `errors` for ids that have none). Each record's own paging is
-    /// followed by sending its id again with `after`.
+    /// with `errors` for ids that have none), up to
+    /// `association_batch_limit` ids per call (1,000 since 2025-02, fact 6.14).
+    /// Each record's own paging is followed by sending its id again with
+    /// `after`.
     pub(crate) async fn read_links(
         &self,
         from: &'static str,
@@ -493,7 +498,7 @@ impl HubspotConnector {
                 return Ok(found);
             }
             let mut more = Vec::new();
-            for chunk in pending.chunks(self.settings.batch_limit.get()) {
+            for chunk in pending.chunks(self.settings.association_batch_limit.get()) {
                 let body = Inputs {
                     inputs: chunk.to_vec(),
                 };
@@ -699,6 +704,62 @@ mod tests {
             hit(&nameless, "hs_lastmodifieddate").id.as_deref(),
             Some("77")
         );
+    }
+
+    /// Against the emulator: 1,000 deals' associations of each type in one
+    /// v4 batch read, the 1,001st in a second.
+    #[cfg(feature = "emulator")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_associations_of_1000_deals_take_one_call_per_type() {
+        use crate::emulator::{EmulatorConfig, HubspotEmulator, ObjectType, RateLimitKnobs};
+        use crate::{HubspotAuth, HubspotCredentials, HubspotSettings};
+        use journeyd_connector::ConnectorName;
+        let mut config = EmulatorConfig::with_deals(1000);
+        config.knobs.limits = RateLimitKnobs::unlimited();
+        let emulator = HubspotEmulator::start(config).expect("the emulator starts");
+        let connector = HubspotConnector::new(
+            ConnectorName::new("hubspot"),
+            HubspotSettings::defaults(emulator.base_url(), HubspotAuth::PrivateApp),
+            HubspotCredentials::PrivateApp {
+                token: emulator.private_app_token().into(),
+            },
+        )
+        .expect("the connector builds");
+        let calls = || {
+            emulator
+                .counts()
+                .get("POST /crm/v4/associations/{from_object_type}/{to_object_type}/batch/read")
+        };
+        let deals = emulator.ids(ObjectType::Deals);
+        assert_eq!(deals.len(), 1000);
+        for (to, object) in [
+            ("companies", ObjectType::Companies),
+            ("contacts", ObjectType::Contacts),
+            ("tasks", ObjectType::Tasks),
+        ] {
+            let before = calls();
+            let links = connector
+                .read_links("deals", to, &deals)
+                .await
+                .expect("the associations are read");
+            assert_eq!(calls() - before, 1, "deals to {to}");
+            for id in &deals {
+                let held = emulator.record(ObjectType::Deals, id).expect("a deal");
+                assert_eq!(
+                    links.get(id).cloned().unwrap_or_default(),
+                    held.associations.get(&object).cloned().unwrap_or_default(),
+                    "deal {id} to {to}"
+                );
+            }
+        }
+        let mut more = deals;
+        more.push("1".to_owned());
+        let before = calls();
+        connector
+            .read_links("deals", "tasks", &more)
+            .await
+            .expect("the associations are read");
+        assert_eq!(calls() - before, 2, "1,001 deals take two calls");
     }
 
     #[test]

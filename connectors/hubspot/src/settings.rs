@@ -28,6 +28,13 @@ pub struct HubspotSettings {
     pub search_cap: NonZeroU32,
     /// Inputs per batch call (unconfirmed; 100).
     pub batch_limit: NonZeroUsize,
+    /// Inputs per v4 association batch read (1,000 since 2025-02).
+    pub association_batch_limit: NonZeroUsize,
+    /// How long HubSpot's search index may take to show a write (fact 6.14:
+    /// eventually consistent; integrations wait about 10 s). A create whose
+    /// answer was lost is looked up by search only once this has passed
+    /// since it was sent: sooner, absence proves nothing.
+    pub search_lag: Duration,
     /// How far before the stored watermark an incremental search starts, for
     /// clock skew and HubSpot's eventually consistent search index.
     pub overlap: Duration,
@@ -110,7 +117,8 @@ pub enum HubspotCredentials {
 impl HubspotSettings {
     /// HubSpot's published defaults against `api_url`: 100 requests per 10 s,
     /// search 4 per second, pages of 100 (list) and 200 (search), batches of
-    /// 100, the 10,000-result search cap.
+    /// 100 (association reads 1,000), the 10,000-result search cap, and 10 s
+    /// for the search index to catch up with a write.
     pub fn defaults(api_url: Url, auth: HubspotAuth) -> Self {
         let nz = |n: u32| NonZeroU32::new(n).expect("a non-zero literal");
         Self {
@@ -133,6 +141,8 @@ impl HubspotSettings {
             search_limit: nz(200),
             search_cap: nz(10_000),
             batch_limit: NonZeroUsize::new(100).expect("a non-zero literal"),
+            association_batch_limit: NonZeroUsize::new(1000).expect("a non-zero literal"),
+            search_lag: Duration::from_secs(10),
             overlap: Duration::from_secs(60),
             properties: Vec::new(),
             lifecycle_property: None,

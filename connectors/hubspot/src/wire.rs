@@ -263,9 +263,13 @@ pub(crate) struct UpdateInput {
 
 /// One input of a batch create, with its associations inline.
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub(crate) struct CreateInput {
     pub properties: Map<String, Value>,
     pub associations: Vec<AssociationInput>,
+    /// Echoed on the input's result and on its error row: how a
+    /// multi-status answer says which input it speaks of.
+    pub object_write_trace_id: String,
 }
 
 #[derive(Debug, Serialize)]

@@ -126,7 +126,7 @@ fn connector(base: url::Url) -> HubspotConnector {
         timeout: Duration::from_secs(5),
     };
     // One id per association call, so chunking shows.
-    settings.batch_limit = NonZeroUsize::new(1).unwrap();
+    settings.association_batch_limit = NonZeroUsize::new(1).unwrap();
     HubspotConnector::new(
         ConnectorName::new("hubspot"),
         settings,

@@ -1,10 +1,17 @@
 //! The HubSpot connector against the HubSpot emulator: paging to the end,
 //! incremental pulls, the search window restart at the result cap (ties
-//! included), partial batch failures, finding written tasks, and the
+//! included), association reads, partial batch failures, what an answer
+//! that proves nothing makes of a create, finding written tasks across
+//! the search index's lag, rewriting and completing tasks, and the
 //! lifecycle stage's clear-then-set. The contract's conformance suite runs
 //! in `tests/conformance.rs`.
+//!
+//! The emulator's search index lags behind its writes here by
+//! [`INDEX_LAG`]; a test that writes and then searches waits for the index
+//! to catch up, unless the lag is what it is about.
 
 use chrono::{DateTime, NaiveDate, Utc};
+use journeyd_connector::Recovery;
 use journeyd_connector::connector::{Connector, PullFrom};
 use journeyd_connector::http::{RateLimits, RetryPolicy};
 use journeyd_connector::secret::SecretString;
@@ -14,7 +21,7 @@ use journeyd_connector::{
     Priority, RecordId, TaskStatus, Watermark,
 };
 use journeyd_hubspot::emulator::{
-    EmulatorConfig, HubspotEmulator, ObjectType, RateLimitKnobs, TieOrder,
+    EmulatorConfig, HubspotEmulator, MissingInUpdate, ObjectType, RateLimitKnobs, TieOrder,
 };
 use journeyd_hubspot::{HubspotAuth, HubspotConnector, HubspotCredentials, HubspotSettings};
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,6 +30,10 @@ use std::time::Duration;
 
 /// Upper bound on pages any one pull reads here.
 const MAX_PAGES: usize = 1000;
+/// How far the emulator's search index lags behind its writes.
+const INDEX_LAG: Duration = Duration::from_millis(300);
+/// How long the connector lets the index catch up before a lookup.
+const SEARCH_LAG: Duration = Duration::from_secs(1);
 
 fn nz(n: u32) -> NonZeroU32 {
     NonZeroU32::new(n).expect("a non-zero literal")
@@ -31,7 +42,13 @@ fn nz(n: u32) -> NonZeroU32 {
 fn emulator(config: EmulatorConfig) -> HubspotEmulator {
     let mut config = config;
     config.knobs.limits = RateLimitKnobs::unlimited();
+    config.knobs.search_lag = INDEX_LAG;
     HubspotEmulator::start(config).expect("the emulator starts")
+}
+
+/// Waits until every write made so far shows in the emulator's search.
+async fn index_caught_up(emulator: &HubspotEmulator) {
+    tokio::time::sleep(emulator.search_settles_in()).await;
 }
 
 /// Settings for `emulator`: fast limits and retries, small pages.
@@ -53,6 +70,7 @@ fn settings(emulator: &HubspotEmulator, auth: HubspotAuth) -> HubspotSettings {
         .map(String::from)
         .to_vec();
     settings.lifecycle_property = Some("lifecyclestage".into());
+    settings.search_lag = SEARCH_LAG;
     settings
 }
 
@@ -92,6 +110,10 @@ fn is_search(route: &str) -> bool {
 
 fn is_update(route: &str) -> bool {
     route.starts_with("POST ") && route.ends_with("/batch/update")
+}
+
+fn is_create(route: &str) -> bool {
+    route.starts_with("POST ") && route.ends_with("/batch/create")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -292,6 +314,7 @@ async fn an_incremental_pull_reads_the_deals_touched_since_the_watermark_with_th
     let (all, _, _) = pull_all(&connector, ObjectKind::Deal, PullFrom::Start).await;
     let watermark = newest(&all);
     let touched = emulator.touch(ObjectType::Deals, 3);
+    index_caught_up(&emulator).await;
     let (changed, skipped, _) = pull_all(
         &connector,
         ObjectKind::Deal,
@@ -334,6 +357,7 @@ async fn contacts_are_searched_by_their_own_modification_property() {
     let connector = connector(settings(&emulator, HubspotAuth::PrivateApp), &emulator);
     let (all, _, _) = pull_all(&connector, ObjectKind::Contact, PullFrom::Start).await;
     let touched = emulator.touch(ObjectType::Contacts, 2);
+    index_caught_up(&emulator).await;
     let (changed, _, _) = pull_all(
         &connector,
         ObjectKind::Contact,
@@ -379,6 +403,7 @@ async fn a_deal_modified_mid_pull_costs_no_other_deal_its_place() {
             "changed mid-pull",
         )
         .expect("the deal is live");
+    index_caught_up(&emulator).await;
     let (rest, _, _) = pull_all(
         &connector,
         ObjectKind::Deal,
@@ -606,25 +631,25 @@ async fn created_tasks_are_matched_to_their_actions_by_marker_even_in_reverse_or
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_create_whose_reply_times_out_is_looked_up_not_sent_again() {
+async fn a_create_whose_reply_times_out_is_unknown_and_not_sent_again() {
     let emulator = emulator(EmulatorConfig::default());
     let mut settings = settings(&emulator, HubspotAuth::PrivateApp);
     settings.retry.timeout = Duration::from_millis(300);
     let connector = connector(settings, &emulator);
     let deal = emulator.ids(ObjectType::Deals)[0].clone();
     emulator.hold_batch_create(Duration::from_secs(2));
+    let creates = requests(&emulator, is_create);
     let action = task("jdtimeout0t", ObjectKind::Deal, &deal);
-    let outcome = connector.apply(std::slice::from_ref(&action)).await;
-    let written = task_with_key(&emulator, "jdtimeout0t");
-    assert_eq!(written.len(), 1, "the task was written exactly once");
-    if let Ok(outcomes) = outcome {
-        assert_eq!(
-            outcomes[0].result,
-            ActionResult::Applied {
-                crm_id: written[0].clone()
-            }
-        );
-    }
+    let outcomes = connector
+        .apply(std::slice::from_ref(&action))
+        .await
+        .expect("an outcome per action");
+    assert!(
+        matches!(outcomes[0].result, ActionResult::Unknown { .. }),
+        "{outcomes:?}"
+    );
+    assert_eq!(requests(&emulator, is_create) - creates, 1, "sent once");
+    assert_eq!(task_with_key(&emulator, "jdtimeout0t").len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -660,6 +685,7 @@ async fn a_207_fails_only_the_refused_inputs_and_retrying_them_writes_each_once(
             ActionResult::Failed { .. } => {
                 assert!(written.is_empty(), "{} was written", outcome.key)
             }
+            ActionResult::Unknown { .. } => panic!("every row named its input: {outcome:?}"),
         }
     }
     let retry: Vec<_> = actions
@@ -685,13 +711,18 @@ async fn find_applied_finds_exactly_the_tasks_written_across_several_searches() 
     let written: Vec<_> = (0..7)
         .map(|i| task(&format!("jdfound{i}t"), ObjectKind::Account, &companies[i]))
         .collect();
+    let sent_at = Utc::now();
     let outcomes = connector.apply(&written).await.expect("written");
     let applied = outcome_map(&outcomes);
+    index_caught_up(&emulator).await;
     let searches = requests(&emulator, is_search);
     let mut keys: Vec<ActionKey> = written.iter().map(|a| a.key().clone()).collect();
     keys.push(ActionKey::new("jdnever0t"));
     keys.push(ActionKey::new("jd-not-a-token"));
-    let found = connector.find_applied(&keys).await.expect("looked up");
+    let found = connector
+        .find_applied(&keys, sent_at)
+        .await
+        .expect("looked up");
     assert_eq!(
         outcome_map(&found),
         applied,
@@ -880,55 +911,379 @@ fn single_attempt(emulator: &HubspotEmulator) -> HubspotConnector {
     connector(settings, emulator)
 }
 
+/// What the daemon does with creates whose outcome was unknown, sent at
+/// `sent_at`: waits out the connector's settle time, then looks them up.
+async fn settle(
+    connector: &HubspotConnector,
+    actions: &[ActionRequest],
+    sent_at: DateTime<Utc>,
+) -> BTreeMap<String, ActionResult> {
+    let Recovery::LookUp { settle } = connector.recovery() else {
+        panic!("hubspot creates are looked up");
+    };
+    let waited = (Utc::now() - sent_at).to_std().unwrap_or_default();
+    tokio::time::sleep(settle.saturating_sub(waited)).await;
+    let keys: Vec<ActionKey> = actions.iter().map(|a| a.key().clone()).collect();
+    outcome_map(
+        &connector
+            .find_applied(&keys, sent_at)
+            .await
+            .expect("the lookup succeeds"),
+    )
+}
+
+fn is_unknown(outcome: &ActionOutcome) -> bool {
+    matches!(outcome.result, ActionResult::Unknown { .. })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_create_whose_answer_is_lost_is_confirmed_by_lookup_not_failed() {
+async fn recovery_waits_the_configured_search_lag_before_a_lookup() {
     let emulator = emulator(EmulatorConfig::default());
-    let connector = single_attempt(&emulator);
-    // The portal commits, then answers after the client stopped waiting.
-    emulator.hold_batch_create(Duration::from_millis(900));
-    let deal = emulator.ids(ObjectType::Deals)[0].clone();
-    let outcomes = connector
-        .apply(&[task("jdslow0t", ObjectKind::Deal, &deal)])
-        .await
-        .expect("the lookup confirms the task");
-    let written = task_with_key(&emulator, "jdslow0t");
-    assert_eq!(written.len(), 1);
+    let mut settings = settings(&emulator, HubspotAuth::PrivateApp);
+    settings.search_lag = Duration::from_millis(2500);
     assert_eq!(
-        outcomes[0].result,
-        ActionResult::Applied {
-            crm_id: written[0].clone()
+        connector(settings, &emulator).recovery(),
+        Recovery::LookUp {
+            settle: Duration::from_millis(2500)
         }
+    );
+    let defaults = HubspotSettings::defaults(emulator.base_url(), HubspotAuth::PrivateApp);
+    assert_eq!(defaults.search_lag, Duration::from_secs(10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lookup_inside_the_search_lag_misses_a_created_task_and_one_after_it_finds_it() {
+    let emulator = emulator(EmulatorConfig::default());
+    emulator.update_knobs(|k| k.search_lag = Duration::from_millis(600));
+    let connector = connector(settings(&emulator, HubspotAuth::PrivateApp), &emulator);
+    let deal = emulator.ids(ObjectType::Deals)[0].clone();
+    let action = task("jdlagged0t", ObjectKind::Deal, &deal);
+    let sent_at = Utc::now();
+    let created = connector
+        .apply(std::slice::from_ref(&action))
+        .await
+        .expect("the create is sent");
+    let ActionResult::Applied { crm_id } = created[0].result.clone() else {
+        panic!("{created:?}");
+    };
+    let early = connector
+        .find_applied(std::slice::from_ref(action.key()), sent_at)
+        .await
+        .expect("the lookup succeeds");
+    assert!(
+        early.is_empty(),
+        "the index shows a task it cannot have yet: {early:?}"
+    );
+    let found = settle(&connector, std::slice::from_ref(&action), sent_at).await;
+    assert_eq!(
+        found,
+        BTreeMap::from([(action.key().to_string(), ActionResult::Applied { crm_id })])
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_create_that_failed_unconfirmed_ends_the_call_instead_of_failing_retryably() {
+async fn an_orphaned_create_the_server_finished_after_the_client_died_is_found_after_the_lag() {
+    let emulator = emulator(EmulatorConfig::default());
+    // One input every 200 ms: the client gives up after 300 ms, with most
+    // of the batch still to be written.
+    emulator.update_knobs(|k| k.detached_batch_create = Some(Duration::from_millis(200)));
+    let mut settings = settings(&emulator, HubspotAuth::PrivateApp);
+    settings.retry.timeout = Duration::from_millis(300);
+    settings.search_lag = Duration::from_secs(2);
+    let connector = connector(settings, &emulator);
+    let deals = emulator.ids(ObjectType::Deals);
+    let actions: Vec<_> = (0..5)
+        .map(|i| task(&format!("jdorphan{i}t"), ObjectKind::Deal, &deals[i]))
+        .collect();
+    let before = emulator.tasks().len();
+    let sent_at = Utc::now();
+    let outcomes = connector
+        .apply(&actions)
+        .await
+        .expect("an outcome per action");
+    assert!(outcomes.iter().all(is_unknown), "{outcomes:?}");
+    assert!(
+        emulator.tasks().len() < before + actions.len(),
+        "the server was still writing when the client gave up"
+    );
+    let early = connector
+        .find_applied(
+            &actions.iter().map(|a| a.key().clone()).collect::<Vec<_>>(),
+            sent_at,
+        )
+        .await
+        .expect("the lookup succeeds");
+    assert!(
+        early.len() < actions.len(),
+        "a lookup right away cannot see the whole batch: {early:?}"
+    );
+    let found = settle(&connector, &actions, sent_at).await;
+    assert_eq!(emulator.tasks().len(), before + actions.len());
+    for action in &actions {
+        let written = task_with_key(&emulator, action.key().as_str());
+        assert_eq!(
+            found.get(action.key().as_str()),
+            Some(&ActionResult::Applied {
+                crm_id: written[0].clone()
+            }),
+            "{} was written once and found",
+            action.key()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_answered_2xx_with_an_unreadable_body_is_unknown_never_failed() {
+    let emulator = emulator(EmulatorConfig::default());
+    let connector = connector(settings(&emulator, HubspotAuth::PrivateApp), &emulator);
+    let deals = emulator.ids(ObjectType::Deals);
+    let actions: Vec<_> = (0..3)
+        .map(|i| task(&format!("jdgarbled{i}t"), ObjectKind::Deal, &deals[i]))
+        .collect();
+    let creates = requests(&emulator, is_create);
+    emulator.malform_next_write();
+    let outcomes = connector
+        .apply(&actions)
+        .await
+        .expect("an outcome per action");
+    assert!(outcomes.iter().all(is_unknown), "{outcomes:?}");
+    assert_eq!(requests(&emulator, is_create) - creates, 1, "sent once");
+    for action in &actions {
+        assert_eq!(task_with_key(&emulator, action.key().as_str()).len(), 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_row_that_names_no_input_leaves_the_unanswered_inputs_unknown() {
+    let emulator = emulator(EmulatorConfig::default());
+    emulator.update_knobs(|k| k.trace_ids_in_errors = false);
+    let connector = connector(settings(&emulator, HubspotAuth::PrivateApp), &emulator);
+    let deals = emulator.ids(ObjectType::Deals);
+    let actions: Vec<_> = (0..3)
+        .map(|i| task(&format!("jduntied{i}t"), ObjectKind::Deal, &deals[i]))
+        .collect();
+    emulator.fail_batch_inputs(1);
+    let outcomes = connector.apply(&actions).await.expect("the batch is sent");
+    assert!(is_unknown(&outcomes[0]), "{outcomes:?}");
+    assert!(
+        outcomes[1..]
+            .iter()
+            .all(|o| matches!(o.result, ActionResult::Applied { .. })),
+        "{outcomes:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_answered_5xx_is_unknown_and_sent_again_only_once_a_lookup_missed_it() {
     let emulator = emulator(EmulatorConfig::default());
     let connector = single_attempt(&emulator);
     emulator.faults().fail_next(1);
     let deal = emulator.ids(ObjectType::Deals)[0].clone();
     let action = task("jdlost0t", ObjectKind::Deal, &deal);
-    let error = connector
+    let sent_at = Utc::now();
+    let outcomes = connector
         .apply(std::slice::from_ref(&action))
         .await
-        .expect_err("an outcome the connector cannot know");
-    assert!(
-        matches!(
-            error,
-            journeyd_connector::ConnectorError::Api { status: 500, .. }
-        ),
-        "{error}"
-    );
+        .expect("an outcome per action");
+    assert!(is_unknown(&outcomes[0]), "{outcomes:?}");
     assert!(task_with_key(&emulator, "jdlost0t").is_empty());
-    // The caller's recovery: look up, then send what was not found.
+    // The daemon's recovery: wait out the lag, look up, then send what was
+    // not found.
     assert!(
-        connector
-            .find_applied(&[action.key().clone()])
+        settle(&connector, std::slice::from_ref(&action), sent_at)
             .await
-            .unwrap()
             .is_empty()
     );
     let outcomes = connector.apply(&[action]).await.unwrap();
     assert!(matches!(outcomes[0].result, ActionResult::Applied { .. }));
     assert_eq!(task_with_key(&emulator, "jdlost0t").len(), 1);
+}
+
+fn rewrite(key: &str, task_key: &ActionKey, task_id: &str, owner: Option<&str>) -> ActionRequest {
+    ActionRequest::UpdateTask {
+        key: ActionKey::new(key),
+        task_key: task_key.clone(),
+        task_id: task_id.to_owned(),
+        owner_id: owner.map(Into::into),
+        subject: "[journeyd] 2 journey checks to fix".into(),
+        body: "- Name the decision maker.\n- Add the close date.".into(),
+        priority: Priority::Low,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updating_a_task_keeps_one_task_with_one_marker_line_of_its_first_key() {
+    let emulator = emulator(EmulatorConfig::default());
+    let connector = connector(settings(&emulator, HubspotAuth::PrivateApp), &emulator);
+    let deal = emulator.ids(ObjectType::Deals)[0].clone();
+    let create = task("jdkept0t", ObjectKind::Deal, &deal);
+    let created = connector
+        .apply(std::slice::from_ref(&create))
+        .await
+        .unwrap();
+    let ActionResult::Applied { crm_id } = created[0].result.clone() else {
+        panic!("{created:?}");
+    };
+    let before = emulator.tasks().len();
+    let update = rewrite("jdkept0u", create.key(), &crm_id, Some("103"));
+    for _ in 0..2 {
+        let outcomes = connector
+            .apply(std::slice::from_ref(&update))
+            .await
+            .unwrap();
+        assert_eq!(
+            outcomes[0].result,
+            ActionResult::Applied {
+                crm_id: crm_id.clone()
+            }
+        );
+    }
+    assert_eq!(emulator.tasks().len(), before, "an update creates nothing");
+    let held = emulator.record(ObjectType::Tasks, &crm_id).unwrap();
+    let prop = |name: &str| held.properties.get(name).cloned().unwrap_or_default();
+    assert_eq!(
+        prop("hs_task_subject"),
+        "[journeyd] 2 journey checks to fix"
+    );
+    assert_eq!(
+        prop("hs_task_body"),
+        "- Name the decision maker.\n- Add the close date.\n\njourneyd-action: jdkept0t"
+    );
+    assert_eq!(prop("hs_task_priority"), "LOW");
+    assert_eq!(prop("hubspot_owner_id"), "103");
+    assert_eq!(prop("hs_task_status"), "NOT_STARTED");
+    // Without an owner, the update leaves the owner alone.
+    connector
+        .apply(&[rewrite("jdkept1u", create.key(), &crm_id, None)])
+        .await
+        .unwrap();
+    let held = emulator.record(ObjectType::Tasks, &crm_id).unwrap();
+    assert_eq!(
+        held.properties.get("hubspot_owner_id").map(String::as_str),
+        Some("103")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deals_tasks_are_read_with_journeyds_own_told_apart() {
+    let emulator = emulator(EmulatorConfig::default());
+    let connector = connector(settings(&emulator, HubspotAuth::PrivateApp), &emulator);
+    let deal = emulator
+        .ids(ObjectType::Deals)
+        .into_iter()
+        .find(|id| {
+            emulator
+                .record(ObjectType::Deals, id)
+                .is_some_and(|d| d.associations.contains_key(&ObjectType::Tasks))
+        })
+        .expect("a seeded deal with a task");
+    let created = connector
+        .apply(&[task("jdmine0t", ObjectKind::Deal, &deal)])
+        .await
+        .unwrap();
+    let ActionResult::Applied { crm_id } = created[0].result.clone() else {
+        panic!("{created:?}");
+    };
+    let (deals, _, _) = pull_all(&connector, ObjectKind::Deal, PullFrom::Start).await;
+    let read = deals.iter().find(|d| d.id.as_str() == deal).unwrap();
+    assert!(read.tasks.len() >= 2, "{:?}", read.tasks);
+    for task in &read.tasks {
+        assert_eq!(task.by_journeyd, task.id == crm_id, "{task:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completing_a_task_someone_deleted_is_applied_when_hubspot_answers_an_error_row() {
+    completing_a_deleted_task_is_applied(MissingInUpdate::ErrorRow).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completing_a_task_someone_deleted_is_applied_when_hubspot_refuses_the_whole_batch() {
+    completing_a_deleted_task_is_applied(MissingInUpdate::WholeBatch).await;
+}
+
+/// Completes two tasks, one of them deleted in HubSpot first: both count
+/// as closed, and the one that exists is completed.
+async fn completing_a_deleted_task_is_applied(missing: MissingInUpdate) {
+    let emulator = emulator(EmulatorConfig::default());
+    emulator.update_knobs(|k| k.missing_in_batch_update = missing);
+    let connector = connector(settings(&emulator, HubspotAuth::PrivateApp), &emulator);
+    let deals = emulator.ids(ObjectType::Deals);
+    let created = connector
+        .apply(&[
+            task("jdgone0t", ObjectKind::Deal, &deals[0]),
+            task("jdgone1t", ObjectKind::Deal, &deals[1]),
+        ])
+        .await
+        .unwrap();
+    let ids: Vec<String> = created
+        .iter()
+        .map(|o| match &o.result {
+            ActionResult::Applied { crm_id } => crm_id.clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    emulator.delete_task(&ids[0]).unwrap();
+    let completions: Vec<ActionRequest> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| ActionRequest::CompleteTask {
+            key: ActionKey::new(format!("jdgone{i}c")),
+            task_id: id.clone(),
+        })
+        .collect();
+    let outcomes = connector.apply(&completions).await.unwrap();
+    for (outcome, id) in outcomes.iter().zip(&ids) {
+        assert_eq!(outcome.result, ActionResult::Applied { crm_id: id.clone() });
+    }
+    let left = emulator.record(ObjectType::Tasks, &ids[1]).unwrap();
+    assert_eq!(
+        left.properties.get("hs_task_status").map(String::as_str),
+        Some("COMPLETED")
+    );
+    // A deleted task cannot be rewritten: that fails, and says why.
+    let outcomes = connector
+        .apply(&[rewrite(
+            "jdgone0u",
+            &ActionKey::new("jdgone0t"),
+            &ids[0],
+            None,
+        )])
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            &outcomes[0].result,
+            ActionResult::Failed { retryable: false, reason } if reason.contains("OBJECT_NOT_FOUND")
+        ),
+        "{outcomes:?}"
+    );
+}
+
+fn is_association_read(route: &str) -> bool {
+    route.starts_with("POST /crm/v4/associations/")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_page_of_200_deals_reads_each_association_type_in_one_call() {
+    let emulator = emulator(EmulatorConfig::with_deals(200));
+    let connector = connector(settings(&emulator, HubspotAuth::PrivateApp), &emulator);
+    let epoch = Watermark {
+        modified_at: DateTime::UNIX_EPOCH + chrono::Duration::days(1),
+        id: RecordId::new("0"),
+    };
+    let reads = requests(&emulator, is_association_read);
+    let page = connector
+        .pull(ObjectKind::Deal, PullFrom::Since(epoch))
+        .await
+        .expect("a page");
+    assert_eq!(page.items.len(), 200);
+    assert_eq!(
+        requests(&emulator, is_association_read) - reads,
+        3,
+        "companies, contacts and tasks: one call each"
+    );
+    for record in &page.items {
+        assert_linked_as_held(&emulator, record);
+    }
 }

@@ -1,13 +1,23 @@
 //! The contract's conformance suite, run against the HubSpot connector and
 //! the HubSpot emulator.
+//!
+//! The emulator's search index lags behind writes, as HubSpot's does, but
+//! by 300 ms rather than seconds, and the connector waits 1 s (its
+//! `search_lag`) before looking up a write whose answer was lost, so the
+//! checks stay fast while still crossing the lag.
 
-use journeyd_connector::testkit::{MemoryTokenStore, Scenario, Target};
+use journeyd_connector::testkit::{MemoryTokenStore, Scenario, SeenTask, Target};
 use journeyd_connector::{ConnectorName, ObjectKind, RecordId, conformance_suite};
 use journeyd_hubspot::emulator::{EmulatorConfig, HubspotEmulator, ObjectType, SeedSizes};
 use journeyd_hubspot::{HubspotAuth, HubspotConnector, HubspotCredentials, HubspotSettings};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// How far the emulator's search index lags behind its writes.
+const INDEX_LAG: Duration = Duration::from_millis(300);
+/// How long the connector lets the index catch up before a lookup.
+const SEARCH_LAG: Duration = Duration::from_secs(1);
 
 struct Hubspot {
     emulator: HubspotEmulator,
@@ -19,11 +29,12 @@ impl Target for Hubspot {
     type Connector = HubspotConnector;
 
     async fn start(scenario: Scenario) -> Self {
-        let emulator = HubspotEmulator::start(EmulatorConfig {
+        let mut config = EmulatorConfig {
             sizes: SeedSizes::for_deals(scenario.records),
             ..EmulatorConfig::default()
-        })
-        .expect("the emulator starts");
+        };
+        config.knobs.search_lag = INDEX_LAG;
+        let emulator = HubspotEmulator::start(config).expect("the emulator starts");
         Hubspot {
             emulator,
             scenario,
@@ -58,6 +69,7 @@ impl Target for Hubspot {
         };
         let mut settings = HubspotSettings::defaults(self.emulator.base_url(), auth);
         settings.list_limit = NonZeroU32::new(self.scenario.page_size).expect("a page size");
+        settings.search_lag = SEARCH_LAG;
         HubspotConnector::new(ConnectorName::new("hubspot"), settings, credentials)
             .expect("the connector builds")
     }
@@ -66,12 +78,13 @@ impl Target for Hubspot {
         ObjectKind::Deal
     }
 
+    /// The check pulls what changed right after: the changes are given
+    /// the time the search index takes to show them, as they would have
+    /// between two incremental syncs.
     fn touch(&self, n: usize) -> Vec<RecordId> {
-        self.emulator
-            .touch(ObjectType::Deals, n)
-            .into_iter()
-            .map(RecordId::new)
-            .collect()
+        let touched = self.emulator.touch(ObjectType::Deals, n);
+        std::thread::sleep(self.emulator.search_settles_in());
+        touched.into_iter().map(RecordId::new).collect()
     }
 
     fn corrupt(&self, id: &RecordId) {
@@ -104,6 +117,30 @@ impl Target for Hubspot {
 
     fn tasks(&self) -> usize {
         self.emulator.tasks().len()
+    }
+
+    fn task_list(&self) -> Vec<SeenTask> {
+        self.emulator
+            .tasks()
+            .into_iter()
+            .map(|task| {
+                let text = |name: &str| task.properties.get(name).cloned().unwrap_or_default();
+                SeenTask {
+                    subject: text("hs_task_subject"),
+                    body: text("hs_task_body"),
+                    completed: text("hs_task_status") == "COMPLETED",
+                    id: task.id,
+                }
+            })
+            .collect()
+    }
+
+    fn delete_task(&self, id: &str) {
+        self.emulator.delete_task(id).expect("the task exists");
+    }
+
+    fn malform_next_write(&self) {
+        self.emulator.malform_next_write();
     }
 }
 

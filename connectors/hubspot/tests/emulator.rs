@@ -5,7 +5,8 @@
 #![cfg(feature = "emulator")]
 
 use journeyd_hubspot::emulator::{
-    EmulatorConfig, HubspotEmulator, ObjectType, RateLimitKnobs, SeedSizes, TieOrder,
+    EmulatorConfig, HubspotEmulator, MissingInUpdate, ObjectType, RateLimitKnobs, SeedSizes,
+    TieOrder,
 };
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
@@ -1009,6 +1010,7 @@ async fn touched_records_come_back_in_an_incremental_search() {
     let since = portal.emu.now().timestamp_millis();
     let touched: BTreeSet<String> = portal.emu.touch(ObjectType::Deals, 3).into_iter().collect();
     assert_eq!(touched.len(), 3);
+    tokio::time::sleep(portal.emu.search_settles_in()).await;
     let reply = portal
         .search(
             "deals",
@@ -1039,6 +1041,262 @@ async fn a_held_batch_create_has_committed_when_the_client_gives_up() {
         .await;
     assert!(outcome.is_err_and(|err| err.is_timeout()));
     assert_eq!(portal.emu.tasks().len(), before + 1);
+}
+
+fn new_task(subject: &str) -> Value {
+    json!({"properties": {"hs_timestamp": "2026-03-05", "hs_task_subject": subject}})
+}
+
+/// Ids of the search results for tasks whose subject holds `token`.
+async fn tasks_found(portal: &Portal, token: &str) -> Vec<u64> {
+    let reply = portal
+        .search(
+            "tasks",
+            json!({"filterGroups": [{"filters": [{"propertyName": "hs_task_subject", "operator": "CONTAINS_TOKEN", "value": token}]}]}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    ids(&reply.body["results"])
+}
+
+#[tokio::test]
+async fn search_shows_a_new_task_only_after_the_lag_while_reads_by_id_see_it_at_once() {
+    let mut config = small();
+    config.knobs.search_lag = Duration::from_millis(400);
+    let portal = Portal::start(config);
+    let deal = portal.emu.ids(ObjectType::Deals)[0].clone();
+    let mut input = new_task("Lagging kickoff");
+    input["associations"] = json!([{"to": {"id": deal}, "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 216}]}]);
+    let reply = portal
+        .post(
+            "/crm/v3/objects/tasks/batch/create",
+            json!({"inputs": [input]}),
+        )
+        .await;
+    let id = reply.body["results"][0]["id"].as_str().unwrap().to_owned();
+    assert!(tasks_found(&portal, "lagging").await.is_empty());
+    let read = portal
+        .post(
+            "/crm/v3/objects/tasks/batch/read",
+            json!({"inputs": [{"id": id}]}),
+        )
+        .await;
+    assert_eq!(read.status, StatusCode::OK, "a read by id sees the task");
+    let linked = portal
+        .post(
+            "/crm/v4/associations/deals/tasks/batch/read",
+            json!({"inputs": [{"id": deal}]}),
+        )
+        .await;
+    assert!(
+        linked.body["results"][0]["to"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["toObjectId"] == json!(id)),
+        "an association read sees the task: {}",
+        linked.body
+    );
+    tokio::time::sleep(portal.emu.search_settles_in()).await;
+    assert_eq!(
+        tasks_found(&portal, "lagging").await,
+        [id.parse::<u64>().unwrap()]
+    );
+}
+
+#[tokio::test]
+async fn search_shows_a_changed_record_as_it_was_until_the_lag_has_passed() {
+    let mut config = small();
+    config.knobs.search_lag = Duration::from_millis(400);
+    let portal = Portal::start(config);
+    let deal = portal.emu.ids(ObjectType::Deals)[3].clone();
+    let named = |name: &str| {
+        json!({"filterGroups": [{"filters": [
+                   {"propertyName": "hs_object_id", "operator": "EQ", "value": deal},
+                   {"propertyName": "dealname", "operator": "EQ", "value": name}]}],
+               "properties": ["dealname"]})
+    };
+    let old = portal
+        .emu
+        .record(ObjectType::Deals, &deal)
+        .unwrap()
+        .properties["dealname"]
+        .clone();
+    portal
+        .post(
+            "/crm/v3/objects/deals/batch/update",
+            json!({"inputs": [{"id": deal, "properties": {"dealname": "Renamed deal"}}]}),
+        )
+        .await;
+    let by_old = portal.search("deals", named(&old)).await;
+    assert_eq!(ids(&by_old.body["results"]), [deal.parse::<u64>().unwrap()]);
+    assert_eq!(
+        by_old.body["results"][0]["properties"]["dealname"],
+        json!(old)
+    );
+    assert!(ids(&portal.search("deals", named("Renamed deal")).await.body["results"]).is_empty());
+    tokio::time::sleep(portal.emu.search_settles_in()).await;
+    assert!(ids(&portal.search("deals", named(&old)).await.body["results"]).is_empty());
+    assert_eq!(
+        ids(&portal.search("deals", named("Renamed deal")).await.body["results"]),
+        [deal.parse::<u64>().unwrap()]
+    );
+}
+
+#[tokio::test]
+async fn with_no_search_lag_search_is_current() {
+    let mut config = small();
+    config.knobs.search_lag = Duration::ZERO;
+    let portal = Portal::start(config);
+    portal
+        .post(
+            "/crm/v3/objects/tasks/batch/create",
+            json!({"inputs": [new_task("Current kickoff")]}),
+        )
+        .await;
+    assert_eq!(portal.emu.search_settles_in(), Duration::ZERO);
+    assert_eq!(tasks_found(&portal, "current").await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_v4_association_batch_read_takes_1000_inputs_and_refuses_more() {
+    let portal = Portal::start(small());
+    let thousand: Vec<Value> = (0..1000)
+        .map(|i| json!({"id": (9_940 + i).to_string()}))
+        .collect();
+    let reply = portal
+        .post(
+            "/crm/v4/associations/deals/contacts/batch/read",
+            json!({ "inputs": thousand }),
+        )
+        .await;
+    assert!(reply.status.is_success(), "{}", reply.body);
+    let mut more = thousand.clone();
+    more.push(json!({"id": "1"}));
+    let reply = portal
+        .post(
+            "/crm/v4/associations/deals/contacts/batch/read",
+            json!({ "inputs": more }),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_error_body(&reply.body, "VALIDATION_ERROR");
+}
+
+#[tokio::test]
+async fn a_batch_create_echoes_each_inputs_trace_id_on_its_result_or_its_error_row() {
+    let portal = Portal::start(small());
+    let mut good = new_task("Traced kickoff");
+    good["objectWriteTraceId"] = json!("trace-good");
+    let bad = json!({"properties": {"hs_task_subject": "No due date"}, "objectWriteTraceId": "trace-bad"});
+    let reply = portal
+        .post(
+            "/crm/v3/objects/tasks/batch/create",
+            json!({"inputs": [good, bad]}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::MULTI_STATUS);
+    assert_eq!(reply.body["results"][0]["objectWriteTraceId"], "trace-good");
+    assert_eq!(
+        reply.body["errors"][0]["context"]["objectWriteTraceId"],
+        json!(["trace-bad"])
+    );
+}
+
+#[tokio::test]
+async fn a_detached_batch_create_finishes_after_its_client_gave_up() {
+    let mut config = small();
+    config.knobs.detached_batch_create = Some(Duration::from_millis(100));
+    let portal = Portal::start(config);
+    let before = portal.emu.tasks().len();
+    let outcome = portal
+        .http
+        .post(portal.url("/crm/v3/objects/tasks/batch/create"))
+        .bearer_auth(&portal.token)
+        .timeout(Duration::from_millis(150))
+        .json(&json!({"inputs": vec![new_task("Orphaned kickoff"); 5]}))
+        .send()
+        .await;
+    assert!(outcome.is_err_and(|err| err.is_timeout()));
+    assert!(
+        portal.emu.tasks().len() < before + 5,
+        "the batch was not done when the client gave up"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while portal.emu.tasks().len() < before + 5 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        portal.emu.tasks().len(),
+        before + 5,
+        "the server finished the batch without its client"
+    );
+}
+
+#[tokio::test]
+async fn malform_next_write_carries_out_the_write_then_garbles_its_answer() {
+    let portal = Portal::start(small());
+    let before = portal.emu.tasks().len();
+    portal.emu.malform_next_write();
+    let search = portal.search("tasks", json!({"limit": 1})).await;
+    assert_eq!(search.status, StatusCode::OK, "a search is not a write");
+    let response = portal
+        .http
+        .post(portal.url("/crm/v3/objects/tasks/batch/create"))
+        .bearer_auth(&portal.token)
+        .json(&json!({"inputs": [new_task("Garbled kickoff")]}))
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let body = response.bytes().await.expect("a whole body");
+    assert!(serde_json::from_slice::<Value>(&body).is_err());
+    assert_eq!(portal.emu.tasks().len(), before + 1, "the task was written");
+    let next = portal
+        .post(
+            "/crm/v3/objects/tasks/batch/create",
+            json!({"inputs": [new_task("Clean kickoff")]}),
+        )
+        .await;
+    assert_eq!(next.status, StatusCode::CREATED, "only the next write");
+}
+
+#[tokio::test]
+async fn a_deleted_task_is_archived_and_a_batch_update_naming_it_can_be_refused_whole() {
+    let mut config = small();
+    config.knobs.missing_in_batch_update = MissingInUpdate::WholeBatch;
+    let portal = Portal::start(config);
+    let tasks = portal.emu.ids(ObjectType::Tasks);
+    let (gone, kept) = (tasks[0].clone(), tasks[1].clone());
+    portal.emu.delete_task(&gone).unwrap();
+    assert!(
+        portal
+            .emu
+            .record(ObjectType::Tasks, &gone)
+            .unwrap()
+            .archived
+    );
+    let reply = portal
+        .post(
+            "/crm/v3/objects/tasks/batch/update",
+            json!({"inputs": [
+                {"id": kept, "properties": {"hs_task_status": "COMPLETED"}},
+                {"id": gone, "properties": {"hs_task_status": "COMPLETED"}}
+            ]}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    assert_error_body(&reply.body, "OBJECT_NOT_FOUND");
+    assert_eq!(reply.body["context"]["ids"], json!([gone]));
+    assert_ne!(
+        portal
+            .emu
+            .record(ObjectType::Tasks, &kept)
+            .unwrap()
+            .properties["hs_task_status"],
+        "COMPLETED",
+        "nothing was written"
+    );
 }
 
 #[test]

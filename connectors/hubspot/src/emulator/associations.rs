@@ -5,8 +5,10 @@
 //! "Retrieve associations" (batch/get-associations, v4 and its 2026-03
 //! twin): inputs `[{id, after?}]`, results `[{from:{id}, to:[{toObjectId,
 //! associationTypes:[{category, typeId, label}]}], paging?}]`, and error
-//! rows for ids with no association of the type (or no record). Search results carry no associations,
-//! so an incremental client needs this call.
+//! rows for ids with no association of the type (or no record). Search
+//! results carry no associations, so an incremental client needs this call.
+//! Up to 1,000 inputs per call since 2025-02 (fact 6.14); more is refused
+//! whole, as every batch route refuses an oversized call.
 
 use super::batch::{input_id, inputs, reply};
 use super::object::association_type_id;
@@ -29,7 +31,7 @@ pub(crate) async fn batch_read(
     let to = object_type(&to)?;
     let body = json_body(&body)?;
     let knobs = shared.knobs();
-    let inputs = inputs(&body, knobs.batch_max)?;
+    let inputs = inputs(&body, knobs.associations_batch_max)?;
     let store = shared.store();
     let started = store.clock.now_ms();
     let type_id = association_type_id(from, to);

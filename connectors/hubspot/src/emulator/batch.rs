@@ -2,8 +2,15 @@
 //! to `batch_max` inputs per call. A call over the maximum is refused whole
 //! (400); inputs that fail on their own become error rows of a 207 while
 //! the rest are committed.
+//!
+//! A create input may carry an `objectWriteTraceId`; its result echoes it,
+//! and so does its error row (`context.objectWriteTraceId`), which is how
+//! HubSpot's multi-status answers tell which input failed (not in the fact
+//! sheet: HubSpot's API reference for batch create and its error-handling
+//! guide, "Multi-status errors").
 
 use super::clock;
+use super::config::MissingInUpdate;
 use super::object::{ObjectType, association_target};
 use super::objects::{record_id, written};
 use super::reply::ApiError;
@@ -182,9 +189,90 @@ fn row(err: &ApiError) -> Value {
     row
 }
 
-fn injected_failure(index: usize) -> ApiError {
+/// An injected refusal. Of a create input, it names the input only
+/// through its trace id, as HubSpot's do; of an update, the id (below).
+fn injected_failure() -> ApiError {
     ApiError::validation("The input could not be processed. Please try again.")
-        .with_context(json!({"inputIndex": [index.to_string()]}))
+}
+
+/// An input's `objectWriteTraceId`.
+fn trace_id(input: &Value) -> Option<&str> {
+    input.get("objectWriteTraceId").and_then(Value::as_str)
+}
+
+/// Commits one create input, or refuses it as an injected failure: its
+/// result, or its error row.
+fn create_row(
+    store: &mut Store,
+    object: ObjectType,
+    input: &Value,
+    refuse: bool,
+    trace_in_errors: bool,
+) -> Result<Value, Value> {
+    let created = if refuse {
+        Created::Failed(injected_failure())
+    } else {
+        create_one(store, object, input)
+    };
+    match created {
+        Created::Ok(id) => {
+            let record = &store.table(object).live[&id];
+            let selection = written(store, object, record);
+            let mut result = store.render(object, record, &selection);
+            if let Some(trace) = trace_id(input) {
+                result["objectWriteTraceId"] = json!(trace);
+            }
+            Ok(result)
+        }
+        Created::Failed(err) => {
+            let mut error_row = row(&err);
+            if trace_in_errors && let Some(trace) = trace_id(input) {
+                error_row["context"]["objectWriteTraceId"] = json!([trace]);
+            }
+            Err(error_row)
+        }
+    }
+}
+
+/// What a batch create made of its inputs, in input order.
+struct CreateRun {
+    started: i64,
+    completed: i64,
+    results: Vec<Value>,
+    errors: Vec<Value>,
+}
+
+/// Commits `inputs` one at a time, pausing `pause` after each: the store
+/// is locked per input, so reads and other writes go on between them.
+async fn create_slowly(
+    shared: Arc<Shared>,
+    object: ObjectType,
+    inputs: Vec<Value>,
+    fail: usize,
+    trace_in_errors: bool,
+    pause: std::time::Duration,
+) -> CreateRun {
+    let started = shared.store().clock.now_ms();
+    let mut results = Vec::new();
+    let mut errors = Vec::new();
+    for (index, input) in inputs.iter().enumerate() {
+        let row = {
+            let mut store = shared.store_mut();
+            create_row(&mut store, object, input, index < fail, trace_in_errors)
+        };
+        match row {
+            Ok(result) => results.push(result),
+            Err(error) => errors.push(error),
+        }
+        tokio::time::sleep(pause).await;
+    }
+    let completed = shared.store().clock.now_ms();
+    CreateRun {
+        started,
+        completed,
+        results,
+        errors,
+    }
 }
 
 /// The batch reply: `ok` when nothing failed, 207 otherwise.
@@ -283,7 +371,7 @@ pub(crate) async fn read(
     ))
 }
 
-/// `POST /crm/v3/objects/{type}/batch/create` `{inputs:[{properties, associations}]}`.
+/// `POST /crm/v3/objects/{type}/batch/create` `{inputs:[{properties, associations, objectWriteTraceId?}]}`.
 pub(crate) async fn create(
     State(shared): State<Arc<Shared>>,
     Path(segment): Path<String>,
@@ -292,41 +380,50 @@ pub(crate) async fn create(
     let object = object_type(&segment)?;
     let body = json_body(&body)?;
     let knobs = shared.knobs();
-    let inputs = inputs(&body, knobs.batch_max)?;
+    let inputs = inputs(&body, knobs.batch_max)?.clone();
     let (fail, hold) = {
         let mut faults = shared.batch();
         (std::mem::take(&mut faults.fail_inputs), faults.hold_create)
     };
-    let response = {
-        let mut store = shared.store_mut();
-        let started = store.clock.now_ms();
-        let mut results = Vec::new();
-        let mut errors = Vec::new();
-        for (index, input) in inputs.iter().enumerate() {
-            if index < fail {
-                errors.push(row(&injected_failure(index)));
-                continue;
-            }
-            match create_one(&mut store, object, input) {
-                Created::Ok(id) => {
-                    let record = &store.table(object).live[&id];
-                    let selection = written(&store, object, record);
-                    results.push(store.render(object, record, &selection));
+    let trace_in_errors = knobs.trace_ids_in_errors;
+    let mut run = match knobs.detached_batch_create {
+        Some(pause) => {
+            // Spawned, not awaited in place: axum drops this handler when
+            // the client disconnects, and the work must go on regardless.
+            let work = create_slowly(shared.clone(), object, inputs, fail, trace_in_errors, pause);
+            tokio::spawn(work)
+                .await
+                .map_err(|_| ApiError::internal("the batch create did not finish"))?
+        }
+        None => {
+            let mut store = shared.store_mut();
+            let started = store.clock.now_ms();
+            let mut results = Vec::new();
+            let mut errors = Vec::new();
+            for (index, input) in inputs.iter().enumerate() {
+                match create_row(&mut store, object, input, index < fail, trace_in_errors) {
+                    Ok(result) => results.push(result),
+                    Err(error) => errors.push(error),
                 }
-                Created::Failed(err) => errors.push(row(&err)),
+            }
+            CreateRun {
+                started,
+                completed: store.clock.now_ms(),
+                results,
+                errors,
             }
         }
-        if knobs.reverse_batch_results {
-            results.reverse();
-        }
-        reply(
-            StatusCode::CREATED,
-            started,
-            store.clock.now_ms(),
-            results,
-            errors,
-        )
     };
+    if knobs.reverse_batch_results {
+        run.results.reverse();
+    }
+    let response = reply(
+        StatusCode::CREATED,
+        run.started,
+        run.completed,
+        run.results,
+        run.errors,
+    );
     if !hold.is_zero() {
         // Committed already: a client that gives up now has written.
         tokio::time::sleep(hold).await;
@@ -354,15 +451,31 @@ pub(crate) async fn update(
     }
     let fail = std::mem::take(&mut shared.batch().fail_inputs);
     let mut store = shared.store_mut();
+    if knobs.missing_in_batch_update == MissingInUpdate::WholeBatch {
+        let missing: Vec<String> = inputs
+            .iter()
+            .map(|input| input_id(input).unwrap_or_default())
+            .filter(|id| record_id(id).is_none_or(|id| !store.table(object).live.contains_key(&id)))
+            .collect();
+        if !missing.is_empty() {
+            return Err(ApiError::not_found(format!(
+                "Could not get some {} objects, they may be deleted or not exist. Check that ids are valid.",
+                object.shouting()
+            ))
+            .with_context(json!({ "ids": missing })));
+        }
+    }
     let started = store.clock.now_ms();
     let mut results = Vec::new();
     let mut errors = Vec::new();
     for (index, input) in inputs.iter().enumerate() {
+        let id_text = input_id(input).unwrap_or_default();
         if index < fail {
-            errors.push(row(&injected_failure(index)));
+            errors.push(row(
+                &injected_failure().with_context(json!({"ids": [id_text]}))
+            ));
             continue;
         }
-        let id_text = input_id(input).unwrap_or_default();
         let Some(id) = record_id(&id_text).filter(|id| store.table(object).live.contains_key(id))
         else {
             errors.push(row(&ApiError::not_found(

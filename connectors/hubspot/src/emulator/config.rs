@@ -129,6 +129,29 @@ pub struct Knobs {
     pub search: SearchKnobs,
     /// Inputs per batch call before the whole call is refused (100 (?)).
     pub batch_max: usize,
+    /// Inputs per v4 association batch read before the call is refused
+    /// (1,000 since the 2025-02 changelog, fact 6.14).
+    pub associations_batch_max: usize,
+    /// How long a write takes to reach the search index (fact 6.14: HubSpot
+    /// search is eventually consistent; integrations wait about 10 s). A
+    /// record created, changed or archived shows in `/search` as it was
+    /// before, or not at all, until this much time has passed since its
+    /// latest write; reads by id, lists and v4 association reads see every
+    /// write at once. Zero: search is current.
+    pub search_lag: Duration,
+    /// `Some(pause)`: a batch create runs in a task of its own that
+    /// outlives the request, committing one input at a time with `pause`
+    /// after each, and answers when all are done. A client that gives up
+    /// mid-way leaves the server finishing the rest, as HubSpot (like any
+    /// server) goes on with a request its client abandoned.
+    pub detached_batch_create: Option<Duration>,
+    /// What a batch update naming an id the portal does not have (never
+    /// created, or archived) gets.
+    pub missing_in_batch_update: MissingInUpdate,
+    /// Error rows of a batch create name the input's `objectWriteTraceId`
+    /// in `context.objectWriteTraceId` (HubSpot's multi-status errors);
+    /// off, a row names no input, as HubSpot's older batch answers did.
+    pub trace_ids_in_errors: bool,
     /// Batch results come back in reverse input order (HubSpot does not
     /// promise any order).
     pub reverse_batch_results: bool,
@@ -151,12 +174,29 @@ impl Default for Knobs {
             list: ListKnobs::default(),
             search: SearchKnobs::default(),
             batch_max: 100,
+            associations_batch_max: 1000,
+            search_lag: Duration::from_secs(1),
+            detached_batch_create: None,
+            missing_in_batch_update: MissingInUpdate::ErrorRow,
+            trace_ids_in_errors: true,
             reverse_batch_results: false,
             lifecycle_forward_only: true,
             null_for_unset: true,
             owners_max_limit: 500,
         }
     }
+}
+
+/// A batch update naming an id the portal does not have. The sources do
+/// not say which HubSpot does (?), so a client must read both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissingInUpdate {
+    /// A 207 whose `OBJECT_NOT_FOUND` error row names the id in
+    /// `context.ids`; the other inputs are written.
+    ErrorRow,
+    /// The whole call is refused: 404 `OBJECT_NOT_FOUND` naming the ids in
+    /// `context.ids`, and nothing is written.
+    WholeBatch,
 }
 
 /// Request limits (facts 3.5); `None` lifts a limit, for benchmarks.

@@ -33,8 +33,8 @@ mod seed;
 mod store;
 
 pub use config::{
-    ClockMode, Credentials, EmulatorConfig, Knobs, ListKnobs, OverMax, RateLimitKnobs, SearchKnobs,
-    SeedSizes, TieOrder,
+    ClockMode, Credentials, EmulatorConfig, Knobs, ListKnobs, MissingInUpdate, OverMax,
+    RateLimitKnobs, SearchKnobs, SeedSizes, TieOrder,
 };
 pub use object::ObjectType;
 pub use search::LoggedSearch;
@@ -98,7 +98,8 @@ impl HubspotEmulator {
         config: EmulatorConfig,
         serve: impl FnOnce(axum::Router) -> io::Result<EmulatorServer>,
     ) -> io::Result<Self> {
-        let store = seed::seed(&config);
+        let mut store = seed::seed(&config);
+        store.set_search_lag(config.knobs.search_lag);
         let shared = Arc::new(Shared {
             store: RwLock::new(store),
             knobs: RwLock::new(config.knobs.clone()),
@@ -187,6 +188,7 @@ impl HubspotEmulator {
     }
 
     pub fn set_knobs(&self, knobs: Knobs) {
+        self.shared.store_mut().set_search_lag(knobs.search_lag);
         *self
             .shared
             .knobs
@@ -266,6 +268,7 @@ impl HubspotEmulator {
                 name: name.to_owned(),
             })?;
         let id = live_id(&store, object, id)?;
+        store.lag_search(object, id);
         let now = store.clock.tick();
         let table = store.table_mut(object);
         let record = table.live.get_mut(&id).expect("checked above");
@@ -308,6 +311,31 @@ impl HubspotEmulator {
     /// Batch creates commit, then hold their reply this long (zero: off).
     pub fn hold_batch_create(&self, hold: Duration) {
         self.shared.batch().hold_create = hold;
+    }
+
+    /// The next write (a create, update or archive, single or batch) is
+    /// carried out, then answered with its status and a body cut short
+    /// and garbled.
+    pub fn malform_next_write(&self) {
+        self.shared.batch().malform_next_write = true;
+    }
+
+    /// Someone deletes task `id` in HubSpot: it is archived, as HubSpot
+    /// does with a deleted record.
+    pub fn delete_task(&self, id: &str) -> Result<(), ControlError> {
+        self.archive(ObjectType::Tasks, id)
+    }
+
+    /// How long until every write made so far shows in search (zero when
+    /// search is current).
+    pub fn search_settles_in(&self) -> Duration {
+        let store = self.shared.store();
+        let now = std::time::Instant::now();
+        ObjectType::ALL
+            .iter()
+            .filter_map(|object| store.table(*object).index().settled_at())
+            .max()
+            .map_or(Duration::ZERO, |at| at.saturating_duration_since(now))
     }
 
     /// Every live task.

@@ -63,6 +63,10 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "OBJECT_NOT_FOUND", message)
     }
 
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", message)
+    }
+
     pub(crate) fn with_context(mut self, context: Value) -> Self {
         self.context = Some(context);
         self
@@ -106,6 +110,23 @@ pub(crate) fn json_reply(status: StatusCode, body: Value, correlation: &str) -> 
         response.headers_mut().insert(CORRELATION_HEADER, value);
     }
     response
+}
+
+/// The largest body an unreadable reply is made from.
+const UNREADABLE_BODY_LIMIT: usize = 64 * 1024 * 1024;
+
+/// `response` with its status and headers kept and its JSON body cut in
+/// half and ended in garbage: what a client sees when a reply breaks in a
+/// proxy after the write was carried out.
+pub(crate) async fn unreadable(response: Response) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, UNREADABLE_BODY_LIMIT)
+        .await
+        .unwrap_or_default();
+    let mut garbled = bytes[..bytes.len() / 2].to_vec();
+    garbled.extend_from_slice(b"\x00\xff<garbled");
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(garbled))
 }
 
 /// Which limit a 429 reports.

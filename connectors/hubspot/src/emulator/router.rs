@@ -6,14 +6,14 @@ use super::auth::Tokens;
 use super::config::Knobs;
 use super::limits::Limiter;
 use super::object::ObjectType;
-use super::reply::{ApiError, CORRELATION_HEADER, correlation_id, rate_limited};
+use super::reply::{ApiError, CORRELATION_HEADER, correlation_id, rate_limited, unreadable};
 use super::search::{LoggedSearch, SearchCache};
 use super::store::Store;
 use super::{associations, batch, metadata, objects, search};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -33,6 +33,9 @@ pub(crate) struct BatchFaults {
     pub fail_inputs: usize,
     /// Batch creates commit, then hold their reply this long.
     pub hold_create: Duration,
+    /// The next write is carried out, then answered with an unreadable
+    /// body.
+    pub malform_next_write: bool,
 }
 
 pub(crate) struct Shared {
@@ -160,11 +163,22 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
+/// Whether a request to `route` changes the portal: every POST, PATCH and
+/// DELETE but searches and batch reads.
+fn is_write(method: &Method, route: &str) -> bool {
+    (method == Method::POST || method == Method::PATCH || method == Method::DELETE)
+        && !route.ends_with("/search")
+        && !route.ends_with("/batch/read")
+}
+
 async fn guard(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
-    let search = request
+    let route = request
         .extensions()
         .get::<MatchedPath>()
-        .is_some_and(|path| path.as_str().ends_with("/search"));
+        .map(|path| path.as_str().to_owned())
+        .unwrap_or_default();
+    let search = route.ends_with("/search");
+    let write = is_write(request.method(), &route);
     let authorization = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -178,7 +192,11 @@ async fn guard(State(shared): State<Arc<Shared>>, request: Request, next: Next) 
         Ok(usage) => usage,
         Err(policy) => return rate_limited(policy, limits.retry_after),
     };
+    let garble = write && std::mem::take(&mut shared.batch().malform_next_write);
     let mut response = next.run(request).await;
+    if garble {
+        response = unreadable(response).await;
+    }
     usage.write(response.headers_mut());
     with_correlation(response)
 }

@@ -2,17 +2,22 @@
 //! filters within a group AND'ed, the first sort honoured, offset paging
 //! up to the result cap.
 //!
+//! Search reads the index, not the records: a record written within the
+//! search lag is found (and shown) as it was before that write, or not at
+//! all if it is new (fact 6.14).
+//!
 //! A query's matches are filtered and sorted once, then kept (keyed by the
-//! query and the table's write generation) so that paging through them
-//! costs one page's work per page; any write to the table starts afresh.
-//! Record ids (`hs_object_id`) compare as text, as HubSpot's do.
+//! query, the table's write generation and the index's) so that paging
+//! through them costs one page's work per page; any write to the table, or
+//! any write reaching the index, starts afresh. Record ids
+//! (`hs_object_id`) compare as text, as HubSpot's do.
 
 use super::clock;
 use super::config::{Knobs, TieOrder};
 use super::object::{ObjectType, PropId, PropKind, Schema, Source};
 use super::reply::ApiError;
 use super::router::{Shared, json_body, object_type};
-use super::store::{Record, Selection, Store};
+use super::store::{Lagging, Record, Selection, Store};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -36,18 +41,21 @@ const CACHE_CAPACITY: usize = 8;
 /// Recently computed match lists.
 #[derive(Debug, Default)]
 pub(crate) struct SearchCache {
-    entries: VecDeque<(String, u64, Arc<Vec<u64>>)>,
+    entries: VecDeque<(String, Generation, Arc<Vec<u64>>)>,
 }
 
+/// The table's write generation and its index's.
+type Generation = (u64, u64);
+
 impl SearchCache {
-    fn get(&mut self, key: &str, generation: u64) -> Option<Arc<Vec<u64>>> {
+    fn get(&mut self, key: &str, generation: Generation) -> Option<Arc<Vec<u64>>> {
         self.entries
             .iter()
             .find(|(k, g, _)| k == key && *g == generation)
             .map(|(_, _, ids)| ids.clone())
     }
 
-    fn put(&mut self, key: String, generation: u64, ids: Arc<Vec<u64>>) {
+    fn put(&mut self, key: String, generation: Generation, ids: Arc<Vec<u64>>) {
         self.entries.retain(|(k, _, _)| *k != key);
         if self.entries.len() >= CACHE_CAPACITY {
             self.entries.pop_front();
@@ -407,10 +415,22 @@ fn matches_text(schema: &Schema, record: &Record, text: &str) -> bool {
     })
 }
 
-/// Every matching live id, in result order.
-fn run(store: &Store, object: ObjectType, query: &Query, ties: TieOrder) -> Vec<u64> {
+/// Every matching id the index holds, in result order.
+fn run(
+    store: &Store,
+    index: &Lagging,
+    object: ObjectType,
+    query: &Query,
+    ties: TieOrder,
+) -> Vec<u64> {
     let schema = store.schema(object);
-    let matching = store.table(object).live.values().filter(|record| {
+    let indexed = store
+        .table(object)
+        .live
+        .values()
+        .filter(|record| index.shown(record.id).is_none())
+        .chain(index.stale());
+    let matching = indexed.filter(|record| {
         (query.groups.is_empty()
             || query
                 .groups
@@ -521,12 +541,14 @@ pub(crate) async fn search(
         caps.ties,
         caps.honour_all_sorts
     );
-    let generation = store.table(object).generation;
+    let mut index = store.table(object).index();
+    index.catch_up(std::time::Instant::now());
+    let generation = (store.table(object).generation, index.generation);
     let cached = shared.search_cache().get(&key, generation);
     let ids = match cached {
         Some(ids) => ids,
         None => {
-            let ids = Arc::new(run(&store, object, &query, caps.ties));
+            let ids = Arc::new(run(&store, &index, object, &query, caps.ties));
             shared.search_cache().put(key, generation, ids.clone());
             ids
         }
@@ -556,7 +578,10 @@ pub(crate) async fn search(
     let live = &store.table(object).live;
     let results: Vec<Value> = ids[start..end]
         .iter()
-        .filter_map(|id| live.get(id))
+        .filter_map(|id| match index.shown(*id) {
+            Some(shown) => shown,
+            None => live.get(id),
+        })
         .map(|record| store.render(object, record, &selection))
         .collect();
     let mut reply = json!({"total": total, "results": results});

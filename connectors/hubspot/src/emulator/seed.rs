@@ -270,6 +270,7 @@ pub(crate) fn seed(config: &EmulatorConfig) -> Store {
         clock: Clock::new(config.now, config.clock),
         touch_rng: Rng::with_seed(config.seed ^ 0x70c4),
         touches: 0,
+        search_lag: std::time::Duration::ZERO,
     };
     let mut by_team: [Vec<u64>; 5] = Default::default();
     let mut archived_owners = Vec::new();

@@ -1,13 +1,19 @@
 //! The portal's data, in memory: records by object type (live and
 //! archived, each a `BTreeMap` by numeric id so a list page is a range
 //! scan), owners, pipelines, and the writes that change them.
+//!
+//! Search reads an index that lags behind the writes (fact 6.14): each table
+//! keeps, for the records written within the lag, the version search still
+//! shows ([`Lagging`]), so the index costs memory only for recent writes.
 
 use super::clock::{self, Clock};
 use super::object::{ObjectType, PropDef, PropId, PropKind, Schema, Source, association_name};
 use compact_str::CompactString;
 use serde_json::{Map, Value, json};
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 /// A record's stored property values, sorted by property id. Short values
 /// stay inline, which keeps 100,000 records small.
@@ -98,9 +104,68 @@ pub(crate) struct Table {
     /// Moves on with every write, so cached search results know when
     /// they are stale.
     pub generation: u64,
+    /// What search still shows of the records written within the lag.
+    /// Behind a mutex because a search, which holds the store only to
+    /// read, is what notices that a write has reached the index.
+    pub index: Mutex<Lagging>,
+}
+
+/// The writes the search index has not caught up with.
+#[derive(Debug, Default)]
+pub(crate) struct Lagging {
+    /// Record id -> the version search shows (`None`: not in the index
+    /// yet, a record created within the lag) and when the record's latest
+    /// write becomes searchable.
+    pending: HashMap<u64, (Option<Record>, Instant)>,
+    /// Moves on whenever a write reaches the index, so cached search
+    /// results know when they are stale.
+    pub generation: u64,
+}
+
+impl Lagging {
+    /// Lets every write whose time has come into the index.
+    pub(crate) fn catch_up(&mut self, now: Instant) {
+        let before = self.pending.len();
+        self.pending.retain(|_, (_, due)| *due > now);
+        if self.pending.len() != before {
+            self.generation += 1;
+        }
+    }
+
+    /// How search sees record `id`: `None` if its latest write has reached
+    /// the index (search shows the record as it is), else the version the
+    /// index still holds (`Some(None)`: absent from search).
+    pub(crate) fn shown(&self, id: u64) -> Option<Option<&Record>> {
+        self.pending.get(&id).map(|(shown, _)| shown.as_ref())
+    }
+
+    /// The versions search still shows of the records written within the
+    /// lag (a record created within it has none; one archived within it
+    /// still has its last live version).
+    pub(crate) fn stale(&self) -> impl Iterator<Item = &Record> {
+        self.pending
+            .values()
+            .filter_map(|(shown, _)| shown.as_ref())
+    }
+
+    /// When the last pending write reaches the index.
+    pub(crate) fn settled_at(&self) -> Option<Instant> {
+        self.pending.values().map(|(_, due)| *due).max()
+    }
+
+    pub(crate) fn clear(&mut self) {
+        if !self.pending.is_empty() {
+            self.pending.clear();
+            self.generation += 1;
+        }
+    }
 }
 
 impl Table {
+    pub(crate) fn index(&self) -> MutexGuard<'_, Lagging> {
+        self.index.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     pub(crate) fn new(first_id: u64) -> Self {
         Self {
             next_id: first_id,
@@ -226,6 +291,9 @@ pub(crate) struct Store {
     pub clock: Clock,
     pub touch_rng: fastrand::Rng,
     pub touches: u64,
+    /// The search index's lag ([`super::Knobs::search_lag`]); zero while
+    /// seeding, so the seeded portal is searchable at once.
+    pub search_lag: Duration,
 }
 
 impl Store {
@@ -418,6 +486,43 @@ impl Store {
         }
     }
 
+    /// Keeps what search shows of record `id` as it is before this write
+    /// (nothing, for a record being created) until `search_lag` has passed
+    /// from now: the write is about to change it.
+    pub(crate) fn lag_search(&mut self, object: ObjectType, id: u64) {
+        if self.search_lag.is_zero() {
+            return;
+        }
+        let now = Instant::now();
+        let due = now + self.search_lag;
+        let table = &mut self.tables[object.index()];
+        let index = table
+            .index
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        index.catch_up(now);
+        let current = &table.live;
+        index
+            .pending
+            .entry(id)
+            .or_insert_with(|| (current.get(&id).cloned(), due))
+            .1 = due;
+    }
+
+    /// Sets the search index's lag; with none, search catches up at once.
+    pub(crate) fn set_search_lag(&mut self, lag: Duration) {
+        self.search_lag = lag;
+        if lag.is_zero() {
+            for table in &mut self.tables {
+                table
+                    .index
+                    .get_mut()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clear();
+            }
+        }
+    }
+
     /// Creates a live record with these (checked) values and associations
     /// to live records; returns its id.
     pub(crate) fn create(
@@ -427,8 +532,9 @@ impl Store {
         assoc: &[(ObjectType, u64)],
     ) -> u64 {
         let now = self.clock.tick();
+        let id = self.table(object).next_id;
+        self.lag_search(object, id);
         let table = self.table_mut(object);
-        let id = table.next_id;
         table.next_id += 1;
         let mut record = Record::new(id, now);
         for (prop, value) in values {
@@ -456,6 +562,7 @@ impl Store {
         if !self.table(object).live.contains_key(&id) {
             return None;
         }
+        self.lag_search(object, id);
         let now = self.clock.tick();
         let schema = self.schemas[object.index()].clone_lifecycle();
         let table = &mut self.tables[object.index()];
@@ -476,6 +583,9 @@ impl Store {
 
     /// Moves a live record to the archive; `false` if there is none.
     pub(crate) fn archive(&mut self, object: ObjectType, id: u64) -> bool {
+        if self.table(object).live.contains_key(&id) {
+            self.lag_search(object, id);
+        }
         let now = self.clock.tick();
         let table = self.table_mut(object);
         let Some(mut record) = table.live.remove(&id) else {
