@@ -120,6 +120,8 @@ pub(super) struct RawConnector {
     pub limits: Option<Spanned<RawLimits>>,
     pub paging: Option<Spanned<RawPaging>>,
     pub lifecycle_forward_only: Option<Spanned<bool>>,
+    pub search_lag_seconds: Option<Spanned<i64>>,
+    pub settle_seconds: Option<Spanned<i64>>,
     pub login_url: Option<Text>,
     pub instance_hosts: Option<Spanned<Vec<Text>>>,
     pub api_version: Option<Text>,
@@ -159,6 +161,7 @@ pub(super) struct RawPaging {
     pub query_batch: Option<Spanned<i64>>,
     pub page_size: Option<Spanned<i64>>,
     pub task_lookup_ids: Option<Spanned<i64>>,
+    pub association_batch: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

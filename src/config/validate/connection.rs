@@ -33,6 +33,11 @@ const HUBSPOT_OBJECTS: [ObjectKind; 3] =
     [ObjectKind::Deal, ObjectKind::Contact, ObjectKind::Account];
 /// HubSpot's search API refuses larger pages (published in its API spec).
 const HUBSPOT_MAX_SEARCH_LIMIT: u32 = 200;
+/// Records per v4 association batch read (HubSpot's cap since 2025-02).
+const HUBSPOT_MAX_ASSOCIATION_BATCH: u32 = 1000;
+/// The longest a write-back recovery may be told to wait before it looks a
+/// write up: ten minutes, Salesforce's own limit on one request.
+pub(super) const MAX_SETTLE_SECONDS: u32 = 600;
 
 /// The validated share of a connector's table that `validate` does not
 /// already cover.
@@ -114,6 +119,12 @@ fn foreign_keys(raw: &RawConnector, system: System) -> Vec<(String, usize, &'sta
             at(&raw.lifecycle_forward_only),
             HUBSPOT,
         ),
+        (
+            "search_lag_seconds".into(),
+            at(&raw.search_lag_seconds),
+            HUBSPOT,
+        ),
+        ("settle_seconds".into(), at(&raw.settle_seconds), SALESFORCE),
         ("login_url".into(), at(&raw.login_url), SALESFORCE),
         ("instance_hosts".into(), at(&raw.instance_hosts), SALESFORCE),
         (
@@ -183,6 +194,11 @@ fn foreign_keys(raw: &RawConnector, system: System) -> Vec<(String, usize, &'sta
                 HUBSPOT,
             ),
             ("paging.search_cap".into(), at(&paging.search_cap), HUBSPOT),
+            (
+                "paging.association_batch".into(),
+                at(&paging.association_batch),
+                HUBSPOT,
+            ),
             (
                 "paging.query_batch".into(),
                 at(&paging.query_batch),
@@ -472,6 +488,12 @@ fn hubspot(
     if let Some(paging) = &raw.paging {
         ok &= apply_paging(paging.get_ref(), &mut settings, context, check);
     }
+    if let Some(lag) = &raw.search_lag_seconds {
+        match bounded(check, lag, 0, Some(MAX_SETTLE_SECONDS), context, "search_lag_seconds") {
+            Some(seconds) => settings.search_lag = Duration::from_secs(u64::from(seconds)),
+            None => ok = false,
+        }
+    }
     let (api_url, (auth, refresh_token), objects, portal_id) =
         (api_url?, auth?, objects?, portal_id?);
     settings.api_url = api_url;
@@ -727,6 +749,16 @@ fn apply_paging(
     let cap = number(&raw.search_cap, 1, None, "paging.search_cap");
     let batch = number(&raw.batch_limit, 1, None, "paging.batch_limit");
     let overlap = number(&raw.overlap_seconds, 0, None, "paging.overlap_seconds");
+    let associations = number(
+        &raw.association_batch,
+        1,
+        Some(HUBSPOT_MAX_ASSOCIATION_BATCH),
+        "paging.association_batch",
+    );
+    if let Some(associations) = associations {
+        settings.association_batch_limit =
+            NonZeroUsize::new(associations as usize).expect("checked to be at least 1");
+    }
     if let Some(list) = list {
         settings.list_limit = non_zero(list);
     }
