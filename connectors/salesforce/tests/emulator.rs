@@ -618,6 +618,95 @@ async fn a_corrupted_record_renders_unreadable_timestamps() {
     assert_eq!(reply.body["records"][0]["SystemModstamp"], "not-a-date");
 }
 
+#[tokio::test]
+async fn a_long_text_area_in_where_or_order_by_is_a_400_invalid_field() {
+    let org = Org::start(small()).await;
+    let like = org
+        .soql("SELECT Id, Description FROM Task WHERE Description LIKE '%journeyd-action: k1%'")
+        .await;
+    assert_error(&like, StatusCode::BAD_REQUEST, "INVALID_FIELD");
+    assert_eq!(
+        like.body[0]["message"],
+        "field 'Description' can not be filtered in query call"
+    );
+    let sorted = org
+        .soql("SELECT Id FROM Opportunity ORDER BY Description")
+        .await;
+    assert_error(&sorted, StatusCode::BAD_REQUEST, "INVALID_FIELD");
+    let selected = org
+        .soql("SELECT Id, Description FROM Task WHERE Subject = 'Onboarding kickoff'")
+        .await;
+    assert_eq!(selected.status, StatusCode::OK, "{}", selected.body);
+    assert!(!field(&selected, "Description").is_empty());
+}
+
+#[tokio::test]
+async fn the_long_text_knob_off_lets_a_description_be_filtered() {
+    let org = Org::start(small()).await;
+    org.emu
+        .update_knobs(|knobs| knobs.refuse_long_text_filters = false);
+    let like = org
+        .soql("SELECT Id FROM Task WHERE Description LIKE '%onboarding%'")
+        .await;
+    assert_eq!(like.status, StatusCode::OK, "{}", like.body);
+    assert!(!field(&like, "Id").is_empty());
+}
+
+#[tokio::test]
+async fn a_record_written_through_the_api_is_created_by_the_calling_user_at_server_time() {
+    let org = Org::start(small()).await;
+    let opp = org.emu.ids(SObject::Opportunity)[0].clone();
+    let before = org.emu.now();
+    let reply = org
+        .collections(
+            reqwest::Method::POST,
+            json!({"records": [task("mine", &opp)]}),
+        )
+        .await;
+    let id = reply.body[0]["id"].as_str().expect("created").to_owned();
+    let user = org.emu.integration_user_id();
+    let since =
+        (before - chrono::Duration::seconds(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let mine = org
+        .soql(&format!(
+            "SELECT Id, CreatedById, CreatedDate FROM Task WHERE CreatedById = '{user}' AND CreatedDate >= {since}"
+        ))
+        .await;
+    assert_eq!(mine.status, StatusCode::OK, "{}", mine.body);
+    assert_eq!(
+        field(&mine, "Id"),
+        [json!(id)],
+        "only the task just written"
+    );
+    assert_eq!(field(&mine, "CreatedById"), [json!(user)]);
+    // The 15-character form of the user id matches too.
+    let short = org
+        .soql(&format!(
+            "SELECT Id FROM Task WHERE CreatedById = '{}' AND CreatedDate >= {since}",
+            &user[..15]
+        ))
+        .await;
+    assert_eq!(field(&short, "Id"), [json!(id)]);
+    // The seeded tasks were created by their owners, long before.
+    let seeded = org
+        .soql("SELECT Id, CreatedById, OwnerId FROM Task WHERE Subject = 'Follow up'")
+        .await;
+    for row in seeded.body["records"].as_array().unwrap() {
+        assert_eq!(row["CreatedById"], row["OwnerId"], "{row}");
+    }
+    // Salesforce sets it: a write naming it is refused.
+    let forged = org
+        .collections(
+            reqwest::Method::POST,
+            json!({"records": [{"attributes": {"type": "Task"}, "Subject": "x", "WhatId": opp, "CreatedById": user}]}),
+        )
+        .await;
+    assert_eq!(
+        forged.body[0]["errors"][0]["statusCode"],
+        "INVALID_FIELD_FOR_INSERT_UPDATE"
+    );
+}
+
 // --- writes ---------------------------------------------------------------
 
 #[tokio::test]

@@ -249,7 +249,7 @@ async fn handle(shared: Arc<Shared>, kind: Kind, body: Bytes) -> Result<Response
                 ),
                 Plan::Insert(object, fields) => {
                     created_any = true;
-                    let id = store.insert(object, fields);
+                    let id = store.insert(object, fields, &owner);
                     success(id, kind, true)
                 }
                 Plan::Update(object, id, fields) => {

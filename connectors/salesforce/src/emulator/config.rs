@@ -192,6 +192,10 @@ pub struct Knobs {
     /// Whether an upsert that updates answers 200 with a body (newer API
     /// versions) rather than 204 (?); applies to the single-record upsert.
     pub upsert_update_returns_body: bool,
+    /// Whether a long text area (`Description`) in a `WHERE` or `ORDER BY`
+    /// is refused with 400 `INVALID_FIELD`, as Salesforce does (facts
+    /// 6.10); off only to show what a client that relies on it would do.
+    pub refuse_long_text_filters: bool,
 }
 
 impl Default for Knobs {
@@ -214,6 +218,7 @@ impl Default for Knobs {
             jwt_audience: None,
             deleted_window: Duration::from_secs(15 * 24 * 3600),
             upsert_update_returns_body: true,
+            refuse_long_text_filters: true,
         }
     }
 }

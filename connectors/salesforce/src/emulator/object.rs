@@ -20,6 +20,9 @@ pub enum SObject {
 pub(crate) enum FieldType {
     Id,
     Text,
+    /// A long text area (up to 32,000 characters): selectable, but never
+    /// filtered or sorted on (facts 6.10).
+    LongText,
     Bool,
     Number,
     Date,
@@ -28,11 +31,22 @@ pub(crate) enum FieldType {
     Reference(&'static [SObject]),
 }
 
-use FieldType::{Bool, DateTime, Id, Number, Reference, Text};
+impl FieldType {
+    /// Whether values are record ids, which SOQL matches in their 15- or
+    /// 18-character form.
+    pub(crate) fn is_id(self) -> bool {
+        matches!(self, FieldType::Id | FieldType::Reference(_))
+    }
+}
 
+use FieldType::{Bool, DateTime, Id, LongText, Number, Reference, Text};
+
+/// Every record has these; `CreatedById` and `CreatedDate` are set by the
+/// server on insert (facts 6.15).
 const COMMON: &[(&str, FieldType)] = &[
     ("Id", Id),
     ("IsDeleted", Bool),
+    ("CreatedById", Reference(&[SObject::User])),
     ("CreatedDate", DateTime),
     ("LastModifiedDate", DateTime),
     ("SystemModstamp", DateTime),
@@ -103,7 +117,7 @@ impl SObject {
                 ("Website", Text),
                 ("OwnerId", OWNER),
                 ("Customer_Stage__c", Text),
-                ("Description", Text),
+                ("Description", LongText),
                 ("Kickoff_Date__c", FieldType::Date),
                 ("Go_Live_Date__c", FieldType::Date),
                 ("Active_Users__c", Number),
@@ -121,7 +135,7 @@ impl SObject {
                 ("Email", Text),
                 ("AccountId", ACCOUNT),
                 ("OwnerId", OWNER),
-                ("Description", Text),
+                ("Description", LongText),
             ],
             SObject::Lead => &[
                 ("FirstName", Text),
@@ -133,7 +147,7 @@ impl SObject {
                 ("Status", Text),
                 ("LeadSource", Text),
                 ("OwnerId", OWNER),
-                ("Description", Text),
+                ("Description", LongText),
             ],
             SObject::Opportunity => &[
                 ("Name", Text),
@@ -145,7 +159,7 @@ impl SObject {
                 ("IsClosed", Bool),
                 ("IsWon", Bool),
                 ("LeadSource", Text),
-                ("Description", Text),
+                ("Description", LongText),
                 ("Pain_Points__c", Text),
                 ("Discovery_Call_Date__c", FieldType::Date),
                 ("Decision_Maker__c", Text),
@@ -157,7 +171,7 @@ impl SObject {
             ],
             SObject::Task => &[
                 ("Subject", Text),
-                ("Description", Text),
+                ("Description", LongText),
                 ("Status", Text),
                 ("Priority", Text),
                 ("IsClosed", Bool),
@@ -207,6 +221,7 @@ impl SObject {
             || matches!(
                 name,
                 "Id" | "IsDeleted"
+                    | "CreatedById"
                     | "CreatedDate"
                     | "LastModifiedDate"
                     | "SystemModstamp"

@@ -50,6 +50,16 @@ const LAST: [&str; 8] = [
     "Lee", "Patel", "Novak", "Berg", "Costa", "Ito", "Kahn", "Ruiz",
 ];
 
+/// Inserts a seeded record, created by its owner (a user, or a record
+/// without an owner, by the org's first user).
+fn seeded(store: &mut Store, object: SObject, fields: Map<String, Value>, at: i64) -> String {
+    let by = fields
+        .get("OwnerId")
+        .and_then(Value::as_str)
+        .map_or_else(super::store::first_user, str::to_owned);
+    store.insert_at(object, fields, at, &by)
+}
+
 fn fields(value: Value) -> Map<String, Value> {
     match value {
         Value::Object(map) => map.into_iter().filter(|(_, v)| !v.is_null()).collect(),
@@ -87,7 +97,8 @@ pub(crate) fn seed(config: &EmulatorConfig) -> Store {
         } else {
             (first, last)
         };
-        let id = store.insert_at(
+        let id = seeded(
+            &mut store,
             SObject::User,
             fields(json!({
                 "Name": format!("{first} {last}"),
@@ -107,7 +118,8 @@ pub(crate) fn seed(config: &EmulatorConfig) -> Store {
     let mut accounts = Vec::new();
     for i in 0..sizes.accounts {
         let at = ago(&mut rng, 300);
-        let id = store.insert_at(
+        let id = seeded(
+            &mut store,
             SObject::Account,
             fields(json!({
                 "Name": format!("Account {i:03}"),
@@ -135,7 +147,8 @@ pub(crate) fn seed(config: &EmulatorConfig) -> Store {
             format!("contact{i}@example.com")
         };
         previous_email.clone_from(&email);
-        store.insert_at(
+        seeded(
+            &mut store,
             SObject::Contact,
             fields(json!({
                 "FirstName": FIRST[i % 8],
@@ -150,7 +163,8 @@ pub(crate) fn seed(config: &EmulatorConfig) -> Store {
 
     for i in 0..sizes.leads {
         let at = ago(&mut rng, 120);
-        store.insert_at(
+        seeded(
+            &mut store,
             SObject::Lead,
             fields(json!({
                 "FirstName": FIRST[(i + 3) % 8],
@@ -195,7 +209,8 @@ pub(crate) fn seed(config: &EmulatorConfig) -> Store {
             pick(&mut rng)
         };
         let reached = stage_at.min(7) >= 3 || stage == "Closed Won";
-        let id = store.insert_at(
+        let id = seeded(
+            &mut store,
             SObject::Opportunity,
             fields(json!({
                 "Name": format!("Opportunity {i:03}"),
@@ -233,7 +248,8 @@ pub(crate) fn seed(config: &EmulatorConfig) -> Store {
         let span = (at - created).max(history.len() as i64);
         for (k, step) in history.iter().enumerate() {
             let when = created + span * k as i64 / history.len() as i64;
-            store.insert_at(
+            seeded(
+                &mut store,
                 SObject::OpportunityHistory,
                 fields(json!({"OpportunityId": id, "StageName": step})),
                 when,
@@ -252,7 +268,8 @@ pub(crate) fn seed(config: &EmulatorConfig) -> Store {
         }
         let (status, _) = TASK_STATUSES[k % 3];
         let at = ago(&mut rng, 30);
-        store.insert_at(
+        seeded(
+            &mut store,
             SObject::Task,
             fields(json!({
                 "Subject": "Onboarding kickoff",
@@ -269,7 +286,8 @@ pub(crate) fn seed(config: &EmulatorConfig) -> Store {
     let opportunities: Vec<String> = store.table(SObject::Opportunity).keys().cloned().collect();
     for opp in opportunities.iter().step_by(5) {
         let at = ago(&mut rng, 30);
-        store.insert_at(
+        seeded(
+            &mut store,
             SObject::Task,
             fields(json!({
                 "Subject": "Follow up",
