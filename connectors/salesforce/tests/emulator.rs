@@ -1058,6 +1058,67 @@ async fn query_all_pages_under_query_all_and_a_stale_locator_is_a_400() {
     assert_error(&stale, StatusCode::BAD_REQUEST, "INVALID_QUERY_LOCATOR");
 }
 
+#[tokio::test]
+async fn most_seeded_opportunities_have_one_to_three_contact_roles_one_of_them_primary() {
+    let org = Org::start(small()).await;
+    let opportunities = org.emu.records(SObject::Opportunity);
+    let roles = org.emu.records(SObject::OpportunityContactRole);
+    let contacts = org.emu.ids(SObject::Contact);
+    let mut with_roles = 0;
+    for opportunity in &opportunities {
+        let own: Vec<_> = roles
+            .iter()
+            .filter(|role| role.fields["OpportunityId"] == opportunity.id.as_str())
+            .collect();
+        if own.is_empty() {
+            continue;
+        }
+        with_roles += 1;
+        assert!(own.len() <= 3, "{}: {own:?}", opportunity.id);
+        let primaries = own.iter().filter(|r| r.fields["IsPrimary"] == true).count();
+        assert_eq!(primaries, 1, "{}: {own:?}", opportunity.id);
+        for role in &own {
+            let contact = role.fields["ContactId"].as_str().expect("a contact");
+            assert!(contacts.iter().any(|c| c == contact), "{contact}");
+        }
+    }
+    assert!(
+        with_roles * 4 >= opportunities.len() * 3,
+        "{with_roles} of {} opportunities have contacts",
+        opportunities.len()
+    );
+    assert!(roles.iter().any(|r| r.fields.contains_key("Role")));
+}
+
+#[tokio::test]
+async fn contact_roles_nest_under_their_opportunity_as_a_sub_query_result() {
+    let org = Org::start(small()).await;
+    let reply = org
+        .soql("SELECT Id, (SELECT ContactId, Role, IsPrimary FROM OpportunityContactRoles) FROM Opportunity ORDER BY Id")
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let roles = org.emu.records(SObject::OpportunityContactRole);
+    for opportunity in records(&reply.body) {
+        let id = opportunity["Id"].as_str().unwrap();
+        let expected = roles
+            .iter()
+            .filter(|r| r.fields["OpportunityId"] == id)
+            .count();
+        let nested = &opportunity["OpportunityContactRoles"];
+        if expected == 0 {
+            assert_eq!(nested, &Value::Null, "{id}");
+            continue;
+        }
+        assert_eq!(nested["totalSize"], expected, "{id}");
+        assert_eq!(nested["done"], true, "{id}");
+        let rows = records(nested);
+        assert_eq!(rows.len(), expected);
+        assert_eq!(rows[0]["attributes"]["type"], "OpportunityContactRole");
+        assert!(rows[0]["ContactId"].as_str().unwrap().starts_with("003"));
+        assert!(rows[0].get("IsPrimary").is_some());
+    }
+}
+
 // --- parent-to-child sub-queries -------------------------------------------
 
 const HISTORY_AND_TASKS: &str = "SELECT Id, StageName, (SELECT StageName, CreatedDate FROM OpportunityHistories ORDER BY CreatedDate), (SELECT Id, Subject, WhatId FROM Tasks) FROM Opportunity ORDER BY Id";

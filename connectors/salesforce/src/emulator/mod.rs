@@ -258,11 +258,10 @@ impl SalesforceEmulator {
                 picked.push(id.clone());
             }
         }
-        let field = if object.field("Description").is_some() {
-            "Description"
-        } else {
-            "Name"
-        };
+        let field = ["Description", "Name", "Role"]
+            .into_iter()
+            .find(|field| object.field(field).is_some())
+            .unwrap_or("Name");
         for (k, id) in picked.iter().enumerate() {
             let mut fields = serde_json::Map::new();
             if object != SObject::OpportunityHistory {

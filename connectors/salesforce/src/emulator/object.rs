@@ -13,6 +13,7 @@ pub enum SObject {
     Task,
     User,
     OpportunityHistory,
+    OpportunityContactRole,
 }
 
 /// How a field's values are typed, for SOQL comparisons and writes.
@@ -53,7 +54,7 @@ const COMMON: &[(&str, FieldType)] = &[
 ];
 
 impl SObject {
-    pub const ALL: [SObject; 7] = [
+    pub const ALL: [SObject; 8] = [
         SObject::Account,
         SObject::Contact,
         SObject::Lead,
@@ -61,6 +62,7 @@ impl SObject {
         SObject::Task,
         SObject::User,
         SObject::OpportunityHistory,
+        SObject::OpportunityContactRole,
     ];
 
     pub fn name(self) -> &'static str {
@@ -72,6 +74,7 @@ impl SObject {
             SObject::Task => "Task",
             SObject::User => "User",
             SObject::OpportunityHistory => "OpportunityHistory",
+            SObject::OpportunityContactRole => "OpportunityContactRole",
         }
     }
 
@@ -82,8 +85,8 @@ impl SObject {
             .find(|o| o.name().eq_ignore_ascii_case(name))
     }
 
-    /// The three-character key prefix of its ids (facts 1.6; 005 and 008
-    /// are general knowledge (?)).
+    /// The three-character key prefix of its ids (facts 1.6; 005, 008 and
+    /// 00K are general knowledge (?)).
     pub fn key_prefix(self) -> &'static str {
         match self {
             SObject::Account => "001",
@@ -93,6 +96,7 @@ impl SObject {
             SObject::Task => "00T",
             SObject::User => "005",
             SObject::OpportunityHistory => "008",
+            SObject::OpportunityContactRole => "00K",
         }
     }
 
@@ -198,6 +202,13 @@ impl SObject {
                 ("Amount", Number),
                 ("CloseDate", FieldType::Date),
             ],
+            // Facts 6.12.
+            SObject::OpportunityContactRole => &[
+                ("OpportunityId", Reference(&[SObject::Opportunity])),
+                ("ContactId", Reference(&[SObject::Contact])),
+                ("Role", Text),
+                ("IsPrimary", Bool),
+            ],
         }
     }
 
@@ -238,6 +249,7 @@ impl SObject {
             SObject::Contact => &["LastName"],
             SObject::Lead => &["LastName", "Company"],
             SObject::Opportunity => &["Name", "StageName", "CloseDate"],
+            SObject::OpportunityContactRole => &["OpportunityId", "ContactId"],
             _ => &[],
         }
     }
@@ -266,18 +278,20 @@ const fn child(name: &'static str, child: SObject, field: &'static str) -> Child
 
 /// Every lookup a relationship runs through; the store keeps an index of
 /// each, so that a sub-query reads a parent's children, not the table.
-pub(crate) const INDEXED_LOOKUPS: [(SObject, &str); 3] = [
+pub(crate) const INDEXED_LOOKUPS: [(SObject, &str); 4] = [
     (SObject::OpportunityHistory, "OpportunityId"),
+    (SObject::OpportunityContactRole, "OpportunityId"),
     (SObject::Task, "WhatId"),
     (SObject::Task, "WhoId"),
 ];
 
 impl SObject {
-    /// The standard child relationships the emulator serves (general
-    /// knowledge of the standard objects (?)): Opportunity's
-    /// `OpportunityHistories` through `OpportunityHistory.OpportunityId`,
-    /// and `Tasks` through `Task.WhatId` on opportunities and accounts and
-    /// `Task.WhoId` on contacts and leads.
+    /// The standard child relationships the emulator serves: Opportunity's
+    /// `OpportunityContactRoles` through `OpportunityContactRole.OpportunityId`
+    /// (facts 6.12); and, general knowledge of the standard objects (?),
+    /// Opportunity's `OpportunityHistories` through
+    /// `OpportunityHistory.OpportunityId`, and `Tasks` through `Task.WhatId`
+    /// on opportunities and accounts and `Task.WhoId` on contacts and leads.
     pub(crate) fn child_relationships(self) -> &'static [ChildRelationship] {
         const OPPORTUNITY: &[ChildRelationship] = &[
             child(
@@ -286,6 +300,11 @@ impl SObject {
                 "OpportunityId",
             ),
             child("Tasks", SObject::Task, "WhatId"),
+            child(
+                "OpportunityContactRoles",
+                SObject::OpportunityContactRole,
+                "OpportunityId",
+            ),
         ];
         const WHAT: &[ChildRelationship] = &[child("Tasks", SObject::Task, "WhatId")];
         const WHO: &[ChildRelationship] = &[child("Tasks", SObject::Task, "WhoId")];
@@ -293,7 +312,10 @@ impl SObject {
             SObject::Opportunity => OPPORTUNITY,
             SObject::Account => WHAT,
             SObject::Contact | SObject::Lead => WHO,
-            SObject::Task | SObject::User | SObject::OpportunityHistory => &[],
+            SObject::Task
+            | SObject::User
+            | SObject::OpportunityHistory
+            | SObject::OpportunityContactRole => &[],
         }
     }
 

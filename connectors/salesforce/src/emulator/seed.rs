@@ -1,7 +1,7 @@
 //! The deterministic seeded org: users in teams, accounts, contacts (some
 //! sharing an email), leads, opportunities across the shipped config's
 //! stages (plus one it does not map, and one whose name needs escaping),
-//! their stage history, and tasks on some of them.
+//! their stage history and contact roles, and tasks on some of them.
 
 use super::clock;
 use super::clock::Clock;
@@ -45,6 +45,18 @@ const LEAD_STATUSES: [&str; 4] = [
     "Closed - Not Converted",
 ];
 const ACCOUNT_STAGES: [&str; 4] = ["Onboarding", "Adoption", "Renewal", "Expansion"];
+/// `OpportunityContactRole.Role` values (the standard picklist, general
+/// knowledge (?)).
+pub(crate) const CONTACT_ROLES: [&str; 8] = [
+    "Decision Maker",
+    "Economic Buyer",
+    "Evaluator",
+    "Technical Buyer",
+    "Influencer",
+    "Business User",
+    "Executive Sponsor",
+    "Other",
+];
 const FIRST: [&str; 8] = ["Ann", "Raj", "Mia", "Tom", "Lea", "Sam", "Ida", "Max"];
 const LAST: [&str; 8] = [
     "Lee", "Patel", "Novak", "Berg", "Costa", "Ito", "Kahn", "Ruiz",
@@ -138,6 +150,7 @@ pub(crate) fn seed(config: &EmulatorConfig) -> Store {
         accounts.push(id);
     }
 
+    let mut contacts = Vec::new();
     let mut previous_email = String::new();
     for i in 0..sizes.contacts {
         let at = ago(&mut rng, 200);
@@ -147,7 +160,7 @@ pub(crate) fn seed(config: &EmulatorConfig) -> Store {
             format!("contact{i}@example.com")
         };
         previous_email.clone_from(&email);
-        seeded(
+        let id = seeded(
             &mut store,
             SObject::Contact,
             fields(json!({
@@ -159,6 +172,7 @@ pub(crate) fn seed(config: &EmulatorConfig) -> Store {
             })),
             at,
         );
+        contacts.push(id);
     }
 
     for i in 0..sizes.leads {
@@ -184,6 +198,9 @@ pub(crate) fn seed(config: &EmulatorConfig) -> Store {
     // before, on purpose, so watermark ties happen.
     let mut last_at = now - 5 * DAY_MS;
     let inactive = users.last().cloned().unwrap_or_default();
+    // Contact roles draw from their own sequence, so that the rest of the
+    // org is what it was before they were seeded.
+    let mut roles_rng = fastrand::Rng::with_seed(config.seed ^ 0x0c0e);
     let mut extra: Vec<String> = Vec::new();
     let total = sizes.opportunities + usize::from(config.odd_stage.is_some());
     for i in 0..total {
@@ -255,6 +272,15 @@ pub(crate) fn seed(config: &EmulatorConfig) -> Store {
                 when,
             );
         }
+        if i % 5 != 4 {
+            seed_contact_roles(
+                &mut store,
+                &mut roles_rng,
+                &id,
+                &account_contacts(&contacts, i, accounts.len()),
+                created,
+            );
+        }
         if stage == "Closed Won" {
             extra.push(id);
         }
@@ -301,4 +327,53 @@ pub(crate) fn seed(config: &EmulatorConfig) -> Store {
         );
     }
     store
+}
+
+/// The contacts of the account opportunity `i` belongs to (contact `j`
+/// belongs to account `j % accounts`, as opportunity `i` to `i % accounts`),
+/// or, when that account has none, every contact.
+fn account_contacts(contacts: &[String], i: usize, accounts: usize) -> Vec<String> {
+    let accounts = accounts.max(1);
+    let own: Vec<String> = contacts
+        .iter()
+        .skip(i % accounts)
+        .step_by(accounts)
+        .cloned()
+        .collect();
+    if own.is_empty() {
+        contacts.to_vec()
+    } else {
+        own
+    }
+}
+
+/// One to three contact roles on `opportunity`, from `candidates`, the
+/// first of them primary; one role in nine has no `Role` value.
+fn seed_contact_roles(
+    store: &mut Store,
+    rng: &mut fastrand::Rng,
+    opportunity: &str,
+    candidates: &[String],
+    at: i64,
+) {
+    if candidates.is_empty() {
+        return;
+    }
+    let wanted = rng.usize(1..=3).min(candidates.len());
+    let first = rng.usize(0..candidates.len());
+    for k in 0..wanted {
+        let contact = &candidates[(first + k) % candidates.len()];
+        let role = rng.usize(0..=CONTACT_ROLES.len());
+        seeded(
+            store,
+            SObject::OpportunityContactRole,
+            fields(json!({
+                "OpportunityId": opportunity,
+                "ContactId": contact,
+                "Role": CONTACT_ROLES.get(role).copied(),
+                "IsPrimary": k == 0,
+            })),
+            at + k as i64,
+        );
+    }
 }
