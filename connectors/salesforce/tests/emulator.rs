@@ -933,6 +933,171 @@ async fn a_held_create_commits_before_it_answers() {
     pending.abort();
 }
 
+/// Polls `done` every 10 ms until it holds, for at most `within`.
+async fn eventually(within: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let tries = within.as_millis() / 10;
+    for _ in 0..tries {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    done()
+}
+
+#[tokio::test]
+async fn a_detached_write_goes_on_after_its_client_gave_up_and_writes_every_row_once() {
+    let org = Org::start(small()).await;
+    org.emu
+        .update_knobs(|knobs| knobs.detached_row_delay = Some(Duration::from_millis(100)));
+    let opp = org.emu.ids(SObject::Opportunity)[0].clone();
+    let before = org.emu.tasks().len();
+    let rows: Vec<Value> = (0..5).map(|i| task(&format!("row {i}"), &opp)).collect();
+    let request = org
+        .http
+        .post(org.url(&format!("/services/data/{V}/composite/sobjects")))
+        .bearer_auth(&org.token)
+        .json(&json!({"records": rows}));
+    let client = tokio::spawn(request.send());
+    assert!(
+        eventually(Duration::from_secs(5), || org.emu.tasks().len() > before).await,
+        "the first row is written"
+    );
+    client.abort();
+    assert!(
+        org.emu.tasks().len() < before + 5,
+        "the client gave up mid-way"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || org.emu.tasks().len()
+            == before + 5)
+        .await,
+        "the server finished the rest"
+    );
+    let written: Vec<String> = org
+        .emu
+        .tasks()
+        .iter()
+        .filter_map(|t| t.fields.get("Subject")?.as_str().map(str::to_owned))
+        .filter(|subject| subject.starts_with("row "))
+        .collect();
+    assert_eq!(written.len(), 5, "each row once: {written:?}");
+}
+
+#[tokio::test]
+async fn a_detached_write_answers_once_every_row_is_committed() {
+    let org = Org::start(small()).await;
+    org.emu
+        .update_knobs(|knobs| knobs.detached_row_delay = Some(Duration::from_millis(20)));
+    let opp = org.emu.ids(SObject::Opportunity)[0].clone();
+    let before = org.emu.tasks().len();
+    let reply = org
+        .collections(
+            reqwest::Method::POST,
+            json!({"records": [task("a", &opp), {"attributes": {"type": "Task"}, "Subject": "b", "WhatId": "bad"}, task("c", &opp)]}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let rows = reply.body.as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[1]["errors"][0]["statusCode"], "MALFORMED_ID");
+    assert_eq!(org.emu.tasks().len(), before + 2);
+}
+
+#[tokio::test]
+async fn a_malformed_write_is_carried_out_then_answered_200_with_a_body_that_is_no_json() {
+    let org = Org::start(small()).await;
+    let opp = org.emu.ids(SObject::Opportunity)[0].clone();
+    let before = org.emu.tasks().len();
+    org.emu.malform_next_write();
+    let response = org
+        .http
+        .post(org.url(&format!("/services/data/{V}/composite/sobjects")))
+        .bearer_auth(&org.token)
+        .json(&json!({"records": [task("garbled", &opp)]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.bytes().await.unwrap();
+    assert!(serde_json::from_slice::<Value>(&body).is_err(), "{body:?}");
+    assert_eq!(org.emu.tasks().len(), before + 1, "the write was made");
+    let next = org
+        .collections(
+            reqwest::Method::POST,
+            json!({"records": [task("clean", &opp)]}),
+        )
+        .await;
+    assert!(all_succeeded(&next.body), "only the next write is garbled");
+}
+
+#[tokio::test]
+async fn updating_a_deleted_task_is_entity_is_deleted_and_an_unknown_one_invalid_cross_reference() {
+    let org = Org::start(small()).await;
+    let opp = org.emu.ids(SObject::Opportunity)[0].clone();
+    let created = org
+        .collections(
+            reqwest::Method::POST,
+            json!({"records": [task("recycled", &opp), task("purged", &opp)]}),
+        )
+        .await;
+    let ids: Vec<String> = created
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row["id"].as_str().unwrap().to_owned())
+        .collect();
+    org.emu.delete(SObject::Task, &ids[0]).unwrap();
+    org.emu.delete(SObject::Task, &ids[1]).unwrap();
+    org.emu
+        .empty_from_recycle_bin(SObject::Task, &ids[1])
+        .unwrap();
+    let complete =
+        |id: &str| json!({"attributes": {"type": "Task"}, "id": id, "Status": "Completed"});
+    let reply = org
+        .collections(
+            reqwest::Method::PATCH,
+            json!({"records": [complete(&ids[0]), complete(&ids[1]), complete("00TDn0000ZZZZZZAAA")]}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let codes: Vec<&Value> = reply
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| &row["errors"][0]["statusCode"])
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            "ENTITY_IS_DELETED",
+            "ENTITY_IS_DELETED",
+            "INVALID_CROSS_REFERENCE_KEY"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn another_user_can_create_a_task_that_names_them_as_its_creator() {
+    let org = Org::start(small()).await;
+    let opp = org.emu.ids(SObject::Opportunity)[0].clone();
+    let someone = org.emu.ids(SObject::User)[2].clone();
+    let mut fields = serde_json::Map::new();
+    fields.insert("Subject".into(), json!("theirs"));
+    fields.insert("WhatId".into(), json!(opp));
+    let id = org
+        .emu
+        .create_as(SObject::Task, &someone, fields)
+        .expect("a user of the org");
+    let task = org.emu.record(SObject::Task, &id).unwrap();
+    assert_eq!(task.fields["CreatedById"], someone.as_str());
+    let mut unknown = serde_json::Map::new();
+    unknown.insert("Nope__c".into(), json!(1));
+    assert!(org.emu.create_as(SObject::Task, &someone, unknown).is_err());
+}
+
 // --- limits and faults ----------------------------------------------------
 
 #[tokio::test]

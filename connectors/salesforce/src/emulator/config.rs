@@ -196,6 +196,13 @@ pub struct Knobs {
     /// is refused with 400 `INVALID_FIELD`, as Salesforce does (facts
     /// 6.10); off only to show what a client that relies on it would do.
     pub refuse_long_text_filters: bool,
+    /// `Some(delay)`: an sObject Collections write commits its rows one at
+    /// a time, `delay` before each, in a task of its own that goes on when
+    /// the client disconnects, and answers once every row is done. A
+    /// client that gives up (or dies) mid-way leaves the server finishing
+    /// the rest, as Salesforce does with a request already running.
+    /// `None` (the default): every row at once.
+    pub detached_row_delay: Option<Duration>,
 }
 
 impl Default for Knobs {
@@ -219,6 +226,7 @@ impl Default for Knobs {
             deleted_window: Duration::from_secs(15 * 24 * 3600),
             upsert_update_returns_body: true,
             refuse_long_text_filters: true,
+            detached_row_delay: None,
         }
     }
 }

@@ -357,6 +357,35 @@ impl SalesforceEmulator {
         lock(&self.shared.collections).hold_create = hold;
     }
 
+    /// The next sObject Collections call is carried out, then answered 200
+    /// with a body cut in half and garbled: a reply that proves nothing.
+    pub fn malform_next_write(&self) {
+        lock(&self.shared.collections).malform_next = true;
+    }
+
+    /// Someone in the CRM, the user `by`, creates a record of `object` now,
+    /// with `fields` (API names) as given and no other checks: another
+    /// user's task, say, that the integration's own lookups must not take
+    /// for theirs. Returns its id.
+    pub fn create_as(
+        &self,
+        object: SObject,
+        by: &str,
+        fields: serde_json::Map<String, Value>,
+    ) -> Result<String, ControlError> {
+        let mut store = self.shared.store_mut();
+        let by = live_id(&store, SObject::User, by)?;
+        let mut named = serde_json::Map::new();
+        for (field, value) in fields {
+            let (name, _) = object.field(&field).ok_or(ControlError::UnknownField {
+                object,
+                name: field,
+            })?;
+            named.insert(name.to_owned(), value);
+        }
+        Ok(store.insert(object, named, &by))
+    }
+
     /// Every live task.
     pub fn tasks(&self) -> Vec<EmulatedRecord> {
         let store = self.shared.store();

@@ -33,6 +33,8 @@ const QUERY_LOG: usize = 10_000;
 pub(crate) struct CollectionFaults {
     pub fail_rows: usize,
     pub hold_create: Duration,
+    /// The next call is carried out, then answered with a garbled body.
+    pub malform_next: bool,
 }
 
 pub(crate) struct Shared {

@@ -341,6 +341,15 @@ impl Store {
         removed || unlogged
     }
 
+    /// Whether `id` was emptied from the recycle bin and its deletion is
+    /// still logged.
+    pub(crate) fn logged_deletion(&self, object: SObject, id: &str) -> bool {
+        self.delete_log.get(&object).is_some_and(|log| {
+            log.iter()
+                .any(|(_, logged)| logged.get(..15) == id.get(..15))
+        })
+    }
+
     /// Every deletion getDeleted knows of: (deleted at, id), bin and log.
     pub(crate) fn deletions(&self, object: SObject) -> Vec<(i64, &str)> {
         let mut rows: Vec<(i64, &str)> = self
