@@ -968,12 +968,12 @@ async fn a_detached_write_goes_on_after_its_client_gave_up_and_writes_every_row_
         org.emu.tasks().len() < before + 5,
         "the client gave up mid-way"
     );
+    assert_eq!(org.emu.writes_in_flight(), 1);
     assert!(
-        eventually(Duration::from_secs(5), || org.emu.tasks().len()
-            == before + 5)
-        .await,
-        "the server finished the rest"
+        eventually(Duration::from_secs(5), || org.emu.writes_in_flight() == 0).await,
+        "the server finished"
     );
+    assert_eq!(org.emu.tasks().len(), before + 5, "every row is written");
     let written: Vec<String> = org
         .emu
         .tasks()

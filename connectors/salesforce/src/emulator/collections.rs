@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// One row's fate before anything is committed.
@@ -354,8 +355,11 @@ async fn handle(shared: Arc<Shared>, kind: Kind, body: Bytes) -> Result<Response
             // the client disconnects, and the rows must still be written.
             let (done, answer) = tokio::sync::oneshot::channel();
             let server = Arc::clone(&shared);
+            shared.in_flight.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
-                let _ = done.send(work.commit_one_by_one(server, delay).await);
+                let committed = work.commit_one_by_one(Arc::clone(&server), delay).await;
+                server.in_flight.fetch_sub(1, Ordering::SeqCst);
+                let _ = done.send(committed);
             });
             answer.await.map_err(|_| {
                 ApiError::new(

@@ -47,6 +47,7 @@ use router::{CollectionFaults, Shared, TOKEN_PATH, lock};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 use url::Url;
@@ -110,6 +111,7 @@ impl SalesforceEmulator {
             tokens: Mutex::new(Tokens::new(config.credentials.clone(), integration_user)),
             used: Mutex::new(0),
             collections: Mutex::new(CollectionFaults::default()),
+            in_flight: AtomicUsize::new(0),
             cursors: Mutex::default(),
             queries: Mutex::default(),
             base: OnceLock::new(),
@@ -384,6 +386,13 @@ impl SalesforceEmulator {
             named.insert(name.to_owned(), value);
         }
         Ok(store.insert(object, named, &by))
+    }
+
+    /// Collection writes still committing their rows in the background
+    /// (see the `detached_row_delay` knob), answered or not: zero once the
+    /// server has finished everything it was sent.
+    pub fn writes_in_flight(&self) -> usize {
+        self.shared.in_flight.load(Ordering::SeqCst)
     }
 
     /// Every live task.

@@ -17,6 +17,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{
     Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard,
 };
@@ -44,6 +45,8 @@ pub(crate) struct Shared {
     /// Metered calls so far today.
     pub used: Mutex<u64>,
     pub collections: Mutex<CollectionFaults>,
+    /// Detached collection writes still committing their rows.
+    pub in_flight: AtomicUsize,
     pub cursors: Mutex<Cursors>,
     pub queries: Mutex<VecDeque<String>>,
     /// `http://127.0.0.1:<port>`, known once the server is bound.
