@@ -926,6 +926,7 @@ fn predict(emulator: &SalesforceEmulator, batch: usize, child_batch: usize) -> P
     };
     let history = count_by(SObject::OpportunityHistory, "OpportunityId");
     let tasks = count_by(SObject::Task, "WhatId");
+    let roles = count_by(SObject::OpportunityContactRole, "OpportunityId");
     let mut deals = emulator.records(SObject::Opportunity);
     deals.sort_by(|a, b| {
         let stamp = |r: &journeyd_salesforce::emulator::EmulatedRecord| {
@@ -938,7 +939,7 @@ fn predict(emulator: &SalesforceEmulator, batch: usize, child_batch: usize) -> P
     });
     let (mut pages, mut child_pages, mut taken) = (0u64, 0u64, 0usize);
     for deal in &deals {
-        let children = [&history, &tasks].map(|c| c.get(&deal.id).copied().unwrap_or(0));
+        let children = [&history, &tasks, &roles].map(|c| c.get(&deal.id).copied().unwrap_or(0));
         let weight = 1 + children
             .iter()
             .map(|n| (*n).min(child_batch))
@@ -1012,6 +1013,120 @@ async fn a_full_pull_of_deals_takes_the_calls_the_page_arithmetic_predicts_and_n
             .filter(|t| t.fields["WhatId"] == id)
             .count();
         assert_eq!(deal.tasks.len(), tasks, "{id}");
+    }
+}
+
+#[tokio::test]
+async fn a_deal_carries_its_contacts_primary_first_and_their_roles_from_the_same_query() {
+    let emulator = SalesforceEmulator::start(EmulatorConfig {
+        sizes: SeedSizes::for_opportunities(30),
+        ..EmulatorConfig::default()
+    })
+    .expect("the emulator starts");
+    let (batch, child_batch) = (10, 1);
+    // Cut after one child row: a deal's second and third roles come
+    // through its result's own link.
+    emulator.update_knobs(|knobs| {
+        knobs.min_batch_size = 1;
+        knobs.child_batch_size = child_batch;
+    });
+    let mut settings = settings(&emulator);
+    settings.query_batch = std::num::NonZeroU32::new(10).expect("ten");
+    let connector = connect(settings);
+    let predicted = predict(&emulator, batch, child_batch);
+
+    let (deals, skipped, pages) = pull_all(&connector, ObjectKind::Deal, PullFrom::Start).await;
+    assert!(skipped.is_empty(), "{skipped:?}");
+    assert_eq!(pages as u64, predicted.pages);
+    assert_eq!(emulator.counts().get(QUERY), 1, "one query");
+    assert_eq!(
+        emulator.counts().get(MORE),
+        predicted.pages - 1 + predicted.child_pages,
+        "its pages and the rest of each cut child result, nothing per deal"
+    );
+    let queries = emulator.queries();
+    assert_eq!(queries.len(), 1, "no side query: {queries:?}");
+    assert!(
+        queries[0].contains("(SELECT ContactId, Role, IsPrimary FROM OpportunityContactRoles)"),
+        "{}",
+        queries[0]
+    );
+
+    let roles = emulator.records(SObject::OpportunityContactRole);
+    let mut with_contacts = 0;
+    for deal in &deals {
+        let own: Vec<_> = roles
+            .iter()
+            .filter(|r| r.fields["OpportunityId"] == deal.id.as_str())
+            .collect();
+        let contacts: BTreeSet<&str> = own
+            .iter()
+            .map(|r| r.fields["ContactId"].as_str().unwrap())
+            .collect();
+        let got: Vec<&str> = deal
+            .associations
+            .contacts
+            .iter()
+            .map(RecordId::as_str)
+            .collect();
+        assert_eq!(got.len(), contacts.len(), "{}: no contact twice", deal.id);
+        assert_eq!(
+            got.iter().copied().collect::<BTreeSet<_>>(),
+            contacts,
+            "{}",
+            deal.id
+        );
+        let names: BTreeSet<&str> = own
+            .iter()
+            .filter_map(|r| r.fields.get("Role")?.as_str())
+            .collect();
+        let read: BTreeSet<&str> = deal.fields["contact_roles"]
+            .as_array()
+            .expect("a list, empty for a deal without contacts")
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(read, names, "{}", deal.id);
+        if let Some(primary) = own.iter().find(|r| r.fields["IsPrimary"] == true) {
+            with_contacts += 1;
+            assert_eq!(
+                got[0], primary.fields["ContactId"],
+                "{}: primary first",
+                deal.id
+            );
+        }
+    }
+    assert!(
+        with_contacts * 4 >= deals.len() * 3,
+        "{with_contacts} of {} deals have contacts",
+        deals.len()
+    );
+}
+
+#[tokio::test]
+async fn a_deals_tasks_tell_journeyds_own_from_the_rest_by_their_description() {
+    let emulator = emulator();
+    let connector = connect(settings(&emulator));
+    let (deals, _, _) = pull_all(&connector, ObjectKind::Deal, PullFrom::Start).await;
+    let deal = deals
+        .iter()
+        .find(|d| !d.tasks.is_empty())
+        .expect("a deal with a seeded task");
+    assert!(
+        deal.tasks.iter().all(|t| !t.by_journeyd),
+        "{:?}",
+        deal.tasks
+    );
+    let ours = applied_ids(
+        &connector
+            .apply(&[task("jdown0t", ObjectKind::Deal, &deal.id)])
+            .await
+            .expect("written"),
+    );
+    let (deals, _, _) = pull_all(&connector, ObjectKind::Deal, PullFrom::Start).await;
+    let deal = deals.iter().find(|d| d.id == deal.id).expect("the deal");
+    for task in &deal.tasks {
+        assert_eq!(task.by_journeyd, task.id == ours[0], "{task:?}");
     }
 }
 
