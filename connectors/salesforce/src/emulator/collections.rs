@@ -2,7 +2,10 @@
 //! upsert by external id (`PATCH /{SObject}/{ExtIdField}`), at most
 //! `collections_max` records, HTTP 200 for any well-formed request with
 //! one result per record in input order, and `allOrNone` rolling every
-//! row back when one fails.
+//! row back when one fails. With the `detached_row_delay` knob the rows
+//! commit one at a time in a task of their own, which goes on when the
+//! client has gone; a queued fault garbles the next answer after the
+//! write is made.
 
 use super::object::SObject;
 use super::reply::{ApiError, json_reply, row_error};
