@@ -1285,6 +1285,36 @@ async fn a_jwt_token_without_a_lifetime_is_reminted_once_on_a_401() {
 }
 
 #[tokio::test]
+async fn the_identity_url_a_token_response_names_is_handed_out_with_its_token() {
+    let server = Server::start(vec![], vec![]).await;
+    let instance = server.base.as_str().trim_end_matches('/').to_owned();
+    server
+        .script
+        .token
+        .lock()
+        .unwrap()
+        .push_back(instance_token("tok-1", &instance));
+    let client = client(instance_settings(jwt_grant(&server), &[]));
+    // Asked before any call: the token is obtained for it.
+    let identity = client.identity().await.unwrap();
+    assert_eq!(
+        identity.as_deref(),
+        Some("https://login.salesforce.com/id/00Dx/005x")
+    );
+    assert_eq!(server.token_seen().len(), 1);
+    client.send(get("/deals")).await.unwrap();
+    client.identity().await.unwrap();
+    assert_eq!(server.token_seen().len(), 1, "the token in force is reused");
+}
+
+#[tokio::test]
+async fn a_token_response_naming_no_identity_leaves_it_unknown() {
+    let server = Server::start(vec![], vec![Reply::token("tok-1", 1800, None)]).await;
+    let client = client(settings(&server.base, jwt_grant(&server)));
+    assert_eq!(client.identity().await.unwrap(), None);
+}
+
+#[tokio::test]
 async fn calls_go_to_the_instance_the_token_response_names() {
     let server = Server::start(vec![], vec![]).await;
     let instance = server.base.as_str().trim_end_matches('/').to_owned();

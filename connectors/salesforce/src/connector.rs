@@ -9,7 +9,7 @@
 use crate::dialect::{SalesforceDialect, Usage};
 use crate::settings::{SalesforceAuth, SalesforceCredentials, SalesforceSettings};
 use crate::wire::QueryPage;
-use journeyd_connector::connector::{Connector, PullFrom};
+use journeyd_connector::connector::{Connector, PullFrom, Recovery};
 use journeyd_connector::http::{
     AuthSettings, Bucket, Call, CallStats, HttpClient, HttpSettings, InstanceCheck, Resend, Target,
 };
@@ -173,6 +173,12 @@ impl SalesforceConnector {
 
     pub(crate) fn name_str(&self) -> String {
         self.name.to_string()
+    }
+
+    /// The identity URL the token response named (`id`), obtaining a token
+    /// if none is held yet.
+    pub(crate) async fn identity(&self) -> Result<Option<String>, ConnectorError> {
+        self.http.identity().await
     }
 
     /// `/services/data/v62.0` + `tail`.
@@ -394,18 +400,24 @@ impl Connector for SalesforceConnector {
         traced(span, self.apply_actions(actions), Vec::len)
     }
 
-    fn recovery(&self) -> journeyd_connector::Recovery {
-        journeyd_connector::Recovery::LookUp {
-            settle: std::time::Duration::from_secs(30),
+    /// With a Task external-id field every create is an upsert by its key,
+    /// so an unconfirmed write is simply sent again; without one, creates
+    /// are looked up once Salesforce has had `settle` to finish them.
+    fn recovery(&self) -> Recovery {
+        match self.settings.task_external_id {
+            Some(_) => Recovery::Resend,
+            None => Recovery::LookUp {
+                settle: self.settings.settle,
+            },
         }
     }
 
     fn find_applied(
         &self,
         keys: &[ActionKey],
-        _since: chrono::DateTime<chrono::Utc>,
+        since: chrono::DateTime<chrono::Utc>,
     ) -> impl Future<Output = Result<Vec<ActionOutcome>, ConnectorError>> + Send {
         let span = write_span(&self.name);
-        traced(span, self.find_applied_keys(keys), Vec::len)
+        traced(span, self.find_applied_keys(keys, since), Vec::len)
     }
 }

@@ -10,12 +10,14 @@
 //! - `soql`: query text, with every literal escaped;
 //! - `wire`: Salesforce's JSON as the client reads it;
 //! - `dialect`: how Salesforce's failures and `Sforce-Limit-Info` read;
-//! - `normalize`: rows to records (a deal's stage history and tasks come
-//!   nested in its row, by sub-queries), owners, stage changes and tasks;
+//! - `normalize`: rows to records (a deal's stage history, tasks and
+//!   contact roles come nested in its row, by sub-queries), owners, stage
+//!   changes and tasks;
 //! - `pull`: pages of records (each cut child result followed to its end),
 //!   owners and deletions;
-//! - `writeback`: tasks, field values and completions, and finding what
-//!   was already written;
+//! - `writeback`: tasks (created, updated in place, completed) and field
+//!   values, what a reply that proves nothing leaves unknown, and finding
+//!   what was already written;
 //! - `emulator` (feature `emulator`): a loopback Salesforce built from the
 //!   published API facts, never from this crate's client wire types.
 

@@ -1,16 +1,16 @@
 //! Salesforce rows to journeyd's records: which fields and child
 //! relationships each object is read with, and how a row becomes a
-//! [`CrmRecord`] (a deal with its stage history and tasks, nested in its
-//! row by sub-queries) or an [`Owner`]. A row that cannot be read is
-//! skipped with its id and the reason, never failing its page.
+//! [`CrmRecord`] (a deal with its stage history, tasks and contact roles,
+//! nested in its row by sub-queries) or an [`Owner`]. A row that cannot be
+//! read is skipped with its id and the reason, never failing its page.
 
 use crate::settings::SalesforceSettings;
 use crate::soql::{parse_date, parse_datetime};
 use crate::wire::text;
 use journeyd_connector::page::Skipped;
 use journeyd_connector::{
-    Associations, CrmRecord, ObjectKind, Owner, OwnerId, RecordId, StageChange, System, TaskRef,
-    TaskStatus,
+    ActionKey, Associations, CrmRecord, ObjectKind, Owner, OwnerId, RecordId, StageChange, System,
+    TaskRef, TaskStatus,
 };
 use serde_json::{Map, Value};
 
@@ -22,11 +22,19 @@ pub(crate) const STAGE_HISTORY: &str = "OpportunityHistories";
 /// A deal's tasks: Opportunity's child relationship to `Task` (through
 /// `WhatId`).
 pub(crate) const TASKS: &str = "Tasks";
+/// A deal's contacts and the part each plays: Opportunity's child
+/// relationship to `OpportunityContactRole` (facts 6.12).
+pub(crate) const CONTACT_ROLES: &str = "OpportunityContactRoles";
+/// The field of a deal's `fields` holding the roles its contacts play
+/// (`Decision Maker`, ...), the primary contact's first, each once: a list
+/// criteria can ask, e.g. `'Decision Maker' in record.fields.contact_roles`.
+pub(crate) const CONTACT_ROLES_FIELD: &str = "contact_roles";
 
 /// The parent-to-child sub-queries a pull of `object` selects, as
-/// (relationship, sub-query): a deal's stage history and tasks come nested
-/// in its own row, so that a page of deals is one query, not one and a
-/// side query per few hundred deals.
+/// (relationship, sub-query): a deal's stage history, tasks and contact
+/// roles come nested in its own row, so that a page of deals is one query,
+/// not one and a side query per few hundred deals. A task's description is
+/// read (never filtered on: a long text area) to tell journeyd's own.
 pub(crate) fn sub_queries(object: ObjectKind) -> &'static [(&'static str, &'static str)] {
     match object {
         ObjectKind::Deal => &[
@@ -36,7 +44,11 @@ pub(crate) fn sub_queries(object: ObjectKind) -> &'static [(&'static str, &'stat
             ),
             (
                 TASKS,
-                "SELECT Id, Subject, Status, IsClosed, OwnerId, ActivityDate FROM Tasks",
+                "SELECT Id, Subject, Status, IsClosed, OwnerId, ActivityDate, Description FROM Tasks",
+            ),
+            (
+                CONTACT_ROLES,
+                "SELECT ContactId, Role, IsPrimary FROM OpportunityContactRoles",
             ),
         ],
         ObjectKind::Contact | ObjectKind::Lead | ObjectKind::Account => &[],
@@ -176,17 +188,22 @@ pub(crate) fn record(
             .and_then(|field| text(row, field)),
         ObjectKind::Contact => None,
     };
-    let (stage_history, tasks) = if object == ObjectKind::Deal {
+    let (stage_history, tasks, roles) = if object == ObjectKind::Deal {
         let history = child_rows(row, STAGE_HISTORY).map_err(|reason| skip(&id, reason))?;
         let tasks = child_rows(row, TASKS).map_err(|reason| skip(&id, reason))?;
-        (stage_changes(history), task_refs(tasks))
+        let roles = child_rows(row, CONTACT_ROLES).map_err(|reason| skip(&id, reason))?;
+        (
+            stage_changes(history),
+            task_refs(tasks),
+            Some(contact_roles(roles)),
+        )
     } else {
-        (Vec::new(), Vec::new())
+        (Vec::new(), Vec::new(), None)
     };
     let stage_entered_at = stage
         .and_then(|stage| stage_history.last().filter(|last| last.stage == stage))
         .map(|last| last.at);
-    let fields = settings
+    let mut fields: std::collections::BTreeMap<String, Value> = settings
         .properties
         .get(&object)
         .into_iter()
@@ -194,6 +211,13 @@ pub(crate) fn record(
         .filter_map(|field| Some((field.clone(), row.get(field)?.clone())))
         .filter(|(_, value)| !value.is_null())
         .collect();
+    let contacts = match roles {
+        Some(ContactRoles { contacts, roles }) => {
+            fields.insert(CONTACT_ROLES_FIELD.into(), Value::from(roles));
+            contacts
+        }
+        None => Vec::new(),
+    };
     Ok(CrmRecord {
         system: System::Salesforce,
         object,
@@ -220,7 +244,7 @@ pub(crate) fn record(
         fields,
         associations: Associations {
             account: text(row, "AccountId").map(RecordId::new),
-            contacts: Vec::new(),
+            contacts,
         },
         tasks,
         stage_history,
@@ -303,7 +327,40 @@ fn stage_changes(rows: Vec<&Row>) -> Vec<StageChange> {
     changes
 }
 
-/// A record's `Task` rows as its tasks.
+/// A deal's contacts and the roles they play.
+struct ContactRoles {
+    /// The primary contact first, then the others as Salesforce listed
+    /// them; each once.
+    contacts: Vec<RecordId>,
+    /// The roles, in the same order, each once.
+    roles: Vec<String>,
+}
+
+/// A deal's `OpportunityContactRole` rows as its contacts and their roles.
+fn contact_roles(mut rows: Vec<&Row>) -> ContactRoles {
+    // Stable: the primary first, the rest in Salesforce's order.
+    rows.sort_by_key(|row| row.get("IsPrimary").and_then(Value::as_bool) != Some(true));
+    let mut contacts: Vec<RecordId> = Vec::new();
+    let mut roles: Vec<String> = Vec::new();
+    for row in rows {
+        if let Some(contact) = text(row, "ContactId").filter(|id| !id.is_empty())
+            && !contacts.iter().any(|known| known.as_str() == contact)
+        {
+            contacts.push(RecordId::new(contact));
+        }
+        if let Some(role) = text(row, "Role")
+            .map(str::trim)
+            .filter(|role| !role.is_empty())
+            && !roles.iter().any(|known| known == role)
+        {
+            roles.push(role.to_owned());
+        }
+    }
+    ContactRoles { contacts, roles }
+}
+
+/// A record's `Task` rows as its tasks; a task whose description ends with
+/// a key line is journeyd's own.
 fn task_refs(rows: Vec<&Row>) -> Vec<TaskRef> {
     rows.into_iter()
         .filter_map(|row| {
@@ -322,7 +379,9 @@ fn task_refs(rows: Vec<&Row>) -> Vec<TaskRef> {
                 },
                 owner_id: text(row, "OwnerId").map(OwnerId::new),
                 due: text(row, "ActivityDate").and_then(parse_date),
-                by_journeyd: false,
+                by_journeyd: text(row, "Description")
+                    .and_then(ActionKey::from_text)
+                    .is_some(),
             })
         })
         .collect()
@@ -572,9 +631,81 @@ mod tests {
         assert_eq!(skipped.reason, "a row of Tasks is not a record");
     }
 
+    fn deal_with_roles(roles: Value) -> Result<CrmRecord, Skipped> {
+        let mut row = opportunity();
+        row.insert(CONTACT_ROLES.into(), roles);
+        record(ObjectKind::Deal, &row, 0, &settings())
+    }
+
+    fn role(contact: &str, role: Option<&str>, primary: bool) -> Value {
+        json!({"attributes": {"type": "OpportunityContactRole"}, "ContactId": contact,
+               "Role": role, "IsPrimary": primary})
+    }
+
+    #[test]
+    fn a_deals_contacts_come_primary_first_each_once_with_their_roles_in_fields() {
+        let deal = deal_with_roles(nested(json!([
+            role("003B", Some("Evaluator"), false),
+            role("003A", Some("Decision Maker"), true),
+            role("003C", None, false),
+            role("003B", Some("Influencer"), false),
+            role("003D", Some("Evaluator"), false),
+        ])))
+        .unwrap();
+        let contacts: Vec<&str> = deal
+            .associations
+            .contacts
+            .iter()
+            .map(RecordId::as_str)
+            .collect();
+        assert_eq!(contacts, ["003A", "003B", "003C", "003D"]);
+        assert_eq!(
+            deal.fields[CONTACT_ROLES_FIELD],
+            json!(["Decision Maker", "Evaluator", "Influencer"])
+        );
+    }
+
+    #[test]
+    fn a_deal_without_contact_roles_has_no_contacts_and_an_empty_role_list() {
+        let deal = deal_with_roles(Value::Null).unwrap();
+        assert!(deal.associations.contacts.is_empty());
+        assert_eq!(deal.fields[CONTACT_ROLES_FIELD], json!([]));
+        let lead = row(json!({
+            "Id": "00QA", "Name": "Ann Lee", "Status": "Working",
+            "CreatedDate": "2026-01-02T10:00:00.000+0000",
+            "SystemModstamp": "2026-01-02T10:00:00.000+0000"
+        }));
+        let lead = record(ObjectKind::Lead, &lead, 0, &settings()).unwrap();
+        assert!(!lead.fields.contains_key(CONTACT_ROLES_FIELD));
+    }
+
+    #[test]
+    fn contact_roles_still_cut_short_skip_the_deal_by_name_rather_than_drop_contacts() {
+        let cut = json!({"totalSize": 3, "done": false,
+                         "nextRecordsUrl": "/services/data/v62.0/query/01gX-1",
+                         "records": [role("003A", Some("Evaluator"), true)]});
+        let skipped = deal_with_roles(cut).unwrap_err();
+        assert_eq!(skipped.id, "006A");
+        assert_eq!(skipped.reason, "OpportunityContactRoles is cut short");
+    }
+
+    #[test]
+    fn a_task_whose_description_ends_with_a_key_line_is_journeyds_own() {
+        let tasks = nested(json!([
+            {"Id": "00TA", "Subject": "[journeyd] 2 checks", "IsClosed": false,
+             "Description": "- a\n- b\n\njourneyd-action: jd1t"},
+            {"Id": "00TB", "Subject": "Call", "IsClosed": false,
+             "Description": "mentions journeyd-action: jd1t midway\nthen more"},
+            {"Id": "00TC", "Subject": "Send", "IsClosed": false, "Description": null},
+        ]));
+        let deal = deal_with(Value::Null, tasks).unwrap();
+        let own: Vec<bool> = deal.tasks.iter().map(|t| t.by_journeyd).collect();
+        assert_eq!(own, [true, false, false]);
+    }
+
     #[test]
     fn only_deals_are_read_with_sub_queries() {
-        assert_eq!(sub_queries(ObjectKind::Deal).len(), 2);
+        assert_eq!(sub_queries(ObjectKind::Deal).len(), 3);
         for object in [ObjectKind::Lead, ObjectKind::Contact, ObjectKind::Account] {
             assert!(sub_queries(object).is_empty());
         }

@@ -1,6 +1,6 @@
 //! Reading: pages of records (SOQL ordered by `SystemModstamp, Id`; deals
-//! carry their stage history and tasks nested by parent-to-child
-//! sub-queries), owners, and deleted ids. A page's cursor is Salesforce's
+//! carry their stage history, tasks and contact roles nested by
+//! parent-to-child sub-queries), owners, and deleted ids. A page's cursor is Salesforce's
 //! own `nextRecordsUrl`.
 //!
 //! Child rows count toward a page's batch, and a parent's child result may

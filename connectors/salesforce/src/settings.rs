@@ -47,8 +47,15 @@ pub struct SalesforceSettings {
     /// whose `properties` list it.
     pub lifecycle_field: Option<String>,
     /// An external-id field on Task to upsert corrective tasks by; `None`:
-    /// the key is carried in the task's description and looked up.
+    /// the key is carried in the task's description and looked up. The
+    /// field should be marked Unique, so that an upsert racing another of
+    /// the same key can never insert twice.
     pub task_external_id: Option<String>,
+    /// Without `task_external_id`: how long after a batch was sent a create
+    /// whose answer was lost is looked up, the time within which Salesforce
+    /// may still be finishing a request whose client died (config key
+    /// `settle_seconds`).
+    pub settle: Duration,
     /// The custom account field holding the account's journey stage
     /// (`Customer_Stage__c`), if accounts are in the journey.
     pub account_stage_field: Option<String>,
@@ -82,7 +89,8 @@ pub enum SalesforceCredentials {
 impl SalesforceSettings {
     /// Salesforce's published limits against `login_url`: pages of 2,000,
     /// collections of 200, no per-second cap (the daily allowance is what
-    /// binds), stop at 80% of the daily allowance.
+    /// binds), stop at 80% of the daily allowance; a lost create is looked
+    /// up 30 s after it was sent.
     pub fn defaults(login_url: Url, auth: SalesforceAuth) -> Self {
         let nz = |n: u32| NonZeroU32::new(n).expect("a non-zero literal");
         Self {
@@ -109,6 +117,7 @@ impl SalesforceSettings {
             properties: BTreeMap::new(),
             lifecycle_field: None,
             task_external_id: None,
+            settle: Duration::from_secs(30),
             account_stage_field: None,
         }
     }

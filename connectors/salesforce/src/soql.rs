@@ -11,22 +11,6 @@ use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 pub(crate) fn quote(value: &str) -> String {
     let mut out = String::with_capacity(value.len() + 2);
     out.push('\'');
-    escape_into(value, &mut out, false);
-    out.push('\'');
-    out
-}
-
-/// `value` as a SOQL string literal inside a LIKE pattern: as [`quote`],
-/// and `_` and `%` escaped too, so that they match only themselves.
-pub(crate) fn like_contains(value: &str) -> String {
-    let mut out = String::with_capacity(value.len() + 4);
-    out.push_str("'%");
-    escape_into(value, &mut out, true);
-    out.push_str("%'");
-    out
-}
-
-fn escape_into(value: &str, out: &mut String, like: bool) {
     for c in value.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
@@ -37,12 +21,12 @@ fn escape_into(value: &str, out: &mut String, like: bool) {
             '\t' => out.push_str("\\t"),
             '\u{7}' => out.push_str("\\b"),
             '\u{c}' => out.push_str("\\f"),
-            '_' if like => out.push_str("\\_"),
-            '%' if like => out.push_str("\\%"),
             c if c.is_control() => out.push_str(&format!("\\u{:04x}", u32::from(c))),
             c => out.push(c),
         }
     }
+    out.push('\'');
+    out
 }
 
 /// `(…)` of quoted values, for `IN`.
@@ -84,8 +68,8 @@ mod tests {
     use super::*;
 
     /// Reads a SOQL string literal back as the SOQL reference defines its
-    /// escapes; `like` reads `\_` and `\%` too. `None` on anything else.
-    fn unquote(literal: &str, like: bool) -> Option<String> {
+    /// escapes. `None` on anything else.
+    fn unquote(literal: &str) -> Option<String> {
         let inner = literal.strip_prefix('\'')?.strip_suffix('\'')?;
         let mut out = String::new();
         let mut chars = inner.chars();
@@ -101,8 +85,6 @@ mod tests {
                     't' | 'T' => '\t',
                     'b' | 'B' => '\u{7}',
                     'f' | 'F' => '\u{c}',
-                    '_' if like => '_',
-                    '%' if like => '%',
                     'u' => {
                         let hex: String = chars.by_ref().take(4).collect();
                         char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?
@@ -121,7 +103,7 @@ mod tests {
     #[test]
     fn a_stage_name_with_quotes_and_backslashes_round_trips() {
         let literal = quote(NASTY);
-        assert_eq!(unquote(&literal, false).as_deref(), Some(NASTY));
+        assert_eq!(unquote(&literal).as_deref(), Some(NASTY));
         assert_eq!(quote("Bob's BBQ"), r"'Bob\'s BBQ'");
     }
 
@@ -134,17 +116,6 @@ mod tests {
             .filter(|(_, c)| *c == '\'')
             .any(|(at, _)| inner[..at].chars().rev().take_while(|c| *c == '\\').count() % 2 == 0);
         assert!(!unescaped_quote, "{literal}");
-    }
-
-    #[test]
-    fn a_like_pattern_matches_underscore_and_percent_only_as_themselves() {
-        let pattern = like_contains("journeyd-action: a_b%c'd");
-        assert_eq!(pattern, r"'%journeyd-action: a\_b\%c\'d%'");
-        let inner = format!("'{}'", &pattern[2..pattern.len() - 2]);
-        assert_eq!(
-            unquote(&inner, true).as_deref(),
-            Some("journeyd-action: a_b%c'd")
-        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use journeyd_connector::connector::PullFrom;
 use journeyd_connector::testkit::pull_all;
 use journeyd_connector::{
     ActionKey, ActionRequest, ActionResult, Connector, ConnectorError, ConnectorName, ObjectKind,
-    Priority, RecordId,
+    Priority, RecordId, Recovery,
 };
 use journeyd_salesforce::emulator::{EmulatorConfig, SObject, SalesforceEmulator, SeedSizes};
 use journeyd_salesforce::{
@@ -14,6 +14,7 @@ use journeyd_salesforce::{
 };
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 const QUERY: &str = "GET /services/data/{version}/query";
 const MORE: &str = "GET /services/data/{version}/query/{locator}";
@@ -68,7 +69,7 @@ fn applied_ids(outcomes: &[journeyd_connector::ActionOutcome]) -> Vec<String> {
         .iter()
         .map(|outcome| match &outcome.result {
             ActionResult::Applied { crm_id } => crm_id.clone(),
-            ActionResult::Failed { reason, .. } => panic!("{}: {reason}", outcome.key),
+            other => panic!("{}: {other:?}", outcome.key),
         })
         .collect()
 }
@@ -226,20 +227,119 @@ async fn records_emptied_from_the_recycle_bin_are_reported_from_the_delete_log()
     assert_eq!(ids, BTreeSet::from([gone]));
 }
 
+/// The keys of `outcomes` reported applied.
+fn applied_keys(outcomes: &[journeyd_connector::ActionOutcome]) -> BTreeSet<String> {
+    outcomes
+        .iter()
+        .filter(|o| matches!(o.result, ActionResult::Applied { .. }))
+        .map(|o| o.key.as_str().to_owned())
+        .collect()
+}
+
+/// What the SOQL `q` filters and sorts on: its text after `WHERE`.
+fn filter_of(soql: &str) -> &str {
+    soql.split_once(" WHERE ").map_or("", |(_, filter)| filter)
+}
+
 #[tokio::test]
-async fn a_key_with_quotes_and_wildcards_is_written_and_found_again() {
+async fn recovery_looks_up_the_integration_users_tasks_created_since_and_never_filters_on_description()
+ {
+    let emulator = emulator();
+    emulator.update_knobs(|knobs| knobs.min_batch_size = 1);
+    let mut settings = settings(&emulator);
+    // A few rows a page, so the lookup reads several.
+    settings.query_batch = std::num::NonZeroU32::new(2).expect("two");
+    let connector = connect(settings);
+    let (deals, _, _) = pull_all(&connector, ObjectKind::Deal, PullFrom::Start).await;
+
+    // Written a day before the batch in question: not one of its creates.
+    let old = applied_ids(
+        &connector
+            .apply(&[task("jdold0t", ObjectKind::Deal, &deals[0].id)])
+            .await
+            .expect("an old task"),
+    );
+    emulator
+        .set_field(
+            SObject::Task,
+            &old[0],
+            "CreatedDate",
+            json!(
+                (emulator.now() - chrono::Duration::days(1))
+                    .format("%Y-%m-%dT%H:%M:%S%.3f+0000")
+                    .to_string()
+            ),
+        )
+        .expect("the old task exists");
+    let since = emulator.now();
+    let written: Vec<_> = deals[1..6]
+        .iter()
+        .enumerate()
+        .map(|(i, deal)| task(&format!("jdlost{i}t"), ObjectKind::Deal, &deal.id))
+        .collect();
+    connector.apply(&written).await.expect("the batch is sent");
+    // Someone else's task carrying a key's marker (copied by hand, say).
+    let someone = emulator.ids(SObject::User)[3].clone();
+    let mut copied = serde_json::Map::new();
+    copied.insert("Subject".into(), json!("copied"));
+    copied.insert("WhatId".into(), json!(deals[7].id.as_str()));
+    copied.insert(
+        "Description".into(),
+        json!(ActionKey::new("jdtheirs0t").in_text("copied by hand")),
+    );
+    emulator
+        .create_as(SObject::Task, &someone, copied)
+        .expect("a user of the org");
+
+    let mut keys: Vec<ActionKey> = written.iter().map(|a| a.key().clone()).collect();
+    keys.extend(["jdold0t", "jdtheirs0t", "jdnever0t"].map(ActionKey::new));
+    let queries_before = emulator.queries().len();
+    let pages_before = emulator.counts().get(MORE);
+    let found = connector
+        .find_applied(&keys, since)
+        .await
+        .expect("the lookup");
+    let expected: BTreeSet<String> = written
+        .iter()
+        .map(|a| a.key().as_str().to_owned())
+        .collect();
+    assert_eq!(applied_keys(&found), expected);
+    assert!(
+        emulator.counts().get(MORE) > pages_before,
+        "the lookup read past its first page"
+    );
+    let lookups = &emulator.queries()[queries_before..];
+    assert_eq!(lookups.len(), 1, "one query: {lookups:?}");
+    let filter = filter_of(&lookups[0]);
+    assert!(
+        filter.contains(&format!(
+            "CreatedById = '{}'",
+            emulator.integration_user_id()
+        )),
+        "{}",
+        lookups[0]
+    );
+    assert!(filter.contains("CreatedDate >= "), "{}", lookups[0]);
+    assert!(!filter.contains("Description"), "{}", lookups[0]);
+}
+
+#[tokio::test]
+async fn a_key_with_quotes_and_wildcards_is_found_again_and_a_look_alike_is_not() {
     let emulator = emulator();
     let connector = connect(settings(&emulator));
     let (deals, _, _) = pull_all(&connector, ObjectKind::Deal, PullFrom::Start).await;
+    let since = emulator.now();
     let tricky = "k'1\\_%x";
     let outcomes = connector
         .apply(&[task(tricky, ObjectKind::Deal, &deals[0].id)])
         .await
         .expect("the task is written");
     let ids = applied_ids(&outcomes);
-    // A key that only matches as a wildcard would must not be found.
     let keys = [ActionKey::new(tricky), ActionKey::new("k'1\\a1x")];
-    let found = connector.find_applied(&keys).await.expect("the lookup");
+    let found = connector
+        .find_applied(&keys, since)
+        .await
+        .expect("the lookup");
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0].key.as_str(), tricky);
     assert_eq!(
@@ -268,8 +368,378 @@ async fn with_an_external_id_field_tasks_are_upserted_so_a_resend_writes_nothing
     assert_eq!(first, again);
     assert_eq!(emulator.tasks().len(), before + 3);
     let keys: Vec<_> = actions.iter().map(|a| a.key().clone()).collect();
-    let found = connector.find_applied(&keys).await.expect("the lookup");
+    let found = connector
+        .find_applied(&keys, chrono::DateTime::<chrono::Utc>::MIN_UTC)
+        .await
+        .expect("the lookup");
     assert_eq!(found.len(), 3);
+}
+
+#[test]
+fn without_an_external_id_lost_creates_are_looked_up_after_settle_and_with_one_resent() {
+    let emulator = emulator();
+    let mut lookup = settings(&emulator);
+    lookup.settle = Duration::from_secs(45);
+    assert_eq!(
+        connect(lookup.clone()).recovery(),
+        Recovery::LookUp {
+            settle: Duration::from_secs(45)
+        }
+    );
+    lookup.task_external_id = Some("Journey_Key__c".into());
+    assert_eq!(connect(lookup).recovery(), Recovery::Resend);
+    let defaults = SalesforceSettings::defaults(
+        emulator.base_url(),
+        SalesforceAuth::RefreshToken {
+            client_id: "c".into(),
+        },
+    );
+    assert_eq!(defaults.settle, Duration::from_secs(30));
+}
+
+/// Polls `done` every 10 ms until it holds, for at most `within`.
+async fn eventually(within: Duration, mut done: impl FnMut() -> bool) -> bool {
+    for _ in 0..within.as_millis() / 10 {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    done()
+}
+
+/// Sends `actions` and gives up (as a process killed mid-call would) once
+/// the server has written the first of `before + 1` tasks.
+async fn die_mid_write(
+    emulator: &SalesforceEmulator,
+    connector: &SalesforceConnector,
+    actions: &[ActionRequest],
+    before: usize,
+) {
+    tokio::select! {
+        outcomes = connector.apply(actions) => panic!("answered before the client died: {outcomes:?}"),
+        started = eventually(Duration::from_secs(10), || emulator.tasks().len() > before) => {
+            assert!(started, "the server began writing");
+        }
+    }
+    assert!(
+        emulator.tasks().len() < before + actions.len(),
+        "the client died mid-way"
+    );
+}
+
+#[tokio::test]
+async fn an_orphaned_create_the_server_finished_after_the_client_died_is_found_by_a_lookup_after_settle()
+ {
+    let emulator = emulator();
+    let per_row = Duration::from_millis(100);
+    emulator.update_knobs(|knobs| knobs.detached_row_delay = Some(per_row));
+    let mut settings = settings(&emulator);
+    // Longer than the server takes to finish the five rows.
+    settings.settle = per_row * 20;
+    let connector = connect(settings.clone());
+    let (deals, _, _) = pull_all(&connector, ObjectKind::Deal, PullFrom::Start).await;
+    let written: Vec<_> = deals[..5]
+        .iter()
+        .enumerate()
+        .map(|(i, deal)| task(&format!("jdorphan{i}t"), ObjectKind::Deal, &deal.id))
+        .collect();
+    let before = emulator.tasks().len();
+    let since = emulator.now();
+    die_mid_write(&emulator, &connector, &written, before).await;
+
+    // The next run, on a new connector, waits out the settle time first.
+    let rerun = connect(settings);
+    let Recovery::LookUp { settle } = rerun.recovery() else {
+        panic!("no external id: creates are looked up");
+    };
+    tokio::time::sleep(settle).await;
+    let keys: Vec<ActionKey> = written.iter().map(|a| a.key().clone()).collect();
+    let found = rerun.find_applied(&keys, since).await.expect("the lookup");
+    let expected: BTreeSet<String> = keys.iter().map(|k| k.as_str().to_owned()).collect();
+    assert_eq!(
+        applied_keys(&found),
+        expected,
+        "every orphaned create is found"
+    );
+    assert_eq!(
+        emulator.tasks().len(),
+        before + 5,
+        "and each was written once"
+    );
+}
+
+#[tokio::test]
+async fn with_an_external_id_a_resend_racing_the_orphaned_write_writes_each_task_once() {
+    let emulator = emulator();
+    emulator.update_knobs(|knobs| knobs.detached_row_delay = Some(Duration::from_millis(100)));
+    let mut settings = settings(&emulator);
+    settings.task_external_id = Some("Journey_Key__c".into());
+    let connector = connect(settings.clone());
+    let (deals, _, _) = pull_all(&connector, ObjectKind::Deal, PullFrom::Start).await;
+    let written: Vec<_> = deals[..5]
+        .iter()
+        .enumerate()
+        .map(|(i, deal)| task(&format!("jdrace{i}t"), ObjectKind::Deal, &deal.id))
+        .collect();
+    let before = emulator.tasks().len();
+    die_mid_write(&emulator, &connector, &written, before).await;
+
+    // Resent at once, while the server is still writing the orphan.
+    let rerun = connect(settings);
+    assert_eq!(rerun.recovery(), Recovery::Resend);
+    let outcomes = rerun.apply(&written).await.expect("the resend");
+    assert_eq!(applied_ids(&outcomes).len(), 5);
+    assert!(
+        eventually(Duration::from_secs(10), || emulator.writes_in_flight() == 0).await,
+        "the orphan finished"
+    );
+    for action in &written {
+        let carrying = emulator
+            .tasks()
+            .iter()
+            .filter(|t| t.fields.get("Journey_Key__c") == Some(&json!(action.key().as_str())))
+            .count();
+        assert_eq!(carrying, 1, "{}", action.key());
+    }
+    assert_eq!(emulator.tasks().len(), before + 5);
+}
+
+#[tokio::test]
+async fn updating_a_task_rewrites_it_in_place_with_one_marker_of_its_first_key() {
+    let emulator = emulator();
+    let connector = connect(settings(&emulator));
+    let (deals, _, _) = pull_all(&connector, ObjectKind::Deal, PullFrom::Start).await;
+    let created = applied_ids(
+        &connector
+            .apply(&[task("jdfirst0t", ObjectKind::Deal, &deals[0].id)])
+            .await
+            .expect("the task is created"),
+    );
+    let before = emulator.tasks().len();
+    let owner = emulator.ids(SObject::User)[2].clone();
+    let update = ActionRequest::UpdateTask {
+        key: ActionKey::new("jdupdate1u"),
+        task_key: ActionKey::new("jdfirst0t"),
+        task_id: created[0].clone(),
+        owner_id: Some(journeyd_connector::OwnerId::new(owner.clone())),
+        subject: "[journeyd] 2 journey checks to fix".into(),
+        body: "- first\n- second".into(),
+        priority: Priority::Low,
+    };
+    for _ in 0..2 {
+        let outcomes = connector
+            .apply(std::slice::from_ref(&update))
+            .await
+            .expect("the update is sent");
+        assert_eq!(applied_ids(&outcomes), [created[0].clone()]);
+    }
+    assert_eq!(emulator.tasks().len(), before, "an update creates nothing");
+    let task = emulator
+        .record(SObject::Task, &created[0])
+        .expect("the task");
+    assert_eq!(task.fields["Subject"], "[journeyd] 2 journey checks to fix");
+    assert_eq!(task.fields["Priority"], "Low");
+    assert_eq!(task.fields["OwnerId"], owner.as_str());
+    let description = task.fields["Description"].as_str().expect("a description");
+    assert_eq!(
+        description,
+        "- first\n- second\n\njourneyd-action: jdfirst0t"
+    );
+}
+
+#[tokio::test]
+async fn completing_a_task_someone_deleted_or_purged_is_applied() {
+    let emulator = emulator();
+    let connector = connect(settings(&emulator));
+    let (deals, _, _) = pull_all(&connector, ObjectKind::Deal, PullFrom::Start).await;
+    let ids = applied_ids(
+        &connector
+            .apply(
+                &(0..3)
+                    .map(|i| task(&format!("jdgone{i}t"), ObjectKind::Deal, &deals[i].id))
+                    .collect::<Vec<_>>(),
+            )
+            .await
+            .expect("the tasks are created"),
+    );
+    emulator
+        .delete(SObject::Task, &ids[0])
+        .expect("a live task");
+    emulator
+        .delete(SObject::Task, &ids[1])
+        .expect("a live task");
+    emulator
+        .empty_from_recycle_bin(SObject::Task, &ids[1])
+        .expect("a recycled task");
+    let completions: Vec<_> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| ActionRequest::CompleteTask {
+            key: ActionKey::new(format!("jdgone{i}c")),
+            task_id: id.clone(),
+        })
+        .collect();
+    let outcomes = connector.apply(&completions).await.expect("sent");
+    assert_eq!(applied_ids(&outcomes), ids, "each as good as closed");
+    let open = emulator.record(SObject::Task, &ids[2]).expect("the task");
+    assert_eq!(open.fields["Status"], "Completed");
+}
+
+fn unknown(outcomes: &[journeyd_connector::ActionOutcome]) -> usize {
+    outcomes
+        .iter()
+        .filter(|o| matches!(o.result, ActionResult::Unknown { .. }))
+        .count()
+}
+
+const CREATE: &str = "POST /services/data/{version}/composite/sobjects";
+const UPDATE: &str = "PATCH /services/data/{version}/composite/sobjects";
+
+#[tokio::test]
+async fn a_create_answered_2xx_with_an_unreadable_body_is_unknown_though_written() {
+    let emulator = emulator();
+    let connector = connect(settings(&emulator));
+    let (deals, _, _) = pull_all(&connector, ObjectKind::Deal, PullFrom::Start).await;
+    let before = emulator.tasks().len();
+    emulator.malform_next_write();
+    let outcomes = connector
+        .apply(&[
+            task("jdgarbled0t", ObjectKind::Deal, &deals[0].id),
+            task("jdgarbled1t", ObjectKind::Deal, &deals[1].id),
+        ])
+        .await
+        .expect("an outcome per action");
+    assert_eq!(unknown(&outcomes), 2, "{outcomes:?}");
+    assert_eq!(emulator.tasks().len(), before + 2, "Salesforce wrote them");
+    assert_eq!(emulator.counts().get(CREATE), 1, "sent once");
+}
+
+#[tokio::test]
+async fn a_create_answered_with_a_server_error_is_unknown_and_the_rest_of_the_batch_held_back() {
+    let emulator = emulator();
+    let connector = connect(settings(&emulator));
+    let (deals, _, _) = pull_all(&connector, ObjectKind::Deal, PullFrom::Start).await;
+    emulator.faults().fail_next(1);
+    let outcomes = connector
+        .apply(&[
+            task("jd5xx0t", ObjectKind::Deal, &deals[0].id),
+            ActionRequest::SetField {
+                key: ActionKey::new("jd5xx1f"),
+                object: ObjectKind::Deal,
+                record_id: deals[1].id.clone(),
+                field: "LeadSource".into(),
+                value: "Web".into(),
+                current: None,
+            },
+        ])
+        .await
+        .expect("an outcome per action");
+    assert!(
+        matches!(outcomes[0].result, ActionResult::Unknown { .. }),
+        "{outcomes:?}"
+    );
+    assert!(
+        matches!(&outcomes[1].result, ActionResult::Failed { reason, retryable: true } if reason.starts_with("not sent")),
+        "{outcomes:?}"
+    );
+    assert_eq!(emulator.counts().get(CREATE), 1, "a create is not resent");
+    assert_eq!(emulator.counts().get(UPDATE), 0);
+}
+
+#[tokio::test]
+async fn a_create_whose_answer_never_comes_is_unknown() {
+    let emulator = emulator();
+    let mut settings = settings(&emulator);
+    settings.retry.timeout = Duration::from_millis(500);
+    let connector = connect(settings);
+    let (deals, _, _) = pull_all(&connector, ObjectKind::Deal, PullFrom::Start).await;
+    emulator.hold_collections_create(Duration::from_secs(30));
+    let outcomes = connector
+        .apply(&[task("jdslow0t", ObjectKind::Deal, &deals[0].id)])
+        .await
+        .expect("an outcome per action");
+    assert_eq!(unknown(&outcomes), 1, "{outcomes:?}");
+    assert_eq!(emulator.counts().get(CREATE), 1, "a create is not resent");
+}
+
+/// An instance whose collections create answers one result whatever it
+/// was sent.
+fn instance_answering_one_result() -> axum::Router {
+    use axum::routing::post;
+    axum::Router::new().route(
+        "/services/data/{version}/composite/sobjects",
+        post(|| async {
+            axum::Json(json!([{"id": "00TDn0000ZZZZZ1AAA", "success": true, "errors": []}]))
+        }),
+    )
+}
+
+#[tokio::test]
+async fn creates_answered_with_a_result_list_of_the_wrong_length_are_unknown() {
+    let emulator = emulator();
+    let instance =
+        journeyd_connector::emulator::EmulatorServer::start(instance_answering_one_result())
+            .expect("the instance starts");
+    let instance_url = instance
+        .base_url()
+        .as_str()
+        .trim_end_matches('/')
+        .to_owned();
+    emulator.update_knobs(|knobs| knobs.instance_url = Some(instance_url));
+    let connector = connect(settings(&emulator));
+    let deal = RecordId::new("006Dn0000ZZZZZ1AAA");
+    let outcomes = connector
+        .apply(&[
+            task("jdshort0t", ObjectKind::Deal, &deal),
+            task("jdshort1t", ObjectKind::Deal, &deal),
+        ])
+        .await
+        .expect("an outcome per action");
+    assert_eq!(unknown(&outcomes), 2, "{outcomes:?}");
+}
+
+/// A login host whose token response names the instance but no identity.
+fn login_without_identity(instance: String) -> axum::Router {
+    use axum::routing::post;
+    axum::Router::new().route(
+        "/services/oauth2/token",
+        post(move || {
+            let instance = instance.clone();
+            async move {
+                axum::Json(json!({
+                    "access_token": "00D!AQ.no.identity",
+                    "instance_url": instance,
+                    "token_type": "Bearer",
+                    "issued_at": "1278448101416",
+                }))
+            }
+        }),
+    )
+}
+
+#[tokio::test]
+async fn a_lookup_without_the_integration_users_identity_fails_naming_what_is_missing() {
+    let emulator = emulator();
+    let login = journeyd_connector::emulator::EmulatorServer::start(login_without_identity(
+        emulator
+            .base_url()
+            .as_str()
+            .trim_end_matches('/')
+            .to_owned(),
+    ))
+    .expect("the login host starts");
+    let mut settings = settings(&emulator);
+    settings.login_url = login.base_url();
+    let connector = connect(settings);
+    let err = connector
+        .find_applied(&[ActionKey::new("jdk0t")], emulator.now())
+        .await
+        .expect_err("no user to look up");
+    let text = err.to_string();
+    assert!(text.starts_with("salesforce "), "{text}");
+    assert!(text.contains("identity url"), "{text}");
+    assert!(emulator.queries().is_empty(), "nothing was guessed");
 }
 
 #[tokio::test]
@@ -325,7 +795,7 @@ async fn a_field_is_set_and_a_task_completed_through_collections() {
 fn outcomes_id(outcome: &journeyd_connector::ActionOutcome) -> RecordId {
     match &outcome.result {
         ActionResult::Applied { crm_id } => RecordId::new(crm_id.clone()),
-        ActionResult::Failed { reason, .. } => panic!("{reason}"),
+        other => panic!("{other:?}"),
     }
 }
 
@@ -456,6 +926,7 @@ fn predict(emulator: &SalesforceEmulator, batch: usize, child_batch: usize) -> P
     };
     let history = count_by(SObject::OpportunityHistory, "OpportunityId");
     let tasks = count_by(SObject::Task, "WhatId");
+    let roles = count_by(SObject::OpportunityContactRole, "OpportunityId");
     let mut deals = emulator.records(SObject::Opportunity);
     deals.sort_by(|a, b| {
         let stamp = |r: &journeyd_salesforce::emulator::EmulatedRecord| {
@@ -468,7 +939,7 @@ fn predict(emulator: &SalesforceEmulator, batch: usize, child_batch: usize) -> P
     });
     let (mut pages, mut child_pages, mut taken) = (0u64, 0u64, 0usize);
     for deal in &deals {
-        let children = [&history, &tasks].map(|c| c.get(&deal.id).copied().unwrap_or(0));
+        let children = [&history, &tasks, &roles].map(|c| c.get(&deal.id).copied().unwrap_or(0));
         let weight = 1 + children
             .iter()
             .map(|n| (*n).min(child_batch))
@@ -542,6 +1013,120 @@ async fn a_full_pull_of_deals_takes_the_calls_the_page_arithmetic_predicts_and_n
             .filter(|t| t.fields["WhatId"] == id)
             .count();
         assert_eq!(deal.tasks.len(), tasks, "{id}");
+    }
+}
+
+#[tokio::test]
+async fn a_deal_carries_its_contacts_primary_first_and_their_roles_from_the_same_query() {
+    let emulator = SalesforceEmulator::start(EmulatorConfig {
+        sizes: SeedSizes::for_opportunities(30),
+        ..EmulatorConfig::default()
+    })
+    .expect("the emulator starts");
+    let (batch, child_batch) = (10, 1);
+    // Cut after one child row: a deal's second and third roles come
+    // through its result's own link.
+    emulator.update_knobs(|knobs| {
+        knobs.min_batch_size = 1;
+        knobs.child_batch_size = child_batch;
+    });
+    let mut settings = settings(&emulator);
+    settings.query_batch = std::num::NonZeroU32::new(10).expect("ten");
+    let connector = connect(settings);
+    let predicted = predict(&emulator, batch, child_batch);
+
+    let (deals, skipped, pages) = pull_all(&connector, ObjectKind::Deal, PullFrom::Start).await;
+    assert!(skipped.is_empty(), "{skipped:?}");
+    assert_eq!(pages as u64, predicted.pages);
+    assert_eq!(emulator.counts().get(QUERY), 1, "one query");
+    assert_eq!(
+        emulator.counts().get(MORE),
+        predicted.pages - 1 + predicted.child_pages,
+        "its pages and the rest of each cut child result, nothing per deal"
+    );
+    let queries = emulator.queries();
+    assert_eq!(queries.len(), 1, "no side query: {queries:?}");
+    assert!(
+        queries[0].contains("(SELECT ContactId, Role, IsPrimary FROM OpportunityContactRoles)"),
+        "{}",
+        queries[0]
+    );
+
+    let roles = emulator.records(SObject::OpportunityContactRole);
+    let mut with_contacts = 0;
+    for deal in &deals {
+        let own: Vec<_> = roles
+            .iter()
+            .filter(|r| r.fields["OpportunityId"] == deal.id.as_str())
+            .collect();
+        let contacts: BTreeSet<&str> = own
+            .iter()
+            .map(|r| r.fields["ContactId"].as_str().unwrap())
+            .collect();
+        let got: Vec<&str> = deal
+            .associations
+            .contacts
+            .iter()
+            .map(RecordId::as_str)
+            .collect();
+        assert_eq!(got.len(), contacts.len(), "{}: no contact twice", deal.id);
+        assert_eq!(
+            got.iter().copied().collect::<BTreeSet<_>>(),
+            contacts,
+            "{}",
+            deal.id
+        );
+        let names: BTreeSet<&str> = own
+            .iter()
+            .filter_map(|r| r.fields.get("Role")?.as_str())
+            .collect();
+        let read: BTreeSet<&str> = deal.fields["contact_roles"]
+            .as_array()
+            .expect("a list, empty for a deal without contacts")
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(read, names, "{}", deal.id);
+        if let Some(primary) = own.iter().find(|r| r.fields["IsPrimary"] == true) {
+            with_contacts += 1;
+            assert_eq!(
+                got[0], primary.fields["ContactId"],
+                "{}: primary first",
+                deal.id
+            );
+        }
+    }
+    assert!(
+        with_contacts * 4 >= deals.len() * 3,
+        "{with_contacts} of {} deals have contacts",
+        deals.len()
+    );
+}
+
+#[tokio::test]
+async fn a_deals_tasks_tell_journeyds_own_from_the_rest_by_their_description() {
+    let emulator = emulator();
+    let connector = connect(settings(&emulator));
+    let (deals, _, _) = pull_all(&connector, ObjectKind::Deal, PullFrom::Start).await;
+    let deal = deals
+        .iter()
+        .find(|d| !d.tasks.is_empty())
+        .expect("a deal with a seeded task");
+    assert!(
+        deal.tasks.iter().all(|t| !t.by_journeyd),
+        "{:?}",
+        deal.tasks
+    );
+    let ours = applied_ids(
+        &connector
+            .apply(&[task("jdown0t", ObjectKind::Deal, &deal.id)])
+            .await
+            .expect("written"),
+    );
+    let (deals, _, _) = pull_all(&connector, ObjectKind::Deal, PullFrom::Start).await;
+    let deal = deals.iter().find(|d| d.id == deal.id).expect("the deal");
+    for task in &deal.tasks {
+        assert_eq!(task.by_journeyd, task.id == ours[0], "{task:?}");
     }
 }
 

@@ -618,6 +618,95 @@ async fn a_corrupted_record_renders_unreadable_timestamps() {
     assert_eq!(reply.body["records"][0]["SystemModstamp"], "not-a-date");
 }
 
+#[tokio::test]
+async fn a_long_text_area_in_where_or_order_by_is_a_400_invalid_field() {
+    let org = Org::start(small()).await;
+    let like = org
+        .soql("SELECT Id, Description FROM Task WHERE Description LIKE '%journeyd-action: k1%'")
+        .await;
+    assert_error(&like, StatusCode::BAD_REQUEST, "INVALID_FIELD");
+    assert_eq!(
+        like.body[0]["message"],
+        "field 'Description' can not be filtered in query call"
+    );
+    let sorted = org
+        .soql("SELECT Id FROM Opportunity ORDER BY Description")
+        .await;
+    assert_error(&sorted, StatusCode::BAD_REQUEST, "INVALID_FIELD");
+    let selected = org
+        .soql("SELECT Id, Description FROM Task WHERE Subject = 'Onboarding kickoff'")
+        .await;
+    assert_eq!(selected.status, StatusCode::OK, "{}", selected.body);
+    assert!(!field(&selected, "Description").is_empty());
+}
+
+#[tokio::test]
+async fn the_long_text_knob_off_lets_a_description_be_filtered() {
+    let org = Org::start(small()).await;
+    org.emu
+        .update_knobs(|knobs| knobs.refuse_long_text_filters = false);
+    let like = org
+        .soql("SELECT Id FROM Task WHERE Description LIKE '%onboarding%'")
+        .await;
+    assert_eq!(like.status, StatusCode::OK, "{}", like.body);
+    assert!(!field(&like, "Id").is_empty());
+}
+
+#[tokio::test]
+async fn a_record_written_through_the_api_is_created_by_the_calling_user_at_server_time() {
+    let org = Org::start(small()).await;
+    let opp = org.emu.ids(SObject::Opportunity)[0].clone();
+    let before = org.emu.now();
+    let reply = org
+        .collections(
+            reqwest::Method::POST,
+            json!({"records": [task("mine", &opp)]}),
+        )
+        .await;
+    let id = reply.body[0]["id"].as_str().expect("created").to_owned();
+    let user = org.emu.integration_user_id();
+    let since =
+        (before - chrono::Duration::seconds(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let mine = org
+        .soql(&format!(
+            "SELECT Id, CreatedById, CreatedDate FROM Task WHERE CreatedById = '{user}' AND CreatedDate >= {since}"
+        ))
+        .await;
+    assert_eq!(mine.status, StatusCode::OK, "{}", mine.body);
+    assert_eq!(
+        field(&mine, "Id"),
+        [json!(id)],
+        "only the task just written"
+    );
+    assert_eq!(field(&mine, "CreatedById"), [json!(user)]);
+    // The 15-character form of the user id matches too.
+    let short = org
+        .soql(&format!(
+            "SELECT Id FROM Task WHERE CreatedById = '{}' AND CreatedDate >= {since}",
+            &user[..15]
+        ))
+        .await;
+    assert_eq!(field(&short, "Id"), [json!(id)]);
+    // The seeded tasks were created by their owners, long before.
+    let seeded = org
+        .soql("SELECT Id, CreatedById, OwnerId FROM Task WHERE Subject = 'Follow up'")
+        .await;
+    for row in seeded.body["records"].as_array().unwrap() {
+        assert_eq!(row["CreatedById"], row["OwnerId"], "{row}");
+    }
+    // Salesforce sets it: a write naming it is refused.
+    let forged = org
+        .collections(
+            reqwest::Method::POST,
+            json!({"records": [{"attributes": {"type": "Task"}, "Subject": "x", "WhatId": opp, "CreatedById": user}]}),
+        )
+        .await;
+    assert_eq!(
+        forged.body[0]["errors"][0]["statusCode"],
+        "INVALID_FIELD_FOR_INSERT_UPDATE"
+    );
+}
+
 // --- writes ---------------------------------------------------------------
 
 #[tokio::test]
@@ -844,6 +933,171 @@ async fn a_held_create_commits_before_it_answers() {
     pending.abort();
 }
 
+/// Polls `done` every 10 ms until it holds, for at most `within`.
+async fn eventually(within: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let tries = within.as_millis() / 10;
+    for _ in 0..tries {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    done()
+}
+
+#[tokio::test]
+async fn a_detached_write_goes_on_after_its_client_gave_up_and_writes_every_row_once() {
+    let org = Org::start(small()).await;
+    org.emu
+        .update_knobs(|knobs| knobs.detached_row_delay = Some(Duration::from_millis(100)));
+    let opp = org.emu.ids(SObject::Opportunity)[0].clone();
+    let before = org.emu.tasks().len();
+    let rows: Vec<Value> = (0..5).map(|i| task(&format!("row {i}"), &opp)).collect();
+    let request = org
+        .http
+        .post(org.url(&format!("/services/data/{V}/composite/sobjects")))
+        .bearer_auth(&org.token)
+        .json(&json!({"records": rows}));
+    let client = tokio::spawn(request.send());
+    assert!(
+        eventually(Duration::from_secs(5), || org.emu.tasks().len() > before).await,
+        "the first row is written"
+    );
+    client.abort();
+    assert!(
+        org.emu.tasks().len() < before + 5,
+        "the client gave up mid-way"
+    );
+    assert_eq!(org.emu.writes_in_flight(), 1);
+    assert!(
+        eventually(Duration::from_secs(5), || org.emu.writes_in_flight() == 0).await,
+        "the server finished"
+    );
+    assert_eq!(org.emu.tasks().len(), before + 5, "every row is written");
+    let written: Vec<String> = org
+        .emu
+        .tasks()
+        .iter()
+        .filter_map(|t| t.fields.get("Subject")?.as_str().map(str::to_owned))
+        .filter(|subject| subject.starts_with("row "))
+        .collect();
+    assert_eq!(written.len(), 5, "each row once: {written:?}");
+}
+
+#[tokio::test]
+async fn a_detached_write_answers_once_every_row_is_committed() {
+    let org = Org::start(small()).await;
+    org.emu
+        .update_knobs(|knobs| knobs.detached_row_delay = Some(Duration::from_millis(20)));
+    let opp = org.emu.ids(SObject::Opportunity)[0].clone();
+    let before = org.emu.tasks().len();
+    let reply = org
+        .collections(
+            reqwest::Method::POST,
+            json!({"records": [task("a", &opp), {"attributes": {"type": "Task"}, "Subject": "b", "WhatId": "bad"}, task("c", &opp)]}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let rows = reply.body.as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[1]["errors"][0]["statusCode"], "MALFORMED_ID");
+    assert_eq!(org.emu.tasks().len(), before + 2);
+}
+
+#[tokio::test]
+async fn a_malformed_write_is_carried_out_then_answered_200_with_a_body_that_is_no_json() {
+    let org = Org::start(small()).await;
+    let opp = org.emu.ids(SObject::Opportunity)[0].clone();
+    let before = org.emu.tasks().len();
+    org.emu.malform_next_write();
+    let response = org
+        .http
+        .post(org.url(&format!("/services/data/{V}/composite/sobjects")))
+        .bearer_auth(&org.token)
+        .json(&json!({"records": [task("garbled", &opp)]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.bytes().await.unwrap();
+    assert!(serde_json::from_slice::<Value>(&body).is_err(), "{body:?}");
+    assert_eq!(org.emu.tasks().len(), before + 1, "the write was made");
+    let next = org
+        .collections(
+            reqwest::Method::POST,
+            json!({"records": [task("clean", &opp)]}),
+        )
+        .await;
+    assert!(all_succeeded(&next.body), "only the next write is garbled");
+}
+
+#[tokio::test]
+async fn updating_a_deleted_task_is_entity_is_deleted_and_an_unknown_one_invalid_cross_reference() {
+    let org = Org::start(small()).await;
+    let opp = org.emu.ids(SObject::Opportunity)[0].clone();
+    let created = org
+        .collections(
+            reqwest::Method::POST,
+            json!({"records": [task("recycled", &opp), task("purged", &opp)]}),
+        )
+        .await;
+    let ids: Vec<String> = created
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row["id"].as_str().unwrap().to_owned())
+        .collect();
+    org.emu.delete(SObject::Task, &ids[0]).unwrap();
+    org.emu.delete(SObject::Task, &ids[1]).unwrap();
+    org.emu
+        .empty_from_recycle_bin(SObject::Task, &ids[1])
+        .unwrap();
+    let complete =
+        |id: &str| json!({"attributes": {"type": "Task"}, "id": id, "Status": "Completed"});
+    let reply = org
+        .collections(
+            reqwest::Method::PATCH,
+            json!({"records": [complete(&ids[0]), complete(&ids[1]), complete("00TDn0000ZZZZZZAAA")]}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let codes: Vec<&Value> = reply
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| &row["errors"][0]["statusCode"])
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            "ENTITY_IS_DELETED",
+            "ENTITY_IS_DELETED",
+            "INVALID_CROSS_REFERENCE_KEY"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn another_user_can_create_a_task_that_names_them_as_its_creator() {
+    let org = Org::start(small()).await;
+    let opp = org.emu.ids(SObject::Opportunity)[0].clone();
+    let someone = org.emu.ids(SObject::User)[2].clone();
+    let mut fields = serde_json::Map::new();
+    fields.insert("Subject".into(), json!("theirs"));
+    fields.insert("WhatId".into(), json!(opp));
+    let id = org
+        .emu
+        .create_as(SObject::Task, &someone, fields)
+        .expect("a user of the org");
+    let task = org.emu.record(SObject::Task, &id).unwrap();
+    assert_eq!(task.fields["CreatedById"], someone.as_str());
+    let mut unknown = serde_json::Map::new();
+    unknown.insert("Nope__c".into(), json!(1));
+    assert!(org.emu.create_as(SObject::Task, &someone, unknown).is_err());
+}
+
 // --- limits and faults ----------------------------------------------------
 
 #[tokio::test]
@@ -967,6 +1221,67 @@ async fn query_all_pages_under_query_all_and_a_stale_locator_is_a_400() {
         .get(&format!("/services/data/{V}/query/01gDn0000999999AAA-200"))
         .await;
     assert_error(&stale, StatusCode::BAD_REQUEST, "INVALID_QUERY_LOCATOR");
+}
+
+#[tokio::test]
+async fn most_seeded_opportunities_have_one_to_three_contact_roles_one_of_them_primary() {
+    let org = Org::start(small()).await;
+    let opportunities = org.emu.records(SObject::Opportunity);
+    let roles = org.emu.records(SObject::OpportunityContactRole);
+    let contacts = org.emu.ids(SObject::Contact);
+    let mut with_roles = 0;
+    for opportunity in &opportunities {
+        let own: Vec<_> = roles
+            .iter()
+            .filter(|role| role.fields["OpportunityId"] == opportunity.id.as_str())
+            .collect();
+        if own.is_empty() {
+            continue;
+        }
+        with_roles += 1;
+        assert!(own.len() <= 3, "{}: {own:?}", opportunity.id);
+        let primaries = own.iter().filter(|r| r.fields["IsPrimary"] == true).count();
+        assert_eq!(primaries, 1, "{}: {own:?}", opportunity.id);
+        for role in &own {
+            let contact = role.fields["ContactId"].as_str().expect("a contact");
+            assert!(contacts.iter().any(|c| c == contact), "{contact}");
+        }
+    }
+    assert!(
+        with_roles * 4 >= opportunities.len() * 3,
+        "{with_roles} of {} opportunities have contacts",
+        opportunities.len()
+    );
+    assert!(roles.iter().any(|r| r.fields.contains_key("Role")));
+}
+
+#[tokio::test]
+async fn contact_roles_nest_under_their_opportunity_as_a_sub_query_result() {
+    let org = Org::start(small()).await;
+    let reply = org
+        .soql("SELECT Id, (SELECT ContactId, Role, IsPrimary FROM OpportunityContactRoles) FROM Opportunity ORDER BY Id")
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let roles = org.emu.records(SObject::OpportunityContactRole);
+    for opportunity in records(&reply.body) {
+        let id = opportunity["Id"].as_str().unwrap();
+        let expected = roles
+            .iter()
+            .filter(|r| r.fields["OpportunityId"] == id)
+            .count();
+        let nested = &opportunity["OpportunityContactRoles"];
+        if expected == 0 {
+            assert_eq!(nested, &Value::Null, "{id}");
+            continue;
+        }
+        assert_eq!(nested["totalSize"], expected, "{id}");
+        assert_eq!(nested["done"], true, "{id}");
+        let rows = records(nested);
+        assert_eq!(rows.len(), expected);
+        assert_eq!(rows[0]["attributes"]["type"], "OpportunityContactRole");
+        assert!(rows[0]["ContactId"].as_str().unwrap().starts_with("003"));
+        assert!(rows[0].get("IsPrimary").is_some());
+    }
 }
 
 // --- parent-to-child sub-queries -------------------------------------------

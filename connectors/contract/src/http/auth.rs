@@ -101,6 +101,8 @@ pub(super) struct Credential {
     /// Where API calls go with this token, when the token endpoint named
     /// an instance that passed the [`InstanceCheck`].
     pub(super) instance: Option<Url>,
+    /// The identity URL the token response named (Salesforce's `id`).
+    pub(super) identity: Option<String>,
     generation: u64,
 }
 
@@ -153,16 +155,18 @@ struct Issued {
     refresh: Option<SecretString>,
     lifetime: Option<Duration>,
     instance_url: Option<String>,
+    identity: Option<String>,
 }
 
 /// A token response read field by field (Salesforce's carries
-/// `instance_url`, and no `expires_in`).
+/// `instance_url` and the identity URL `id`, and no `expires_in`).
 #[derive(serde::Deserialize)]
 struct RawToken {
     access_token: String,
     refresh_token: Option<String>,
     expires_in: Option<u64>,
     instance_url: Option<String>,
+    id: Option<String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -187,6 +191,8 @@ struct TokenState {
     refresh: Option<SecretString>,
     /// The instance the last token response named, once checked.
     instance: Option<Url>,
+    /// The identity URL the last token response that named one named.
+    identity: Option<String>,
     /// Bumped on every new access token.
     generation: u64,
 }
@@ -238,6 +244,7 @@ impl Authenticator {
                         access: None,
                         refresh,
                         instance: None,
+                        identity: None,
                         generation: 0,
                     }),
                 })))
@@ -316,6 +323,7 @@ impl Authenticator {
                 return Ok(Credential {
                     token: token.clone(),
                     instance: None,
+                    identity: None,
                     generation: 0,
                 });
             }
@@ -327,6 +335,7 @@ impl Authenticator {
                 Ok(Credential {
                     token: access.token.clone(),
                     instance: state.instance.clone(),
+                    identity: state.identity.clone(),
                     generation: state.generation,
                 })
             }
@@ -365,6 +374,7 @@ impl Authenticator {
                     .map(|token| SecretString::from(token.secret().to_owned())),
                 lifetime: response.expires_in(),
                 instance_url: None,
+                identity: None,
             }
         };
         // Checked before anything is kept: a response naming a foreign
@@ -401,12 +411,16 @@ impl Authenticator {
                 .and_then(|lifetime| asked_at.checked_add(lifetime - renewal_margin(lifetime))),
         });
         state.instance = instance.clone();
+        if response.identity.is_some() {
+            state.identity = response.identity;
+        }
         state.generation += 1;
         oauth.counters.token_refreshed();
         tracing::info!(connector = %self.connector, "token refreshed");
         Ok(Credential {
             token,
             instance,
+            identity: state.identity.clone(),
             generation: state.generation,
         })
     }
@@ -545,6 +559,7 @@ impl Authenticator {
                 refresh: token.refresh_token.map(SecretString::from),
                 lifetime: token.expires_in.map(Duration::from_secs),
                 instance_url: token.instance_url,
+                identity: token.id,
             });
         }
         Err(match serde_json::from_slice::<RawTokenError>(&body) {

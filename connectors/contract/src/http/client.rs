@@ -287,6 +287,14 @@ impl HttpClient {
     pub fn stats(&self) -> CallStats {
         self.inner.counters.lock().clone()
     }
+
+    /// The identity URL the token endpoint named with the access token in
+    /// force (Salesforce's `id`: `https://login.salesforce.com/id/<org
+    /// id>/<user id>`), obtaining a token first if none is held yet;
+    /// `None` when the token endpoint named none.
+    pub async fn identity(&self) -> Result<Option<String>, ConnectorError> {
+        Ok(self.inner.auth.credential().await?.identity)
+    }
 }
 
 /// A response of any status, as one attempt got it.

@@ -2,7 +2,10 @@
 //! upsert by external id (`PATCH /{SObject}/{ExtIdField}`), at most
 //! `collections_max` records, HTTP 200 for any well-formed request with
 //! one result per record in input order, and `allOrNone` rolling every
-//! row back when one fails.
+//! row back when one fails. With the `detached_row_delay` knob the rows
+//! commit one at a time in a task of their own, which goes on when the
+//! client has gone; a queued fault garbles the next answer after the
+//! write is made.
 
 use super::object::SObject;
 use super::reply::{ApiError, json_reply, row_error};
@@ -13,10 +16,12 @@ use super::write;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 /// One row's fate before anything is committed.
 enum Plan {
@@ -130,6 +135,9 @@ fn plan(
                 Plan::Failed(Some(id.to_owned()), row_error(code, message, &[]))
             };
             match store.get(object, id) {
+                None if store.logged_deletion(object, id) => {
+                    failed("ENTITY_IS_DELETED", "entity is deleted")
+                }
                 None => failed("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id"),
                 Some(r) if r.deleted_ms.is_some() => {
                     failed("ENTITY_IS_DELETED", "entity is deleted")
@@ -198,72 +206,196 @@ fn plan(
     }
 }
 
-async fn handle(shared: Arc<Shared>, kind: Kind, body: Bytes) -> Result<Response, ApiError> {
-    let request = parse(&shared, &body)?;
-    let (fail_rows, hold) = {
-        let mut faults = lock(&shared.collections);
-        (std::mem::take(&mut faults.fail_rows), faults.hold_create)
-    };
-    let owner = shared.tokens().user_id.clone();
-    let (results, created_any) = {
-        let mut store = shared.store_mut();
+/// The row an injected `UNABLE_TO_LOCK_ROW` hits: nothing of it written.
+fn locked(record: &Map<String, Value>) -> Plan {
+    let id = record
+        .get("id")
+        .or_else(|| record.get("Id"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    Plan::Failed(
+        id,
+        row_error(
+            "UNABLE_TO_LOCK_ROW",
+            "unable to obtain exclusive access to this record",
+            &[],
+        ),
+    )
+}
+
+/// What one call does, once parsed.
+struct Work {
+    kind: Kind,
+    request: Request,
+    /// Its first rows fail with `UNABLE_TO_LOCK_ROW`.
+    fail_rows: usize,
+    /// The calling user, who creates what is inserted.
+    owner: String,
+}
+
+impl Work {
+    fn plan_row(
+        &self,
+        store: &Store,
+        at: usize,
+        record: &Map<String, Value>,
+        seen: &mut BTreeSet<String>,
+    ) -> Plan {
+        if at < self.fail_rows {
+            locked(record)
+        } else {
+            plan(store, self.kind, record, &self.owner, seen)
+        }
+    }
+
+    /// Plans every row, then commits them all or, with `allOrNone` and a
+    /// row refused, none: one result per row, and whether any was created.
+    fn commit_at_once(&self, store: &mut Store) -> (Vec<Value>, bool) {
         let mut seen = BTreeSet::new();
-        let plans: Vec<Plan> = request
+        let plans: Vec<Plan> = self
+            .request
             .records
             .iter()
             .enumerate()
-            .map(|(i, record)| {
-                if i < fail_rows {
-                    let id = record
-                        .get("id")
-                        .or_else(|| record.get("Id"))
-                        .and_then(Value::as_str)
-                        .map(str::to_owned);
-                    return Plan::Failed(
-                        id,
-                        row_error(
-                            "UNABLE_TO_LOCK_ROW",
-                            "unable to obtain exclusive access to this record",
-                            &[],
-                        ),
-                    );
-                }
-                plan(&store, kind, record, &owner, &mut seen)
-            })
+            .map(|(at, record)| self.plan_row(store, at, record, &mut seen))
             .collect();
         let any_failed = plans.iter().any(|p| matches!(p, Plan::Failed(..)));
-        let rollback = request.all_or_none && any_failed;
+        let rollback = self.request.all_or_none && any_failed;
         let mut created_any = false;
-        let results: Vec<Value> = plans
+        let results = plans
             .into_iter()
-            .map(|plan| match plan {
-                Plan::Failed(id, error) => failure(id, error, kind),
-                _ if rollback => failure(
-                    None,
-                    row_error(
-                        "ALL_OR_NONE_OPERATION_ROLLED_BACK",
-                        "Record rolled back because not all records were valid and the request was using AllOrNone header",
-                        &[],
-                    ),
-                    kind,
-                ),
-                Plan::Insert(object, fields) => {
-                    created_any = true;
-                    let id = store.insert(object, fields);
-                    success(id, kind, true)
+            .map(|plan| {
+                if rollback && !matches!(plan, Plan::Failed(..)) {
+                    return failure(
+                        None,
+                        row_error(
+                            "ALL_OR_NONE_OPERATION_ROLLED_BACK",
+                            "Record rolled back because not all records were valid and the request was using AllOrNone header",
+                            &[],
+                        ),
+                        self.kind,
+                    );
                 }
-                Plan::Update(object, id, fields) => {
-                    store.update(object, &id, fields);
-                    success(id, kind, false)
-                }
+                commit(store, plan, self.kind, &self.owner, &mut created_any)
             })
             .collect();
         (results, created_any)
+    }
+
+    /// Commits the rows one at a time, `delay` before each, each planned
+    /// when its turn comes (so that a row sees what other calls wrote in
+    /// the meantime). Run in a task of its own, it goes on after the
+    /// client has gone. With `allOrNone` and a row refused up front,
+    /// nothing is written, as at once.
+    async fn commit_one_by_one(self, shared: Arc<Shared>, delay: Duration) -> (Vec<Value>, bool) {
+        if self.request.all_or_none {
+            let mut store = shared.store_mut();
+            let mut seen = BTreeSet::new();
+            let refused = self.request.records.iter().enumerate().any(|(at, record)| {
+                matches!(
+                    self.plan_row(&store, at, record, &mut seen),
+                    Plan::Failed(..)
+                )
+            });
+            if refused {
+                return self.commit_at_once(&mut store);
+            }
+        }
+        let mut seen = BTreeSet::new();
+        let mut results = Vec::with_capacity(self.request.records.len());
+        let mut created_any = false;
+        for (at, record) in self.request.records.iter().enumerate() {
+            tokio::time::sleep(delay).await;
+            let mut store = shared.store_mut();
+            let plan = self.plan_row(&store, at, record, &mut seen);
+            results.push(commit(
+                &mut store,
+                plan,
+                self.kind,
+                &self.owner,
+                &mut created_any,
+            ));
+        }
+        (results, created_any)
+    }
+}
+
+/// Writes one planned row and returns its result.
+fn commit(store: &mut Store, plan: Plan, kind: Kind, owner: &str, created_any: &mut bool) -> Value {
+    match plan {
+        Plan::Failed(id, error) => failure(id, error, kind),
+        Plan::Insert(object, fields) => {
+            *created_any = true;
+            let id = store.insert(object, fields, owner);
+            success(id, kind, true)
+        }
+        Plan::Update(object, id, fields) => {
+            store.update(object, &id, fields);
+            success(id, kind, false)
+        }
+    }
+}
+
+async fn handle(shared: Arc<Shared>, kind: Kind, body: Bytes) -> Result<Response, ApiError> {
+    let request = parse(&shared, &body)?;
+    let (fail_rows, hold, malform) = {
+        let mut faults = lock(&shared.collections);
+        (
+            std::mem::take(&mut faults.fail_rows),
+            faults.hold_create,
+            std::mem::take(&mut faults.malform_next),
+        )
+    };
+    let work = Work {
+        kind,
+        request,
+        fail_rows,
+        owner: shared.tokens().user_id.clone(),
+    };
+    let (results, created_any) = match shared.knobs().detached_row_delay {
+        Some(delay) => {
+            // Spawned, not awaited in place: axum drops this handler when
+            // the client disconnects, and the rows must still be written.
+            let (done, answer) = tokio::sync::oneshot::channel();
+            let server = Arc::clone(&shared);
+            shared.in_flight.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let committed = work.commit_one_by_one(Arc::clone(&server), delay).await;
+                server.in_flight.fetch_sub(1, Ordering::SeqCst);
+                let _ = done.send(committed);
+            });
+            answer.await.map_err(|_| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "UNKNOWN_EXCEPTION",
+                    "the write stopped before it was done",
+                )
+            })?
+        }
+        None => work.commit_at_once(&mut shared.store_mut()),
     };
     if created_any && !hold.is_zero() {
         tokio::time::sleep(hold).await;
     }
-    Ok(json_reply(StatusCode::OK, &Value::Array(results)))
+    let body = Value::Array(results);
+    if malform {
+        return Ok(garbled(&body));
+    }
+    Ok(json_reply(StatusCode::OK, &body))
+}
+
+/// `body` cut in half and ending in bytes that are no JSON, answered 200:
+/// a reply that proves nothing about what was written.
+fn garbled(body: &Value) -> Response {
+    let text = body.to_string();
+    let mut cut = text.as_bytes()[..text.len() / 2].to_vec();
+    cut.extend_from_slice(b"\x00\xff<garbled");
+    let mut response = (StatusCode::OK, cut).into_response();
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json;charset=UTF-8"),
+    );
+    response
 }
 
 fn success(id: String, kind: Kind, created: bool) -> Value {

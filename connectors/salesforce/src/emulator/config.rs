@@ -192,6 +192,17 @@ pub struct Knobs {
     /// Whether an upsert that updates answers 200 with a body (newer API
     /// versions) rather than 204 (?); applies to the single-record upsert.
     pub upsert_update_returns_body: bool,
+    /// Whether a long text area (`Description`) in a `WHERE` or `ORDER BY`
+    /// is refused with 400 `INVALID_FIELD`, as Salesforce does (facts
+    /// 6.10); off only to show what a client that relies on it would do.
+    pub refuse_long_text_filters: bool,
+    /// `Some(delay)`: an sObject Collections write commits its rows one at
+    /// a time, `delay` before each, in a task of its own that goes on when
+    /// the client disconnects, and answers once every row is done. A
+    /// client that gives up (or dies) mid-way leaves the server finishing
+    /// the rest, as Salesforce does with a request already running.
+    /// `None` (the default): every row at once.
+    pub detached_row_delay: Option<Duration>,
 }
 
 impl Default for Knobs {
@@ -214,6 +225,8 @@ impl Default for Knobs {
             jwt_audience: None,
             deleted_window: Duration::from_secs(15 * 24 * 3600),
             upsert_update_returns_body: true,
+            refuse_long_text_filters: true,
+            detached_row_delay: None,
         }
     }
 }

@@ -47,6 +47,7 @@ use router::{CollectionFaults, Shared, TOKEN_PATH, lock};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 use url::Url;
@@ -110,6 +111,7 @@ impl SalesforceEmulator {
             tokens: Mutex::new(Tokens::new(config.credentials.clone(), integration_user)),
             used: Mutex::new(0),
             collections: Mutex::new(CollectionFaults::default()),
+            in_flight: AtomicUsize::new(0),
             cursors: Mutex::default(),
             queries: Mutex::default(),
             base: OnceLock::new(),
@@ -258,11 +260,10 @@ impl SalesforceEmulator {
                 picked.push(id.clone());
             }
         }
-        let field = if object.field("Description").is_some() {
-            "Description"
-        } else {
-            "Name"
-        };
+        let field = ["Description", "Name", "Role"]
+            .into_iter()
+            .find(|field| object.field(field).is_some())
+            .unwrap_or("Name");
         for (k, id) in picked.iter().enumerate() {
             let mut fields = serde_json::Map::new();
             if object != SObject::OpportunityHistory {
@@ -356,6 +357,42 @@ impl SalesforceEmulator {
     /// their reply this long (zero: off).
     pub fn hold_collections_create(&self, hold: Duration) {
         lock(&self.shared.collections).hold_create = hold;
+    }
+
+    /// The next sObject Collections call is carried out, then answered 200
+    /// with a body cut in half and garbled: a reply that proves nothing.
+    pub fn malform_next_write(&self) {
+        lock(&self.shared.collections).malform_next = true;
+    }
+
+    /// Someone in the CRM, the user `by`, creates a record of `object` now,
+    /// with `fields` (API names) as given and no other checks: another
+    /// user's task, say, that the integration's own lookups must not take
+    /// for theirs. Returns its id.
+    pub fn create_as(
+        &self,
+        object: SObject,
+        by: &str,
+        fields: serde_json::Map<String, Value>,
+    ) -> Result<String, ControlError> {
+        let mut store = self.shared.store_mut();
+        let by = live_id(&store, SObject::User, by)?;
+        let mut named = serde_json::Map::new();
+        for (field, value) in fields {
+            let (name, _) = object.field(&field).ok_or(ControlError::UnknownField {
+                object,
+                name: field,
+            })?;
+            named.insert(name.to_owned(), value);
+        }
+        Ok(store.insert(object, named, &by))
+    }
+
+    /// Collection writes still committing their rows in the background
+    /// (see the `detached_row_delay` knob), answered or not: zero once the
+    /// server has finished everything it was sent.
+    pub fn writes_in_flight(&self) -> usize {
+        self.shared.in_flight.load(Ordering::SeqCst)
     }
 
     /// Every live task.

@@ -13,6 +13,7 @@ pub enum SObject {
     Task,
     User,
     OpportunityHistory,
+    OpportunityContactRole,
 }
 
 /// How a field's values are typed, for SOQL comparisons and writes.
@@ -20,6 +21,9 @@ pub enum SObject {
 pub(crate) enum FieldType {
     Id,
     Text,
+    /// A long text area (up to 32,000 characters): selectable, but never
+    /// filtered or sorted on (facts 6.10).
+    LongText,
     Bool,
     Number,
     Date,
@@ -28,18 +32,29 @@ pub(crate) enum FieldType {
     Reference(&'static [SObject]),
 }
 
-use FieldType::{Bool, DateTime, Id, Number, Reference, Text};
+impl FieldType {
+    /// Whether values are record ids, which SOQL matches in their 15- or
+    /// 18-character form.
+    pub(crate) fn is_id(self) -> bool {
+        matches!(self, FieldType::Id | FieldType::Reference(_))
+    }
+}
 
+use FieldType::{Bool, DateTime, Id, LongText, Number, Reference, Text};
+
+/// Every record has these; `CreatedById` and `CreatedDate` are set by the
+/// server on insert (facts 6.15).
 const COMMON: &[(&str, FieldType)] = &[
     ("Id", Id),
     ("IsDeleted", Bool),
+    ("CreatedById", Reference(&[SObject::User])),
     ("CreatedDate", DateTime),
     ("LastModifiedDate", DateTime),
     ("SystemModstamp", DateTime),
 ];
 
 impl SObject {
-    pub const ALL: [SObject; 7] = [
+    pub const ALL: [SObject; 8] = [
         SObject::Account,
         SObject::Contact,
         SObject::Lead,
@@ -47,6 +62,7 @@ impl SObject {
         SObject::Task,
         SObject::User,
         SObject::OpportunityHistory,
+        SObject::OpportunityContactRole,
     ];
 
     pub fn name(self) -> &'static str {
@@ -58,6 +74,7 @@ impl SObject {
             SObject::Task => "Task",
             SObject::User => "User",
             SObject::OpportunityHistory => "OpportunityHistory",
+            SObject::OpportunityContactRole => "OpportunityContactRole",
         }
     }
 
@@ -68,8 +85,8 @@ impl SObject {
             .find(|o| o.name().eq_ignore_ascii_case(name))
     }
 
-    /// The three-character key prefix of its ids (facts 1.6; 005 and 008
-    /// are general knowledge (?)).
+    /// The three-character key prefix of its ids (facts 1.6; 005, 008 and
+    /// 00K are general knowledge (?)).
     pub fn key_prefix(self) -> &'static str {
         match self {
             SObject::Account => "001",
@@ -79,6 +96,7 @@ impl SObject {
             SObject::Task => "00T",
             SObject::User => "005",
             SObject::OpportunityHistory => "008",
+            SObject::OpportunityContactRole => "00K",
         }
     }
 
@@ -103,7 +121,7 @@ impl SObject {
                 ("Website", Text),
                 ("OwnerId", OWNER),
                 ("Customer_Stage__c", Text),
-                ("Description", Text),
+                ("Description", LongText),
                 ("Kickoff_Date__c", FieldType::Date),
                 ("Go_Live_Date__c", FieldType::Date),
                 ("Active_Users__c", Number),
@@ -121,7 +139,7 @@ impl SObject {
                 ("Email", Text),
                 ("AccountId", ACCOUNT),
                 ("OwnerId", OWNER),
-                ("Description", Text),
+                ("Description", LongText),
             ],
             SObject::Lead => &[
                 ("FirstName", Text),
@@ -133,7 +151,7 @@ impl SObject {
                 ("Status", Text),
                 ("LeadSource", Text),
                 ("OwnerId", OWNER),
-                ("Description", Text),
+                ("Description", LongText),
             ],
             SObject::Opportunity => &[
                 ("Name", Text),
@@ -145,7 +163,7 @@ impl SObject {
                 ("IsClosed", Bool),
                 ("IsWon", Bool),
                 ("LeadSource", Text),
-                ("Description", Text),
+                ("Description", LongText),
                 ("Pain_Points__c", Text),
                 ("Discovery_Call_Date__c", FieldType::Date),
                 ("Decision_Maker__c", Text),
@@ -157,7 +175,7 @@ impl SObject {
             ],
             SObject::Task => &[
                 ("Subject", Text),
-                ("Description", Text),
+                ("Description", LongText),
                 ("Status", Text),
                 ("Priority", Text),
                 ("IsClosed", Bool),
@@ -184,6 +202,13 @@ impl SObject {
                 ("Amount", Number),
                 ("CloseDate", FieldType::Date),
             ],
+            // Facts 6.12.
+            SObject::OpportunityContactRole => &[
+                ("OpportunityId", Reference(&[SObject::Opportunity])),
+                ("ContactId", Reference(&[SObject::Contact])),
+                ("Role", Text),
+                ("IsPrimary", Bool),
+            ],
         }
     }
 
@@ -207,6 +232,7 @@ impl SObject {
             || matches!(
                 name,
                 "Id" | "IsDeleted"
+                    | "CreatedById"
                     | "CreatedDate"
                     | "LastModifiedDate"
                     | "SystemModstamp"
@@ -223,6 +249,7 @@ impl SObject {
             SObject::Contact => &["LastName"],
             SObject::Lead => &["LastName", "Company"],
             SObject::Opportunity => &["Name", "StageName", "CloseDate"],
+            SObject::OpportunityContactRole => &["OpportunityId", "ContactId"],
             _ => &[],
         }
     }
@@ -251,18 +278,20 @@ const fn child(name: &'static str, child: SObject, field: &'static str) -> Child
 
 /// Every lookup a relationship runs through; the store keeps an index of
 /// each, so that a sub-query reads a parent's children, not the table.
-pub(crate) const INDEXED_LOOKUPS: [(SObject, &str); 3] = [
+pub(crate) const INDEXED_LOOKUPS: [(SObject, &str); 4] = [
     (SObject::OpportunityHistory, "OpportunityId"),
+    (SObject::OpportunityContactRole, "OpportunityId"),
     (SObject::Task, "WhatId"),
     (SObject::Task, "WhoId"),
 ];
 
 impl SObject {
-    /// The standard child relationships the emulator serves (general
-    /// knowledge of the standard objects (?)): Opportunity's
-    /// `OpportunityHistories` through `OpportunityHistory.OpportunityId`,
-    /// and `Tasks` through `Task.WhatId` on opportunities and accounts and
-    /// `Task.WhoId` on contacts and leads.
+    /// The standard child relationships the emulator serves: Opportunity's
+    /// `OpportunityContactRoles` through `OpportunityContactRole.OpportunityId`
+    /// (facts 6.12); and, general knowledge of the standard objects (?),
+    /// Opportunity's `OpportunityHistories` through
+    /// `OpportunityHistory.OpportunityId`, and `Tasks` through `Task.WhatId`
+    /// on opportunities and accounts and `Task.WhoId` on contacts and leads.
     pub(crate) fn child_relationships(self) -> &'static [ChildRelationship] {
         const OPPORTUNITY: &[ChildRelationship] = &[
             child(
@@ -271,6 +300,11 @@ impl SObject {
                 "OpportunityId",
             ),
             child("Tasks", SObject::Task, "WhatId"),
+            child(
+                "OpportunityContactRoles",
+                SObject::OpportunityContactRole,
+                "OpportunityId",
+            ),
         ];
         const WHAT: &[ChildRelationship] = &[child("Tasks", SObject::Task, "WhatId")];
         const WHO: &[ChildRelationship] = &[child("Tasks", SObject::Task, "WhoId")];
@@ -278,7 +312,10 @@ impl SObject {
             SObject::Opportunity => OPPORTUNITY,
             SObject::Account => WHAT,
             SObject::Contact | SObject::Lead => WHO,
-            SObject::Task | SObject::User | SObject::OpportunityHistory => &[],
+            SObject::Task
+            | SObject::User
+            | SObject::OpportunityHistory
+            | SObject::OpportunityContactRole => &[],
         }
     }
 

@@ -178,6 +178,11 @@ fn run(
     let parsed =
         soql::parse(soql_text).map_err(|err| ApiError::bad_request(err.code, err.message))?;
     let knobs = shared.knobs();
+    if knobs.refuse_long_text_filters
+        && let Some(err) = parsed.long_text_misuse()
+    {
+        return Err(ApiError::bad_request(err.code, err.message));
+    }
     let batch = batch_size(&shared, &headers);
     let rendering = Rendering {
         version: &version,

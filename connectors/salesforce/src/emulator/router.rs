@@ -17,6 +17,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{
     Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard,
 };
@@ -33,6 +34,8 @@ const QUERY_LOG: usize = 10_000;
 pub(crate) struct CollectionFaults {
     pub fail_rows: usize,
     pub hold_create: Duration,
+    /// The next call is carried out, then answered with a garbled body.
+    pub malform_next: bool,
 }
 
 pub(crate) struct Shared {
@@ -42,6 +45,8 @@ pub(crate) struct Shared {
     /// Metered calls so far today.
     pub used: Mutex<u64>,
     pub collections: Mutex<CollectionFaults>,
+    /// Detached collection writes still committing their rows.
+    pub in_flight: AtomicUsize,
     pub cursors: Mutex<Cursors>,
     pub queries: Mutex<VecDeque<String>>,
     /// `http://127.0.0.1:<port>`, known once the server is bound.

@@ -1,7 +1,7 @@
 //! The deterministic seeded org: users in teams, accounts, contacts (some
 //! sharing an email), leads, opportunities across the shipped config's
 //! stages (plus one it does not map, and one whose name needs escaping),
-//! their stage history, and tasks on some of them.
+//! their stage history and contact roles, and tasks on some of them.
 
 use super::clock;
 use super::clock::Clock;
@@ -45,10 +45,32 @@ const LEAD_STATUSES: [&str; 4] = [
     "Closed - Not Converted",
 ];
 const ACCOUNT_STAGES: [&str; 4] = ["Onboarding", "Adoption", "Renewal", "Expansion"];
+/// `OpportunityContactRole.Role` values (the standard picklist, general
+/// knowledge (?)).
+pub(crate) const CONTACT_ROLES: [&str; 8] = [
+    "Decision Maker",
+    "Economic Buyer",
+    "Evaluator",
+    "Technical Buyer",
+    "Influencer",
+    "Business User",
+    "Executive Sponsor",
+    "Other",
+];
 const FIRST: [&str; 8] = ["Ann", "Raj", "Mia", "Tom", "Lea", "Sam", "Ida", "Max"];
 const LAST: [&str; 8] = [
     "Lee", "Patel", "Novak", "Berg", "Costa", "Ito", "Kahn", "Ruiz",
 ];
+
+/// Inserts a seeded record, created by its owner (a user, or a record
+/// without an owner, by the org's first user).
+fn seeded(store: &mut Store, object: SObject, fields: Map<String, Value>, at: i64) -> String {
+    let by = fields
+        .get("OwnerId")
+        .and_then(Value::as_str)
+        .map_or_else(super::store::first_user, str::to_owned);
+    store.insert_at(object, fields, at, &by)
+}
 
 fn fields(value: Value) -> Map<String, Value> {
     match value {
@@ -87,7 +109,8 @@ pub(crate) fn seed(config: &EmulatorConfig) -> Store {
         } else {
             (first, last)
         };
-        let id = store.insert_at(
+        let id = seeded(
+            &mut store,
             SObject::User,
             fields(json!({
                 "Name": format!("{first} {last}"),
@@ -107,7 +130,8 @@ pub(crate) fn seed(config: &EmulatorConfig) -> Store {
     let mut accounts = Vec::new();
     for i in 0..sizes.accounts {
         let at = ago(&mut rng, 300);
-        let id = store.insert_at(
+        let id = seeded(
+            &mut store,
             SObject::Account,
             fields(json!({
                 "Name": format!("Account {i:03}"),
@@ -126,6 +150,7 @@ pub(crate) fn seed(config: &EmulatorConfig) -> Store {
         accounts.push(id);
     }
 
+    let mut contacts = Vec::new();
     let mut previous_email = String::new();
     for i in 0..sizes.contacts {
         let at = ago(&mut rng, 200);
@@ -135,7 +160,8 @@ pub(crate) fn seed(config: &EmulatorConfig) -> Store {
             format!("contact{i}@example.com")
         };
         previous_email.clone_from(&email);
-        store.insert_at(
+        let id = seeded(
+            &mut store,
             SObject::Contact,
             fields(json!({
                 "FirstName": FIRST[i % 8],
@@ -146,11 +172,13 @@ pub(crate) fn seed(config: &EmulatorConfig) -> Store {
             })),
             at,
         );
+        contacts.push(id);
     }
 
     for i in 0..sizes.leads {
         let at = ago(&mut rng, 120);
-        store.insert_at(
+        seeded(
+            &mut store,
             SObject::Lead,
             fields(json!({
                 "FirstName": FIRST[(i + 3) % 8],
@@ -170,6 +198,9 @@ pub(crate) fn seed(config: &EmulatorConfig) -> Store {
     // before, on purpose, so watermark ties happen.
     let mut last_at = now - 5 * DAY_MS;
     let inactive = users.last().cloned().unwrap_or_default();
+    // Contact roles draw from their own sequence, so that the rest of the
+    // org is what it was before they were seeded.
+    let mut roles_rng = fastrand::Rng::with_seed(config.seed ^ 0x0c0e);
     let mut extra: Vec<String> = Vec::new();
     let total = sizes.opportunities + usize::from(config.odd_stage.is_some());
     for i in 0..total {
@@ -195,7 +226,8 @@ pub(crate) fn seed(config: &EmulatorConfig) -> Store {
             pick(&mut rng)
         };
         let reached = stage_at.min(7) >= 3 || stage == "Closed Won";
-        let id = store.insert_at(
+        let id = seeded(
+            &mut store,
             SObject::Opportunity,
             fields(json!({
                 "Name": format!("Opportunity {i:03}"),
@@ -233,10 +265,20 @@ pub(crate) fn seed(config: &EmulatorConfig) -> Store {
         let span = (at - created).max(history.len() as i64);
         for (k, step) in history.iter().enumerate() {
             let when = created + span * k as i64 / history.len() as i64;
-            store.insert_at(
+            seeded(
+                &mut store,
                 SObject::OpportunityHistory,
                 fields(json!({"OpportunityId": id, "StageName": step})),
                 when,
+            );
+        }
+        if i % 5 != 4 {
+            seed_contact_roles(
+                &mut store,
+                &mut roles_rng,
+                &id,
+                &account_contacts(&contacts, i, accounts.len()),
+                created,
             );
         }
         if stage == "Closed Won" {
@@ -252,7 +294,8 @@ pub(crate) fn seed(config: &EmulatorConfig) -> Store {
         }
         let (status, _) = TASK_STATUSES[k % 3];
         let at = ago(&mut rng, 30);
-        store.insert_at(
+        seeded(
+            &mut store,
             SObject::Task,
             fields(json!({
                 "Subject": "Onboarding kickoff",
@@ -269,7 +312,8 @@ pub(crate) fn seed(config: &EmulatorConfig) -> Store {
     let opportunities: Vec<String> = store.table(SObject::Opportunity).keys().cloned().collect();
     for opp in opportunities.iter().step_by(5) {
         let at = ago(&mut rng, 30);
-        store.insert_at(
+        seeded(
+            &mut store,
             SObject::Task,
             fields(json!({
                 "Subject": "Follow up",
@@ -283,4 +327,53 @@ pub(crate) fn seed(config: &EmulatorConfig) -> Store {
         );
     }
     store
+}
+
+/// The contacts of the account opportunity `i` belongs to (contact `j`
+/// belongs to account `j % accounts`, as opportunity `i` to `i % accounts`),
+/// or, when that account has none, every contact.
+fn account_contacts(contacts: &[String], i: usize, accounts: usize) -> Vec<String> {
+    let accounts = accounts.max(1);
+    let own: Vec<String> = contacts
+        .iter()
+        .skip(i % accounts)
+        .step_by(accounts)
+        .cloned()
+        .collect();
+    if own.is_empty() {
+        contacts.to_vec()
+    } else {
+        own
+    }
+}
+
+/// One to three contact roles on `opportunity`, from `candidates`, the
+/// first of them primary; one role in nine has no `Role` value.
+fn seed_contact_roles(
+    store: &mut Store,
+    rng: &mut fastrand::Rng,
+    opportunity: &str,
+    candidates: &[String],
+    at: i64,
+) {
+    if candidates.is_empty() {
+        return;
+    }
+    let wanted = rng.usize(1..=3).min(candidates.len());
+    let first = rng.usize(0..candidates.len());
+    for k in 0..wanted {
+        let contact = &candidates[(first + k) % candidates.len()];
+        let role = rng.usize(0..=CONTACT_ROLES.len());
+        seeded(
+            store,
+            SObject::OpportunityContactRole,
+            fields(json!({
+                "OpportunityId": opportunity,
+                "ContactId": contact,
+                "Role": CONTACT_ROLES.get(role).copied(),
+                "IsPrimary": k == 0,
+            })),
+            at + k as i64,
+        );
+    }
 }

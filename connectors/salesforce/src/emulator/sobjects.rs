@@ -145,7 +145,7 @@ pub(crate) async fn create(
     let owner = shared.tokens().user_id.clone();
     let mut store = shared.store_mut();
     let fields = write::check(&store, object, &body, true, &owner).map_err(|e| refused(&e))?;
-    let id = store.insert(object, fields);
+    let id = store.insert(object, fields, &owner);
     Ok(json_reply(
         StatusCode::CREATED,
         &json!({"id": id, "success": true, "errors": []}),
@@ -206,7 +206,7 @@ pub(crate) async fn upsert(
         [] => {
             let fields =
                 write::check(&store, object, &body, true, &owner).map_err(|e| refused(&e))?;
-            let id = store.insert(object, fields);
+            let id = store.insert(object, fields, &owner);
             Ok(json_reply(
                 StatusCode::CREATED,
                 &json!({"id": id, "success": true, "errors": [], "created": true}),

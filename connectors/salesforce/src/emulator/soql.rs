@@ -197,7 +197,7 @@ impl InList {
         let mut ids15 = HashSet::new();
         for literal in &literals {
             if let Literal::Text(text) = literal {
-                if field.ty != FieldType::Text && text.len() == 15 {
+                if field.ty.is_id() && text.len() == 15 {
                     ids15.insert(text.clone());
                 } else {
                     texts.insert(text_key(text));
@@ -477,7 +477,7 @@ fn filter_error(field: Field, why: &str) -> QueryError {
 fn is_text(ty: FieldType) -> bool {
     matches!(
         ty,
-        FieldType::Id | FieldType::Text | FieldType::Reference(_)
+        FieldType::Id | FieldType::Text | FieldType::LongText | FieldType::Reference(_)
     )
 }
 
@@ -786,7 +786,7 @@ fn equal(field: Field, value: &Literal, literal: &Literal) -> bool {
         (Literal::Null, Literal::Null) => true,
         (Literal::Null, _) | (_, Literal::Null) => false,
         // A 15-character id literal matches its 18-character form.
-        (Literal::Text(v), Literal::Text(l)) if field.ty != FieldType::Text && l.len() == 15 => {
+        (Literal::Text(v), Literal::Text(l)) if field.ty.is_id() && l.len() == 15 => {
             v.len() == 18 && v[..15] == l[..]
         }
         _ => compare(value, literal) == Some(Ordering::Equal),
@@ -912,10 +912,10 @@ impl Query {
         }
         fn ids(cond: &Cond) -> Option<(&'static str, Vec<&str>)> {
             match cond {
-                Cond::Cmp(field, Op::Eq, literal) if field.ty != FieldType::Text => {
+                Cond::Cmp(field, Op::Eq, literal) if field.ty.is_id() => {
                     Some((field.name, texts(std::slice::from_ref(literal))?))
                 }
-                Cond::In(field, list, false) if field.ty != FieldType::Text => {
+                Cond::In(field, list, false) if field.ty.is_id() => {
                     Some((field.name, texts(&list.literals)?))
                 }
                 Cond::And(all) => all.iter().find_map(ids),
@@ -928,6 +928,43 @@ impl Query {
     /// The selected field names, as Salesforce spells them.
     pub(crate) fn field_names(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.fields.iter().map(|f| f.name)
+    }
+
+    /// The refusal of a long text area in a `WHERE` or `ORDER BY`, of
+    /// this query or one of its sub-queries, if it has one: Salesforce
+    /// answers 400 `INVALID_FIELD` (facts 6.10).
+    pub(crate) fn long_text_misuse(&self) -> Option<QueryError> {
+        fn filtered(cond: &Cond) -> Option<Field> {
+            match cond {
+                Cond::And(all) | Cond::Or(all) => all.iter().find_map(filtered),
+                Cond::Not(inner) => filtered(inner),
+                Cond::Cmp(field, ..) | Cond::In(field, ..) | Cond::Like(field, _) => {
+                    (field.ty == FieldType::LongText).then_some(*field)
+                }
+            }
+        }
+        if let Some(field) = self.filter.as_ref().and_then(filtered) {
+            return Some(QueryError {
+                code: "INVALID_FIELD",
+                message: format!("field '{}' can not be filtered in query call", field.name),
+            });
+        }
+        if let Some(order) = self
+            .order
+            .iter()
+            .find(|o| o.field.ty == FieldType::LongText)
+        {
+            return Some(QueryError {
+                code: "INVALID_FIELD",
+                message: format!(
+                    "field '{}' can not be sorted in a query call",
+                    order.field.name
+                ),
+            });
+        }
+        self.subqueries
+            .iter()
+            .find_map(|sub| sub.query.long_text_misuse())
     }
 }
 
@@ -942,6 +979,37 @@ mod tests {
         assert!(!like("abc", "a_"));
         assert!(like("50% off", &format!("50{ESCAPED_PERCENT}%")));
         assert!(!like("50 off", &format!("50{ESCAPED_PERCENT}%")));
+    }
+
+    #[test]
+    fn a_long_text_area_is_refused_in_where_and_order_by_but_selectable() {
+        let misuse = |soql: &str| parse(soql).unwrap().long_text_misuse();
+        let like =
+            misuse("SELECT Id FROM Task WHERE Description LIKE '%journeyd-action: k%'").unwrap();
+        assert_eq!(like.code, "INVALID_FIELD");
+        assert_eq!(
+            like.message,
+            "field 'Description' can not be filtered in query call"
+        );
+        assert!(
+            misuse("SELECT Id FROM Task WHERE NOT (Subject = 'a' OR Description = 'b')").is_some()
+        );
+        let sorted = misuse("SELECT Id FROM Lead ORDER BY Description").unwrap();
+        assert!(
+            sorted.message.contains("can not be sorted"),
+            "{}",
+            sorted.message
+        );
+        assert!(
+            misuse("SELECT Id, (SELECT Id FROM Tasks WHERE Description != null) FROM Opportunity")
+                .is_some()
+        );
+        assert_eq!(
+            misuse(
+                "SELECT Id, Description FROM Task WHERE CreatedById = '005Dn000003KxQ1IAK' AND CreatedDate >= 2026-03-01T00:00:00Z ORDER BY CreatedDate, Id"
+            ),
+            None
+        );
     }
 
     #[test]

@@ -87,6 +87,11 @@ pub(crate) fn well_formed_id(id: &str) -> bool {
     (id.len() == 15 || id.len() == 18) && id.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
+/// The org's first user: the integration user of the seeded org.
+pub(crate) fn first_user() -> String {
+    id_of(SObject::User, first_number(SObject::User))
+}
+
 fn id_of(object: SObject, n: u64) -> String {
     let mut digits = [b'0'; 6];
     let mut rest = n;
@@ -216,12 +221,14 @@ impl Store {
             .map(|r| (object, r))
     }
 
-    /// Inserts a record stamped `at` (epoch ms) and returns its id.
+    /// Inserts a record created by the user `by`, stamped `at` (epoch ms),
+    /// and returns its id.
     pub(crate) fn insert_at(
         &mut self,
         object: SObject,
         fields: Map<String, Value>,
         at: i64,
+        by: &str,
     ) -> String {
         let n = self.next[&object];
         self.next.insert(object, n + 1);
@@ -235,6 +242,9 @@ impl Store {
         };
         record.fields.insert("Id".into(), Value::String(id.clone()));
         record.fields.insert("IsDeleted".into(), Value::Bool(false));
+        record
+            .fields
+            .insert("CreatedById".into(), Value::String(by.to_owned()));
         record.fields.insert("CreatedDate".into(), stamp.clone());
         if object != SObject::OpportunityHistory {
             record
@@ -248,10 +258,15 @@ impl Store {
         id
     }
 
-    /// Inserts a record now.
-    pub(crate) fn insert(&mut self, object: SObject, fields: Map<String, Value>) -> String {
+    /// Inserts a record created now by the user `by`.
+    pub(crate) fn insert(
+        &mut self,
+        object: SObject,
+        fields: Map<String, Value>,
+        by: &str,
+    ) -> String {
         let at = self.clock.tick();
-        self.insert_at(object, fields, at)
+        self.insert_at(object, fields, at, by)
     }
 
     /// Sets fields of a record and stamps it modified now.
@@ -324,6 +339,15 @@ impl Store {
             unlogged = log.len() < before;
         }
         removed || unlogged
+    }
+
+    /// Whether `id` was emptied from the recycle bin and its deletion is
+    /// still logged.
+    pub(crate) fn logged_deletion(&self, object: SObject, id: &str) -> bool {
+        self.delete_log.get(&object).is_some_and(|log| {
+            log.iter()
+                .any(|(_, logged)| logged.get(..15) == id.get(..15))
+        })
     }
 
     /// Every deletion getDeleted knows of: (deleted at, id), bin and log.

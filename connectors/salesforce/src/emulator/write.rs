@@ -111,7 +111,7 @@ fn typed(store: &Store, field: &'static str, ty: FieldType, value: &Value) -> Re
         FieldType::Bool => Err(wrong(&value.to_string())),
         FieldType::Number if value.is_number() => Ok(value.clone()),
         FieldType::Number => Err(wrong(&value.to_string())),
-        FieldType::Text | FieldType::Id => value
+        FieldType::Text | FieldType::LongText | FieldType::Id => value
             .as_str()
             .map(|_| value.clone())
             .ok_or_else(|| wrong(&value.to_string())),
