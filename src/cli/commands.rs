@@ -85,6 +85,9 @@ pub fn config_check(ctx: &Context) -> anyhow::Result<ExitCode> {
         connectors: Vec<String>,
         custom_rules: usize,
         writeback: &'static str,
+        tasks: &'static str,
+        /// Per connector: how a write is kept from being made twice.
+        write_guarantees: BTreeMap<String, config::WriteGuarantee>,
     }
     let checked = Checked {
         config: &config.path,
@@ -100,6 +103,12 @@ pub fn config_check(ctx: &Context) -> anyhow::Result<ExitCode> {
             config::WritebackMode::DryRun => "dry-run",
             config::WritebackMode::Apply => "apply",
         },
+        tasks: config.writeback.tasks.as_str(),
+        write_guarantees: config
+            .connectors
+            .iter()
+            .map(|c| (c.name.to_string(), c.connection.write_guarantee()))
+            .collect(),
     };
     if ctx.json {
         json(&checked)?;
@@ -113,6 +122,17 @@ pub fn config_check(ctx: &Context) -> anyhow::Result<ExitCode> {
             checked.writeback,
             checked.state_path.display()
         );
+        for (connector, guarantee) in &checked.write_guarantees {
+            let kind = match guarantee.kind {
+                "by_construction" => "exactly once by construction",
+                _ => "exactly once by lookup",
+            };
+            println!(
+                "write-back to {connector} (one task per {}): {kind}: {}",
+                checked.tasks.trim_start_matches("per_"),
+                guarantee.how
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

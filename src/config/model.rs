@@ -159,6 +159,39 @@ impl Connection {
         }
     }
 
+    /// How this connection makes sure a corrective write is never made
+    /// twice, as `config check` states it.
+    pub fn write_guarantee(&self) -> WriteGuarantee {
+        match self {
+            Connection::Dynamics(_) => WriteGuarantee {
+                kind: "by_construction",
+                how: "each task is created under an id journeyd chooses (PATCH with If-None-Match: *): a write whose answer was lost is sent again and cannot make a second task, even while Dataverse still runs the first".into(),
+            },
+            Connection::Salesforce(salesforce) => match &salesforce.settings.task_external_id {
+                Some(field) => WriteGuarantee {
+                    kind: "by_construction",
+                    how: format!(
+                        "each task is upserted by the external id field {field} (mark it Unique): a write whose answer was lost is sent again and cannot make a second task"
+                    ),
+                },
+                None => WriteGuarantee {
+                    kind: "by_lookup",
+                    how: format!(
+                        "a task whose answer was lost is looked up among the integration user's tasks created since it was sent (CreatedById, CreatedDate), {} s after it was sent (settle_seconds), before anything is sent again; set task_external_id to a Unique external-id field of Task for a guarantee by construction",
+                        salesforce.settings.settle.as_secs()
+                    ),
+                },
+            },
+            Connection::Hubspot(hubspot) => WriteGuarantee {
+                kind: "by_lookup",
+                how: format!(
+                    "a task whose answer was lost is searched for by its key {} s after it was sent (search_lag_seconds: HubSpot's search lags writes) before anything is sent again",
+                    hubspot.settings.search_lag.as_secs()
+                ),
+            },
+        }
+    }
+
     /// A HubSpot connection on loopback, for specifications that need a
     /// connector config but never reach its CRM.
     #[cfg(test)]
@@ -169,6 +202,15 @@ impl Connection {
             refresh_token: None,
         }))
     }
+}
+
+/// How a connection keeps corrective writes exactly once.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct WriteGuarantee {
+    /// `by_construction` (every write idempotent) or `by_lookup` (a write
+    /// whose answer was lost is looked up before it is sent again).
+    pub kind: &'static str,
+    pub how: String,
 }
 
 #[derive(Debug, Clone)]

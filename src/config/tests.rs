@@ -493,7 +493,10 @@ journey = "journey.toml"
         &format!("{daemon}[writeback]\ntasks = \"per_violation\"\n"),
         JOURNEY,
     );
-    assert_eq!(config.writeback.tasks, crate::config::TaskMode::PerViolation);
+    assert_eq!(
+        config.writeback.tasks,
+        crate::config::TaskMode::PerViolation
+    );
 }
 
 #[test]

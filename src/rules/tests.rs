@@ -548,12 +548,8 @@ fn journeyds_own_tasks_never_reach_the_record_the_rules_judge() {
         stage_history: Vec::new(),
     };
     crm.tasks[0].id = "t1".into();
-    let record = crate::journey::normalize::normalize(
-        &journey(),
-        &connector(),
-        &Default::default(),
-        crm,
-    );
+    let record =
+        crate::journey::normalize::normalize(&journey(), &connector(), &Default::default(), crm);
     let ids: Vec<&str> = record.tasks.iter().map(|t| t.id.as_str()).collect();
     assert_eq!(ids, ["t1"]);
 }

@@ -325,7 +325,9 @@ mod tests {
         };
         let mut deal = record(ObjectKind::Deal, "1");
         deal.tasks = vec![task("t-own"), task("t-theirs")];
-        store.upsert_records(&hubspot(), &[deal], day(1, 0)).unwrap();
+        store
+            .upsert_records(&hubspot(), &[deal], day(1, 0))
+            .unwrap();
         let create = ActionRequest::CreateTask {
             key: ActionKey::new("jdr1"),
             object: ObjectKind::Deal,
@@ -350,7 +352,9 @@ mod tests {
             )
             .unwrap();
 
-        let chunk = store.records_chunk(None, NonZeroUsize::new(10).unwrap()).unwrap();
+        let chunk = store
+            .records_chunk(None, NonZeroUsize::new(10).unwrap())
+            .unwrap();
 
         let own: Vec<(&str, bool)> = chunk[0]
             .record

@@ -195,7 +195,7 @@ mod tests {
         let text = key.in_text("Call the customer.\nThen log it.");
         assert!(text.ends_with("\n\njourneyd-action: jd0123abct"));
         assert_eq!(ActionKey::from_text(&text), Some(key.clone()));
-        assert_eq!(ActionKey::from_text(&key.in_text("")), Some(key));
+        assert_eq!(ActionKey::from_text(&key.in_text("")), Some(key.clone()));
         assert_eq!(ActionKey::from_text("no key here"), None);
         assert_eq!(ActionKey::from_text("journeyd-action: \n"), None);
         assert_eq!(key.in_text(&text), text, "the line is added once");

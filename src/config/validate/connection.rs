@@ -489,7 +489,14 @@ fn hubspot(
         ok &= apply_paging(paging.get_ref(), &mut settings, context, check);
     }
     if let Some(lag) = &raw.search_lag_seconds {
-        match bounded(check, lag, 0, Some(MAX_SETTLE_SECONDS), context, "search_lag_seconds") {
+        match bounded(
+            check,
+            lag,
+            0,
+            Some(MAX_SETTLE_SECONDS),
+            context,
+            "search_lag_seconds",
+        ) {
             Some(seconds) => settings.search_lag = Duration::from_secs(u64::from(seconds)),
             None => ok = false,
         }

@@ -4,8 +4,8 @@
 //! validated into the Salesforce crate's [`SalesforceSettings`].
 
 use super::{
-    ApiVersion, Derived, FieldNaming, Reach, account_stage_named, api_version, apply_common_limits,
-    bounded, non_zero, object_fields, objects, url,
+    ApiVersion, Derived, FieldNaming, MAX_SETTLE_SECONDS, Reach, account_stage_named, api_version,
+    apply_common_limits, bounded, non_zero, object_fields, objects, url,
 };
 use crate::config::raw::{RawConnector, RawLimits, RawPaging, Text};
 use crate::config::validate::Checker;
@@ -77,6 +77,19 @@ pub(super) fn salesforce(
     if let Some(field) = &raw.task_external_id {
         match field_name(field, context, "task_external_id", true, check) {
             Some(field) => settings.task_external_id = Some(field),
+            None => ok = false,
+        }
+    }
+    if let Some(settle) = &raw.settle_seconds {
+        match bounded(
+            check,
+            settle,
+            0,
+            Some(MAX_SETTLE_SECONDS),
+            context,
+            "settle_seconds",
+        ) {
+            Some(seconds) => settings.settle = Duration::from_secs(u64::from(seconds)),
             None => ok = false,
         }
     }
