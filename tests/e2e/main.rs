@@ -14,3 +14,4 @@ mod service;
 mod support;
 mod systemd_unit;
 mod writeback_cli;
+mod writeback_crash;

@@ -761,7 +761,7 @@ mod tests {
     fn a_create_that_lost_a_race_to_its_own_key_may_be_sent_again() {
         let (action, row) = create();
         let answer = result(
-            r#"{"success":false,"created":false,"errors":[{"statusCode":"DUPLICATE_VALUE","message":"duplicate value found: Journey_Key__c duplicates value on record with id: 00TDn0000ZZZZZ1AAA","fields":["Journey_Key__c"]}]}"#,
+            r#"{"success":false,"created":false,"errors":[{"statusCode":"DUPLICATE_VALUE","message":"duplicate value found: Journeyd_Key__c duplicates value on record with id: 00TDn0000ZZZZZ1AAA","fields":["Journeyd_Key__c"]}]}"#,
         );
         assert!(matches!(
             row_result(&action, &row, answer),

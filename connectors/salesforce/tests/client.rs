@@ -354,7 +354,7 @@ async fn a_key_with_quotes_and_wildcards_is_found_again_and_a_look_alike_is_not(
 async fn with_an_external_id_field_tasks_are_upserted_so_a_resend_writes_nothing_new() {
     let emulator = emulator();
     let mut settings = settings(&emulator);
-    settings.task_external_id = Some("Journey_Key__c".into());
+    settings.task_external_id = Some("Journeyd_Key__c".into());
     let connector = connect(settings);
     let (deals, _, _) = pull_all(&connector, ObjectKind::Deal, PullFrom::Start).await;
     let actions: Vec<_> = deals[..3]
@@ -386,7 +386,7 @@ fn without_an_external_id_lost_creates_are_looked_up_after_settle_and_with_one_r
             settle: Duration::from_secs(45)
         }
     );
-    lookup.task_external_id = Some("Journey_Key__c".into());
+    lookup.task_external_id = Some("Journeyd_Key__c".into());
     assert_eq!(connect(lookup).recovery(), Recovery::Resend);
     let defaults = SalesforceSettings::defaults(
         emulator.base_url(),
@@ -474,7 +474,7 @@ async fn with_an_external_id_a_resend_racing_the_orphaned_write_writes_each_task
     let emulator = emulator();
     emulator.update_knobs(|knobs| knobs.detached_row_delay = Some(Duration::from_millis(100)));
     let mut settings = settings(&emulator);
-    settings.task_external_id = Some("Journey_Key__c".into());
+    settings.task_external_id = Some("Journeyd_Key__c".into());
     let connector = connect(settings.clone());
     let (deals, _, _) = pull_all(&connector, ObjectKind::Deal, PullFrom::Start).await;
     let written: Vec<_> = deals[..5]
@@ -498,7 +498,7 @@ async fn with_an_external_id_a_resend_racing_the_orphaned_write_writes_each_task
         let carrying = emulator
             .tasks()
             .iter()
-            .filter(|t| t.fields.get("Journey_Key__c") == Some(&json!(action.key().as_str())))
+            .filter(|t| t.fields.get("Journeyd_Key__c") == Some(&json!(action.key().as_str())))
             .count();
         assert_eq!(carrying, 1, "{}", action.key());
     }

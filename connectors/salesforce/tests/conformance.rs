@@ -25,7 +25,7 @@ const ROWS_PER_DEAL: u32 = 2;
 const SETTLE: Duration = Duration::from_millis(500);
 
 /// The connector and its emulator; `UPSERT`: tasks are upserted by the
-/// `Journey_Key__c` external id.
+/// `Journeyd_Key__c` external id.
 struct Salesforce<const UPSERT: bool> {
     emulator: SalesforceEmulator,
     scenario: Scenario,
@@ -105,7 +105,7 @@ impl<const UPSERT: bool> Target for Salesforce<UPSERT> {
         );
         settings.settle = SETTLE;
         if UPSERT {
-            settings.task_external_id = Some("Journey_Key__c".into());
+            settings.task_external_id = Some("Journeyd_Key__c".into());
         }
         SalesforceConnector::new(ConnectorName::new("salesforce"), settings, credentials)
             .expect("the connector builds")

@@ -825,9 +825,9 @@ async fn collections_update_needs_ids_and_sets_fields() {
 async fn upsert_by_external_id_creates_then_updates_without_a_duplicate() {
     let org = Org::start(small()).await;
     let opp = org.emu.ids(SObject::Opportunity)[0].clone();
-    let path = format!("/services/data/{V}/composite/sobjects/Task/Journey_Key__c");
+    let path = format!("/services/data/{V}/composite/sobjects/Task/Journeyd_Key__c");
     let mut record = task("Onboarding kickoff", &opp);
-    record["Journey_Key__c"] = json!("jd-123");
+    record["Journeyd_Key__c"] = json!("jd-123");
     let first = org
         .write(
             reqwest::Method::PATCH,
@@ -851,7 +851,7 @@ async fn upsert_by_external_id_creates_then_updates_without_a_duplicate() {
         .emu
         .tasks()
         .into_iter()
-        .filter(|t| t.fields.get("Journey_Key__c") == Some(&json!("jd-123")))
+        .filter(|t| t.fields.get("Journeyd_Key__c") == Some(&json!("jd-123")))
         .collect();
     assert_eq!(keyed.len(), 1);
     assert_eq!(keyed[0].fields["IsClosed"], true);

@@ -252,6 +252,16 @@ async fn create_slowly(
     trace_in_errors: bool,
     pause: std::time::Duration,
 ) -> CreateRun {
+    use std::sync::atomic::Ordering;
+    /// Counts the create as running until it is dropped, however it ends.
+    struct Running(Arc<Shared>);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            self.0.creates_running.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    shared.creates_running.fetch_add(1, Ordering::SeqCst);
+    let _running = Running(shared.clone());
     let started = shared.store().clock.now_ms();
     let mut results = Vec::new();
     let mut errors = Vec::new();

@@ -109,6 +109,7 @@ impl HubspotEmulator {
             search_cache: Mutex::default(),
             search_log: Mutex::default(),
             base_url: OnceLock::new(),
+            creates_running: Default::default(),
         });
         let counts = RequestCounts::new();
         let faults = Faults::new(config.seed);
@@ -324,6 +325,14 @@ impl HubspotEmulator {
     /// does with a deleted record.
     pub fn delete_task(&self, id: &str) -> Result<(), ControlError> {
         self.archive(ObjectType::Tasks, id)
+    }
+
+    /// Batch creates still committing in a task of their own
+    /// (`detached_batch_create`), whether or not their client still waits.
+    pub fn creates_running(&self) -> usize {
+        self.shared
+            .creates_running
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// How long until every write made so far shows in search (zero when

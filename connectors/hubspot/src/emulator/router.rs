@@ -48,6 +48,9 @@ pub(crate) struct Shared {
     pub search_log: Mutex<VecDeque<LoggedSearch>>,
     /// Known once the server is bound; paging links are absolute.
     pub base_url: OnceLock<Url>,
+    /// Batch creates running in a task of their own
+    /// (`detached_batch_create`), whether or not their client still waits.
+    pub creates_running: std::sync::atomic::AtomicUsize,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -186,7 +186,7 @@ impl SObject {
                 ),
                 ("WhoId", Reference(&[SObject::Contact, SObject::Lead])),
                 ("OwnerId", OWNER),
-                ("Journey_Key__c", Text),
+                ("Journeyd_Key__c", Text),
             ],
             SObject::User => &[
                 ("Name", Text),
@@ -257,7 +257,7 @@ impl SObject {
     /// Fields marked External ID, usable for upserts.
     pub(crate) fn external_ids(self) -> &'static [&'static str] {
         match self {
-            SObject::Task => &["Journey_Key__c"],
+            SObject::Task => &["Journeyd_Key__c"],
             _ => &[],
         }
     }
