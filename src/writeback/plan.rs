@@ -329,9 +329,21 @@ impl Planner<'_> {
             active: candidate.owner_active,
             name: candidate.owner_name.clone(),
         });
-        let role = self.role_of(candidate.stage.as_deref());
         let wanted = candidate.severity.is_some();
-        let assignee = self.fallbacks.assign(owner.as_ref(), role.as_ref());
+        let mut assignee = self.fallbacks.assign(
+            owner.as_ref(),
+            self.role_of(candidate.stage.as_deref()).as_ref(),
+        );
+        if matches!(assignee, Assignee::Nobody { .. }) && candidate.stage.is_none() && wanted {
+            // Outside the journey's stages (an unmapped or closed stage):
+            // the role its most severe violation holds accountable.
+            let rows =
+                self.store
+                    .record_task_violations(name, candidate.object, &candidate.record_id)?;
+            if let Some(role) = rows.iter().find_map(|r| r.violation.owner_role.clone()) {
+                assignee = self.fallbacks.assign(owner.as_ref(), Some(&role));
+            }
+        }
         let digest = super::keys::digest(&[
             &candidate.items,
             assignee.owner_id().map_or("", OwnerId::as_str),
@@ -592,22 +604,22 @@ impl Planner<'_> {
         );
         planned.request = match write {
             TaskWrite::Create { .. } => ActionRequest::CreateTask {
+                body: key.in_text(&body),
                 key,
                 object: candidate.object,
                 record_id: candidate.record_id.clone(),
                 owner_id: assignee.owner_id().cloned(),
                 subject: subject.clone(),
-                body,
                 due: self.due(),
                 priority: priority(severity),
             },
             TaskWrite::Update { task_id, .. } => ActionRequest::UpdateTask {
                 key,
+                body: task_key.in_text(&body),
                 task_key: task_key.clone(),
                 task_id,
                 owner_id: assignee.owner_id().cloned(),
                 subject: subject.clone(),
-                body,
                 priority: priority(severity),
             },
             TaskWrite::Close { .. } => unreachable!("returned above"),

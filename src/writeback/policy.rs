@@ -88,9 +88,10 @@ pub fn judge(
             }
             owner_id = assignee.owner_id().cloned();
             owner = assignee.label();
+            let key = task_key(&violation.fingerprint);
             ActionRequest::CreateTask {
-                body: violation_body(&candidate.violation),
-                key: task_key(&violation.fingerprint),
+                body: key.in_text(&violation_body(&candidate.violation)),
+                key,
                 object: violation.object,
                 record_id: violation.record_id.clone(),
                 owner_id: owner_id.clone(),

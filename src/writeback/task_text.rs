@@ -1,6 +1,6 @@
 //! What a corrective task says: its subject and its text, for the owner who
-//! reads it in the CRM. The text never carries its key: the connector
-//! appends the `journeyd-action: KEY` line, once.
+//! reads it in the CRM. The planner ends the text with the task's
+//! `journeyd-action: KEY` line, which connectors write exactly once.
 //!
 //! A record's task lists its open violations as a checklist, each with what
 //! to do, then the exit criteria of the stage the record is in. Its subject

@@ -101,6 +101,16 @@ fn the_demo_syncs_every_emulated_crm_audits_them_and_with_apply_writes_tasks_int
             "the {crm} holds as many journeyd tasks as {connector} applied"
         );
         assert!(created > 100, "{created} tasks created in the {crm}");
+        let tally = out
+            .lines()
+            .find(|line| line.starts_with(&format!("== tasks now in the {crm}: ")))
+            .expect("the tally line");
+        assert!(
+            tally.ends_with(&format!(
+                "{created} created by journeyd, on {created} records, with {created} different subjects, 0 without an owner"
+            )),
+            "one open task per record, no two alike, none unassigned: {tally}"
+        );
     }
 }
 

@@ -4,10 +4,8 @@
 //! once.
 
 use crate::environment::Environment;
-use crate::support::{
-    Install, assert_secrets_nowhere, kill_writeback_once, run_slice_logged, stored_records,
-    task_violations,
-};
+use crate::support::{Install, assert_secrets_nowhere, run_slice_logged, stored_records};
+use crate::writeback_crash;
 use journeyd_dynamics::emulator::Table;
 use serde_json::Value;
 use std::time::Duration;
@@ -36,75 +34,29 @@ fn stored_deals(install: &Install) -> usize {
 }
 
 #[test]
-fn dynamics_sync_audit_and_apply_create_one_task_per_violation_and_a_second_run_none() {
-    let env = Environment::new(OPPORTUNITIES);
-    let synced = sync(&env.install, &[]);
-    assert_eq!(synced["status"], "ok", "{synced}");
-    env.install.run(&["audit"]);
-    let expected = task_violations(&env.install, "dynamics");
-    assert!(
-        expected.len() >= 10,
-        "the seeded environment has journey problems"
-    );
-    let first = writeback(&env.install);
-    assert_eq!(count(&first, "applied"), expected.len() as u64, "{first}");
-    let tasks = env.tasks_by_key();
-    for fingerprint in &expected {
-        let key = format!("jd{fingerprint}t");
-        assert_eq!(tasks.get(&key).map(Vec::len), Some(1), "task for {key}");
-    }
-    assert_eq!(count(&writeback(&env.install), "applied"), 0);
-    assert_eq!(env.tasks_by_key(), tasks, "the second run wrote nothing");
-}
-
-#[test]
 fn a_batch_with_one_failing_part_writes_the_others_exactly_once() {
     let env = Environment::new(OPPORTUNITIES);
-    sync(&env.install, &[]);
-    env.install.run(&["audit"]);
-    let expected = task_violations(&env.install, "dynamics").len() as u64;
+    let expected = writeback_crash::prepare(&env);
     env.emulator.fail_batch_parts(1);
 
     let first = writeback(&env.install);
 
     assert_eq!(
         (count(&first, "applied"), count(&first, "failed")),
-        (expected - 1, 1),
+        (expected.len() as u64 - 1, 1),
         "{first}"
     );
     let tasks = env.tasks_by_key();
-    assert_eq!(tasks.len() as u64, expected - 1);
-    assert!(tasks.values().all(|ids| ids.len() == 1), "{tasks:?}");
+    assert_eq!(tasks.len(), expected.len() - 1);
     writeback(&env.install);
-    let again = env.tasks_by_key();
-    assert!(
-        again.values().all(|ids| ids.len() == 1),
-        "nothing was written twice: {again:?}"
-    );
+    writeback_crash::assert_exactly_once(&env, &expected);
     for (key, ids) in &tasks {
-        assert_eq!(again.get(key), Some(ids), "task {key} stays as it was");
+        assert_eq!(
+            env.tasks_by_key().get(key),
+            Some(ids),
+            "task {key} stays as it was"
+        );
     }
-}
-
-#[test]
-fn dynamics_writeback_killed_between_ledger_and_confirmation_writes_no_duplicate() {
-    let env = Environment::new(OPPORTUNITIES);
-    sync(&env.install, &[]);
-    env.install.run(&["audit"]);
-    let expected = task_violations(&env.install, "dynamics").len();
-    let before = env.emulator.tasks().len();
-    env.emulator.hold_batch(Duration::from_secs(60));
-    kill_writeback_once(&env.install, "dynamics", || {
-        env.emulator.tasks().len() > before
-    });
-    env.emulator.hold_batch(Duration::ZERO);
-    writeback(&env.install);
-    let tasks = env.tasks_by_key();
-    assert_eq!(tasks.len(), expected);
-    assert!(
-        tasks.values().all(|ids| ids.len() == 1),
-        "a task was written twice"
-    );
 }
 
 #[test]

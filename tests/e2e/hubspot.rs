@@ -2,11 +2,11 @@
 //! over loopback HTTP, audits it, and writes corrective tasks back, once.
 
 use crate::portal::{Auth, Portal};
-use crate::support::{assert_secrets_nowhere, run_slice_logged, stored_records, task_violations};
+use crate::support::{assert_secrets_nowhere, run_slice_logged, stored_records};
 use journeyd_hubspot::emulator::{Credentials, ObjectType};
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const DEALS: usize = 60;
 
@@ -27,78 +27,6 @@ fn applied(report: &Value) -> u64 {
     report["counts"]["applied"]
         .as_u64()
         .expect("an applied count")
-}
-
-#[test]
-fn sync_audit_and_apply_create_one_task_per_violation_and_a_second_run_none() {
-    let portal = Portal::new(DEALS, Auth::PrivateApp);
-    let synced = sync(&portal, &[]);
-    assert_eq!(synced[0]["status"], "ok", "{synced}");
-    portal.install.run(&["audit"]);
-    let expected = task_violations(&portal.install, "hubspot");
-    assert!(
-        expected.len() >= 10,
-        "the seeded portal has journey problems"
-    );
-
-    let first = writeback(&portal);
-    let tasks = portal.tasks_by_key();
-    let keys: BTreeSet<_> = expected.iter().map(|fp| format!("jd{fp}t")).collect();
-    assert_eq!(applied(&first), keys.len() as u64, "{first}");
-    for key in &keys {
-        assert_eq!(
-            tasks.get(key).map(Vec::len),
-            Some(1),
-            "task for action {key}"
-        );
-    }
-
-    let second = writeback(&portal);
-    assert_eq!(applied(&second), 0, "{second}");
-    assert_eq!(portal.tasks_by_key(), tasks, "the second run wrote nothing");
-}
-
-#[test]
-fn a_writeback_killed_between_ledger_and_confirmation_writes_no_duplicate_after_restart() {
-    let portal = Portal::new(DEALS, Auth::PrivateApp);
-    sync(&portal, &[]);
-    portal.install.run(&["audit"]);
-    let expected = task_violations(&portal.install, "hubspot").len();
-    let created_before = portal.emulator.tasks().len();
-
-    // The portal commits the first batch and then holds its answer: the
-    // ledger says `sent`, the CRM has the tasks, journeyd has no reply.
-    portal.emulator.hold_batch_create(Duration::from_secs(60));
-    let mut child = portal
-        .install
-        .command(&["writeback", "--apply", "--connector", "hubspot"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("journeyd starts");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while portal.emulator.tasks().len() == created_before {
-        assert!(Instant::now() < deadline, "no batch reached the portal");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.kill().expect("journeyd is killed");
-    child.wait().expect("journeyd is reaped");
-    let written_before_crash = portal.emulator.tasks().len() - created_before;
-    assert!(written_before_crash > 0 && written_before_crash < expected + 1);
-
-    portal.emulator.hold_batch_create(Duration::ZERO);
-    let after = writeback(&portal);
-    assert!(
-        after["counts"]["recovered"].as_u64() >= Some(written_before_crash as u64),
-        "{after}"
-    );
-    let tasks = portal.tasks_by_key();
-    assert_eq!(tasks.len(), expected);
-    assert!(
-        tasks.values().all(|ids| ids.len() == 1),
-        "a task was written twice"
-    );
-    assert_eq!(applied(&writeback(&portal)), 0);
 }
 
 #[test]
@@ -150,9 +78,12 @@ fn the_search_window_restart_at_the_result_cap_misses_and_repeats_nothing() {
         paging["search_limit"] = toml_edit::value(7);
         paging["overlap_seconds"] = toml_edit::value(0);
     });
-    portal
-        .emulator
-        .update_knobs(|knobs| knobs.search.cap = CAP as usize);
+    // The changes below are read at once: this is about the cap, not the
+    // index's lag.
+    portal.emulator.update_knobs(|knobs| {
+        knobs.search.cap = CAP as usize;
+        knobs.search_lag = Duration::ZERO;
+    });
     sync(&portal, &[]);
     let touched: BTreeSet<String> = portal
         .emulator
@@ -192,42 +123,58 @@ fn the_search_window_restart_at_the_result_cap_misses_and_repeats_nothing() {
 }
 
 #[test]
-fn resolving_a_violation_completes_its_task() {
-    let portal = Portal::new(DEALS, Auth::PrivateApp);
+fn a_record_with_nothing_left_to_fix_has_its_task_completed() {
+    let portal = Portal::configured(DEALS, Auth::PrivateApp, |config| {
+        config["connectors"]["hubspot"]["search_lag_seconds"] = toml_edit::value(1);
+    });
     sync(&portal, &[]);
     portal.install.run(&["audit"]);
     writeback(&portal);
     let rows = portal.install.json(&[
         "violations",
         "list",
-        "--rule",
-        "missing_owner",
+        "--status",
+        "open",
         "--connector",
         "hubspot",
         "--limit",
         "1000",
     ]);
-    let row = rows
-        .as_array()
-        .and_then(|rows| rows.iter().find(|r| r["object"] == "deal"))
-        .expect("a deal without an owner")
+    let rows = rows.as_array().expect("violations");
+    let only_missing_owner = rows
+        .iter()
+        .filter(|r| r["object"] == "deal" && r["rule"] == "missing_owner")
+        .find(|row| {
+            rows.iter()
+                .filter(|r| r["record_id"] == row["record_id"] && r["object"] == "deal")
+                .count()
+                == 1
+        })
+        .expect("a deal whose only problem is its missing owner")
         .clone();
-    let deal = row["record_id"].as_str().expect("a record id");
-    let key = format!("jd{}t", row["fingerprint"].as_str().expect("a fingerprint"));
-    let task = portal.tasks_by_key()[&key][0].clone();
+    let deal = only_missing_owner["record_id"]
+        .as_str()
+        .expect("a record id");
+    let db = rusqlite::Connection::open(portal.install.path("state.sqlite"))
+        .expect("the state file opens");
+    let task: String = db
+        .query_row(
+            "SELECT task_id FROM record_tasks WHERE object = 'deal' AND record_id = ?1",
+            [deal],
+            |row| row.get(0),
+        )
+        .expect("the deal's task is in record_tasks");
 
     portal
         .emulator
         .set_property(ObjectType::Deals, deal, "hubspot_owner_id", "102")
         .expect("the deal gets an owner");
+    // An incremental sync finds changes by search, which lags writes.
+    std::thread::sleep(portal.emulator.search_settles_in());
     sync(&portal, &[]);
     portal.install.run(&["audit"]);
-    let shown = portal
-        .install
-        .json(&["violations", "show", &row["id"].to_string()]);
-    assert_eq!(shown["violation"]["status"], "resolved", "{shown}");
-
     let report = writeback(&portal);
+
     assert!(applied(&report) >= 1, "{report}");
     let status = portal
         .emulator
@@ -236,6 +183,7 @@ fn resolving_a_violation_completes_its_task() {
         .properties["hs_task_status"]
         .clone();
     assert_eq!(status, "COMPLETED");
+    assert_eq!(applied(&writeback(&portal)), 0, "completed once");
 }
 
 #[test]
@@ -264,5 +212,65 @@ fn no_seeded_secret_reaches_a_log_line_or_the_state_file() {
             &seeded.private_app_token,
             rotated.trim(),
         ],
+    );
+}
+
+#[test]
+fn journeyds_own_task_never_counts_as_the_onboarding_task_a_deal_lacks() {
+    // One task per violation: its subject names the rule, and so mentions
+    // "onboarding", which the check looks for in a task's subject.
+    let portal = Portal::configured(DEALS, Auth::PrivateApp, |config| {
+        config["connectors"]["hubspot"]["search_lag_seconds"] = toml_edit::value(1);
+        config["writeback"]["tasks"] = toml_edit::value("per_violation");
+    });
+    sync(&portal, &[]);
+    portal.install.run(&["audit"]);
+    let lacking = |portal: &Portal| -> BTreeSet<String> {
+        portal
+            .install
+            .json(&[
+                "violations",
+                "list",
+                "--status",
+                "open",
+                "--rule",
+                "missing_onboarding_task",
+                "--limit",
+                "1000",
+            ])
+            .as_array()
+            .expect("violations")
+            .iter()
+            .map(|row| {
+                row["fingerprint"]
+                    .as_str()
+                    .expect("a fingerprint")
+                    .to_owned()
+            })
+            .collect()
+    };
+    let before = lacking(&portal);
+    assert!(!before.is_empty(), "the seed has deals without onboarding");
+
+    let report = writeback(&portal);
+    let onboarding_tasks = report["written"]
+        .as_array()
+        .expect("writes")
+        .iter()
+        .filter(|w| {
+            w["request"]["subject"]
+                .as_str()
+                .is_some_and(|s| s.to_lowercase().contains("onboarding"))
+        })
+        .count();
+    assert_eq!(onboarding_tasks, before.len(), "{report}");
+    std::thread::sleep(portal.emulator.search_settles_in());
+    sync(&portal, &["--full"]);
+    portal.install.run(&["audit"]);
+
+    assert_eq!(
+        lacking(&portal),
+        before,
+        "no violation resolved by journeyd's own task"
     );
 }

@@ -3,13 +3,9 @@
 //! corrective tasks back through sObject Collections, once.
 
 use crate::org::Org;
-use crate::support::{
-    Install, assert_secrets_nowhere, kill_writeback_once, run_slice_logged, stored_records,
-    task_violations,
-};
+use crate::support::{Install, assert_secrets_nowhere, run_slice_logged, stored_records};
 use journeyd_salesforce::emulator::{SObject, TEST_JWT_PRIVATE_KEY_PEM};
 use serde_json::Value;
-use std::time::Duration;
 
 const OPPORTUNITIES: usize = 60;
 
@@ -17,57 +13,6 @@ fn sync(install: &Install, extra: &[&str]) -> Value {
     let mut args = vec!["sync", "--connector", "salesforce"];
     args.extend_from_slice(extra);
     install.json(&args)["synced"][0].clone()
-}
-
-fn writeback(install: &Install) -> Value {
-    install.json(&["writeback", "--apply", "--connector", "salesforce"])[0].clone()
-}
-
-fn applied(report: &Value) -> u64 {
-    report["counts"]["applied"]
-        .as_u64()
-        .expect("an applied count")
-}
-
-#[test]
-fn salesforce_sync_audit_and_apply_create_one_task_per_violation_and_a_second_run_none() {
-    let org = Org::new(OPPORTUNITIES);
-    let synced = sync(&org.install, &[]);
-    assert_eq!(synced["status"], "ok", "{synced}");
-    org.install.run(&["audit"]);
-    let expected = task_violations(&org.install, "salesforce");
-    assert!(expected.len() >= 10, "the seeded org has journey problems");
-    let first = writeback(&org.install);
-    assert_eq!(applied(&first), expected.len() as u64, "{first}");
-    let tasks = org.tasks_by_key();
-    for fingerprint in &expected {
-        let key = format!("jd{fingerprint}t");
-        assert_eq!(tasks.get(&key).map(Vec::len), Some(1), "task for {key}");
-    }
-    assert_eq!(applied(&writeback(&org.install)), 0);
-    assert_eq!(org.tasks_by_key(), tasks, "the second run wrote nothing");
-}
-
-#[test]
-fn salesforce_writeback_killed_between_ledger_and_confirmation_writes_no_duplicate() {
-    let org = Org::new(OPPORTUNITIES);
-    sync(&org.install, &[]);
-    org.install.run(&["audit"]);
-    let expected = task_violations(&org.install, "salesforce").len();
-    let before = org.emulator.tasks().len();
-    org.emulator
-        .hold_collections_create(Duration::from_secs(60));
-    kill_writeback_once(&org.install, "salesforce", || {
-        org.emulator.tasks().len() > before
-    });
-    org.emulator.hold_collections_create(Duration::ZERO);
-    writeback(&org.install);
-    let tasks = org.tasks_by_key();
-    assert_eq!(tasks.len(), expected);
-    assert!(
-        tasks.values().all(|ids| ids.len() == 1),
-        "a task was written twice"
-    );
 }
 
 #[test]

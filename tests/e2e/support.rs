@@ -113,58 +113,6 @@ pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-/// The fingerprints of `connector`'s open violations that call for a task
-/// on an object the shipped write-back policy lets tasks be attached to.
-pub fn task_violations(install: &Install, connector: &str) -> std::collections::BTreeSet<String> {
-    let rows = install.json(&[
-        "violations",
-        "list",
-        "--status",
-        "open",
-        "--connector",
-        connector,
-        "--limit",
-        "100000",
-    ]);
-    rows.as_array()
-        .expect("a list of violations")
-        .iter()
-        .filter(|row| row["action"]["kind"] == "task")
-        .filter(|row| {
-            ["deal", "lead", "contact", "account"]
-                .contains(&row["object"].as_str().unwrap_or_default())
-        })
-        .map(|row| {
-            row["fingerprint"]
-                .as_str()
-                .expect("a fingerprint")
-                .to_owned()
-        })
-        .collect()
-}
-
-/// Starts `writeback --apply` of `connector` and kills it once `reached`
-/// says a batch reached the CRM (at most 30 s), before the CRM's answer
-/// could be recorded: the crash the ledger exists for.
-pub fn kill_writeback_once(install: &Install, connector: &str, reached: impl Fn() -> bool) {
-    let mut child = install
-        .command(&["writeback", "--apply", "--connector", connector])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("journeyd starts");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !reached() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no batch reached the {connector} CRM"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    child.kill().expect("journeyd is killed");
-    child.wait().expect("journeyd is reaped");
-}
-
 /// Every live stored record as `(object, id, snapshot)`.
 pub fn stored_records(install: &Install) -> std::collections::BTreeSet<(String, String, String)> {
     let db =

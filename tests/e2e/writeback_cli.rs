@@ -18,19 +18,35 @@ fn audited() -> Install {
 }
 
 #[test]
-fn a_dry_run_plans_one_task_per_violation_and_writes_nothing() {
+fn a_dry_run_plans_one_task_per_record_and_writes_nothing() {
     let install = audited();
     let plan = install.json(&["writeback", "--connector", "hubspot"]);
     let report = &plan[0];
     assert_eq!(report["applied"], false);
     assert_eq!(report["run"], serde_json::Value::Null);
     let writes = report["plan"]["writes"].as_array().unwrap();
-    assert!(!writes.is_empty(), "{plan:#}");
-    for write in writes {
+    let tasks: Vec<_> = writes
+        .iter()
+        .filter(|w| w["request"]["kind"] == "create_task")
+        .collect();
+    assert!(!tasks.is_empty(), "{plan:#}");
+    let mut records = std::collections::BTreeSet::new();
+    for write in &tasks {
         let key = write["request"]["key"].as_str().unwrap();
-        assert!(key.starts_with("jd") && key.ends_with('t'), "{key}");
+        assert!(
+            key.starts_with("jd")
+                && key.ends_with("r1")
+                && key.bytes().all(|b| b.is_ascii_alphanumeric()),
+            "{key}"
+        );
         let body = write["request"]["body"].as_str().unwrap();
-        assert!(body.ends_with(&format!("journeyd-action: {key}")), "{body}");
+        assert!(
+            body.ends_with(&format!("\n\njourneyd-action: {key}")),
+            "{body}"
+        );
+        assert_eq!(body.matches("journeyd-action:").count(), 1, "{body}");
+        let record = format!("{} {}", write["object"], write["record_id"]);
+        assert!(records.insert(record), "one task per record: {write}");
     }
     let again = install.json(&["writeback", "--connector", "hubspot"]);
     assert_eq!(
@@ -39,10 +55,7 @@ fn a_dry_run_plans_one_task_per_violation_and_writes_nothing() {
     );
 
     let table = stdout(&install.run(&["writeback", "--connector", "hubspot"]));
-    assert!(
-        table.contains("[journeyd] stalled: Hooli platform"),
-        "{table}"
-    );
+    assert!(table.contains("[journeyd] Hooli platform: "), "{table}");
     assert!(table.contains("nothing was written"), "{table}");
 }
 

@@ -158,7 +158,11 @@ pub fn prepare(crm: &impl Crm) -> BTreeSet<String> {
         .filter(|w| w["request"]["kind"] == "create_task")
         .map(|w| w["request"]["key"].as_str().expect("a key").to_owned())
         .collect();
-    assert!(keys.len() > 2 * BATCH as usize, "{} tasks planned", keys.len());
+    assert!(
+        keys.len() > 2 * BATCH as usize,
+        "{} tasks planned",
+        keys.len()
+    );
     keys
 }
 
@@ -178,7 +182,10 @@ pub fn assert_exactly_once(crm: &impl Crm, expected: &BTreeSet<String>) {
     let missing: Vec<_> = expected.difference(&held).collect();
     let unplanned: Vec<_> = held.difference(expected).collect();
     assert!(missing.is_empty(), "never written: {missing:?}");
-    assert!(unplanned.is_empty(), "written but not planned: {unplanned:?}");
+    assert!(
+        unplanned.is_empty(),
+        "written but not planned: {unplanned:?}"
+    );
 }
 
 /// Starts `writeback --apply` and waits (at most [`PATIENCE`]) until the
@@ -191,7 +198,10 @@ fn start_until_written(crm: &impl Crm, before: usize) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .expect("journeyd starts");
-    wait_for(|| crm.tasks_by_key().len() > before, "a batch reached the CRM");
+    wait_for(
+        || crm.tasks_by_key().len() > before,
+        "a batch reached the CRM",
+    );
     child
 }
 
@@ -237,7 +247,9 @@ pub fn applying_twice_writes_each_planned_task_once(crm: impl Crm) {
 
 /// Killed after the CRM wrote a batch, before its answer arrived; rerun at
 /// once, then to the end.
-pub fn a_kill_after_the_crm_wrote_a_batch_and_an_immediate_rerun_write_nothing_twice(crm: impl Crm) {
+pub fn a_kill_after_the_crm_wrote_a_batch_and_an_immediate_rerun_write_nothing_twice(
+    crm: impl Crm,
+) {
     let expected = prepare(&crm);
     crm.hold_answers(Duration::from_secs(60));
     let mut child = start_until_written(&crm, 0);
@@ -264,7 +276,10 @@ pub fn a_kill_while_the_crm_still_writes_and_an_immediate_rerun_write_nothing_tw
     let mut child = start_until_written(&crm, 0);
     child.kill().expect("journeyd is killed");
     child.wait().expect("journeyd is reaped");
-    assert!(crm.writes_running() > 0, "the CRM goes on after its client died");
+    assert!(
+        crm.writes_running() > 0,
+        "the CRM goes on after its client died"
+    );
 
     let rerun = apply(&crm);
     crm.pace_writes(None);

@@ -82,8 +82,9 @@ pub enum ActionRequest {
         record_id: RecordId,
         owner_id: Option<OwnerId>,
         subject: String,
-        /// The text without the marker line; the connector appends
-        /// `journeyd-action: KEY` as its last line.
+        /// The text, ending with the marker line `journeyd-action: KEY`;
+        /// the connector writes it with exactly one marker line, of `key`,
+        /// as its last, whatever marker lines the text carries.
         body: String,
         due: NaiveDate,
         priority: Priority,
@@ -114,7 +115,8 @@ pub enum ActionRequest {
         task_id: String,
         owner_id: Option<OwnerId>,
         subject: String,
-        /// The text without the marker line; the connector appends it.
+        /// The text, ending with the marker line of `task_key`; written,
+        /// as for a create, with exactly one marker line, of `task_key`.
         body: String,
         priority: Priority,
     },

@@ -116,16 +116,30 @@ impl DynamicsConnector {
         }
         // Creates that found their task there, with the key to read its id by.
         let mut existing: Vec<(usize, &ActionKey, &Send)> = Vec::new();
-        let chunks: Vec<&[(usize, Send)]> = sends.chunks(self.batch_size()).collect();
-        for (n, chunk) in chunks.iter().enumerate() {
+        // Batches to send, as ranges of `sends`; one the server refuses as
+        // too large (413, nothing run) is sent again as two halves.
+        let mut queue: std::collections::VecDeque<std::ops::Range<usize>> = (0..sends.len())
+            .step_by(self.batch_size())
+            .map(|start| start..(start + self.batch_size()).min(sends.len()))
+            .collect();
+        let mut sent_any = false;
+        while let Some(range) = queue.pop_front() {
+            let chunk = &sends[range.clone()];
             let requests: Vec<batch::Request> =
                 chunk.iter().map(|(_, send)| send.request.clone()).collect();
             // Every write is idempotent (see the module's docs): a batch
             // whose answer was lost may be sent again as it is.
             let answers = match self.batch(&requests, Resend::Always).await {
                 Ok(answers) => answers,
+                Err(ConnectorError::Api { status: 413, .. }) if chunk.len() > 1 => {
+                    let middle = range.start + chunk.len() / 2;
+                    queue.push_front(middle..range.end);
+                    queue.push_front(range.start..middle);
+                    continue;
+                }
                 Err(err @ ConnectorError::Malformed { .. }) => {
                     // A 2xx that cannot be read: the batch ran, how is not known.
+                    sent_any = true;
                     for (at, _) in chunk.iter() {
                         results[*at] = Some(unknown(format!("the batch answer: {err}")));
                     }
@@ -133,12 +147,12 @@ impl DynamicsConnector {
                 }
                 // Nothing of this call is known yet: the call as a whole
                 // ends, which leaves every action unconfirmed.
-                Err(err) if n == 0 => return Err(err),
+                Err(err) if !sent_any => return Err(err),
                 Err(err) => {
                     for (at, _) in chunk.iter() {
                         results[*at] = Some(unknown(format!("the batch was sent: {err}")));
                     }
-                    for (at, _) in chunks[n + 1..].iter().flat_map(|c| c.iter()) {
+                    for (at, _) in queue.iter().flat_map(|r| sends[r.clone()].iter()) {
                         results[*at] = Some(ActionResult::Failed {
                             reason: format!("not sent after an earlier batch failed: {err}"),
                             retryable: true,
@@ -147,6 +161,7 @@ impl DynamicsConnector {
                     break;
                 }
             };
+            sent_any = true;
             for ((at, send), answer) in chunk.iter().zip(match_answers(chunk.len(), answers)) {
                 let reading = match answer {
                     Some(answer) => read_part(&answer, send),

@@ -581,6 +581,28 @@ async fn a_create_sent_twice_makes_one_task_under_the_id_its_key_names() {
 }
 
 #[tokio::test]
+async fn a_batch_the_server_finds_too_large_is_sent_again_in_halves_and_each_write_lands_once() {
+    let emulator = emulator();
+    let connector = connect(&emulator, settings(&emulator));
+    let actions = creates(&emulator, "jd-large", 8);
+    emulator.update_knobs(|knobs| knobs.max_request_bytes = 3_000);
+    let before = emulator.tasks().len();
+
+    let outcomes = connector
+        .apply(&actions)
+        .await
+        .expect("sent in smaller batches");
+
+    let expected: Vec<String> = actions.iter().map(|a| task_id(a.key())).collect();
+    assert_eq!(applied_ids(&outcomes), expected);
+    assert_eq!(emulator.tasks().len(), before + 8);
+    assert!(
+        emulator.counts().get(BATCH) > 2,
+        "refused whole, then sent in parts"
+    );
+}
+
+#[tokio::test]
 async fn a_create_of_a_task_the_crm_already_has_is_applied_with_its_v5_id_and_changes_nothing() {
     let emulator = emulator();
     let connector = connect(&emulator, settings(&emulator));

@@ -2,7 +2,7 @@
 //! opportunities, signed into with Entra client credentials, what it
 //! serves, and the corrective tasks it holds after `--apply`.
 
-use crate::cli::output::table;
+use super::TaskRow;
 use journeyd_dynamics::emulator::{DynamicsEmulator, EmulatorConfig, SeedSizes, Table};
 
 const OPPORTUNITIES: usize = 1_000;
@@ -39,8 +39,9 @@ pub fn describe(environment: &DynamicsEmulator) -> String {
 }
 
 /// The tasks the write-back created, as the environment now holds them.
-pub fn print_tasks(environment: &DynamicsEmulator, rows: usize) {
-    let tasks: Vec<_> = environment
+/// journeyd's tasks in the environment.
+pub fn tasks(environment: &DynamicsEmulator) -> Vec<TaskRow> {
+    environment
         .tasks()
         .into_iter()
         .filter(|task| {
@@ -49,30 +50,19 @@ pub fn print_tasks(environment: &DynamicsEmulator, rows: usize) {
                 .and_then(|value| value.as_str())
                 .is_some_and(|text| text.contains("journeyd-action: "))
         })
-        .collect();
-    println!(
-        "\n== tasks now in the Dynamics environment: {} created by journeyd\n",
-        tasks.len()
-    );
-    let lines = tasks.iter().take(rows).map(|task| {
-        let field = |name: &str| match task.fields.get(name) {
-            Some(serde_json::Value::String(text)) => text.clone(),
-            Some(serde_json::Value::Null) | None => String::new(),
-            Some(other) => other.to_string(),
-        };
-        vec![
-            task.id.clone(),
-            field("_regardingobjectid_value"),
-            field("_ownerid_value"),
-            field("prioritycode"),
-            field("subject"),
-        ]
-    });
-    println!(
-        "{}",
-        table(
-            &["TASK", "REGARDING", "OWNER", "PRIORITY", "SUBJECT"],
-            lines
-        )
-    );
+        .map(|task| {
+            let field = |name: &str| match task.fields.get(name) {
+                Some(serde_json::Value::String(text)) => text.clone(),
+                Some(serde_json::Value::Null) | None => String::new(),
+                Some(other) => other.to_string(),
+            };
+            TaskRow {
+                record: field("_regardingobjectid_value"),
+                owner: field("_ownerid_value"),
+                priority: field("prioritycode"),
+                subject: field("subject"),
+                id: task.id,
+            }
+        })
+        .collect()
 }

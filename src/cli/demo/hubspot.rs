@@ -1,7 +1,7 @@
 //! The demo's HubSpot side: an emulated Professional portal of 2,000 deals,
 //! what it serves, and the corrective tasks it holds after `--apply`.
 
-use crate::cli::output::table;
+use super::TaskRow;
 use journeyd_hubspot::emulator::{EmulatorConfig, HubspotEmulator, ObjectType, SeedSizes};
 
 const DEALS: usize = 2_000;
@@ -38,8 +38,9 @@ pub fn describe(portal: &HubspotEmulator) -> String {
 }
 
 /// The tasks the write-back created, as the portal now holds them.
-pub fn print_tasks(portal: &HubspotEmulator, rows: usize) {
-    let tasks: Vec<_> = portal
+/// journeyd's tasks in the portal.
+pub fn tasks(portal: &HubspotEmulator) -> Vec<TaskRow> {
+    portal
         .tasks()
         .into_iter()
         .filter(|task| {
@@ -47,34 +48,26 @@ pub fn print_tasks(portal: &HubspotEmulator, rows: usize) {
                 .get("hs_task_body")
                 .is_some_and(|body| body.contains("journeyd-action: "))
         })
-        .collect();
-    println!(
-        "\n== tasks now in the HubSpot portal: {} created by journeyd\n",
-        tasks.len()
-    );
-    let lines = tasks.iter().take(rows).map(|task| {
-        let property = |name: &str| task.properties.get(name).cloned().unwrap_or_default();
-        let record = [
-            (ObjectType::Deals, "deal"),
-            (ObjectType::Contacts, "contact"),
-            (ObjectType::Companies, "company"),
-        ]
-        .into_iter()
-        .find_map(|(object, name)| {
-            let ids = task.associations.get(&object)?;
-            Some(format!("{name} {}", ids.join(",")))
+        .map(|task| {
+            let property = |name: &str| task.properties.get(name).cloned().unwrap_or_default();
+            let record = [
+                (ObjectType::Deals, "deal"),
+                (ObjectType::Contacts, "contact"),
+                (ObjectType::Companies, "company"),
+            ]
+            .into_iter()
+            .find_map(|(object, name)| {
+                let ids = task.associations.get(&object)?;
+                Some(format!("{name} {}", ids.join(",")))
+            })
+            .unwrap_or_default();
+            TaskRow {
+                record,
+                owner: property("hubspot_owner_id"),
+                priority: property("hs_task_priority"),
+                subject: property("hs_task_subject"),
+                id: task.id,
+            }
         })
-        .unwrap_or_default();
-        vec![
-            task.id.clone(),
-            record,
-            property("hubspot_owner_id"),
-            property("hs_task_priority"),
-            property("hs_task_subject"),
-        ]
-    });
-    println!(
-        "{}",
-        table(&["TASK", "RECORD", "OWNER", "PRIORITY", "SUBJECT"], lines)
-    );
+        .collect()
 }

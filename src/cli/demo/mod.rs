@@ -129,7 +129,7 @@ fn demo(dir: &Path, json: bool, apply: bool) -> anyhow::Result<ExitCode> {
         ("stage KPIs", &|| commands::report(&ctx)),
         (
             if apply {
-                "write-back: one corrective task per violation, written once, in each CRM"
+                "write-back: one task per record listing what to fix, for its owner, written once, in each CRM"
             } else {
                 "write-back plan per CRM (a dry run: nothing is written without --apply)"
             },
@@ -156,9 +156,9 @@ fn demo(dir: &Path, json: bool, apply: bool) -> anyhow::Result<ExitCode> {
     }
     if !json {
         if apply {
-            dynamics::print_tasks(&environment, ROWS);
-            hubspot::print_tasks(&portal, ROWS);
-            salesforce::print_tasks(&org, ROWS);
+            print_tasks("Dynamics environment", &dynamics::tasks(&environment));
+            print_tasks("HubSpot portal", &hubspot::tasks(&portal));
+            print_tasks("Salesforce org", &salesforce::tasks(&org));
         }
         println!(
             "\nNext: `journeyd violations show ID`, `violations ack ID --reason ...`, `violations export`{}.",
@@ -170,6 +170,46 @@ fn demo(dir: &Path, json: bool, apply: bool) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One of journeyd's tasks as a CRM holds it.
+pub struct TaskRow {
+    pub id: String,
+    /// The record it is attached to.
+    pub record: String,
+    pub owner: String,
+    pub priority: String,
+    pub subject: String,
+}
+
+/// journeyd's tasks in one CRM: how many, on how many records, with how
+/// many different subjects and how many without an owner (none, by
+/// design), then the first rows.
+fn print_tasks(crm: &str, tasks: &[TaskRow]) {
+    let records: std::collections::BTreeSet<&str> =
+        tasks.iter().map(|t| t.record.as_str()).collect();
+    let subjects: std::collections::BTreeSet<&str> =
+        tasks.iter().map(|t| t.subject.as_str()).collect();
+    let unowned = tasks.iter().filter(|t| t.owner.is_empty()).count();
+    println!(
+        "\n== tasks now in the {crm}: {} created by journeyd, on {} records, with {} different subjects, {unowned} without an owner\n",
+        tasks.len(),
+        records.len(),
+        subjects.len()
+    );
+    let lines = tasks.iter().take(ROWS).map(|task| {
+        vec![
+            task.id.clone(),
+            task.record.clone(),
+            task.owner.clone(),
+            task.priority.clone(),
+            task.subject.clone(),
+        ]
+    });
+    println!(
+        "{}",
+        crate::cli::output::table(&["TASK", "RECORD", "OWNER", "PRIORITY", "SUBJECT"], lines)
+    );
 }
 
 /// Each connector's open violations, most severe first: its count and its

@@ -2,7 +2,7 @@
 //! signed into with the OAuth JWT bearer flow, what it serves, and the
 //! corrective tasks it holds after `--apply`.
 
-use crate::cli::output::table;
+use super::TaskRow;
 use journeyd_salesforce::emulator::{
     EmulatorConfig, SObject, SalesforceEmulator, SeedSizes, TEST_JWT_PRIVATE_KEY_PEM,
 };
@@ -49,9 +49,9 @@ pub fn describe(org: &SalesforceEmulator) -> String {
 }
 
 /// The tasks the write-back created, as the org now holds them.
-pub fn print_tasks(org: &SalesforceEmulator, rows: usize) {
-    let tasks: Vec<_> = org
-        .tasks()
+/// journeyd's tasks in the org.
+pub fn tasks(org: &SalesforceEmulator) -> Vec<TaskRow> {
+    org.tasks()
         .into_iter()
         .filter(|task| {
             task.fields
@@ -59,42 +59,34 @@ pub fn print_tasks(org: &SalesforceEmulator, rows: usize) {
                 .and_then(|value| value.as_str())
                 .is_some_and(|text| text.contains("journeyd-action: "))
         })
-        .collect();
-    println!(
-        "\n== tasks now in the Salesforce org: {} created by journeyd\n",
-        tasks.len()
-    );
-    let lines = tasks.iter().take(rows).map(|task| {
-        let field = |name: &str| {
-            task.fields
-                .get(name)
-                .and_then(|value| value.as_str())
-                .unwrap_or_default()
-                .to_owned()
-        };
-        // A task hangs off an opportunity or account (`WhatId`), or off a
-        // contact or lead (`WhoId`); the id's prefix names the object.
-        let record = [field("WhatId"), field("WhoId")]
-            .into_iter()
-            .find(|id| !id.is_empty())
-            .map(|id| {
-                let object = SObject::ALL
-                    .into_iter()
-                    .find(|object| id.starts_with(object.key_prefix()))
-                    .map_or("", SObject::name);
-                format!("{object} {id}")
-            })
-            .unwrap_or_default();
-        vec![
-            task.id.clone(),
-            record,
-            field("OwnerId"),
-            field("Priority"),
-            field("Subject"),
-        ]
-    });
-    println!(
-        "{}",
-        table(&["TASK", "RECORD", "OWNER", "PRIORITY", "SUBJECT"], lines)
-    );
+        .map(|task| {
+            let field = |name: &str| {
+                task.fields
+                    .get(name)
+                    .and_then(|value| value.as_str())
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            // A task hangs off an opportunity or account (`WhatId`), or off
+            // a contact or lead (`WhoId`); the id's prefix names the object.
+            let record = [field("WhatId"), field("WhoId")]
+                .into_iter()
+                .find(|id| !id.is_empty())
+                .map(|id| {
+                    let object = SObject::ALL
+                        .into_iter()
+                        .find(|object| id.starts_with(object.key_prefix()))
+                        .map_or("", SObject::name);
+                    format!("{object} {id}")
+                })
+                .unwrap_or_default();
+            TaskRow {
+                record,
+                owner: field("OwnerId"),
+                priority: field("Priority"),
+                subject: field("Subject"),
+                id: task.id,
+            }
+        })
+        .collect()
 }

@@ -71,7 +71,11 @@ fn a_record_gets_one_task_listing_every_open_violation_most_severe_first() {
         body.contains("Before it leaves stage Decision, the record needs:\n- budget confirmed\n- close date set"),
         "{body}"
     );
-    assert!(!body.contains(TASK_MARKER), "{body}");
+    assert!(
+        body.ends_with(&format!("\n\n{TASK_MARKER} {key}")),
+        "the text ends with its key, once: {body}"
+    );
+    assert_eq!(body.matches(TASK_MARKER).count(), 1, "{body}");
     assert_eq!(
         plan.writes[0].rules.len(),
         3,

@@ -35,7 +35,7 @@ fn judged(candidate: &WriteCandidate, policy: &WritebackPolicy) -> Verdict {
 }
 
 #[test]
-fn a_violation_gets_a_task_for_its_owner_keyed_by_its_fingerprint_without_the_marker_in_its_text() {
+fn a_violation_gets_a_task_for_its_owner_keyed_by_its_fingerprint_and_carrying_the_key() {
     let v = stalled("7");
     let Verdict::Write(write) = judged(&candidate(v.clone()), &policy(TaskMode::PerViolation))
     else {
@@ -60,10 +60,7 @@ fn a_violation_gets_a_task_for_its_owner_keyed_by_its_fingerprint_without_the_ma
         body.starts_with("deal 7 breaks stalled\n\nWhat to do: "),
         "{body}"
     );
-    assert!(
-        !body.contains(TASK_MARKER),
-        "the connector appends the marker, once: {body}"
-    );
+    assert!(body.ends_with(&format!("\n{TASK_MARKER} {key}")), "{body}");
     assert_eq!(*priority, journeyd_connector::Priority::Normal);
 }
 

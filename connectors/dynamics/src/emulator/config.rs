@@ -160,6 +160,11 @@ pub struct Knobs {
     /// each as it goes, and answers when all are done. Zero: the batch runs
     /// at once, in the request.
     pub batch_part_delay: Duration,
+    /// The largest `$batch` body answered; a larger one is refused whole,
+    /// 413, and nothing of it runs. Dataverse publishes no byte limit for
+    /// `$batch` (only 1,000 requests), so the size and the error code are
+    /// unconfirmed (?).
+    pub max_request_bytes: usize,
     /// Status of the refusal of a write that would give a second task the
     /// same alternate key value (`0x80060892`; 412 in third-party reports
     /// (?)).
@@ -186,6 +191,7 @@ impl Default for Knobs {
             expired_delta_code: "0x80044352".into(),
             require_odata_headers: false,
             batch_part_delay: Duration::ZERO,
+            max_request_bytes: 16 * 1024 * 1024,
             alt_key_duplicate_status: 412,
         }
     }

@@ -202,6 +202,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route(TOKEN_ROUTE, post(token))
         .merge(data)
         .fallback(not_found)
+        // The request size is `max_request_bytes`' to judge, not axum's.
+        .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(shared)
 }
 
@@ -317,7 +319,16 @@ async fn batch_route(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let pace = shared.knobs().batch_part_delay;
+    let knobs = shared.knobs();
+    if body.len() > knobs.max_request_bytes {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "0x8004431a",
+            "The request is too large.",
+        )
+        .into_response();
+    }
+    let pace = knobs.batch_part_delay;
     let ran = if pace.is_zero() {
         batch::run(&shared, &headers, &body, pace).await
     } else {
