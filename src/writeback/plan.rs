@@ -22,8 +22,8 @@ use crate::config::{ConnectorConfig, TaskMode, WritebackPolicy};
 use crate::journey::{RoleId, StageId};
 use crate::rules::{Fingerprint, RuleId};
 use crate::store::{
-    LedgerEntry, LedgerState, RecordTaskCandidate, RecordTaskCursor, RecordTaskStage, StagedWrite,
-    Store, StoreError, ViolationTask, WriteClass, WritebackFilter,
+    LedgerEntry, LedgerState, RecordTaskCandidate, RecordTaskStage, StagedWrite, Store, StoreError,
+    ViolationTask, WriteCandidate, WriteClass, WritebackFilter,
 };
 use chrono::{Days, NaiveDate};
 use journeyd_connector::{ActionKey, ActionRequest, ObjectKind, OwnerId, RecordId};
@@ -232,6 +232,30 @@ fn filter(policy: &WritebackPolicy, violation_tasks: bool) -> WritebackFilter<'_
 }
 
 impl Planner<'_> {
+    /// Reads `fetch` a page at a time, each starting after the `cursor` of
+    /// the last row of the one before, to the end, and hands every page to
+    /// `each`: memory for a page, whatever the size of the store.
+    fn paged<T, C>(
+        &mut self,
+        fetch: impl Fn(&Store, Option<&C>, usize) -> Result<Vec<T>, StoreError>,
+        cursor: impl Fn(&T) -> C,
+        mut each: impl FnMut(&mut Self, &[T]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut after: Option<C> = None;
+        loop {
+            let page = fetch(self.store, after.as_ref(), self.page)?;
+            let Some(last) = page.last() else {
+                return Ok(());
+            };
+            after = Some(cursor(last));
+            let full = page.len() == self.page;
+            each(self, &page)?;
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
     fn has_room(&self) -> bool {
         (self.out.writes.len() as u64) < self.input.room
     }
@@ -280,38 +304,27 @@ impl Planner<'_> {
     /// calling for a task (when `wanted`), or with an open task.
     fn record_tasks(&mut self, wanted: bool) -> Result<(), StoreError> {
         let input = self.input;
-        let name = &input.connector.name;
-        let objects = &input.policy.task_objects;
-        let mut after: Option<RecordTaskCursor> = None;
-        loop {
-            let page = self.store.record_task_candidates(
-                name,
-                objects,
-                wanted,
-                after.as_ref(),
-                self.page,
-            )?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.cursor());
-            let keys: Vec<ActionKey> = page
-                .iter()
-                .filter_map(|c| c.task.as_ref().map(|t| t.task_key.clone()))
-                .collect();
-            let writes: HashMap<ActionKey, LedgerEntry> = self
-                .store
-                .task_writes(&keys)?
-                .into_iter()
-                .map(|entry| (entry.key.clone(), entry))
-                .collect();
-            let full = page.len() == self.page;
-            for candidate in &page {
-                self.record_task(candidate, &writes)?;
-            }
-            if !full {
-                break;
-            }
-        }
-        Ok(())
+        let (name, objects) = (&input.connector.name, &input.policy.task_objects);
+        self.paged(
+            |store, after, limit| store.record_task_candidates(name, objects, wanted, after, limit),
+            RecordTaskCandidate::cursor,
+            |planner, page| {
+                let keys: Vec<ActionKey> = page
+                    .iter()
+                    .filter_map(|c| c.task.as_ref().map(|t| t.task_key.clone()))
+                    .collect();
+                let writes: HashMap<ActionKey, LedgerEntry> = planner
+                    .store
+                    .task_writes(&keys)?
+                    .into_iter()
+                    .map(|entry| (entry.key.clone(), entry))
+                    .collect();
+                for candidate in page {
+                    planner.record_task(candidate, &writes)?;
+                }
+                Ok(())
+            },
+        )
     }
 
     /// Decides the one write `candidate`'s task needs now, if any.
@@ -639,34 +652,29 @@ impl Planner<'_> {
     /// Tasks made for single violations, still open, while each record
     /// keeps one task: completed, as the record's own task replaces them.
     fn violation_tasks_to_close(&mut self) -> Result<(), StoreError> {
-        let input = self.input;
-        let name = &input.connector.name;
-        let mut after: Option<ActionKey> = None;
-        loop {
-            let page = self
-                .store
-                .open_violation_tasks(name, after.as_ref(), self.page)?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.task_key.clone());
-            let full = page.len() == self.page;
-            for task in &page {
-                let attempts = match &task.completion {
-                    None => 0,
-                    Some((state, attempts, _)) if state == "failed" && *attempts < MAX_ATTEMPTS => {
-                        *attempts
-                    }
-                    Some(_) => {
-                        self.out.known += 1;
-                        continue;
-                    }
-                };
-                self.take(|_| Ok(violation_task_close(task, attempts)))?;
-            }
-            if !full {
-                break;
-            }
-        }
-        Ok(())
+        let name = &self.input.connector.name;
+        self.paged(
+            |store, after, limit| store.open_violation_tasks(name, after, limit),
+            |task| task.task_key.clone(),
+            |planner, page| {
+                for task in page {
+                    let attempts = match &task.completion {
+                        None => 0,
+                        Some((state, attempts, _))
+                            if state == "failed" && *attempts < MAX_ATTEMPTS =>
+                        {
+                            *attempts
+                        }
+                        Some(_) => {
+                            planner.out.known += 1;
+                            continue;
+                        }
+                    };
+                    planner.take(|_| Ok(violation_task_close(task, attempts)))?;
+                }
+                Ok(())
+            },
+        )
     }
 
     // One write per violation.
@@ -680,38 +688,31 @@ impl Planner<'_> {
         let tally = self.store.writeback_tally(name, &filter)?;
         self.out.known += tally.known;
         self.out.not_allowed_count += tally.not_allowed;
-        let mut after = None;
-        loop {
-            let page = self.store.writeback_candidates(
-                name,
-                &filter,
-                WriteClass::Due,
-                after,
-                self.page,
-            )?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.cursor());
-            let full = page.len() == self.page;
-            for candidate in &page {
-                match judge(candidate, self.input.policy, &self.fallbacks, self.due()) {
-                    Verdict::Write(write) => self.take(|_| Ok(*write))?,
-                    // The store's sorting and the policy disagree: the
-                    // policy wins, and the write is reported as refused.
-                    Verdict::NotAllowed(refused) => {
-                        self.out.not_allowed_count += 1;
-                        if self.out.not_allowed.len() < LISTED {
-                            self.out.not_allowed.push(refused);
+        self.paged(
+            |store, after, limit| {
+                store.writeback_candidates(name, &filter, WriteClass::Due, after.copied(), limit)
+            },
+            WriteCandidate::cursor,
+            |planner, page| {
+                for candidate in page {
+                    let due = planner.due();
+                    match judge(candidate, input.policy, &planner.fallbacks, due) {
+                        Verdict::Write(write) => planner.take(|_| Ok(*write))?,
+                        // The store's sorting and the policy disagree: the
+                        // policy wins, and the write is reported as refused.
+                        Verdict::NotAllowed(refused) => {
+                            planner.out.not_allowed_count += 1;
+                            if planner.out.not_allowed.len() < LISTED {
+                                planner.out.not_allowed.push(refused);
+                            }
                         }
+                        Verdict::Unassigned(entry) => planner.unassigned(|_| Ok(entry))?,
+                        Verdict::Nothing => {}
                     }
-                    Verdict::Unassigned(entry) => self.unassigned(|_| Ok(entry))?,
-                    Verdict::Nothing => {}
                 }
-            }
-            if !full {
-                break;
-            }
-        }
-        Ok(())
+                Ok(())
+            },
+        )
     }
 
     /// The tasks of violations an audit resolved: completed.
@@ -719,22 +720,18 @@ impl Planner<'_> {
         let input = self.input;
         let name = &input.connector.name;
         let filter = filter(input.policy, true);
-        let mut after = None;
-        loop {
-            let page =
-                self.store
-                    .resolved_tasks(name, &filter, WriteClass::Due, after, self.page)?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.violation.id);
-            let full = page.len() == self.page;
-            for task in &page {
-                self.take(|_| Ok(completion(task)))?;
-            }
-            if !full {
-                break;
-            }
-        }
-        Ok(())
+        self.paged(
+            |store, after, limit| {
+                store.resolved_tasks(name, &filter, WriteClass::Due, after.copied(), limit)
+            },
+            |task| task.violation.id,
+            |planner, page| {
+                for task in page {
+                    planner.take(|_| Ok(completion(task)))?;
+                }
+                Ok(())
+            },
+        )
     }
 
     /// The first writes the policy refuses, and those to park.

@@ -134,8 +134,29 @@ fn the_demo_in_json_prints_one_document_per_step_covering_every_connector_and_wr
             (path, bytes)
         })
         .collect();
+    let with_contacts = |connector: &str| -> (i64, i64) {
+        let state = files
+            .iter()
+            .find(|(path, _)| path.extension().is_some_and(|e| e == "sqlite"))
+            .map(|(path, _)| path.clone())
+            .expect("the kept state file");
+        let db = rusqlite::Connection::open(state).expect("the state file opens");
+        db.query_row(
+            "SELECT count(*), count(*) FILTER (
+                 WHERE json_array_length(snapshot, '$.associations.contacts') > 0)
+             FROM records WHERE connector = ?1 AND object = 'deal'",
+            [connector],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .expect("the records are readable")
+    };
+    let (deals, linked) = with_contacts("salesforce");
     std::fs::remove_dir_all(&kept).expect("the kept directory is removed");
     assert!(output.status.success(), "{out}\n{err}");
+    assert!(
+        linked * 2 > deals,
+        "{linked} of {deals} Salesforce deals have contacts (from OpportunityContactRoles)"
+    );
 
     let key_line = TEST_JWT_PRIVATE_KEY_PEM.lines().nth(1).expect("a key line");
     for (path, bytes) in &files {
