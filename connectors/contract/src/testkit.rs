@@ -354,6 +354,15 @@ fn task_actions<T: Target>(target: &T, records: &[CrmRecord], tag: &str) -> Vec<
         .collect()
 }
 
+/// The first page of the target's records, from a new connector.
+async fn first_page<T: Target>(target: &T) -> Page<CrmRecord> {
+    target
+        .connector()
+        .pull(target.object(), PullFrom::Start)
+        .await
+        .expect("a page of records")
+}
+
 fn applied(outcomes: &[ActionOutcome]) -> BTreeSet<ActionKey> {
     outcomes
         .iter()
@@ -365,10 +374,7 @@ fn applied(outcomes: &[ActionOutcome]) -> BTreeSet<ActionKey> {
 pub async fn a_partial_batch_failure_fails_exactly_the_failed_rows<T: Target>() {
     let target = T::start(Scenario::default()).await;
     let connector = target.connector();
-    let page = connector
-        .pull(target.object(), PullFrom::Start)
-        .await
-        .expect("a page of records");
+    let page = first_page(&target).await;
     let actions = task_actions(&target, &page.items[..5], "partial");
     let before = target.tasks();
     target.fail_batch_inputs(2);
@@ -442,11 +448,7 @@ fn sent_at() -> chrono::DateTime<chrono::Utc> {
 
 pub async fn a_create_whose_answer_was_lost_is_settled_without_writing_it_twice<T: Target>() {
     let target = T::start(Scenario::default()).await;
-    let page = target
-        .connector()
-        .pull(target.object(), PullFrom::Start)
-        .await
-        .expect("a page of records");
+    let page = first_page(&target).await;
     let written = task_actions(&target, &page.items[..4], "crash");
     let before = target.tasks();
     let sent_at = sent_at();
@@ -472,10 +474,7 @@ pub async fn a_create_whose_answer_was_lost_is_settled_without_writing_it_twice<
 pub async fn an_unreadable_answer_to_a_create_is_unknown_never_failed<T: Target>() {
     let target = T::start(Scenario::default()).await;
     let connector = target.connector();
-    let page = connector
-        .pull(target.object(), PullFrom::Start)
-        .await
-        .expect("a page of records");
+    let page = first_page(&target).await;
     let written = task_actions(&target, &page.items[..3], "garbled");
     let before = target.tasks();
     let sent_at = sent_at();
@@ -507,10 +506,7 @@ fn markers(body: &str) -> usize {
 pub async fn updating_a_task_rewrites_it_in_place_under_its_first_key<T: Target>() {
     let target = T::start(Scenario::default()).await;
     let connector = target.connector();
-    let page = connector
-        .pull(target.object(), PullFrom::Start)
-        .await
-        .expect("a page of records");
+    let page = first_page(&target).await;
     let create = task_actions(&target, &page.items[..1], "update");
     let outcomes = connector.apply(&create).await.expect("the create is sent");
     let Some(ActionResult::Applied { crm_id }) = outcomes.first().map(|o| o.result.clone()) else {
@@ -556,10 +552,7 @@ pub async fn updating_a_task_rewrites_it_in_place_under_its_first_key<T: Target>
 pub async fn completing_a_task_someone_deleted_counts_as_closed<T: Target>() {
     let target = T::start(Scenario::default()).await;
     let connector = target.connector();
-    let page = connector
-        .pull(target.object(), PullFrom::Start)
-        .await
-        .expect("a page of records");
+    let page = first_page(&target).await;
     let create = task_actions(&target, &page.items[..2], "gone");
     let outcomes = connector
         .apply(&create)
