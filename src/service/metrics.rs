@@ -201,7 +201,7 @@ impl Metrics {
         let writeback_writes = Family::<ConnectorKind, Counter>::default();
         registry.register(
             "writeback_writes",
-            "Writes of applied write-back runs, by connector and outcome: applied; deduplicated (not sent: found already written in the CRM after a crash, or already in the ledger, counted at each run that would have sent it again); failed; parked",
+            "Writes of applied write-back runs, by connector and outcome: applied; deduplicated (not sent: found already written in the CRM after a crash, or already in the ledger, counted at each run that would have sent it again); failed; parked; unknown (sent, but the answer proved nothing: settled by the next run)",
             writeback_writes.clone(),
         );
         let api_requests = Family::<ConnectorRoute, Counter>::default();
@@ -371,6 +371,7 @@ impl Metrics {
                 ("deduplicated", counts.recovered + counts.known),
                 ("failed", counts.failed),
                 ("parked", counts.parked),
+                ("unknown", counts.unknown),
             ] {
                 inner
                     .writeback_writes

@@ -320,6 +320,7 @@ mod tests {
             "owners",
             "reconciles",
             "record_state",
+            "record_tasks",
             "records",
             "runs",
             "stage_history",
@@ -330,6 +331,54 @@ mod tests {
         ] {
             assert!(tables.iter().any(|t| t == table), "missing {table}");
         }
+    }
+
+    #[test]
+    fn a_state_file_of_the_previous_schema_keeps_its_ledger_and_learns_each_writes_task() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journeyd.db");
+        let fp = "ab".repeat(16);
+        {
+            // A state file as the previous release left it: a task and its
+            // completion, one task unconfirmed, and a field write.
+            let mut conn = Connection::open(&path).unwrap();
+            migrations::migrations().to_version(&mut conn, 3).unwrap();
+            for (key, kind, state) in [
+                (format!("jd{fp}t"), "create_task", "applied"),
+                (format!("jd{fp}c"), "complete_task", "sent"),
+                ("jdffl".to_owned(), "set_field", "applied"),
+            ] {
+                conn.execute(
+                    "INSERT INTO writeback_ledger (action_key, fingerprint, connector, request,
+                         state, attempts, crm_id, created_at, updated_at)
+                     VALUES (?1, ?2, 'hubspot', json_object('kind', ?3), ?4, 1, 'x',
+                         '2024-05-01T00:00:00.000000000Z', '2024-05-01T00:00:00.000000000Z')",
+                    rusqlite::params![key, fp, kind, state],
+                )
+                .unwrap();
+            }
+        }
+
+        let store = Store::open(&path).unwrap();
+
+        let task_keys: Vec<(String, Option<String>, Option<String>)> = store
+            .conn
+            .prepare("SELECT action_key, task_key, sent_at FROM writeback_ledger ORDER BY action_key")
+            .unwrap()
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let task = format!("jd{fp}t");
+        assert_eq!(
+            task_keys,
+            [
+                (format!("jd{fp}c"), Some(task.clone()), None),
+                (task.clone(), Some(task.clone()), None),
+                ("jdffl".to_owned(), None, None),
+            ]
+        );
+        assert_eq!(store.ledger_unconfirmed_count(&testkit::hubspot()).unwrap(), 1);
     }
 
     #[test]

@@ -174,7 +174,7 @@ pub enum WritebackError {
 }
 
 /// Why a run stopped before its end.
-pub(crate) enum Halt {
+enum Halt {
     Shutdown,
     Connector(ConnectorError),
     Store(StoreError),
@@ -343,25 +343,7 @@ async fn apply<C: Connector>(
     // Planned while writes left unconfirmed are still `sent`, so that the
     // plan counts them as in flight and never sends them twice.
     let (plan, _) = plan_now(store, options, room).await?;
-    let (recovered, resent, unknown) = (
-        report.counts.recovered,
-        report.counts.resent,
-        report.counts.unknown,
-    );
-    let sent = report.counts.sent;
-    let (applied, failed, parked) = (
-        report.counts.applied,
-        report.counts.failed,
-        report.counts.parked,
-    );
     report.planned(plan);
-    report.counts.recovered = recovered;
-    report.counts.resent = resent;
-    report.counts.unknown = unknown;
-    report.counts.sent = sent;
-    report.counts.applied = applied;
-    report.counts.failed = failed;
-    report.counts.parked = parked;
     recovery?;
 
     if report.plan.to_park_count > 0 {

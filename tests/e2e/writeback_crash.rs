@@ -365,3 +365,47 @@ fn sigint_mid_batch_finishes_the_batch_records_it_and_exits_130() {
         libc::SIGINT,
     );
 }
+
+#[test]
+fn switching_from_a_task_per_violation_to_one_per_record_leaves_one_open_task_per_record() {
+    let env = Environment::at(chrono::Utc::now(), RECORDS, |config| {
+        config["writeback"]["tasks"] = value("per_violation");
+    });
+    prepare(&env);
+    let first = apply(&env);
+    let per_violation = first["counts"]["applied"].as_u64().expect("applied");
+    let config = std::fs::read_to_string(env.install.config_path()).expect("the config");
+    std::fs::write(
+        env.install.config_path(),
+        config.replace("tasks = \"per_violation\"", "tasks = \"per_record\""),
+    )
+    .expect("the config is rewritten");
+
+    let switched = apply(&env);
+    let again = apply(&env);
+
+    let open_by_record = |env: &Environment| {
+        let mut open: BTreeMap<String, usize> = BTreeMap::new();
+        for task in env.emulator.tasks() {
+            let field = |name: &str| task.fields.get(name).cloned().unwrap_or_default();
+            // Open unless completed (1) or canceled (2).
+            if field("statecode").as_i64().unwrap_or(0) == 0 {
+                *open
+                    .entry(field("_regardingobjectid_value").to_string())
+                    .or_default() += 1;
+            }
+        }
+        open
+    };
+    let open = open_by_record(&env);
+    assert!(!open.is_empty(), "records keep their tasks");
+    assert!(open.values().all(|n| *n == 1), "one open task per record: {open:?}");
+    let completed = switched["written"]
+        .as_array()
+        .expect("writes")
+        .iter()
+        .filter(|w| w["request"]["kind"] == "complete_task")
+        .count() as u64;
+    assert_eq!(completed, per_violation, "every earlier task completed, once");
+    assert_eq!(again["counts"]["sent"], 0, "{again}");
+}
