@@ -388,8 +388,11 @@ fn switching_from_a_task_per_violation_to_one_per_record_leaves_one_open_task_pe
         let mut open: BTreeMap<String, usize> = BTreeMap::new();
         for task in env.emulator.tasks() {
             let field = |name: &str| task.fields.get(name).cloned().unwrap_or_default();
+            let ours = field("description")
+                .as_str()
+                .is_some_and(|text| text.contains("journeyd-action: "));
             // Open unless completed (1) or canceled (2).
-            if field("statecode").as_i64().unwrap_or(0) == 0 {
+            if ours && field("statecode").as_i64().unwrap_or(0) == 0 {
                 *open
                     .entry(field("_regardingobjectid_value").to_string())
                     .or_default() += 1;
