@@ -363,7 +363,9 @@ mod tests {
 
         let task_keys: Vec<(String, Option<String>, Option<String>)> = store
             .conn
-            .prepare("SELECT action_key, task_key, sent_at FROM writeback_ledger ORDER BY action_key")
+            .prepare(
+                "SELECT action_key, task_key, sent_at FROM writeback_ledger ORDER BY action_key",
+            )
             .unwrap()
             .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
             .unwrap()
@@ -378,7 +380,10 @@ mod tests {
                 ("jdffl".to_owned(), None, None),
             ]
         );
-        assert_eq!(store.ledger_unconfirmed_count(&testkit::hubspot()).unwrap(), 1);
+        assert_eq!(
+            store.ledger_unconfirmed_count(&testkit::hubspot()).unwrap(),
+            1
+        );
     }
 
     #[test]

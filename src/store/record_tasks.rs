@@ -111,8 +111,11 @@ pub struct ViolationTask {
 /// The records of `?1` to look at: those with open violations calling for
 /// a task on an object in `?2` (JSON; when `?3` is true), and those with an
 /// open task, each with what its task would list, its owner and stage, and
-/// its task row.
-const CANDIDATES: &str = "
+/// its task row. Gathered once per plan into a temporary table, so that
+/// each page is an index range rather than a new grouping of every open
+/// violation.
+const GATHER: &str = "
+    CREATE TEMP TABLE record_task_candidates AS
     WITH wanted AS (
         SELECT v.object, v.record_id, max(v.severity) AS severity, count(*) AS n,
             group_concat(v.fingerprint || ':' || v.severity, ',' ORDER BY v.fingerprint) AS items,
@@ -132,8 +135,8 @@ const CANDIDATES: &str = "
                           WHERE w.object = t.object AND w.record_id = t.record_id)
     )
     SELECT c.object, c.record_id,
-        coalesce(c.record_name, json_extract(r.snapshot, '$.name')),
-        c.severity, c.items, c.n, r.owner_id, o.active, o.name, s.stage,
+        coalesce(c.record_name, json_extract(r.snapshot, '$.name')) AS record_name,
+        c.severity, c.items, c.n, r.owner_id, o.active, o.name AS owner_name, s.stage,
         t.generation, t.task_key, t.task_id, t.updates, t.subject,
         t.sent_digest, t.written_digest, t.state
     FROM candidates c
@@ -144,10 +147,15 @@ const CANDIDATES: &str = "
     LEFT JOIN record_state s
         ON s.connector = ?1 AND s.object = c.object AND s.record_id = c.record_id
     LEFT JOIN record_tasks t
-        ON t.connector = ?1 AND t.object = c.object AND t.record_id = c.record_id
-    WHERE c.severity < ?4 OR (c.severity = ?4 AND (c.object, c.record_id) > (?5, ?6))
-    ORDER BY c.severity DESC, c.object, c.record_id
-    LIMIT ?7";
+        ON t.connector = ?1 AND t.object = c.object AND t.record_id = c.record_id";
+
+/// A page of the gathered candidates, from just after (`?1` severity, `?2`
+/// object, `?3` id), most severe first.
+const PAGE: &str = "
+    SELECT * FROM temp.record_task_candidates
+    WHERE severity < ?1 OR (severity = ?1 AND (object, record_id) > (?2, ?3))
+    ORDER BY severity DESC, object, record_id
+    LIMIT ?4";
 
 fn candidate(row: &rusqlite::Row<'_>) -> rusqlite::Result<RecordTaskCandidate> {
     let rank: i64 = row.get(3)?;
@@ -184,19 +192,48 @@ fn candidate(row: &rusqlite::Row<'_>) -> rusqlite::Result<RecordTaskCandidate> {
 }
 
 impl Store {
-    /// Up to `limit` records of `connector` whose task may need a write, in
-    /// [`RecordTaskCursor`] order from just after `after`: with open
-    /// violations calling for a task on one of `objects` (unless `wanted`
-    /// is false: then only records with an open task, all to complete).
-    pub fn record_task_candidates(
+    /// Gathers the records of `connector` whose task may need a write:
+    /// with open violations calling for a task on one of `objects` (unless
+    /// `wanted` is false: then only records with an open task, all to
+    /// complete). [`Store::record_task_candidates`] pages through them.
+    /// The temporary table lives with the connection, never in the file.
+    pub fn gather_record_task_candidates(
         &self,
         connector: &ConnectorName,
         objects: &BTreeSet<ObjectKind>,
         wanted: bool,
+    ) -> Result<(), StoreError> {
+        let objects: Vec<&str> = objects.iter().map(|o| o.as_str()).collect();
+        self.conn
+            .execute("DROP TABLE IF EXISTS temp.record_task_candidates", [])
+            .op("drop the gathered records whose task to write")?;
+        self.conn
+            .execute(
+                GATHER,
+                params![
+                    connector.as_str(),
+                    serde_json::Value::from(objects).to_string(),
+                    wanted
+                ],
+            )
+            .op("gather records whose task to write")?;
+        self.conn
+            .execute(
+                "CREATE INDEX temp.record_task_candidates_order
+                 ON record_task_candidates (severity DESC, object, record_id)",
+                [],
+            )
+            .op("index records whose task to write")?;
+        Ok(())
+    }
+
+    /// Up to `limit` of the records [`Store::gather_record_task_candidates`]
+    /// gathered, in [`RecordTaskCursor`] order from just after `after`.
+    pub fn record_task_candidates(
+        &self,
         after: Option<&RecordTaskCursor>,
         limit: usize,
     ) -> Result<Vec<RecordTaskCandidate>, StoreError> {
-        let objects: Vec<&str> = objects.iter().map(|o| o.as_str()).collect();
         let (rank, object, id) = match after {
             Some(cursor) => (
                 cursor.rank,
@@ -206,21 +243,14 @@ impl Store {
             // Above every severity: the first page starts at the top.
             None => (i64::MAX, "", ""),
         };
+        // Not cached: the temporary table is made anew for every plan.
         let mut stmt = self
             .conn
-            .prepare_cached(CANDIDATES)
+            .prepare(PAGE)
             .op("prepare listing records whose task to write")?;
         let rows = stmt
             .query_map(
-                params![
-                    connector.as_str(),
-                    serde_json::Value::from(objects).to_string(),
-                    wanted,
-                    rank,
-                    object,
-                    id,
-                    i64::try_from(limit).unwrap_or(i64::MAX)
-                ],
+                params![rank, object, id, i64::try_from(limit).unwrap_or(i64::MAX)],
                 candidate,
             )
             .op("list records whose task to write")?;

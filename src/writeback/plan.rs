@@ -305,8 +305,10 @@ impl Planner<'_> {
     fn record_tasks(&mut self, wanted: bool) -> Result<(), StoreError> {
         let input = self.input;
         let (name, objects) = (&input.connector.name, &input.policy.task_objects);
+        self.store
+            .gather_record_task_candidates(name, objects, wanted)?;
         self.paged(
-            |store, after, limit| store.record_task_candidates(name, objects, wanted, after, limit),
+            |store, after, limit| store.record_task_candidates(after, limit),
             RecordTaskCandidate::cursor,
             |planner, page| {
                 let keys: Vec<ActionKey> = page

@@ -402,13 +402,19 @@ fn switching_from_a_task_per_violation_to_one_per_record_leaves_one_open_task_pe
     };
     let open = open_by_record(&env);
     assert!(!open.is_empty(), "records keep their tasks");
-    assert!(open.values().all(|n| *n == 1), "one open task per record: {open:?}");
+    assert!(
+        open.values().all(|n| *n == 1),
+        "one open task per record: {open:?}"
+    );
     let completed = switched["written"]
         .as_array()
         .expect("writes")
         .iter()
         .filter(|w| w["request"]["kind"] == "complete_task")
         .count() as u64;
-    assert_eq!(completed, per_violation, "every earlier task completed, once");
+    assert_eq!(
+        completed, per_violation,
+        "every earlier task completed, once"
+    );
     assert_eq!(again["counts"]["sent"], 0, "{again}");
 }

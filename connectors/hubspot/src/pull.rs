@@ -297,17 +297,57 @@ impl HubspotConnector {
         })
     }
 
+    /// Records changed since the cursor's window, read by search pages
+    /// (search results carry no associations) until they fill one v4
+    /// association read (`association_batch_limit`, 1,000), so that a
+    /// thousand changed deals cost one association call per type rather
+    /// than one per search page of 200.
     async fn search_page(
         &self,
         object: ObjectKind,
         kind: &'static str,
         cursor: SearchCursor,
     ) -> Result<Page<CrmRecord>, ConnectorError> {
-        let limit = self
-            .settings
+        let wanted = self.settings.association_batch_limit.get();
+        let page = self.search_limit() as usize;
+        let mut rows: Vec<Value> = Vec::new();
+        let mut cursor = Some(cursor);
+        while let Some(at) = cursor.take() {
+            let (found, next) = self.search_once(object, kind, at).await?;
+            rows.extend(found);
+            cursor = next;
+            // Another page could overfill the association read.
+            if rows.len() + page > wanted {
+                break;
+            }
+        }
+        let rows: Vec<(usize, &Value)> = rows.iter().enumerate().collect();
+        let (items, skipped) = self.records(object, kind, &rows, false).await?;
+        Ok(Page {
+            items,
+            skipped,
+            next: cursor.map(|state| encode(&PullCursor::Search(state))),
+            ..Page::default()
+        })
+    }
+
+    /// Rows per search page: the configured page, within the result cap.
+    fn search_limit(&self) -> u32 {
+        self.settings
             .search_limit
             .get()
-            .min(self.settings.search_cap.get());
+            .min(self.settings.search_cap.get())
+    }
+
+    /// One search page from `cursor`: the rows not read before, and where
+    /// the next page starts (`None`: the pull is complete).
+    async fn search_once(
+        &self,
+        object: ObjectKind,
+        kind: &'static str,
+        cursor: SearchCursor,
+    ) -> Result<(Vec<Value>, Option<SearchCursor>), ConnectorError> {
+        let limit = self.search_limit();
         // Every page starts a new window at the newest modification time
         // seen (keyset paging) instead of paging by offset: a record
         // modified mid-pull moves to the end of the order, and with offsets
@@ -352,21 +392,14 @@ impl HubspotConnector {
         let step = cursor
             .advance(&hits, page.next_after(), limits)
             .map_err(|reason| malformed(self, SEARCH, reason))?;
-        let rows: Vec<(usize, &Value)> = page
+        let rows = page
             .results
-            .iter()
-            .enumerate()
+            .into_iter()
             .zip(&step.emit)
             .filter(|(_, emit)| **emit)
             .map(|(row, _)| row)
             .collect();
-        let (items, skipped) = self.records(object, kind, &rows, false).await?;
-        Ok(Page {
-            items,
-            skipped,
-            next: step.next.map(|state| encode(&PullCursor::Search(state))),
-            ..Page::default()
-        })
+        Ok((rows, step.next))
     }
 
     /// Normalizes `rows` and fills in their associations and tasks, from the

@@ -383,6 +383,8 @@ async fn a_deal_modified_mid_pull_costs_no_other_deal_its_place() {
     let emulator = emulator(EmulatorConfig::with_deals(60));
     let mut settings = settings(&emulator, HubspotAuth::PrivateApp);
     settings.search_limit = nz(10);
+    // A pull page of one search page, so that the change falls between.
+    settings.association_batch_limit = std::num::NonZeroUsize::new(10).unwrap();
     let connector = connector(settings, &emulator);
     let epoch = Watermark {
         modified_at: DateTime::UNIX_EPOCH + chrono::Duration::days(1),
@@ -1262,6 +1264,38 @@ async fn completing_a_deleted_task_is_applied(missing: MissingInUpdate) {
 
 fn is_association_read(route: &str) -> bool {
     route.starts_with("POST /crm/v4/associations/")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changed_deals_are_searched_page_by_page_until_they_fill_one_association_read() {
+    let emulator = emulator(EmulatorConfig::with_deals(60));
+    let mut settings = settings(&emulator, HubspotAuth::PrivateApp);
+    settings.search_limit = nz(10);
+    settings.association_batch_limit = std::num::NonZeroUsize::new(30).unwrap();
+    let connector = connector(settings, &emulator);
+    let epoch = Watermark {
+        modified_at: DateTime::UNIX_EPOCH + chrono::Duration::days(1),
+        id: RecordId::new("0"),
+    };
+    let (searches, reads) = (
+        requests(&emulator, is_search),
+        requests(&emulator, is_association_read),
+    );
+
+    let (records, _, pages) = pull_all(&connector, ObjectKind::Deal, PullFrom::Since(epoch)).await;
+
+    assert_eq!(records.len(), 60);
+    let searched = requests(&emulator, is_search) - searches;
+    assert!(searched >= 6, "search pages of 10: {searched}");
+    assert!(
+        (2..=3).contains(&pages),
+        "{pages} pull pages of up to 30 deals for {searched} search pages"
+    );
+    assert_eq!(
+        requests(&emulator, is_association_read) - reads,
+        3 * pages as u64,
+        "per pull page, one read per association type"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
