@@ -26,6 +26,12 @@ pub fn run(ctx: &Context, args: &WritebackArgs) -> anyhow::Result<ExitCode> {
 /// As [`run`], with each connector's table cut to its first `rows` rows
 /// (`journeyd demo` keeps to a screenful; `--json` still has them all).
 pub fn run_showing(ctx: &Context, args: &WritebackArgs, rows: usize) -> anyhow::Result<ExitCode> {
+    // Listening from the start: a signal that comes while the config loads
+    // or the store opens stops the command before it writes, with its code.
+    let runtime = runtime()?;
+    let (shutdown, caught) = runtime
+        .block_on(async { signals::listen() })
+        .context("could not listen for SIGINT and SIGTERM")?;
     let config = load_config!(ctx);
     if args.apply && config.writeback.mode != WritebackMode::Apply {
         eprintln!(
@@ -41,7 +47,7 @@ pub fn run_showing(ctx: &Context, args: &WritebackArgs, rows: usize) -> anyhow::
     let secrets = &ctx.secrets;
     let tokens = Arc::new(RefreshTokenFile::beside(ctx.state_path(&config)));
 
-    let (reports, caught) = runtime()?.block_on(async {
+    let reports = runtime.block_on(async {
         let mut reports = Vec::new();
         let mut built = Vec::new();
         if args.apply {
@@ -51,8 +57,6 @@ pub fn run_showing(ctx: &Context, args: &WritebackArgs, rows: usize) -> anyhow::
                 built.push(any);
             }
         }
-        let (shutdown, caught) =
-            signals::listen().context("could not listen for SIGINT and SIGTERM")?;
         for (index, connector) in selected.iter().enumerate() {
             if *shutdown.borrow() {
                 break;
@@ -71,7 +75,7 @@ pub fn run_showing(ctx: &Context, args: &WritebackArgs, rows: usize) -> anyhow::
             };
             reports.push(report);
         }
-        Ok::<_, anyhow::Error>((reports, caught))
+        Ok::<_, anyhow::Error>(reports)
     })?;
 
     if ctx.json {
