@@ -309,15 +309,17 @@ impl HubspotConnector {
         cursor: SearchCursor,
     ) -> Result<Page<CrmRecord>, ConnectorError> {
         let wanted = self.settings.association_batch_limit.get();
-        let page = self.search_limit() as usize;
         let mut rows: Vec<Value> = Vec::new();
         let mut cursor = Some(cursor);
         while let Some(at) = cursor.take() {
-            let (found, next) = self.search_once(object, kind, at).await?;
+            // The last page asks for no more than the read has room for.
+            let room = u32::try_from(wanted - rows.len()).unwrap_or(u32::MAX);
+            let (found, next) = self
+                .search_once(object, kind, at, self.search_limit().min(room))
+                .await?;
             rows.extend(found);
             cursor = next;
-            // Another page could overfill the association read.
-            if rows.len() + page > wanted {
+            if rows.len() >= wanted {
                 break;
             }
         }
@@ -339,15 +341,16 @@ impl HubspotConnector {
             .min(self.settings.search_cap.get())
     }
 
-    /// One search page from `cursor`: the rows not read before, and where
-    /// the next page starts (`None`: the pull is complete).
+    /// One search page of up to `limit` rows from `cursor`: the rows not
+    /// read before, and where the next page starts (`None`: the pull is
+    /// complete).
     async fn search_once(
         &self,
         object: ObjectKind,
         kind: &'static str,
         cursor: SearchCursor,
+        limit: u32,
     ) -> Result<(Vec<Value>, Option<SearchCursor>), ConnectorError> {
-        let limit = self.search_limit();
         // Every page starts a new window at the newest modification time
         // seen (keyset paging) instead of paging by offset: a record
         // modified mid-pull moves to the end of the order, and with offsets
