@@ -17,6 +17,17 @@ pub struct RecordOwner {
     pub name: Option<String>,
 }
 
+impl RecordOwner {
+    /// The owner the store names for a record, if it names one.
+    pub fn of(id: Option<&OwnerId>, active: Option<bool>, name: Option<&str>) -> Option<Self> {
+        id.map(|id| RecordOwner {
+            id: id.clone(),
+            active,
+            name: name.map(str::to_owned),
+        })
+    }
+}
+
 /// Whom a task is for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -39,6 +50,29 @@ impl Assignee {
         match self {
             Assignee::Owner { id, .. } | Assignee::Fallback { id, .. } => Some(id),
             Assignee::Nobody { .. } => None,
+        }
+    }
+
+    /// Why nobody can take the task, if nobody can.
+    pub fn nobody(&self) -> Option<&str> {
+        match self {
+            Assignee::Nobody { reason } => Some(reason),
+            Assignee::Owner { .. } | Assignee::Fallback { .. } => None,
+        }
+    }
+
+    /// Why the task goes to a fallback owner, if it does.
+    pub fn fallback_note(&self) -> Option<String> {
+        match self {
+            Assignee::Fallback {
+                because,
+                role,
+                name,
+                ..
+            } => Some(format!(
+                "{because}; given to {name}, the fallback owner of role {role}"
+            )),
+            Assignee::Owner { .. } | Assignee::Nobody { .. } => None,
         }
     }
 

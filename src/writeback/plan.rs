@@ -329,27 +329,61 @@ impl Planner<'_> {
         )
     }
 
-    /// Decides the one write `candidate`'s task needs now, if any.
+    /// Plans the one write `candidate`'s task needs now, if any.
     fn record_task(
         &mut self,
         candidate: &RecordTaskCandidate,
         writes: &HashMap<ActionKey, LedgerEntry>,
     ) -> Result<(), StoreError> {
-        let input = self.input;
-        let name = &input.connector.name;
-        let record = record_fingerprint(name, candidate.object, &candidate.record_id);
+        let plan = self.record_plan(candidate)?;
+        match need(&plan, writes) {
+            Need::Nothing => Ok(()),
+            Need::Known => {
+                self.out.known += 1;
+                Ok(())
+            }
+            Need::Write(TaskWrite::Create { .. }, _) if plan.assignee.nobody().is_some() => {
+                let reason = plan.assignee.nobody().unwrap_or_default().to_owned();
+                let name = &self.input.connector.name;
+                self.unassigned(|p| {
+                    let rows = p.store.record_task_violations(
+                        name,
+                        candidate.object,
+                        &candidate.record_id,
+                    )?;
+                    Ok(Unassigned {
+                        object: candidate.object,
+                        record_id: candidate.record_id.clone(),
+                        record: plan.label.clone(),
+                        rules: rows.into_iter().map(|r| r.violation.rule).collect(),
+                        reason,
+                    })
+                })
+            }
+            Need::Write(write, attempts) => {
+                self.take(|p| p.record_task_write(&plan, write, attempts))
+            }
+        }
+    }
+
+    /// Who `candidate`'s task is for, and the digest of what it should say.
+    fn record_plan<'c>(
+        &self,
+        candidate: &'c RecordTaskCandidate,
+    ) -> Result<RecordPlan<'c>, StoreError> {
+        let name = &self.input.connector.name;
         let label = record_label(candidate.record_name.as_deref(), &candidate.record_id);
-        let owner = candidate.owner_id.as_ref().map(|id| RecordOwner {
-            id: id.clone(),
-            active: candidate.owner_active,
-            name: candidate.owner_name.clone(),
-        });
-        let wanted = candidate.severity.is_some();
+        let owner = RecordOwner::of(
+            candidate.owner_id.as_ref(),
+            candidate.owner_active,
+            candidate.owner_name.as_deref(),
+        );
         let mut assignee = self.fallbacks.assign(
             owner.as_ref(),
             self.role_of(candidate.stage.as_deref()).as_ref(),
         );
-        if matches!(assignee, Assignee::Nobody { .. }) && candidate.stage.is_none() && wanted {
+        let wanted = candidate.severity.is_some();
+        if assignee.nobody().is_some() && candidate.stage.is_none() && wanted {
             // Outside the journey's stages (an unmapped or closed stage):
             // the role its most severe violation holds accountable.
             let rows =
@@ -364,166 +398,31 @@ impl Planner<'_> {
             assignee.owner_id().map_or("", OwnerId::as_str),
             &label,
         ]);
-        let create = |planner: &mut Self, generation: u32, key: ActionKey, attempts: u32| {
-            if let Assignee::Nobody { reason } = &assignee {
-                let reason = reason.clone();
-                return planner.unassigned(|p| {
-                    let rows = p.store.record_task_violations(
-                        name,
-                        candidate.object,
-                        &candidate.record_id,
-                    )?;
-                    Ok(Unassigned {
-                        object: candidate.object,
-                        record_id: candidate.record_id.clone(),
-                        record: label.clone(),
-                        rules: rows.into_iter().map(|r| r.violation.rule).collect(),
-                        reason,
-                    })
-                });
-            }
-            planner.take(|p| {
-                p.record_task_write(
-                    candidate,
-                    &record,
-                    &label,
-                    &assignee,
-                    &digest,
-                    TaskWrite::Create { generation, key },
-                    attempts,
-                )
-            })
-        };
-        let Some(task) = candidate.task.as_ref().filter(|t| t.open) else {
-            if !wanted {
-                return Ok(());
-            }
-            let generation = candidate.task.as_ref().map_or(1, |t| t.generation + 1);
-            let key = record_task_key(&record, generation);
-            return match standing(writes.get(&key)) {
-                Standing::New => create(self, generation, key, 0),
-                Standing::Retry { attempts } => create(self, generation, key, attempts),
-                Standing::Settled => {
-                    self.out.known += 1;
-                    Ok(())
-                }
-            };
-        };
-        let created = writes.get(&task.task_key);
-        if !applied(created) || task.task_id.is_none() {
-            return match standing(created) {
-                // Opened, never confirmed: the create is retried while the
-                // record still needs a task.
-                Standing::New | Standing::Retry { .. } if !wanted => Ok(()),
-                Standing::New => create(self, task.generation, task.task_key.clone(), 0),
-                Standing::Retry { attempts } => {
-                    create(self, task.generation, task.task_key.clone(), attempts)
-                }
-                Standing::Settled => {
-                    self.out.known += 1;
-                    Ok(())
-                }
-            };
-        }
-        let close_key = record_close_key(&task.task_key);
-        let close = writes.get(&close_key);
-        let update_key =
-            (task.updates > 0).then(|| record_update_key(&task.task_key, task.updates));
-        let update = update_key.as_ref().and_then(|key| writes.get(key));
-        let in_flight = |entry: Option<&LedgerEntry>| {
-            entry.is_some_and(|e| matches!(e.state, LedgerState::Pending | LedgerState::Sent))
-        };
-        if in_flight(close) || in_flight(update) {
-            self.out.known += 1;
-            return Ok(());
-        }
-        if !wanted {
-            return match standing(close) {
-                Standing::New => self.take(|p| {
-                    p.record_task_write(
-                        candidate,
-                        &record,
-                        &label,
-                        &assignee,
-                        &digest,
-                        TaskWrite::Close { key: close_key },
-                        0,
-                    )
-                }),
-                Standing::Retry { attempts } => self.take(|p| {
-                    p.record_task_write(
-                        candidate,
-                        &record,
-                        &label,
-                        &assignee,
-                        &digest,
-                        TaskWrite::Close { key: close_key },
-                        attempts,
-                    )
-                }),
-                Standing::Settled => {
-                    self.out.known += 1;
-                    Ok(())
-                }
-            };
-        }
-        if task.written_digest.as_deref() == Some(digest.as_str()) {
-            return Ok(());
-        }
-        let (number, attempts) = match (update_key, standing(update)) {
-            (Some(_), Standing::Retry { attempts }) => (task.updates, attempts),
-            (Some(_), Standing::Settled) if !applied(update) => {
-                // Parked, or failed too often: an admin looks first.
-                self.out.known += 1;
-                return Ok(());
-            }
-            _ => (task.updates + 1, 0),
-        };
-        let key = record_update_key(&task.task_key, number);
-        self.take(|p| {
-            p.record_task_write(
-                candidate,
-                &record,
-                &label,
-                &assignee,
-                &digest,
-                TaskWrite::Update {
-                    key,
-                    number,
-                    task_key: task.task_key.clone(),
-                    task_id: task.task_id.clone().unwrap_or_default(),
-                },
-                attempts,
-            )
+        Ok(RecordPlan {
+            candidate,
+            record: record_fingerprint(name, candidate.object, &candidate.record_id),
+            label,
+            assignee,
+            digest,
         })
     }
 
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "the parts of one record's task a write is built from"
-    )]
     fn record_task_write(
         &self,
-        candidate: &RecordTaskCandidate,
-        record: &Fingerprint,
-        label: &str,
-        assignee: &Assignee,
-        digest: &str,
+        plan: &RecordPlan<'_>,
         write: TaskWrite,
         attempts: u32,
     ) -> Result<PlannedWrite, StoreError> {
+        let RecordPlan {
+            candidate,
+            record,
+            label,
+            assignee,
+            digest,
+        } = plan;
+        let label = label.as_str();
         let name = &self.input.connector.name;
-        let fallback = match assignee {
-            Assignee::Fallback {
-                because,
-                role,
-                name,
-                ..
-            } => Some(format!(
-                "{because}; given to {name}, the fallback owner of role {role}"
-            )),
-            _ => None,
-        };
+        let fallback = assignee.fallback_note();
         let mut planned = PlannedWrite {
             request: ActionRequest::CompleteTask {
                 key: ActionKey::new(""),
@@ -769,6 +668,89 @@ impl Planner<'_> {
             })
             .collect();
         Ok(())
+    }
+}
+
+/// A record's task as this plan sees it: whom it is for and a digest of
+/// what it should say.
+struct RecordPlan<'c> {
+    candidate: &'c RecordTaskCandidate,
+    record: Fingerprint,
+    label: String,
+    assignee: Assignee,
+    digest: String,
+}
+
+/// What a record's task needs now.
+enum Need {
+    Nothing,
+    /// A write of it is in flight, or waits for an admin.
+    Known,
+    /// This write, sent this many times before.
+    Write(TaskWrite, u32),
+}
+
+/// Decides what a record's task needs, from its row, the ledger's
+/// `writes` of it, and the digest of what it should say: one write at a
+/// time per task; a create while the record has violations and no open
+/// task, an update when what it should say changed, a completion when
+/// nothing is left.
+fn need(plan: &RecordPlan<'_>, writes: &HashMap<ActionKey, LedgerEntry>) -> Need {
+    let candidate = plan.candidate;
+    let wanted = candidate.severity.is_some();
+    // A write never sent is due; one that failed is due again; any other
+    // is in flight, applied or parked.
+    let due = |key: &ActionKey, write: TaskWrite| match standing(writes.get(key)) {
+        Standing::New => Need::Write(write, 0),
+        Standing::Retry { attempts } => Need::Write(write, attempts),
+        Standing::Settled => Need::Known,
+    };
+    let Some(task) = candidate.task.as_ref().filter(|t| t.open) else {
+        if !wanted {
+            return Need::Nothing;
+        }
+        let generation = candidate.task.as_ref().map_or(1, |t| t.generation + 1);
+        let key = record_task_key(&plan.record, generation);
+        return due(&key.clone(), TaskWrite::Create { generation, key });
+    };
+    if !applied(writes.get(&task.task_key)) || task.task_id.is_none() {
+        // Opened, never confirmed: the create is retried while the record
+        // still needs a task.
+        let create = TaskWrite::Create {
+            generation: task.generation,
+            key: task.task_key.clone(),
+        };
+        return match due(&task.task_key, create) {
+            Need::Write(..) if !wanted => Need::Nothing,
+            need => need,
+        };
+    }
+    let close_key = record_close_key(&task.task_key);
+    let update_key = (task.updates > 0).then(|| record_update_key(&task.task_key, task.updates));
+    let in_flight = |key: Option<&ActionKey>| {
+        key.and_then(|key| writes.get(key))
+            .is_some_and(|e| matches!(e.state, LedgerState::Pending | LedgerState::Sent))
+    };
+    if in_flight(Some(&close_key)) || in_flight(update_key.as_ref()) {
+        return Need::Known;
+    }
+    if !wanted {
+        return due(&close_key.clone(), TaskWrite::Close { key: close_key });
+    }
+    if task.written_digest.as_deref() == Some(plan.digest.as_str()) {
+        return Need::Nothing;
+    }
+    let task_id = task.task_id.clone().unwrap_or_default();
+    let update = |number: u32| TaskWrite::Update {
+        key: record_update_key(&task.task_key, number),
+        number,
+        task_key: task.task_key.clone(),
+        task_id: task_id.clone(),
+    };
+    match update_key.as_ref().map(|key| (key, writes.get(key))) {
+        // The last update failed: sent again, saying what is due now.
+        Some((key, entry)) if !applied(entry) => due(key, update(task.updates)),
+        _ => Need::Write(update(task.updates + 1), 0),
     }
 }
 

@@ -6,7 +6,7 @@
 //! can be sent.
 
 use super::keys::{completion_key, lifecycle_key, task_key};
-use super::owners::{Assignee, Fallbacks, RecordOwner};
+use super::owners::{Fallbacks, RecordOwner};
 use super::plan::{NotAllowed, PlannedWrite, Unassigned};
 use super::task_text::{priority, record_label, violation_body, violation_subject};
 use crate::config::WritebackPolicy;
@@ -58,34 +58,22 @@ pub fn judge(
                     violation.object
                 ));
             }
-            let record_owner = candidate.owner_id.as_ref().map(|id| RecordOwner {
-                id: id.clone(),
-                active: candidate.owner_active,
-                name: candidate.owner_name.clone(),
-            });
+            let record_owner = RecordOwner::of(
+                candidate.owner_id.as_ref(),
+                candidate.owner_active,
+                candidate.owner_name.as_deref(),
+            );
             let assignee = fallbacks.assign(record_owner.as_ref(), violation.owner_role.as_ref());
-            match &assignee {
-                Assignee::Nobody { reason } => {
-                    return Verdict::Unassigned(Unassigned {
-                        object: violation.object,
-                        record_id: violation.record_id.clone(),
-                        record,
-                        rules: vec![violation.rule.clone()],
-                        reason: reason.clone(),
-                    });
-                }
-                Assignee::Fallback {
-                    because,
-                    role,
-                    name,
-                    ..
-                } => {
-                    fallback = Some(format!(
-                        "{because}; given to {name}, the fallback owner of role {role}"
-                    ));
-                }
-                Assignee::Owner { .. } => {}
+            if let Some(reason) = assignee.nobody() {
+                return Verdict::Unassigned(Unassigned {
+                    object: violation.object,
+                    record_id: violation.record_id.clone(),
+                    record,
+                    rules: vec![violation.rule.clone()],
+                    reason: reason.to_owned(),
+                });
             }
+            fallback = assignee.fallback_note();
             owner_id = assignee.owner_id().cloned();
             owner = assignee.label();
             let key = task_key(&violation.fingerprint);
