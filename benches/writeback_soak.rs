@@ -26,7 +26,15 @@
 //!   (or, with `JOURNEYD_SOAK_KEEP` set, always);
 //! - `JOURNEYD_SOAK_THROTTLE=1`: the CRM also throttles: in half the runs,
 //!   at a random moment, its next request is answered 429 with a
-//!   `Retry-After` of 1 to 4 s (off by default).
+//!   `Retry-After` of 1 to 4 s (off by default);
+//! - `JOURNEYD_SOAK_DELAYED_SENDS=N`: before the kills, N rounds in which a
+//!   run's first write call reaches the CRM [`SEND_DELAY`] after the ledger
+//!   recorded it sent (HubSpot: a 429 with that `Retry-After`; Salesforce
+//!   and Dataverse: the token endpoint answers that late), the run is
+//!   killed as soon as the CRM starts writing, and the next run starts at
+//!   once (off by default). Connectors that recover by lookup settle from
+//!   the time the ledger recorded, so this shows whether a late call can
+//!   still be missed by the lookup and written twice.
 //!
 //! The e2e suite (`tests/e2e/writeback_crash.rs`) keeps this specification
 //! with one kill of each kind; the soak is the same with hundreds. Exits
@@ -84,12 +92,16 @@ const CHANGE_ROUNDS: usize = 10;
 const CHANGES: usize = 8;
 /// Runs to the end at most, after the kills.
 const FINAL_RUNS: usize = 10;
+/// How much later than the ledger says a delayed write call reaches the
+/// CRM: more than [`SETTLE_SECONDS`].
+const SEND_DELAY: Duration = Duration::from_secs(3);
 /// The longest `Retry-After` a throttled request is told to wait.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(4);
 
 fn main() {
     let kills: usize = env_number("JOURNEYD_SOAK_KILLS").unwrap_or(200);
     let throttle = env_number::<u8>("JOURNEYD_SOAK_THROTTLE").unwrap_or(0) > 0;
+    let delayed_sends: usize = env_number("JOURNEYD_SOAK_DELAYED_SENDS").unwrap_or(0);
     let seed = env_number("JOURNEYD_SOAK_SEED").unwrap_or_else(|| fastrand::u64(..));
     let targets = match std::env::var("JOURNEYD_SOAK_TARGETS") {
         Ok(list) => list
@@ -114,7 +126,13 @@ fn main() {
     for target in targets {
         let records = env_number("JOURNEYD_SOAK_RECORDS").unwrap_or(target.default_records(kills));
         let mut rng = fastrand::Rng::with_seed(seed.wrapping_add(target as u64));
-        let figures = soak(target, kills, records, throttle, &mut rng);
+        let options = Options {
+            kills,
+            records,
+            throttle,
+            delayed_sends,
+        };
+        let figures = soak(target, &options, &mut rng);
         figures.print();
         if !figures.clean() {
             failed.push(target.name());
@@ -354,6 +372,18 @@ impl Crm {
     /// Requests answered 429 so far.
     fn throttled(&self) -> u64 {
         self.faults().injected().rate_limited
+    }
+
+    /// The next run to start sends its first write call [`SEND_DELAY`]
+    /// after recording it sent: HubSpot answers it 429 with that
+    /// `Retry-After`; Salesforce and Dataverse answer that late, and the
+    /// run's first request is its token, asked for once the write call is
+    /// recorded, when the call is about to go.
+    fn delay_next_write(&self) {
+        match self {
+            Crm::Hubspot(portal) => portal.faults().storm(1, Some(SEND_DELAY)),
+            Crm::Salesforce(_) | Crm::Dynamics(_) => self.faults().set_delay(SEND_DELAY),
+        }
     }
 
     fn faults(&self) -> journeyd_connector::emulator::Faults {
@@ -668,6 +698,8 @@ struct Figures {
     resent: u64,
     /// Requests the CRM answered 429.
     throttled: u64,
+    /// Rounds of a write call reaching the CRM late, then a kill.
+    delayed_sends: usize,
     final_runs: usize,
     /// Whether the last run sent nothing and the plan is empty with
     /// nothing unconfirmed.
@@ -740,7 +772,7 @@ impl Figures {
             }
         );
         println!(
-            "  changes: {} records renamed, {} deals closed as lost ({} never followed by a task write); {} task updates and {} completions applied; {} writes recovered by lookup, {} sent again; {} requests throttled",
+            "  changes: {} records renamed, {} deals closed as lost ({} never followed by a task write); {} task updates and {} completions applied; {} writes recovered by lookup, {} sent again; {} requests throttled; {} delayed sends",
             self.renamed,
             self.lost,
             self.unfollowed.len(),
@@ -748,7 +780,8 @@ impl Figures {
             self.closes_applied,
             self.recovered,
             self.resent,
-            self.throttled
+            self.throttled,
+            self.delayed_sends
         );
         println!(
             "  end: {} runs to the end, settled: {}; the CRM holds {} of journeyd's tasks: {} duplicates, {} missing, {} unplanned, {} without an owner, {} not as the ledger last wrote them; wall time {:.0} s",
@@ -814,13 +847,21 @@ enum Moment {
     Landed(usize),
 }
 
-fn soak(
-    target: Target,
+/// How one target is soaked.
+struct Options {
     kills: usize,
     records: usize,
     throttle: bool,
-    rng: &mut fastrand::Rng,
-) -> Figures {
+    delayed_sends: usize,
+}
+
+fn soak(target: Target, options: &Options, rng: &mut fastrand::Rng) -> Figures {
+    let Options {
+        kills,
+        records,
+        throttle,
+        delayed_sends,
+    } = *options;
     let started = Instant::now();
     let connector = target.connector();
     let crm = Crm::start(target, records);
@@ -860,6 +901,12 @@ fn soak(
     );
 
     crm.pace_writes(true);
+    for round in 1..=delayed_sends {
+        install.note(&format!("delayed send {round}"));
+        delayed_send(&crm, &install, connector);
+        figures.delayed_sends += 1;
+        figures.runs += 2;
+    }
     let mut run = 0;
     let mut changed_at = 0;
     while figures.sigkills + figures.sigterms < kills && run < 3 * kills {
@@ -1066,6 +1113,38 @@ impl Edit<'_> {
         install.json(&["sync", "--connector", self.connector]);
         install.json(&["audit"]);
     }
+}
+
+/// One round of a write call that reaches the CRM later than the ledger
+/// says it was sent: a run that starts with nothing unconfirmed has its
+/// first write call delayed ([`Crm::delay_next_write`]) and is SIGKILLed
+/// as soon as the CRM starts writing; the next run starts at once and is
+/// asked to stop (SIGTERM) a few seconds later, leaving nothing
+/// unconfirmed for the next round.
+fn delayed_send(crm: &Crm, install: &Install, connector: &str) {
+    let drain = Instant::now();
+    while crm.writes_running() > 0 && drain.elapsed() < DRAIN_PATIENCE {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let before = crm.task_count();
+    crm.delay_next_write();
+    let mut late = install.start_apply(connector);
+    let started = Instant::now();
+    while crm.task_count() == before && started.elapsed() < TRIGGER_PATIENCE {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    late.kill().ok();
+    late.wait().ok();
+    crm.faults().clear();
+    let mut next = install.start_apply(connector);
+    std::thread::sleep(SEND_DELAY + Duration::from_secs(1));
+    signal(&next, libc::SIGTERM);
+    let stopped = Instant::now();
+    while next.try_wait().ok().flatten().is_none() && stopped.elapsed() < TERM_PATIENCE {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    next.kill().ok();
+    next.wait().ok();
 }
 
 /// Compares what the CRM holds with the plan and the ledger.
