@@ -177,16 +177,16 @@ impl Connection {
                 None => WriteGuarantee {
                     kind: "by_lookup",
                     how: format!(
-                        "a task whose answer was lost is looked up among the integration user's tasks created since it was sent (CreatedById, CreatedDate), {} s after it was sent (settle_seconds), before anything is sent again; set task_external_id to a Unique external-id field of Task for a guarantee by construction",
-                        salesforce.settings.settle.as_secs()
+                        "a task whose answer was lost is looked up among the integration user's tasks created since it was sent (CreatedById, CreatedDate), {} s after it was recorded as sent (limits.send_window_seconds + settle_seconds), before anything is sent again; set task_external_id to a Unique external-id field of Task for a guarantee by construction",
+                        (salesforce.settings.retry.send_window + salesforce.settings.settle).as_secs()
                     ),
                 },
             },
             Connection::Hubspot(hubspot) => WriteGuarantee {
                 kind: "by_lookup",
                 how: format!(
-                    "a task whose answer was lost is searched for by its key {} s after it was sent (search_lag_seconds: HubSpot's search lags writes) before anything is sent again",
-                    hubspot.settings.search_lag.as_secs()
+                    "a task whose answer was lost is searched for by its key {} s after it was recorded as sent (limits.send_window_seconds + search_lag_seconds: HubSpot's search lags writes) before anything is sent again",
+                    (hubspot.settings.retry.send_window + hubspot.settings.search_lag).as_secs()
                 ),
             },
         }

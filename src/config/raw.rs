@@ -146,6 +146,7 @@ pub(super) struct RawLimits {
     pub search_per_second: Option<Spanned<i64>>,
     pub retry_budget: Option<Spanned<i64>>,
     pub max_attempts: Option<Spanned<i64>>,
+    pub send_window_seconds: Option<Spanned<i64>>,
     pub daily_stop_share: Option<Spanned<f64>>,
     pub max_concurrent: Option<Spanned<i64>>,
 }

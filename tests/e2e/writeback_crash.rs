@@ -115,6 +115,7 @@ pub fn portal() -> Portal {
     // HubSpot's seed has fewer broken deals: more deals, as many tasks.
     let portal = Portal::configured(2 * RECORDS, Auth::PrivateApp, |config| {
         config["connectors"]["hubspot"]["search_lag_seconds"] = value(2);
+        config["connectors"]["hubspot"]["limits"]["send_window_seconds"] = value(2);
         config["connectors"]["hubspot"]["paging"]["batch_limit"] = value(BATCH);
     });
     portal
@@ -130,6 +131,7 @@ pub fn org(external_id: bool) -> Org {
     Org::at(chrono::Utc::now(), RECORDS, |config| {
         let salesforce = &mut config["connectors"]["salesforce"];
         salesforce["settle_seconds"] = value(2);
+        salesforce["limits"]["send_window_seconds"] = value(2);
         salesforce["paging"]["batch_limit"] = value(BATCH);
         if external_id {
             salesforce["task_external_id"] = value("Journeyd_Key__c");
@@ -357,6 +359,36 @@ crash_specs!(hubspot, portal());
 crash_specs!(salesforce, org(false));
 crash_specs!(salesforce_external_id, org(true));
 crash_specs!(dynamics, environment());
+
+/// A create the CRM throttled is sent again later than it was recorded:
+/// the rerun's lookup must wait for that too, not only for the search lag.
+#[test]
+fn hubspot_a_kill_after_a_throttled_create_landed_and_an_immediate_rerun_write_nothing_twice() {
+    let crm = Portal::configured(2 * RECORDS, Auth::PrivateApp, |config| {
+        let hubspot = &mut config["connectors"]["hubspot"];
+        hubspot["search_lag_seconds"] = value(4);
+        hubspot["limits"]["send_window_seconds"] = value(4);
+        hubspot["paging"]["batch_limit"] = value(BATCH);
+    });
+    crm.emulator
+        .update_knobs(|knobs| knobs.search_lag = Duration::from_secs(3));
+    let expected = prepare(&crm);
+    // The first create is answered 429 and sent again 3 s later; then the
+    // CRM writes it and holds its answer. Search shows it 3 s after that,
+    // after the 4 s of lag counted from when it was recorded as sent.
+    crm.emulator.faults().storm(1, Some(Duration::from_secs(3)));
+    crm.hold_answers(Duration::from_secs(60));
+    let mut child = start_until_written(&crm, 0);
+    child.kill().expect("journeyd is killed");
+    child.wait().expect("journeyd is reaped");
+    crm.hold_answers(Duration::ZERO);
+
+    let rerun = apply(&crm);
+    apply(&crm);
+
+    assert!(rerun["counts"]["recovered"].as_u64() > Some(0), "{rerun}");
+    assert_exactly_once(&crm, &expected);
+}
 
 #[test]
 fn sigint_mid_batch_finishes_the_batch_records_it_and_exits_130() {

@@ -289,6 +289,7 @@ fn settings(base: &Url, auth: AuthSettings) -> HttpSettings {
             max_delay: Duration::from_millis(50),
             budget: 20,
             timeout: Duration::from_secs(2),
+            send_window: Duration::from_secs(20),
         },
         instance: None,
     }
@@ -755,6 +756,35 @@ async fn a_write_that_must_not_happen_twice_is_resent_after_a_429() {
         .send(create_once())
         .await
         .unwrap();
+    assert_eq!(server.api_seen().len(), 2);
+}
+
+#[tokio::test]
+async fn a_write_that_must_not_happen_twice_is_not_sent_past_its_send_window() {
+    // Retry-After would send it 3 s after its call began: later than a
+    // lookup for it, counted from then, may look.
+    let limited = Reply::json(429, "slow down").header("retry-after", "3");
+    let server = Server::start(vec![limited, Reply::ok()], vec![]).await;
+    let mut settings = settings(&server.base, bearer());
+    settings.retry.send_window = Duration::from_secs(1);
+    let start = Instant::now();
+    let err = client(settings).send(create_once()).await.unwrap_err();
+    assert!(matches!(err, ConnectorError::RateLimited { .. }), "{err}");
+    assert_eq!(server.api_seen().len(), 1, "sent once, never again");
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_read_waits_out_a_retry_after_longer_than_the_send_window() {
+    let limited = Reply::json(429, "slow down").header("retry-after", "1");
+    let server = Server::start(vec![limited, Reply::ok()], vec![]).await;
+    let mut settings = settings(&server.base, bearer());
+    settings.retry.send_window = Duration::from_millis(100);
+    client(settings).send(get("/deals")).await.unwrap();
     assert_eq!(server.api_seen().len(), 2);
 }
 

@@ -103,6 +103,7 @@ impl DynamicsSettings {
                 max_delay: Duration::from_secs(60),
                 budget: 500,
                 timeout: Duration::from_secs(120),
+                send_window: Duration::from_secs(20),
             },
             max_concurrent: nzu(52),
             page_size: nz(5000),

@@ -262,8 +262,10 @@ impl Connector for HubspotConnector {
     /// be made idempotent: an unconfirmed create is looked up by its key,
     /// once the search index has had time to show it.
     fn recovery(&self) -> journeyd_connector::Recovery {
+        // A lost create reached HubSpot at most the send window after it
+        // was recorded, and shows in search the index's lag after that.
         journeyd_connector::Recovery::LookUp {
-            settle: self.settings.search_lag,
+            settle: self.settings.retry.send_window + self.settings.search_lag,
         }
     }
 

@@ -136,6 +136,7 @@ impl HubspotSettings {
                 max_delay: Duration::from_secs(30),
                 budget: 500,
                 timeout: Duration::from_secs(30),
+                send_window: Duration::from_secs(20),
             },
             list_limit: nz(100),
             search_limit: nz(200),

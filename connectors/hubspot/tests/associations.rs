@@ -124,6 +124,7 @@ fn connector(base: url::Url) -> HubspotConnector {
         max_delay: Duration::from_millis(10),
         budget: 0,
         timeout: Duration::from_secs(5),
+        send_window: Duration::from_secs(20),
     };
     // One id per association call, so chunking shows.
     settings.association_batch_limit = NonZeroUsize::new(1).unwrap();

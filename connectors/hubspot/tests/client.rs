@@ -64,6 +64,7 @@ fn settings(emulator: &HubspotEmulator, auth: HubspotAuth) -> HubspotSettings {
         max_delay: Duration::from_millis(100),
         budget: 200,
         timeout: Duration::from_secs(10),
+        send_window: Duration::from_secs(20),
     };
     settings.portal_id = Some(emulator.portal_id().to_string());
     settings.properties = ["budget_approved", "pain_points", "weekly_active_users"]

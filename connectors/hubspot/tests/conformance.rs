@@ -70,6 +70,8 @@ impl Target for Hubspot {
         let mut settings = HubspotSettings::defaults(self.emulator.base_url(), auth);
         settings.list_limit = NonZeroU32::new(self.scenario.page_size).expect("a page size");
         settings.search_lag = SEARCH_LAG;
+        // A create the rate limit holds back is sent within a second, or not.
+        settings.retry.send_window = std::time::Duration::from_secs(1);
         HubspotConnector::new(ConnectorName::new("hubspot"), settings, credentials)
             .expect("the connector builds")
     }

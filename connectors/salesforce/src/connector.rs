@@ -406,8 +406,10 @@ impl Connector for SalesforceConnector {
     fn recovery(&self) -> Recovery {
         match self.settings.task_external_id {
             Some(_) => Recovery::Resend,
+            // A lost create reached Salesforce at most the send window after
+            // it was recorded, and may run on the settle time after that.
             None => Recovery::LookUp {
-                settle: self.settings.settle,
+                settle: self.settings.retry.send_window + self.settings.settle,
             },
         }
     }

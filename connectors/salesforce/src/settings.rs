@@ -109,6 +109,7 @@ impl SalesforceSettings {
                 max_delay: Duration::from_secs(30),
                 budget: 500,
                 timeout: Duration::from_secs(120),
+                send_window: Duration::from_secs(20),
             },
             query_batch: nz(2000),
             batch_limit: NonZeroUsize::new(200).expect("a non-zero literal"),

@@ -104,6 +104,8 @@ impl<const UPSERT: bool> Target for Salesforce<UPSERT> {
             Duration::from_secs(1),
         );
         settings.settle = SETTLE;
+        // A create the rate limit holds back is sent within a second, or not.
+        settings.retry.send_window = std::time::Duration::from_secs(1);
         if UPSERT {
             settings.task_external_id = Some("Journeyd_Key__c".into());
         }

@@ -696,7 +696,8 @@ fn apply_limits(
 }
 
 /// The limits every connector's HTTP client has: `requests` per
-/// `per_seconds`, `retry_budget` (retries per run), `max_attempts` (per call).
+/// `per_seconds`, `retry_budget` (retries per run), `max_attempts` (per
+/// call), `send_window_seconds` (how late a create may still be sent).
 pub(super) fn apply_common_limits(
     raw: &RawLimits,
     limits: &mut RateLimits,
@@ -717,6 +718,24 @@ pub(super) fn apply_common_limits(
     let per_seconds = number(&raw.per_seconds, 1, "limits.per_seconds");
     let budget = number(&raw.retry_budget, 0, "limits.retry_budget");
     let attempts = number(&raw.max_attempts, 1, "limits.max_attempts");
+    let window = match &raw.send_window_seconds {
+        Some(value) => {
+            let n = bounded(
+                check,
+                value,
+                1,
+                Some(MAX_SETTLE_SECONDS),
+                context,
+                "limits.send_window_seconds",
+            );
+            ok &= n.is_some();
+            n
+        }
+        None => None,
+    };
+    if let Some(window) = window {
+        retry.send_window = Duration::from_secs(u64::from(window));
+    }
     let (default_requests, default_per) = limits.general;
     limits.general = (
         requests.map_or(default_requests, non_zero),

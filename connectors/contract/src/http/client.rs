@@ -201,9 +201,24 @@ impl HttpClient {
         let mut attempt = 0u32;
         let mut retries = 0u32;
         let mut reauthenticated = false;
+        let started = Instant::now();
+        // Why the call has not been answered yet, for a write the window
+        // closes on.
+        let mut held_back: Option<ConnectorError> = None;
         loop {
             inner.limits.ready(call.bucket).await;
             let credential = inner.auth.credential().await?;
+            if call.resend == Resend::OnlyIfNotReceived
+                && started.elapsed() > inner.retry.send_window
+            {
+                // Sent this late, it could reach the CRM after a lookup for
+                // it has looked: it is not sent at all.
+                return Err(held_back.unwrap_or_else(|| ConnectorError::RateLimited {
+                    connector: inner.connector.to_string(),
+                    route: call.route.to_owned(),
+                    retry: Retry::NextRun,
+                }));
+            }
             // The instance a token names may change with the token.
             let url = inner.url_for(&call, credential.instance.as_ref())?;
             attempt += 1;
@@ -257,6 +272,13 @@ impl HttpClient {
             if retries + 1 >= inner.retry.max_attempts.get() {
                 return Err(error);
             }
+            let backoff = backoff.next().unwrap_or(inner.retry.max_delay);
+            let wait = after.map_or(backoff, |after| after.max(backoff));
+            if call.resend == Resend::OnlyIfNotReceived
+                && started.elapsed() + wait > inner.retry.send_window
+            {
+                return Err(error);
+            }
             if !inner.budget.take() {
                 tracing::warn!(
                     connector = %inner.connector,
@@ -269,8 +291,6 @@ impl HttpClient {
             }
             retries += 1;
             inner.counters.retried();
-            let backoff = backoff.next().unwrap_or(inner.retry.max_delay);
-            let wait = after.map_or(backoff, |after| after.max(backoff));
             tracing::warn!(
                 connector = %inner.connector,
                 route = call.route,
@@ -281,6 +301,7 @@ impl HttpClient {
                 "retrying"
             );
             tokio::time::sleep(wait).await;
+            held_back = Some(error);
         }
     }
 

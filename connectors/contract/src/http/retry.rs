@@ -17,6 +17,13 @@ pub struct RetryPolicy {
     pub budget: u32,
     /// Per-attempt timeout.
     pub timeout: Duration,
+    /// How long after its call began a write that must not happen twice
+    /// ([`Resend::OnlyIfNotReceived`](super::Resend)) may still be sent:
+    /// waits for the rate limit or a 429's `Retry-After` past it end the
+    /// call instead, nothing more sent. A write whose answer was lost may
+    /// so have reached the CRM at most this long after it was recorded as
+    /// sent, and a lookup for it waits this much longer.
+    pub send_window: Duration,
 }
 
 impl RetryPolicy {
@@ -65,6 +72,7 @@ mod tests {
             max_delay: Duration::from_millis(1000),
             budget: 2,
             timeout: Duration::from_secs(1),
+            send_window: Duration::from_secs(20),
         }
     }
 
