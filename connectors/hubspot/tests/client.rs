@@ -64,7 +64,8 @@ fn settings(emulator: &HubspotEmulator, auth: HubspotAuth) -> HubspotSettings {
         max_delay: Duration::from_millis(100),
         budget: 200,
         timeout: Duration::from_secs(10),
-        send_window: Duration::from_secs(20),
+        // Lookups wait this as well as the search lag: short, for speed.
+        send_window: Duration::from_secs(2),
     };
     settings.portal_id = Some(emulator.portal_id().to_string());
     settings.properties = ["budget_approved", "pain_points", "weekly_active_users"]
@@ -940,14 +941,15 @@ fn is_unknown(outcome: &ActionOutcome) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn recovery_waits_the_configured_search_lag_before_a_lookup() {
+async fn recovery_waits_the_send_window_and_the_configured_search_lag_before_a_lookup() {
     let emulator = emulator(EmulatorConfig::default());
     let mut settings = settings(&emulator, HubspotAuth::PrivateApp);
     settings.search_lag = Duration::from_millis(2500);
+    settings.retry.send_window = Duration::from_secs(3);
     assert_eq!(
         connector(settings, &emulator).recovery(),
         Recovery::LookUp {
-            settle: Duration::from_millis(2500)
+            settle: Duration::from_millis(5500)
         }
     );
     let defaults = HubspotSettings::defaults(emulator.base_url(), HubspotAuth::PrivateApp);

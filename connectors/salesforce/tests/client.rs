@@ -37,6 +37,8 @@ fn settings(emulator: &SalesforceEmulator) -> SalesforceSettings {
     );
     settings.jwt_audience = Some(emulator.jwt_audience().to_string());
     settings.account_stage_field = Some("Customer_Stage__c".into());
+    // Lookups wait this as well as the settle time: short, for speed.
+    settings.retry.send_window = std::time::Duration::from_secs(1);
     settings
 }
 
@@ -380,11 +382,13 @@ fn without_an_external_id_lost_creates_are_looked_up_after_settle_and_with_one_r
     let emulator = emulator();
     let mut lookup = settings(&emulator);
     lookup.settle = Duration::from_secs(45);
+    lookup.retry.send_window = Duration::from_secs(5);
     assert_eq!(
         connect(lookup.clone()).recovery(),
         Recovery::LookUp {
-            settle: Duration::from_secs(45)
-        }
+            settle: Duration::from_secs(50)
+        },
+        "the send window, then the settle time"
     );
     lookup.task_external_id = Some("Journeyd_Key__c".into());
     assert_eq!(connect(lookup).recovery(), Recovery::Resend);
