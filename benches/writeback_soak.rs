@@ -75,6 +75,12 @@ const SEARCH_LAG: Duration = Duration::from_millis(300);
 /// the time a paced batch takes on the server (0.3 s + 0.5 s here), or a
 /// lookup could miss a task the server is still writing and send it again.
 const SETTLE_SECONDS: i64 = 2;
+/// How late a create may still be sent (`limits.send_window_seconds`):
+/// longer than the delays the soak puts on a write call (a 429's
+/// `Retry-After` up to [`MAX_RETRY_AFTER`], a late token), so that those
+/// creates go out late and a rerun's lookup must wait for them; a lookup
+/// waits this window plus [`SETTLE_SECONDS`].
+const SEND_WINDOW_SECONDS: i64 = 5;
 /// The longest a random delay before a kill lasts.
 const MAX_DELAY: Duration = Duration::from_secs(3);
 /// The most new tasks a kill waits to see land.
@@ -93,7 +99,7 @@ const CHANGES: usize = 8;
 /// Runs to the end at most, after the kills.
 const FINAL_RUNS: usize = 10;
 /// How much later than the ledger says a delayed write call reaches the
-/// CRM: more than [`SETTLE_SECONDS`].
+/// CRM: more than [`SETTLE_SECONDS`], within [`SEND_WINDOW_SECONDS`].
 const SEND_DELAY: Duration = Duration::from_secs(3);
 /// The longest `Retry-After` a throttled request is told to wait.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(4);
@@ -306,6 +312,7 @@ impl Crm {
         config["writeback"]["max_writes_per_run"] = value(100_000);
         let connector = &mut config["connectors"][target.connector()];
         connector["paging"]["batch_limit"] = value(BATCH);
+        connector["limits"]["send_window_seconds"] = value(SEND_WINDOW_SECONDS);
         let mut secret = toml_edit::InlineTable::new();
         let (var, key) = match self {
             Crm::Hubspot(portal) => {
