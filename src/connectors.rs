@@ -341,6 +341,10 @@ mod tests {
         assert!(!error.contains("BEGIN PRIVATE KEY"));
     }
 
+    /// A key no CRM trusts, kept for tests of the JWT bearer flow.
+    const THROWAWAY_KEY: &str =
+        include_str!("../connectors/contract/tests/keys/throwaway-rsa.pem");
+
     #[test]
     fn a_salesforce_jwt_connector_with_its_private_key_needs_no_other_secret() {
         let jwt = config(
@@ -348,16 +352,31 @@ mod tests {
             salesforce(jwt(), None),
             Some(SecretRef::Env("SF_PRIVATE_KEY".into())),
         );
-        let result = try_build(&jwt, &[("SF_PRIVATE_KEY", "-----BEGIN PRIVATE KEY-----")]);
-        // Past the secrets, whatever the connector itself then says.
+        let result = try_build(&jwt, &[("SF_PRIVATE_KEY", THROWAWAY_KEY)]);
         assert!(
-            matches!(
-                result,
-                Ok(AnyConnector::Salesforce(_)) | Err(BuildError::Connector { .. })
-            ),
+            matches!(result, Ok(AnyConnector::Salesforce(_))),
             "{}",
             result.err().map(|e| e.to_string()).unwrap_or_default()
         );
+    }
+
+    #[test]
+    fn a_salesforce_jwt_connector_whose_private_key_is_not_a_key_names_the_connector_and_hides_it()
+     {
+        let jwt = config(
+            System::Salesforce,
+            salesforce(jwt(), None),
+            Some(SecretRef::Env("SF_PRIVATE_KEY".into())),
+        );
+        let Err(error) = try_build(&jwt, &[("SF_PRIVATE_KEY", "-----BEGIN PRIVATE KEY-----")])
+        else {
+            panic!("built with a key that is not one");
+        };
+        let cause = std::error::Error::source(&error).map(ToString::to_string);
+        let said = format!("{error}: {}", cause.unwrap_or_default());
+        assert!(said.starts_with("connector crm"), "{said}");
+        assert!(said.contains("key"), "{said}");
+        assert!(!said.contains("BEGIN PRIVATE KEY"), "{said}");
     }
 
     #[test]
