@@ -3,7 +3,7 @@
 //! to a notify socket of the test's own, stopped and reloaded by signals.
 
 use crate::environment::Environment;
-use journeyd_dynamics::emulator::Table;
+use journeyd_dynamics_emulator::Table;
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
@@ -309,11 +309,21 @@ fn sighup_keeps_the_running_config_when_the_new_one_is_broken_and_takes_a_good_o
         count(&env, "sync", "ok") >= before + 2
     });
 
-    std::fs::write(config_path, &good).expect("written");
+    // The good config differs from the running one (audits every second
+    // instead of once a year), so that taking it shows.
+    assert_eq!(count(&env, "audit", "ok"), 0);
+    let mut taken: DocumentMut = good.parse().expect("the config parses");
+    taken["schedule"]["audit"] = value("* * * * * *");
+    std::fs::write(config_path, taken.to_string()).expect("written");
     daemon.signal(libc::SIGHUP);
     daemon.wait_for(Duration::from_secs(10), |line| {
         line.starts_with("STATUS=") && line.contains("config reloaded")
     });
+    eventually(
+        Duration::from_secs(30),
+        "audits on the new schedule",
+        || count(&env, "audit", "ok") >= 1,
+    );
     daemon.signal(libc::SIGTERM);
     assert_eq!(daemon.wait_exit(Duration::from_secs(30)), Some(0));
 }
