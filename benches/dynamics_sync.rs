@@ -12,7 +12,7 @@
 //! The emulator runs in this process with no service protection limit, so
 //! the figures are journeyd's and the emulator's own speed.
 
-use journeyd_dynamics::emulator::{DynamicsEmulator, EmulatorConfig, SeedSizes, Table};
+use journeyd_dynamics_emulator::{DynamicsEmulator, EmulatorConfig, SeedSizes, Table};
 use std::path::Path;
 use std::time::Instant;
 use support::{Journeyd, delta, print_calls, report, shipped_config, size_from_env};

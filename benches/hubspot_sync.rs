@@ -11,7 +11,7 @@
 //! client's raised to match), so the figures are journeyd's and the
 //! emulator's own speed, not HubSpot's 100 requests per 10 s.
 
-use journeyd_hubspot::emulator::{
+use journeyd_hubspot_emulator::{
     EmulatorConfig, HubspotEmulator, ObjectType, RateLimitKnobs, SeedSizes,
 };
 use std::path::Path;

@@ -15,7 +15,7 @@
 //! match), and its search index lags writes by a moment only: this is
 //! about cost, not about HubSpot's 100 requests per 10 s or recovery.
 
-use journeyd_hubspot::emulator::{EmulatorConfig, HubspotEmulator, ObjectType, RateLimitKnobs};
+use journeyd_hubspot_emulator::{EmulatorConfig, HubspotEmulator, ObjectType, RateLimitKnobs};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

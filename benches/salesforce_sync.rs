@@ -12,7 +12,7 @@
 //! The emulator runs in this process with no daily allowance, so the
 //! figures are journeyd's and the emulator's own speed.
 
-use journeyd_salesforce::emulator::{
+use journeyd_salesforce_emulator::{
     EmulatorConfig, SObject, SalesforceEmulator, SeedSizes, TEST_JWT_PRIVATE_KEY_PEM,
 };
 use std::path::Path;

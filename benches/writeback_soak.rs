@@ -42,9 +42,9 @@
 //! missing, a task nobody planned, a task without an owner, a task not as
 //! the ledger last wrote it, or write-back that does not settle.
 
-use journeyd_dynamics::emulator::{DynamicsEmulator, Table};
-use journeyd_hubspot::emulator::{HubspotEmulator, ObjectType};
-use journeyd_salesforce::emulator::{SObject, SalesforceEmulator, TEST_JWT_PRIVATE_KEY_PEM};
+use journeyd_dynamics_emulator::{DynamicsEmulator, Table};
+use journeyd_hubspot_emulator::{HubspotEmulator, ObjectType};
+use journeyd_salesforce_emulator::{SObject, SalesforceEmulator, TEST_JWT_PRIVATE_KEY_PEM};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -278,7 +278,7 @@ impl Crm {
         let now = chrono::Utc::now();
         match target {
             Target::Hubspot => {
-                use journeyd_hubspot::emulator::EmulatorConfig;
+                use journeyd_hubspot_emulator::EmulatorConfig;
                 let mut config = EmulatorConfig {
                     now,
                     ..EmulatorConfig::with_deals(deals)
@@ -287,7 +287,7 @@ impl Crm {
                 Crm::Hubspot(HubspotEmulator::start(config).expect("the emulator starts"))
             }
             Target::Salesforce | Target::SalesforceExternalId => {
-                use journeyd_salesforce::emulator::EmulatorConfig;
+                use journeyd_salesforce_emulator::EmulatorConfig;
                 let config = EmulatorConfig {
                     now,
                     ..EmulatorConfig::with_opportunities(deals)
@@ -295,7 +295,7 @@ impl Crm {
                 Crm::Salesforce(SalesforceEmulator::start(config).expect("the emulator starts"))
             }
             Target::Dynamics => {
-                use journeyd_dynamics::emulator::EmulatorConfig;
+                use journeyd_dynamics_emulator::EmulatorConfig;
                 let config = EmulatorConfig {
                     now,
                     ..EmulatorConfig::with_opportunities(deals)

@@ -342,8 +342,7 @@ mod tests {
     }
 
     /// A key no CRM trusts, kept for tests of the JWT bearer flow.
-    const THROWAWAY_KEY: &str =
-        include_str!("../connectors/contract/tests/keys/throwaway-rsa.pem");
+    const THROWAWAY_KEY: &str = include_str!("../connectors/contract/tests/keys/throwaway-rsa.pem");
 
     #[test]
     fn a_salesforce_jwt_connector_with_its_private_key_needs_no_other_secret() {
@@ -362,7 +361,7 @@ mod tests {
 
     #[test]
     fn a_salesforce_jwt_connector_whose_private_key_is_not_a_key_names_the_connector_and_hides_it()
-     {
+    {
         let jwt = config(
             System::Salesforce,
             salesforce(jwt(), None),

@@ -61,6 +61,7 @@ pub enum Command {
     Run,
     /// Run the whole pipeline on an emulated HubSpot portal, Salesforce org
     /// and Dynamics 365 environment: no account, no network.
+    #[cfg(feature = "demo")]
     Demo {
         /// Write the corrective tasks into each emulated CRM and list them.
         #[arg(long)]

@@ -3,6 +3,7 @@
 
 pub mod args;
 mod commands;
+#[cfg(feature = "demo")]
 mod demo;
 mod output;
 mod progress;
@@ -41,6 +42,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit => commands::audit(&ctx),
         Command::Report => commands::report(&ctx),
         Command::Run => run::run(&ctx),
+        #[cfg(feature = "demo")]
         Command::Demo { apply, keep } => demo::run(ctx.json, keep, apply),
         Command::Violations(command) => violations::run(&ctx, command),
     }

@@ -67,6 +67,7 @@ pub fn run(ctx: &Context, command: ViolationsCommand) -> anyhow::Result<ExitCode
 }
 
 /// `violations list`, for callers that have their arguments already.
+#[cfg(feature = "demo")]
 pub fn list_command(ctx: &Context, args: &ListArgs) -> anyhow::Result<ExitCode> {
     let config = load_config!(ctx);
     let store = ctx.open_store(&config)?;

@@ -4,7 +4,7 @@
 //! are synced, audited and (with `--apply`) written to.
 
 use crate::support::{journeyd, stderr, stdout};
-use journeyd_salesforce::emulator::TEST_JWT_PRIVATE_KEY_PEM;
+use journeyd_salesforce_emulator::TEST_JWT_PRIVATE_KEY_PEM;
 use serde_json::Value;
 use std::path::PathBuf;
 

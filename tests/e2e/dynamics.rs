@@ -6,7 +6,7 @@
 use crate::environment::Environment;
 use crate::support::{Install, assert_secrets_nowhere, run_slice_logged, stored_records};
 use crate::writeback_crash;
-use journeyd_dynamics::emulator::Table;
+use journeyd_dynamics_emulator::Table;
 use serde_json::Value;
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 
 use crate::portal::shipped_config;
 use crate::support::{Install, tasks_by_key};
-use journeyd_dynamics::emulator::{DynamicsEmulator, EmulatorConfig};
+use journeyd_dynamics_emulator::{DynamicsEmulator, EmulatorConfig};
 use std::collections::BTreeMap;
 use toml_edit::{DocumentMut, InlineTable, value};
 

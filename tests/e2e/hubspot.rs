@@ -3,7 +3,7 @@
 
 use crate::portal::{Auth, Portal};
 use crate::support::{assert_secrets_nowhere, run_slice_logged, stored_records};
-use journeyd_hubspot::emulator::{Credentials, ObjectType};
+use journeyd_hubspot_emulator::{Credentials, ObjectType};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -4,7 +4,7 @@
 
 use crate::portal::shipped_config;
 use crate::support::{Install, tasks_by_key};
-use journeyd_salesforce::emulator::{EmulatorConfig, SalesforceEmulator, TEST_JWT_PRIVATE_KEY_PEM};
+use journeyd_salesforce_emulator::{EmulatorConfig, SalesforceEmulator, TEST_JWT_PRIVATE_KEY_PEM};
 use std::collections::BTreeMap;
 use toml_edit::{DocumentMut, InlineTable, value};
 

@@ -3,7 +3,7 @@
 //! write-back switched to `apply`.
 
 use crate::support::{Install, repo, tasks_by_key};
-use journeyd_hubspot::emulator::{EmulatorConfig, HubspotEmulator, ObjectType};
+use journeyd_hubspot_emulator::{EmulatorConfig, HubspotEmulator, ObjectType};
 use std::collections::BTreeMap;
 use toml_edit::{DocumentMut, value};
 

@@ -4,7 +4,7 @@
 
 use crate::org::Org;
 use crate::support::{Install, assert_secrets_nowhere, run_slice_logged, stored_records};
-use journeyd_salesforce::emulator::{SObject, TEST_JWT_PRIVATE_KEY_PEM};
+use journeyd_salesforce_emulator::{SObject, TEST_JWT_PRIVATE_KEY_PEM};
 use serde_json::Value;
 
 const OPPORTUNITIES: usize = 60;

@@ -412,7 +412,7 @@ fn incompatible(found: &str, kind: Kind) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::emulator::cell::text;
+    use crate::cell::text;
 
     fn row(name: &str) -> (Guid, Row) {
         let mut cells = vec![Cell::Null; Table::Opportunity.columns().len()];

@@ -1,9 +1,10 @@
 //! A loopback emulator of the Dataverse Web API (Dynamics 365), built from
 //! the published API facts and the shared specification (`EMULATOR.md` in
-//! this crate lists each behaviour and its source), never from this crate's
-//! client wire types.
+//! this crate lists each behaviour and its source). It is a crate of its
+//! own that shares no code with the client crate `journeyd-dynamics`: the
+//! compiler keeps the two apart.
 //!
-//! Map of the module:
+//! Map of the crate:
 //! - [`config`]: [`EmulatorConfig`], [`SeedSizes`], [`Credentials`] and the
 //!   [`Knobs`];
 //! - `table`: the tables ([`Table`]), their columns, choices and

@@ -3,9 +3,7 @@
 //! tracking, writes and binds, `$batch`, service protection, choice
 //! metadata, and the controls tests rely on.
 
-#![cfg(feature = "emulator")]
-
-use journeyd_dynamics::emulator::{DynamicsEmulator, EmulatorConfig, Table};
+use journeyd_dynamics_emulator::{DynamicsEmulator, EmulatorConfig, Table};
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
@@ -1547,7 +1545,7 @@ async fn the_seeded_org_has_an_application_user_owner_teams_with_members_and_a_r
                 .is_empty()
     }));
     let opps = org.emu.records(Table::Opportunity);
-    let owner_of = |o: &&journeyd_dynamics::emulator::EmulatedRecord| {
+    let owner_of = |o: &&journeyd_dynamics_emulator::EmulatedRecord| {
         o.fields["_ownerid_value"].as_str().unwrap().to_owned()
     };
     assert!(

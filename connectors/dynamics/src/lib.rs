@@ -24,8 +24,6 @@
 //! - `writeback`: tasks (created by that key, insert only), their updates
 //!   and completions, and column values in `$batch`es; finding what
 //!   earlier versions wrote;
-//! - `emulator` (feature `emulator`): a loopback Dataverse built from the
-//!   published API facts, never from this crate's client wire types.
 //!
 //! Call counts: a full read of N rows of a table is `ceil(N / page_size)`
 //! GETs (5,000 rows a page at most); of N deals, twice that (each page's
@@ -35,6 +33,10 @@
 //! plus one metadata read per choice column written, once per connector,
 //! plus, under a task alternate key, one `$batch` of reads per call in
 //! which creates found their task already there (to read its id).
+//!
+//! The loopback emulator of this API is the crate `journeyd-dynamics-emulator`,
+//! beside this one: it shares no code with this client, so that a mistake
+//! in the client cannot be mirrored by the emulator its tests run against.
 
 mod batch;
 pub mod connector;
@@ -46,9 +48,6 @@ pub mod settings;
 pub mod task_id;
 mod wire;
 mod writeback;
-
-#[cfg(feature = "emulator")]
-pub mod emulator;
 
 pub use connector::DynamicsConnector;
 pub use settings::{DynamicsCredentials, DynamicsSettings};

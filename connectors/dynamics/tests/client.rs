@@ -10,8 +10,8 @@ use journeyd_connector::{
     ActionKey, ActionOutcome, ActionRequest, ActionResult, Connector, ConnectorError,
     ConnectorName, CrmRecord, ObjectKind, OwnerId, Page, Priority, RecordId, Recovery, Watermark,
 };
-use journeyd_dynamics::emulator::{DynamicsEmulator, EmulatorConfig, Table};
 use journeyd_dynamics::{DynamicsConnector, DynamicsCredentials, DynamicsSettings, task_id};
+use journeyd_dynamics_emulator::{DynamicsEmulator, EmulatorConfig, Table};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::num::NonZeroU32;

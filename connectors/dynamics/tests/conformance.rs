@@ -3,10 +3,10 @@
 
 use journeyd_connector::testkit::{Scenario, SeenTask, Target};
 use journeyd_connector::{ConnectorName, ObjectKind, RecordId, conformance_suite};
-use journeyd_dynamics::emulator::{
+use journeyd_dynamics::{DynamicsConnector, DynamicsCredentials, DynamicsSettings};
+use journeyd_dynamics_emulator::{
     DynamicsEmulator, EmulatedRecord, EmulatorConfig, SeedSizes, Table,
 };
-use journeyd_dynamics::{DynamicsConnector, DynamicsCredentials, DynamicsSettings};
 use std::num::NonZeroU32;
 use std::time::Duration;
 

@@ -1,8 +1,9 @@
 //! A loopback emulator of the HubSpot CRM API, built from the published API
 //! facts (`EMULATOR.md` in this crate lists each behaviour and its source),
-//! never from this crate's client wire types.
+//! a crate of its own that shares no code with the client crate
+//! `journeyd-hubspot`: the compiler keeps the two apart.
 //!
-//! Map of the module:
+//! Map of the crate:
 //! - [`config`]: [`EmulatorConfig`] and its knobs;
 //! - `object`: object types, property definitions, association type ids;
 //! - `store`: the in-memory records, owners and pipelines, and writes;

@@ -2,9 +2,7 @@
 //! client: the paths, paging, auth, limits, error bodies and batch
 //! semantics of the API facts, and the control knobs tests rely on.
 
-#![cfg(feature = "emulator")]
-
-use journeyd_hubspot::emulator::{
+use journeyd_hubspot_emulator::{
     EmulatorConfig, HubspotEmulator, MissingInUpdate, ObjectType, RateLimitKnobs, SeedSizes,
     TieOrder,
 };

@@ -12,8 +12,10 @@
 //! - `writeback`: creating, rewriting and completing tasks, property
 //!   updates, what each answer proves, `find_applied`;
 //! - [`connector`]: [`HubspotConnector`], the contract's `Connector`;
-//! - `emulator` (feature `emulator`): a loopback HubSpot built from the
-//!   published API facts, never from this client's wire types.
+//!
+//! The loopback emulator of this API is the crate `journeyd-hubspot-emulator`,
+//! beside this one: it shares no code with this client, so that a mistake
+//! in the client cannot be mirrored by the emulator its tests run against.
 
 pub mod connector;
 mod dialect;
@@ -23,9 +25,6 @@ mod pull;
 pub mod settings;
 mod wire;
 mod writeback;
-
-#[cfg(feature = "emulator")]
-pub mod emulator;
 
 pub use connector::HubspotConnector;
 pub use settings::{HubspotAuth, HubspotCredentials, HubspotSettings, TaskReading};

@@ -744,12 +744,13 @@ mod tests {
 
     /// Against the emulator: 1,000 deals' associations of each type in one
     /// v4 batch read, the 1,001st in a second.
-    #[cfg(feature = "emulator")]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_associations_of_1000_deals_take_one_call_per_type() {
-        use crate::emulator::{EmulatorConfig, HubspotEmulator, ObjectType, RateLimitKnobs};
         use crate::{HubspotAuth, HubspotCredentials, HubspotSettings};
         use journeyd_connector::ConnectorName;
+        use journeyd_hubspot_emulator::{
+            EmulatorConfig, HubspotEmulator, ObjectType, RateLimitKnobs,
+        };
         let mut config = EmulatorConfig::with_deals(1000);
         config.knobs.limits = RateLimitKnobs::unlimited();
         let emulator = HubspotEmulator::start(config).expect("the emulator starts");

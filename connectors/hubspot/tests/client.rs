@@ -20,10 +20,10 @@ use journeyd_connector::{
     ActionKey, ActionOutcome, ActionRequest, ActionResult, ConnectorName, CrmRecord, ObjectKind,
     Priority, RecordId, TaskStatus, Watermark,
 };
-use journeyd_hubspot::emulator::{
+use journeyd_hubspot::{HubspotAuth, HubspotConnector, HubspotCredentials, HubspotSettings};
+use journeyd_hubspot_emulator::{
     EmulatorConfig, HubspotEmulator, MissingInUpdate, ObjectType, RateLimitKnobs, TieOrder,
 };
-use journeyd_hubspot::{HubspotAuth, HubspotConnector, HubspotCredentials, HubspotSettings};
 use std::collections::{BTreeMap, BTreeSet};
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::time::Duration;

@@ -8,8 +8,8 @@
 
 use journeyd_connector::testkit::{MemoryTokenStore, Scenario, SeenTask, Target};
 use journeyd_connector::{ConnectorName, ObjectKind, RecordId, conformance_suite};
-use journeyd_hubspot::emulator::{EmulatorConfig, HubspotEmulator, ObjectType, SeedSizes};
 use journeyd_hubspot::{HubspotAuth, HubspotConnector, HubspotCredentials, HubspotSettings};
+use journeyd_hubspot_emulator::{EmulatorConfig, HubspotEmulator, ObjectType, SeedSizes};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,8 +1,9 @@
 //! A loopback emulator of the Salesforce REST API, built from the published
 //! API facts (`EMULATOR.md` in this crate lists each behaviour and its
-//! source), never from this crate's client wire types.
+//! source), a crate of its own that shares no code with the client crate
+//! `journeyd-salesforce`: the compiler keeps the two apart.
 //!
-//! Map of the module:
+//! Map of the crate:
 //! - [`config`]: [`EmulatorConfig`], its knobs and a throwaway JWT key pair;
 //! - `object`: the sObjects, their key prefixes, fields and child
 //!   relationships;

@@ -65,7 +65,7 @@ const OPEN_CURSORS: usize = 100;
 impl Cursors {
     fn new_locator(&mut self) -> String {
         self.made += 1;
-        crate::emulator::store::id18(&format!("01gDn{:010}", self.made))
+        crate::store::id18(&format!("01gDn{:010}", self.made))
     }
 
     /// Opens a query's cursor and its children's, retiring the oldest

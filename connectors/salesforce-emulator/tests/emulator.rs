@@ -3,9 +3,7 @@
 //! Collections, the daily allocation, error arrays, and the control knobs
 //! tests rely on.
 
-#![cfg(feature = "emulator")]
-
-use journeyd_salesforce::emulator::{
+use journeyd_salesforce_emulator::{
     EmulatorConfig, SObject, SalesforceEmulator, TEST_JWT_PRIVATE_KEY_PEM,
 };
 use jsonwebtoken::{Algorithm, EncodingKey, Header};

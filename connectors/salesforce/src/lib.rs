@@ -18,8 +18,10 @@
 //! - `writeback`: tasks (created, updated in place, completed) and field
 //!   values, what a reply that proves nothing leaves unknown, and finding
 //!   what was already written;
-//! - `emulator` (feature `emulator`): a loopback Salesforce built from the
-//!   published API facts, never from this crate's client wire types.
+//!
+//! The loopback emulator of this API is the crate `journeyd-salesforce-emulator`,
+//! beside this one: it shares no code with this client, so that a mistake
+//! in the client cannot be mirrored by the emulator its tests run against.
 
 pub mod connector;
 mod dialect;
@@ -29,9 +31,6 @@ pub mod settings;
 mod soql;
 mod wire;
 mod writeback;
-
-#[cfg(feature = "emulator")]
-pub mod emulator;
 
 pub use connector::SalesforceConnector;
 pub use settings::{SalesforceAuth, SalesforceCredentials, SalesforceSettings};

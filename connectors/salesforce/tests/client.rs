@@ -8,10 +8,10 @@ use journeyd_connector::{
     ActionKey, ActionRequest, ActionResult, Connector, ConnectorError, ConnectorName, ObjectKind,
     Priority, RecordId, Recovery,
 };
-use journeyd_salesforce::emulator::{EmulatorConfig, SObject, SalesforceEmulator, SeedSizes};
 use journeyd_salesforce::{
     SalesforceAuth, SalesforceConnector, SalesforceCredentials, SalesforceSettings,
 };
+use journeyd_salesforce_emulator::{EmulatorConfig, SObject, SalesforceEmulator, SeedSizes};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -47,7 +47,7 @@ fn connect(settings: SalesforceSettings) -> SalesforceConnector {
         ConnectorName::new("salesforce"),
         settings,
         SalesforceCredentials::JwtBearer {
-            private_key: journeyd_salesforce::emulator::TEST_JWT_PRIVATE_KEY_PEM.into(),
+            private_key: journeyd_salesforce_emulator::TEST_JWT_PRIVATE_KEY_PEM.into(),
         },
     )
     .expect("the connector builds")
@@ -902,7 +902,7 @@ fn a_configured_field_that_is_not_an_api_name_is_refused() {
         ConnectorName::new("salesforce"),
         settings,
         SalesforceCredentials::JwtBearer {
-            private_key: journeyd_salesforce::emulator::TEST_JWT_PRIVATE_KEY_PEM.into(),
+            private_key: journeyd_salesforce_emulator::TEST_JWT_PRIVATE_KEY_PEM.into(),
         },
     );
     assert!(refused.is_err());
@@ -933,7 +933,7 @@ fn predict(emulator: &SalesforceEmulator, batch: usize, child_batch: usize) -> P
     let roles = count_by(SObject::OpportunityContactRole, "OpportunityId");
     let mut deals = emulator.records(SObject::Opportunity);
     deals.sort_by(|a, b| {
-        let stamp = |r: &journeyd_salesforce::emulator::EmulatedRecord| {
+        let stamp = |r: &journeyd_salesforce_emulator::EmulatedRecord| {
             r.fields["SystemModstamp"]
                 .as_str()
                 .unwrap_or_default()

@@ -5,11 +5,11 @@
 
 use journeyd_connector::testkit::{MemoryTokenStore, Scenario, SeenTask, Target};
 use journeyd_connector::{ConnectorName, ObjectKind, RecordId};
-use journeyd_salesforce::emulator::{
-    EmulatedRecord, EmulatorConfig, SObject, SalesforceEmulator, SeedSizes,
-};
 use journeyd_salesforce::{
     SalesforceAuth, SalesforceConnector, SalesforceCredentials, SalesforceSettings,
+};
+use journeyd_salesforce_emulator::{
+    EmulatedRecord, EmulatorConfig, SObject, SalesforceEmulator, SeedSizes,
 };
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -86,7 +86,7 @@ impl<const UPSERT: bool> Target for Salesforce<UPSERT> {
                     username: self.emulator.username(),
                 },
                 SalesforceCredentials::JwtBearer {
-                    private_key: journeyd_salesforce::emulator::TEST_JWT_PRIVATE_KEY_PEM.into(),
+                    private_key: journeyd_salesforce_emulator::TEST_JWT_PRIVATE_KEY_PEM.into(),
                 },
             )
         };

@@ -3,7 +3,7 @@
 //! serves, and the corrective tasks it holds after `--apply`.
 
 use super::TaskRow;
-use journeyd_dynamics::emulator::{DynamicsEmulator, EmulatorConfig, SeedSizes, Table};
+use journeyd_dynamics_emulator::{DynamicsEmulator, EmulatorConfig, SeedSizes, Table};
 
 const OPPORTUNITIES: usize = 1_000;
 /// The demo's config reads the app registration's client secret from this

@@ -2,7 +2,7 @@
 //! what it serves, and the corrective tasks it holds after `--apply`.
 
 use super::TaskRow;
-use journeyd_hubspot::emulator::{EmulatorConfig, HubspotEmulator, ObjectType, SeedSizes};
+use journeyd_hubspot_emulator::{EmulatorConfig, HubspotEmulator, ObjectType, SeedSizes};
 
 const DEALS: usize = 2_000;
 /// The demo's config reads the private app token from this variable.

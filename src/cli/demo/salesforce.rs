@@ -3,7 +3,7 @@
 //! corrective tasks it holds after `--apply`.
 
 use super::TaskRow;
-use journeyd_salesforce::emulator::{
+use journeyd_salesforce_emulator::{
     EmulatorConfig, SObject, SalesforceEmulator, SeedSizes, TEST_JWT_PRIVATE_KEY_PEM,
 };
 
