@@ -35,9 +35,11 @@ fn signal(child: &Child, signo: libc::c_int) {
 /// Signals `child` and waits for it to exit, at most [`PROMPTLY`].
 fn stop(child: &mut Child, signo: libc::c_int) -> ExitStatus {
     signal(child, signo);
-    let deadline = Instant::now() + PROMPTLY;
+    let sent = Instant::now();
+    let deadline = sent + PROMPTLY;
     loop {
         if let Some(status) = child.try_wait().expect("journeyd is waited for") {
+            eprintln!("journeyd exited {:?} after signal {signo}", sent.elapsed());
             return status;
         }
         if Instant::now() >= deadline {
@@ -202,4 +204,46 @@ fn the_demo_interrupted_by_sigint_stops_with_130_and_runs_no_further_step() {
 #[test]
 fn the_demo_stopped_by_sigterm_stops_with_143_and_runs_no_further_step() {
     demo_stopped_mid_sync(libc::SIGTERM);
+}
+
+/// A write-back whose create HubSpot answers "come back in 10 s" (inside
+/// the send window, so the client waits), stopped by SIGINT in that wait:
+/// the batch in hand is recorded (certainly not written), the command
+/// exits 130 within a second, and the next run writes every task once.
+#[test]
+fn a_writeback_in_a_retry_after_wait_stops_within_a_second_of_sigint_with_130_and_records_its_batch()
+ {
+    use crate::writeback_crash::{Crm, apply, assert_exactly_once, prepare};
+    let portal = Portal::configured(80, Auth::PrivateApp, |config| {
+        let hubspot = &mut config["connectors"]["hubspot"];
+        hubspot["search_lag_seconds"] = toml_edit::value(1);
+        hubspot["paging"]["batch_limit"] = toml_edit::value(5);
+    });
+    let expected = prepare(&portal);
+    let faults = portal.emulator.faults();
+    faults.storm(1_000, Some(Duration::from_secs(10)));
+    let mut child = portal
+        .install()
+        .command(&["writeback", "--apply", "--connector", "hubspot"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("journeyd starts");
+    wait_for(|| faults.injected().rate_limited >= 1, "a 429 was served");
+    let status = stop(&mut child, libc::SIGINT);
+    faults.storm(0, None);
+    assert_eq!(status.code(), Some(130), "{status:?}");
+    let db = rusqlite::Connection::open(portal.install().path("state.sqlite"))
+        .expect("the state file opens");
+    let unconfirmed: i64 = db
+        .query_row(
+            "SELECT count(*) FROM writeback_ledger WHERE state IN ('pending', 'sent')",
+            [],
+            |row| row.get(0),
+        )
+        .expect("the ledger is readable");
+    assert_eq!(unconfirmed, 0, "the batch in hand was recorded");
+    assert!(portal.tasks_by_key().is_empty(), "nothing was written");
+    apply(&portal);
+    assert_exactly_once(&portal, &expected);
 }
