@@ -176,6 +176,19 @@ impl AnyConnector {
         }
     }
 
+    /// Ends every wait of this connector's calls (the rate limit, a
+    /// backoff, a `Retry-After`) once `shutdown` turns `true`: the call
+    /// then ends with [`ConnectorError::Stopped`], which a sync or a
+    /// write-back takes as the stop it is.
+    pub fn stop_waits_on(&mut self, shutdown: &Shutdown) {
+        let stop = shutdown.clone();
+        match self {
+            AnyConnector::Hubspot(c) => c.stop_waits_on(stop),
+            AnyConnector::Salesforce(c) => c.stop_waits_on(stop),
+            AnyConnector::Dynamics(c) => c.stop_waits_on(stop),
+        }
+    }
+
     pub fn name(&self) -> &ConnectorName {
         match self {
             AnyConnector::Hubspot(c) => c.name(),

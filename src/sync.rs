@@ -236,7 +236,8 @@ pub async fn sync<C: Connector>(
     summary.status = match outcome {
         Ok(()) if summary.skipped > 0 || summary.error.is_some() => RunStatus::Partial,
         Ok(()) => RunStatus::Ok,
-        Err(Halt::Shutdown) => {
+        // A wait the shutdown cut short ends the sync as a stop between pages does.
+        Err(Halt::Shutdown | Halt::Connector(ConnectorError::Stopped { .. })) => {
             summary.stopped = true;
             summary.error =
                 Some("stopped by shutdown; the next sync resumes from the saved cursor".into());

@@ -2,12 +2,15 @@
 //!
 //! Secrets are read and every connector built before any sync starts, so a
 //! missing credential stops the command before it has done half the work.
-//! Ctrl-C stops each sync at its next page boundary, with its cursor saved.
+//! SIGINT or SIGTERM stops each sync at its next page boundary, or in the
+//! wait it is in (a backoff, the rate limit, a `Retry-After`), with its
+//! cursor saved; the command then exits 130 or 143.
 
 use crate::cli::args::SyncArgs;
 use crate::cli::commands::{Context, load_config, runtime, select_connectors};
 use crate::cli::output::{json, table};
 use crate::cli::progress::sync_progress;
+use crate::cli::signals;
 use crate::config::ConnectorConfig;
 use crate::connectors::AnyConnector;
 use crate::secrets::RefreshTokenFile;
@@ -17,7 +20,6 @@ use anyhow::Context as _;
 use serde::Serialize;
 use std::process::ExitCode;
 use std::sync::Arc;
-use tokio::sync::watch;
 
 /// A connector the command did not sync, and why.
 #[derive(Debug, Serialize)]
@@ -27,6 +29,10 @@ struct NotSynced {
 }
 
 pub fn run(ctx: &Context, args: &SyncArgs) -> anyhow::Result<ExitCode> {
+    // Listening from the start: a signal that comes while the config loads
+    // or the store opens stops the command before it syncs, with its code.
+    let (shutdown, caught) =
+        signals::listen().context("could not listen for SIGINT and SIGTERM")?;
     let config = load_config!(ctx);
     let selected = select_connectors(&config, args.connector.as_deref())?;
     let store =
@@ -45,7 +51,10 @@ pub fn run(ctx: &Context, args: &SyncArgs) -> anyhow::Result<ExitCode> {
         let mut not_synced = Vec::new();
         for connector in &selected {
             match AnyConnector::build(connector, secrets, &tokens) {
-                Ok(any) => built.push((*connector, any)),
+                Ok(mut any) => {
+                    any.stop_waits_on(&shutdown);
+                    built.push((*connector, any));
+                }
                 Err(error) => not_synced.push(NotSynced {
                     connector: connector.name.to_string(),
                     error: format!("{:#}", anyhow::Error::new(error)),
@@ -55,14 +64,11 @@ pub fn run(ctx: &Context, args: &SyncArgs) -> anyhow::Result<ExitCode> {
         if !not_synced.is_empty() {
             return Ok::<_, anyhow::Error>((Vec::new(), not_synced));
         }
-        let (stop, shutdown) = watch::channel(false);
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                stop.send_replace(true);
-            }
-        });
         let mut summaries = Vec::new();
         for (connector, any) in &built {
+            if *shutdown.borrow() {
+                break;
+            }
             summaries.push(
                 any.sync(&store, connector, &options, progress.as_ref(), &shutdown)
                     .await?,
@@ -76,6 +82,10 @@ pub fn run(ctx: &Context, args: &SyncArgs) -> anyhow::Result<ExitCode> {
         json(&serde_json::json!({ "synced": summaries, "not_synced": not_synced }))?;
     } else {
         print(&summaries, &not_synced);
+    }
+    if let Some(code) = caught.exit_code() {
+        eprintln!("sync stopped by a signal; the next sync resumes from the saved cursors");
+        return Ok(code);
     }
     let failed = !not_synced.is_empty()
         || summaries.iter().any(|s| s.status == RunStatus::Failed)

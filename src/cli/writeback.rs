@@ -53,7 +53,8 @@ pub fn run_showing(ctx: &Context, args: &WritebackArgs, rows: usize) -> anyhow::
         if args.apply {
             // Every connector is built (and its secrets read) before any writes.
             for connector in &selected {
-                let any = AnyConnector::build(connector, secrets, &tokens)?;
+                let mut any = AnyConnector::build(connector, secrets, &tokens)?;
+                any.stop_waits_on(&shutdown);
                 built.push(any);
             }
         }

@@ -147,6 +147,8 @@ pub(super) struct RawLimits {
     pub retry_budget: Option<Spanned<i64>>,
     pub max_attempts: Option<Spanned<i64>>,
     pub send_window_seconds: Option<Spanned<i64>>,
+    pub max_retry_after_seconds: Option<Spanned<i64>>,
+    pub max_body_mb: Option<Spanned<i64>>,
     pub daily_stop_share: Option<Spanned<f64>>,
     pub max_concurrent: Option<Spanned<i64>>,
 }

@@ -365,6 +365,10 @@ fn oauth_on_loopback_takes_every_knob_and_derives_the_token_url_from_the_api_url
         (50, 3)
     );
     assert_eq!(
+        (settings.retry.max_retry_after, settings.retry.max_body),
+        (std::time::Duration::from_secs(90), 16 << 20)
+    );
+    assert_eq!(
         (
             settings.list_limit.get(),
             settings.search_cap.get(),

@@ -274,7 +274,8 @@ pub async fn run<C: Connector>(
             RunStatus::Partial
         }
         Ok(()) => RunStatus::Ok,
-        Err(Halt::Shutdown) => {
+        // A wait the shutdown cut short ends the run as a stop between batches does.
+        Err(Halt::Shutdown | Halt::Connector(ConnectorError::Stopped { .. })) => {
             tracing::warn!(connector = %name, "write-back stopped by shutdown between batches");
             report.error =
                 Some("stopped by shutdown; the writes not sent wait for the next run".into());

@@ -7,6 +7,7 @@ mod demo;
 mod dynamics;
 mod environment;
 mod hubspot;
+mod interrupt;
 mod org;
 mod portal;
 mod salesforce;

@@ -1,6 +1,7 @@
 //! Errors a connector reports, each saying whether trying again can help.
 
 use crate::record::ObjectKind;
+use chrono::{DateTime, Utc};
 use std::time::Duration;
 use thiserror::Error;
 
@@ -25,6 +26,20 @@ pub enum ConnectorError {
         route: String,
         retry: Retry,
     },
+    /// The CRM asked for a wait longer than the client obeys (a
+    /// `Retry-After` past `limits.max_retry_after_seconds`): the run stops
+    /// here rather than sleeping, and a run after `until` goes on.
+    #[error("{connector} rate limited until {until} on {route}")]
+    RateLimitedUntil {
+        connector: String,
+        route: String,
+        until: DateTime<Utc>,
+    },
+    /// Shutdown cut a wait short (a backoff, the rate limit, a
+    /// `Retry-After`): the call ended there and sent nothing more. For a
+    /// write that must not happen twice, no attempt of it was received.
+    #[error("{connector} call on {route} stopped by shutdown")]
+    Stopped { connector: String, route: String },
     #[error("{connector} daily API allowance exhausted")]
     AllowanceExhausted { connector: String },
     #[error("{connector} answered {status} on {route}: {message}")]
@@ -82,7 +97,9 @@ impl ConnectorError {
             ConnectorError::Auth { .. } | ConnectorError::Unsupported { .. } => Retry::Never,
             ConnectorError::AllowanceExhausted { .. }
             | ConnectorError::Malformed { .. }
-            | ConnectorError::ChangesExpired { .. } => Retry::NextRun,
+            | ConnectorError::ChangesExpired { .. }
+            | ConnectorError::RateLimitedUntil { .. }
+            | ConnectorError::Stopped { .. } => Retry::NextRun,
             ConnectorError::RateLimited { retry, .. } | ConnectorError::Api { retry, .. } => *retry,
             ConnectorError::Transport { .. } => Retry::After(Duration::from_secs(1)),
         }

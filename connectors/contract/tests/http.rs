@@ -19,6 +19,7 @@ use reqwest::header::HeaderMap;
 use std::collections::VecDeque;
 use std::io::Write;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use url::Url;
@@ -36,6 +37,9 @@ struct Reply {
     delay: Duration,
     /// Send the headers and part of the body, then drop the connection.
     break_off: bool,
+    /// Instead of `body`, stream this many bytes of JSON-ish filler in
+    /// 64 KiB chunks, counting in the counter what the client pulled.
+    huge: Option<(usize, Arc<AtomicUsize>)>,
 }
 
 impl Reply {
@@ -46,6 +50,15 @@ impl Reply {
             body: body.into(),
             delay: Duration::ZERO,
             break_off: false,
+            huge: None,
+        }
+    }
+
+    /// A 200 whose body is `bytes` long, produced only as it is read.
+    fn huge(bytes: usize, pulled: &Arc<AtomicUsize>) -> Self {
+        Self {
+            huge: Some((bytes, Arc::clone(pulled))),
+            ..Self::ok()
         }
     }
 
@@ -206,7 +219,24 @@ async fn respond(reply: Reply) -> Response {
     for (name, value) in &reply.headers {
         response = response.header(*name, value);
     }
-    let body = if reply.break_off {
+    let body = if let Some((total, pulled)) = reply.huge {
+        const CHUNK: usize = 64 << 10;
+        let chunks = futures_util::stream::unfold(0, move |sent| {
+            let pulled = Arc::clone(&pulled);
+            async move {
+                if sent >= total {
+                    return None;
+                }
+                let size = CHUNK.min(total - sent);
+                pulled.fetch_add(size, Ordering::SeqCst);
+                Some((
+                    Ok::<_, std::io::Error>(Bytes::from(vec![b' '; size])),
+                    sent + size,
+                ))
+            }
+        });
+        Body::from_stream(chunks)
+    } else if reply.break_off {
         // The first chunk goes out with the headers; a moment later the
         // stream fails and the server drops the connection mid-body.
         let chunks = futures_util::stream::unfold(0, |sent| async move {
@@ -290,6 +320,8 @@ fn settings(base: &Url, auth: AuthSettings) -> HttpSettings {
             budget: 20,
             timeout: Duration::from_secs(2),
             send_window: Duration::from_secs(20),
+            max_retry_after: RetryPolicy::DEFAULT_MAX_RETRY_AFTER,
+            max_body: RetryPolicy::DEFAULT_MAX_BODY,
         },
         instance: None,
     }
@@ -1457,4 +1489,366 @@ fn a_jwt_grant_with_a_key_that_is_not_rsa_pem_is_refused() {
     let base = Url::parse("https://acme.my.salesforce.com").unwrap();
     let err = HttpClient::new(settings(&base, auth), TestDialect).unwrap_err();
     assert!(err.to_string().contains("rsa"), "{err}");
+}
+
+// ---------------------------------------------------------------------------
+// Response size
+
+#[tokio::test]
+async fn a_body_over_the_cap_fails_the_call_naming_the_route_and_the_cap() {
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let server = Server::start(vec![Reply::huge(3 << 20, &pulled)], vec![]).await;
+    let mut settings = settings(&server.base, bearer());
+    settings.retry.max_body = 1 << 20;
+    let err = client(settings).send(get("/deals")).await.unwrap_err();
+    assert!(matches!(err, ConnectorError::Malformed { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(message.contains(CONNECTOR), "{message}");
+    assert!(message.contains(ROUTE), "{message}");
+    assert!(message.contains("1048576 bytes"), "{message}");
+    assert!(message.contains("limits.max_body_mb"), "{message}");
+    assert_eq!(server.api_seen().len(), 1, "too large is not retried");
+}
+
+#[tokio::test]
+async fn a_body_over_the_cap_is_dropped_as_it_streams_in_not_read_to_its_end() {
+    // A gigabyte, of which the client may hold one megabyte: what it pulls
+    // past the cap is what sockets buffer, nowhere near the rest.
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let server = Server::start(vec![Reply::huge(1 << 30, &pulled)], vec![]).await;
+    let mut settings = settings(&server.base, bearer());
+    settings.retry.max_body = 1 << 20;
+    settings.retry.timeout = Duration::from_secs(60);
+    let result = client(settings).send(get("/deals")).await;
+    assert!(result.is_err(), "a gigabyte was read whole");
+    let pulled = pulled.load(Ordering::SeqCst);
+    assert!(
+        pulled < 64 << 20,
+        "{pulled} bytes were produced for the client"
+    );
+}
+
+#[tokio::test]
+async fn a_body_under_the_cap_is_read_whole() {
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let server = Server::start(vec![Reply::huge(900 << 10, &pulled)], vec![]).await;
+    let mut settings = settings(&server.base, bearer());
+    settings.retry.max_body = 1 << 20;
+    let response = client(settings).send(get("/deals")).await.unwrap();
+    assert_eq!(response.body.len(), 900 << 10);
+}
+
+#[tokio::test]
+async fn a_token_response_over_the_cap_fails_naming_the_token_route_and_the_cap() {
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let cc = |server: &Server| AuthSettings::ClientCredentials {
+        token_url: server.token_url(),
+        client_id: "client-1".into(),
+        client_secret: SecretString::from(CLIENT_SECRET),
+        scopes: vec![],
+    };
+    for grant in ["refresh token", "client credentials", "jwt bearer"] {
+        let server = Server::start(vec![], vec![Reply::huge(3 << 20, &pulled)]).await;
+        let auth = match grant {
+            "refresh token" => refresh_grant(&server, false),
+            "client credentials" => cc(&server),
+            _ => jwt_grant(&server),
+        };
+        let mut settings = settings(&server.base, auth);
+        settings.retry.max_body = 1 << 20;
+        let err = client(settings).send(get("/deals")).await.unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.contains("on token") && message.contains("1048576 bytes"),
+            "{grant}: {message}"
+        );
+        assert!(server.api_seen().is_empty(), "{grant}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Long waits
+
+#[tokio::test]
+async fn a_retry_after_beyond_the_cap_ends_the_call_as_rate_limited_until_then() {
+    let limited = Reply::json(429, "slow down").header("retry-after", "7200");
+    let server = Server::start(vec![limited], vec![]).await;
+    let mut settings = settings(&server.base, bearer());
+    settings.retry.max_retry_after = Duration::from_secs(60);
+    let asked = chrono::Utc::now();
+    let client = client(settings);
+    let call = client.send(get("/deals"));
+    // Obeyed, the wait would be two hours.
+    let err = tokio::time::timeout(Duration::from_secs(10), call)
+        .await
+        .expect("the call ends instead of sleeping")
+        .unwrap_err();
+    let ConnectorError::RateLimitedUntil { until, route, .. } = &err else {
+        panic!("expected rate limited until, got {err:?}");
+    };
+    assert_eq!(route, ROUTE);
+    let waited = (*until - asked).num_seconds();
+    assert!((7195..=7210).contains(&waited), "until {until}, {waited} s");
+    assert!(
+        err.to_string()
+            .contains(&format!("rate limited until {until}")),
+        "{err}"
+    );
+    assert_eq!(err.retry(), Retry::NextRun);
+    assert_eq!(server.api_seen().len(), 1);
+}
+
+#[tokio::test]
+async fn after_a_retry_after_beyond_the_cap_the_buckets_next_call_ends_at_once_unsent() {
+    let limited = Reply::json(429, "slow down").header("retry-after", "7200");
+    let server = Server::start(vec![limited], vec![]).await;
+    let mut settings = settings(&server.base, bearer());
+    settings.retry.max_retry_after = Duration::from_secs(60);
+    let client = client(settings);
+    tokio::time::timeout(Duration::from_secs(10), client.send(get("/deals")))
+        .await
+        .expect("the first call ends instead of sleeping")
+        .unwrap_err();
+    let err = tokio::time::timeout(Duration::from_secs(10), client.send(get("/contacts")))
+        .await
+        .expect("the call ends instead of sleeping")
+        .unwrap_err();
+    assert!(
+        matches!(err, ConnectorError::RateLimitedUntil { .. }),
+        "{err:?}"
+    );
+    assert_eq!(server.api_seen().len(), 1, "the second call was not sent");
+}
+
+#[tokio::test]
+async fn a_retry_after_within_the_cap_is_waited_out() {
+    let limited = Reply::json(429, "slow down").header("retry-after", "1");
+    let server = Server::start(vec![limited, Reply::ok()], vec![]).await;
+    let mut settings = settings(&server.base, bearer());
+    settings.retry.max_retry_after = Duration::from_secs(1);
+    client(settings).send(get("/deals")).await.unwrap();
+    assert_eq!(server.api_seen().len(), 2);
+}
+
+// ---------------------------------------------------------------------------
+// Connection trouble
+
+/// A port nothing listens on: bound, then let go.
+async fn refusing() -> Url {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    Url::parse(&format!("http://{addr}")).unwrap()
+}
+
+/// A server that resets its first `resets` connections as soon as they
+/// are made, then answers every request `200 {"ok":true}`; counts the
+/// connections it took.
+async fn resetting(resets: usize) -> (Url, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let taken = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&taken);
+    tokio::spawn(async move {
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            if count.fetch_add(1, Ordering::SeqCst) < resets {
+                // Linger zero: closing sends RST, not FIN.
+                socket.set_zero_linger().unwrap();
+                drop(socket);
+                continue;
+            }
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let body = br#"{"ok":true}"#;
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = socket.write_all(head.as_bytes()).await;
+                let _ = socket.write_all(body).await;
+            });
+        }
+    });
+    (Url::parse(&format!("http://{addr}")).unwrap(), taken)
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_retried_with_the_backoff_then_ends_as_a_transport_error() {
+    let base = refusing().await;
+    let client = client(settings(&base, bearer()));
+    let err = client.send(get("/deals")).await.unwrap_err();
+    assert!(matches!(err, ConnectorError::Transport { .. }), "{err:?}");
+    assert!(err.to_string().contains("could not connect"), "{err}");
+    let stats = client.stats();
+    assert_eq!(stats.requests.get(ROUTE), Some(&3), "max_attempts tries");
+    assert_eq!(stats.retries, 2);
+}
+
+#[tokio::test]
+async fn a_reset_connection_is_retried_with_the_backoff() {
+    let (base, taken) = resetting(2).await;
+    let client = client(settings(&base, bearer()));
+    let response = client.send(get("/deals")).await.unwrap();
+    assert_eq!(&response.body[..], br#"{"ok":true}"#);
+    assert_eq!(taken.load(Ordering::SeqCst), 3);
+    assert_eq!(client.stats().retries, 2);
+}
+
+#[tokio::test]
+async fn a_token_endpoint_refusing_connections_is_retried_with_the_backoff() {
+    let nowhere = refusing().await;
+    let server = Server::start(vec![], vec![]).await;
+    let auth = AuthSettings::ClientCredentials {
+        token_url: nowhere.join(TOKEN_PATH).unwrap(),
+        client_id: "client-1".into(),
+        client_secret: SecretString::from(CLIENT_SECRET),
+        scopes: vec![],
+    };
+    let client = client(settings(&server.base, auth));
+    let err = client.send(get("/deals")).await.unwrap_err();
+    assert!(matches!(err, ConnectorError::Transport { .. }), "{err:?}");
+    assert_eq!(client.stats().requests.get("token"), Some(&3));
+    assert!(server.api_seen().is_empty());
+}
+
+#[tokio::test]
+async fn a_token_endpoint_resetting_connections_is_retried_with_the_backoff() {
+    let (token_base, taken) = resetting(1).await;
+    let server = Server::start(vec![], vec![]).await;
+    let auth = AuthSettings::ClientCredentials {
+        token_url: token_base.join(TOKEN_PATH).unwrap(),
+        client_id: "client-1".into(),
+        client_secret: SecretString::from(CLIENT_SECRET),
+        scopes: vec![],
+    };
+    let client = client(settings(&server.base, auth));
+    // The second connection is answered `{"ok":true}`: not a token.
+    let err = client.send(get("/deals")).await.unwrap_err();
+    assert!(matches!(err, ConnectorError::Malformed { .. }), "{err:?}");
+    assert_eq!(taken.load(Ordering::SeqCst), 2);
+}
+
+// ---------------------------------------------------------------------------
+// Stopping
+
+/// A client that stops when the returned sender sends `true`.
+fn stoppable(settings: HttpSettings) -> (HttpClient, tokio::sync::watch::Sender<bool>) {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut client = client(settings);
+    client.stop_on(stopped);
+    (client, stop)
+}
+
+/// Sends `call` on a task, waits (bounded) until `ready` holds, stops the
+/// client, and returns how the call ended: within a second, or the test fails.
+async fn stop_during(
+    client: &HttpClient,
+    stop: &tokio::sync::watch::Sender<bool>,
+    call: Call,
+    ready: impl Fn(&HttpClient) -> bool,
+) -> ConnectorError {
+    let sending = tokio::spawn({
+        let client = client.clone();
+        async move { client.send(call).await }
+    });
+    for _ in 0..500 {
+        if ready(client) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(ready(client), "the call never reached its wait");
+    stop.send_replace(true);
+    tokio::time::timeout(Duration::from_secs(1), sending)
+        .await
+        .expect("the call ends within a second of the stop")
+        .unwrap()
+        .unwrap_err()
+}
+
+fn assert_stopped(err: &ConnectorError) {
+    match err {
+        ConnectorError::Stopped { connector, route } => {
+            assert_eq!(connector, CONNECTOR);
+            assert_eq!(route, ROUTE);
+        }
+        other => panic!("expected stopped, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_stop_ends_a_retry_after_wait_at_once() {
+    let limited = Reply::json(429, "slow down").header("retry-after", "600");
+    let server = Server::start(vec![limited], vec![]).await;
+    let mut settings = settings(&server.base, bearer());
+    settings.retry.max_retry_after = Duration::from_secs(3600);
+    let (client, stop) = stoppable(settings);
+    let err = stop_during(&client, &stop, get("/deals"), |c| c.stats().retries == 1).await;
+    assert_stopped(&err);
+    assert_eq!(err.retry(), Retry::NextRun);
+    assert_eq!(server.api_seen().len(), 1);
+}
+
+#[tokio::test]
+async fn a_stop_ends_a_backoff_wait_at_once() {
+    let server = Server::start(vec![Reply::json(503, "busy")], vec![]).await;
+    let mut settings = settings(&server.base, bearer());
+    settings.retry.base_delay = Duration::from_secs(600);
+    settings.retry.max_delay = Duration::from_secs(600);
+    let (client, stop) = stoppable(settings);
+    let err = stop_during(&client, &stop, get("/deals"), |c| c.stats().retries == 1).await;
+    assert_stopped(&err);
+    assert_eq!(server.api_seen().len(), 1);
+}
+
+#[tokio::test]
+async fn a_stop_ends_a_wait_for_the_rate_limit_at_once() {
+    let server = Server::start(vec![], vec![]).await;
+    let mut settings = settings(&server.base, bearer());
+    // One call an hour: the first goes, the second waits.
+    settings.limits.general = (nz(1), Duration::from_secs(3600));
+    let (client, stop) = stoppable(settings);
+    client.send(get("/deals")).await.unwrap();
+    let err = stop_during(&client, &stop, get("/deals"), |_| true).await;
+    assert_stopped(&err);
+    assert_eq!(server.api_seen().len(), 1);
+}
+
+#[tokio::test]
+async fn a_call_made_after_the_stop_is_not_sent() {
+    let server = Server::start(vec![], vec![]).await;
+    let (client, stop) = stoppable(settings(&server.base, bearer()));
+    stop.send_replace(true);
+    let err = client.send(create_once()).await.unwrap_err();
+    assert!(matches!(err, ConnectorError::Stopped { .. }), "{err:?}");
+    assert!(server.api_seen().is_empty());
+}
+
+#[tokio::test]
+async fn an_attempt_on_the_wire_when_the_stop_comes_is_answered() {
+    let slow = Reply::ok().after(Duration::from_millis(300));
+    let server = Server::start(vec![slow], vec![]).await;
+    let (client, stop) = stoppable(settings(&server.base, bearer()));
+    let sending = tokio::spawn({
+        let client = client.clone();
+        async move { client.send(create_once()).await }
+    });
+    for _ in 0..500 {
+        if !server.api_seen().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop.send_replace(true);
+    let response = sending.await.unwrap().unwrap();
+    assert_eq!(response.status, 200, "its answer was read");
 }

@@ -104,6 +104,8 @@ impl DynamicsSettings {
                 budget: 500,
                 timeout: Duration::from_secs(120),
                 send_window: Duration::from_secs(20),
+                max_retry_after: RetryPolicy::DEFAULT_MAX_RETRY_AFTER,
+                max_body: RetryPolicy::DEFAULT_MAX_BODY,
             },
             max_concurrent: nzu(52),
             page_size: nz(5000),

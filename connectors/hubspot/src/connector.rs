@@ -98,6 +98,13 @@ impl HubspotConnector {
         })
     }
 
+    /// Ends every wait of this connector's calls (the rate limit, a
+    /// backoff, a `Retry-After`) once `stop` turns `true`; see
+    /// [`HttpClient::stop_on`].
+    pub fn stop_waits_on(&mut self, stop: tokio::sync::watch::Receiver<bool>) {
+        self.http.stop_on(stop);
+    }
+
     /// What the HTTP client has done so far (requests by route, retries,
     /// token refreshes).
     pub fn stats(&self) -> CallStats {

@@ -137,6 +137,8 @@ impl HubspotSettings {
                 budget: 500,
                 timeout: Duration::from_secs(30),
                 send_window: Duration::from_secs(20),
+                max_retry_after: RetryPolicy::DEFAULT_MAX_RETRY_AFTER,
+                max_body: RetryPolicy::DEFAULT_MAX_BODY,
             },
             list_limit: nz(100),
             search_limit: nz(200),

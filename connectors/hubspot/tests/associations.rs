@@ -125,6 +125,8 @@ fn connector(base: url::Url) -> HubspotConnector {
         budget: 0,
         timeout: Duration::from_secs(5),
         send_window: Duration::from_secs(20),
+        max_retry_after: RetryPolicy::DEFAULT_MAX_RETRY_AFTER,
+        max_body: RetryPolicy::DEFAULT_MAX_BODY,
     };
     // One id per association call, so chunking shows.
     settings.association_batch_limit = NonZeroUsize::new(1).unwrap();

@@ -66,6 +66,8 @@ fn settings(emulator: &HubspotEmulator, auth: HubspotAuth) -> HubspotSettings {
         timeout: Duration::from_secs(10),
         // Lookups wait this as well as the search lag: short, for speed.
         send_window: Duration::from_secs(2),
+        max_retry_after: RetryPolicy::DEFAULT_MAX_RETRY_AFTER,
+        max_body: RetryPolicy::DEFAULT_MAX_BODY,
     };
     settings.portal_id = Some(emulator.portal_id().to_string());
     settings.properties = ["budget_approved", "pain_points", "weekly_active_users"]

@@ -167,6 +167,13 @@ impl SalesforceConnector {
         self.usage.share()
     }
 
+    /// Ends every wait of this connector's calls (the rate limit, a
+    /// backoff, a `Retry-After`) once `stop` turns `true`; see
+    /// [`HttpClient::stop_on`].
+    pub fn stop_waits_on(&mut self, stop: tokio::sync::watch::Receiver<bool>) {
+        self.http.stop_on(stop);
+    }
+
     pub fn stats(&self) -> CallStats {
         self.http.stats()
     }

@@ -110,6 +110,8 @@ impl SalesforceSettings {
                 budget: 500,
                 timeout: Duration::from_secs(120),
                 send_window: Duration::from_secs(20),
+                max_retry_after: RetryPolicy::DEFAULT_MAX_RETRY_AFTER,
+                max_body: RetryPolicy::DEFAULT_MAX_BODY,
             },
             query_batch: nz(2000),
             batch_limit: NonZeroUsize::new(200).expect("a non-zero literal"),

@@ -371,6 +371,7 @@ fn unanswered(err: ConnectorError) -> Result<Unanswered, ConnectorError> {
     let (result, hold_back) = match &err {
         ConnectorError::Auth { .. }
         | ConnectorError::AllowanceExhausted { .. }
+        | ConnectorError::RateLimitedUntil { .. }
         | ConnectorError::ChangesExpired { .. }
         | ConnectorError::Unsupported { .. } => return Err(err),
         // A 2xx that cannot be read: the rows were very likely written.
@@ -401,7 +402,8 @@ fn unanswered(err: ConnectorError) -> Result<Unanswered, ConnectorError> {
             },
             false,
         ),
-        ConnectorError::RateLimited { .. } => (
+        // Stopped in a wait: nothing more was sent.
+        ConnectorError::RateLimited { .. } | ConnectorError::Stopped { .. } => (
             ActionResult::Failed {
                 reason: reason.clone(),
                 retryable: true,

@@ -21,7 +21,7 @@ mod salesforce;
 use crate::cli::args::{FilterArgs, ListArgs, SyncArgs, WritebackArgs};
 use crate::cli::commands::{self, Context, load_config};
 use crate::cli::output::json;
-use crate::cli::{sync, violations, writeback};
+use crate::cli::{signals, sync, violations, writeback};
 use crate::secrets::SecretResolver;
 use crate::store::{ViolationFilter, ViolationStatus};
 use anyhow::{Context as _, anyhow};
@@ -49,6 +49,9 @@ pub fn run(json: bool, keep: bool, apply: bool) -> anyhow::Result<ExitCode> {
 }
 
 fn demo(dir: &Path, json: bool, apply: bool) -> anyhow::Result<ExitCode> {
+    // Listening from the start and for every step: an interrupted demo
+    // stops where it is and goes on with nothing.
+    let (_, caught) = signals::listen().context("could not listen for SIGINT and SIGTERM")?;
     // Seeding is the emulators' own work and takes a while each: side by side.
     let (portal, org, environment) = std::thread::scope(|scope| {
         let portal = scope.spawn(hubspot::start);
@@ -64,6 +67,9 @@ fn demo(dir: &Path, json: bool, apply: bool) -> anyhow::Result<ExitCode> {
     let portal = portal?.context("could not start the HubSpot emulator")?;
     let org = org?.context("could not start the Salesforce emulator")?;
     let environment = environment?.context("could not start the Dynamics 365 emulator")?;
+    if let Some(code) = stopped(&caught) {
+        return Ok(code);
+    }
     let trimmed = |url: url::Url| url.as_str().trim_end_matches('/').to_owned();
     let config_path = config::write(
         dir,
@@ -150,6 +156,9 @@ fn demo(dir: &Path, json: bool, apply: bool) -> anyhow::Result<ExitCode> {
             println!("\n== {title}\n");
         }
         let code = step()?;
+        if let Some(code) = stopped(&caught) {
+            return Ok(code);
+        }
         if code != ExitCode::SUCCESS {
             return Ok(code);
         }
@@ -170,6 +179,13 @@ fn demo(dir: &Path, json: bool, apply: bool) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The exit code of a demo a signal stopped, said once.
+fn stopped(caught: &signals::Caught) -> Option<ExitCode> {
+    let code = caught.exit_code()?;
+    eprintln!("demo stopped by a signal; nothing further was run");
+    Some(code)
 }
 
 /// One of journeyd's tasks as a CRM holds it.

@@ -667,6 +667,11 @@ pub(super) fn bounded(
     Some(number)
 }
 
+/// A day: a `Retry-After` longer than that is the CRM saying "tomorrow".
+const MAX_RETRY_AFTER_SECONDS: u32 = 86_400;
+/// 4 GiB: far past any page a CRM serves.
+const MAX_BODY_MB: u32 = 4096;
+
 pub(super) fn non_zero(number: u32) -> NonZeroU32 {
     NonZeroU32::new(number).expect("checked to be at least 1")
 }
@@ -697,7 +702,9 @@ fn apply_limits(
 
 /// The limits every connector's HTTP client has: `requests` per
 /// `per_seconds`, `retry_budget` (retries per run), `max_attempts` (per
-/// call), `send_window_seconds` (how late a create may still be sent).
+/// call), `send_window_seconds` (how late a create may still be sent),
+/// `max_retry_after_seconds` (the longest `Retry-After` waited out) and
+/// `max_body_mb` (the largest response read).
 pub(super) fn apply_common_limits(
     raw: &RawLimits,
     limits: &mut RateLimits,
@@ -735,6 +742,26 @@ pub(super) fn apply_common_limits(
     };
     if let Some(window) = window {
         retry.send_window = Duration::from_secs(u64::from(window));
+    }
+    let mut capped = |value: &Option<Spanned<i64>>, max, key| match value {
+        Some(value) => {
+            let n = bounded(check, value, 1, Some(max), context, key);
+            ok &= n.is_some();
+            n
+        }
+        None => None,
+    };
+    let retry_after = capped(
+        &raw.max_retry_after_seconds,
+        MAX_RETRY_AFTER_SECONDS,
+        "limits.max_retry_after_seconds",
+    );
+    let body = capped(&raw.max_body_mb, MAX_BODY_MB, "limits.max_body_mb");
+    if let Some(seconds) = retry_after {
+        retry.max_retry_after = Duration::from_secs(u64::from(seconds));
+    }
+    if let Some(mb) = body {
+        retry.max_body = (mb as usize) << 20;
     }
     let (default_requests, default_per) = limits.general;
     limits.general = (

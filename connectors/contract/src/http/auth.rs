@@ -1,19 +1,20 @@
 //! Bearer credentials: a fixed token, or OAuth2 access tokens obtained and
-//! refreshed with the `oauth2` crate, or, where the token response carries
-//! more than that crate reads (Salesforce's `instance_url`) or the grant is
-//! one it lacks (JWT bearer), exchanged here on the client's own reqwest.
+//! refreshed from a token endpoint (refresh-token, client-credentials and
+//! JWT bearer grants).
+//!
+//! The exchange is written here rather than left to the `oauth2` crate:
+//! that crate has no JWT bearer grant (RFC 7523, Salesforce's server-to-
+//! server sign-in), and its token response does not carry Salesforce's
+//! `instance_url` and `id`, so one path had to be written here anyway, and
+//! one path serves all three grants. It runs on the client's own reqwest
+//! (no redirects), reads the answer within the response-size cap, and
+//! reports the OAuth error code only, never the body.
 
 use super::client::{Counters, InstanceCheck, TOKEN_ROUTE};
 use crate::error::ConnectorError;
 use crate::ids::ConnectorName;
-use oauth2::basic::{BasicClient, BasicErrorResponse, BasicTokenResponse};
-use oauth2::{
-    AuthType, ClientId, ClientSecret, EndpointNotSet, EndpointSet, RefreshToken, RequestTokenError,
-    Scope, TokenResponse, TokenUrl,
-};
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -117,11 +118,7 @@ enum Kind {
     OAuth(Box<OAuth>),
 }
 
-type OAuthClient =
-    BasicClient<EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
-
 struct OAuth {
-    client: OAuthClient,
     grant: Grant,
     token_url: Url,
     client_id: String,
@@ -129,6 +126,8 @@ struct OAuth {
     instance: Option<InstanceCheck>,
     http: reqwest::Client,
     timeout: Duration,
+    /// The largest token response read (`RetryPolicy::max_body`).
+    max_body: usize,
     counters: Arc<Counters>,
     // One lock for the token and its refresh: a caller that finds the token
     // stale refreshes it while the others wait, then they all use the new one.
@@ -140,7 +139,7 @@ enum Grant {
         store: Arc<dyn TokenStore>,
     },
     ClientCredentials {
-        scopes: Vec<Scope>,
+        scopes: Vec<String>,
     },
     JwtBearer {
         subject: String,
@@ -203,11 +202,6 @@ struct Access {
     renew_at: Option<Instant>,
 }
 
-/// Why a token request failed, in words that hold no secret.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct TokenTransport(String);
-
 impl Authenticator {
     /// `http` is the client's own reqwest client (no redirects, so a token
     /// request never follows a redirect with the client secret in it).
@@ -217,21 +211,13 @@ impl Authenticator {
         instance: Option<InstanceCheck>,
         http: &reqwest::Client,
         timeout: Duration,
+        max_body: usize,
         counters: &Arc<Counters>,
     ) -> Result<Self, String> {
         let oauth =
             |token_url: Url, client_id: String, secret: Option<SecretString>, grant, refresh| {
                 check_token_url(&token_url)?;
-                let mut client = BasicClient::new(ClientId::new(client_id.clone()))
-                    .set_token_uri(TokenUrl::from_url(token_url.clone()))
-                    // All parameters in the form body, as HubSpot's v3 endpoint wants.
-                    .set_auth_type(AuthType::RequestBody);
-                if let Some(secret) = &secret {
-                    client = client
-                        .set_client_secret(ClientSecret::new(secret.expose_secret().to_owned()));
-                }
                 Ok::<_, String>(Kind::OAuth(Box::new(OAuth {
-                    client,
                     grant,
                     token_url,
                     client_id,
@@ -239,6 +225,7 @@ impl Authenticator {
                     instance: instance.clone(),
                     http: http.clone(),
                     timeout,
+                    max_body,
                     counters: Arc::clone(counters),
                     state: tokio::sync::Mutex::new(TokenState {
                         access: None,
@@ -273,9 +260,7 @@ impl Authenticator {
                 token_url,
                 client_id,
                 Some(client_secret),
-                Grant::ClientCredentials {
-                    scopes: scopes.into_iter().map(Scope::new).collect(),
-                },
+                Grant::ClientCredentials { scopes },
                 None,
             )?,
             AuthSettings::JwtBearer {
@@ -363,20 +348,7 @@ impl Authenticator {
         state: &mut TokenState,
     ) -> Result<Credential, ConnectorError> {
         let asked_at = Instant::now();
-        let response = if oauth.raw() {
-            self.request_raw_token(oauth, state).await?
-        } else {
-            let response = self.request_token(oauth, state).await?;
-            Issued {
-                access: SecretString::from(response.access_token().secret().to_owned()),
-                refresh: response
-                    .refresh_token()
-                    .map(|token| SecretString::from(token.secret().to_owned())),
-                lifetime: response.expires_in(),
-                instance_url: None,
-                identity: None,
-            }
-        };
+        let response = self.request_token(oauth, state).await?;
         // Checked before anything is kept: a response naming a foreign
         // instance is dropped whole.
         let instance = match (&oauth.instance, &response.instance_url) {
@@ -425,10 +397,10 @@ impl Authenticator {
         })
     }
 
-    /// Asks for a token with a form this module builds (JWT bearer, or a
-    /// refresh whose response must be read whole), on the client's own
-    /// reqwest (which follows no redirect).
-    async fn request_raw_token(
+    /// Asks the token endpoint for a token with the grant's form, every
+    /// parameter in the body (as HubSpot's v3 endpoint wants), on the
+    /// client's own reqwest (which follows no redirect).
+    async fn request_token(
         &self,
         oauth: &OAuth,
         state: &TokenState,
@@ -486,7 +458,6 @@ impl Authenticator {
                     form.push(("client_secret", secret.expose_secret().to_owned()));
                 }
                 if !scopes.is_empty() {
-                    let scopes: Vec<&str> = scopes.iter().map(|scope| scope.as_str()).collect();
                     form.push(("scope", scopes.join(" ")));
                 }
                 form
@@ -508,10 +479,11 @@ impl Authenticator {
             .post(oauth.token_url.clone())
             .header(reqwest::header::ACCEPT, "application/json")
             .form(&form);
+        let max_body = oauth.max_body;
         let exchange = async move {
-            let response = request.send().await?;
+            let mut response = request.send().await?;
             let status = response.status().as_u16();
-            let body = response.bytes().await?;
+            let body = super::client::read_body(&mut response, max_body).await?;
             Ok::<_, reqwest::Error>((status, body))
         };
         let outcome = tokio::time::timeout(oauth.timeout, exchange)
@@ -538,6 +510,13 @@ impl Authenticator {
         };
         span.record("status", status);
         oauth.counters.answered(status);
+        let Some(body) = body else {
+            return Err(ConnectorError::Malformed {
+                connector,
+                route: TOKEN_ROUTE.into(),
+                reason: super::client::too_large(max_body),
+            });
+        };
         if status >= 500 {
             return Err(ConnectorError::Api {
                 connector,
@@ -573,129 +552,6 @@ impl Authenticator {
         })
     }
 
-    async fn request_token(
-        &self,
-        oauth: &OAuth,
-        state: &TokenState,
-    ) -> Result<BasicTokenResponse, ConnectorError> {
-        let status = Arc::new(AtomicU16::new(0));
-        // Owns what it uses, so that its future borrows nothing and stays Send.
-        let send = |request: oauth2::HttpRequest| {
-            let status = Arc::clone(&status);
-            let counters = Arc::clone(&oauth.counters);
-            let http = oauth.http.clone();
-            let timeout = oauth.timeout;
-            async move {
-                counters.request(TOKEN_ROUTE);
-                let request = reqwest::Request::try_from(request)
-                    .map_err(|_| TokenTransport("the token request could not be built".into()))?;
-                let exchange = async {
-                    let response = http.execute(request).await?;
-                    status.store(response.status().as_u16(), Ordering::Relaxed);
-                    counters.answered(response.status().as_u16());
-                    let mut answer = oauth2::http::Response::builder().status(response.status());
-                    for (name, value) in response.headers() {
-                        answer = answer.header(name, value);
-                    }
-                    let body = response.bytes().await?;
-                    Ok::<_, reqwest::Error>(answer.body(body.to_vec()))
-                };
-                match tokio::time::timeout(timeout, exchange).await {
-                    Ok(Ok(Ok(answer))) => Ok(answer),
-                    Ok(Ok(Err(_))) => Err(TokenTransport(
-                        "the token response could not be read".into(),
-                    )),
-                    Ok(Err(err)) => Err(TokenTransport(super::client::describe(&err))),
-                    Err(_) => Err(TokenTransport(format!(
-                        "no complete response within {timeout:?}"
-                    ))),
-                }
-            }
-        };
-        let span = tracing::info_span!(
-            "http",
-            connector = %self.connector,
-            method = "POST",
-            route = TOKEN_ROUTE,
-            status = tracing::field::Empty,
-            attempt = 1u32,
-            ms = tracing::field::Empty,
-        );
-        let started = Instant::now();
-        let result = match &oauth.grant {
-            Grant::RefreshToken { .. } => {
-                let current = state
-                    .refresh
-                    .as_ref()
-                    .map(|token| token.expose_secret().to_owned())
-                    .unwrap_or_default();
-                let refresh = RefreshToken::new(current);
-                oauth
-                    .client
-                    .exchange_refresh_token(&refresh)
-                    .request_async(&send)
-                    .instrument(span.clone())
-                    .await
-            }
-            Grant::ClientCredentials { scopes } => {
-                oauth
-                    .client
-                    .exchange_client_credentials()
-                    .add_scopes(scopes.iter().cloned())
-                    .request_async(&send)
-                    .instrument(span.clone())
-                    .await
-            }
-            Grant::JwtBearer { .. } => unreachable!("exchanged by request_raw_token"),
-        };
-        let status = status.load(Ordering::Relaxed);
-        if status != 0 {
-            span.record("status", status);
-        }
-        span.record("ms", super::client::millis(started.elapsed()));
-        result.map_err(|err| self.token_error(err, status))
-    }
-
-    /// A failed token request as an error naming the connector and the OAuth
-    /// error code, never the body (which might hold a token).
-    fn token_error(
-        &self,
-        err: RequestTokenError<TokenTransport, BasicErrorResponse>,
-        status: u16,
-    ) -> ConnectorError {
-        let connector = self.connector.to_string();
-        if status >= 500 {
-            return ConnectorError::Api {
-                connector,
-                route: TOKEN_ROUTE.into(),
-                status,
-                message: "the token endpoint is unavailable".into(),
-                retry: crate::error::Retry::NextRun,
-            };
-        }
-        match err {
-            RequestTokenError::ServerResponse(response) => self.error(format!(
-                "the token endpoint answered {}",
-                response.error().as_ref()
-            )),
-            RequestTokenError::Request(TokenTransport(reason)) => ConnectorError::Transport {
-                connector,
-                route: TOKEN_ROUTE.into(),
-                reason,
-            },
-            RequestTokenError::Parse(..) | RequestTokenError::Other(_) if status == 200 => {
-                ConnectorError::Malformed {
-                    connector,
-                    route: TOKEN_ROUTE.into(),
-                    reason: "the token response is not a token".into(),
-                }
-            }
-            RequestTokenError::Parse(..) | RequestTokenError::Other(_) => self.error(format!(
-                "the token endpoint answered {status} without an error code"
-            )),
-        }
-    }
-
     async fn save(
         &self,
         store: &Arc<dyn TokenStore>,
@@ -722,14 +578,6 @@ impl Authenticator {
             connector: self.connector.to_string(),
             reason,
         }
-    }
-}
-
-impl OAuth {
-    /// Whether tokens are asked for by this module rather than the oauth2
-    /// crate: a grant it lacks, or a response it would not read whole.
-    fn raw(&self) -> bool {
-        matches!(self.grant, Grant::JwtBearer { .. }) || self.instance.is_some()
     }
 }
 

@@ -6,7 +6,8 @@ use super::limits::{Bucket, Limiters, RateLimits};
 use super::retry::{Budget, RetryPolicy};
 use crate::error::{ConnectorError, Retry};
 use crate::ids::ConnectorName;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use chrono::{DateTime, Timelike, Utc};
 use reqwest::header::{ACCEPT, HeaderMap, HeaderName};
 use reqwest::{Method, StatusCode};
 use secrecy::ExposeSecret;
@@ -15,6 +16,7 @@ use std::error::Error as _;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::Instrument;
 use tracing::field::Empty;
@@ -120,6 +122,8 @@ pub struct CallStats {
 #[derive(Clone)]
 pub struct HttpClient {
     inner: Arc<Inner>,
+    /// Turns `true` to stop: see [`HttpClient::stop_on`].
+    stop: Option<watch::Receiver<bool>>,
 }
 
 struct Inner {
@@ -172,8 +176,16 @@ impl HttpClient {
             .build()
             .map_err(|err| refuse("http client", describe(&err)))?;
         let counters = Arc::new(Counters::default());
-        let auth = Authenticator::new(&connector, auth, instance, &http, retry.timeout, &counters)
-            .map_err(|reason| refuse("token url", reason))?;
+        let auth = Authenticator::new(
+            &connector,
+            auth,
+            instance,
+            &http,
+            retry.timeout,
+            retry.max_body,
+            &counters,
+        )
+        .map_err(|reason| refuse("token url", reason))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 connector,
@@ -186,7 +198,17 @@ impl HttpClient {
                 dialect: Box::new(dialect),
                 counters,
             }),
+            stop: None,
         })
+    }
+
+    /// From now on every wait of this client's calls (the rate limit, a
+    /// backoff, a `Retry-After`) ends as soon as `stop` turns `true`, and a
+    /// call that would wait, or start, after that ends with
+    /// [`ConnectorError::Stopped`]. An attempt already on the wire is not
+    /// cut short: its answer is read, so that what it did is known.
+    pub fn stop_on(&mut self, stop: watch::Receiver<bool>) {
+        self.stop = Some(stop);
     }
 
     pub fn connector(&self) -> &ConnectorName {
@@ -206,67 +228,84 @@ impl HttpClient {
         // closes on.
         let mut held_back: Option<ConnectorError> = None;
         loop {
-            inner.limits.ready(call.bucket).await;
-            let credential = inner.auth.credential().await?;
-            if call.resend == Resend::OnlyIfNotReceived
-                && started.elapsed() > inner.retry.send_window
-            {
-                // Sent this late, it could reach the CRM after a lookup for
-                // it has looked: it is not sent at all.
-                return Err(held_back.unwrap_or_else(|| ConnectorError::RateLimited {
-                    connector: inner.connector.to_string(),
-                    route: call.route.to_owned(),
-                    retry: Retry::NextRun,
-                }));
+            let ready = inner.limits.ready(call.bucket, inner.retry.max_retry_after);
+            if let Err(until) = self.unless_stopped(&call, ready).await? {
+                return Err(inner.rate_limited_until(&call, until));
             }
-            // The instance a token names may change with the token.
-            let url = inner.url_for(&call, credential.instance.as_ref())?;
-            attempt += 1;
-            let (error, status, after) = match inner.attempt(&call, url, &credential, attempt).await
-            {
-                Attempt::Answered(answer) if answer.status.is_success() => {
-                    if let Some(wait) = inner.dialect.pace(&answer.headers) {
-                        inner.limits.hold(call.bucket, wait);
+            let (error, status, after) = match inner.auth.credential().await {
+                // No answer from the token endpoint is as passing as none
+                // from the API, and the API has not seen the call.
+                Err(error @ ConnectorError::Transport { .. }) => (error, None, None),
+                Err(error) => return Err(error),
+                Ok(credential) => {
+                    if call.resend == Resend::OnlyIfNotReceived
+                        && started.elapsed() > inner.retry.send_window
+                    {
+                        // Sent this late, it could reach the CRM after a
+                        // lookup for it has looked: it is not sent at all.
+                        return Err(held_back.unwrap_or_else(|| ConnectorError::RateLimited {
+                            connector: inner.connector.to_string(),
+                            route: call.route.to_owned(),
+                            retry: Retry::NextRun,
+                        }));
                     }
-                    return Ok(HttpResponse {
-                        status: answer.status.as_u16(),
-                        headers: answer.headers,
-                        body: answer.body,
-                    });
-                }
-                Attempt::Answered(answer) => {
-                    match inner.judge(&call, &answer, reauthenticated) {
-                        Next::Stop(error) => return Err(error),
-                        Next::Reauthenticate => {
-                            reauthenticated = true;
-                            inner.auth.reauthenticate(&credential).await?;
-                            continue;
-                        }
-                        Next::Retry { error, .. }
-                            if call.resend == Resend::OnlyIfNotReceived
-                                && answer.status.is_server_error() =>
-                        {
-                            return Err(error);
-                        }
-                        Next::Retry { after, error } => {
-                            if let Some(wait) = after {
-                                // What one call learnt holds every call of its bucket.
+                    // The instance a token names may change with the token.
+                    let url = inner.url_for(&call, credential.instance.as_ref())?;
+                    attempt += 1;
+                    match inner.attempt(&call, url, &credential, attempt).await {
+                        Attempt::Answered(answer) if answer.status.is_success() => {
+                            if let Some(wait) = inner.dialect.pace(&answer.headers) {
                                 inner.limits.hold(call.bucket, wait);
                             }
-                            (error, Some(answer.status.as_u16()), after)
+                            return Ok(HttpResponse {
+                                status: answer.status.as_u16(),
+                                headers: answer.headers,
+                                body: answer.body,
+                            });
+                        }
+                        Attempt::Answered(answer) => {
+                            match inner.judge(&call, &answer, reauthenticated) {
+                                Next::Stop(error) => return Err(error),
+                                Next::Reauthenticate => {
+                                    reauthenticated = true;
+                                    inner.auth.reauthenticate(&credential).await?;
+                                    continue;
+                                }
+                                Next::Retry { error, .. }
+                                    if call.resend == Resend::OnlyIfNotReceived
+                                        && answer.status.is_server_error() =>
+                                {
+                                    return Err(error);
+                                }
+                                Next::Retry { after, error } => {
+                                    if let Some(wait) = after {
+                                        // What one call learnt holds every
+                                        // call of its bucket.
+                                        inner.limits.hold(call.bucket, wait);
+                                        if wait > inner.retry.max_retry_after {
+                                            return Err(inner.rate_limited_until(&call, wait));
+                                        }
+                                    }
+                                    (error, Some(answer.status.as_u16()), after)
+                                }
+                            }
+                        }
+                        Attempt::TooLarge => {
+                            return Err(inner.malformed(&call, &too_large(inner.retry.max_body)));
+                        }
+                        Attempt::Broken {
+                            reason,
+                            retryable,
+                            received,
+                        } => {
+                            let error = inner.transport_error(&call, reason);
+                            if !retryable || (received && call.resend == Resend::OnlyIfNotReceived)
+                            {
+                                return Err(error);
+                            }
+                            (error, None, None)
                         }
                     }
-                }
-                Attempt::Broken {
-                    reason,
-                    retryable,
-                    received,
-                } => {
-                    let error = inner.transport_error(&call, reason);
-                    if !retryable || (received && call.resend == Resend::OnlyIfNotReceived) {
-                        return Err(error);
-                    }
-                    (error, None, None)
                 }
             };
             if retries + 1 >= inner.retry.max_attempts.get() {
@@ -300,8 +339,38 @@ impl HttpClient {
                 error = %error,
                 "retrying"
             );
-            tokio::time::sleep(wait).await;
+            self.unless_stopped(&call, tokio::time::sleep(wait)).await?;
             held_back = Some(error);
+        }
+    }
+
+    /// Runs `wait` unless the stop comes first (or has come): then the
+    /// call ends with [`ConnectorError::Stopped`].
+    async fn unless_stopped<F: Future>(
+        &self,
+        call: &Call,
+        wait: F,
+    ) -> Result<F::Output, ConnectorError> {
+        let Some(stop) = &self.stop else {
+            return Ok(wait.await);
+        };
+        let mut stop = stop.clone();
+        let stopped = async move {
+            // A stop signal whose sender is gone can no longer stop anything.
+            if stop.wait_for(|stopping| *stopping).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            biased;
+            () = stopped => {
+                tracing::info!(connector = %self.inner.connector, route = call.route, "call stopped by shutdown");
+                Err(ConnectorError::Stopped {
+                    connector: self.inner.connector.to_string(),
+                    route: call.route.to_owned(),
+                })
+            }
+            output = wait => Ok(output),
         }
     }
 
@@ -327,6 +396,8 @@ struct Answer {
 
 enum Attempt {
     Answered(Answer),
+    /// The body ran past `RetryPolicy::max_body`, and was dropped there.
+    TooLarge,
     /// No complete response: timeout, refused or reset connection, a body
     /// that broke off. `retryable` is false for a request that could not
     /// even be built.
@@ -420,26 +491,31 @@ impl Inner {
         }
         // Reading the body is part of the attempt: a body that breaks off
         // is retried like a refused connection.
+        let max_body = self.retry.max_body;
         let exchange = async move {
-            let response = request.send().await?;
+            let mut response = request.send().await?;
             let status = response.status();
             let headers = response.headers().clone();
-            let body = response.bytes().await?;
-            Ok::<_, reqwest::Error>(Answer {
+            let body = read_body(&mut response, max_body).await?;
+            Ok::<_, reqwest::Error>(body.map(|body| Answer {
                 status,
                 headers,
                 body,
-            })
+            }))
         };
         let outcome = tokio::time::timeout(self.retry.timeout, exchange)
             .instrument(span.clone())
             .await;
         span.record("ms", millis(started.elapsed()));
         match outcome {
-            Ok(Ok(answer)) => {
+            Ok(Ok(Some(answer))) => {
                 span.record("status", answer.status.as_u16());
                 self.counters.answered(answer.status.as_u16());
                 Attempt::Answered(answer)
+            }
+            Ok(Ok(None)) => {
+                tracing::warn!(parent: &span, max_body, "response body over the cap dropped");
+                Attempt::TooLarge
             }
             Ok(Err(err)) => Attempt::Broken {
                 reason: describe(&err),
@@ -519,6 +595,27 @@ impl Inner {
         }
     }
 
+    /// The error of a call the CRM holds back for `wait` from now, past
+    /// what the client waits for.
+    fn rate_limited_until(&self, call: &Call, wait: Duration) -> ConnectorError {
+        let wait = chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
+        let until = Utc::now()
+            .checked_add_signed(wait)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        // Whole seconds, rounded up: the time to come back at, not before.
+        let until = until
+            .with_nanosecond(0)
+            .and_then(|at| at.checked_add_signed(chrono::Duration::seconds(1)))
+            .unwrap_or(until);
+        tracing::warn!(connector = %self.connector, route = call.route, until = %until,
+            "rate limited for longer than limits.max_retry_after_seconds; stopping this run");
+        ConnectorError::RateLimitedUntil {
+            connector: self.connector.to_string(),
+            route: call.route.into(),
+            until,
+        }
+    }
+
     fn transport_error(&self, call: &Call, reason: String) -> ConnectorError {
         ConnectorError::Transport {
             connector: self.connector.to_string(),
@@ -594,6 +691,31 @@ fn same_origin(a: &Url, b: &Url) -> bool {
     a.scheme() == b.scheme()
         && a.host() == b.host()
         && a.port_or_known_default() == b.port_or_known_default()
+}
+
+/// Reads a response body as it streams in, `None` as soon as it would pass
+/// `cap` bytes: an oversized body is never held whole.
+pub(super) async fn read_body(
+    response: &mut reqwest::Response,
+    cap: usize,
+) -> Result<Option<Bytes>, reqwest::Error> {
+    let announced = response.content_length().unwrap_or(0);
+    if announced > cap as u64 {
+        return Ok(None);
+    }
+    let mut body = BytesMut::with_capacity(announced as usize);
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > cap {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body.freeze()))
+}
+
+/// Why a body over the cap was not read, naming the setting to raise.
+pub(super) fn too_large(cap: usize) -> String {
+    format!("its body is larger than the cap of {cap} bytes (limits.max_body_mb)")
 }
 
 /// A reqwest error in words that hold no URL (and so no query string): its

@@ -55,18 +55,26 @@ impl Limiters {
     }
 
     /// Waits until a call of `bucket` may go: past the bucket's hold, then
-    /// through its limiter.
-    pub(super) async fn ready(&self, bucket: Bucket) {
+    /// through its limiter. A hold further off than `longest` is not waited
+    /// for: `Err` says how far off it is.
+    pub(super) async fn ready(&self, bucket: Bucket, longest: Duration) -> Result<(), Duration> {
         let lane = self.lane(bucket);
         // A hold can be extended while we sleep on it, hence the loop.
         loop {
             let not_before = *lane.lock();
             match not_before {
-                Some(at) if at > Instant::now() => tokio::time::sleep_until(at).await,
+                Some(at) if at > Instant::now() => {
+                    let wait = at - Instant::now();
+                    if wait > longest {
+                        return Err(wait);
+                    }
+                    tokio::time::sleep_until(at).await;
+                }
                 _ => break,
             }
         }
         lane.limiter.until_ready().await;
+        Ok(())
     }
 
     /// Holds every call of `bucket` for at least `wait` from now.
@@ -110,6 +118,8 @@ impl Lane {
 mod tests {
     use super::*;
 
+    const LONGEST: Duration = Duration::from_secs(300);
+
     fn limits(search: bool) -> Limiters {
         let quota = (NonZeroU32::new(1000).unwrap(), Duration::from_secs(1));
         Limiters::new(&RateLimits {
@@ -125,7 +135,7 @@ mod tests {
         limits.hold(Bucket::General, Duration::from_secs(10));
         let start = Instant::now();
         // Search draws from the general bucket when it has no quota of its own.
-        limits.ready(Bucket::Search).await;
+        limits.ready(Bucket::Search, LONGEST).await.unwrap();
         assert!(start.elapsed() >= Duration::from_secs(10));
     }
 
@@ -135,13 +145,23 @@ mod tests {
         limits.hold(Bucket::General, Duration::from_secs(10));
         limits.hold(Bucket::General, Duration::from_secs(1));
         let start = Instant::now();
-        limits.ready(Bucket::Search).await;
+        limits.ready(Bucket::Search, LONGEST).await.unwrap();
         assert!(
             start.elapsed() < Duration::from_secs(1),
             "search has its own bucket"
         );
-        limits.ready(Bucket::General).await;
+        limits.ready(Bucket::General, LONGEST).await.unwrap();
         assert!(start.elapsed() >= Duration::from_secs(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hold_longer_than_the_longest_wait_is_not_waited_for() {
+        let limits = limits(false);
+        limits.hold(Bucket::General, Duration::from_secs(3600));
+        let start = Instant::now();
+        let refused = limits.ready(Bucket::General, LONGEST).await;
+        assert!(refused.is_err_and(|wait| wait > LONGEST));
+        assert_eq!(start.elapsed(), Duration::ZERO);
     }
 
     #[test]

@@ -24,6 +24,26 @@ pub struct RetryPolicy {
     /// so have reached the CRM at most this long after it was recorded as
     /// sent, and a lookup for it waits this much longer.
     pub send_window: Duration,
+    /// The longest wait a `Retry-After` (or a pacing header) is obeyed
+    /// for. Asked to wait longer, the call ends at once with
+    /// [`ConnectorError::RateLimitedUntil`](crate::ConnectorError), and so
+    /// does every later call of the bucket until then: the run stops
+    /// instead of sleeping for hours.
+    pub max_retry_after: Duration,
+    /// The largest response body read, in bytes. A body is read as it
+    /// streams in and dropped the moment it passes this, failing the call:
+    /// one oversized answer never holds more than this in memory.
+    pub max_body: usize,
+}
+
+impl RetryPolicy {
+    /// The default of [`RetryPolicy::max_retry_after`]: five minutes, the
+    /// longest any of the CRMs is known to ask for (Dataverse's service
+    /// protection limits).
+    pub const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+    /// The default of [`RetryPolicy::max_body`]: 64 MiB, ten times the
+    /// largest page a CRM serves (5,000 Dataverse rows with annotations).
+    pub const DEFAULT_MAX_BODY: usize = 64 << 20;
 }
 
 impl RetryPolicy {
@@ -73,6 +93,8 @@ mod tests {
             budget: 2,
             timeout: Duration::from_secs(1),
             send_window: Duration::from_secs(20),
+            max_retry_after: RetryPolicy::DEFAULT_MAX_RETRY_AFTER,
+            max_body: RetryPolicy::DEFAULT_MAX_BODY,
         }
     }
 

@@ -60,12 +60,19 @@ pub(crate) enum Verdict {
 
 pub(crate) fn verdict(err: &ConnectorError) -> Verdict {
     match err {
-        ConnectorError::Auth { .. } | ConnectorError::AllowanceExhausted { .. } => Verdict::Fatal,
+        ConnectorError::Auth { .. }
+        | ConnectorError::AllowanceExhausted { .. }
+        | ConnectorError::RateLimitedUntil { .. } => Verdict::Fatal,
         ConnectorError::Api { status: 404, .. } => Verdict::Refused { not_found: true },
         ConnectorError::Api { status: 400, .. } => Verdict::Refused { not_found: false },
         ConnectorError::Api { status, .. } if *status >= 500 => Verdict::Unknown,
         ConnectorError::Transport { .. } | ConnectorError::Malformed { .. } => Verdict::Unknown,
-        ConnectorError::RateLimited { .. } => Verdict::Failed { retryable: true },
+        // Stopped in a wait: a create was not received (it is not sent
+        // again after anything that may have reached HubSpot), and any
+        // other write may safely be sent again.
+        ConnectorError::RateLimited { .. } | ConnectorError::Stopped { .. } => {
+            Verdict::Failed { retryable: true }
+        }
         ConnectorError::Api { .. }
         | ConnectorError::ChangesExpired { .. }
         | ConnectorError::Unsupported { .. } => Verdict::Failed {
