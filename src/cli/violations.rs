@@ -122,7 +122,10 @@ fn refuse_unknown_values(
             .map(|r| r.id().to_string())
             .chain(config.custom_rules.iter().map(|r| r.id.to_string()))
             .collect();
-        valid.extend(store.violation_values(FilterColumn::Rule)?);
+        // The log is read only for a value the config does not name.
+        if !valid.contains(rule) {
+            valid.extend(store.violation_values(FilterColumn::Rule)?);
+        }
         if !valid.contains(rule) {
             problems.push(unknown("--rule", rule, "rules", valid));
         }
@@ -134,7 +137,9 @@ fn refuse_unknown_values(
             .iter()
             .map(|s| s.id.to_string())
             .collect();
-        valid.extend(store.violation_values(FilterColumn::Stage)?);
+        if !valid.contains(stage) {
+            valid.extend(store.violation_values(FilterColumn::Stage)?);
+        }
         if !valid.contains(stage) {
             problems.push(unknown("--stage", stage, "stages", valid));
         }
@@ -145,7 +150,9 @@ fn refuse_unknown_values(
             .iter()
             .map(|c| c.name.to_string())
             .collect();
-        valid.extend(store.violation_values(FilterColumn::Connector)?);
+        if !valid.contains(connector) {
+            valid.extend(store.violation_values(FilterColumn::Connector)?);
+        }
         if !valid.contains(connector) {
             problems.push(unknown("--connector", connector, "connectors", valid));
         }
