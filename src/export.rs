@@ -1,5 +1,11 @@
 //! Violations out of the store as CSV, a JSON array, or JSON lines, streamed
-//! row by row so an export of millions of violations holds one in memory.
+//! row by row in id order so an export of millions of violations holds one
+//! in memory, and the store sorts nothing.
+//!
+//! CSV is opened by spreadsheets, which run a cell that starts like a
+//! formula: every CSV cell is quoted, and one that starts with a formula
+//! character gets a leading `'` (OWASP's CSV injection advice). JSON keeps
+//! the text exact.
 
 use crate::store::{Store, StoreError, ViolationFilter, ViolationRow};
 use std::io::Write;
@@ -68,11 +74,13 @@ pub fn export(
     let mut count = 0u64;
     match format {
         Format::Csv => {
-            let mut csv = csv::Writer::from_writer(out);
+            let mut csv = csv::WriterBuilder::new()
+                .quote_style(csv::QuoteStyle::Always)
+                .from_writer(out);
             csv.write_record(COLUMNS).map_err(ExportError::CsvHeader)?;
-            store.list_violations(filter, |row| {
+            store.stream_violations(filter, |row| {
                 count += 1;
-                csv.write_record(csv_fields(&row))
+                csv.write_record(csv_fields(&row).map(csv_cell))
                     .map_err(|source| ExportError::Csv {
                         id: row.id.0,
                         source,
@@ -86,7 +94,7 @@ pub fn export(
             if array {
                 out.write_all(b"[")?;
             }
-            store.list_violations(filter, |row| {
+            store.stream_violations(filter, |row| {
                 let separator: &[u8] = match (array, count) {
                     (true, 0) => b"\n",
                     (true, _) => b",\n",
@@ -115,6 +123,19 @@ pub fn export(
     Ok(count)
 }
 
+/// The characters a spreadsheet reads as the start of a formula (or, tab
+/// and CR, skips to find one), and NUL.
+const FORMULA_STARTS: [char; 7] = ['=', '+', '-', '@', '\t', '\r', '\0'];
+
+/// `cell`, with a leading `'` when a spreadsheet would take it for a formula.
+fn csv_cell(cell: String) -> String {
+    if cell.starts_with(FORMULA_STARTS) {
+        format!("'{cell}")
+    } else {
+        cell
+    }
+}
+
 fn csv_fields(row: &ViolationRow) -> [String; 20] {
     let opt = |v: Option<&str>| v.unwrap_or_default().to_owned();
     [
@@ -141,4 +162,31 @@ fn csv_fields(row: &ViolationRow) -> [String; 20] {
         row.last_seen.to_rfc3339(),
         row.resolved_at.map(|d| d.to_rfc3339()).unwrap_or_default(),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cell_that_starts_like_a_formula_gets_a_leading_quote() {
+        for formula in [
+            "=HYPERLINK(\"http://x.invalid\",\"y\")",
+            "+1+2",
+            "-2+3",
+            "@SUM(A1:A2)",
+            "\t=1",
+            "\r=1",
+            "\0=1",
+        ] {
+            assert_eq!(csv_cell(formula.to_owned()), format!("'{formula}"));
+        }
+    }
+
+    #[test]
+    fn a_cell_that_does_not_start_like_a_formula_is_kept() {
+        for text in ["Acme renewal", "a=b", "1-2", "", "'quoted", " =1"] {
+            assert_eq!(csv_cell(text.to_owned()), text);
+        }
+    }
 }

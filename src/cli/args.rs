@@ -6,8 +6,9 @@ use std::path::PathBuf;
 
 /// journeyd keeps an existing CRM honest about the customer journey.
 ///
-/// Exit codes: 0 success; 1 the command failed (store, file, unknown
-/// violation); 2 the config is invalid or the command line is wrong.
+/// Exit codes: 0 success; 1 the command failed (store, file, an import
+/// that skipped a line, unknown violation); 2 the config is invalid or the
+/// command line is wrong.
 #[derive(Debug, Parser)]
 #[command(name = "journeyd", version, about, long_about)]
 pub struct Cli {
@@ -88,8 +89,9 @@ pub enum JourneyCommand {
 pub struct ImportArgs {
     /// The JSONL file (`-` for standard input).
     pub file: PathBuf,
-    /// The connector the records belong to; may be left out when the config
-    /// has exactly one.
+    /// The connector the records belong to: a configured connector of the
+    /// file's CRM (its first record's `system`); may be left out when the
+    /// config has exactly one of that CRM.
     #[arg(long)]
     pub connector: Option<String>,
 }
@@ -158,7 +160,7 @@ pub enum ViolationsCommand {
 pub struct ListArgs {
     #[command(flatten)]
     pub filter: FilterArgs,
-    /// Show at most this many.
+    /// Show at most this many (the total is printed after them).
     #[arg(long, default_value_t = 50)]
     pub limit: u32,
 }
@@ -168,13 +170,17 @@ pub struct FilterArgs {
     /// open, acknowledged, suppressed, resolved, or all (repeatable; default: open and acknowledged).
     #[arg(long, value_enum)]
     pub status: Vec<StatusArg>,
+    /// Only this rule's (one no violation can have is refused, naming those
+    /// that exist; so are the stage, owner and connector below).
     #[arg(long)]
     pub rule: Option<String>,
+    /// Only this journey stage's.
     #[arg(long)]
     pub stage: Option<String>,
     /// CRM owner id of the accountable owner.
     #[arg(long)]
     pub owner: Option<String>,
+    /// Only this connector's.
     #[arg(long)]
     pub connector: Option<String>,
     #[arg(long, value_enum)]

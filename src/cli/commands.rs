@@ -3,10 +3,10 @@
 
 use crate::cli::EXIT_CONFIG;
 use crate::cli::args::{Cli, ImportArgs};
-use crate::cli::output::{json, opt, table};
+use crate::cli::output::{json, opt, table, text};
 use crate::config::{self, Config, ConnectorConfig};
 use crate::secrets::SecretResolver;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::{audit as audit_run, import as import_run, report as report_build};
 use anyhow::{Context as _, anyhow, bail};
 use chrono::Utc;
@@ -61,6 +61,25 @@ impl Context {
         }
         Store::open(path)
             .with_context(|| format!("could not open the state file {}", path.display()))
+    }
+
+    /// The state file, for a command that only reads it: a missing file is
+    /// not created and an older one not migrated; the error says which
+    /// command makes it readable.
+    pub fn open_store_read_only(&self, config: &Config) -> anyhow::Result<Store> {
+        let path = self.state_path(config);
+        Store::open_read_only(path).map_err(|error| match error {
+            StoreError::Missing { .. } => anyhow!(
+                "there is no state file at {}: run `journeyd sync` (or `journeyd import`) first; this command only reads it",
+                path.display()
+            ),
+            StoreError::Outdated { found, latest, .. } => anyhow!(
+                "the state file {} has schema version {found}, older than this journeyd's {latest}: `journeyd sync` (or `journeyd audit`) migrates it; this command only reads it",
+                path.display()
+            ),
+            error => anyhow::Error::new(error)
+                .context(format!("could not open the state file {}", path.display())),
+        })
     }
 }
 
@@ -230,47 +249,52 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("could not start the async runtime")
 }
 
-fn pick_connector<'c>(
-    config: &'c Config,
-    name: Option<&str>,
-) -> anyhow::Result<&'c ConnectorConfig> {
-    match name {
-        Some(name) => config
-            .connectors
-            .iter()
-            .find(|c| c.name.as_str() == name)
-            .ok_or_else(|| anyhow!("no connector `{name}` in {}", config.path.display())),
-        None => match config.connectors.as_slice() {
-            [only] => Ok(only),
-            [] => bail!(
-                "{} configures no connector to import into",
-                config.path.display()
-            ),
-            _ => bail!(
-                "{} configures several connectors: name one with --connector ({})",
-                config.path.display(),
-                config
-                    .connectors
-                    .iter()
-                    .map(|c| c.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        },
-    }
-}
-
 pub fn import(ctx: &Context, args: &ImportArgs) -> anyhow::Result<ExitCode> {
     let config = load_config!(ctx);
-    let connector = pick_connector(&config, args.connector.as_deref())?;
+    let named = args.connector.as_deref();
+    if let Some(name) = named
+        && !config.connectors.iter().any(|c| c.name.as_str() == name)
+    {
+        // Refused before the state file is touched.
+        let error = import_run::choose_connector(&config.connectors, named, None)
+            .expect_err("the connector is not configured");
+        eprintln!("error: {error}");
+        return Ok(ExitCode::from(EXIT_CONFIG));
+    }
     let mut store = ctx.open_store(&config)?;
-    let summary = if args.file.as_os_str() == "-" {
-        import_run::import(&mut store, connector, std::io::stdin().lock(), Utc::now())?
+    let outcome = if args.file.as_os_str() == "-" {
+        import_run::import(
+            &mut store,
+            &config.connectors,
+            named,
+            std::io::stdin().lock(),
+            Utc::now(),
+        )
     } else {
         let file = std::fs::File::open(&args.file)
             .with_context(|| format!("could not open {}", args.file.display()))?;
-        import_run::import(&mut store, connector, BufReader::new(file), Utc::now())
-            .with_context(|| format!("import of {} stopped", args.file.display()))?
+        import_run::import(
+            &mut store,
+            &config.connectors,
+            named,
+            BufReader::new(file),
+            Utc::now(),
+        )
+    };
+    let (connector, summary) = match outcome {
+        Ok(imported) => imported,
+        Err(error) if error.is_connector_choice() => {
+            eprintln!(
+                "error: {}: {}; nothing was imported",
+                args.file.display(),
+                text(&error.to_string())
+            );
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
+        Err(error) => {
+            return Err(anyhow::Error::new(error)
+                .context(format!("import of {} stopped", args.file.display())));
+        }
     };
     if ctx.json {
         json(&summary)?;
@@ -280,7 +304,7 @@ pub fn import(ctx: &Context, args: &ImportArgs) -> anyhow::Result<ExitCode> {
                 "{}:{}: skipped: {}",
                 args.file.display(),
                 skipped.line,
-                skipped.reason
+                text(&skipped.reason)
             );
         }
         let r = &summary.records;
@@ -295,7 +319,11 @@ pub fn import(ctx: &Context, args: &ImportArgs) -> anyhow::Result<ExitCode> {
             summary.skipped.len()
         );
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if summary.skipped.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 pub fn audit(ctx: &Context) -> anyhow::Result<ExitCode> {
@@ -324,7 +352,7 @@ pub fn audit(ctx: &Context) -> anyhow::Result<ExitCode> {
             summary.expression_errors
         );
         for sample in &summary.expression_error_samples {
-            eprintln!("  {sample}");
+            eprintln!("  {}", text(sample));
         }
     }
     let rows = by_rule_stage.iter().map(|row| {
@@ -358,7 +386,7 @@ pub fn audit(ctx: &Context) -> anyhow::Result<ExitCode> {
 
 pub fn report(ctx: &Context) -> anyhow::Result<ExitCode> {
     let config = load_config!(ctx);
-    let store = ctx.open_store(&config)?;
+    let store = ctx.open_store_read_only(&config)?;
     let report = report_build::build(&store, &config.journey)?;
     if ctx.json {
         json(&report)?;

@@ -25,7 +25,7 @@ pub fn main(cli: Cli) -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", output::text(&format!("{error:#}")));
             ExitCode::FAILURE
         }
     }

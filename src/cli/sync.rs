@@ -8,7 +8,7 @@
 
 use crate::cli::args::SyncArgs;
 use crate::cli::commands::{Context, load_config, runtime, select_connectors};
-use crate::cli::output::{json, table};
+use crate::cli::output::{json, table, text};
 use crate::cli::progress::sync_progress;
 use crate::cli::signals;
 use crate::config::ConnectorConfig;
@@ -113,7 +113,7 @@ fn selected_names(connectors: &[ConnectorConfig]) -> String {
 
 fn print(summaries: &[SyncSummary], not_synced: &[NotSynced]) {
     for failure in not_synced {
-        eprintln!("error: {}", failure.error);
+        eprintln!("error: {}", text(&failure.error));
     }
     if !not_synced.is_empty() {
         eprintln!("nothing was synced");
@@ -153,7 +153,7 @@ fn print(summaries: &[SyncSummary], not_synced: &[NotSynced]) {
     );
     for summary in summaries {
         if let Some(error) = &summary.error {
-            eprintln!("{}: {error}", summary.connector);
+            eprintln!("{}: {}", summary.connector, text(error));
         }
         if summary.skipped > 0 {
             eprintln!(

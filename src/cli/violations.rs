@@ -1,39 +1,50 @@
 //! `journeyd violations`: list, show, acknowledge, suppress, reopen, export.
 
+use crate::cli::EXIT_CONFIG;
 use crate::cli::args::{
     AdminArgs, ExportFormat, FilterArgs, ListArgs, SeverityArg, StatusArg, ViolationsCommand,
 };
 use crate::cli::commands::{Context, load_config};
-use crate::cli::output::{json, opt, table};
+use crate::cli::output::{json, opt, table, text};
+use crate::config::Config;
 use crate::export::{self, Format};
 use crate::journey::StageId;
-use crate::rules::{RuleId, Severity};
-use crate::store::{Store, ViolationFilter, ViolationRow, ViolationStatus};
+use crate::rules::{BuiltinRule, RuleId, Severity};
+use crate::store::{FilterColumn, Store, ViolationFilter, ViolationRow, ViolationStatus};
 use anyhow::{Context as _, anyhow, bail};
 use chrono::Utc;
 use journeyd_connector::{ConnectorName, OwnerId};
+use std::collections::{BTreeMap, BTreeSet};
 use std::num::NonZeroUsize;
 use std::process::ExitCode;
 
 pub fn run(ctx: &Context, command: ViolationsCommand) -> anyhow::Result<ExitCode> {
     let config = load_config!(ctx);
-    let mut store = ctx.open_store(&config)?;
     match command {
-        ViolationsCommand::List(args) => list_in(ctx, &store, &args)?,
-        ViolationsCommand::Show { id } => show(ctx, &store, &id)?,
+        ViolationsCommand::List(args) => {
+            let store = ctx.open_store_read_only(&config)?;
+            return list_in(ctx, &config, &store, &args);
+        }
+        ViolationsCommand::Show { id } => {
+            let store = ctx.open_store_read_only(&config)?;
+            show(ctx, &store, &id)?;
+        }
         ViolationsCommand::Ack(admin) => {
+            let mut store = ctx.open_store(&config)?;
             let row = find(&store, &admin.id)?;
             let (by, reason) = who_why(&admin)?;
             store.acknowledge(row.id, &by, &reason, Utc::now())?;
             done(ctx, &store, row, "acknowledged")?;
         }
         ViolationsCommand::Suppress { admin, until } => {
+            let mut store = ctx.open_store(&config)?;
             let row = find(&store, &admin.id)?;
             let (by, reason) = who_why(&admin)?;
             store.suppress(row.id, &by, &reason, until, Utc::now())?;
             done(ctx, &store, row, "suppressed")?;
         }
         ViolationsCommand::Reopen(admin) => {
+            let mut store = ctx.open_store(&config)?;
             let row = find(&store, &admin.id)?;
             let (by, reason) = who_why(&admin)?;
             store.reopen(row.id, &by, &reason, Utc::now())?;
@@ -44,6 +55,10 @@ pub fn run(ctx: &Context, command: ViolationsCommand) -> anyhow::Result<ExitCode
             output,
             filter: args,
         } => {
+            let store = ctx.open_store_read_only(&config)?;
+            if let Some(code) = refuse_unknown_values(&config, &store, &args)? {
+                return Ok(code);
+            }
             let format = match format {
                 ExportFormat::Csv => Format::Csv,
                 ExportFormat::Json => Format::Json,
@@ -70,15 +85,123 @@ pub fn run(ctx: &Context, command: ViolationsCommand) -> anyhow::Result<ExitCode
 #[cfg(feature = "demo")]
 pub fn list_command(ctx: &Context, args: &ListArgs) -> anyhow::Result<ExitCode> {
     let config = load_config!(ctx);
-    let store = ctx.open_store(&config)?;
-    list_in(ctx, &store, args)?;
+    let store = ctx.open_store_read_only(&config)?;
+    list_in(ctx, &config, &store, args)
+}
+
+fn list_in(
+    ctx: &Context,
+    config: &Config,
+    store: &Store,
+    args: &ListArgs,
+) -> anyhow::Result<ExitCode> {
+    if let Some(code) = refuse_unknown_values(config, store, &args.filter)? {
+        return Ok(code);
+    }
+    let mut filter = filter(&args.filter);
+    filter.limit = NonZeroUsize::new(args.limit as usize);
+    list(ctx, store, &filter)?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn list_in(ctx: &Context, store: &Store, args: &ListArgs) -> anyhow::Result<()> {
-    let mut filter = filter(&args.filter);
-    filter.limit = NonZeroUsize::new(args.limit as usize);
-    list(ctx, store, &filter)
+/// At most this many valid values are named when a filter's is unknown.
+const VALUES_NAMED: usize = 50;
+
+/// A `--rule`, `--stage`, `--owner` or `--connector` that no violation can
+/// have is a mistake, not an empty answer: says so, naming the values that
+/// could be meant (the config's and those the log holds), and returns the
+/// command line's exit code.
+fn refuse_unknown_values(
+    config: &Config,
+    store: &Store,
+    args: &FilterArgs,
+) -> anyhow::Result<Option<ExitCode>> {
+    let mut problems = Vec::new();
+    if let Some(rule) = &args.rule {
+        let mut valid: BTreeSet<String> = BuiltinRule::ALL
+            .iter()
+            .map(|r| r.id().to_string())
+            .chain(config.custom_rules.iter().map(|r| r.id.to_string()))
+            .collect();
+        // The log is read only for a value the config does not name.
+        if !valid.contains(rule) {
+            valid.extend(store.violation_values(FilterColumn::Rule)?);
+        }
+        if !valid.contains(rule) {
+            problems.push(unknown("--rule", rule, "rules", valid));
+        }
+    }
+    if let Some(stage) = &args.stage {
+        let mut valid: BTreeSet<String> = config
+            .journey
+            .stages
+            .iter()
+            .map(|s| s.id.to_string())
+            .collect();
+        if !valid.contains(stage) {
+            valid.extend(store.violation_values(FilterColumn::Stage)?);
+        }
+        if !valid.contains(stage) {
+            problems.push(unknown("--stage", stage, "stages", valid));
+        }
+    }
+    if let Some(connector) = &args.connector {
+        let mut valid: BTreeSet<String> = config
+            .connectors
+            .iter()
+            .map(|c| c.name.to_string())
+            .collect();
+        if !valid.contains(connector) {
+            valid.extend(store.violation_values(FilterColumn::Connector)?);
+        }
+        if !valid.contains(connector) {
+            problems.push(unknown("--connector", connector, "connectors", valid));
+        }
+    }
+    if let Some(owner) = &args.owner {
+        // Owner ids, each with its name where the store knows the owner.
+        let mut valid: BTreeMap<String, Option<String>> = store
+            .violation_values(FilterColumn::Owner)?
+            .into_iter()
+            .map(|id| (id, None))
+            .collect();
+        for connector in &config.connectors {
+            for known in store.owners(&connector.name)? {
+                valid.insert(known.id.to_string(), Some(known.name));
+            }
+        }
+        if !valid.contains_key(owner) {
+            let named = valid.into_iter().map(|(id, name)| match name {
+                Some(name) => format!("{id} ({name})"),
+                None => id,
+            });
+            problems.push(unknown("--owner", owner, "owners", named));
+        }
+    }
+    if problems.is_empty() {
+        return Ok(None);
+    }
+    for problem in problems {
+        eprintln!("error: {}", text(&problem));
+    }
+    Ok(Some(ExitCode::from(EXIT_CONFIG)))
+}
+
+fn unknown(flag: &str, value: &str, what: &str, valid: impl IntoIterator<Item = String>) -> String {
+    let valid: Vec<String> = valid.into_iter().collect();
+    if valid.is_empty() {
+        return format!("unknown {flag} `{value}`: there are no {what} to filter by yet");
+    }
+    let mut named = valid
+        .iter()
+        .take(VALUES_NAMED)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if valid.len() > VALUES_NAMED {
+        named.push_str(&format!(" and {} more", valid.len() - VALUES_NAMED));
+    }
+    format!("unknown {flag} `{value}`: the {what} are {named}")
 }
 
 /// Without `--status`, the list shows what needs attention: open and
@@ -150,7 +273,8 @@ fn list(ctx: &Context, store: &Store, filter: &ViolationFilter) -> anyhow::Resul
             lines
         )
     );
-    eprintln!("{} violation(s)", rows.len());
+    let total = store.count_violations(filter)?;
+    eprintln!("{} of {total} violation(s)", rows.len());
     Ok(())
 }
 
@@ -199,7 +323,7 @@ fn show(ctx: &Context, store: &Store, id: &str) -> anyhow::Result<()> {
         ("suppressed until", opt(row.suppressed_until)),
     ];
     for (name, value) in fields {
-        println!("{name:>16}: {value}");
+        println!("{name:>16}: {}", text(&value));
     }
     println!("\nHistory");
     let lines = events.iter().map(|e| {
@@ -244,6 +368,10 @@ fn done(ctx: &Context, store: &Store, before: ViolationRow, what: &str) -> anyho
     if ctx.json {
         return json(&after);
     }
-    println!("violation {} {what}: {}", after.id, after.violation.message);
+    println!(
+        "violation {} {what}: {}",
+        after.id,
+        text(&after.violation.message)
+    );
     Ok(())
 }

@@ -6,7 +6,7 @@
 use crate::cli::EXIT_CONFIG;
 use crate::cli::args::WritebackArgs;
 use crate::cli::commands::{Context, load_config, runtime, select_connectors};
-use crate::cli::output::{json, opt, table};
+use crate::cli::output::{json, opt, table, text};
 use crate::cli::signals;
 use crate::config::WritebackMode;
 use crate::connectors::AnyConnector;
@@ -173,7 +173,9 @@ fn print_plan(report: &WritebackReport, cap: u32, mode: &WritebackMode, rows: us
     for refused in plan.not_allowed.iter().take(rows) {
         println!(
             "not allowed: {} ({}): {}",
-            refused.record, refused.rule, refused.reason
+            text(&refused.record),
+            refused.rule,
+            text(&refused.reason)
         );
     }
     print_more(
@@ -220,7 +222,10 @@ fn print_unassigned(report: &WritebackReport, rows: usize) {
     for entry in plan.unassigned.iter().take(rows) {
         println!(
             "no task for {} ({} {}): {}",
-            entry.record, entry.object, entry.record_id, entry.reason
+            text(&entry.record),
+            entry.object,
+            text(entry.record_id.as_str()),
+            text(&entry.reason)
         );
     }
     print_more(
@@ -269,7 +274,9 @@ fn print_applied(report: &WritebackReport, rows: usize) {
         };
         eprintln!(
             "{}: {} refused: {} ({then})",
-            report.connector, refused.key, refused.reason
+            report.connector,
+            refused.key,
+            text(&refused.reason)
         );
     }
     print_unassigned(report, rows);
@@ -291,6 +298,6 @@ fn print_applied(report: &WritebackReport, rows: usize) {
         );
     }
     if let Some(error) = &report.error {
-        eprintln!("{}: {error}", report.connector);
+        eprintln!("{}: {}", report.connector, text(error));
     }
 }

@@ -16,7 +16,6 @@ pub(super) fn migrations() -> Migrations<'static> {
 }
 
 /// The schema version a store has once every migration ran.
-#[cfg(test)]
 pub(super) fn latest_version() -> usize {
     MIGRATIONS.len()
 }

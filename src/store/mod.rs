@@ -47,8 +47,8 @@ pub use records::{PageWrite, UpsertCounts};
 pub use report::{OwnerCount, StageFigures, StageRuleCount};
 pub use runs::{RunId, RunKind, RunRow, RunStatus};
 pub use violations::{
-    EventKind, EventRow, MIN_PREFIX, RunSummaryRow, SummaryRow, ViolationFilter, ViolationId,
-    ViolationRow, ViolationStatus,
+    EventKind, EventRow, FilterColumn, MIN_PREFIX, RunSummaryRow, SummaryRow, ViolationFilter,
+    ViolationId, ViolationRow, ViolationStatus,
 };
 pub use watermarks::StoredWatermark;
 pub use writeback::{
@@ -80,6 +80,22 @@ pub enum StoreError {
         path: PathBuf,
         #[source]
         source: rusqlite::Error,
+    },
+    #[error("state file {} does not exist", path.display())]
+    Missing { path: PathBuf },
+    /// The file's schema is older than this journeyd's: a command that
+    /// writes to the store migrates it; one that only reads does not.
+    #[error("state file {} has schema version {found}, older than this journeyd's {latest}", path.display())]
+    Outdated {
+        path: PathBuf,
+        found: usize,
+        latest: usize,
+    },
+    #[error("state file {} has schema version {found}, newer than this journeyd's {latest}: it was written by a newer journeyd", path.display())]
+    TooNew {
+        path: PathBuf,
+        found: usize,
+        latest: usize,
     },
     #[error("store {} cannot use write-ahead logging (journal mode stays {mode})", path.display())]
     JournalMode { path: PathBuf, mode: String },
@@ -131,6 +147,18 @@ pub enum StoreError {
     ViolationNotFound(ViolationId),
     #[error("fingerprint prefix {0:?} matches more than one violation")]
     AmbiguousPrefix(String),
+    /// Digits that are one violation's id and start another's fingerprint.
+    #[error(
+        "`{key}` could be violation {} (by its id; fingerprint {}) or violation {} (fingerprint {}): give the fingerprint of the one you mean",
+        id.0, id.1, fingerprint.0, fingerprint.1
+    )]
+    IdOrFingerprint {
+        key: String,
+        /// The violation whose id it is, with its fingerprint.
+        id: (ViolationId, String),
+        /// The violation whose fingerprint it starts, with that fingerprint.
+        fingerprint: (ViolationId, String),
+    },
     #[error("cannot {action} violation {id}: it is {status}")]
     InvalidTransition {
         id: ViolationId,
@@ -248,6 +276,54 @@ impl Store {
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         audit::create_temp_tables(&conn).map_err(open_error)?;
         Ok(Store { conn })
+    }
+
+    /// Opens the existing store at `path` for reading only: a missing file
+    /// is not created, and a file of another schema version is not migrated
+    /// but refused ([`StoreError::Missing`], [`StoreError::Outdated`],
+    /// [`StoreError::TooNew`]). Writes through this store fail.
+    pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        match std::fs::metadata(path) {
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::Missing {
+                    path: path.to_owned(),
+                });
+            }
+            _ => {}
+        }
+        let open_error = |source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(open_error)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
+        conn.pragma_update(None, "cache_size", -CACHE_KIB)
+            .map_err(open_error)?;
+        conn.pragma_update(None, "temp_store", "MEMORY")
+            .map_err(open_error)?;
+        let store = Store { conn };
+        let found = store.schema_version()?;
+        let latest = migrations::latest_version();
+        let path = path.to_owned();
+        match found.cmp(&latest) {
+            std::cmp::Ordering::Less => Err(StoreError::Outdated {
+                path,
+                found,
+                latest,
+            }),
+            std::cmp::Ordering::Greater => Err(StoreError::TooNew {
+                path,
+                found,
+                latest,
+            }),
+            std::cmp::Ordering::Equal => {
+                store
+                    .conn
+                    .set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+                Ok(store)
+            }
+        }
     }
 
     /// The schema version the file is at.
@@ -460,5 +536,60 @@ mod tests {
         let path = dir.path().join("missing").join("journeyd.db");
         let err = Store::open(&path).unwrap_err();
         assert!(err.to_string().contains("missing"), "{err}");
+    }
+
+    #[test]
+    fn opening_a_missing_store_read_only_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journeyd.db");
+        let err = Store::open_read_only(&path).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Missing { path: p } if *p == path),
+            "{err}"
+        );
+        assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
+    }
+
+    #[test]
+    fn a_store_of_an_older_schema_is_refused_read_only_and_left_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journeyd.db");
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            migrations::migrations().to_version(&mut conn, 3).unwrap();
+        }
+        let err = Store::open_read_only(&path).unwrap_err();
+        assert!(
+            matches!(err, StoreError::Outdated { found: 3, latest, .. } if latest == migrations::latest_version()),
+            "{err}"
+        );
+        let conn = Connection::open(&path).unwrap();
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 3, "not migrated");
+    }
+
+    #[test]
+    fn a_current_store_opens_read_only_and_refuses_writes() {
+        let mut test = TestStore::new();
+        test.store
+            .upsert_records(
+                &testkit::hubspot(),
+                &[testkit::record(ObjectKind::Deal, "1")],
+                testkit::day(1, 0),
+            )
+            .unwrap();
+        let mut reader = Store::open_read_only(&test.path()).unwrap();
+        assert_eq!(reader.record_count().unwrap(), 1);
+        assert!(
+            reader
+                .upsert_records(
+                    &testkit::hubspot(),
+                    &[testkit::record(ObjectKind::Deal, "2")],
+                    testkit::day(1, 0),
+                )
+                .is_err()
+        );
     }
 }

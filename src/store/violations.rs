@@ -105,6 +105,15 @@ pub struct EventRow {
     pub reason: Option<String>,
 }
 
+/// A column a list can be filtered on by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilterColumn {
+    Rule,
+    Stage,
+    Owner,
+    Connector,
+}
+
 /// Which violations a list returns. Every field narrows; the default
 /// returns them all.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -230,6 +239,15 @@ impl Where {
         let mark = self.bind(value);
         self.clauses.push(format!("{condition} {mark}"));
     }
+
+    /// ` WHERE ...`, or nothing.
+    fn sql(&self) -> String {
+        if self.clauses.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", self.clauses.join(" AND "))
+        }
+    }
 }
 
 /// An admin's change of status, before it is checked.
@@ -243,15 +261,34 @@ struct Transition<'a> {
 impl Store {
     /// Finds a violation by its id, its fingerprint, or a prefix of its
     /// fingerprint of at least [`MIN_PREFIX`] characters that only it has.
-    /// An id wins over a fingerprint prefix made of the same digits.
+    /// Digits that are both one violation's id and a prefix of another's
+    /// fingerprint name neither: [`StoreError::IdOrFingerprint`] lists both.
     pub fn violation(&self, id_or_fingerprint: &str) -> Result<Option<ViolationRow>, StoreError> {
         let key = id_or_fingerprint.trim();
-        if let Ok(id) = key.parse::<i64>()
-            && let Some(row) = self.violation_by_id(ViolationId(id))?
-        {
-            return Ok(Some(row));
+        let by_id = match key.parse::<i64>() {
+            Ok(id) => self.violation_by_id(ViolationId(id))?,
+            Err(_) => None,
+        };
+        let by_fingerprint = self.violation_by_prefix(key)?;
+        match (by_id, by_fingerprint) {
+            (Some(by_id), Some(by_fingerprint)) if by_id.id != by_fingerprint.id => {
+                Err(StoreError::IdOrFingerprint {
+                    key: key.to_owned(),
+                    id: (by_id.id, by_id.violation.fingerprint.to_string()),
+                    fingerprint: (
+                        by_fingerprint.id,
+                        by_fingerprint.violation.fingerprint.to_string(),
+                    ),
+                })
+            }
+            (Some(row), _) | (None, Some(row)) => Ok(Some(row)),
+            (None, None) => Ok(None),
         }
-        let prefix = key.to_ascii_lowercase();
+    }
+
+    /// The one violation whose fingerprint starts with `prefix`.
+    fn violation_by_prefix(&self, prefix: &str) -> Result<Option<ViolationRow>, StoreError> {
+        let prefix = prefix.to_ascii_lowercase();
         if prefix.len() < MIN_PREFIX || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Ok(None);
         }
@@ -272,6 +309,28 @@ impl Store {
             return Err(StoreError::AmbiguousPrefix(prefix));
         }
         Ok(first)
+    }
+
+    /// The distinct values of `column` among all violations, sorted.
+    pub fn violation_values(&self, column: FilterColumn) -> Result<Vec<String>, StoreError> {
+        let name = match column {
+            FilterColumn::Rule => "rule",
+            FilterColumn::Stage => "stage",
+            FilterColumn::Owner => "owner_id",
+            FilterColumn::Connector => "connector",
+        };
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT DISTINCT {name} FROM violations WHERE {name} IS NOT NULL ORDER BY {name}"
+            ))
+            .op("prepare listing the values of a violation column")?;
+        let values = stmt
+            .query_map([], |row| row.get(0))
+            .op("list the values of a violation column")?
+            .collect::<Result<_, _>>()
+            .op("list the values of a violation column")?;
+        Ok(values)
     }
 
     pub fn violation_by_id(&self, id: ViolationId) -> Result<Option<ViolationRow>, StoreError> {
@@ -434,59 +493,55 @@ impl Store {
     }
 
     /// Streams the violations `filter` selects to `f`, highest severity
-    /// first, then by id. Memory does not grow with the number of rows; `f`
-    /// can stop the stream by returning an error, which is passed back.
+    /// first, then by id. Memory does not grow with the number of rows when
+    /// the filter has a limit (SQLite keeps the top rows only); for every
+    /// row of a large log use [`Store::stream_violations`]. `f` can stop the
+    /// stream by returning an error, which is passed back.
     pub fn list_violations<E>(
         &self,
         filter: &ViolationFilter,
+        f: impl FnMut(ViolationRow) -> Result<(), E>,
+    ) -> Result<(), E>
+    where
+        E: From<StoreError>,
+    {
+        self.query_violations(&list_sql(filter, ListOrder::Severity), f)
+    }
+
+    /// Streams the violations `filter` selects to `f` in id order, reading
+    /// the table in its own order: nothing is sorted, so memory stays flat
+    /// however many rows an export has.
+    pub fn stream_violations<E>(
+        &self,
+        filter: &ViolationFilter,
+        f: impl FnMut(ViolationRow) -> Result<(), E>,
+    ) -> Result<(), E>
+    where
+        E: From<StoreError>,
+    {
+        self.query_violations(&list_sql(filter, ListOrder::Id), f)
+    }
+
+    /// How many violations `filter` selects, its limit aside.
+    pub fn count_violations(&self, filter: &ViolationFilter) -> Result<u64, StoreError> {
+        let query = filter_clause(filter);
+        let sql = format!("SELECT count(*) FROM violations{}", query.sql());
+        self.conn
+            .prepare(&sql)
+            .op("prepare counting violations")?
+            .query_row(params_from_iter(query.values), |row| row.get(0))
+            .op("count violations")
+    }
+
+    fn query_violations<E>(
+        &self,
+        (sql, values): &(String, Vec<Value>),
         mut f: impl FnMut(ViolationRow) -> Result<(), E>,
     ) -> Result<(), E>
     where
         E: From<StoreError>,
     {
-        let mut query = Where::default();
-        if !filter.statuses.is_empty() {
-            let marks: Vec<String> = filter
-                .statuses
-                .iter()
-                .map(|status| query.bind(Value::Text(status.as_str().to_owned())))
-                .collect();
-            query
-                .clauses
-                .push(format!("status IN ({})", marks.join(", ")));
-        }
-        let text = |s: &str| Value::Text(s.to_owned());
-        if let Some(rule) = &filter.rule {
-            query.push("rule =", text(rule.as_str()));
-        }
-        if let Some(stage) = &filter.stage {
-            query.push("stage =", text(stage.as_str()));
-        }
-        if let Some(owner) = &filter.owner_id {
-            query.push("owner_id =", text(owner.as_str()));
-        }
-        if let Some(connector) = &filter.connector {
-            query.push("connector =", text(connector.as_str()));
-        }
-        if let Some(since) = filter.since {
-            query.push("first_seen >=", Value::Text(ts(since)));
-        }
-        if let Some(severity) = filter.min_severity {
-            query.push("severity >=", Value::Integer(severity_rank(severity)));
-        }
-        let mut sql = format!("SELECT {VIOLATION_COLUMNS} FROM violations");
-        if !query.clauses.is_empty() {
-            sql.push_str(" WHERE ");
-            sql.push_str(&query.clauses.join(" AND "));
-        }
-        sql.push_str(" ORDER BY severity DESC, id");
-        if let Some(limit) = filter.limit {
-            let limit = i64::try_from(limit.get()).unwrap_or(i64::MAX);
-            let mark = query.bind(Value::Integer(limit));
-            sql.push_str(&format!(" LIMIT {mark}"));
-        }
-        let values = query.values;
-        let mut stmt = self.conn.prepare(&sql).op("prepare listing violations")?;
+        let mut stmt = self.conn.prepare(sql).op("prepare listing violations")?;
         let mut rows = stmt.query(params_from_iter(values)).op("list violations")?;
         while let Some(row) = rows.next().op("list violations")? {
             f(violation_row(row).op("read a listed violation")?)?;
@@ -610,6 +665,70 @@ fn run_summary_slot<'m>(
             acknowledged: 0,
             suppressed: 0,
         })
+}
+
+/// The order of a list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ListOrder {
+    /// Most severe first, then by id: what an admin reads first.
+    Severity,
+    /// By id, scanning the table (`NOT INDEXED`): never a sort, whatever
+    /// the filter.
+    Id,
+}
+
+/// The WHERE clause of `filter`, its limit aside.
+fn filter_clause(filter: &ViolationFilter) -> Where {
+    let mut query = Where::default();
+    if !filter.statuses.is_empty() {
+        let marks: Vec<String> = filter
+            .statuses
+            .iter()
+            .map(|status| query.bind(Value::Text(status.as_str().to_owned())))
+            .collect();
+        query
+            .clauses
+            .push(format!("status IN ({})", marks.join(", ")));
+    }
+    let text = |s: &str| Value::Text(s.to_owned());
+    if let Some(rule) = &filter.rule {
+        query.push("rule =", text(rule.as_str()));
+    }
+    if let Some(stage) = &filter.stage {
+        query.push("stage =", text(stage.as_str()));
+    }
+    if let Some(owner) = &filter.owner_id {
+        query.push("owner_id =", text(owner.as_str()));
+    }
+    if let Some(connector) = &filter.connector {
+        query.push("connector =", text(connector.as_str()));
+    }
+    if let Some(since) = filter.since {
+        query.push("first_seen >=", Value::Text(ts(since)));
+    }
+    if let Some(severity) = filter.min_severity {
+        query.push("severity >=", Value::Integer(severity_rank(severity)));
+    }
+    query
+}
+
+/// The query of a list, with its parameters.
+fn list_sql(filter: &ViolationFilter, order: ListOrder) -> (String, Vec<Value>) {
+    let mut query = filter_clause(filter);
+    let (from, order_by) = match order {
+        ListOrder::Severity => ("violations", "severity DESC, id"),
+        ListOrder::Id => ("violations NOT INDEXED", "id"),
+    };
+    let mut sql = format!(
+        "SELECT {VIOLATION_COLUMNS} FROM {from}{} ORDER BY {order_by}",
+        query.sql()
+    );
+    if let Some(limit) = filter.limit {
+        let limit = i64::try_from(limit.get()).unwrap_or(i64::MAX);
+        let mark = query.bind(Value::Integer(limit));
+        sql.push_str(&format!(" LIMIT {mark}"));
+    }
+    (sql, query.values)
 }
 
 #[cfg(test)]
@@ -965,6 +1084,224 @@ mod tests {
                     1
                 ),
             ]
+        );
+    }
+
+    /// Every filter an export can be given, alone and together.
+    fn every_filter() -> Vec<ViolationFilter> {
+        let all = ViolationFilter {
+            statuses: vec![ViolationStatus::Open, ViolationStatus::Acknowledged],
+            rule: Some(BuiltinRule::Stalled.id()),
+            stage: Some(StageId::new("decision")),
+            owner_id: Some(OwnerId::new("u7")),
+            connector: Some(hubspot()),
+            since: Some(day(1, 0)),
+            min_severity: Some(Severity::Medium),
+            limit: None,
+        };
+        vec![
+            ViolationFilter::default(),
+            ViolationFilter {
+                statuses: all.statuses.clone(),
+                ..Default::default()
+            },
+            ViolationFilter {
+                statuses: vec![ViolationStatus::Resolved],
+                ..Default::default()
+            },
+            ViolationFilter {
+                rule: all.rule.clone(),
+                ..Default::default()
+            },
+            ViolationFilter {
+                owner_id: all.owner_id.clone(),
+                ..Default::default()
+            },
+            ViolationFilter {
+                connector: all.connector.clone(),
+                statuses: vec![ViolationStatus::Open],
+                ..Default::default()
+            },
+            ViolationFilter {
+                min_severity: all.min_severity,
+                ..Default::default()
+            },
+            all,
+        ]
+    }
+
+    #[test]
+    fn an_export_stream_sorts_nothing_whatever_its_filter() {
+        let test = store_with(&[violation("1", BuiltinRule::MissingOwner, None)]);
+        for filter in every_filter() {
+            let (sql, values) = list_sql(&filter, ListOrder::Id);
+            let mut stmt = test
+                .store
+                .conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap();
+            let plan: Vec<String> = stmt
+                .query_map(params_from_iter(values), |row| row.get(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert!(
+                plan.iter().all(|step| !step.contains("TEMP B-TREE")),
+                "{filter:?}: {plan:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_export_stream_returns_what_the_list_does_in_id_order() {
+        let found = [
+            violation("1", BuiltinRule::DuplicateRecord, None),
+            violation("2", BuiltinRule::OwnerRoleMismatch, Some("decision")),
+            violation("3", BuiltinRule::MissingOwner, Some("decision")),
+            violation("3", BuiltinRule::Stalled, Some("decision")),
+        ];
+        let test = store_with(&found);
+        for filter in every_filter() {
+            let mut listed = Vec::new();
+            test.store
+                .list_violations(&filter, |row| -> Result<(), StoreError> {
+                    listed.push(row.id);
+                    Ok(())
+                })
+                .unwrap();
+            listed.sort();
+            let mut streamed = Vec::new();
+            test.store
+                .stream_violations(&filter, |row| -> Result<(), StoreError> {
+                    streamed.push(row.id);
+                    Ok(())
+                })
+                .unwrap();
+            assert_eq!(streamed, listed, "{filter:?}");
+            assert_eq!(
+                test.store.count_violations(&filter).unwrap(),
+                listed.len() as u64
+            );
+        }
+    }
+
+    /// A store whose violation `id` is digits that also begin another
+    /// violation's fingerprint, as happens once ids reach six digits.
+    fn id_shaped_like_a_fingerprint() -> (TestStore, ViolationRow, ViolationRow, String) {
+        let digits = (0..10_000)
+            .map(|i| violation(&format!("d{i}"), BuiltinRule::MissingOwner, None))
+            .find(|v| {
+                v.fingerprint.as_str()[..6]
+                    .bytes()
+                    .all(|b| b.is_ascii_digit())
+            })
+            .expect("one fingerprint in 10000 starts with six digits");
+        let prefix = digits.fingerprint.as_str()[..6].to_owned();
+        let mut test = store_with(std::slice::from_ref(&digits));
+        let number: i64 = prefix.parse().unwrap();
+        test.store
+            .conn
+            .execute(
+                "UPDATE sqlite_sequence SET seq = ?1 WHERE name = 'violations'",
+                [number - 1],
+            )
+            .unwrap();
+        let other = violation("other", BuiltinRule::Stalled, None);
+        test.store
+            .upsert_records(&hubspot(), &[record(other.object, "other")], day(2, 0))
+            .unwrap();
+        let run = test
+            .store
+            .begin_run(RunKind::Audit, None, day(2, 2))
+            .unwrap();
+        let mut writer = test
+            .store
+            .begin_audit(run, &[hubspot()], day(2, 2))
+            .unwrap();
+        writer.record(&[digits.clone(), other.clone()]).unwrap();
+        writer.finish().unwrap();
+        let by_fingerprint = test
+            .store
+            .violation(digits.fingerprint.as_str())
+            .unwrap()
+            .unwrap();
+        let by_id = test
+            .store
+            .violation(other.fingerprint.as_str())
+            .unwrap()
+            .unwrap();
+        assert_eq!(by_id.id, ViolationId(number));
+        (test, by_id, by_fingerprint, prefix)
+    }
+
+    #[test]
+    fn digits_that_are_an_id_and_a_fingerprint_prefix_name_neither() {
+        let (test, by_id, by_fingerprint, prefix) = id_shaped_like_a_fingerprint();
+        let err = test.store.violation(&prefix).unwrap_err();
+        match &err {
+            StoreError::IdOrFingerprint {
+                key,
+                id,
+                fingerprint,
+            } => {
+                assert_eq!(key, &prefix);
+                assert_eq!(id, &(by_id.id, by_id.violation.fingerprint.to_string()));
+                assert_eq!(
+                    fingerprint,
+                    &(
+                        by_fingerprint.id,
+                        by_fingerprint.violation.fingerprint.to_string()
+                    )
+                );
+            }
+            other => panic!("{other}"),
+        }
+        assert_eq!(
+            test.store.violation(&prefix[..5]).unwrap().map(|r| r.id),
+            None,
+            "five digits are too short for a prefix, and no id"
+        );
+    }
+
+    #[test]
+    fn a_fingerprint_prefix_of_digits_that_is_no_id_finds_its_violation() {
+        let digits = (0..10_000)
+            .map(|i| violation(&format!("d{i}"), BuiltinRule::MissingOwner, None))
+            .find(|v| {
+                v.fingerprint.as_str()[..6]
+                    .bytes()
+                    .all(|b| b.is_ascii_digit())
+            })
+            .expect("one fingerprint in 10000 starts with six digits");
+        let test = store_with(std::slice::from_ref(&digits));
+        let found = test
+            .store
+            .violation(&digits.fingerprint.as_str()[..6])
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.violation.fingerprint, digits.fingerprint);
+    }
+
+    #[test]
+    fn the_values_of_a_filter_column_are_those_the_log_holds() {
+        let found = [
+            violation("1", BuiltinRule::Stalled, Some("decision")),
+            violation("2", BuiltinRule::MissingOwner, None),
+        ];
+        let test = store_with(&found);
+        assert_eq!(
+            test.store.violation_values(FilterColumn::Rule).unwrap(),
+            ["missing_owner", "stalled"]
+        );
+        assert_eq!(
+            test.store.violation_values(FilterColumn::Stage).unwrap(),
+            ["decision"]
+        );
+        assert_eq!(
+            test.store
+                .violation_values(FilterColumn::Connector)
+                .unwrap(),
+            [hubspot().to_string()]
         );
     }
 }

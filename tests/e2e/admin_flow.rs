@@ -24,9 +24,9 @@ fn find<'v>(list: &'v [Value], rule: &str, record: &str) -> &'v Value {
 }
 
 #[test]
-fn import_keeps_the_good_lines_and_names_each_bad_one() {
+fn import_keeps_the_good_lines_names_each_bad_one_and_exits_1() {
     let install = Install::new();
-    let output = install.run(&["import", &fixture(), "--connector", "hubspot"]);
+    let output = install.run_expecting(1, &["import", &fixture(), "--connector", "hubspot"]);
     let err = stderr(&output);
     assert!(
         err.contains("hubspot-sample.jsonl:11: skipped: expected ident"),
@@ -47,7 +47,7 @@ fn import_keeps_the_good_lines_and_names_each_bad_one() {
 #[test]
 fn logs_are_json_lines_with_structured_fields_when_not_on_a_terminal() {
     let install = Install::new();
-    let output = install.run(&["import", &fixture(), "--connector", "hubspot"]);
+    let output = install.run_expecting(1, &["import", &fixture(), "--connector", "hubspot"]);
     let logs: Vec<Value> = stderr(&output)
         .lines()
         .filter_map(|line| serde_json::from_str(line).ok())
@@ -70,7 +70,7 @@ fn logs_are_json_lines_with_structured_fields_when_not_on_a_terminal() {
 #[test]
 fn import_audit_list_ack_audit_export() {
     let install = Install::new();
-    install.run(&["import", &fixture(), "--connector", "hubspot"]);
+    install.run_expecting(1, &["import", &fixture(), "--connector", "hubspot"]);
 
     let first = install.json(&["audit"]);
     assert_eq!(first["summary"]["records"], 7);
@@ -165,7 +165,7 @@ fn import_audit_list_ack_audit_export() {
 #[test]
 fn a_fixed_record_resolves_and_a_relapse_reopens_the_same_violation() {
     let install = Install::new();
-    install.run(&["import", &fixture(), "--connector", "hubspot"]);
+    install.run_expecting(1, &["import", &fixture(), "--connector", "hubspot"]);
     install.run(&["audit"]);
     let before = find(&violations(&install, &[]), "unmapped_stage", "9006").clone();
 
@@ -208,7 +208,7 @@ fn a_fixed_record_resolves_and_a_relapse_reopens_the_same_violation() {
 #[test]
 fn a_suppressed_violation_stays_out_of_the_list_until_its_date() {
     let install = Install::new();
-    install.run(&["import", &fixture(), "--connector", "hubspot"]);
+    install.run_expecting(1, &["import", &fixture(), "--connector", "hubspot"]);
     install.run(&["audit"]);
     let stalled = find(&violations(&install, &[]), "stalled", "9005").clone();
     let id = stalled["id"].to_string();
@@ -252,7 +252,7 @@ fn a_suppressed_violation_stays_out_of_the_list_until_its_date() {
 #[test]
 fn report_shows_every_stage_with_its_figures() {
     let install = Install::new();
-    install.run(&["import", &fixture(), "--connector", "hubspot"]);
+    install.run_expecting(1, &["import", &fixture(), "--connector", "hubspot"]);
     install.run(&["audit"]);
     let report = install.json(&["report"]);
     let stages = report["stages"].as_array().unwrap();

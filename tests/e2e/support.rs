@@ -184,3 +184,45 @@ pub fn tasks_by_key<'t>(
     }
     by_key
 }
+
+/// An import line: a HubSpot deal `id` named `name`, owned by `owner` (or
+/// by no one), in the shipped config's stage `presentationscheduled`.
+pub fn deal_line(id: &str, name: &str, owner: Option<&str>) -> String {
+    let mut deal = serde_json::json!({
+        "type": "record",
+        "system": "hubspot",
+        "object": "deal",
+        "id": id,
+        "name": name,
+        "stage": "presentationscheduled",
+        "created_at": "2026-01-05T10:00:00Z",
+        "modified_at": "2026-11-01T10:00:00Z",
+    });
+    if let Some(owner) = owner {
+        deal["owner_id"] = owner.into();
+    }
+    deal.to_string()
+}
+
+/// An import line: a HubSpot owner.
+pub fn owner_line(id: &str, name: &str) -> String {
+    serde_json::json!({
+        "type": "owner", "id": id, "name": name, "active": true, "teams": ["Sales"],
+    })
+    .to_string()
+}
+
+impl Install {
+    /// Writes `lines` (one a line) to `name` in the installation's
+    /// directory and imports it into the `hubspot` connector.
+    pub fn import_lines(&self, name: &str, lines: &[String]) -> Output {
+        let path = self.path(name);
+        std::fs::write(&path, lines.join("\n") + "\n").expect("the import file is written");
+        self.run(&[
+            "import",
+            path.to_str().expect("a UTF-8 path"),
+            "--connector",
+            "hubspot",
+        ])
+    }
+}

@@ -7,12 +7,16 @@ use crate::support::{Install, repo, stderr, stdout};
 fn audited() -> Install {
     let install = Install::new();
     let sample = repo().join("tests/fixtures/hubspot-sample.jsonl");
-    install.run(&[
-        "import",
-        &sample.display().to_string(),
-        "--connector",
-        "hubspot",
-    ]);
+    // The sample's three bad lines are skipped: exit 1.
+    install.run_expecting(
+        1,
+        &[
+            "import",
+            &sample.display().to_string(),
+            "--connector",
+            "hubspot",
+        ],
+    );
     install.run(&["audit"]);
     install
 }
