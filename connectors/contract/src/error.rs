@@ -57,6 +57,15 @@ pub enum ConnectorError {
         object: ObjectKind,
         reason: String,
     },
+    /// The CRM refused the cursor a pull was following (a Salesforce query
+    /// locator gone idle or evicted, a next link or `after` it no longer
+    /// honours): the pull restarts from its watermark.
+    #[error("{connector} refused the saved {object} cursor: {reason}")]
+    CursorRefused {
+        connector: String,
+        object: ObjectKind,
+        reason: String,
+    },
     #[error("{connector} does not support {object} records")]
     Unsupported {
         connector: String,
@@ -82,7 +91,8 @@ impl ConnectorError {
             ConnectorError::Auth { .. } | ConnectorError::Unsupported { .. } => Retry::Never,
             ConnectorError::AllowanceExhausted { .. }
             | ConnectorError::Malformed { .. }
-            | ConnectorError::ChangesExpired { .. } => Retry::NextRun,
+            | ConnectorError::ChangesExpired { .. }
+            | ConnectorError::CursorRefused { .. } => Retry::NextRun,
             ConnectorError::RateLimited { retry, .. } | ConnectorError::Api { retry, .. } => *retry,
             ConnectorError::Transport { .. } => Retry::After(Duration::from_secs(1)),
         }

@@ -210,6 +210,8 @@ impl DynamicsConnector {
             next,
             removed,
             delta,
+            // No `$count` is asked for: paging is bounded by its cursors.
+            total: None,
         })
     }
 

@@ -106,6 +106,7 @@ impl SalesforceConnector {
             items,
             skipped,
             next: next_cursor(&page),
+            total: page.total_size,
             ..Page::default()
         })
     }
@@ -277,6 +278,7 @@ mod tests {
 
     fn page(done: bool, next: Option<&str>) -> QueryPage {
         QueryPage {
+            total_size: None,
             done,
             next_records_url: next.map(str::to_owned),
             records: Vec::new(),

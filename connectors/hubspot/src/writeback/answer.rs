@@ -68,6 +68,7 @@ pub(crate) fn verdict(err: &ConnectorError) -> Verdict {
         ConnectorError::RateLimited { .. } => Verdict::Failed { retryable: true },
         ConnectorError::Api { .. }
         | ConnectorError::ChangesExpired { .. }
+        | ConnectorError::CursorRefused { .. }
         | ConnectorError::Unsupported { .. } => Verdict::Failed {
             retryable: err.retry() != Retry::Never,
         },
