@@ -277,7 +277,7 @@ impl Connector for FakeConnector {
                 crm.refuse_cursors -= 1;
                 return Err(ConnectorError::CursorRefused {
                     connector: self.name.to_string(),
-                    object,
+                    object: object.to_string(),
                     reason: "INVALID_QUERY_LOCATOR: invalid query locator".into(),
                 });
             }

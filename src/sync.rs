@@ -150,7 +150,7 @@ pub enum StepError {
         reason: String,
     },
     #[error(
-        "{connector} {step}: the pull was restarted from its watermark {restarts} times and the cursor was refused again: {reason}"
+        "{connector} {step}: the cursor was refused again after {restarts} restarts of the pull: {reason}"
     )]
     CursorRefused {
         connector: ConnectorName,
@@ -492,16 +492,21 @@ async fn owners<C: Connector>(ctx: &Ctx<'_, C>, summary: &mut SyncSummary) -> Re
     ctx.progress.step_started(ctx.name, step);
     let mut cursor: Option<String> = None;
     let mut guard = PageGuard::default();
+    let mut restarts = 0;
     loop {
         if ctx.stopping() {
             return Err(Halt::Shutdown);
         }
-        let page = ctx
+        let asked = ctx
             .read(step, guard.next_page(), || {
                 ctx.connector.owners(cursor.clone())
             })
-            .await?
-            .map_err(Halt::Connector)?;
+            .await?;
+        let Some(page) = refused_restarts(ctx, step, asked, &mut restarts)? else {
+            cursor = None;
+            guard = PageGuard::default();
+            continue;
+        };
         guard
             .page(page.total, page.next.as_deref())
             .map_err(|runaway| ctx.runaway(step, runaway))?;
@@ -660,9 +665,9 @@ async fn records<C: Connector>(
                 guard = PageGuard::default();
                 continue;
             }
-            Err(ConnectorError::CursorRefused { reason, .. })
-                if matches!(from, PullFrom::Cursor(_)) =>
-            {
+            // Refused mid-page too: Salesforce retires a page's child
+            // cursors when the next page is asked for.
+            Err(ConnectorError::CursorRefused { reason, .. }) => {
                 if restarts == CURSOR_RESTARTS {
                     return Err(Halt::Step(StepError::CursorRefused {
                         connector: ctx.name.clone(),
@@ -735,6 +740,35 @@ async fn records<C: Connector>(
     reconcile(ctx, object, summary).await?;
     ctx.progress.step_finished(ctx.name, step);
     Ok(())
+}
+
+/// The page of a step read from the start by cursors alone (owners,
+/// deletions), or `None` when the CRM refused the cursor and the step
+/// starts over (up to [`CURSOR_RESTARTS`] times).
+fn refused_restarts<C, T>(
+    ctx: &Ctx<'_, C>,
+    step: Step,
+    asked: Result<Page<T>, ConnectorError>,
+    restarts: &mut u32,
+) -> Result<Option<Page<T>>, Halt> {
+    match asked {
+        Ok(page) => Ok(Some(page)),
+        Err(ConnectorError::CursorRefused { reason, .. }) => {
+            if *restarts == CURSOR_RESTARTS {
+                return Err(Halt::Step(StepError::CursorRefused {
+                    connector: ctx.name.clone(),
+                    step,
+                    restarts: *restarts,
+                    reason,
+                }));
+            }
+            *restarts += 1;
+            tracing::warn!(connector = %ctx.name, step = %step, restart = *restarts,
+                reason = %reason, "the crm refused the saved cursor; restarting from the start");
+            Ok(None)
+        }
+        Err(error) => Err(Halt::Connector(error)),
+    }
 }
 
 /// Where a pull of `object` whose cursor the CRM refused starts again: a
@@ -839,16 +873,21 @@ async fn deletions<C: Connector>(
     ctx.progress.step_started(ctx.name, step);
     let mut cursor: Option<String> = None;
     let mut guard = PageGuard::default();
+    let mut restarts = 0;
     loop {
         if ctx.stopping() {
             return Err(Halt::Shutdown);
         }
-        let page = ctx
+        let asked = ctx
             .read(step, guard.next_page(), || {
                 ctx.connector.deletions(object, cursor.clone())
             })
-            .await?
-            .map_err(Halt::Connector)?;
+            .await?;
+        let Some(page) = refused_restarts(ctx, step, asked, &mut restarts)? else {
+            cursor = None;
+            guard = PageGuard::default();
+            continue;
+        };
         guard
             .page(page.total, page.next.as_deref())
             .map_err(|runaway| ctx.runaway(step, runaway))?;

@@ -723,7 +723,9 @@ async fn a_cursor_refused_after_every_restart_fails_only_that_object() {
     );
     let error = summary.error.clone().unwrap();
     assert!(
-        error.contains("hubspot deal records: the pull was restarted from its watermark 3 times"),
+        error.contains(
+            "hubspot deal records: the cursor was refused again after 3 restarts of the pull"
+        ),
         "{error}"
     );
     let counts = run_counts(&harness, &summary);

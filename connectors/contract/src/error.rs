@@ -59,11 +59,12 @@ pub enum ConnectorError {
     },
     /// The CRM refused the cursor a pull was following (a Salesforce query
     /// locator gone idle or evicted, a next link or `after` it no longer
-    /// honours): the pull restarts from its watermark.
-    #[error("{connector} refused the saved {object} cursor: {reason}")]
+    /// honours): the pull restarts from its watermark. `object` names what
+    /// was pulled (`deal`, or `owner`).
+    #[error("{connector} refused the {object} cursor: {reason}")]
     CursorRefused {
         connector: String,
-        object: ObjectKind,
+        object: String,
         reason: String,
     },
     #[error("{connector} does not support {object} records")]
