@@ -154,3 +154,42 @@ fn no_salesforce_secret_reaches_a_log_line_or_the_state_file() {
         &[&key_body, &org.emulator.client_secret()],
     );
 }
+
+#[test]
+fn a_saved_query_locator_salesforce_expired_restarts_the_pull_from_the_watermark() {
+    let org = Org::at(chrono::Utc::now(), 500, |config| {
+        config["connectors"]["salesforce"]["paging"]["query_batch"] = toml_edit::value(200);
+    });
+    // Owners and two pages of leads, then the allowance stop leaves the
+    // third page's locator saved.
+    org.emulator.set_daily_limit(3);
+    let stopped = sync(&org.install, &[]);
+    assert_eq!(stopped["status"], "partial", "{stopped}");
+    org.emulator.reset_usage();
+    org.emulator.set_daily_limit(100_000);
+    assert!(org.emulator.expire_query_locators() > 0);
+
+    let output = org
+        .install
+        .command(&["--json", "sync", "--connector", "salesforce"])
+        .output()
+        .expect("journeyd runs");
+
+    let logs = String::from_utf8_lossy(&output.stderr);
+    let summary: Value = serde_json::from_slice(&output.stdout).expect("a json summary");
+    assert!(output.status.success(), "{summary}\n{logs}");
+    assert_eq!(summary["synced"][0]["status"], "ok", "{summary}");
+    let restarted = logs
+        .lines()
+        .find(|line| line.contains("restarting the pull from its watermark"))
+        .unwrap_or_else(|| panic!("no restart in the log:\n{logs}"));
+    assert!(
+        restarted.contains("INVALID_QUERY_LOCATOR") && restarted.contains("lead"),
+        "{restarted}"
+    );
+    let leads = stored_records(&org.install)
+        .iter()
+        .filter(|(object, _, _)| object == "lead")
+        .count();
+    assert_eq!(leads, org.emulator.ids(SObject::Lead).len());
+}
