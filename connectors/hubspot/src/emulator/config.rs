@@ -247,6 +247,13 @@ pub struct ListKnobs {
     pub history_max_limit: usize,
     /// What a larger `limit` gets.
     pub over_max: OverMax,
+    /// Every request with an `after` is answered 400 `VALIDATION_ERROR`,
+    /// as a refused cursor would be: HubSpot publishes neither an expiry
+    /// of `after` nor how a stale one is refused (?).
+    pub refuse_after: bool,
+    /// A faulty server, not a HubSpot behaviour: a page asked with an
+    /// `after` names that same `after` as its next, so paging never ends.
+    pub repeat_after: bool,
 }
 
 impl Default for ListKnobs {
@@ -256,6 +263,8 @@ impl Default for ListKnobs {
             max_limit: 100,
             history_max_limit: 50,
             over_max: OverMax::Reject,
+            refuse_after: false,
+            repeat_after: false,
         }
     }
 }
