@@ -1336,7 +1336,9 @@ async fn a_list_page_refused_by_its_after_is_a_refused_cursor() {
         .await
         .expect("the first page");
     let saved = first.next.expect("more than one page");
-    emulator.update_knobs(|knobs| knobs.list.refuse_after = true);
+    emulator.update_knobs(|knobs| {
+        knobs.list.refuse_after.insert(ObjectType::Deals);
+    });
 
     let refused = connector
         .pull(ObjectKind::Deal, PullFrom::Cursor(saved))
@@ -1355,7 +1357,9 @@ async fn a_list_page_naming_its_own_after_as_next_is_handed_on_as_it_came() {
     let mut settings = settings(&emulator, HubspotAuth::PrivateApp);
     settings.list_limit = nz(7);
     let connector = connector(settings, &emulator);
-    emulator.update_knobs(|knobs| knobs.list.repeat_after = true);
+    emulator.update_knobs(|knobs| {
+        knobs.list.repeat_after.insert(ObjectType::Deals);
+    });
     let first = connector
         .pull(ObjectKind::Deal, PullFrom::Start)
         .await

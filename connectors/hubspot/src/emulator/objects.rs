@@ -96,7 +96,7 @@ pub(crate) async fn list(
     }
     let asked_after = params.get("after");
     if let Some(text) = asked_after
-        && knobs.list.refuse_after
+        && knobs.list.refuse_after.contains(&object)
     {
         return Err(ApiError::validation(format!(
             "Invalid value for after: {text}"
@@ -124,7 +124,7 @@ pub(crate) async fn list(
         .collect();
     let mut body = json!({ "results": results });
     let next = match asked_after {
-        Some(asked) if knobs.list.repeat_after => Some(asked.to_owned()),
+        Some(asked) if knobs.list.repeat_after.contains(&object) => Some(asked.to_owned()),
         _ => range.next().map(|(next, _)| next.to_string()),
     };
     if let Some(next) = next {
