@@ -331,7 +331,7 @@ pub async fn sync<C: Connector>(
         progress,
         shutdown,
         accept_mass_deletion: options.accept_mass_deletion,
-        retry: config.connection.retry().clone(),
+        retry: *config.connection.retry(),
         ceiling: now,
     };
     let mut summary = SyncSummary {
