@@ -678,9 +678,15 @@ async fn records<C: Connector>(
                 }
                 restarts += 1;
                 from = restart(ctx, object, full).await?;
-                tracing::warn!(connector = %ctx.name, object = %object, page = page_number,
-                    restart = restarts, from = restarted_from(&from), reason = %reason,
-                    "the crm refused the saved cursor; restarting the pull from its watermark");
+                if from == PullFrom::Start {
+                    tracing::warn!(connector = %ctx.name, object = %object, page = page_number,
+                        restart = restarts, reason = %reason,
+                        "the crm refused the saved cursor; restarting the full pull from the start");
+                } else {
+                    tracing::warn!(connector = %ctx.name, object = %object, page = page_number,
+                        restart = restarts, from = restarted_from(&from), reason = %reason,
+                        "the crm refused the saved cursor; restarting the pull from its watermark");
+                }
                 begin(ctx, object, &from).await?;
                 guard = PageGuard::default();
                 continue;
@@ -795,13 +801,11 @@ async fn restart<C>(ctx: &Ctx<'_, C>, object: ObjectKind, full: bool) -> Result<
     })
 }
 
-/// How a restarted pull starts, as the log says it.
+/// Where a restarted incremental pull starts, as the log says it.
 fn restarted_from(from: &PullFrom) -> &'static str {
     match from {
-        PullFrom::Start => "start",
-        PullFrom::Since(_) => "watermark",
         PullFrom::Delta(_) => "delta link",
-        PullFrom::Cursor(_) => "cursor",
+        PullFrom::Since(_) | PullFrom::Start | PullFrom::Cursor(_) => "watermark",
     }
 }
 
