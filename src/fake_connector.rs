@@ -58,6 +58,18 @@ pub struct FakeCrm {
     pub delta_links: bool,
     /// Every delta link handed out so far answers "expired".
     pub deltas_expired: bool,
+    /// The next this many pulls from a cursor answer that the cursor is
+    /// refused, as an idle Salesforce query locator is.
+    pub refuse_cursors: usize,
+    /// Per object, the next this many pulls answer with a page that
+    /// cannot be read.
+    pub unreadable: BTreeMap<ObjectKind, usize>,
+    /// Objects whose pulls from a cursor hand that same cursor back as
+    /// the next page's: paging that never ends.
+    pub repeat_cursor: std::collections::BTreeSet<ObjectKind>,
+    /// The total every page reports; `None`: how many records the pull
+    /// selects.
+    pub report_total: Option<u64>,
 }
 
 /// How an `apply` answers once its writes are made.
@@ -261,6 +273,22 @@ impl Connector for FakeConnector {
             if let Some(error) = crm.fail_next_pull.take() {
                 return Err(error);
             }
+            if matches!(from, PullFrom::Cursor(_)) && crm.refuse_cursors > 0 {
+                crm.refuse_cursors -= 1;
+                return Err(ConnectorError::CursorRefused {
+                    connector: self.name.to_string(),
+                    object: object.to_string(),
+                    reason: "INVALID_QUERY_LOCATOR: invalid query locator".into(),
+                });
+            }
+            if let Some(left @ 1..) = crm.unreadable.get_mut(&object) {
+                *left -= 1;
+                return Err(ConnectorError::Malformed {
+                    connector: self.name.to_string(),
+                    route: "/records".into(),
+                    reason: "EOF while parsing an object at line 1 column 4096".into(),
+                });
+            }
             let (offset, since) = match &from {
                 PullFrom::Start => (0, None),
                 PullFrom::Since(w) => (0, Some((w.modified_at, w.id.clone()))),
@@ -288,8 +316,14 @@ impl Connector for FakeConnector {
             };
             let end = (offset + crm.page_size).min(selected.len());
             let items = selected.get(offset..end).unwrap_or_default().to_vec();
-            let next = (end < selected.len())
-                .then(|| cursor(end, since.as_ref().map(|(at, id)| (*at, id))));
+            let next = match &from {
+                PullFrom::Cursor(asked) if crm.repeat_cursor.contains(&object) => {
+                    Some(asked.clone())
+                }
+                _ => (end < selected.len())
+                    .then(|| cursor(end, since.as_ref().map(|(at, id)| (*at, id)))),
+            };
+            let total = Some(crm.report_total.unwrap_or(selected.len() as u64));
             let skipped = if offset == 0 {
                 crm.skipped.get(&object).cloned().unwrap_or_default()
             } else {
@@ -314,6 +348,7 @@ impl Connector for FakeConnector {
                 next,
                 removed,
                 delta,
+                total,
             })
         })
     }

@@ -9,21 +9,34 @@
 //! saved: the next sync resumes at the next page. A connector error ends
 //! this connector's sync with the error recorded in its run row; the caller
 //! goes on with the other connectors.
+//!
+//! Some trouble belongs to one step only (one object kind's records or
+//! deletions, or the owners), and the other steps go on: a page that came
+//! back unreadable is asked for again like a 5xx (up to the connection's
+//! `limits.max_attempts`), a cursor the CRM refuses restarts that pull
+//! from its watermark (up to [`CURSOR_RESTARTS`] times), and paging that
+//! loops or has no end is stopped ([`paging`]). A step given up is named,
+//! with why, in the summary and the run row.
 
 use crate::config::ConnectorConfig;
 use crate::store::{PageWrite, RunKind, RunStatus, StoreError, StoreHandle};
 use chrono::{DateTime, Utc};
 use journeyd_connector::connector::PullFrom;
+use journeyd_connector::http::RetryPolicy;
 use journeyd_connector::{
     Connector, ConnectorError, ConnectorName, CrmRecord, ObjectKind, Page, RecordId, Retry,
     Skipped, Watermark,
 };
+use paging::{PageGuard, Runaway};
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::fmt;
+use std::future::Future;
 use std::time::Instant;
 use thiserror::Error;
 use tracing::Instrument;
+
+pub mod paging;
 
 /// Set to `true` to stop every sync at its next page boundary.
 pub type Shutdown = tokio::sync::watch::Receiver<bool>;
@@ -46,6 +59,12 @@ pub struct SyncOptions {
 /// integration user who lost read access, or a sharing rule changed, looks
 /// exactly like a CRM emptied overnight.
 pub const MASS_DELETION: u64 = 10;
+
+/// Times one pull of an object kind may be restarted from its watermark in
+/// one sync because the CRM refused its cursor. A cursor from a pull just
+/// restarted is fresh; refused again and again, something other than an
+/// idle cursor is wrong, and the next run tries again.
+pub const CURSOR_RESTARTS: u32 = 3;
 
 /// A part of a sync, as progress reports name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,8 +122,58 @@ pub struct SyncSummary {
     pub ms: u64,
     /// Stopped by the shutdown signal, with the cursor saved.
     pub stopped: bool,
-    /// Why the sync ended early.
+    /// Why the sync ended early, or what it gave up on.
     pub error: Option<String>,
+    /// The steps given up while the others went on, each with why.
+    pub failed: Vec<FailedStep>,
+}
+
+/// One step of a sync given up while the others went on.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FailedStep {
+    /// The object kind (`deal`), or `owner` for the owners.
+    pub object: String,
+    /// `records`, `deletions` or `owners`.
+    pub step: &'static str,
+    pub error: String,
+}
+
+/// Why one step of a sync was given up while the others went on.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum StepError {
+    #[error("{connector} {step} page {page} could not be read in {attempts} attempts: {reason}")]
+    Unreadable {
+        connector: ConnectorName,
+        step: Step,
+        page: u64,
+        attempts: u32,
+        reason: String,
+    },
+    #[error(
+        "{connector} {step}: the cursor was refused again after {restarts} restarts of the pull: {reason}"
+    )]
+    CursorRefused {
+        connector: ConnectorName,
+        step: Step,
+        restarts: u32,
+        reason: String,
+    },
+    #[error("{connector} {step}: paging stopped: {runaway}")]
+    Runaway {
+        connector: ConnectorName,
+        step: Step,
+        runaway: Runaway,
+    },
+}
+
+impl StepError {
+    fn step(&self) -> Step {
+        match self {
+            StepError::Unreadable { step, .. }
+            | StepError::CursorRefused { step, .. }
+            | StepError::Runaway { step, .. } => *step,
+        }
+    }
 }
 
 #[derive(Debug, Error)]
@@ -117,11 +186,13 @@ pub enum SyncError {
     },
 }
 
-/// Why a sync stopped before its end.
+/// Why a sync, or one of its steps, stopped before its end.
 enum Halt {
     Shutdown,
     Connector(ConnectorError),
     Store(StoreError),
+    /// This step only: the others go on.
+    Step(StepError),
 }
 
 impl From<StoreError> for Halt {
@@ -138,6 +209,9 @@ struct Ctx<'a, C> {
     progress: &'a dyn SyncProgress,
     shutdown: &'a Shutdown,
     accept_mass_deletion: bool,
+    /// How the connection retries a call: an unreadable page is asked for
+    /// again as a 5xx would be.
+    retry: RetryPolicy,
     /// When this sync started. A watermark never goes past it: a full pull
     /// reads in id order, so a record it passed early may change during the
     /// pull, after a later one the pull did see; starting the next
@@ -166,6 +240,58 @@ impl<C> Ctx<'_, C> {
             );
         }
         summary.skipped += skipped.len() as u64;
+    }
+
+    /// Asks `ask` for page `page` of `step`, asking again (after the
+    /// connection's backoff) while the answer cannot be read, up to its
+    /// `max_attempts`. The inner result is the connector's answer; the
+    /// outer error ends the step (the page stayed unreadable) or the sync
+    /// (shutdown).
+    async fn read<T, F, Fut>(
+        &self,
+        step: Step,
+        page: u64,
+        mut ask: F,
+    ) -> Result<Result<T, ConnectorError>, Halt>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, ConnectorError>>,
+    {
+        let attempts = self.retry.max_attempts.get();
+        let mut wait = self.retry.base_delay;
+        let mut attempt = 1;
+        loop {
+            match ask().await {
+                Err(error @ ConnectorError::Malformed { .. }) => {
+                    if attempt >= attempts {
+                        return Err(Halt::Step(StepError::Unreadable {
+                            connector: self.name.clone(),
+                            step,
+                            page,
+                            attempts,
+                            reason: error.to_string(),
+                        }));
+                    }
+                    tracing::warn!(connector = %self.name, step = %step, page, attempt,
+                        error = %error, "page could not be read; asking for it again");
+                    tokio::time::sleep(wait).await;
+                    if self.stopping() {
+                        return Err(Halt::Shutdown);
+                    }
+                    wait = (wait * 2).min(self.retry.max_delay.max(self.retry.base_delay));
+                    attempt += 1;
+                }
+                answer => return Ok(answer),
+            }
+        }
+    }
+
+    fn runaway(&self, step: Step, runaway: Runaway) -> Halt {
+        Halt::Step(StepError::Runaway {
+            connector: self.name.clone(),
+            step,
+            runaway,
+        })
     }
 }
 
@@ -205,6 +331,7 @@ pub async fn sync<C: Connector>(
         progress,
         shutdown,
         accept_mass_deletion: options.accept_mass_deletion,
+        retry: *config.connection.retry(),
         ceiling: now,
     };
     let mut summary = SyncSummary {
@@ -221,6 +348,7 @@ pub async fn sync<C: Connector>(
         ms: 0,
         stopped: false,
         error: None,
+        failed: Vec::new(),
     };
     let objects: Vec<ObjectKind> = connector
         .objects()
@@ -234,6 +362,8 @@ pub async fn sync<C: Connector>(
         .await;
     let _entered = span.enter();
     summary.status = match outcome {
+        // A step given up needs someone to look, as a failed sync does.
+        Ok(()) if !summary.failed.is_empty() => RunStatus::Failed,
         Ok(()) if summary.skipped > 0 || summary.error.is_some() => RunStatus::Partial,
         Ok(()) => RunStatus::Ok,
         // A wait the shutdown cut short ends the sync as a stop between pages does.
@@ -245,6 +375,11 @@ pub async fn sync<C: Connector>(
             RunStatus::Partial
         }
         Err(Halt::Connector(error)) => connector_error(&name, &error, &mut summary),
+        Err(Halt::Step(error)) => {
+            // Steps are given up in `all`; one cannot end the sync.
+            failed_step(&name, error, &mut summary);
+            RunStatus::Failed
+        }
         Err(Halt::Store(source)) => {
             tracing::error!(connector = %name, error = %source, "sync could not use the store");
             let message = source.to_string();
@@ -291,15 +426,40 @@ fn connector_error(
         }
         (_, Retry::Never) => {
             tracing::error!(connector = %name, error = %error, "sync failed; retrying cannot help until the config or credentials are fixed");
-            summary.error = Some(error.to_string());
+            add_error(summary, error.to_string());
             RunStatus::Failed
         }
         _ => {
             tracing::warn!(connector = %name, error = %error, "sync failed; the next run tries again");
-            summary.error = Some(error.to_string());
+            add_error(summary, error.to_string());
             RunStatus::Failed
         }
     }
+}
+
+/// Adds `why` to the summary's error, after what is already there.
+fn add_error(summary: &mut SyncSummary, why: String) {
+    summary.error = Some(match summary.error.take() {
+        Some(before) => format!("{before}; {why}"),
+        None => why,
+    });
+}
+
+/// Records a step given up, in the summary (and so the run row) and the log.
+fn failed_step(name: &ConnectorName, error: StepError, summary: &mut SyncSummary) {
+    let (object, step) = match error.step() {
+        Step::Owners => ("owner".to_owned(), "owners"),
+        Step::Records(object) => (object.to_string(), "records"),
+        Step::Deletions(object) => (object.to_string(), "deletions"),
+    };
+    tracing::error!(connector = %name, object = %object, step, error = %error,
+        "sync step given up; the other steps go on and the next run tries it again");
+    add_error(summary, error.to_string());
+    summary.failed.push(FailedStep {
+        object,
+        step,
+        error: error.to_string(),
+    });
 }
 
 async fn all<C: Connector>(
@@ -308,11 +468,21 @@ async fn all<C: Connector>(
     full: bool,
     summary: &mut SyncSummary,
 ) -> Result<(), Halt> {
-    owners(ctx, summary).await?;
+    let given_up = |outcome: Result<(), Halt>, summary: &mut SyncSummary| match outcome {
+        Err(Halt::Step(error)) => {
+            failed_step(ctx.name, error, summary);
+            Ok(())
+        }
+        other => other,
+    };
+    let outcome = owners(ctx, summary).await;
+    given_up(outcome, summary)?;
     for &object in objects {
-        records(ctx, object, full, summary).await?;
+        let outcome = records(ctx, object, full, summary).await;
+        given_up(outcome, summary)?;
         if full {
-            deletions(ctx, object, summary).await?;
+            let outcome = deletions(ctx, object, summary).await;
+            given_up(outcome, summary)?;
         }
     }
     Ok(())
@@ -321,16 +491,26 @@ async fn all<C: Connector>(
 async fn owners<C: Connector>(ctx: &Ctx<'_, C>, summary: &mut SyncSummary) -> Result<(), Halt> {
     let step = Step::Owners;
     ctx.progress.step_started(ctx.name, step);
-    let mut cursor = None;
+    let mut cursor: Option<String> = None;
+    let mut guard = PageGuard::default();
+    let mut restarts = 0;
     loop {
         if ctx.stopping() {
             return Err(Halt::Shutdown);
         }
-        let page = ctx
-            .connector
-            .owners(cursor)
-            .await
-            .map_err(Halt::Connector)?;
+        let asked = ctx
+            .read(step, guard.next_page(), || {
+                ctx.connector.owners(cursor.clone())
+            })
+            .await?;
+        let Some(page) = refused_restarts(ctx, step, asked, &mut restarts)? else {
+            cursor = None;
+            guard = PageGuard::default();
+            continue;
+        };
+        guard
+            .page(page.total, page.next.as_deref())
+            .map_err(|runaway| ctx.runaway(step, runaway))?;
         ctx.skipped(step, &page.skipped, summary);
         let count = page.items.len() as u64;
         let name = ctx.name.clone();
@@ -349,16 +529,19 @@ async fn owners<C: Connector>(ctx: &Ctx<'_, C>, summary: &mut SyncSummary) -> Re
     Ok(())
 }
 
-/// Where a pull of `object` starts: mid-pull at the saved cursor, else from
-/// the start (a full sync, or the first one), else from the delta link the
-/// last pull ended with, else from the watermark.
+/// Where a pull of `object` starts: mid-pull at the saved cursor (on a
+/// full sync only when that pull is itself a full one, `full_under_way`:
+/// a full sync never finishes an incremental pull), else from the start (a
+/// full sync, or the first one), else from the delta link the last pull
+/// ended with, else from the watermark.
 fn pull_from(
     stored: Option<&crate::store::StoredWatermark>,
     delta: Option<String>,
     full: bool,
+    full_under_way: bool,
 ) -> PullFrom {
     match (stored, delta) {
-        (Some(stored), _) if stored.cursor.is_some() => {
+        (Some(stored), _) if stored.cursor.is_some() && (!full || full_under_way) => {
             PullFrom::Cursor(stored.cursor.clone().unwrap_or_default())
         }
         _ if full => PullFrom::Start,
@@ -426,33 +609,46 @@ async fn records<C: Connector>(
 ) -> Result<(), Halt> {
     let step = Step::Records(object);
     ctx.progress.step_started(ctx.name, step);
-    let (stored, delta) = {
+    let (stored, delta, full_under_way) = {
         let name = ctx.name.clone();
         ctx.store
             .call(move |s| {
-                Ok::<_, StoreError>((s.watermark(&name, object)?, s.delta_link(&name, object)?))
+                Ok::<_, StoreError>((
+                    s.watermark(&name, object)?,
+                    s.delta_link(&name, object)?,
+                    s.reconcile_under_way(&name, object)?,
+                ))
             })
             .await?
     };
-    let mut from = pull_from(stored.as_ref(), delta, full);
+    let mut from = pull_from(stored.as_ref(), delta, full, full_under_way);
     let mut high = stored.map(|stored| stored.watermark);
     begin(ctx, object, &from).await?;
+    let mut guard = match &from {
+        PullFrom::Cursor(cursor) => PageGuard::resumed(cursor),
+        _ => PageGuard::default(),
+    };
+    let mut restarts = 0;
     loop {
         if ctx.stopping() {
             return Err(Halt::Shutdown);
         }
         let started = Instant::now();
+        let page_number = guard.next_page();
         let span = tracing::info_span!(
             "page",
             object = %object,
+            page = page_number,
             records = tracing::field::Empty,
             ms = tracing::field::Empty
         );
         let pulled = ctx
-            .connector
-            .pull(object, from.clone())
-            .instrument(span.clone())
-            .await;
+            .read(step, page_number, || {
+                ctx.connector
+                    .pull(object, from.clone())
+                    .instrument(span.clone())
+            })
+            .await?;
         let page: Page<CrmRecord> = match pulled {
             Err(ConnectorError::ChangesExpired { reason, .. })
                 if matches!(from, PullFrom::Delta(_)) =>
@@ -467,10 +663,42 @@ async fn records<C: Connector>(
                     .await?;
                 from = PullFrom::Start;
                 begin(ctx, object, &from).await?;
+                guard = PageGuard::default();
+                continue;
+            }
+            // Refused mid-page too: Salesforce retires a page's child
+            // cursors when the next page is asked for.
+            Err(ConnectorError::CursorRefused { reason, .. }) => {
+                if restarts == CURSOR_RESTARTS {
+                    return Err(Halt::Step(StepError::CursorRefused {
+                        connector: ctx.name.clone(),
+                        step,
+                        restarts,
+                        reason,
+                    }));
+                }
+                restarts += 1;
+                from = restart(ctx, object, full).await?;
+                if from == PullFrom::Start {
+                    tracing::warn!(connector = %ctx.name, object = %object, page = page_number,
+                        restart = restarts, reason = %reason,
+                        "the crm refused the saved cursor; restarting the full pull from the start");
+                } else {
+                    tracing::warn!(connector = %ctx.name, object = %object, page = page_number,
+                        restart = restarts, from = restarted_from(&from), reason = %reason,
+                        "the crm refused the saved cursor; restarting the pull from its watermark");
+                }
+                begin(ctx, object, &from).await?;
+                guard = PageGuard::default();
                 continue;
             }
             pulled => pulled.map_err(Halt::Connector)?,
         };
+        // Before anything of the page is stored: the cursor saved stays
+        // the one this page was asked with.
+        guard
+            .page(page.total, page.next.as_deref())
+            .map_err(|runaway| ctx.runaway(step, runaway))?;
         ctx.skipped(step, &page.skipped, summary);
         if !page.skipped.is_empty() {
             // Before the page is stored: a crash in between leaves the
@@ -519,6 +747,67 @@ async fn records<C: Connector>(
     reconcile(ctx, object, summary).await?;
     ctx.progress.step_finished(ctx.name, step);
     Ok(())
+}
+
+/// The page of a step read from the start by cursors alone (owners,
+/// deletions), or `None` when the CRM refused the cursor and the step
+/// starts over (up to [`CURSOR_RESTARTS`] times).
+fn refused_restarts<C, T>(
+    ctx: &Ctx<'_, C>,
+    step: Step,
+    asked: Result<Page<T>, ConnectorError>,
+    restarts: &mut u32,
+) -> Result<Option<Page<T>>, Halt> {
+    match asked {
+        Ok(page) => Ok(Some(page)),
+        Err(ConnectorError::CursorRefused { reason, .. }) => {
+            if *restarts == CURSOR_RESTARTS {
+                return Err(Halt::Step(StepError::CursorRefused {
+                    connector: ctx.name.clone(),
+                    step,
+                    restarts: *restarts,
+                    reason,
+                }));
+            }
+            *restarts += 1;
+            tracing::warn!(connector = %ctx.name, step = %step, restart = *restarts,
+                reason = %reason, "the crm refused the saved cursor; restarting from the start");
+            Ok(None)
+        }
+        Err(error) => Err(Halt::Connector(error)),
+    }
+}
+
+/// Where a pull of `object` whose cursor the CRM refused starts again: a
+/// full pull from the start (the reconcile at its end must see every
+/// record), any other from the watermark (or the delta link) it began
+/// from. The refused cursor is forgotten.
+async fn restart<C>(ctx: &Ctx<'_, C>, object: ObjectKind, full: bool) -> Result<PullFrom, Halt> {
+    let name = ctx.name.clone();
+    let (stored, delta, full_under_way) = ctx
+        .store
+        .call(move |s| {
+            s.forget_cursor(&name, object, Utc::now())?;
+            Ok::<_, StoreError>((
+                s.watermark(&name, object)?,
+                s.delta_link(&name, object)?,
+                s.reconcile_under_way(&name, object)?,
+            ))
+        })
+        .await?;
+    Ok(if full_under_way {
+        PullFrom::Start
+    } else {
+        pull_from(stored.as_ref(), delta, full, false)
+    })
+}
+
+/// Where a restarted incremental pull starts, as the log says it.
+fn restarted_from(from: &PullFrom) -> &'static str {
+    match from {
+        PullFrom::Delta(_) => "delta link",
+        PullFrom::Since(_) | PullFrom::Start | PullFrom::Cursor(_) => "watermark",
+    }
 }
 
 /// At the end of a pull of `object`: if it was a full pull, marks deleted
@@ -587,16 +876,26 @@ async fn deletions<C: Connector>(
 ) -> Result<(), Halt> {
     let step = Step::Deletions(object);
     ctx.progress.step_started(ctx.name, step);
-    let mut cursor = None;
+    let mut cursor: Option<String> = None;
+    let mut guard = PageGuard::default();
+    let mut restarts = 0;
     loop {
         if ctx.stopping() {
             return Err(Halt::Shutdown);
         }
-        let page = ctx
-            .connector
-            .deletions(object, cursor)
-            .await
-            .map_err(Halt::Connector)?;
+        let asked = ctx
+            .read(step, guard.next_page(), || {
+                ctx.connector.deletions(object, cursor.clone())
+            })
+            .await?;
+        let Some(page) = refused_restarts(ctx, step, asked, &mut restarts)? else {
+            cursor = None;
+            guard = PageGuard::default();
+            continue;
+        };
+        guard
+            .page(page.total, page.next.as_deref())
+            .map_err(|runaway| ctx.runaway(step, runaway))?;
         ctx.skipped(step, &page.skipped, summary);
         let count = page.items.len() as u64;
         let name = ctx.name.clone();

@@ -150,6 +150,17 @@ impl Connection {
         }
     }
 
+    /// How the connection's calls are retried (`limits.max_attempts` and
+    /// the backoff); the sync loop asks for an unreadable page again the
+    /// same way.
+    pub fn retry(&self) -> &journeyd_connector::http::RetryPolicy {
+        match self {
+            Connection::Hubspot(hubspot) => &hubspot.settings.retry,
+            Connection::Salesforce(salesforce) => &salesforce.settings.retry,
+            Connection::Dynamics(dynamics) => &dynamics.settings.retry,
+        }
+    }
+
     /// The client-side rate limit: requests per period.
     pub fn rate_limit(&self) -> (NonZeroU32, std::time::Duration) {
         match self {

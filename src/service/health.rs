@@ -405,6 +405,7 @@ mod tests {
             ms: 20,
             stopped: false,
             error: None,
+            failed: Vec::new(),
         });
         let response = running.get("/metrics").await;
         assert_eq!(response.status(), reqwest::StatusCode::OK);

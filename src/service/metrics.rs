@@ -534,6 +534,7 @@ mod tests {
             ms,
             stopped: false,
             error: None,
+            failed: Vec::new(),
         }
     }
 

@@ -83,6 +83,22 @@ impl Store {
         Ok(())
     }
 
+    /// Whether a full pull of `object` is under way: the cursor saved for
+    /// it, if any, is that pull's.
+    pub fn reconcile_under_way(
+        &self,
+        connector: &ConnectorName,
+        object: ObjectKind,
+    ) -> Result<bool, StoreError> {
+        self.conn
+            .prepare_cached("SELECT 1 FROM reconciles WHERE connector = ?1 AND object = ?2")
+            .op("prepare looking for a reconcile")?
+            .query_row(params![connector.as_str(), object.as_str()], |_| Ok(()))
+            .optional()
+            .op("look for a reconcile")
+            .map(|found| found.is_some())
+    }
+
     /// The full pull of `object` that just ended, with its figures; `None`
     /// when none was under way.
     pub fn pending_reconcile(

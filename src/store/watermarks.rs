@@ -55,6 +55,17 @@ impl Store {
     ) -> Result<(), StoreError> {
         set(&self.conn, connector, object, watermark, cursor, at)
     }
+
+    /// Forgets the cursor saved mid-pull of `object` (the CRM refused it),
+    /// keeping the watermark.
+    pub fn forget_cursor(
+        &mut self,
+        connector: &ConnectorName,
+        object: ObjectKind,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        set_cursor(&self.conn, connector, object, None, at)
+    }
 }
 
 impl Store {

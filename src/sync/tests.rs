@@ -589,3 +589,284 @@ async fn a_full_sync_pulls_from_the_start_even_with_a_delta_link() {
 
     assert_eq!(deal_pulls(&connector), [PullFrom::Start]);
 }
+
+/// A store that has every deal of `first`, then a sync of the deals added
+/// since (`later`, two a page) stopped after its first page: its cursor is
+/// saved. Returns the watermark the stopped sync reached.
+async fn interrupted_incremental(
+    harness: &Harness,
+    connector: &FakeConnector,
+    later: &[(&str, u32)],
+) -> Watermark {
+    harness.sync(connector, false).await;
+    connector.with(|crm| {
+        let deals = crm.records.get_mut(&ObjectKind::Deal).unwrap();
+        deals.extend(later.iter().map(|(id, at)| deal(id, *at)));
+        crm.pulls.clear();
+    });
+    let (stop, shutdown) = watch::channel(false);
+    let progress = StopAfter {
+        pages: 1,
+        seen: Mutex::new(0),
+        stop,
+    };
+    let stopped = harness
+        .sync_with(connector, false, &progress, &shutdown)
+        .await;
+    assert!(stopped.stopped);
+    let stored = harness.watermark().unwrap();
+    assert!(stored.cursor.is_some(), "the stopped sync saved its cursor");
+    connector.with(|crm| crm.pulls.clear());
+    stored.watermark
+}
+
+fn run_counts(harness: &Harness, summary: &SyncSummary) -> serde_json::Value {
+    let run = crate::store::RunId(summary.run);
+    harness
+        .store
+        .call_blocking(move |s| s.run(run))
+        .unwrap()
+        .unwrap()
+        .counts
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_refused_cursor_restarts_the_pull_from_the_watermark() {
+    let harness = Harness::new();
+    let connector = deals(&[("1", 3), ("2", 4)], 2);
+    let reached =
+        interrupted_incremental(&harness, &connector, &[("3", 5), ("4", 6), ("5", 7)]).await;
+    connector.with(|crm| crm.refuse_cursors = 1);
+
+    let resumed = harness.sync(&connector, false).await;
+
+    assert_eq!(resumed.status, RunStatus::Ok, "{:?}", resumed.error);
+    let pulls = deal_pulls(&connector);
+    assert!(matches!(pulls[0], PullFrom::Cursor(_)), "{pulls:?}");
+    assert_eq!(pulls[1], PullFrom::Since(reached));
+    assert_eq!(harness.records(), 5);
+    assert_eq!(harness.watermark().unwrap().cursor, None);
+}
+
+#[tokio::test]
+async fn a_refused_cursor_of_a_full_pull_restarts_it_from_the_start() {
+    let harness = Harness::new();
+    let connector = deals(&[("1", 3), ("2", 4), ("3", 5), ("4", 6)], 2);
+    harness.sync(&connector, false).await;
+    let (stop, shutdown) = watch::channel(false);
+    let progress = StopAfter {
+        pages: 1,
+        seen: Mutex::new(0),
+        stop,
+    };
+    harness
+        .sync_with(&connector, true, &progress, &shutdown)
+        .await;
+    connector.with(|crm| {
+        crm.pulls.clear();
+        crm.refuse_cursors = 1;
+        // Gone from the CRM while the full pull was away.
+        crm.records.insert(
+            ObjectKind::Deal,
+            vec![deal("1", 3), deal("2", 4), deal("4", 6)],
+        );
+    });
+
+    let resumed = harness.sync(&connector, false).await;
+
+    assert_eq!(resumed.status, RunStatus::Ok, "{:?}", resumed.error);
+    let pulls = deal_pulls(&connector);
+    assert!(matches!(pulls[0], PullFrom::Cursor(_)), "{pulls:?}");
+    assert_eq!(pulls[1], PullFrom::Start);
+    assert_eq!(
+        resumed.deleted, 1,
+        "the restarted full pull still reconciles"
+    );
+    assert_eq!(harness.records(), 3);
+}
+
+#[tokio::test]
+async fn a_cursor_refused_after_every_restart_fails_only_that_object() {
+    let harness = Harness::new();
+    let connector = FakeConnector::new(
+        "hubspot",
+        &[ObjectKind::Deal, ObjectKind::Contact],
+        FakeCrm {
+            page_size: 2,
+            ..FakeCrm::default()
+        },
+    );
+    connector.with(|crm| {
+        crm.records.insert(
+            ObjectKind::Deal,
+            (1..=5).map(|n| deal(&n.to_string(), n)).collect(),
+        );
+        crm.records
+            .insert(ObjectKind::Contact, vec![record(ObjectKind::Contact, "c1")]);
+        crm.refuse_cursors = usize::MAX;
+    });
+
+    let summary = harness.sync(&connector, false).await;
+
+    assert_eq!(summary.status, RunStatus::Failed);
+    let restarts = deal_pulls(&connector).len();
+    assert_eq!(
+        restarts,
+        2 * (CURSOR_RESTARTS as usize + 1),
+        "each pull: a first page, then its refused cursor"
+    );
+    assert_eq!(summary.failed.len(), 1, "{:?}", summary.failed);
+    assert_eq!(
+        (summary.failed[0].object.as_str(), summary.failed[0].step),
+        ("deal", "records")
+    );
+    let error = summary.error.clone().unwrap();
+    assert!(
+        error.contains(
+            "hubspot deal records: the cursor was refused again after 3 restarts of the pull"
+        ),
+        "{error}"
+    );
+    let counts = run_counts(&harness, &summary);
+    assert_eq!(counts["failed"][0]["object"], "deal");
+    let contacts = harness
+        .store
+        .call_blocking(|s| s.watermark(&ConnectorName::new("hubspot"), ObjectKind::Contact))
+        .unwrap();
+    assert!(contacts.is_some(), "the contacts were synced all the same");
+}
+
+#[tokio::test]
+async fn a_full_sync_after_an_interrupted_incremental_one_pulls_from_the_start() {
+    let harness = Harness::new();
+    let connector = deals(&[("1", 3), ("2", 4)], 2);
+    interrupted_incremental(&harness, &connector, &[("3", 5), ("4", 6), ("5", 7)]).await;
+
+    let full = harness.sync(&connector, true).await;
+
+    assert_eq!(full.status, RunStatus::Ok, "{:?}", full.error);
+    assert_eq!(deal_pulls(&connector).first(), Some(&PullFrom::Start));
+    assert_eq!(
+        full.records_new + full.records_unchanged + full.records_changed,
+        5
+    );
+}
+
+#[tokio::test]
+async fn a_full_sync_resumes_the_full_pull_it_interrupted() {
+    let harness = Harness::new();
+    let connector = deals(&[("1", 3), ("2", 4), ("3", 5)], 2);
+    let (stop, shutdown) = watch::channel(false);
+    let progress = StopAfter {
+        pages: 1,
+        seen: Mutex::new(0),
+        stop,
+    };
+    harness
+        .sync_with(&connector, true, &progress, &shutdown)
+        .await;
+    connector.with(|crm| crm.pulls.clear());
+
+    harness.sync(&connector, true).await;
+
+    assert!(matches!(
+        deal_pulls(&connector).first(),
+        Some(PullFrom::Cursor(_))
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unreadable_page_is_asked_for_again() {
+    let harness = Harness::new();
+    let connector = deals(&[("1", 3), ("2", 4), ("3", 5)], 2);
+    connector.with(|crm| {
+        crm.unreadable.insert(ObjectKind::Deal, 2);
+    });
+
+    let summary = harness.sync(&connector, false).await;
+
+    assert_eq!(summary.status, RunStatus::Ok, "{:?}", summary.error);
+    assert_eq!(deal_pulls(&connector).len(), 2 + 2);
+    assert_eq!(harness.records(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_page_unreadable_at_every_attempt_fails_that_object_and_the_others_sync() {
+    let harness = Harness::new();
+    let connector = FakeConnector::new(
+        "hubspot",
+        &[ObjectKind::Deal, ObjectKind::Contact],
+        FakeCrm {
+            page_size: 10,
+            ..FakeCrm::default()
+        },
+    );
+    connector.with(|crm| {
+        crm.records.insert(ObjectKind::Deal, vec![deal("1", 3)]);
+        crm.records
+            .insert(ObjectKind::Contact, vec![record(ObjectKind::Contact, "c1")]);
+        crm.unreadable.insert(ObjectKind::Deal, usize::MAX);
+    });
+    let attempts = config(&[]).connection.retry().max_attempts.get() as usize;
+
+    let summary = harness.sync(&connector, false).await;
+
+    assert_eq!(summary.status, RunStatus::Failed);
+    assert_eq!(deal_pulls(&connector).len(), attempts);
+    let error = summary.error.clone().unwrap();
+    assert!(
+        error.starts_with(&format!(
+            "hubspot deal records page 1 could not be read in {attempts} attempts: "
+        )),
+        "{error}"
+    );
+    let counts = run_counts(&harness, &summary);
+    assert_eq!(counts["failed"][0]["object"], "deal");
+    assert_eq!(counts["failed"][0]["error"], error);
+    assert_eq!(harness.records(), 1, "the contact");
+}
+
+#[tokio::test]
+async fn a_cursor_handed_back_again_stops_that_objects_paging() {
+    let harness = Harness::new();
+    let connector = deals(&[("1", 3), ("2", 4), ("3", 5), ("4", 6), ("5", 7)], 2);
+    connector.with(|crm| {
+        crm.repeat_cursor.insert(ObjectKind::Deal);
+    });
+
+    let summary = harness.sync(&connector, false).await;
+
+    assert_eq!(summary.status, RunStatus::Failed);
+    assert_eq!(deal_pulls(&connector).len(), 2);
+    let error = summary.error.unwrap();
+    assert!(
+        error.contains(
+            "hubspot deal records: paging stopped: page 2 handed back the cursor already followed after page 1"
+        ),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn paging_past_the_reported_total_stops_that_objects_paging() {
+    let harness = Harness::new();
+    let many: Vec<String> = (1..=30).map(|n| n.to_string()).collect();
+    let all: Vec<(&str, u32)> = many.iter().map(|id| (id.as_str(), 3)).collect();
+    let connector = deals(&all, 1);
+    connector.with(|crm| crm.report_total = Some(2));
+
+    let summary = harness.sync(&connector, false).await;
+
+    assert_eq!(summary.status, RunStatus::Failed);
+    let limit = 2 + paging::PAGE_SLACK;
+    assert_eq!(deal_pulls(&connector).len() as u64, limit + 1);
+    let error = summary.error.unwrap();
+    assert!(
+        error.contains(&format!(
+            "page {} still names a next page, past the {limit} pages 2 reported items allow",
+            limit + 1
+        )),
+        "{error}"
+    );
+}

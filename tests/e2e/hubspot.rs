@@ -274,3 +274,64 @@ fn journeyds_own_task_never_counts_as_the_onboarding_task_a_deal_lacks() {
         "no violation resolved by journeyd's own task"
     );
 }
+
+/// A portal listed ten records a page.
+fn paged_portal() -> Portal {
+    Portal::configured(DEALS, Auth::PrivateApp, |config| {
+        config["connectors"]["hubspot"]["paging"]["list_limit"] = toml_edit::value(10);
+    })
+}
+
+fn stored(portal: &Portal, object: &str) -> usize {
+    stored_records(&portal.install)
+        .iter()
+        .filter(|(kind, _, _)| kind == object)
+        .count()
+}
+
+#[test]
+fn a_list_that_hands_back_its_own_after_stops_paging_that_object_and_the_others_sync() {
+    let portal = paged_portal();
+    portal.emulator.update_knobs(|knobs| {
+        knobs.list.repeat_after.insert(ObjectType::Deals);
+    });
+
+    let output = portal
+        .install
+        .run_expecting(1, &["--json", "sync", "--connector", "hubspot"]);
+
+    let summary: Value = serde_json::from_slice(&output.stdout).expect("a json summary");
+    let synced = &summary["synced"][0];
+    assert_eq!(synced["status"], "failed", "{synced}");
+    assert_eq!(
+        synced["failed"].as_array().map(Vec::len),
+        Some(1),
+        "{synced}"
+    );
+    assert_eq!(synced["failed"][0]["object"], "deal");
+    let error = synced["failed"][0]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("hubspot deal records: paging stopped: page 2 handed back the cursor already followed after page 1"),
+        "{error}"
+    );
+    assert_eq!(stored(&portal, "deal"), 10, "the first page only");
+    assert_eq!(
+        stored(&portal, "contact"),
+        portal.emulator.ids(ObjectType::Contacts).len()
+    );
+}
+
+#[test]
+fn a_page_answered_with_an_unreadable_body_is_asked_for_again() {
+    let portal = paged_portal();
+    portal.emulator.faults().malformed_next(2);
+
+    let synced = sync(&portal, &[]);
+
+    assert_eq!(synced[0]["status"], "ok", "{synced}");
+    assert_eq!(portal.emulator.faults().injected().malformed, 2);
+    assert_eq!(
+        stored(&portal, "deal"),
+        portal.emulator.ids(ObjectType::Deals).len()
+    );
+}

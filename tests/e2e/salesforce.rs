@@ -154,3 +154,74 @@ fn no_salesforce_secret_reaches_a_log_line_or_the_state_file() {
         &[&key_body, &org.emulator.client_secret()],
     );
 }
+
+/// An org of 500 opportunities (and as many leads) read 200 rows a page.
+fn paged_org() -> Org {
+    Org::at(chrono::Utc::now(), 500, |config| {
+        config["connectors"]["salesforce"]["paging"]["query_batch"] = toml_edit::value(200);
+    })
+}
+
+/// Lets a sync of `org` read the owners and two pages of leads, then stops
+/// it at the daily allowance with the third page's locator saved, and
+/// expires every locator.
+fn stop_with_a_saved_locator_then_expire_it(org: &Org) {
+    org.emulator.reset_usage();
+    org.emulator.set_daily_limit(3);
+    let stopped = sync(&org.install, &[]);
+    assert_eq!(stopped["status"], "partial", "{stopped}");
+    org.emulator.reset_usage();
+    org.emulator.set_daily_limit(100_000);
+    assert!(org.emulator.expire_query_locators() > 0);
+}
+
+/// Syncs `org`; expects it to finish `ok` with every lead stored, and
+/// returns the WARN line that says how the pull was restarted.
+fn sync_restarting(org: &Org, restart: &str) -> String {
+    let output = org
+        .install
+        .command(&["--json", "sync", "--connector", "salesforce"])
+        .output()
+        .expect("journeyd runs");
+    let logs = String::from_utf8_lossy(&output.stderr);
+    let summary: Value = serde_json::from_slice(&output.stdout).expect("a json summary");
+    assert!(output.status.success(), "{summary}\n{logs}");
+    assert_eq!(summary["synced"][0]["status"], "ok", "{summary}");
+    let leads = stored_records(&org.install)
+        .iter()
+        .filter(|(object, _, _)| object == "lead")
+        .count();
+    assert_eq!(leads, org.emulator.ids(SObject::Lead).len());
+    logs.lines()
+        .find(|line| line.contains(restart))
+        .unwrap_or_else(|| panic!("no {restart:?} in the log:\n{logs}"))
+        .to_owned()
+}
+
+#[test]
+fn a_saved_query_locator_salesforce_expired_restarts_the_pull_from_the_watermark() {
+    let org = paged_org();
+    sync(&org.install, &[]);
+    org.emulator.touch(SObject::Lead, 500);
+    stop_with_a_saved_locator_then_expire_it(&org);
+
+    let restarted = sync_restarting(&org, "restarting the pull from its watermark");
+
+    assert!(
+        restarted.contains("INVALID_QUERY_LOCATOR") && restarted.contains("lead"),
+        "{restarted}"
+    );
+}
+
+#[test]
+fn an_expired_query_locator_of_a_first_full_pull_restarts_it_from_the_start() {
+    let org = paged_org();
+    stop_with_a_saved_locator_then_expire_it(&org);
+
+    let restarted = sync_restarting(&org, "restarting the full pull from the start");
+
+    assert!(
+        restarted.contains("INVALID_QUERY_LOCATOR") && restarted.contains("lead"),
+        "{restarted}"
+    );
+}

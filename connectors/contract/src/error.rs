@@ -72,6 +72,16 @@ pub enum ConnectorError {
         object: ObjectKind,
         reason: String,
     },
+    /// The CRM refused the cursor a pull was following (a Salesforce query
+    /// locator gone idle or evicted, a next link or `after` it no longer
+    /// honours): the pull restarts from its watermark. `object` names what
+    /// was pulled (`deal`, or `owner`).
+    #[error("{connector} refused the {object} cursor: {reason}")]
+    CursorRefused {
+        connector: String,
+        object: String,
+        reason: String,
+    },
     #[error("{connector} does not support {object} records")]
     Unsupported {
         connector: String,
@@ -98,6 +108,7 @@ impl ConnectorError {
             ConnectorError::AllowanceExhausted { .. }
             | ConnectorError::Malformed { .. }
             | ConnectorError::ChangesExpired { .. }
+            | ConnectorError::CursorRefused { .. }
             | ConnectorError::RateLimitedUntil { .. }
             | ConnectorError::Stopped { .. } => Retry::NextRun,
             ConnectorError::RateLimited { retry, .. } | ConnectorError::Api { retry, .. } => *retry,

@@ -38,6 +38,10 @@ pub struct Page<T> {
     /// that hands out such a link (a Dataverse delta link) instead of
     /// being asked by modification time; set on the last page of a pull.
     pub delta: Option<String>,
+    /// How many items the query this page belongs to holds, where the CRM
+    /// says (Salesforce's `totalSize`, a HubSpot search's `total`): what
+    /// bounds the pages a pull may take before it is deemed endless.
+    pub total: Option<u64>,
 }
 
 impl<T> Default for Page<T> {
@@ -48,6 +52,7 @@ impl<T> Default for Page<T> {
             next: None,
             removed: Vec::new(),
             delta: None,
+            total: None,
         }
     }
 }

@@ -149,6 +149,10 @@ pub struct Knobs {
     pub expired_delta_status: u16,
     /// Error code of that reply (?; `0x80044352`).
     pub expired_delta_code: String,
+    /// Every `$skiptoken` (a next link's paging cookie) is refused with 400
+    /// "The $skiptoken is not valid.": Dataverse publishes neither how
+    /// long a paging cookie stays good nor how a stale one is refused (?).
+    pub refuse_skiptokens: bool,
     /// Whether a data request without `OData-MaxVersion: 4.0` and
     /// `OData-Version: 4.0` is refused with 400 (facts 2.1 lists them as
     /// required; whether Dataverse refuses without them is (?); off).
@@ -189,6 +193,7 @@ impl Default for Knobs {
             task_alternate_key: None,
             expired_delta_status: 400,
             expired_delta_code: "0x80044352".into(),
+            refuse_skiptokens: false,
             require_odata_headers: false,
             batch_part_delay: Duration::ZERO,
             max_request_bytes: 16 * 1024 * 1024,

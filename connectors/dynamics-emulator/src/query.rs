@@ -225,6 +225,9 @@ pub(crate) fn collection(
         shared.log_filter(filter);
     }
     let cookie = match &options.skiptoken {
+        Some(_) if knobs.refuse_skiptokens => {
+            return Err(ApiError::bad_request("The $skiptoken is not valid."));
+        }
         Some(token) => Some(Cookie::decode(token)?),
         None => None,
     };

@@ -115,7 +115,24 @@ impl DynamicsConnector {
         let page = self
             .collection(route, url, self.prefer(mode == Mode::Track))
             .await
-            .map_err(|err| self.expired(object, err))?;
+            .map_err(|err| self.expired(object, err))
+            .map_err(|err| match err {
+                // Dataverse publishes neither how long a paging cookie
+                // stays good nor how it refuses a stale one (facts 2.3 say
+                // only: follow the link unchanged): a 400 to a next link is
+                // taken as a refused cursor, which the caller restarts from
+                // its watermark.
+                ConnectorError::Api {
+                    status: 400,
+                    message,
+                    ..
+                } if route == NEXT_ROUTE => ConnectorError::CursorRefused {
+                    connector: self.name_str(),
+                    object: object.to_string(),
+                    reason: message,
+                },
+                other => other,
+            })?;
         self.read_page(object, mode, page).await
     }
 
@@ -210,6 +227,8 @@ impl DynamicsConnector {
             next,
             removed,
             delta,
+            // No `$count` is asked for: paging is bounded by its cursors.
+            total: None,
         })
     }
 

@@ -267,6 +267,29 @@ async fn an_expired_delta_link_is_reported_as_changes_expired() {
 }
 
 #[tokio::test]
+async fn a_next_link_refused_by_its_skiptoken_is_a_refused_cursor() {
+    let emulator = emulator();
+    let connector = paged(&emulator, 5);
+    let first = connector
+        .pull(ObjectKind::Contact, PullFrom::Start)
+        .await
+        .expect("the first page");
+    let saved = first.next.expect("more than one page");
+    emulator.update_knobs(|knobs| knobs.refuse_skiptokens = true);
+
+    let refused = connector
+        .pull(ObjectKind::Contact, PullFrom::Cursor(saved))
+        .await
+        .expect_err("the paging cookie is refused");
+
+    assert!(
+        matches!(&refused, ConnectorError::CursorRefused { object, reason, .. }
+            if object == "contact" && reason.contains("$skiptoken")),
+        "{refused:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_delta_link_of_another_table_is_not_followed() {
     let emulator = emulator();
     let connector = connect(&emulator, settings(&emulator));

@@ -2,7 +2,9 @@
 //! credentials, and the knobs for every behaviour the facts leave open
 //! (each (?) fact is a knob here, not a constant).
 
+use super::object::ObjectType;
 use chrono::{DateTime, TimeZone, Utc};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 /// Everything [`super::HubspotEmulator::start`] needs. `Default` gives a
@@ -247,6 +249,15 @@ pub struct ListKnobs {
     pub history_max_limit: usize,
     /// What a larger `limit` gets.
     pub over_max: OverMax,
+    /// Of these object types, every list request with an `after` is
+    /// answered 400 `VALIDATION_ERROR`, as a refused cursor would be:
+    /// HubSpot publishes neither an expiry of `after` nor how a stale one
+    /// is refused (?).
+    pub refuse_after: BTreeSet<ObjectType>,
+    /// A faulty server, not a HubSpot behaviour: of these object types, a
+    /// list page asked with an `after` names that same `after` as its
+    /// next, so paging never ends.
+    pub repeat_after: BTreeSet<ObjectType>,
 }
 
 impl Default for ListKnobs {
@@ -256,6 +267,8 @@ impl Default for ListKnobs {
             max_limit: 100,
             history_max_limit: 50,
             over_max: OverMax::Reject,
+            refuse_after: BTreeSet::new(),
+            repeat_after: BTreeSet::new(),
         }
     }
 }

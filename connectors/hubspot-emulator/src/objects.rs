@@ -94,7 +94,15 @@ pub(crate) async fn list(
             OverMax::Clamp => limit = max,
         }
     }
-    let after = match params.get("after") {
+    let asked_after = params.get("after");
+    if let Some(text) = asked_after
+        && knobs.list.refuse_after.contains(&object)
+    {
+        return Err(ApiError::validation(format!(
+            "Invalid value for after: {text}"
+        )));
+    }
+    let after = match asked_after {
         None => 0,
         Some(text) => record_id(text)
             .ok_or_else(|| ApiError::validation(format!("Invalid value for after: {text}")))?,
@@ -115,8 +123,11 @@ pub(crate) async fn list(
         .map(|(_, record)| store.render(object, record, &selection))
         .collect();
     let mut body = json!({ "results": results });
-    if let Some((next, _)) = range.next() {
-        let next = next.to_string();
+    let next = match asked_after {
+        Some(asked) if knobs.list.repeat_after.contains(&object) => Some(asked.to_owned()),
+        _ => range.next().map(|(next, _)| next.to_string()),
+    };
+    if let Some(next) = next {
         let mut query = params.without("after");
         query.push(("after".into(), next.clone()));
         let link = shared.link(&format!("/crm/v3/objects/{}", object.plural()), &query);

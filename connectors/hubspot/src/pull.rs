@@ -278,12 +278,29 @@ impl HubspotConnector {
         if !associations.is_empty() {
             query.push(("associations".to_owned(), associations.join(",")));
         }
+        let resumed = after.is_some();
         if let Some(after) = after {
             query.push(("after".to_owned(), after));
         }
         let page: ListPage = self
             .get(LIST, format!("/crm/v3/objects/{kind}"), query)
-            .await?;
+            .await
+            .map_err(|err| match err {
+                // HubSpot publishes no expiry of `after`, nor how it would
+                // refuse one (facts 3.3 say nothing): a 400 to a page asked
+                // by it is taken as a refused cursor, which the caller
+                // restarts from the start.
+                ConnectorError::Api {
+                    status: 400,
+                    message,
+                    ..
+                } if resumed => ConnectorError::CursorRefused {
+                    connector: self.name().to_string(),
+                    object: object.to_string(),
+                    reason: message,
+                },
+                other => other,
+            })?;
         let next = page
             .next_after()
             .map(|after| encode(&PullCursor::List { after }));

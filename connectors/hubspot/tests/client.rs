@@ -1326,3 +1326,52 @@ async fn a_search_page_of_200_deals_reads_each_association_type_in_one_call() {
         assert_linked_as_held(&emulator, record);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_page_refused_by_its_after_is_a_refused_cursor() {
+    let emulator = emulator(EmulatorConfig::default());
+    let mut settings = settings(&emulator, HubspotAuth::PrivateApp);
+    settings.list_limit = nz(7);
+    let connector = connector(settings, &emulator);
+    let first = connector
+        .pull(ObjectKind::Deal, PullFrom::Start)
+        .await
+        .expect("the first page");
+    let saved = first.next.expect("more than one page");
+    emulator.update_knobs(|knobs| {
+        knobs.list.refuse_after.insert(ObjectType::Deals);
+    });
+
+    let refused = connector
+        .pull(ObjectKind::Deal, PullFrom::Cursor(saved))
+        .await
+        .expect_err("the after is refused");
+
+    assert!(
+        matches!(&refused, journeyd_connector::ConnectorError::CursorRefused { object, .. } if object == "deal"),
+        "{refused:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_page_naming_its_own_after_as_next_is_handed_on_as_it_came() {
+    let emulator = emulator(EmulatorConfig::default());
+    let mut settings = settings(&emulator, HubspotAuth::PrivateApp);
+    settings.list_limit = nz(7);
+    let connector = connector(settings, &emulator);
+    emulator.update_knobs(|knobs| {
+        knobs.list.repeat_after.insert(ObjectType::Deals);
+    });
+    let first = connector
+        .pull(ObjectKind::Deal, PullFrom::Start)
+        .await
+        .expect("the first page");
+    let saved = first.next.expect("more than one page");
+
+    let second = connector
+        .pull(ObjectKind::Deal, PullFrom::Cursor(saved.clone()))
+        .await
+        .expect("the second page");
+
+    assert_eq!(second.next, Some(saved), "the sync loop's guard stops this");
+}

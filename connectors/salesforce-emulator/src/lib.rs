@@ -208,6 +208,14 @@ impl SalesforceEmulator {
         self.shared.tokens().expire_after(n);
     }
 
+    /// Every query locator handed out so far expires, as one left idle
+    /// past its 15 minutes does (facts 6.11): following its
+    /// `nextRecordsUrl` answers 400 `INVALID_QUERY_LOCATOR`. Returns how
+    /// many were open.
+    pub fn expire_query_locators(&self) -> usize {
+        router::lock(&self.shared.cursors).expire_all()
+    }
+
     pub fn knobs(&self) -> Knobs {
         self.shared.knobs()
     }

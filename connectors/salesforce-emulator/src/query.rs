@@ -90,6 +90,15 @@ impl Cursors {
         self.by_id.insert(id, cursor);
     }
 
+    /// Forgets every cursor, children's too; returns how many queries'
+    /// cursors were open.
+    pub(crate) fn expire_all(&mut self) -> usize {
+        let open = self.open.len();
+        self.open.clear();
+        self.by_id.clear();
+        open
+    }
+
     fn close(&mut self, id: &str) {
         if let Some(cursor) = self.by_id.remove(id) {
             for (_, child) in cursor.children {

@@ -1222,6 +1222,25 @@ async fn query_all_pages_under_query_all_and_a_stale_locator_is_a_400() {
 }
 
 #[tokio::test]
+async fn an_expired_query_locator_answers_invalid_query_locator() {
+    let mut config = small();
+    config.sizes.contacts = 250;
+    let org = Org::start(config).await;
+    let first = org
+        .query("query", "SELECT Id FROM Contact", Some(200))
+        .await;
+    let next = first.body["nextRecordsUrl"].as_str().unwrap().to_owned();
+
+    assert_eq!(org.emu.expire_query_locators(), 1);
+
+    assert_error(
+        &org.get(&next).await,
+        StatusCode::BAD_REQUEST,
+        "INVALID_QUERY_LOCATOR",
+    );
+}
+
+#[tokio::test]
 async fn most_seeded_opportunities_have_one_to_three_contact_roles_one_of_them_primary() {
     let org = Org::start(small()).await;
     let opportunities = org.emu.records(SObject::Opportunity);

@@ -37,7 +37,10 @@ impl SalesforceConnector {
         cursor: Option<String>,
     ) -> Result<Page<Owner>, ConnectorError> {
         let page = match cursor {
-            Some(link) => self.next_page(&link).await?,
+            Some(link) => self
+                .next_page(&link)
+                .await
+                .map_err(|err| self.refused("owner", err))?,
             None => {
                 self.query(
                     "SELECT Id, Name, Email, IsActive, Title, Department FROM User ORDER BY Id",
@@ -68,7 +71,10 @@ impl SalesforceConnector {
         from: PullFrom,
     ) -> Result<Page<CrmRecord>, ConnectorError> {
         let mut page = match from {
-            PullFrom::Cursor(link) => self.next_page(&link).await?,
+            PullFrom::Cursor(link) => self
+                .next_page(&link)
+                .await
+                .map_err(|err| self.refused(object.as_str(), err))?,
             PullFrom::Delta(_) => {
                 return Err(ConnectorError::not_own_delta(Connector::name(self), object));
             }
@@ -87,7 +93,9 @@ impl SalesforceConnector {
         };
         for row in &mut page.records {
             for (relationship, _) in normalize::sub_queries(object) {
-                self.complete_children(object, row, relationship).await?;
+                self.complete_children(object, row, relationship)
+                    .await
+                    .map_err(|err| self.refused(object.as_str(), err))?;
             }
         }
         let mut items = Vec::new();
@@ -106,6 +114,7 @@ impl SalesforceConnector {
             items,
             skipped,
             next: next_cursor(&page),
+            total: page.total_size,
             ..Page::default()
         })
     }
@@ -199,7 +208,10 @@ impl SalesforceConnector {
     ) -> Result<Page<RecordId>, ConnectorError> {
         let page = match cursor.as_deref() {
             Some(GET_DELETED) => return self.delete_log(object).await,
-            Some(link) => self.next_page(link).await?,
+            Some(link) => self
+                .next_page(link)
+                .await
+                .map_err(|err| self.refused(object.as_str(), err))?,
             None => {
                 let soql = format!("SELECT Id FROM {} WHERE IsDeleted = true", sobject(object));
                 self.query(&soql, true).await?
@@ -262,6 +274,27 @@ impl SalesforceConnector {
     }
 }
 
+impl SalesforceConnector {
+    /// A query locator Salesforce no longer holds (idle past about 15
+    /// minutes, or evicted by newer cursors: facts 6.11) answers 400
+    /// `INVALID_QUERY_LOCATOR`: a refused cursor, which the caller
+    /// restarts from its watermark.
+    fn refused(&self, object: &str, err: ConnectorError) -> ConnectorError {
+        match err {
+            ConnectorError::Api {
+                status: 400,
+                message,
+                ..
+            } if message.starts_with("INVALID_QUERY_LOCATOR") => ConnectorError::CursorRefused {
+                connector: self.name_str(),
+                object: object.to_owned(),
+                reason: message,
+            },
+            other => other,
+        }
+    }
+}
+
 /// The next page's cursor: Salesforce's `nextRecordsUrl` while not done.
 fn next_cursor(page: &QueryPage) -> Option<String> {
     if page.done {
@@ -277,6 +310,7 @@ mod tests {
 
     fn page(done: bool, next: Option<&str>) -> QueryPage {
         QueryPage {
+            total_size: None,
             done,
             next_records_url: next.map(str::to_owned),
             records: Vec::new(),

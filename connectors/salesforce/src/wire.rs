@@ -10,6 +10,9 @@ use serde_json::{Map, Value};
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct QueryPage {
+    /// Rows of the whole query (parents, for a query with sub-queries).
+    #[serde(default)]
+    pub(crate) total_size: Option<u64>,
     pub(crate) done: bool,
     #[serde(default)]
     pub(crate) next_records_url: Option<String>,

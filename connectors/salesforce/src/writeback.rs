@@ -373,6 +373,7 @@ fn unanswered(err: ConnectorError) -> Result<Unanswered, ConnectorError> {
         | ConnectorError::AllowanceExhausted { .. }
         | ConnectorError::RateLimitedUntil { .. }
         | ConnectorError::ChangesExpired { .. }
+        | ConnectorError::CursorRefused { .. }
         | ConnectorError::Unsupported { .. } => return Err(err),
         // A 2xx that cannot be read: the rows were very likely written.
         ConnectorError::Malformed { .. } => (

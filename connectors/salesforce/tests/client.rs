@@ -1221,3 +1221,30 @@ async fn a_malformed_child_page_is_an_error_naming_the_opportunity() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn an_expired_query_locator_is_a_refused_cursor_and_the_page_reports_the_query_total() {
+    let emulator = emulator();
+    emulator.update_knobs(|knobs| knobs.min_batch_size = 1);
+    let mut settings = settings(&emulator);
+    settings.query_batch = std::num::NonZeroU32::new(5).expect("five");
+    let connector = connect(settings);
+    let first = connector
+        .pull(ObjectKind::Deal, PullFrom::Start)
+        .await
+        .expect("the first page");
+    assert_eq!(first.total, Some(13), "twelve and the odd one");
+    let saved = first.next.expect("more than one page");
+    assert!(emulator.expire_query_locators() > 0);
+
+    let refused = connector
+        .pull(ObjectKind::Deal, PullFrom::Cursor(saved))
+        .await
+        .expect_err("the locator is gone");
+
+    assert!(
+        matches!(&refused, ConnectorError::CursorRefused { object, reason, .. }
+            if object == "deal" && reason.starts_with("INVALID_QUERY_LOCATOR")),
+        "{refused:?}"
+    );
+}

@@ -75,6 +75,7 @@ pub(crate) fn verdict(err: &ConnectorError) -> Verdict {
         }
         ConnectorError::Api { .. }
         | ConnectorError::ChangesExpired { .. }
+        | ConnectorError::CursorRefused { .. }
         | ConnectorError::Unsupported { .. } => Verdict::Failed {
             retryable: err.retry() != Retry::Never,
         },
