@@ -274,7 +274,12 @@ impl<C> Ctx<'_, C> {
                     }
                     tracing::warn!(connector = %self.name, step = %step, page, attempt,
                         error = %error, "page could not be read; asking for it again");
-                    tokio::time::sleep(wait).await;
+                    // Ended by a stop like every other wait.
+                    let mut shutdown = self.shutdown.clone();
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        _ = shutdown.wait_for(|stop| *stop) => {}
+                    }
                     if self.stopping() {
                         return Err(Halt::Shutdown);
                     }

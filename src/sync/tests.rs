@@ -792,6 +792,35 @@ async fn an_unreadable_page_is_asked_for_again() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_stop_ends_the_wait_before_an_unreadable_page_is_asked_for_again() {
+    let harness = Harness::new();
+    let connector = deals(&[("1", 3)], 2);
+    connector.with(|crm| {
+        crm.unreadable.insert(ObjectKind::Deal, usize::MAX);
+    });
+    let (stop, shutdown) = watch::channel(false);
+    // Spinning, not sleeping, keeps the paused clock still until the stop:
+    // only the sync's own wait could move it.
+    let stopper = async {
+        while deal_pulls(&connector).is_empty() {
+            tokio::task::yield_now().await;
+        }
+        stop.send_replace(true);
+    };
+    let started = tokio::time::Instant::now();
+
+    let (summary, ()) = tokio::join!(
+        harness.sync_with(&connector, false, &NoProgress, &shutdown),
+        stopper
+    );
+
+    assert!(summary.stopped, "{:?}", summary.error);
+    assert_eq!(deal_pulls(&connector).len(), 1);
+    let base = config(&[]).connection.retry().base_delay;
+    assert!(started.elapsed() < base, "waited {:?}", started.elapsed());
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_page_unreadable_at_every_attempt_fails_that_object_and_the_others_sync() {
     let harness = Harness::new();
     let connector = FakeConnector::new(
