@@ -12,6 +12,7 @@
 
 use crate::config::ConnectorConfig;
 use crate::store::{PageWrite, RunKind, RunStatus, StoreError, StoreHandle};
+use crate::telemetry::ErrorChain;
 use chrono::{DateTime, Utc};
 use journeyd_connector::connector::PullFrom;
 use journeyd_connector::{
@@ -245,8 +246,8 @@ pub async fn sync<C: Connector>(
         }
         Err(Halt::Connector(error)) => connector_error(&name, &error, &mut summary),
         Err(Halt::Store(source)) => {
-            tracing::error!(connector = %name, error = %source, "sync could not use the store");
-            let message = source.to_string();
+            tracing::error!(connector = %name, error = %ErrorChain(&source), "sync could not use the store");
+            let message = crate::telemetry::chain(&source);
             // The store may still take the run's end; if not, the run row
             // stays `running`, which is what happened.
             let _ = store
@@ -282,20 +283,20 @@ fn connector_error(
 ) -> RunStatus {
     match (error, error.retry()) {
         (ConnectorError::AllowanceExhausted { .. }, _) => {
-            tracing::warn!(connector = %name, error = %error, "sync stopped: allowance exhausted");
+            tracing::warn!(connector = %name, error = %ErrorChain(error), "sync stopped: allowance exhausted");
             summary.error = Some(format!(
                 "{error}: the sync stopped here and resumes from the saved cursor at the next run"
             ));
             RunStatus::Partial
         }
         (_, Retry::Never) => {
-            tracing::error!(connector = %name, error = %error, "sync failed; retrying cannot help until the config or credentials are fixed");
-            summary.error = Some(error.to_string());
+            tracing::error!(connector = %name, error = %ErrorChain(error), "sync failed; retrying cannot help until the config or credentials are fixed");
+            summary.error = Some(crate::telemetry::chain(error));
             RunStatus::Failed
         }
         _ => {
-            tracing::warn!(connector = %name, error = %error, "sync failed; the next run tries again");
-            summary.error = Some(error.to_string());
+            tracing::warn!(connector = %name, error = %ErrorChain(error), "sync failed; the next run tries again");
+            summary.error = Some(crate::telemetry::chain(error));
             RunStatus::Failed
         }
     }

@@ -11,6 +11,7 @@ mod org;
 mod portal;
 mod salesforce;
 mod service;
+mod service_signals;
 mod support;
 mod systemd_unit;
 mod writeback_cli;
