@@ -4,10 +4,11 @@
 //!     cargo bench --bench healthz_audit
 //!     JOURNEYD_BENCH_RECORDS=20000 cargo bench --bench healthz_audit
 //!
-//! The records are imported with `journeyd import` (contacts of the HubSpot
-//! connector, each breaking rules, so that the audit writes); the daemon's
-//! only connector points at an emulated portal of a few deals, so its
-//! nightly full sync before the audit is short. `/healthz` is polled every
+//! The records are imported with `journeyd import` (ownerless deals of the
+//! HubSpot connector across its pipeline, each breaking several rules, so
+//! that the audit writes); the daemon's only connector points at an
+//! emulated portal of a few contacts and pulls only those, so its nightly
+//! full sync before the audit is short and leaves the deals alone. `/healthz` is polled every
 //! 20 ms from the moment the audit's run row says `running` until it says
 //! otherwise; then a second audit is stopped one second in with SIGTERM.
 
@@ -18,6 +19,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use support::{shipped_config, size_from_env};
 
+#[allow(
+    dead_code,
+    reason = "this bench runs the daemon itself: it needs only the config and size helpers"
+)]
 mod support;
 
 /// Every wait of the bench is bounded by this.
@@ -49,14 +54,14 @@ fn main() {
     };
 
     let started = Instant::now();
-    let contacts = dir.path().join("contacts.jsonl");
-    write_contacts(&contacts, records);
-    let imported = journeyd(&["import", contacts.to_str().expect("a UTF-8 path")])
+    let deals = dir.path().join("deals.jsonl");
+    write_deals(&deals, records);
+    let imported = journeyd(&["import", deals.to_str().expect("a UTF-8 path")])
         .status()
         .expect("journeyd import runs");
     assert!(imported.success(), "the import failed");
     println!(
-        "seeded: {records} contacts imported in {:.1} s",
+        "seeded: {records} deals imported in {:.1} s",
         started.elapsed().as_secs_f64()
     );
 
@@ -134,8 +139,8 @@ fn write_config(dir: &Path, emulator: &HubspotEmulator, port: u16) -> std::path:
     let mut secret = toml_edit::InlineTable::new();
     secret.insert("env", "JOURNEYD_HUBSPOT_TOKEN".into());
     hubspot["secret"] = toml_edit::value(secret);
-    // Contacts are not pulled: the imported ones stay as imported.
-    hubspot["objects"] = toml_edit::value(toml_edit::Array::from_iter(["deal"]));
+    // Deals are not pulled: the imported ones stay as imported.
+    hubspot["objects"] = toml_edit::value(toml_edit::Array::from_iter(["contact"]));
     hubspot["limits"]["requests"] = toml_edit::value(1_000_000);
     hubspot["limits"]["search_per_second"] = toml_edit::value(100_000);
     config["schedule"]["sync"] = toml_edit::value("0 0 3 1 1 *");
@@ -146,19 +151,29 @@ fn write_config(dir: &Path, emulator: &HubspotEmulator, port: u16) -> std::path:
     path
 }
 
-/// `count` ownerless contacts; every tenth shares its email with the one
-/// before, so that the duplicate rule has peers to find.
-fn write_contacts(path: &Path, count: usize) {
-    let mut file = std::io::BufWriter::new(std::fs::File::create(path).expect("a contact file"));
+/// `count` ownerless deals spread over the pipeline, in their stage since
+/// January (so the ones with a time limit are stalled), missing the
+/// fields the exit criteria ask for.
+fn write_deals(path: &Path, count: usize) {
+    const STAGES: [&str; 6] = [
+        "appointmentscheduled",
+        "qualifiedtobuy",
+        "presentationscheduled",
+        "decisionmakerboughtin",
+        "contractsent",
+        "closedwon",
+    ];
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).expect("a deal file"));
     for i in 0..count {
-        let email = if i % 10 == 9 { i - 1 } else { i };
         writeln!(
             file,
-            r#"{{"type":"record","system":"hubspot","object":"contact","id":"C{i}","name":"Contact {i}","created_at":"2026-01-05T10:00:00Z","modified_at":"2026-11-01T10:00:00Z","email":"contact{email}@example.com"}}"#
+            r#"{{"type":"record","system":"hubspot","object":"deal","id":"D{i}","name":"Deal {i}","stage":"{}","amount":{},"currency":"EUR","created_at":"2026-01-05T10:00:00Z","modified_at":"2026-11-01T10:00:00Z","stage_entered_at":"2026-01-06T10:00:00Z","stage_history":[{{"stage":"appointmentscheduled","at":"2026-01-05T10:00:00Z"}}]}}"#,
+            STAGES[i % STAGES.len()],
+            1000 + i % 50_000,
         )
-        .expect("a contact line");
+        .expect("a deal line");
     }
-    file.flush().expect("the contact file is written");
+    file.flush().expect("the deal file is written");
 }
 
 /// Waits for an audit run newer than `after` to be `running`; its id.
