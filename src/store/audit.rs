@@ -372,7 +372,7 @@ impl ChunkTx<'_> {
         insert_event(
             &self.tx,
             id,
-            &self.now_text,
+            self.now_text,
             Some(self.run),
             AUDIT_ACTOR,
             kind,
@@ -478,7 +478,7 @@ impl ChunkTx<'_> {
                      status_reason = (SELECT reason FROM temp.audit_resolving a
                                       WHERE a.id = violations.id)
                  WHERE id IN (SELECT id FROM temp.audit_resolving)",
-                [&self.now_text],
+                [self.now_text],
             )
             .op("resolve violations")?;
         tx.execute("DELETE FROM temp.audit_resolving", [])
