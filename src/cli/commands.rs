@@ -322,7 +322,21 @@ pub fn audit(ctx: &Context) -> anyhow::Result<ExitCode> {
     let path = ctx.state_path(&config);
     let reader = Store::open_reader(path)
         .with_context(|| format!("could not open the state file {} to read", path.display()))?;
-    let summary = audit_run::run(&mut store, &reader, &config, Utc::now(), &|| false)?;
+    // SIGINT or SIGTERM stops the audit after the chunk in hand: the run is
+    // recorded interrupted, having resolved nothing.
+    let runtime = runtime()?;
+    let (shutdown, caught) = runtime
+        .block_on(async { super::signals::listen() })
+        .context("could not listen for signals")?;
+    let stop = || *shutdown.borrow();
+    let summary = audit_run::run(&mut store, &reader, &config, Utc::now(), &stop)?;
+    if let Some(code) = caught.exit_code() {
+        eprintln!(
+            "audit run {} stopped after {} records; nothing was resolved (the next audit does it all again)",
+            summary.run, summary.records
+        );
+        return Ok(code);
+    }
     let by_rule_stage = store.run_summary(crate::store::RunId(summary.run))?;
     if ctx.json {
         json(&serde_json::json!({ "summary": summary, "by_rule_and_stage": by_rule_stage }))?;

@@ -253,3 +253,35 @@ fn a_refused_reload_is_logged_with_every_cause_of_its_error() {
         "the cause is missing from {error:?}"
     );
 }
+
+#[test]
+fn sigterm_stops_journeyd_audit_after_the_chunk_in_hand_as_interrupted() {
+    let env = environment(free_port());
+    seed(&env);
+    let mut audit = env
+        .install
+        .command(&["audit"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("journeyd audit starts");
+    eventually(Duration::from_secs(30), "the audit's run row", || {
+        audits(&env).len() == 2 && audits(&env)[1].1 == "running"
+    });
+    // SAFETY: kill(2) on the pid of a child this test spawned and has not
+    // reaped; no memory is shared.
+    assert_eq!(
+        unsafe { libc::kill(audit.id() as libc::pid_t, libc::SIGTERM) },
+        0
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = audit.try_wait().expect("the audit can be waited on") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "journeyd audit did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(143));
+    assert_eq!(audits(&env)[1].1, "interrupted");
+}
