@@ -1,10 +1,14 @@
 //! One audit: every stored record of the configured connectors, normalized
 //! under the current config, judged by the rules, and diffed against the
-//! violations log in one transaction.
+//! violations log.
 //!
-//! Records stream from the store in chunks of [`CHUNK`]; each chunk is
-//! evaluated in parallel, then written. Memory is bounded by the chunk size,
-//! not by the size of the CRM.
+//! Records stream from the store in chunks of [`CHUNK`], read on a
+//! connection of their own; each chunk is evaluated in parallel, then
+//! written in a short transaction on the writing connection. Memory is
+//! bounded by the chunk size, not by the size of the CRM, and the write lock
+//! is free between chunks: health checks, acknowledgements and syncs are
+//! not held up. A stop asked for between two chunks ends the run as
+//! `interrupted`, having resolved nothing (see [`crate::store::AuditWriter`]).
 
 use crate::config::{Config, ConnectorConfig};
 use crate::journey::normalize::{OwnerIndex, normalize};
@@ -13,12 +17,14 @@ use crate::rules::{BuiltinRule, Peer, RuleSet, Violation};
 use crate::store::{
     AuditDiff, ChunkDiff, RecordState, RunId, RunKind, RunStatus, Store, StoreError, StoredRecord,
 };
+use crate::telemetry::ErrorChain;
 use chrono::{DateTime, Utc};
 use journeyd_connector::ConnectorName;
 use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
+use std::path::Path;
 use std::time::Instant;
 use thiserror::Error;
 
@@ -43,6 +49,9 @@ pub struct AuditSummary {
     pub expression_errors: u64,
     pub expression_error_samples: Vec<String>,
     pub ms: u64,
+    /// Stopped before every record was judged: the chunks written stay,
+    /// nothing was resolved.
+    pub interrupted: bool,
 }
 
 #[derive(Debug, Error)]
@@ -64,43 +73,78 @@ struct Judged {
     errors: Vec<String>,
 }
 
-/// Audits every stored record of `config`'s connectors.
-pub fn run(
-    store: &mut Store,
+/// Audits every stored record of `config`'s connectors in the store at
+/// `path`, on two connections of its own: one reads, one writes. `stop` is
+/// asked between chunks.
+pub fn run_at(
+    path: &Path,
     config: &Config,
     now: DateTime<Utc>,
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Result<AuditSummary, AuditError> {
+    let mut writer = Store::open(path).map_err(AuditError::Begin)?;
+    let reader = Store::open_reader(path).map_err(AuditError::Begin)?;
+    run(&mut writer, &reader, config, now, stop)
+}
+
+/// Audits every stored record of `config`'s connectors, reading through
+/// `reader` and writing through `writer` (two connections to one file).
+pub fn run(
+    writer: &mut Store,
+    reader: &Store,
+    config: &Config,
+    now: DateTime<Utc>,
+    stop: &(dyn Fn() -> bool + Sync),
 ) -> Result<AuditSummary, AuditError> {
     let started = Instant::now();
-    let run = store
+    let run = writer
         .begin_run(RunKind::Audit, None, now)
         .map_err(AuditError::Begin)?;
     let span = tracing::info_span!("audit", run = run.0);
     let _entered = span.enter();
-    match audit(store, config, run, now) {
+    match audit(writer, reader, config, run, now, stop) {
         Ok(mut summary) => {
             summary.ms = started.elapsed().as_millis() as u64;
             let counts = serde_json::to_value(&summary).unwrap_or_default();
-            store
-                .finish_run(run, RunStatus::Ok, &counts, None, Utc::now())
+            let (status, error) = if summary.interrupted {
+                (
+                    RunStatus::Interrupted,
+                    Some("stopped before every record was judged; nothing was resolved"),
+                )
+            } else {
+                (RunStatus::Ok, None)
+            };
+            writer
+                .finish_run(run, status, &counts, error, Utc::now())
                 .map_err(|source| AuditError::Store { run: run.0, source })?;
-            tracing::info!(
-                records = summary.records,
-                new = summary.chunks.new,
-                resolved = summary.finish.resolved,
-                expression_errors = summary.expression_errors,
-                ms = summary.ms,
-                "audit finished"
-            );
+            if summary.interrupted {
+                tracing::warn!(
+                    records = summary.records,
+                    new = summary.chunks.new,
+                    ms = summary.ms,
+                    "audit interrupted"
+                );
+            } else {
+                tracing::info!(
+                    records = summary.records,
+                    new = summary.chunks.new,
+                    resolved = summary.finish.resolved,
+                    expression_errors = summary.expression_errors,
+                    ms = summary.ms,
+                    "audit finished"
+                );
+            }
             Ok(summary)
         }
         Err(source) => {
-            tracing::error!(error = %source, "audit failed");
-            // The audit's transaction rolled back; record why, best effort.
-            let _ = store.finish_run(
+            tracing::error!(error = %ErrorChain(&source), "audit failed");
+            // Whole chunks stay written; nothing was resolved. Record why,
+            // best effort.
+            let _ = writer.finish_run(
                 run,
                 RunStatus::Failed,
                 &serde_json::Value::Null,
-                Some(&source.to_string()),
+                Some(&crate::telemetry::chain(&source)),
                 Utc::now(),
             );
             Err(AuditError::Store { run: run.0, source })
@@ -109,14 +153,16 @@ pub fn run(
 }
 
 fn audit(
-    store: &mut Store,
+    writer: &mut Store,
+    reader: &Store,
     config: &Config,
     run: RunId,
     now: DateTime<Utc>,
+    stop: &(dyn Fn() -> bool + Sync),
 ) -> Result<AuditSummary, StoreError> {
     let mut owners: HashMap<ConnectorName, OwnerIndex> = HashMap::new();
     for connector in &config.connectors {
-        let index = store
+        let index = reader
             .owners(&connector.name)?
             .into_iter()
             .map(|owner| (owner.id.clone(), owner))
@@ -131,10 +177,15 @@ fn audit(
         run: run.0,
         ..AuditSummary::default()
     };
-    let mut writer = store.begin_audit(run, &names, now)?;
+    reader.set_audit_scope(&names)?;
+    let mut writer = writer.begin_audit(run, &names, now, config.schedule.today(now))?;
     let mut after = None;
     loop {
-        let chunk = writer.records_chunk(after, CHUNK)?;
+        if stop() {
+            summary.interrupted = true;
+            return Ok(summary);
+        }
+        let chunk = reader.audit_chunk(after, CHUNK)?;
         let Some(last) = chunk.last() else { break };
         after = Some(last.rowid);
         let judged: Vec<Judged> = chunk
@@ -159,8 +210,7 @@ fn audit(
             states.push(one.state);
         }
         summary.violations += violations.len() as u64;
-        summary.chunks += writer.record(&violations)?;
-        writer.record_states(&states)?;
+        summary.chunks += writer.record_chunk(&violations, &states)?;
         tracing::debug!(records = states.len(), "audit chunk");
     }
     summary.finish = writer.finish()?;
@@ -191,13 +241,18 @@ fn judge(
         .iter()
         .any(|v| v.rule.as_str() == BuiltinRule::Stalled.as_str());
     Judged {
-        state: record_state(&record, stalled, now),
+        state: record_state(&record, stalled, now, rules.journey.timezone),
         violations: evaluation.violations,
         errors: evaluation.expression_errors,
     }
 }
 
-fn record_state(record: &JourneyRecord, stalled: bool, now: DateTime<Utc>) -> RecordState {
+fn record_state(
+    record: &JourneyRecord,
+    stalled: bool,
+    now: DateTime<Utc>,
+    tz: chrono_tz::Tz,
+) -> RecordState {
     let (stage, stage_index) = match &record.stage {
         StageRef::Mapped { id, index } if record.in_journey => (Some(id.clone()), Some(*index)),
         _ => (None, None),
@@ -215,7 +270,7 @@ fn record_state(record: &JourneyRecord, stalled: bool, now: DateTime<Utc>) -> Re
         stage,
         stage_index,
         max_stage_index: if record.in_journey { reached } else { None },
-        days_in_stage: stage_index.and(record.days_in_stage(now)),
+        days_in_stage: stage_index.and(record.days_in_stage(now, tz)),
         stalled,
         owner_id: record.owner.as_ref().map(|o| o.id.clone()),
         owner_role: record.owner.as_ref().and_then(|o| o.role.clone()),

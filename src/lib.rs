@@ -15,6 +15,7 @@
 //! - [`report`], [`export`]: what admins read;
 //! - [`service`]: `journeyd run`, the scheduled service systemd runs, and
 //!   its health and metrics listener;
+//! - [`process`]: which process a run belongs to, and whether it still runs;
 //! - [`cli`]: the command line; the only module that prints;
 //! - [`telemetry`]: logging setup and its field schema.
 
@@ -34,6 +35,7 @@ pub mod export;
 mod fake_connector;
 pub mod import;
 pub mod journey;
+pub mod process;
 pub mod report;
 pub mod rules;
 pub mod secrets;

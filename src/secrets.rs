@@ -10,6 +10,7 @@
 //! Nothing here touches the SQLite store: a secret never goes there.
 
 use crate::config::SecretRef;
+use crate::telemetry::ErrorChain;
 use journeyd_connector::ConnectorName;
 use journeyd_connector::http::{TokenStore, TokenStoreError};
 use secrecy::{ExposeSecret, SecretString};
@@ -310,7 +311,7 @@ impl TokenStore for RefreshTokenFile {
         token: &SecretString,
     ) -> Result<(), TokenStoreError> {
         self.save(connector, token).map_err(|error| {
-            tracing::error!(connector = %connector, error = %error, "could not save a rotated refresh token");
+            tracing::error!(connector = %connector, error = %ErrorChain(&error), "could not save a rotated refresh token");
             TokenStoreError {
                 connector: connector.clone(),
                 reason: format!("{}: {error}", self.path(connector).display()),

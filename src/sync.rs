@@ -20,6 +20,7 @@
 
 use crate::config::ConnectorConfig;
 use crate::store::{PageWrite, RunKind, RunStatus, StoreError, StoreHandle};
+use crate::telemetry::ErrorChain;
 use chrono::{DateTime, Utc};
 use journeyd_connector::connector::PullFrom;
 use journeyd_connector::http::RetryPolicy;
@@ -386,8 +387,8 @@ pub async fn sync<C: Connector>(
             RunStatus::Failed
         }
         Err(Halt::Store(source)) => {
-            tracing::error!(connector = %name, error = %source, "sync could not use the store");
-            let message = source.to_string();
+            tracing::error!(connector = %name, error = %ErrorChain(&source), "sync could not use the store");
+            let message = crate::telemetry::chain(&source);
             // The store may still take the run's end; if not, the run row
             // stays `running`, which is what happened.
             let _ = store
@@ -423,20 +424,20 @@ fn connector_error(
 ) -> RunStatus {
     match (error, error.retry()) {
         (ConnectorError::AllowanceExhausted { .. }, _) => {
-            tracing::warn!(connector = %name, error = %error, "sync stopped: allowance exhausted");
+            tracing::warn!(connector = %name, error = %ErrorChain(error), "sync stopped: allowance exhausted");
             summary.error = Some(format!(
                 "{error}: the sync stopped here and resumes from the saved cursor at the next run"
             ));
             RunStatus::Partial
         }
         (_, Retry::Never) => {
-            tracing::error!(connector = %name, error = %error, "sync failed; retrying cannot help until the config or credentials are fixed");
-            add_error(summary, error.to_string());
+            tracing::error!(connector = %name, error = %ErrorChain(error), "sync failed; retrying cannot help until the config or credentials are fixed");
+            add_error(summary, crate::telemetry::chain(error));
             RunStatus::Failed
         }
         _ => {
-            tracing::warn!(connector = %name, error = %error, "sync failed; the next run tries again");
-            add_error(summary, error.to_string());
+            tracing::warn!(connector = %name, error = %ErrorChain(error), "sync failed; the next run tries again");
+            add_error(summary, crate::telemetry::chain(error));
             RunStatus::Failed
         }
     }
@@ -457,13 +458,14 @@ fn failed_step(name: &ConnectorName, error: StepError, summary: &mut SyncSummary
         Step::Records(object) => (object.to_string(), "records"),
         Step::Deletions(object) => (object.to_string(), "deletions"),
     };
-    tracing::error!(connector = %name, object = %object, step, error = %error,
+    tracing::error!(connector = %name, object = %object, step, error = %ErrorChain(&error),
         "sync step given up; the other steps go on and the next run tries it again");
-    add_error(summary, error.to_string());
+    let why = crate::telemetry::chain(&error);
+    add_error(summary, why.clone());
     summary.failed.push(FailedStep {
         object,
         step,
-        error: error.to_string(),
+        error: why,
     });
 }
 

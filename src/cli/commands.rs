@@ -59,8 +59,26 @@ impl Context {
                 format!("could not create the state directory {}", dir.display())
             })?;
         }
-        Store::open(path)
-            .with_context(|| format!("could not open the state file {}", path.display()))
+        let mut store = Store::open(path)
+            .with_context(|| format!("could not open the state file {}", path.display()))?;
+        // A run whose process was killed would say `running` forever.
+        let marked = store
+            .interrupt_orphaned_runs(crate::process::is_alive, Utc::now())
+            .with_context(|| {
+                format!(
+                    "could not mark the interrupted runs in the state file {}",
+                    path.display()
+                )
+            })?;
+        for run in marked {
+            tracing::warn!(
+                run = run.id.0,
+                kind = %run.kind,
+                connector = run.connector.as_ref().map(|c| c.as_str()),
+                "a run was left running by a process that is gone; marked interrupted"
+            );
+        }
+        Ok(store)
     }
 
     /// The state file, for a command that only reads it: a missing file is
@@ -329,7 +347,24 @@ pub fn import(ctx: &Context, args: &ImportArgs) -> anyhow::Result<ExitCode> {
 pub fn audit(ctx: &Context) -> anyhow::Result<ExitCode> {
     let config = load_config!(ctx);
     let mut store = ctx.open_store(&config)?;
-    let summary = audit_run::run(&mut store, &config, Utc::now())?;
+    let path = ctx.state_path(&config);
+    let reader = Store::open_reader(path)
+        .with_context(|| format!("could not open the state file {} to read", path.display()))?;
+    // SIGINT or SIGTERM stops the audit after the chunk in hand: the run is
+    // recorded interrupted, having resolved nothing.
+    let runtime = runtime()?;
+    let (shutdown, caught) = runtime
+        .block_on(async { super::signals::listen() })
+        .context("could not listen for signals")?;
+    let stop = || *shutdown.borrow();
+    let summary = audit_run::run(&mut store, &reader, &config, Utc::now(), &stop)?;
+    if let Some(code) = caught.exit_code() {
+        eprintln!(
+            "audit run {} stopped after {} records; nothing was resolved (the next audit does it all again)",
+            summary.run, summary.records
+        );
+        return Ok(code);
+    }
     let by_rule_stage = store.run_summary(crate::store::RunId(summary.run))?;
     if ctx.json {
         json(&serde_json::json!({ "summary": summary, "by_rule_and_stage": by_rule_stage }))?;

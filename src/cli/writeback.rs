@@ -43,7 +43,7 @@ pub fn run_showing(ctx: &Context, args: &WritebackArgs, rows: usize) -> anyhow::
     let selected = select_connectors(&config, args.connector.as_deref())?;
     let store =
         StoreHandle::spawn(ctx.open_store(&config)?).context("could not start the store")?;
-    let today = Utc::now().date_naive();
+    let today = config.schedule.today(Utc::now());
     let secrets = &ctx.secrets;
     let tokens = Arc::new(RefreshTokenFile::beside(ctx.state_path(&config)));
 

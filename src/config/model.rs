@@ -43,6 +43,14 @@ pub struct Schedule {
     pub audit: CronExpr,
 }
 
+impl Schedule {
+    /// The org's date at `now`: "today" in `timezone`, for task due dates,
+    /// days in stage and the end of a suppression.
+    pub fn today(&self, now: chrono::DateTime<chrono::Utc>) -> chrono::NaiveDate {
+        now.with_timezone(&self.timezone).date_naive()
+    }
+}
+
 /// A cron expression that has been checked to parse (seconds field optional).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CronExpr(String);

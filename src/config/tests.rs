@@ -250,6 +250,23 @@ fn defaults_apply_when_optional_tables_are_absent() {
 }
 
 #[test]
+fn today_and_days_in_stage_follow_the_schedules_time_zone() {
+    let (_dir, config) = loaded(
+        "state_path = \"s.sqlite\"\njourney = \"journey.toml\"\n[schedule]\ntimezone = \"America/New_York\"\n",
+        JOURNEY,
+    );
+    // 02:00 UTC on 2 March is still 1 March, 21:00, in New York.
+    let now = chrono::DateTime::parse_from_rfc3339("2026-03-02T02:00:00Z")
+        .unwrap()
+        .to_utc();
+    assert_eq!(
+        config.schedule.today(now),
+        chrono::NaiveDate::from_ymd_opt(2026, 3, 1).unwrap()
+    );
+    assert_eq!(config.journey.timezone, chrono_tz::America::New_York);
+}
+
+#[test]
 fn the_journey_path_in_reports_is_joined_to_the_config_path_as_given() {
     let case = Path::new("tests/config-corpus/03-journey-problems");
     let report = match load(&case.join("journeyd.toml")) {

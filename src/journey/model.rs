@@ -46,6 +46,9 @@ pub struct Journey {
     pub roles: Vec<RoleId>,
     /// In journey order.
     pub stages: Vec<Stage>,
+    /// The org's time zone (`[schedule] timezone`): days in stage count
+    /// its calendar days.
+    pub timezone: chrono_tz::Tz,
 }
 
 impl Journey {

@@ -143,14 +143,20 @@ impl JourneyRecord {
         }
     }
 
-    /// Whole days since the record entered its stage; a CRM clock ahead of
-    /// ours gives 0, not a negative count.
-    pub fn days_in_stage(&self, now: DateTime<Utc>) -> Option<i64> {
-        self.entered_stage_at.map(|at| (now - at).num_days().max(0))
+    /// Days since the record entered its stage: calendar days of the org's
+    /// time zone `tz`, so that "today" is the org's today; a CRM clock ahead
+    /// of ours gives 0, not a negative count.
+    pub fn days_in_stage(&self, now: DateTime<Utc>, tz: chrono_tz::Tz) -> Option<i64> {
+        let today = now.with_timezone(&tz).date_naive();
+        self.entered_stage_at.map(|at| {
+            (today - at.with_timezone(&tz).date_naive())
+                .num_days()
+                .max(0)
+        })
     }
 
     /// The `record` variable of CEL expressions.
-    pub fn to_cel(&self, now: DateTime<Utc>) -> Value {
+    pub fn to_cel(&self, now: DateTime<Utc>, tz: chrono_tz::Tz) -> Value {
         let mut map: HashMap<String, Value> = HashMap::with_capacity(24);
         let mut put = |key: &str, value: Value| {
             map.insert(key.to_owned(), value);
@@ -178,7 +184,7 @@ impl JourneyRecord {
             }
             put("owner", o.into());
         }
-        if let Some(days) = self.days_in_stage(now) {
+        if let Some(days) = self.days_in_stage(now, tz) {
             put("days_in_stage", Value::Int(days));
         }
         if let Some((value, _)) = &self.lifecycle {

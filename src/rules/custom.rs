@@ -35,7 +35,7 @@ pub fn custom_rule(
             Ok(Some(Finding::new(
                 keyed_stage,
                 stage.map(|s| &s.owner_role),
-                rule.message.render(record, now),
+                rule.message.render(record, now, journey.timezone),
             )))
         }
         Outcome::False => Ok(None),

@@ -22,7 +22,7 @@ pub fn missing_onboarding_task(
     if stage.id != check.stage {
         return Vec::new();
     }
-    let Some(days) = record.days_in_stage(now) else {
+    let Some(days) = record.days_in_stage(now, journey.timezone) else {
         return Vec::new();
     };
     if days <= i64::from(check.after_days) {

@@ -72,13 +72,14 @@ pub struct RuleSet<'a> {
 pub struct LazyScope<'r> {
     record: &'r JourneyRecord,
     now: DateTime<Utc>,
+    tz: chrono_tz::Tz,
     scope: OnceCell<Scope>,
 }
 
 impl LazyScope<'_> {
     pub fn get(&self) -> &Scope {
         self.scope
-            .get_or_init(|| Scope::new(self.record.to_cel(self.now), cel_now(self.now)))
+            .get_or_init(|| Scope::new(self.record.to_cel(self.now, self.tz), cel_now(self.now)))
     }
 }
 
@@ -105,6 +106,7 @@ impl<'a> RuleSet<'a> {
         let scope = LazyScope {
             record,
             now,
+            tz: self.journey.timezone,
             scope: OnceCell::new(),
         };
         let journey = self.journey;

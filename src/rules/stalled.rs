@@ -8,7 +8,8 @@ pub fn stalled(journey: &Journey, record: &JourneyRecord, now: DateTime<Utc>) ->
     let Some((_, stage)) = current_stage(journey, record) else {
         return Vec::new();
     };
-    let (Some(limit), Some(days)) = (stage.max_days, record.days_in_stage(now)) else {
+    let (Some(limit), Some(days)) = (stage.max_days, record.days_in_stage(now, journey.timezone))
+    else {
         return Vec::new();
     };
     if days <= i64::from(limit) {

@@ -94,7 +94,7 @@ impl MessageTemplate {
         Ok(MessageTemplate { parts })
     }
 
-    pub fn render(&self, record: &JourneyRecord, now: DateTime<Utc>) -> String {
+    pub fn render(&self, record: &JourneyRecord, now: DateTime<Utc>, tz: chrono_tz::Tz) -> String {
         let mut out = String::new();
         for part in &self.parts {
             match part {
@@ -121,7 +121,7 @@ impl MessageTemplate {
                     }
                     None => out.push_str("(no amount)"),
                 },
-                Part::DaysInStage => match record.days_in_stage(now) {
+                Part::DaysInStage => match record.days_in_stage(now, tz) {
                     Some(days) => out.push_str(&days.to_string()),
                     None => out.push('?'),
                 },

@@ -44,6 +44,7 @@ fn stage(
 /// A four-stage journey: sales owns the first two, onboarding the third.
 fn journey() -> Journey {
     Journey {
+        timezone: chrono_tz::UTC,
         name: "test".into(),
         roles: ["marketing", "sales", "onboarding"]
             .map(RoleId::new)
@@ -337,6 +338,27 @@ fn stage_skipped_stays_quiet_for_backward_moves_and_creation_in_a_later_stage() 
         ..healthy_deal()
     };
     check(record, &[]);
+}
+
+#[test]
+fn days_in_stage_are_calendar_days_of_the_orgs_time_zone() {
+    // 22:00 on 1 March in Los Angeles, then 01:00 on 2 March there: three
+    // hours, one day in the org's calendar, none in UTC's.
+    let entered = DateTime::parse_from_rfc3339("2026-03-02T06:00:00Z")
+        .unwrap()
+        .to_utc();
+    let later = DateTime::parse_from_rfc3339("2026-03-02T09:00:00Z")
+        .unwrap()
+        .to_utc();
+    let record = JourneyRecord {
+        entered_stage_at: Some(entered),
+        ..healthy_deal()
+    };
+    assert_eq!(
+        record.days_in_stage(later, chrono_tz::America::Los_Angeles),
+        Some(1)
+    );
+    assert_eq!(record.days_in_stage(later, chrono_tz::UTC), Some(0));
 }
 
 #[test]

@@ -13,14 +13,18 @@
 //!   of the scheduler itself, so that a scheduler that stops running jobs
 //!   stops the pings and systemd restarts the service.
 //!
+//! The audit runs on a thread of its own with its own two connections to
+//! the state file (one reads, one writes chunk by chunk), so that the
+//! store's thread stays free for `/healthz` and syncs while it runs.
+//!
 //! SIGTERM and SIGINT stop new work; a sync in progress stops at its next
 //! page boundary with its cursor saved, a write-back before its next batch
-//! (the batch in hand is confirmed and recorded), an audit finishes (it
-//! only reads and writes the local store), and the service exits once they
-//! have, or after [`STOP_GRACE`].
+//! (the batch in hand is confirmed and recorded), an audit after the chunk
+//! in hand (the run is recorded `interrupted`, nothing resolved), and the
+//! service exits once they have, or after [`STOP_GRACE`].
 //! SIGHUP loads the config again: a config with problems is refused, each
 //! problem logged, and the running one kept; a good one replaces it, its
-//! connectors and its schedule.
+//! connectors, its schedule and the connectors `/healthz` lists.
 
 use super::health::{self, HealthState};
 use super::metrics::Metrics;
@@ -29,8 +33,9 @@ use crate::audit;
 use crate::config::{Config, ConnectorConfig, WritebackMode, load};
 use crate::connectors::{AnyConnector, BuildError};
 use crate::secrets::{RefreshTokenFile, SecretResolver};
-use crate::store::{RunStatus, StoreError, StoreHandle};
+use crate::store::{RunStatus, StoreHandle};
 use crate::sync::{NoProgress, Shutdown, SyncOptions};
+use crate::telemetry::ErrorChain;
 use crate::writeback::WritebackOptions;
 use chrono::Utc;
 use journeyd_connector::ConnectorName;
@@ -123,6 +128,12 @@ struct Shared {
     /// When the scheduler's own job last ran (epoch seconds): what
     /// `/healthz` judges the scheduler alive by.
     tick: Arc<AtomicU64>,
+    /// The state file, which the audit opens connections of its own to.
+    state_path: PathBuf,
+    /// Held by the audit in progress: one at a time, and a stop waits.
+    audit: Arc<tokio::sync::Mutex<()>>,
+    /// The connectors `/healthz` lists: the live config's.
+    health_connectors: watch::Sender<Arc<[ConnectorName]>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -204,6 +215,7 @@ pub async fn run(service: Service) -> Result<(), ServiceError> {
     let tokens = Arc::new(RefreshTokenFile::beside(&state_path));
     let connectors = build(&config, &secrets, &tokens)?;
     let (stop, shutdown) = watch::channel(false);
+    let (health_connectors, _) = watch::channel(connector_names(&config));
     let shared = Arc::new(Shared {
         store,
         tokens,
@@ -220,9 +232,12 @@ pub async fn run(service: Service) -> Result<(), ServiceError> {
         last: Mutex::default(),
         metrics: Metrics::new(),
         tick: Arc::new(AtomicU64::new(0)),
+        state_path,
+        audit: Arc::default(),
+        health_connectors,
     });
     if let Err(error) = shared.metrics.refresh_open_violations(&shared.store).await {
-        tracing::warn!(error = %error, "could not read the open violations for the metrics");
+        tracing::warn!(error = %ErrorChain(&error), "could not read the open violations for the metrics");
     }
     {
         let live = shared.live();
@@ -268,7 +283,8 @@ pub async fn run(service: Service) -> Result<(), ServiceError> {
     let mut scheduler = scheduler;
     let _ = scheduler.shutdown().await;
     let started = Instant::now();
-    let locks: Vec<_> = lock(&shared.locks).values().cloned().collect();
+    let mut locks: Vec<_> = lock(&shared.locks).values().cloned().collect();
+    locks.push(shared.audit.clone());
     for connector_lock in locks {
         let left = STOP_GRACE.saturating_sub(started.elapsed());
         if tokio::time::timeout(left, connector_lock.lock())
@@ -304,12 +320,7 @@ async fn listen(
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .map_err(|source| ServiceError::Listen { address, source })?;
-    let names = live
-        .config
-        .connectors
-        .iter()
-        .map(|c| c.name.clone())
-        .collect();
+    let names = shared.health_connectors.subscribe();
     // A scheduler that has missed three of its own pulses is not alive.
     let state = HealthState::new(
         shared.store.clone(),
@@ -324,7 +335,7 @@ async fn listen(
     };
     Ok(Some(tokio::spawn(async move {
         if let Err(error) = health::serve(listener, state, stop).await {
-            tracing::error!(error = %error, "the health listener stopped");
+            tracing::error!(error = %ErrorChain(&error), "the health listener stopped");
         }
     })))
 }
@@ -457,7 +468,7 @@ async fn sync_one(shared: &Shared, name: &ConnectorName, full: bool) {
             format!("{}", summary.status)
         }
         Err(error) => {
-            tracing::error!(connector = %name, kind = what, error = %error, "run failed");
+            tracing::error!(connector = %name, kind = what, error = %ErrorChain(&error), "run failed");
             "failed".into()
         }
     };
@@ -488,16 +499,25 @@ async fn audit_job(shared: &Shared) {
     if shared.stopping() {
         return;
     }
+    let Ok(_auditing) = shared.audit.clone().try_lock_owned() else {
+        tracing::warn!("audit slot skipped: the previous audit is still going");
+        return;
+    };
     shared.begin("audit");
-    let config = live.config.clone();
-    let audited = shared
-        .store
-        .call(move |s| Ok::<_, StoreError>(audit::run(s, &config, Utc::now())))
-        .await;
+    let audited = run_audit(shared, live.config.clone()).await;
     let result = match audited {
+        Ok(Ok(summary)) if summary.interrupted => {
+            tracing::warn!(
+                kind = "audit",
+                records = summary.records,
+                ms = summary.ms,
+                "run interrupted"
+            );
+            RunStatus::Interrupted.to_string()
+        }
         Ok(Ok(summary)) => {
             if let Err(error) = shared.metrics.record_audit(&summary, &shared.store).await {
-                tracing::warn!(error = %error, "could not read the open violations for the metrics");
+                tracing::warn!(error = %ErrorChain(&error), "could not read the open violations for the metrics");
             }
             tracing::info!(
                 kind = "audit",
@@ -511,11 +531,11 @@ async fn audit_job(shared: &Shared) {
             "ok".to_owned()
         }
         Ok(Err(error)) => {
-            tracing::error!(kind = "audit", error = %error, "run failed");
+            tracing::error!(kind = "audit", error = %ErrorChain(&error), "run failed");
             "failed".to_owned()
         }
         Err(error) => {
-            tracing::error!(kind = "audit", error = %error, "run failed");
+            tracing::error!(kind = "audit", error = %ErrorChain(&error), "run failed");
             "failed".to_owned()
         }
     };
@@ -531,6 +551,31 @@ async fn audit_job(shared: &Shared) {
         let _held = connector_lock.lock().await;
         writeback_one(shared, &live.config, config, connector).await;
     }
+}
+
+/// Runs one audit on a thread of its own, on connections of its own,
+/// stopping between two chunks once the service stops.
+async fn run_audit(
+    shared: &Shared,
+    config: Arc<Config>,
+) -> Result<Result<audit::AuditSummary, audit::AuditError>, std::io::Error> {
+    let path = shared.state_path.clone();
+    let shutdown = shared.shutdown.clone();
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("journeyd-audit".into())
+        .spawn(move || {
+            let stop = || *shutdown.borrow();
+            let _ = reply.send(audit::run_at(&path, &config, Utc::now(), &stop));
+        })?;
+    answer
+        .await
+        .map_err(|_| std::io::Error::other("the audit thread ended without an answer"))
+}
+
+/// The names of `config`'s connectors, in its order.
+fn connector_names(config: &Config) -> Arc<[ConnectorName]> {
+    config.connectors.iter().map(|c| c.name.clone()).collect()
 }
 
 /// Why the nightly full sync of `config` should not start: its CRM's daily
@@ -565,7 +610,7 @@ async fn writeback_one(
         connector: config,
         policy: &whole.writeback,
         journey: &whole.journey,
-        today: Utc::now().date_naive(),
+        today: whole.schedule.today(Utc::now()),
         batch: config.connection.batch_limit(),
         shutdown: Some(&shared.shutdown),
     };
@@ -587,7 +632,7 @@ async fn writeback_one(
             format!("{}", report.status)
         }
         Err(error) => {
-            tracing::error!(connector = %config.name, kind = "write-back", error = %error, "run failed");
+            tracing::error!(connector = %config.name, kind = "write-back", error = %ErrorChain(&error), "run failed");
             RunStatus::Failed.to_string()
         }
     };
@@ -610,14 +655,17 @@ async fn reload(scheduler: &JobScheduler, shared: &Arc<Shared>, path: &std::path
         }
         Ok(config) => match build(&config, &shared.secrets, &shared.tokens) {
             Err(error) => {
-                tracing::error!(error = %error, "config reload refused");
-                Err(error.to_string())
+                tracing::error!(error = %ErrorChain(&error), "config reload refused");
+                Err(crate::telemetry::chain(&error))
             }
             Ok(connectors) => {
                 let old = shared.live();
                 for job in &old.jobs {
                     let _ = scheduler.remove(job).await;
                 }
+                shared
+                    .health_connectors
+                    .send_replace(connector_names(&config));
                 *shared.live.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(Live {
                     config: Arc::new(config),
                     connectors,
@@ -628,7 +676,7 @@ async fn reload(scheduler: &JobScheduler, shared: &Arc<Shared>, path: &std::path
                         swap_jobs(shared, jobs);
                         Ok(())
                     }
-                    Err(error) => Err(error.to_string()),
+                    Err(error) => Err(crate::telemetry::chain(&error)),
                 }
             }
         },

@@ -15,6 +15,7 @@
 
 use super::metrics::{CONTENT_TYPE, Metrics};
 use crate::store::{RunId, RunKind, RunRow, RunStatus, StoreError, StoreHandle};
+use crate::telemetry::ErrorChain;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -29,12 +30,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 /// What the health listener reads. Cheap to clone.
 #[derive(Clone)]
 pub struct HealthState {
     store: StoreHandle,
-    connectors: Arc<[ConnectorName]>,
+    connectors: watch::Receiver<Arc<[ConnectorName]>>,
     tick: Arc<AtomicU64>,
     max_tick_age: Duration,
     metrics: Metrics,
@@ -43,19 +45,19 @@ pub struct HealthState {
 
 impl HealthState {
     /// `connectors` are the configured ones, in the order `/healthz` lists
-    /// them. `tick` is the scheduler's last tick in seconds since the Unix
+    /// them; the service sends the new set when it reloads its config. `tick` is the scheduler's last tick in seconds since the Unix
     /// epoch, which the scheduler stores on each tick (0: not yet);
     /// `/healthz` answers 503 once it is older than `max_tick_age`.
     pub fn new(
         store: StoreHandle,
-        connectors: Vec<ConnectorName>,
+        connectors: watch::Receiver<Arc<[ConnectorName]>>,
         tick: Arc<AtomicU64>,
         max_tick_age: Duration,
         metrics: Metrics,
     ) -> HealthState {
         HealthState {
             store,
-            connectors: connectors.into(),
+            connectors,
             tick,
             max_tick_age,
             metrics,
@@ -164,7 +166,7 @@ async fn healthz(State(state): State<HealthState>) -> Response {
         age_seconds: tick_age,
         max_age_seconds: max_age,
     };
-    let connectors = Arc::clone(&state.connectors);
+    let connectors = Arc::clone(&state.connectors.borrow());
     let runs = state
         .store
         .call(move |store| {
@@ -195,7 +197,7 @@ async fn healthz(State(state): State<HealthState>) -> Response {
             (health_status(alive), health)
         }
         Err(error) => {
-            tracing::warn!(error = %error, "health check could not read the store");
+            tracing::warn!(error = %ErrorChain(&error), "health check could not read the store");
             let health = Health {
                 status: "unavailable",
                 scheduler,
@@ -274,7 +276,7 @@ mod tests {
             clock: noon,
             ..HealthState::new(
                 store,
-                vec![hubspot(), salesforce()],
+                watch::channel(Arc::from([hubspot(), salesforce()])).1,
                 tick,
                 Duration::from_secs(120),
                 metrics,
@@ -421,6 +423,27 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"), "{text}");
+        running.stop().await;
+    }
+
+    #[tokio::test]
+    async fn healthz_lists_the_connectors_of_the_config_last_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let (connectors, listed) = watch::channel(Arc::from([hubspot(), salesforce()]));
+        let running = start(HealthState {
+            connectors: listed,
+            ..state(store(&dir).await, Some(0), Metrics::new())
+        })
+        .await;
+        connectors.send_replace(Arc::from([salesforce()]));
+        let body: Value = running.get("/healthz").await.json().await.unwrap();
+        let names: Vec<&Value> = body["connectors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| &c["connector"])
+            .collect();
+        assert_eq!(names, ["salesforce"]);
         running.stop().await;
     }
 

@@ -28,6 +28,7 @@ use crate::audit::AuditSummary;
 use crate::rules::RuleId;
 use crate::store::{RunKind, RunStatus, StoreError, StoreHandle};
 use crate::sync::SyncSummary;
+use crate::telemetry::ErrorChain;
 use crate::writeback::WritebackReport;
 use journeyd_connector::ConnectorName;
 use journeyd_connector::http::CallStats;
@@ -323,7 +324,12 @@ impl Metrics {
                 .get_or_create(&KindOnly { kind })
                 .inc_by(count);
         }
-        self.record_run(RunKind::Audit, None, RunStatus::Ok, summary.ms);
+        let status = if summary.interrupted {
+            RunStatus::Interrupted
+        } else {
+            RunStatus::Ok
+        };
+        self.record_run(RunKind::Audit, None, status, summary.ms);
     }
 
     /// Sets the open-violations gauges from the store.
@@ -497,7 +503,7 @@ impl Metrics {
         if let Err(error) =
             prometheus_client::encoding::text::encode(&mut text, &self.inner.registry)
         {
-            tracing::error!(error = %error, "cannot encode the metrics");
+            tracing::error!(error = %ErrorChain(&error), "cannot encode the metrics");
         }
         text
     }
@@ -555,6 +561,7 @@ mod tests {
             expression_errors: 0,
             expression_error_samples: Vec::new(),
             ms: 2_500,
+            interrupted: false,
         }
     }
 
@@ -752,7 +759,9 @@ mod tests {
             .into();
         store.upsert_records(&hubspot(), &records, at).unwrap();
         let run = store.begin_run(RunKind::Audit, None, at).unwrap();
-        let mut writer = store.begin_audit(run, &[hubspot()], at).unwrap();
+        let mut writer = store
+            .begin_audit(run, &[hubspot()], at, at.date_naive())
+            .unwrap();
         writer.record(&found).unwrap();
         writer.finish().unwrap();
         let handle = StoreHandle::spawn(store).unwrap();

@@ -2,6 +2,7 @@
 //! unit): ready, its status line, watchdog pings, reloading and stopping.
 //! Outside systemd (no `$NOTIFY_SOCKET`) every message is a no-op.
 
+use crate::telemetry::ErrorChain;
 use sd_notify::NotifyState;
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use std::time::Duration;
 /// service goes on, and systemd, if it is waiting, says so itself.
 fn send(states: &[NotifyState<'_>]) {
     if let Err(error) = sd_notify::notify(states) {
-        tracing::warn!(error = %error, "could not notify systemd");
+        tracing::warn!(error = %ErrorChain(&error), "could not notify systemd");
     }
 }
 

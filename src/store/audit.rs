@@ -1,10 +1,15 @@
-//! The [`AuditWriter`]: one transaction for a whole audit. It streams the
-//! audited records, upserts the violations found by fingerprint, keeps the
-//! per-record facts for the report, and on `finish` resolves what was not
-//! found again and lifts expired suppressions, then commits.
+//! The [`AuditWriter`]: an audit's writes, chunk by chunk. Each chunk's
+//! violations (upserted by fingerprint) and per-record facts for the report
+//! commit in one short transaction of their own; `finish` resolves what
+//! was not found again and lifts expired suppressions, in one more.
 //!
-//! Until `finish`, readers on other connections see the log as the last
-//! audit left it; an audit dropped before `finish` changes nothing.
+//! Between two chunks the write lock is free: an admin's acknowledgement
+//! or a sync's page goes through. A chunk is never half-written, and an
+//! audit stopped before `finish` (a shutdown, a crash) resolves nothing:
+//! what it committed are violations it did see, refreshed or opened.
+//!
+//! The audit reads its records on another connection
+//! ([`Store::audit_chunk`]), so that reading never waits for writing.
 
 use super::chunks::{Scope, StoredRecord, read_chunk};
 use super::columns::{date, severity_rank, ts};
@@ -12,7 +17,7 @@ use super::violations::{AUDIT_ACTOR, EventKind, ViolationId, ViolationStatus, in
 use super::{RunId, SqlContext, Store, StoreError, json_error};
 use crate::journey::{RoleId, StageId};
 use crate::rules::Violation;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use journeyd_connector::{ConnectorName, ObjectKind, OwnerId, RecordId};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use serde::Serialize;
@@ -75,47 +80,72 @@ pub(super) fn create_temp_tables(conn: &Connection) -> rusqlite::Result<()> {
     )
 }
 
+/// Sets the connectors an audit covers, on `conn`.
+fn set_scope(conn: &Connection, connectors: &[ConnectorName]) -> Result<(), StoreError> {
+    conn.execute("DELETE FROM temp.audit_scope", [])
+        .op("set the audit's scope")?;
+    let mut stmt = conn
+        .prepare_cached("INSERT OR IGNORE INTO temp.audit_scope (connector) VALUES (?1)")
+        .op("prepare the audit's scope")?;
+    for connector in connectors {
+        stmt.execute([connector.as_str()])
+            .op("set the audit's scope")?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// Starts the audit run `run` of `connectors`: their violations not
     /// found again by this audit resolve at [`AuditWriter::finish`];
-    /// violations of other connectors are left alone. Takes the write lock
-    /// for the whole audit.
+    /// violations of other connectors are left alone. `today` is the
+    /// org's date, after which a suppression dated before it ends.
     pub fn begin_audit(
         &mut self,
         run: RunId,
         connectors: &[ConnectorName],
         now: DateTime<Utc>,
+        today: NaiveDate,
     ) -> Result<AuditWriter<'_>, StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .op("begin an audit")?;
-        tx.execute("DELETE FROM temp.audit_scope", [])
-            .op("begin an audit")?;
-        {
-            let mut stmt = tx
-                .prepare_cached("INSERT OR IGNORE INTO temp.audit_scope (connector) VALUES (?1)")
-                .op("prepare the audit's scope")?;
-            for connector in connectors {
-                stmt.execute([connector.as_str()])
-                    .op("set the audit's scope")?;
-            }
-        }
+        set_scope(&self.conn, connectors)?;
         Ok(AuditWriter {
-            tx,
+            conn: &mut self.conn,
             run,
             now,
             now_text: ts(now),
+            today,
         })
+    }
+
+    /// Sets the connectors [`Store::audit_chunk`] reads on this connection.
+    pub fn set_audit_scope(&self, connectors: &[ConnectorName]) -> Result<(), StoreError> {
+        set_scope(&self.conn, connectors)
+    }
+
+    /// Like [`Store::records_chunk`], limited to the connectors of
+    /// [`Store::set_audit_scope`], read in one read transaction. For the
+    /// audit's reading connection.
+    pub fn audit_chunk(
+        &self,
+        after: Option<i64>,
+        limit: NonZeroUsize,
+    ) -> Result<Vec<StoredRecord>, StoreError> {
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .op("begin reading a chunk")?;
+        let chunk = read_chunk(&tx, Scope::Audit, after, limit)?;
+        tx.finish().op("end reading a chunk")?;
+        Ok(chunk)
     }
 }
 
 /// One audit in progress. See the module documentation.
 pub struct AuditWriter<'s> {
-    tx: Transaction<'s>,
+    conn: &'s mut Connection,
     run: RunId,
     now: DateTime<Utc>,
     now_text: String,
+    today: NaiveDate,
 }
 
 impl std::fmt::Debug for AuditWriter<'_> {
@@ -127,36 +157,94 @@ impl std::fmt::Debug for AuditWriter<'_> {
     }
 }
 
+/// One chunk's transaction, and what it writes with.
+struct ChunkTx<'t> {
+    tx: Transaction<'t>,
+    run: RunId,
+    now_text: &'t str,
+}
+
 impl AuditWriter<'_> {
     pub fn run(&self) -> RunId {
         self.run
     }
 
-    /// Like [`Store::records_chunk`], inside the audit's transaction and
+    /// Like [`Store::records_chunk`], on the writer's own connection and
     /// limited to the audited connectors.
     pub fn records_chunk(
         &self,
         after: Option<i64>,
         limit: NonZeroUsize,
     ) -> Result<Vec<StoredRecord>, StoreError> {
-        read_chunk(&self.tx, Scope::Audit, after, limit)
+        read_chunk(self.conn, Scope::Audit, after, limit)
     }
 
-    /// Upserts the violations found, by fingerprint. A new one opens; a
-    /// resolved one reopens; any other is refreshed (message, owner,
-    /// severity, action, last seen) and keeps its status.
-    pub fn record(&mut self, violations: &[Violation]) -> Result<ChunkDiff, StoreError> {
+    fn begin(&mut self, op: &'static str) -> Result<ChunkTx<'_>, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .op(op)?;
+        Ok(ChunkTx {
+            tx,
+            run: self.run,
+            now_text: &self.now_text,
+        })
+    }
+
+    /// Records one chunk, in one transaction: upserts the violations found,
+    /// by fingerprint (a new one opens; a resolved one reopens; any other
+    /// is refreshed, message, owner, severity, action, last seen, and keeps
+    /// its status), and stores what the audit derived of the records,
+    /// replacing what an earlier audit derived.
+    pub fn record_chunk(
+        &mut self,
+        violations: &[Violation],
+        states: &[RecordState],
+    ) -> Result<ChunkDiff, StoreError> {
+        let chunk = self.begin("begin an audit chunk")?;
         let mut diff = ChunkDiff::default();
         for violation in violations {
-            self.record_one(violation, &mut diff)
+            chunk
+                .record_one(violation, &mut diff)
                 .map_err(|err| StoreError::RecordViolation {
                     fingerprint: violation.fingerprint.to_string(),
                     source: Box::new(err),
                 })?;
         }
+        chunk.record_states(states)?;
+        chunk.tx.commit().op("commit an audit chunk")?;
         Ok(diff)
     }
 
+    /// [`AuditWriter::record_chunk`] with violations only.
+    pub fn record(&mut self, violations: &[Violation]) -> Result<ChunkDiff, StoreError> {
+        self.record_chunk(violations, &[])
+    }
+
+    /// [`AuditWriter::record_chunk`] with record states only.
+    pub fn record_states(&mut self, states: &[RecordState]) -> Result<(), StoreError> {
+        self.record_chunk(&[], states).map(|_| ())
+    }
+
+    /// Ends the audit, in one transaction. First, suppressions dated before
+    /// today end, whatever their connector: those violations are open
+    /// again. Then every open or acknowledged violation of an audited
+    /// connector that this audit did not record is resolved, whether its
+    /// record passes now or is gone. Nothing is deleted.
+    pub fn finish(mut self) -> Result<AuditDiff, StoreError> {
+        let today = date(self.today);
+        let chunk = self.begin("begin finishing an audit")?;
+        let unsuppressed = chunk.unsuppress(&today)?;
+        let resolved = chunk.resolve()?;
+        chunk.tx.commit().op("commit an audit")?;
+        Ok(AuditDiff {
+            resolved,
+            unsuppressed,
+        })
+    }
+}
+
+impl ChunkTx<'_> {
     fn record_one(&self, v: &Violation, diff: &mut ChunkDiff) -> Result<(), StoreError> {
         let action = serde_json::to_string(&v.action).map_err(json_error("a planned action"))?;
         let stage = v.stage.as_ref().map(StageId::as_str);
@@ -284,7 +372,7 @@ impl AuditWriter<'_> {
         insert_event(
             &self.tx,
             id,
-            &self.now_text,
+            self.now_text,
             Some(self.run),
             AUDIT_ACTOR,
             kind,
@@ -294,9 +382,7 @@ impl AuditWriter<'_> {
         )
     }
 
-    /// Stores what the audit derived of these records, replacing what an
-    /// earlier audit derived.
-    pub fn record_states(&mut self, states: &[RecordState]) -> Result<(), StoreError> {
+    fn record_states(&self, states: &[RecordState]) -> Result<(), StoreError> {
         let mut stmt = self
             .tx
             .prepare_cached(
@@ -331,22 +417,6 @@ impl AuditWriter<'_> {
             })?;
         }
         Ok(())
-    }
-
-    /// Ends the audit and commits. First, suppressions dated before today
-    /// end, whatever their connector: those violations are open again. Then every open or
-    /// acknowledged violation of an audited connector that this audit did
-    /// not record is resolved, whether its record passes now or is gone.
-    /// Nothing is deleted.
-    pub fn finish(self) -> Result<AuditDiff, StoreError> {
-        let today = date(self.now.date_naive());
-        let unsuppressed = self.unsuppress(&today)?;
-        let resolved = self.resolve()?;
-        self.tx.commit().op("commit an audit")?;
-        Ok(AuditDiff {
-            resolved,
-            unsuppressed,
-        })
     }
 
     fn unsuppress(&self, today: &str) -> Result<u64, StoreError> {
@@ -408,7 +478,7 @@ impl AuditWriter<'_> {
                      status_reason = (SELECT reason FROM temp.audit_resolving a
                                       WHERE a.id = violations.id)
                  WHERE id IN (SELECT id FROM temp.audit_resolving)",
-                [&self.now_text],
+                [self.now_text],
             )
             .op("resolve violations")?;
         tx.execute("DELETE FROM temp.audit_resolving", [])
@@ -423,11 +493,14 @@ mod tests {
     use super::super::{EventKind, RunKind, ViolationStatus};
     use super::*;
     use crate::rules::BuiltinRule;
+    use std::path::Path;
 
     /// Runs one audit of the hubspot connector at `now` that finds `found`.
     fn audit(store: &mut Store, now: DateTime<Utc>, found: &[Violation]) -> (ChunkDiff, AuditDiff) {
         let run = store.begin_run(RunKind::Audit, None, now).unwrap();
-        let mut writer = store.begin_audit(run, &[hubspot()], now).unwrap();
+        let mut writer = store
+            .begin_audit(run, &[hubspot()], now, now.date_naive())
+            .unwrap();
         let chunk = writer.record(found).unwrap();
         (chunk, writer.finish().unwrap())
     }
@@ -667,7 +740,9 @@ mod tests {
         audit(store, day(1, 2), std::slice::from_ref(&v));
         let run = store.begin_run(RunKind::Audit, None, day(2, 2)).unwrap();
         let other = ConnectorName::new("salesforce");
-        let writer = store.begin_audit(run, &[other], day(2, 2)).unwrap();
+        let writer = store
+            .begin_audit(run, &[other], day(2, 2), day(2, 2).date_naive())
+            .unwrap();
         assert!(
             writer
                 .records_chunk(None, NonZeroUsize::new(10).unwrap())
@@ -679,61 +754,129 @@ mod tests {
         assert_eq!(status(store, &v), ViolationStatus::Open);
     }
 
-    #[test]
-    fn the_audit_reads_its_chunks_and_others_see_the_old_log_until_it_commits() {
-        let mut test = TestStore::new();
+    /// Audits deals "1" to "3" through a reading connection of their own,
+    /// two records a chunk, finding each ownerless; `between` runs after
+    /// the first chunk. Returns the writer's last word: finished or not.
+    fn audit_in_chunks(
+        test: &mut TestStore,
+        now: DateTime<Utc>,
+        between: impl FnOnce(&Path),
+        finish: bool,
+    ) -> RunId {
         let path = test.path();
+        let reader = Store::open_reader(&path).unwrap();
+        reader.set_audit_scope(&[hubspot()]).unwrap();
         let store = &mut test.store;
-        deals(store, &["1", "2", "3"]);
-        let reader = Store::open(&path).unwrap();
-        let run = store.begin_run(RunKind::Audit, None, day(1, 2)).unwrap();
-        let mut writer = store.begin_audit(run, &[hubspot()], day(1, 2)).unwrap();
+        let run = store.begin_run(RunKind::Audit, None, now).unwrap();
+        let mut writer = store
+            .begin_audit(run, &[hubspot()], now, now.date_naive())
+            .unwrap();
+        let mut between = Some(between);
         let mut after = None;
-        let mut seen = 0;
         loop {
-            let chunk = writer
-                .records_chunk(after, NonZeroUsize::new(2).unwrap())
+            let chunk = reader
+                .audit_chunk(after, NonZeroUsize::new(2).unwrap())
                 .unwrap();
             let Some(last) = chunk.last() else { break };
             after = Some(last.rowid);
-            seen += chunk.len();
             let found: Vec<Violation> = chunk
                 .iter()
                 .map(|r| violation(r.record.id.as_str(), BuiltinRule::MissingOwner, None))
                 .collect();
             writer.record(&found).unwrap();
+            if let Some(between) = between.take() {
+                between(&path);
+            }
         }
-        assert_eq!(seen, 3);
-        let mut visible = 0;
-        reader
-            .list_violations(&Default::default(), |_| -> Result<(), StoreError> {
-                visible += 1;
-                Ok(())
-            })
-            .unwrap();
-        assert_eq!(visible, 0, "uncommitted");
-        writer.finish().unwrap();
-        reader
-            .list_violations(&Default::default(), |_| -> Result<(), StoreError> {
-                visible += 1;
-                Ok(())
-            })
-            .unwrap();
-        assert_eq!(visible, 3);
+        if finish {
+            writer.finish().unwrap();
+        }
+        run
     }
 
     #[test]
-    fn an_audit_dropped_before_finish_changes_nothing() {
+    fn an_admin_acknowledges_a_violation_between_two_chunks_of_an_audit() {
         let mut test = TestStore::new();
-        let store = &mut test.store;
-        deals(store, &["1"]);
-        let run = store.begin_run(RunKind::Audit, None, day(1, 2)).unwrap();
-        let mut writer = store.begin_audit(run, &[hubspot()], day(1, 2)).unwrap();
-        writer
-            .record(&[violation("1", BuiltinRule::MissingOwner, None)])
+        deals(&mut test.store, &["1", "2", "3"]);
+        audit_in_chunks(&mut test, day(1, 2), |_| {}, true);
+        let first = violation("1", BuiltinRule::MissingOwner, None);
+
+        audit_in_chunks(
+            &mut test,
+            day(2, 2),
+            |path| {
+                // Another process, as `journeyd violations ack` is.
+                let mut admin = Store::open(path).unwrap();
+                let id = admin
+                    .violation(first.fingerprint.as_str())
+                    .unwrap()
+                    .unwrap()
+                    .id;
+                admin
+                    .acknowledge(id, "ann", "known gap", day(2, 3))
+                    .unwrap();
+            },
+            true,
+        );
+
+        assert_eq!(status(&test.store, &first), ViolationStatus::Acknowledged);
+        assert_eq!(
+            kinds(&test.store, &first),
+            vec![EventKind::Opened, EventKind::Acknowledged]
+        );
+    }
+
+    #[test]
+    fn an_audit_stopped_before_finish_keeps_its_whole_chunks_and_resolves_nothing() {
+        let mut test = TestStore::new();
+        deals(&mut test.store, &["1", "2", "3", "4"]);
+        test.store
+            .mark_deleted(
+                &hubspot(),
+                ObjectKind::Deal,
+                &[RecordId::new("4")],
+                day(1, 0),
+            )
             .unwrap();
-        drop(writer);
-        assert_eq!(store.violation("1").unwrap(), None);
+        let gone = violation("4", BuiltinRule::MissingOwner, None);
+        audit(&mut test.store, day(1, 1), std::slice::from_ref(&gone));
+        let mut visible = 0;
+        let run = audit_in_chunks(
+            &mut test,
+            day(1, 2),
+            |path| {
+                let reader = Store::open(path).unwrap();
+                reader
+                    .list_violations(&Default::default(), |_| -> Result<(), StoreError> {
+                        visible += 1;
+                        Ok(())
+                    })
+                    .unwrap();
+            },
+            false,
+        );
+        assert_eq!(
+            visible, 3,
+            "the first chunk of two, and the old one, committed"
+        );
+        assert_eq!(status(&test.store, &gone), ViolationStatus::Open);
+        let found = test
+            .store
+            .violation(
+                violation("3", BuiltinRule::MissingOwner, None)
+                    .fingerprint
+                    .as_str(),
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.status, ViolationStatus::Open);
+        assert!(
+            test.store
+                .violation_events(found.id)
+                .unwrap()
+                .iter()
+                .all(|e| e.run_id == Some(run) && e.kind == EventKind::Opened)
+        );
     }
 
     #[test]
@@ -755,7 +898,9 @@ mod tests {
         };
         for (now, stage, index) in [(day(1, 2), "consideration", 1), (day(2, 2), "decision", 2)] {
             let run = store.begin_run(RunKind::Audit, None, now).unwrap();
-            let mut writer = store.begin_audit(run, &[hubspot()], now).unwrap();
+            let mut writer = store
+                .begin_audit(run, &[hubspot()], now, now.date_naive())
+                .unwrap();
             writer.record_states(&[state(stage, index)]).unwrap();
             writer.finish().unwrap();
         }

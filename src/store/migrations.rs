@@ -25,6 +25,9 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(V2_RECONCILES).comment("full pulls that reconcile deletions"),
     M::up(V3_DELTA_LINKS).comment("delta links incremental pulls start from"),
     M::up(V4_RECORD_TASKS).comment("one task per record, and when each write was sent"),
+    M::up(V5_RUN_PROCESSES)
+        .comment("each run's process; runs interrupted")
+        .foreign_key_check(),
 ];
 
 const V1_INITIAL: &str = r#"
@@ -269,6 +272,35 @@ CREATE TABLE record_tasks (
     PRIMARY KEY (connector, object, record_id)
 ) WITHOUT ROWID;
 CREATE INDEX record_tasks_subject ON record_tasks (connector, subject) WHERE state = 'open';
+"#;
+
+const V5_RUN_PROCESSES: &str = r#"
+-- A run whose process died stays 'running' no more: the process that runs
+-- it is recorded (its pid, and its boot id and start time, which survive
+-- pid reuse), and a later command marks the run 'interrupted' once that
+-- process is gone. A CHECK constraint cannot be altered, so the table is
+-- rebuilt; ids, the AUTOINCREMENT sequence and every reference stay.
+CREATE TABLE runs_v5 (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind        TEXT NOT NULL CHECK (kind IN ('import', 'sync', 'audit', 'writeback')),
+    connector   TEXT,
+    started_at  TEXT NOT NULL,
+    finished_at TEXT,
+    status      TEXT NOT NULL
+                CHECK (status IN ('running', 'ok', 'partial', 'failed', 'interrupted')),
+    -- JSON object of the run's counts
+    counts      TEXT,
+    error       TEXT,
+    -- the process running it: pid, and 'BOOT_ID/START_TICKS'
+    pid         INTEGER,
+    pid_started TEXT
+);
+INSERT INTO runs_v5 (id, kind, connector, started_at, finished_at, status, counts, error)
+    SELECT id, kind, connector, started_at, finished_at, status, counts, error FROM runs;
+DROP TABLE runs;
+ALTER TABLE runs_v5 RENAME TO runs;
+CREATE INDEX runs_kind ON runs (kind, id);
+CREATE INDEX runs_running ON runs (id) WHERE status = 'running';
 "#;
 
 #[cfg(test)]

@@ -259,13 +259,13 @@ impl Store {
         }
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(open_error)?;
-        conn.pragma_update(None, "foreign_keys", true)
-            .map_err(open_error)?;
         conn.pragma_update(None, "cache_size", -CACHE_KIB)
             .map_err(open_error)?;
         // Statement journals (one per write inside a long transaction) stay
         // in memory instead of costing a temp-file write per page.
         conn.pragma_update(None, "temp_store", "MEMORY")
+            .map_err(open_error)?;
+        conn.pragma_update(None, "foreign_keys", false)
             .map_err(open_error)?;
         migrations::migrations()
             .to_latest(&mut conn)
@@ -273,6 +273,31 @@ impl Store {
                 path: path.to_owned(),
                 source,
             })?;
+        // Only now: a migration that rebuilds a table others reference
+        // (as SQLite's ALTER TABLE recipe does) runs without the checks.
+        conn.pragma_update(None, "foreign_keys", true)
+            .map_err(open_error)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        audit::create_temp_tables(&conn).map_err(open_error)?;
+        Ok(Store { conn })
+    }
+
+    /// Opens a read-only connection to the store at `path`, which an
+    /// earlier [`Store::open`] created and migrated. In WAL mode its reads
+    /// neither wait for nor hold up writers on other connections: the
+    /// audit reads its records through one.
+    pub fn open_reader(path: &Path) -> Result<Store, StoreError> {
+        let open_error = |source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(open_error)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
+        conn.pragma_update(None, "cache_size", -CACHE_KIB)
+            .map_err(open_error)?;
+        conn.pragma_update(None, "temp_store", "MEMORY")
+            .map_err(open_error)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         audit::create_temp_tables(&conn).map_err(open_error)?;
         Ok(Store { conn })

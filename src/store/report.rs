@@ -248,7 +248,9 @@ mod tests {
         states.push(state(&ids[11], 2, 2, 30, true));
         states.push(state(&ids[12], 2, 2, 99, true));
         let run = store.begin_run(RunKind::Audit, None, day(2, 0)).unwrap();
-        let mut writer = store.begin_audit(run, &[hubspot()], day(2, 0)).unwrap();
+        let mut writer = store
+            .begin_audit(run, &[hubspot()], day(2, 0), day(2, 0).date_naive())
+            .unwrap();
         writer.record_states(&states).unwrap();
         writer.finish().unwrap();
         store
@@ -305,7 +307,9 @@ mod tests {
             .upsert_records(&hubspot(), &records, day(1, 0))
             .unwrap();
         let run = store.begin_run(RunKind::Audit, None, day(1, 2)).unwrap();
-        let mut writer = store.begin_audit(run, &[hubspot()], day(1, 2)).unwrap();
+        let mut writer = store
+            .begin_audit(run, &[hubspot()], day(1, 2), day(1, 2).date_naive())
+            .unwrap();
         writer.record(&found).unwrap();
         writer.finish().unwrap();
         store

@@ -40,6 +40,9 @@ sql_enum!(
         /// Finished, with records skipped or actions failed.
         Partial => "partial",
         Failed => "failed",
+        /// Stopped before it finished: by a stop signal at a safe point,
+        /// or found `running` after its process was gone.
+        Interrupted => "interrupted",
     }
 );
 
@@ -56,24 +59,73 @@ pub struct RunRow {
 }
 
 impl Store {
-    /// Starts a run: a row with status `running`.
+    /// Starts a run: a row with status `running`, naming this process.
     pub fn begin_run(
         &mut self,
         kind: RunKind,
         connector: Option<&ConnectorName>,
         at: DateTime<Utc>,
     ) -> Result<RunId, StoreError> {
+        let me = crate::process::current();
         self.conn
             .prepare_cached(
-                "INSERT INTO runs (kind, connector, started_at, status)
-                 VALUES (?1, ?2, ?3, 'running') RETURNING id",
+                "INSERT INTO runs (kind, connector, started_at, status, pid, pid_started)
+                 VALUES (?1, ?2, ?3, 'running', ?4, ?5) RETURNING id",
             )
             .op("prepare beginning a run")?
             .query_row(
-                params![kind, connector.map(|c| c.as_str()), ts(at)],
+                params![
+                    kind,
+                    connector.map(|c| c.as_str()),
+                    ts(at),
+                    me.map(|p| p.pid),
+                    me.map(|p| p.started.as_str()),
+                ],
                 |row| row.get(0),
             )
             .op("begin a run")
+    }
+
+    /// Marks `interrupted` every `running` run whose process is gone, as
+    /// `alive(pid, started)` judges it; a row that names no process (one
+    /// written before runs recorded theirs) counts as gone. Returns the
+    /// runs marked.
+    pub fn interrupt_orphaned_runs(
+        &mut self,
+        alive: impl Fn(u32, Option<&str>) -> bool,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<RunRow>, StoreError> {
+        let running: Vec<(RunRow, Option<u32>, Option<String>)> = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {RUN_COLUMNS}, pid, pid_started FROM runs
+                 WHERE status = 'running' ORDER BY id"
+            ))
+            .op("prepare finding running runs")?
+            .query_map([], |row| Ok((run_row(row)?, row.get(8)?, row.get(9)?)))
+            .op("find running runs")?
+            .collect::<Result<_, _>>()
+            .op("find running runs")?;
+        let mut marked = Vec::new();
+        for (row, pid, started) in running {
+            if pid.is_some_and(|pid| alive(pid, started.as_deref())) {
+                continue;
+            }
+            let error = match pid {
+                Some(pid) => format!("process {pid} ended before the run finished"),
+                None => "left running by an earlier version; its process is not known".to_owned(),
+            };
+            self.conn
+                .prepare_cached(
+                    "UPDATE runs SET status = 'interrupted', error = ?2, finished_at = ?3
+                     WHERE id = ?1 AND status = 'running'",
+                )
+                .op("prepare marking a run interrupted")?
+                .execute(params![row.id, error, ts(at)])
+                .op("mark a run interrupted")?;
+            marked.push(row);
+        }
+        Ok(marked)
     }
 
     /// Ends `run` with `status`, its counts and, if it failed, its error.
@@ -239,6 +291,73 @@ mod tests {
         assert_eq!(last(RunKind::Audit, None), Some((audit, RunStatus::Ok)));
         assert_eq!(last(RunKind::Writeback, Some(&hubspot())), None);
         assert_eq!(last(RunKind::Sync, None), None);
+    }
+
+    #[test]
+    fn a_running_run_whose_process_is_gone_is_marked_interrupted_and_a_live_ones_is_not() {
+        let mut test = TestStore::new();
+        let store = &mut test.store;
+        let mine = store
+            .begin_run(RunKind::Sync, Some(&hubspot()), day(1, 0))
+            .unwrap();
+        let theirs = store.begin_run(RunKind::Audit, None, day(1, 1)).unwrap();
+        let done = store.begin_run(RunKind::Audit, None, day(1, 1)).unwrap();
+        store
+            .finish_run(done, RunStatus::Ok, &serde_json::json!({}), None, day(1, 2))
+            .unwrap();
+        // `theirs` was begun by a process that has since died.
+        store
+            .conn
+            .execute(
+                "UPDATE runs SET pid = 4194305, pid_started = 'gone/1' WHERE id = ?1",
+                [theirs],
+            )
+            .unwrap();
+
+        let marked = store
+            .interrupt_orphaned_runs(crate::process::is_alive, day(2, 0))
+            .unwrap();
+
+        assert_eq!(marked.iter().map(|r| r.id).collect::<Vec<_>>(), [theirs]);
+        let row = store.run(theirs).unwrap().unwrap();
+        assert_eq!(row.status, RunStatus::Interrupted);
+        assert_eq!(row.finished_at, Some(day(2, 0)));
+        assert!(row.error.unwrap().contains("4194305"));
+        assert_eq!(store.run(mine).unwrap().unwrap().status, RunStatus::Running);
+        assert_eq!(store.run(done).unwrap().unwrap().status, RunStatus::Ok);
+    }
+
+    #[test]
+    fn a_run_row_of_the_previous_schema_keeps_its_id_and_the_next_id_follows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journeyd.db");
+        {
+            let mut conn = rusqlite::Connection::open(&path).unwrap();
+            super::super::migrations::migrations()
+                .to_version(&mut conn, 4)
+                .unwrap();
+            conn.execute_batch(
+                "INSERT INTO runs (kind, started_at, status)
+                     VALUES ('audit', '2024-05-01T00:00:00.000000000Z', 'running');
+                 INSERT INTO violations (fingerprint, connector, object, record_id, rule,
+                     severity, message, action, status, first_seen, last_seen, last_run)
+                     VALUES ('f', 'hubspot', 'deal', '1', 'missing_owner', 1, 'm', '{}',
+                     'open', '2024-05-01T00:00:00.000000000Z',
+                     '2024-05-01T00:00:00.000000000Z', 1);",
+            )
+            .unwrap();
+        }
+        let mut store = Store::open(&path).unwrap();
+        let marked = store
+            .interrupt_orphaned_runs(|_, _| true, day(2, 0))
+            .unwrap();
+        assert_eq!(marked.len(), 1, "a row without a process is interrupted");
+        assert_eq!(
+            store.run(RunId(1)).unwrap().unwrap().status,
+            RunStatus::Interrupted
+        );
+        let next = store.begin_run(RunKind::Audit, None, day(2, 0)).unwrap();
+        assert_eq!(next, RunId(2));
     }
 
     #[test]

@@ -755,7 +755,7 @@ mod tests {
             .unwrap();
         let mut writer = test
             .store
-            .begin_audit(run, &[hubspot()], day(1, 2))
+            .begin_audit(run, &[hubspot()], day(1, 2), day(1, 2).date_naive())
             .unwrap();
         writer.record(found).unwrap();
         writer.finish().unwrap();
@@ -850,7 +850,7 @@ mod tests {
             .begin_run(RunKind::Audit, None, day(2, 2))
             .unwrap();
         test.store
-            .begin_audit(run, &[hubspot()], day(2, 2))
+            .begin_audit(run, &[hubspot()], day(2, 2), day(2, 2).date_naive())
             .unwrap()
             .finish()
             .unwrap();

@@ -530,7 +530,7 @@ mod tests {
             .unwrap();
         let mut writer = test
             .store
-            .begin_audit(run, &[hubspot()], day(2, hour))
+            .begin_audit(run, &[hubspot()], day(2, hour), day(2, hour).date_naive())
             .unwrap();
         writer.record(violations).unwrap();
         writer.finish().unwrap();

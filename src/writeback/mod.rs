@@ -33,6 +33,7 @@ pub use policy::{Verdict, judge};
 use crate::config::{ConnectorConfig, WritebackPolicy};
 use crate::journey::Journey;
 use crate::store::{RunKind, RunStatus, StoreError, StoreHandle};
+use crate::telemetry::ErrorChain;
 use chrono::{NaiveDate, Utc};
 use journeyd_connector::{ActionKey, ActionRequest, Connector, ConnectorError, ConnectorName};
 use serde::Serialize;
@@ -284,9 +285,9 @@ pub async fn run<C: Connector>(
         Err(Halt::Connector(error)) => {
             let allowance = matches!(error, ConnectorError::AllowanceExhausted { .. });
             if allowance {
-                tracing::warn!(connector = %name, error = %error, "write-back stopped: allowance exhausted");
+                tracing::warn!(connector = %name, error = %ErrorChain(&error), "write-back stopped: allowance exhausted");
             } else {
-                tracing::error!(connector = %name, error = %error, "write-back stopped");
+                tracing::error!(connector = %name, error = %ErrorChain(&error), "write-back stopped");
             }
             report.error = Some(format!(
                 "{error}: writes in flight are settled with the CRM at the next run"
@@ -298,8 +299,8 @@ pub async fn run<C: Connector>(
             }
         }
         Err(Halt::Store(source)) => {
-            tracing::error!(connector = %name, error = %source, "write-back could not use the store");
-            let message = source.to_string();
+            tracing::error!(connector = %name, error = %ErrorChain(&source), "write-back could not use the store");
+            let message = crate::telemetry::chain(&source);
             let _ = store
                 .call(move |s| s.fail_run(run, &message, Utc::now()))
                 .await;

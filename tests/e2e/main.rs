@@ -14,6 +14,7 @@ mod org;
 mod portal;
 mod salesforce;
 mod service;
+mod service_signals;
 mod state_file;
 mod support;
 mod systemd_unit;

@@ -13,7 +13,7 @@ use toml_edit::{DocumentMut, value};
 
 /// A service schedule that fires within seconds: a sync every second and
 /// the audit every `audit_every` seconds.
-fn seconds_schedule(config: &mut DocumentMut, audit: &str) {
+pub(crate) fn seconds_schedule(config: &mut DocumentMut, audit: &str) {
     config["schedule"]["sync"] = value("* * * * * *");
     config["schedule"]["audit"] = value(audit);
     // The service builds every configured connector; this one runs only
@@ -26,7 +26,7 @@ fn seconds_schedule(config: &mut DocumentMut, audit: &str) {
 /// The running daemon, and what it told the notify socket. The socket is
 /// read all the time, as systemd does: a datagram socket whose reader
 /// dawdles fills up, and the sender's next messages are lost.
-struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
     _dir: tempfile::TempDir,
     messages: Arc<Mutex<Vec<String>>>,
@@ -35,7 +35,16 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn start(env: &Environment, watchdog: Option<Duration>) -> Daemon {
+    pub(crate) fn start(env: &Environment, watchdog: Option<Duration>) -> Daemon {
+        Self::launch(env, watchdog, &[])
+    }
+
+    /// As [`Daemon::start`], with `vars` added to its environment.
+    pub(crate) fn start_with(env: &Environment, vars: &[(&str, &str)]) -> Daemon {
+        Self::launch(env, None, vars)
+    }
+
+    fn launch(env: &Environment, watchdog: Option<Duration>, vars: &[(&str, &str)]) -> Daemon {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let path: PathBuf = dir.path().join("notify.sock");
         let socket = UnixDatagram::bind(&path).expect("the notify socket binds");
@@ -58,8 +67,9 @@ impl Daemon {
         command
             .env("NOTIFY_SOCKET", &path)
             .env("RUST_LOG", "info")
+            .envs(vars.iter().copied())
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stderr(std::fs::File::create(dir.path().join("journeyd.log")).expect("a log file"));
         if let Some(limit) = watchdog {
             command.env("WATCHDOG_USEC", limit.as_micros().to_string());
         }
@@ -72,9 +82,14 @@ impl Daemon {
         }
     }
 
+    /// What the daemon logged so far (JSON lines: its stderr is no terminal).
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("journeyd.log")).unwrap_or_default()
+    }
+
     /// Waits at most `limit` for a message, after those already looked at,
     /// with a line `wanted` says yes to; returns that line.
-    fn wait_for(&mut self, limit: Duration, wanted: impl Fn(&str) -> bool) -> String {
+    pub(crate) fn wait_for(&mut self, limit: Duration, wanted: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
             let messages = self.messages.lock().expect("the message list").clone();
@@ -93,7 +108,7 @@ impl Daemon {
         panic!("no such notify message within {limit:?}; got {messages:?}");
     }
 
-    fn signal(&self, signal: libc::c_int) {
+    pub(crate) fn signal(&self, signal: libc::c_int) {
         // SAFETY: kill(2) on the pid of a child this test spawned and has
         // not reaped; no memory is shared.
         let done = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
@@ -101,7 +116,7 @@ impl Daemon {
     }
 
     /// Waits at most `limit` for the daemon to exit; its exit code.
-    fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+    pub(crate) fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().expect("the child can be waited on") {
@@ -121,7 +136,7 @@ impl Drop for Daemon {
 }
 
 /// Finished runs in the state file: `(kind, status)`.
-fn runs(env: &Environment) -> Vec<(String, String)> {
+pub(crate) fn runs(env: &Environment) -> Vec<(String, String)> {
     let Ok(db) = rusqlite::Connection::open(env.install.path("state.sqlite")) else {
         return Vec::new();
     };
@@ -141,7 +156,7 @@ fn count(env: &Environment, kind: &str, status: &str) -> usize {
 }
 
 /// Polls `done` every 100 ms for at most `limit`.
-fn eventually(limit: Duration, what: &str, done: impl Fn() -> bool) {
+pub(crate) fn eventually(limit: Duration, what: &str, done: impl Fn() -> bool) {
     let deadline = Instant::now() + limit;
     while !done() {
         assert!(
@@ -153,7 +168,7 @@ fn eventually(limit: Duration, what: &str, done: impl Fn() -> bool) {
 }
 
 /// A loopback port nothing listens on now.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .expect("a free port")
@@ -161,7 +176,7 @@ fn free_port() -> u16 {
 }
 
 /// `GET path` on 127.0.0.1:`port`: the status line and the body.
-fn get(port: u16, path: &str) -> (String, String) {
+pub(crate) fn get(port: u16, path: &str) -> (String, String) {
     use std::io::{Read, Write};
     let mut stream =
         std::net::TcpStream::connect(("127.0.0.1", port)).expect("the health listener answers");

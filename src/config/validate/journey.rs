@@ -91,6 +91,8 @@ pub(super) fn journey(raw: &RawJourney, check: &mut Checker<'_>) -> (Journey, Kn
             name,
             roles,
             stages,
+            // The daemon config's `[schedule] timezone`, set once both files are read.
+            timezone: chrono_tz::UTC,
         },
         known,
     )

@@ -68,6 +68,8 @@ pub(super) fn config(
         let mut check = Checker::new(input.file, &input.parsed.dropped, sink);
         journey::handoff_fields(&input.parsed.raw, &daemon.canonical_fields, &mut check);
     }
+    let mut journey = journey;
+    journey.timezone = daemon.schedule.timezone;
     let mut config = Config {
         path: config_path.to_owned(),
         state_path: daemon.state_path,

@@ -53,6 +53,7 @@ fn journey() -> Journey {
         max_days: Some(30),
     };
     Journey {
+        timezone: chrono_tz::UTC,
         name: "test".into(),
         roles: ["sales", "onboarding"].map(RoleId::new).to_vec(),
         stages: vec![
@@ -172,7 +173,12 @@ impl Harness {
             .call_blocking(move |s| {
                 s.upsert_records(&hubspot(), &[deal], day(1, 0))?;
                 let run = s.begin_run(RunKind::Audit, None, day(1, 0))?;
-                let mut writer = s.begin_audit(run, &[ConnectorName::new("-")], day(1, 0))?;
+                let mut writer = s.begin_audit(
+                    run,
+                    &[ConnectorName::new("-")],
+                    day(1, 0),
+                    day(1, 0).date_naive(),
+                )?;
                 writer.record_states(&[state])?;
                 writer.finish()?;
                 Ok::<_, StoreError>(())
@@ -185,7 +191,7 @@ impl Harness {
         self.store
             .call_blocking(move |s| {
                 let run = s.begin_run(RunKind::Audit, None, at)?;
-                let mut writer = s.begin_audit(run, &[hubspot()], at)?;
+                let mut writer = s.begin_audit(run, &[hubspot()], at, at.date_naive())?;
                 writer.record(&violations)?;
                 writer.finish()?;
                 Ok::<_, StoreError>(())
