@@ -12,7 +12,7 @@
 //! 20 ms from the moment the audit's run row says `running` until it says
 //! otherwise; then a second audit is stopped one second in with SIGTERM.
 
-use journeyd_hubspot::emulator::{EmulatorConfig, HubspotEmulator, RateLimitKnobs, SeedSizes};
+use journeyd_hubspot_emulator::{EmulatorConfig, HubspotEmulator, RateLimitKnobs, SeedSizes};
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

@@ -191,15 +191,22 @@ impl Shared {
 
 /// Builds every connector of `config` (reading its secrets): all or none,
 /// so that a reload never runs half a config.
+/// Builds every connector `config` names; their waits (backoff, rate
+/// limit, `Retry-After`) end when `shutdown` is set.
 fn build(
     config: &Config,
     secrets: &SecretResolver,
     tokens: &Arc<RefreshTokenFile>,
+    shutdown: &Shutdown,
 ) -> Result<Vec<Arc<AnyConnector>>, BuildError> {
     config
         .connectors
         .iter()
-        .map(|connector| AnyConnector::build(connector, secrets, tokens).map(Arc::new))
+        .map(|connector| {
+            let mut built = AnyConnector::build(connector, secrets, tokens)?;
+            built.stop_waits_on(shutdown);
+            Ok(Arc::new(built))
+        })
         .collect()
 }
 
@@ -213,8 +220,8 @@ pub async fn run(service: Service) -> Result<(), ServiceError> {
         secrets,
     } = service;
     let tokens = Arc::new(RefreshTokenFile::beside(&state_path));
-    let connectors = build(&config, &secrets, &tokens)?;
     let (stop, shutdown) = watch::channel(false);
+    let connectors = build(&config, &secrets, &tokens, &shutdown)?;
     let (health_connectors, _) = watch::channel(connector_names(&config));
     let shared = Arc::new(Shared {
         store,
@@ -653,7 +660,7 @@ async fn reload(scheduler: &JobScheduler, shared: &Arc<Shared>, path: &std::path
                 errors.diagnostics.len()
             ))
         }
-        Ok(config) => match build(&config, &shared.secrets, &shared.tokens) {
+        Ok(config) => match build(&config, &shared.secrets, &shared.tokens, &shared.shutdown) {
             Err(error) => {
                 tracing::error!(error = %ErrorChain(&error), "config reload refused");
                 Err(crate::telemetry::chain(&error))

@@ -1216,7 +1216,7 @@ mod tests {
             .unwrap();
         let mut writer = test
             .store
-            .begin_audit(run, &[hubspot()], day(2, 2))
+            .begin_audit(run, &[hubspot()], day(2, 2), day(2, 2).date_naive())
             .unwrap();
         writer.record(&[digits.clone(), other.clone()]).unwrap();
         writer.finish().unwrap();

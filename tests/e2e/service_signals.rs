@@ -285,3 +285,30 @@ fn sigterm_stops_journeyd_audit_after_the_chunk_in_hand_as_interrupted() {
     assert_eq!(status.code(), Some(143));
     assert_eq!(audits(&env)[1].1, "interrupted");
 }
+
+/// A sync the CRM told to come back in two minutes is waiting when SIGTERM
+/// comes: the wait ends, and the service exits well inside its 25 s grace.
+#[test]
+fn sigterm_ends_a_services_sync_waiting_out_a_retry_after() {
+    let env = Environment::at(chrono::Utc::now(), 5, |config: &mut DocumentMut| {
+        seconds_schedule(config, "0 0 3 1 1 *");
+    });
+    let faults = env.emulator.faults();
+    faults.storm(1_000, Some(Duration::from_secs(120)));
+    let mut daemon = Daemon::start(&env, None);
+    daemon.wait_for(Duration::from_secs(20), |line| line == "READY=1");
+    eventually(Duration::from_secs(30), "a 429 was served", || {
+        faults.injected().rate_limited >= 1
+    });
+
+    daemon.signal(libc::SIGTERM);
+    let signalled = Instant::now();
+    assert_eq!(daemon.wait_exit(Duration::from_secs(30)), Some(0));
+    // Without the stop reaching the wait, the service waits its grace out.
+    assert!(
+        signalled.elapsed() < Duration::from_secs(5),
+        "exited {:?} after SIGTERM",
+        signalled.elapsed()
+    );
+    assert_eq!(faults.injected().rate_limited, 1, "nothing more was sent");
+}
