@@ -168,7 +168,11 @@ fn a_run_left_running_by_a_killed_daemon_is_marked_interrupted_by_the_next_comma
     let (killed, status) = audits(&env).pop().expect("the daemon's audit run");
     assert_eq!(status, "running", "killed mid-way, the row says running");
 
+    // A read-only command writes nothing, this mark included.
     env.install.run(&["violations", "list", "--status", "open"]);
+    assert_eq!(audits(&env).pop(), Some((killed, "running".to_owned())));
+
+    env.install.run(&["sync"]);
 
     let after = audits(&env);
     assert!(
