@@ -496,7 +496,46 @@ async fn all<C: Connector>(
 }
 
 async fn owners<C: Connector>(ctx: &Ctx<'_, C>, summary: &mut SyncSummary) -> Result<(), Halt> {
-    let step = Step::Owners;
+    every_page(
+        ctx,
+        Step::Owners,
+        summary,
+        |cursor| ctx.connector.owners(cursor),
+        |owners| {
+            let name = ctx.name.clone();
+            let count = owners.len() as u64;
+            async move {
+                ctx.store
+                    .call(move |s| s.upsert_owners(&name, &owners, Utc::now()))
+                    .await?;
+                Ok(count)
+            }
+        },
+        |summary| &mut summary.owners,
+    )
+    .await
+}
+
+/// Pages through a step that saves no cursor between runs (owners,
+/// deletions) from its first page to its last, under the same guards as
+/// records: the page read again while unreadable, a refused cursor
+/// restarting the step, paging that runs away stopped. `keep` stores a
+/// page's items and says how many count towards `tally`.
+async fn every_page<C, T, Ask, Asked, Keep, Kept>(
+    ctx: &Ctx<'_, C>,
+    step: Step,
+    summary: &mut SyncSummary,
+    ask: Ask,
+    mut keep: Keep,
+    tally: fn(&mut SyncSummary) -> &mut u64,
+) -> Result<(), Halt>
+where
+    C: Connector,
+    Ask: Fn(Option<String>) -> Asked,
+    Asked: Future<Output = Result<Page<T>, ConnectorError>>,
+    Keep: FnMut(Vec<T>) -> Kept,
+    Kept: Future<Output = Result<u64, Halt>>,
+{
     ctx.progress.step_started(ctx.name, step);
     let mut cursor: Option<String> = None;
     let mut guard = PageGuard::default();
@@ -506,9 +545,7 @@ async fn owners<C: Connector>(ctx: &Ctx<'_, C>, summary: &mut SyncSummary) -> Re
             return Err(Halt::Shutdown);
         }
         let asked = ctx
-            .read(step, guard.next_page(), || {
-                ctx.connector.owners(cursor.clone())
-            })
+            .read(step, guard.next_page(), || ask(cursor.clone()))
             .await?;
         let Some(page) = refused_restarts(ctx, step, asked, &mut restarts)? else {
             cursor = None;
@@ -520,12 +557,7 @@ async fn owners<C: Connector>(ctx: &Ctx<'_, C>, summary: &mut SyncSummary) -> Re
             .map_err(|runaway| ctx.runaway(step, runaway))?;
         ctx.skipped(step, &page.skipped, summary);
         let count = page.items.len() as u64;
-        let name = ctx.name.clone();
-        let owners = page.items;
-        ctx.store
-            .call(move |s| s.upsert_owners(&name, &owners, Utc::now()))
-            .await?;
-        summary.owners += count;
+        *tally(summary) += keep(page.items).await?;
         ctx.progress.page(ctx.name, step, count);
         match page.next {
             Some(next) => cursor = Some(next),
@@ -881,45 +913,24 @@ async fn deletions<C: Connector>(
     object: ObjectKind,
     summary: &mut SyncSummary,
 ) -> Result<(), Halt> {
-    let step = Step::Deletions(object);
-    ctx.progress.step_started(ctx.name, step);
-    let mut cursor: Option<String> = None;
-    let mut guard = PageGuard::default();
-    let mut restarts = 0;
-    loop {
-        if ctx.stopping() {
-            return Err(Halt::Shutdown);
-        }
-        let asked = ctx
-            .read(step, guard.next_page(), || {
-                ctx.connector.deletions(object, cursor.clone())
-            })
-            .await?;
-        let Some(page) = refused_restarts(ctx, step, asked, &mut restarts)? else {
-            cursor = None;
-            guard = PageGuard::default();
-            continue;
-        };
-        guard
-            .page(page.total, page.next.as_deref())
-            .map_err(|runaway| ctx.runaway(step, runaway))?;
-        ctx.skipped(step, &page.skipped, summary);
-        let count = page.items.len() as u64;
-        let name = ctx.name.clone();
-        let ids = page.items;
-        let deleted = ctx
-            .store
-            .call(move |s| s.mark_deleted(&name, object, &ids, Utc::now()))
-            .await?;
-        summary.deleted += deleted as u64;
-        ctx.progress.page(ctx.name, step, count);
-        match page.next {
-            Some(next) => cursor = Some(next),
-            None => break,
-        }
-    }
-    ctx.progress.step_finished(ctx.name, step);
-    Ok(())
+    every_page(
+        ctx,
+        Step::Deletions(object),
+        summary,
+        |cursor| ctx.connector.deletions(object, cursor),
+        |ids| {
+            let name = ctx.name.clone();
+            async move {
+                let deleted = ctx
+                    .store
+                    .call(move |s| s.mark_deleted(&name, object, &ids, Utc::now()))
+                    .await?;
+                Ok(deleted as u64)
+            }
+        },
+        |summary| &mut summary.deleted,
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -287,19 +287,11 @@ impl Store {
     /// neither wait for nor hold up writers on other connections: the
     /// audit reads its records through one.
     pub fn open_reader(path: &Path) -> Result<Store, StoreError> {
-        let open_error = |source| StoreError::Open {
+        let conn = read_only_connection(path)?;
+        audit::create_temp_tables(&conn).map_err(|source| StoreError::Open {
             path: path.to_owned(),
             source,
-        };
-        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(path, flags).map_err(open_error)?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
-        conn.pragma_update(None, "cache_size", -CACHE_KIB)
-            .map_err(open_error)?;
-        conn.pragma_update(None, "temp_store", "MEMORY")
-            .map_err(open_error)?;
-        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        audit::create_temp_tables(&conn).map_err(open_error)?;
+        })?;
         Ok(Store { conn })
     }
 
@@ -316,18 +308,9 @@ impl Store {
             }
             _ => {}
         }
-        let open_error = |source| StoreError::Open {
-            path: path.to_owned(),
-            source,
+        let store = Store {
+            conn: read_only_connection(path)?,
         };
-        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(path, flags).map_err(open_error)?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
-        conn.pragma_update(None, "cache_size", -CACHE_KIB)
-            .map_err(open_error)?;
-        conn.pragma_update(None, "temp_store", "MEMORY")
-            .map_err(open_error)?;
-        let store = Store { conn };
         let found = store.schema_version()?;
         let latest = migrations::latest_version();
         let path = path.to_owned();
@@ -342,12 +325,7 @@ impl Store {
                 found,
                 latest,
             }),
-            std::cmp::Ordering::Equal => {
-                store
-                    .conn
-                    .set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-                Ok(store)
-            }
+            std::cmp::Ordering::Equal => Ok(store),
         }
     }
 
@@ -392,6 +370,25 @@ fn restrict_permissions(_path: &Path) -> Result<(), StoreError> {
 
 #[cfg(test)]
 pub(crate) mod testkit;
+
+/// A read-only connection to the store file at `path`, tuned as the
+/// writer's is. Writes through it fail; in WAL mode its reads neither wait
+/// for nor hold up writers.
+fn read_only_connection(path: &Path) -> Result<Connection, StoreError> {
+    let open_error = |source| StoreError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(open_error)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
+    conn.pragma_update(None, "cache_size", -CACHE_KIB)
+        .map_err(open_error)?;
+    conn.pragma_update(None, "temp_store", "MEMORY")
+        .map_err(open_error)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(conn)
+}
 
 #[cfg(test)]
 mod tests {
