@@ -395,6 +395,72 @@ mod tests {
     use super::testkit::TestStore;
     use super::*;
 
+    /// The README's list of public tables and columns, `(table, [(column,
+    /// type)])`, from its "The state file" section.
+    fn documented_tables() -> Vec<(String, Vec<(String, String)>)> {
+        let readme = include_str!("../../README.md");
+        let section = readme
+            .split("### The state file")
+            .nth(1)
+            .and_then(|rest| rest.split("\n#").next())
+            .expect("the README documents the state file");
+        section
+            .lines()
+            .filter_map(|line| {
+                let cells: Vec<&str> = line.split(" | ").collect();
+                let table = cells.first()?.strip_prefix("| `")?.strip_suffix('`')?;
+                let columns = cells
+                    .get(1)?
+                    .trim_end_matches(" |")
+                    .split(", ")
+                    .map(|column| {
+                        let (name, kind) = column.split_once(' ').expect("`name` TYPE");
+                        (name.trim_matches('`').to_owned(), kind.to_owned())
+                    })
+                    .collect();
+                Some((table.to_owned(), columns))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_public_tables_have_the_columns_and_types_the_readme_documents() {
+        let test = TestStore::new();
+        let documented = documented_tables();
+        let names: Vec<&str> = documented.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "records",
+                "owners",
+                "violations",
+                "violation_events",
+                "runs",
+                "writeback_ledger"
+            ]
+        );
+        for (table, columns) in documented {
+            let mut stmt = test
+                .store
+                .conn
+                .prepare("SELECT name, type FROM pragma_table_info(?1)")
+                .unwrap();
+            let actual: Vec<(String, String)> = stmt
+                .query_map([&table], |row| Ok((row.get(0)?, row.get(1)?)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            for column in &columns {
+                assert!(
+                    actual.contains(column),
+                    "{table}.{} {} is documented, the schema has {actual:?}",
+                    column.0,
+                    column.1
+                );
+            }
+        }
+    }
+
     #[test]
     fn opening_an_empty_file_migrates_it_to_the_latest_schema() {
         let test = TestStore::new();
