@@ -183,6 +183,7 @@ fn audit(
     loop {
         if stop() {
             summary.interrupted = true;
+            summary.finish.resolved = writer.resolved();
             return Ok(summary);
         }
         let chunk = reader.audit_chunk(after, CHUNK)?;
@@ -234,6 +235,7 @@ fn judge(
             key: peer.key,
         })
         .collect();
+    let rowid = stored.rowid;
     let record = normalize(rules.journey, connector, owners, stored.record);
     let evaluation = rules.evaluate(connector, &record, &peers, now);
     let stalled = evaluation
@@ -241,16 +243,16 @@ fn judge(
         .iter()
         .any(|v| v.rule.as_str() == BuiltinRule::Stalled.as_str());
     Judged {
-        state: record_state(&record, stalled, now, rules.journey.timezone),
+        state: record_state(rowid, &record, stalled, rules.journey.timezone),
         violations: evaluation.violations,
         errors: evaluation.expression_errors,
     }
 }
 
 fn record_state(
+    rowid: i64,
     record: &JourneyRecord,
     stalled: bool,
-    now: DateTime<Utc>,
     tz: chrono_tz::Tz,
 ) -> RecordState {
     let (stage, stage_index) = match &record.stage {
@@ -264,15 +266,149 @@ fn record_state(
         .chain(stage_index)
         .max();
     RecordState {
+        record_rowid: Some(rowid),
         connector: record.connector.clone(),
         object: record.object,
         record_id: record.id.clone(),
         stage,
         stage_index,
         max_stage_index: if record.in_journey { reached } else { None },
-        days_in_stage: stage_index.and(record.days_in_stage(now, tz)),
+        stage_entered_on: stage_index
+            .and(record.entered_stage_at)
+            .map(|at| at.with_timezone(&tz).date_naive()),
         stalled,
         owner_id: record.owner.as_ref().map(|o| o.id.clone()),
         owner_role: record.owner.as_ref().and_then(|o| o.role.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use rusqlite::Connection;
+
+    /// The shipped config and a state file holding the sample HubSpot
+    /// portal, imported on `at`.
+    fn sample(at: DateTime<Utc>) -> (tempfile::TempDir, std::path::PathBuf, Config) {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let config = crate::config::load(&repo.join("config/journeyd.toml")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite");
+        let mut store = Store::open(&path).unwrap();
+        let sample = std::fs::read(repo.join("tests/fixtures/hubspot-sample.jsonl")).unwrap();
+        crate::import::import(
+            &mut store,
+            &config.connectors,
+            Some("hubspot"),
+            sample.as_slice(),
+            at,
+        )
+        .unwrap();
+        (dir, path, config)
+    }
+
+    /// Every violation row and event, every column, in id order.
+    fn violation_rows(path: &Path) -> Vec<String> {
+        let db = Connection::open(path).unwrap();
+        let mut rows = Vec::new();
+        for table in ["violation_rows", "violation_events"] {
+            let mut stmt = db
+                .prepare(&format!("SELECT * FROM {table} ORDER BY id"))
+                .unwrap();
+            let columns = stmt.column_count();
+            let mut query = stmt.query([]).unwrap();
+            while let Some(row) = query.next().unwrap() {
+                let values: Vec<String> = (0..columns)
+                    .map(|i| format!("{:?}", row.get_ref(i).unwrap()))
+                    .collect();
+                rows.push(format!("{table}: {}", values.join(" | ")));
+            }
+        }
+        rows
+    }
+
+    fn at(day: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, day, 2, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn a_nightly_reaudit_with_nothing_changed_writes_no_violation_rows() {
+        let (_dir, path, config) = sample(at(20));
+        let first = run_at(&path, &config, at(21), &|| false).unwrap();
+        assert!(first.violations > 0 && first.chunks.new == first.violations);
+        let before = violation_rows(&path);
+
+        let nightly = run_at(&path, &config, at(22), &|| false).unwrap();
+        assert_eq!(
+            (
+                nightly.violations,
+                nightly.chunks.new,
+                nightly.chunks.reopened
+            ),
+            (first.violations, 0, 0)
+        );
+        assert_eq!(nightly.finish.resolved, 0);
+        assert_eq!(
+            violation_rows(&path),
+            before,
+            "no violation row or event was written"
+        );
+    }
+
+    #[test]
+    fn after_a_nightly_reaudit_the_log_reads_as_of_that_audit() {
+        let (_dir, path, config) = sample(at(20));
+        run_at(&path, &config, at(21), &|| false).unwrap();
+        let nightly = run_at(&path, &config, at(22), &|| false).unwrap();
+        let mut store = Store::open_read_only(&path).unwrap();
+        store.set_timezone(config.schedule.timezone);
+        let mut rows = Vec::new();
+        store
+            .stream_violations(&Default::default(), |row| -> Result<(), StoreError> {
+                rows.push(row);
+                Ok(())
+            })
+            .unwrap();
+        assert!(!rows.is_empty());
+        for row in &rows {
+            assert_eq!(row.last_seen, at(22), "{}", row.violation.message);
+            assert_eq!(row.last_run.map(|r| r.0), Some(nightly.run));
+        }
+        let stalled = rows
+            .iter()
+            .find(|row| row.violation.stage_since.is_some())
+            .expect("a violation counting days in stage");
+        let today = config.schedule.today(Utc::now());
+        let since = stalled.violation.stage_since.unwrap();
+        assert!(
+            stalled
+                .violation
+                .message
+                .contains(&format!(" for {} days", (today - since).num_days())),
+            "counted to today when read: {}",
+            stalled.violation.message
+        );
+        assert!(
+            !stalled
+                .violation
+                .message
+                .contains(crate::rules::DAYS_IN_STAGE)
+        );
+        // sqlite3 reads the same through the view, counted to the UTC date.
+        let db = Connection::open(&path).unwrap();
+        let (message, template, last_seen): (String, String, String) = db
+            .query_row(
+                "SELECT message, message_template, last_seen FROM violations WHERE id = ?1",
+                [stalled.id.0],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        let utc_today = Utc::now().date_naive();
+        assert_eq!(
+            message,
+            crate::rules::render_days(&template, Some(since), utc_today)
+        );
+        assert_eq!(last_seen, "2026-11-22T02:00:00.000000000Z");
     }
 }

@@ -38,7 +38,7 @@ pub struct Report {
 }
 
 pub fn build(store: &Store, journey: &Journey) -> Result<Report, StoreError> {
-    let figures = store.stage_figures()?;
+    let figures = store.stage_figures(store.today())?;
     let by_stage_rule = store.violations_by_stage_rule()?;
     let mut by_owner = store.violations_by_owner()?;
     by_owner.sort_by_key(|o| std::cmp::Reverse(o.count));

@@ -61,6 +61,7 @@ impl Context {
         }
         let mut store = Store::open(path)
             .with_context(|| format!("could not open the state file {}", path.display()))?;
+        store.set_timezone(config.schedule.timezone);
         // A run whose process was killed would say `running` forever.
         let marked = store
             .interrupt_orphaned_runs(crate::process::is_alive, Utc::now())
@@ -86,7 +87,7 @@ impl Context {
     /// command makes it readable.
     pub fn open_store_read_only(&self, config: &Config) -> anyhow::Result<Store> {
         let path = self.state_path(config);
-        Store::open_read_only(path).map_err(|error| match error {
+        let mut store = Store::open_read_only(path).map_err(|error| match error {
             StoreError::Missing { .. } => anyhow!(
                 "there is no state file at {}: run `journeyd sync` (or `journeyd import`) first; this command only reads it",
                 path.display()
@@ -97,7 +98,9 @@ impl Context {
             ),
             error => anyhow::Error::new(error)
                 .context(format!("could not open the state file {}", path.display())),
-        })
+        })?;
+        store.set_timezone(config.schedule.timezone);
+        Ok(store)
     }
 }
 

@@ -5,7 +5,6 @@ use crate::config::CustomRule;
 use crate::journey::expr::Outcome;
 use crate::journey::{Journey, JourneyRecord};
 use crate::rules::ruleset::{Finding, LazyScope, current_stage};
-use chrono::{DateTime, Utc};
 
 /// `Ok(Some)` when the rule fires, `Err` when its condition could not be
 /// evaluated on this record. A rule scoped to stages keys its violations by
@@ -16,7 +15,6 @@ pub fn custom_rule(
     rule: &CustomRule,
     record: &JourneyRecord,
     scope: &LazyScope<'_>,
-    now: DateTime<Utc>,
 ) -> Result<Option<Finding>, String> {
     if !rule.objects.is_empty() && !rule.objects.contains(&record.object) {
         return Ok(None);
@@ -35,7 +33,7 @@ pub fn custom_rule(
             Ok(Some(Finding::new(
                 keyed_stage,
                 stage.map(|s| &s.owner_role),
-                rule.message.render(record, now, journey.timezone),
+                rule.message.render(record),
             )))
         }
         Outcome::False => Ok(None),

@@ -20,7 +20,8 @@ pub mod violation;
 pub use ruleset::{Evaluation, Peer, RuleSet};
 pub use template::{MessageTemplate, TemplateError};
 pub use violation::{
-    ActionKind, BuiltinRule, Fingerprint, PlannedAction, RuleId, Severity, Violation,
+    ActionKind, BuiltinRule, DAYS_IN_STAGE, Fingerprint, PlannedAction, RuleId, Severity,
+    Violation, render_days,
 };
 
 #[cfg(test)]

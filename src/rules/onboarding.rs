@@ -3,6 +3,7 @@
 
 use crate::config::OnboardingCheck;
 use crate::journey::{Journey, JourneyRecord};
+use crate::rules::DAYS_IN_STAGE;
 use crate::rules::ruleset::{Finding, current_stage};
 use chrono::{DateTime, Utc};
 use journeyd_connector::ObjectKind;
@@ -43,7 +44,7 @@ pub fn missing_onboarding_task(
         Some(&stage.id),
         Some(&stage.owner_role),
         format!(
-            "{} has been in stage {} for {days} days with no task whose subject mentions \"{}\"",
+            "{} has been in stage {} for {DAYS_IN_STAGE} days with no task whose subject mentions \"{}\"",
             record.label(),
             stage.id,
             check.subject_contains

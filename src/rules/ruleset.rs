@@ -6,7 +6,7 @@ use crate::journey::expr::Scope;
 use crate::journey::record::cel_now;
 use crate::journey::{Journey, JourneyRecord, RoleId, StageId};
 use crate::rules::violation::{
-    ActionKind, BuiltinRule, Fingerprint, PlannedAction, RuleId, Severity, Violation,
+    ActionKind, BuiltinRule, DAYS_IN_STAGE, Fingerprint, PlannedAction, RuleId, Severity, Violation,
 };
 use crate::rules::{
     custom, duplicate_record, exit_criteria, handoff, lifecycle, onboarding, owner, stage_history,
@@ -185,7 +185,7 @@ impl<'a> RuleSet<'a> {
             );
         }
         for rule in self.custom {
-            match custom::custom_rule(journey, rule, record, &scope, now) {
+            match custom::custom_rule(journey, rule, record, &scope) {
                 Ok(Some(finding)) => {
                     let violation = self.violation(
                         rule.id.clone(),
@@ -248,6 +248,15 @@ impl<'a> RuleSet<'a> {
             stage: finding.stage,
             owner_id,
             owner_role: finding.owner_role,
+            stage_since: finding
+                .message
+                .contains(DAYS_IN_STAGE)
+                .then(|| {
+                    record
+                        .entered_stage_at
+                        .map(|at| at.with_timezone(&self.journey.timezone).date_naive())
+                })
+                .flatten(),
             message: finding.message,
             action,
         }

@@ -1,6 +1,7 @@
 //! `stalled`: a record that has sat in its stage past the stage's `max_days`.
 
 use crate::journey::{Journey, JourneyRecord};
+use crate::rules::DAYS_IN_STAGE;
 use crate::rules::ruleset::{Finding, current_stage};
 use chrono::{DateTime, Utc};
 
@@ -19,7 +20,7 @@ pub fn stalled(journey: &Journey, record: &JourneyRecord, now: DateTime<Utc>) ->
         Some(&stage.id),
         Some(&stage.owner_role),
         format!(
-            "{} has been in stage {} for {days} days (limit {limit})",
+            "{} has been in stage {} for {DAYS_IN_STAGE} days (limit {limit})",
             record.label(),
             stage.id
         ),

@@ -7,7 +7,7 @@
 //! `{field.NAME}` (a canonical field). `{{` and `}}` are literal braces.
 
 use crate::journey::JourneyRecord;
-use chrono::{DateTime, Utc};
+use crate::rules::DAYS_IN_STAGE;
 use thiserror::Error;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,7 +94,9 @@ impl MessageTemplate {
         Ok(MessageTemplate { parts })
     }
 
-    pub fn render(&self, record: &JourneyRecord, now: DateTime<Utc>, tz: chrono_tz::Tz) -> String {
+    /// The message for `record`; `{days_in_stage}` is left as the
+    /// [`DAYS_IN_STAGE`] mark, counted when the message is shown.
+    pub fn render(&self, record: &JourneyRecord) -> String {
         let mut out = String::new();
         for part in &self.parts {
             match part {
@@ -121,10 +123,8 @@ impl MessageTemplate {
                     }
                     None => out.push_str("(no amount)"),
                 },
-                Part::DaysInStage => match record.days_in_stage(now, tz) {
-                    Some(days) => out.push_str(&days.to_string()),
-                    None => out.push('?'),
-                },
+                // Counted when shown: see `DAYS_IN_STAGE`.
+                Part::DaysInStage => out.push_str(DAYS_IN_STAGE),
                 Part::Field(name) => match record.fields.get(name) {
                     Some(serde_json::Value::String(s)) => out.push_str(s),
                     Some(serde_json::Value::Null) | None => out.push_str("(not set)"),

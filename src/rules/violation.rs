@@ -2,6 +2,7 @@
 //! of rules, severities and actions.
 
 use crate::journey::{RoleId, StageId};
+use chrono::NaiveDate;
 use journeyd_connector::{ConnectorName, ObjectKind, OwnerId, RecordId};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -231,7 +232,15 @@ impl Fingerprint {
             hash.update(part.as_bytes());
         }
         let digest = hash.finalize();
-        Fingerprint(digest[..16].iter().map(|b| format!("{b:02x}")).collect())
+        // Every record's every violation is fingerprinted on each audit: a
+        // table lookup, not a `format!` per byte.
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut hex = String::with_capacity(32);
+        for byte in &digest[..16] {
+            hex.push(char::from(HEX[usize::from(byte >> 4)]));
+            hex.push(char::from(HEX[usize::from(byte & 0xf)]));
+        }
+        Fingerprint(hex)
     }
 
     /// For values read back from the store.
@@ -268,7 +277,39 @@ pub struct Violation {
     pub owner_id: Option<OwnerId>,
     /// The role accountable at `stage`.
     pub owner_role: Option<RoleId>,
-    /// Names the record and exactly what is missing.
+    /// Names the record and exactly what is missing. As a rule yields it,
+    /// a count of days in stage is the [`DAYS_IN_STAGE`] mark, so that the
+    /// message stays the same from one day to the next; the count is put in
+    /// when it is shown ([`render_days`]). Read from the store, it is
+    /// rendered.
     pub message: String,
+    /// The org's date the record entered its stage, where `message` counts
+    /// the days since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage_since: Option<NaiveDate>,
     pub action: PlannedAction,
+}
+
+/// Where a message counts the days a record has been in its stage. Made of
+/// control characters, which no message text otherwise holds.
+pub const DAYS_IN_STAGE: &str = "\u{1}days_in_stage\u{1}";
+
+/// `message` with its [`DAYS_IN_STAGE`] marks replaced by the whole days
+/// from `since` to `today` (never below 0); `?` where the date is unknown.
+pub fn render_days(message: &str, since: Option<NaiveDate>, today: NaiveDate) -> String {
+    if !message.contains(DAYS_IN_STAGE) {
+        return message.to_owned();
+    }
+    let days = since.map_or_else(
+        || "?".to_owned(),
+        |since| (today - since).num_days().max(0).to_string(),
+    );
+    message.replace(DAYS_IN_STAGE, &days)
+}
+
+impl Violation {
+    /// The message as shown on `today`.
+    pub fn message_on(&self, today: NaiveDate) -> String {
+        render_days(&self.message, self.stage_since, today)
+    }
 }

@@ -1,12 +1,22 @@
 //! The [`AuditWriter`]: an audit's writes, chunk by chunk. Each chunk's
-//! violations (upserted by fingerprint) and per-record facts for the report
-//! commit in one short transaction of their own; `finish` resolves what
-//! was not found again and lifts expired suppressions, in one more.
+//! violations and per-record facts for the report commit in one short
+//! transaction of their own; `finish` resolves the violations of records
+//! gone from the CRM and lifts expired suppressions, in one more.
+//!
+//! A nightly audit mostly finds what it found the night before, so it
+//! writes only what changed. A chunk reads the stored violations of its
+//! records (one range of an index, in the order records are read) and
+//! compares: a violation found again as it was is not written; one found
+//! with other content is rewritten; one not found resolves. Day counts in
+//! messages are not stored ([`crate::rules::DAYS_IN_STAGE`]), and when a
+//! violation was last seen is the connector's last finished audit
+//! (`audit_sightings`), so the same problem reads the same every night.
 //!
 //! Between two chunks the write lock is free: an admin's acknowledgement
 //! or a sync's page goes through. A chunk is never half-written, and an
-//! audit stopped before `finish` (a shutdown, a crash) resolves nothing:
-//! what it committed are violations it did see, refreshed or opened.
+//! audit stopped before `finish` (a shutdown, a crash) leaves what it
+//! judged: whole chunks, their violations opened, refreshed or resolved;
+//! the violations of deleted records stay as they were.
 //!
 //! The audit reads its records on another connection
 //! ([`Store::audit_chunk`]), so that reading never waits for writing.
@@ -21,12 +31,16 @@ use chrono::{DateTime, NaiveDate, Utc};
 use journeyd_connector::{ConnectorName, ObjectKind, OwnerId, RecordId};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use serde::Serialize;
+use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
 use std::ops::AddAssign;
 
 /// What the last audit derived of one record, for the stage report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordState {
+    /// The record's rowid in the store, where the caller knows it (the
+    /// audit does); looked up by connector, object and id otherwise.
+    pub record_rowid: Option<i64>,
     pub connector: ConnectorName,
     pub object: ObjectKind,
     pub record_id: RecordId,
@@ -35,7 +49,9 @@ pub struct RecordState {
     pub stage_index: Option<usize>,
     /// The furthest stage the record reached, from its history.
     pub max_stage_index: Option<usize>,
-    pub days_in_stage: Option<i64>,
+    /// The org's date the record entered its stage: days in stage are
+    /// counted from it when shown.
+    pub stage_entered_on: Option<NaiveDate>,
     pub stalled: bool,
     pub owner_id: Option<OwnerId>,
     pub owner_role: Option<RoleId>,
@@ -113,6 +129,10 @@ impl Store {
             now,
             now_text: ts(now),
             today,
+            connectors: connectors.to_vec(),
+            resolved: 0,
+            judged: RowidSet::default(),
+            found_unstored: HashSet::new(),
         })
     }
 
@@ -146,6 +166,43 @@ pub struct AuditWriter<'s> {
     now: DateTime<Utc>,
     now_text: String,
     today: NaiveDate,
+    connectors: Vec<ConnectorName>,
+    /// Violations resolved so far, chunk by chunk.
+    resolved: u64,
+    /// The rowids of the records judged so far: at the end, an open
+    /// violation of any other record (gone from the CRM, never stored)
+    /// resolves.
+    judged: RowidSet,
+    /// Violations found whose record was never stored: they stay open.
+    found_unstored: HashSet<ViolationId>,
+}
+
+/// A set of record rowids, one bit each: a million records cost 125 KB.
+#[derive(Debug, Default)]
+struct RowidSet(Vec<u64>);
+
+impl RowidSet {
+    fn insert(&mut self, rowid: i64) {
+        let Ok(rowid) = usize::try_from(rowid) else {
+            return;
+        };
+        let word = rowid / 64;
+        if self.0.len() <= word {
+            self.0.resize(word + 1, 0);
+        }
+        self.0[word] |= 1 << (rowid % 64);
+    }
+
+    fn contains(&self, rowid: i64) -> bool {
+        usize::try_from(rowid)
+            .ok()
+            .and_then(|rowid| {
+                self.0
+                    .get(rowid / 64)
+                    .map(|word| word & (1 << (rowid % 64)) != 0)
+            })
+            .unwrap_or(false)
+    }
 }
 
 impl std::fmt::Debug for AuditWriter<'_> {
@@ -164,9 +221,57 @@ struct ChunkTx<'t> {
     now_text: &'t str,
 }
 
+/// A record as the store knows it: connector, object, id.
+type RecordKey<'a> = (&'a str, ObjectKind, &'a str);
+
+/// A stored violation of a chunk's records, with what the audit compares.
+struct Stored {
+    id: ViolationId,
+    record_rowid: Option<i64>,
+    status: ViolationStatus,
+    failing: bool,
+    content: Content,
+}
+
+/// What an audit may find changed in a violation it finds again. Equal
+/// content, same status: nothing is written.
+#[derive(PartialEq)]
+struct Content {
+    record_name: Option<String>,
+    record_url: Option<String>,
+    severity: i64,
+    owner_id: Option<String>,
+    owner_role: Option<String>,
+    message: String,
+    action: String,
+    stage_since: Option<NaiveDate>,
+}
+
+impl Content {
+    fn of(v: &Violation) -> Result<Content, StoreError> {
+        Ok(Content {
+            record_name: v.record_name.clone(),
+            record_url: v.record_url.clone(),
+            severity: severity_rank(v.severity),
+            owner_id: v.owner_id.as_ref().map(|o| o.as_str().to_owned()),
+            owner_role: v.owner_role.as_ref().map(|r| r.as_str().to_owned()),
+            message: v.message.clone(),
+            action: serde_json::to_string(&v.action).map_err(json_error("a planned action"))?,
+            stage_since: v.stage_since,
+        })
+    }
+}
+
 impl AuditWriter<'_> {
     pub fn run(&self) -> RunId {
         self.run
+    }
+
+    /// Violations this audit resolved so far: those of records it judged
+    /// and found passing. [`AuditWriter::finish`] adds those of records
+    /// gone from the CRM.
+    pub fn resolved(&self) -> u64 {
+        self.resolved
     }
 
     /// Like [`Store::records_chunk`], on the writer's own connection and
@@ -191,32 +296,85 @@ impl AuditWriter<'_> {
         })
     }
 
-    /// Records one chunk, in one transaction: upserts the violations found,
-    /// by fingerprint (a new one opens; a resolved one reopens; any other
-    /// is refreshed, message, owner, severity, action, last seen, and keeps
-    /// its status), and stores what the audit derived of the records,
-    /// replacing what an earlier audit derived.
+    /// Records one chunk, in one transaction. `states` are the records the
+    /// audit judged, `violations` what it found on them. Against what the
+    /// store holds for those records: a violation never seen opens; a
+    /// resolved one found again reopens; one found again with other
+    /// content (message, owner, severity, action) is rewritten, keeping its
+    /// status; one found again as it was is not written at all. An open or
+    /// acknowledged violation of a judged record that was not found again
+    /// resolves. Then what the audit derived of the records is stored,
+    /// where it changed.
     pub fn record_chunk(
         &mut self,
         violations: &[Violation],
         states: &[RecordState],
     ) -> Result<ChunkDiff, StoreError> {
-        let chunk = self.begin("begin an audit chunk")?;
-        let mut diff = ChunkDiff::default();
-        for violation in violations {
-            chunk
-                .record_one(violation, &mut diff)
-                .map_err(|err| StoreError::RecordViolation {
-                    fingerprint: violation.fingerprint.to_string(),
-                    source: Box::new(err),
-                })?;
+        let (diff, resolved, judged, unstored) = self.write_chunk(violations, states)?;
+        self.resolved += resolved;
+        for rowid in judged {
+            self.judged.insert(rowid);
         }
-        chunk.record_states(states)?;
-        chunk.tx.commit().op("commit an audit chunk")?;
+        self.found_unstored.extend(unstored);
         Ok(diff)
     }
 
-    /// [`AuditWriter::record_chunk`] with violations only.
+    fn write_chunk(
+        &mut self,
+        violations: &[Violation],
+        states: &[RecordState],
+    ) -> Result<(ChunkDiff, u64, HashSet<i64>, Vec<ViolationId>), StoreError> {
+        let chunk = self.begin("begin an audit chunk")?;
+        let mut rowids: HashMap<RecordKey<'_>, Option<i64>> = HashMap::new();
+        for state in states {
+            let key = (
+                state.connector.as_str(),
+                state.object,
+                state.record_id.as_str(),
+            );
+            let rowid = match state.record_rowid {
+                Some(rowid) => Some(rowid),
+                None => chunk.rowid_of(key)?,
+            };
+            rowids.insert(key, rowid);
+        }
+        for v in violations {
+            let key = (v.connector.as_str(), v.object, v.record_id.as_str());
+            if let std::collections::hash_map::Entry::Vacant(entry) = rowids.entry(key) {
+                entry.insert(chunk.rowid_of(key)?);
+            }
+        }
+        // A record with a violation found was judged too, states or not.
+        let judged: HashSet<i64> = rowids.values().flatten().copied().collect();
+        let mut stored = chunk.stored(&judged)?;
+        let mut diff = ChunkDiff::default();
+        let mut unstored = Vec::new();
+        for v in violations {
+            let rowid = rowids
+                .get(&(v.connector.as_str(), v.object, v.record_id.as_str()))
+                .copied()
+                .flatten();
+            let id = chunk
+                .found(v, rowid, &mut stored, &mut diff)
+                .map_err(|err| StoreError::RecordViolation {
+                    fingerprint: v.fingerprint.to_string(),
+                    source: Box::new(err),
+                })?;
+            if rowid.is_none() {
+                unstored.push(id);
+            }
+        }
+        let mut resolved = 0;
+        for row in stored.values() {
+            resolved += chunk.not_found(row)?;
+        }
+        chunk.record_states(states)?;
+        chunk.tx.commit().op("commit an audit chunk")?;
+        Ok((diff, resolved, judged, unstored))
+    }
+
+    /// [`AuditWriter::record_chunk`] with violations only: no record was
+    /// judged, so none resolves.
     pub fn record(&mut self, violations: &[Violation]) -> Result<ChunkDiff, StoreError> {
         self.record_chunk(violations, &[])
     }
@@ -228,138 +386,270 @@ impl AuditWriter<'_> {
 
     /// Ends the audit, in one transaction. First, suppressions dated before
     /// today end, whatever their connector: those violations are open
-    /// again. Then every open or acknowledged violation of an audited
-    /// connector that this audit did not record is resolved, whether its
-    /// record passes now or is gone. Nothing is deleted.
+    /// again, and resolve at once if their record passed this audit. Then
+    /// every open or acknowledged violation of an audited connector whose
+    /// record the audit did not judge resolves: the record is gone from the
+    /// CRM (or was never stored). Last, the audit is recorded as the
+    /// connectors' last sighting: every violation still failing was seen
+    /// now. Nothing is deleted.
     pub fn finish(mut self) -> Result<AuditDiff, StoreError> {
         let today = date(self.today);
+        let connectors = std::mem::take(&mut self.connectors);
+        let judged = std::mem::take(&mut self.judged);
+        let found_unstored = std::mem::take(&mut self.found_unstored);
+        let resolved_before = self.resolved;
         let chunk = self.begin("begin finishing an audit")?;
         let unsuppressed = chunk.unsuppress(&today)?;
-        let resolved = chunk.resolve()?;
+        let resolved = chunk.resolve_unjudged(&connectors, &judged, &found_unstored)?;
+        chunk.sighted(&connectors)?;
         chunk.tx.commit().op("commit an audit")?;
         Ok(AuditDiff {
-            resolved,
+            resolved: resolved_before + resolved,
             unsuppressed,
         })
     }
 }
 
+/// Sets a row's `last_seen` and `last_run` to the last sighting of its
+/// connector where that is later and the row was failing: the values the
+/// `violations` view showed, kept as the row stops being seen.
+const KEEP_SIGHTING: &str = "
+    last_run = coalesce((SELECT s.run_id FROM audit_sightings s
+                         WHERE s.connector = violation_rows.connector
+                           AND s.at > violation_rows.last_seen
+                           AND violation_rows.failing = 1
+                           AND violation_rows.status <> 'resolved'), last_run),
+    last_seen = coalesce((SELECT s.at FROM audit_sightings s
+                          WHERE s.connector = violation_rows.connector
+                            AND s.at > violation_rows.last_seen
+                            AND violation_rows.failing = 1
+                            AND violation_rows.status <> 'resolved'), last_seen)";
+
 impl ChunkTx<'_> {
-    fn record_one(&self, v: &Violation, diff: &mut ChunkDiff) -> Result<(), StoreError> {
-        let action = serde_json::to_string(&v.action).map_err(json_error("a planned action"))?;
-        let stage = v.stage.as_ref().map(StageId::as_str);
-        let owner = v.owner_id.as_ref().map(OwnerId::as_str);
-        let role = v.owner_role.as_ref().map(RoleId::as_str);
-        let existing: Option<(ViolationId, ViolationStatus, bool)> = self
+    /// The rowid of a record, for callers that do not know it; `None` for a
+    /// record never stored.
+    fn rowid_of(&self, (connector, object, id): RecordKey<'_>) -> Result<Option<i64>, StoreError> {
+        self.tx
+            .prepare_cached(
+                "SELECT rowid FROM records WHERE connector = ?1 AND object = ?2 AND id = ?3",
+            )
+            .op("prepare finding a record")?
+            .query_row(params![connector, object.as_str(), id], |row| row.get(0))
+            .optional()
+            .op("find a record")
+    }
+
+    /// The stored violations of the records `rowids`, by fingerprint: one
+    /// range of the record index, as records are read in rowid order.
+    fn stored(&self, rowids: &HashSet<i64>) -> Result<HashMap<String, Stored>, StoreError> {
+        let (Some(&first), Some(&last)) = (rowids.iter().min(), rowids.iter().max()) else {
+            return Ok(HashMap::new());
+        };
+        let mut stmt = self
             .tx
             .prepare_cached(
-                "SELECT id, status,
-                     record_name IS ?2 AND record_url IS ?3 AND severity = ?4
-                     AND owner_id IS ?5 AND owner_role IS ?6 AND message = ?7 AND action = ?8
-                 FROM violations WHERE fingerprint = ?1",
+                "SELECT id, record_rowid, fingerprint, status, failing, record_name, record_url,
+                     severity, owner_id, owner_role, message, action, stage_since
+                 FROM violation_rows WHERE record_rowid BETWEEN ?1 AND ?2",
+            )
+            .op("prepare reading a chunk's violations")?;
+        let mut rows = stmt
+            .query(params![first, last])
+            .op("read a chunk's violations")?;
+        let mut stored = HashMap::new();
+        while let Some(row) = rows.next().op("read a chunk's violations")? {
+            let record_rowid: Option<i64> = row.get(1).op("read a chunk's violations")?;
+            if !record_rowid.is_some_and(|rowid| rowids.contains(&rowid)) {
+                continue;
+            }
+            let (fingerprint, one) =
+                stored_row(row, record_rowid).op("read a chunk's violations")?;
+            stored.insert(fingerprint, one);
+        }
+        Ok(stored)
+    }
+
+    /// The stored violation `fingerprint`, wherever its record: for a row
+    /// the chunk's range did not hold (its record stored after it).
+    fn stored_by_fingerprint(&self, fingerprint: &str) -> Result<Option<Stored>, StoreError> {
+        self.tx
+            .prepare_cached(
+                "SELECT id, record_rowid, fingerprint, status, failing, record_name, record_url,
+                     severity, owner_id, owner_role, message, action, stage_since
+                 FROM violation_rows WHERE fingerprint = ?1",
             )
             .op("prepare reading a violation")?
+            .query_row([fingerprint], |row| {
+                stored_row(row, row.get(1)?).map(|(_, one)| one)
+            })
+            .optional()
+            .op("read a violation")
+    }
+
+    /// Records the violation `v`, found by the audit on the record `rowid`.
+    fn found(
+        &self,
+        v: &Violation,
+        rowid: Option<i64>,
+        stored: &mut HashMap<String, Stored>,
+        diff: &mut ChunkDiff,
+    ) -> Result<ViolationId, StoreError> {
+        let content = Content::of(v)?;
+        let existing = match stored.remove(v.fingerprint.as_str()) {
+            Some(existing) => Some(existing),
+            None => match self.insert(v, rowid, &content) {
+                Ok(id) => {
+                    diff.new += 1;
+                    return Ok(id);
+                }
+                // Stored without its record (or before it was): found by
+                // its fingerprint instead.
+                Err(StoreError::Sql { source, .. }) if is_unique_violation(&source) => {
+                    self.stored_by_fingerprint(v.fingerprint.as_str())?
+                }
+                Err(err) => return Err(err),
+            },
+        };
+        let Some(existing) = existing else {
+            return Err(StoreError::ViolationNotFound(ViolationId(0)));
+        };
+        let reopen = existing.status == ViolationStatus::Resolved;
+        if reopen {
+            diff.reopened += 1;
+        } else {
+            diff.still_failing += 1;
+        }
+        // The common case of a nightly audit: the same problem, worded the
+        // same, still failing. Nothing to write.
+        if !reopen
+            && existing.failing
+            && existing.content == content
+            && existing.record_rowid == rowid
+        {
+            return Ok(existing.id);
+        }
+        self.tx
+            .prepare_cached(
+                "UPDATE violation_rows SET record_name = ?2, record_url = ?3, severity = ?4,
+                     owner_id = ?5, owner_role = ?6, message = ?7, action = ?8,
+                     stage_since = ?9, record_rowid = ?10, failing = 1,
+                     last_seen = ?11, last_run = ?12,
+                     status = CASE WHEN ?13 THEN 'open' ELSE status END,
+                     status_reason = CASE WHEN ?13 THEN NULL ELSE status_reason END,
+                     resolved_at = CASE WHEN ?13 THEN NULL ELSE resolved_at END
+                 WHERE id = ?1",
+            )
+            .op("prepare refreshing a violation")?
+            .execute(params![
+                existing.id,
+                content.record_name,
+                content.record_url,
+                content.severity,
+                content.owner_id,
+                content.owner_role,
+                content.message,
+                content.action,
+                content.stage_since.map(date),
+                rowid,
+                self.now_text,
+                self.run,
+                reopen,
+            ])
+            .op("refresh a violation")?;
+        if reopen {
+            self.event(
+                existing.id,
+                EventKind::Reopened,
+                Some(existing.status),
+                ViolationStatus::Open,
+                None,
+            )?;
+        }
+        Ok(existing.id)
+    }
+
+    fn insert(
+        &self,
+        v: &Violation,
+        rowid: Option<i64>,
+        content: &Content,
+    ) -> Result<ViolationId, StoreError> {
+        let id: ViolationId = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO violation_rows (fingerprint, connector, object, record_id,
+                     record_name, record_url, rule, severity, stage, owner_id, owner_role,
+                     message, action, stage_since, record_rowid, status, first_seen,
+                     last_seen, last_run)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
+                         'open', ?16, ?16, ?17)
+                 RETURNING id",
+            )
+            .op("prepare inserting a violation")?
             .query_row(
                 params![
                     v.fingerprint.as_str(),
-                    v.record_name,
-                    v.record_url,
-                    severity_rank(v.severity),
-                    owner,
-                    role,
-                    v.message,
-                    action,
+                    v.connector.as_str(),
+                    v.object.as_str(),
+                    v.record_id.as_str(),
+                    content.record_name,
+                    content.record_url,
+                    v.rule.as_str(),
+                    content.severity,
+                    v.stage.as_ref().map(StageId::as_str),
+                    content.owner_id,
+                    content.owner_role,
+                    content.message,
+                    content.action,
+                    content.stage_since.map(date),
+                    rowid,
+                    self.now_text,
+                    self.run,
                 ],
-                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                |row| row.get(0),
             )
-            .optional()
-            .op("read a violation")?;
-        // The common case of a nightly audit: the same problem, worded the
-        // same. Only the sighting moves, which touches no index.
-        if let Some((id, status, true)) = existing
-            && status != ViolationStatus::Resolved
-        {
-            self.tx
-                .prepare_cached("UPDATE violations SET last_seen = ?2, last_run = ?3 WHERE id = ?1")
-                .op("prepare refreshing a violation")?
-                .execute(params![id, self.now_text, self.run])
-                .op("refresh a violation")?;
-            diff.still_failing += 1;
-            return Ok(());
-        }
-        match existing.map(|(id, status, _)| (id, status)) {
-            None => {
-                let id: ViolationId = self
-                    .tx
-                    .prepare_cached(
-                        "INSERT INTO violations (fingerprint, connector, object, record_id,
-                             record_name, record_url, rule, severity, stage, owner_id, owner_role,
-                             message, action, status, first_seen, last_seen, last_run)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 'open',
-                                 ?14, ?14, ?15)
-                         RETURNING id",
-                    )
-                    .op("prepare inserting a violation")?
-                    .query_row(
-                        params![
-                            v.fingerprint.as_str(),
-                            v.connector.as_str(),
-                            v.object.as_str(),
-                            v.record_id.as_str(),
-                            v.record_name,
-                            v.record_url,
-                            v.rule.as_str(),
-                            severity_rank(v.severity),
-                            stage,
-                            owner,
-                            role,
-                            v.message,
-                            action,
-                            self.now_text,
-                            self.run,
-                        ],
-                        |row| row.get(0),
-                    )
-                    .op("insert a violation")?;
-                self.event(id, EventKind::Opened, None, ViolationStatus::Open)?;
-                diff.new += 1;
-            }
-            Some((id, status)) => {
-                let reopen = status == ViolationStatus::Resolved;
+            .op("insert a violation")?;
+        self.event(id, EventKind::Opened, None, ViolationStatus::Open, None)?;
+        Ok(id)
+    }
+
+    /// A stored violation of a judged record that the audit did not find:
+    /// open and acknowledged ones resolve (returns 1); a suppressed one is
+    /// marked no longer failing. Its last sighting is kept.
+    fn not_found(&self, row: &Stored) -> Result<u64, StoreError> {
+        match row.status {
+            ViolationStatus::Open | ViolationStatus::Acknowledged => {
                 self.tx
-                    .prepare_cached(
-                        "UPDATE violations SET record_name = ?2, record_url = ?3, severity = ?4,
-                             owner_id = ?5, owner_role = ?6, message = ?7, action = ?8,
-                             last_seen = ?9, last_run = ?10,
-                             status = CASE WHEN ?11 THEN 'open' ELSE status END,
-                             status_reason = CASE WHEN ?11 THEN NULL ELSE status_reason END,
-                             resolved_at = CASE WHEN ?11 THEN NULL ELSE resolved_at END
-                         WHERE id = ?1",
-                    )
-                    .op("prepare refreshing a violation")?
-                    .execute(params![
-                        id,
-                        v.record_name,
-                        v.record_url,
-                        severity_rank(v.severity),
-                        owner,
-                        role,
-                        v.message,
-                        action,
-                        self.now_text,
-                        self.run,
-                        reopen,
-                    ])
-                    .op("refresh a violation")?;
-                if reopen {
-                    self.event(id, EventKind::Reopened, Some(status), ViolationStatus::Open)?;
-                    diff.reopened += 1;
-                } else {
-                    diff.still_failing += 1;
-                }
+                    .prepare_cached(&format!(
+                        "UPDATE violation_rows SET {KEEP_SIGHTING},
+                             status = 'resolved', resolved_at = ?2, failing = 0,
+                             status_reason = 'no longer found by the audit'
+                         WHERE id = ?1"
+                    ))
+                    .op("prepare resolving a violation")?
+                    .execute(params![row.id, self.now_text])
+                    .op("resolve a violation")?;
+                self.event(
+                    row.id,
+                    EventKind::Resolved,
+                    Some(row.status),
+                    ViolationStatus::Resolved,
+                    Some("no longer found by the audit"),
+                )?;
+                Ok(1)
             }
+            ViolationStatus::Suppressed if row.failing => {
+                self.tx
+                    .prepare_cached(&format!(
+                        "UPDATE violation_rows SET {KEEP_SIGHTING}, failing = 0 WHERE id = ?1"
+                    ))
+                    .op("prepare marking a violation passing")?
+                    .execute([row.id])
+                    .op("mark a violation passing")?;
+                Ok(0)
+            }
+            ViolationStatus::Suppressed | ViolationStatus::Resolved => Ok(0),
         }
-        Ok(())
     }
 
     fn event(
@@ -368,6 +658,7 @@ impl ChunkTx<'_> {
         kind: EventKind,
         from: Option<ViolationStatus>,
         to: ViolationStatus,
+        reason: Option<&str>,
     ) -> Result<(), StoreError> {
         insert_event(
             &self.tx,
@@ -378,23 +669,30 @@ impl ChunkTx<'_> {
             kind,
             from,
             to,
-            None,
+            reason,
         )
     }
 
+    /// Stores what the audit derived of `states`' records, where it differs
+    /// from what the store holds.
     fn record_states(&self, states: &[RecordState]) -> Result<(), StoreError> {
         let mut stmt = self
             .tx
             .prepare_cached(
                 "INSERT INTO record_state (connector, object, record_id, stage, stage_index,
-                     max_stage_index, days_in_stage, stalled, owner_id, owner_role, run_id)
+                     max_stage_index, stage_entered_on, stalled, owner_id, owner_role, run_id)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
                  ON CONFLICT (connector, object, record_id) DO UPDATE SET
                      stage = excluded.stage, stage_index = excluded.stage_index,
                      max_stage_index = excluded.max_stage_index,
-                     days_in_stage = excluded.days_in_stage, stalled = excluded.stalled,
+                     stage_entered_on = excluded.stage_entered_on, stalled = excluded.stalled,
                      owner_id = excluded.owner_id, owner_role = excluded.owner_role,
-                     run_id = excluded.run_id",
+                     run_id = excluded.run_id
+                 WHERE (stage, stage_index, max_stage_index, stage_entered_on, stalled,
+                        owner_id, owner_role)
+                     IS NOT (excluded.stage, excluded.stage_index, excluded.max_stage_index,
+                             excluded.stage_entered_on, excluded.stalled, excluded.owner_id,
+                             excluded.owner_role)",
             )
             .op("prepare storing record states")?;
         for state in states {
@@ -405,7 +703,7 @@ impl ChunkTx<'_> {
                 state.stage.as_ref().map(StageId::as_str),
                 state.stage_index,
                 state.max_stage_index,
-                state.days_in_stage,
+                state.stage_entered_on.map(date),
                 state.stalled,
                 state.owner_id.as_ref().map(OwnerId::as_str),
                 state.owner_role.as_ref().map(RoleId::as_str),
@@ -419,21 +717,35 @@ impl ChunkTx<'_> {
         Ok(())
     }
 
+    /// Ends the suppressions dated before `today`. Those whose record
+    /// passed its last audit (of a connector in scope) are set to resolve.
     fn unsuppress(&self, today: &str) -> Result<u64, StoreError> {
+        self.tx
+            .execute("DELETE FROM temp.audit_resolving", [])
+            .op("end suppressions")?;
+        self.tx
+            .execute(
+                "INSERT INTO temp.audit_resolving (id, from_status, reason)
+                 SELECT id, 'open', 'no longer found by the audit' FROM violation_rows
+                 WHERE status = 'suppressed' AND suppressed_until < ?1 AND failing = 0
+                   AND connector IN (SELECT connector FROM temp.audit_scope)",
+                [today],
+            )
+            .op("end suppressions")?;
         self.tx
             .execute(
                 "INSERT INTO violation_events
                      (violation_id, at, run_id, actor, kind, from_status, to_status, reason)
                  SELECT id, ?1, ?2, ?3, 'unsuppressed', 'suppressed', 'open',
                         'suppressed until ' || suppressed_until
-                 FROM violations WHERE status = 'suppressed' AND suppressed_until < ?4",
+                 FROM violation_rows WHERE status = 'suppressed' AND suppressed_until < ?4",
                 params![self.now_text, self.run, AUDIT_ACTOR, today],
             )
             .op("record ended suppressions")?;
         let changed = self
             .tx
             .execute(
-                "UPDATE violations
+                "UPDATE violation_rows
                  SET status = 'open', status_reason = 'suppressed until ' || suppressed_until,
                      suppressed_until = NULL
                  WHERE status = 'suppressed' AND suppressed_until < ?1",
@@ -443,26 +755,56 @@ impl ChunkTx<'_> {
         Ok(changed as u64)
     }
 
-    fn resolve(&self) -> Result<u64, StoreError> {
+    /// Resolves, with those [`ChunkTx::unsuppress`] set aside, the open and
+    /// acknowledged violations of `connectors` whose record is not in
+    /// `judged`: one walk of each connector's open violations, in an index.
+    fn resolve_unjudged(
+        &self,
+        connectors: &[ConnectorName],
+        judged: &RowidSet,
+        found_unstored: &HashSet<ViolationId>,
+    ) -> Result<u64, StoreError> {
         let tx = &self.tx;
-        tx.execute("DELETE FROM temp.audit_resolving", [])
-            .op("resolve violations")?;
-        tx.execute(
-            "INSERT INTO temp.audit_resolving (id, from_status, reason)
-             SELECT v.id, v.status,
-                    CASE WHEN EXISTS (
-                        SELECT 1 FROM records r
-                        WHERE r.connector = v.connector AND r.object = v.object
-                          AND r.id = v.record_id AND r.deleted_at IS NULL)
-                    THEN 'no longer found by the audit'
-                    ELSE 'record deleted in the crm' END
-             FROM violations v
-             WHERE v.status IN ('open', 'acknowledged')
-               AND v.connector IN (SELECT connector FROM temp.audit_scope)
-               AND v.last_run IS NOT ?1",
-            [self.run],
-        )
-        .op("find violations to resolve")?;
+        let mut unjudged: Vec<ViolationId> = Vec::new();
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT id, record_rowid FROM violation_rows
+                     WHERE connector = ?1 AND status IN ('open', 'acknowledged')",
+                )
+                .op("prepare finding violations to resolve")?;
+            for connector in connectors {
+                let mut rows = stmt
+                    .query([connector.as_str()])
+                    .op("find violations to resolve")?;
+                while let Some(row) = rows.next().op("find violations to resolve")? {
+                    let id: ViolationId = row.get(0).op("find violations to resolve")?;
+                    let rowid: Option<i64> = row.get(1).op("find violations to resolve")?;
+                    let seen = match rowid {
+                        Some(rowid) => judged.contains(rowid),
+                        None => found_unstored.contains(&id),
+                    };
+                    if !seen {
+                        unjudged.push(id);
+                    }
+                }
+            }
+        }
+        let mut set_aside = tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO temp.audit_resolving (id, from_status, reason)
+                 SELECT v.id, v.status,
+                        CASE WHEN EXISTS (
+                            SELECT 1 FROM records r
+                            WHERE r.rowid = v.record_rowid AND r.deleted_at IS NULL)
+                        THEN 'no longer found by the audit'
+                        ELSE 'record deleted in the crm' END
+                 FROM violation_rows v WHERE v.id = ?1",
+            )
+            .op("prepare resolving violations")?;
+        for id in unjudged {
+            set_aside.execute([id]).op("find violations to resolve")?;
+        }
         tx.execute(
             "INSERT INTO violation_events
                  (violation_id, at, run_id, actor, kind, from_status, to_status, reason)
@@ -473,11 +815,14 @@ impl ChunkTx<'_> {
         .op("record resolved violations")?;
         let changed = tx
             .execute(
-                "UPDATE violations
-                 SET status = 'resolved', resolved_at = ?1,
-                     status_reason = (SELECT reason FROM temp.audit_resolving a
-                                      WHERE a.id = violations.id)
-                 WHERE id IN (SELECT id FROM temp.audit_resolving)",
+                &format!(
+                    "UPDATE violation_rows
+                     SET {KEEP_SIGHTING},
+                         status = 'resolved', resolved_at = ?1, failing = 0,
+                         status_reason = (SELECT reason FROM temp.audit_resolving a
+                                          WHERE a.id = violation_rows.id)
+                     WHERE id IN (SELECT id FROM temp.audit_resolving)"
+                ),
                 [self.now_text],
             )
             .op("resolve violations")?;
@@ -485,6 +830,56 @@ impl ChunkTx<'_> {
             .op("resolve violations")?;
         Ok(changed as u64)
     }
+
+    /// Records this audit as the last sighting of `connectors`.
+    fn sighted(&self, connectors: &[ConnectorName]) -> Result<(), StoreError> {
+        let mut stmt = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO audit_sightings (connector, run_id, at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (connector) DO UPDATE SET run_id = excluded.run_id, at = excluded.at",
+            )
+            .op("prepare recording the audit's sighting")?;
+        for connector in connectors {
+            stmt.execute(params![connector.as_str(), self.run, self.now_text])
+                .op("record the audit's sighting")?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads a [`Stored`] from the columns of [`ChunkTx::stored`].
+fn stored_row(
+    row: &rusqlite::Row<'_>,
+    record_rowid: Option<i64>,
+) -> rusqlite::Result<(String, Stored)> {
+    Ok((
+        row.get(2)?,
+        Stored {
+            id: row.get(0)?,
+            record_rowid,
+            status: row.get(3)?,
+            failing: row.get(4)?,
+            content: Content {
+                record_name: row.get(5)?,
+                record_url: row.get(6)?,
+                severity: row.get(7)?,
+                owner_id: row.get(8)?,
+                owner_role: row.get(9)?,
+                message: row.get(10)?,
+                action: row.get(11)?,
+                stage_since: row.get(12)?,
+            },
+        },
+    ))
+}
+
+fn is_unique_violation(error: &rusqlite::Error) -> bool {
+    matches!(
+        error,
+        rusqlite::Error::SqliteFailure(e, _)
+            if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+    )
 }
 
 #[cfg(test)]
@@ -891,7 +1286,8 @@ mod tests {
             stage: Some(StageId::new(stage)),
             stage_index: Some(index),
             max_stage_index: Some(index),
-            days_in_stage: Some(3),
+            record_rowid: None,
+            stage_entered_on: Some(day(1, 0).date_naive()),
             stalled: false,
             owner_id: None,
             owner_role: None,

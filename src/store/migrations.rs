@@ -28,6 +28,9 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(V5_RUN_PROCESSES)
         .comment("each run's process; runs interrupted")
         .foreign_key_check(),
+    M::up(V6_VIOLATION_ROWS)
+        .comment("violations stored by record, written only when they change")
+        .foreign_key_check(),
 ];
 
 const V1_INITIAL: &str = r#"
@@ -301,6 +304,82 @@ DROP TABLE runs;
 ALTER TABLE runs_v5 RENAME TO runs;
 CREATE INDEX runs_kind ON runs (kind, id);
 CREATE INDEX runs_running ON runs (id) WHERE status = 'running';
+"#;
+
+const V6_VIOLATION_ROWS: &str = r#"
+-- A nightly audit that finds what it found yesterday writes no violation
+-- row. What changed every night is kept apart from the rows:
+-- - when a violation was last seen: an audit that finishes records when it
+--   ran, per connector, in `audit_sightings`; a violation still failing
+--   was seen then;
+-- - a count of days in a message ("in stage decision for 41 days"): the
+--   stored message holds a mark in its place and the date the count runs
+--   from, and the count is made when the message is read.
+-- The rows move to `violation_rows`; `violations` is a view of them with
+-- the columns, types and values it always had. References to the table
+-- (violation_events.violation_id) follow the rename.
+ALTER TABLE violations RENAME TO violation_rows;
+-- The records.rowid of the violation's record: the audit reads a chunk's
+-- violations as one range of this index, in the order it reads records.
+ALTER TABLE violation_rows ADD COLUMN record_rowid INTEGER;
+-- The org's date the record entered its stage, where the message counts
+-- the days since (where it holds the mark).
+ALTER TABLE violation_rows ADD COLUMN stage_since TEXT;
+-- 1 while the last audit to judge the record found the violation. Open
+-- and acknowledged rows that are no longer found resolve; a suppressed one
+-- stays suppressed, with 0 here, so that it resolves if its suppression
+-- ends while the record still passes.
+ALTER TABLE violation_rows ADD COLUMN failing INTEGER NOT NULL DEFAULT 1
+    CHECK (failing IN (0, 1));
+UPDATE violation_rows SET failing = 0 WHERE status = 'resolved';
+UPDATE violation_rows SET record_rowid = (
+    SELECT r.rowid FROM records r
+    WHERE r.connector = violation_rows.connector AND r.object = violation_rows.object
+      AND r.id = violation_rows.record_id);
+CREATE INDEX violation_rows_record_rowid ON violation_rows (record_rowid);
+-- An audit's end walks a connector's open violations for those whose
+-- record it did not judge; the list filter by connector and status uses
+-- it too.
+DROP INDEX violations_connector;
+CREATE INDEX violation_rows_connector ON violation_rows (connector, status, record_rowid);
+
+-- The last audit of each connector that ran to its end, and when it
+-- started: every open or acknowledged violation of the connector, and
+-- every suppressed one still failing, was seen then.
+CREATE TABLE audit_sightings (
+    connector TEXT PRIMARY KEY,
+    run_id    INTEGER NOT NULL REFERENCES runs (id),
+    at        TEXT NOT NULL
+) WITHOUT ROWID;
+
+-- A CAST keeps each computed column's declared type; `last_run` is a
+-- column of `runs`, so that it is declared INTEGER like the others.
+CREATE VIEW violations AS
+SELECT v.id, v.fingerprint, v.connector, v.object, v.record_id, v.record_name, v.record_url,
+    v.rule, v.severity, v.stage, v.owner_id, v.owner_role,
+    CAST(CASE WHEN v.stage_since IS NULL THEN v.message
+         ELSE replace(v.message, char(1) || 'days_in_stage' || char(1),
+                      max(0, CAST(julianday('now') - julianday(v.stage_since) AS INTEGER)))
+         END AS TEXT) AS message,
+    v.action, v.status, v.status_reason, v.suppressed_until, v.first_seen,
+    CAST(CASE WHEN s.at > v.last_seen AND v.status <> 'resolved' AND v.failing = 1
+         THEN s.at ELSE v.last_seen END AS TEXT) AS last_seen,
+    r.id AS last_run,
+    v.resolved_at,
+    -- internal: the message as stored, and the date its count runs from
+    v.message AS message_template, v.stage_since
+FROM violation_rows v
+LEFT JOIN audit_sightings s ON s.connector = v.connector
+LEFT JOIN runs r ON r.id = CASE WHEN s.at > v.last_seen AND v.status <> 'resolved'
+                                     AND v.failing = 1
+                                THEN s.run_id ELSE v.last_run END;
+
+-- What the last audit derived of each record: the day it entered its stage
+-- rather than the days since, which change every day.
+ALTER TABLE record_state ADD COLUMN stage_entered_on TEXT;
+UPDATE record_state SET stage_entered_on = date('now', '-' || days_in_stage || ' days')
+    WHERE days_in_stage IS NOT NULL;
+UPDATE record_state SET days_in_stage = NULL;
 "#;
 
 #[cfg(test)]

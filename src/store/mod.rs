@@ -222,6 +222,9 @@ pub(crate) fn json_error(what: impl Into<String>) -> impl FnOnce(serde_json::Err
 /// or through a [`StoreHandle`] from async code.
 pub struct Store {
     conn: Connection,
+    /// The org's time zone: day counts in messages read from this store
+    /// count to its date. UTC unless [`Store::set_timezone`] says otherwise.
+    timezone: chrono_tz::Tz,
 }
 
 impl std::fmt::Debug for Store {
@@ -233,6 +236,26 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
+    fn with(conn: Connection) -> Store {
+        Store {
+            conn,
+            timezone: chrono_tz::UTC,
+        }
+    }
+
+    /// Sets the org's time zone (`[schedule] timezone`), whose date the
+    /// day counts in messages read from now on count to.
+    pub fn set_timezone(&mut self, timezone: chrono_tz::Tz) {
+        self.timezone = timezone;
+    }
+
+    /// The org's date now.
+    pub(crate) fn today(&self) -> chrono::NaiveDate {
+        chrono::Utc::now()
+            .with_timezone(&self.timezone)
+            .date_naive()
+    }
+
     /// Opens (creating it if need be) the store at `path` and brings its
     /// schema up to date. The parent directory must exist. On unix the file
     /// is readable by its owner only; SQLite gives its `-wal` and `-shm`
@@ -279,7 +302,7 @@ impl Store {
             .map_err(open_error)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         audit::create_temp_tables(&conn).map_err(open_error)?;
-        Ok(Store { conn })
+        Ok(Store::with(conn))
     }
 
     /// Opens a read-only connection to the store at `path`, which an
@@ -292,7 +315,7 @@ impl Store {
             path: path.to_owned(),
             source,
         })?;
-        Ok(Store { conn })
+        Ok(Store::with(conn))
     }
 
     /// Opens the existing store at `path` for reading only: a missing file
@@ -308,9 +331,7 @@ impl Store {
             }
             _ => {}
         }
-        let store = Store {
-            conn: read_only_connection(path)?,
-        };
+        let store = Store::with(read_only_connection(path)?);
         let found = store.schema_version()?;
         let latest = migrations::latest_version();
         let path = path.to_owned();
@@ -473,13 +494,14 @@ mod tests {
         let tables: Vec<String> = test
             .store
             .conn
-            .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
+            .prepare("SELECT name FROM sqlite_schema WHERE type IN ('table', 'view') ORDER BY name")
             .unwrap()
             .query_map([], |row| row.get(0))
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
         for table in [
+            "audit_sightings",
             "delta_links",
             "owners",
             "reconciles",
@@ -489,6 +511,7 @@ mod tests {
             "runs",
             "stage_history",
             "violation_events",
+            "violation_rows",
             "violations",
             "watermarks",
             "writeback_ledger",

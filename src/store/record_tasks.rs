@@ -266,6 +266,7 @@ impl Store {
         object: ObjectKind,
         record_id: &RecordId,
     ) -> Result<Vec<ViolationRow>, StoreError> {
+        let today = self.today();
         let mut stmt = self
             .conn
             .prepare_cached(&format!(
@@ -278,7 +279,7 @@ impl Store {
         let rows = stmt
             .query_map(
                 params![connector.as_str(), object.as_str(), record_id.as_str()],
-                violation_row,
+                |row| violation_row(row, today),
             )
             .op("list a record's violations")?;
         rows.collect::<Result<_, _>>()

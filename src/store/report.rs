@@ -7,6 +7,7 @@
 use super::{SqlContext, Store, StoreError};
 use crate::journey::{RoleId, StageId};
 use crate::rules::RuleId;
+use chrono::NaiveDate;
 use journeyd_connector::{ConnectorName, OwnerId};
 use serde::Serialize;
 
@@ -54,8 +55,8 @@ const LIVE_STATES: &str = "record_state s JOIN records r
 
 impl Store {
     /// One entry per journey position from the first to the furthest any
-    /// live record is in or reached.
-    pub fn stage_figures(&self) -> Result<Vec<StageFigures>, StoreError> {
+    /// live record is in or reached; days in stage counted to `today`.
+    pub fn stage_figures(&self, today: NaiveDate) -> Result<Vec<StageFigures>, StoreError> {
         let mut figures: Vec<StageFigures> = Vec::new();
         let at = |figures: &mut Vec<StageFigures>, index: usize| -> usize {
             if figures.len() <= index {
@@ -73,7 +74,7 @@ impl Store {
             .conn
             .prepare_cached(&format!(
                 "SELECT s.stage_index, max(s.stage), count(*), sum(s.stalled),
-                        count(s.days_in_stage)
+                        count(s.stage_entered_on)
                  FROM {LIVE_STATES} AND s.stage_index IS NOT NULL
                  GROUP BY s.stage_index"
             ))
@@ -126,12 +127,16 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare_cached(&format!(
-                "SELECT s.stage_index, s.days_in_stage FROM {LIVE_STATES}
-                 AND s.stage_index IS NOT NULL AND s.days_in_stage IS NOT NULL
-                 ORDER BY s.stage_index, s.days_in_stage"
+                "SELECT s.stage_index,
+                        max(0, CAST(julianday(?1) - julianday(s.stage_entered_on) AS INTEGER))
+                 FROM {LIVE_STATES}
+                 AND s.stage_index IS NOT NULL AND s.stage_entered_on IS NOT NULL
+                 ORDER BY s.stage_index, s.stage_entered_on DESC"
             ))
             .op("prepare reading days in stage")?;
-        let mut rows = stmt.query([]).op("read days in stage")?;
+        let mut rows = stmt
+            .query([super::columns::date(today)])
+            .op("read days in stage")?;
         let mut current: Option<(usize, u64)> = None;
         while let Some(row) = rows.next().op("read days in stage")? {
             let index: usize = row.get(0).op("read days in stage")?;
@@ -213,6 +218,10 @@ mod tests {
     use crate::rules::BuiltinRule;
     use journeyd_connector::{ObjectKind, RecordId};
 
+    fn today() -> NaiveDate {
+        day(4, 0).date_naive()
+    }
+
     fn state(id: &str, index: usize, furthest: usize, days: i64, stalled: bool) -> RecordState {
         let stages = ["awareness", "consideration", "decision"];
         RecordState {
@@ -222,7 +231,8 @@ mod tests {
             stage: Some(StageId::new(stages[index])),
             stage_index: Some(index),
             max_stage_index: Some(furthest),
-            days_in_stage: Some(days),
+            record_rowid: None,
+            stage_entered_on: Some(today() - chrono::Duration::days(days)),
             stalled,
             owner_id: None,
             owner_role: None,
@@ -262,7 +272,7 @@ mod tests {
             )
             .unwrap();
 
-        let figures = store.stage_figures().unwrap();
+        let figures = store.stage_figures(today()).unwrap();
         let summary: Vec<_> = figures
             .iter()
             .map(|f| {

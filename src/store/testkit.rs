@@ -88,6 +88,7 @@ pub fn violation(id: &str, rule: BuiltinRule, stage: Option<&str>) -> Violation 
         owner_id: None,
         owner_role: None,
         message: format!("deal {id} breaks {rule}"),
+        stage_since: None,
         action: PlannedAction::None,
     }
 }

@@ -20,7 +20,7 @@ use super::columns::{
 };
 use super::{RunId, SqlContext, Store, StoreError};
 use crate::journey::{RoleId, StageId};
-use crate::rules::{Fingerprint, RuleId, Severity, Violation};
+use crate::rules::{Fingerprint, RuleId, Severity, Violation, render_days};
 use chrono::{DateTime, NaiveDate, Utc};
 use journeyd_connector::{ConnectorName, OwnerId, RecordId};
 use rusqlite::types::Value;
@@ -158,9 +158,15 @@ pub struct SummaryRow {
 
 pub(super) const VIOLATION_COLUMNS: &str = "id, fingerprint, connector, object, record_id, record_name, \
      record_url, rule, severity, stage, owner_id, owner_role, message, action, status, \
-     status_reason, suppressed_until, first_seen, last_seen, last_run, resolved_at";
+     status_reason, suppressed_until, first_seen, last_seen, last_run, resolved_at, \
+     message_template, stage_since";
 
-pub(super) fn violation_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ViolationRow> {
+/// One row of [`VIOLATION_COLUMNS`] of the `violations` view, its message's
+/// day count counted to `today` (the view counts to the UTC date).
+pub(super) fn violation_row(
+    row: &rusqlite::Row<'_>,
+    today: NaiveDate,
+) -> rusqlite::Result<ViolationRow> {
     let action = row.get_ref(13)?.as_str()?;
     let action = serde_json::from_str(action).map_err(|err| {
         rusqlite::Error::FromSqlConversionFailure(13, rusqlite::types::Type::Text, Box::new(err))
@@ -177,8 +183,14 @@ pub(super) fn violation_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Violati
         stage: row.get::<_, Option<String>>(9)?.map(StageId::new),
         owner_id: row.get::<_, Option<String>>(10)?.map(OwnerId::new),
         owner_role: row.get::<_, Option<String>>(11)?.map(RoleId::new),
-        message: row.get(12)?,
+        message: String::new(),
+        stage_since: row.get(22)?,
         action,
+    };
+    let template = row.get_ref(21)?.as_str()?;
+    let violation = Violation {
+        message: render_days(template, violation.stage_since, today),
+        ..violation
     };
     Ok(ViolationRow {
         id: row.get(0)?,
@@ -292,6 +304,7 @@ impl Store {
         if prefix.len() < MIN_PREFIX || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Ok(None);
         }
+        let today = self.today();
         // Fingerprints are lowercase hex: every one starting with `prefix`
         // sorts in [prefix, prefix + "g").
         let mut stmt = self
@@ -302,7 +315,9 @@ impl Store {
             ))
             .op("prepare finding a violation")?;
         let mut rows = stmt
-            .query_map(params![prefix, format!("{prefix}g")], violation_row)
+            .query_map(params![prefix, format!("{prefix}g")], |row| {
+                violation_row(row, today)
+            })
             .op("find a violation")?;
         let first = rows.next().transpose().op("find a violation")?;
         if rows.next().is_some() {
@@ -339,7 +354,7 @@ impl Store {
                 "SELECT {VIOLATION_COLUMNS} FROM violations WHERE id = ?1"
             ))
             .op("prepare reading a violation")?
-            .query_row([id], violation_row)
+            .query_row([id], |row| violation_row(row, self.today()))
             .optional()
             .op("read a violation")
     }
@@ -472,7 +487,7 @@ impl Store {
             _ => EventKind::Reopened,
         };
         tx.prepare_cached(
-            "UPDATE violations SET status = ?2, status_reason = ?3, suppressed_until = ?4
+            "UPDATE violation_rows SET status = ?2, status_reason = ?3, suppressed_until = ?4
              WHERE id = ?1",
         )
         .op("prepare changing a violation status")?
@@ -541,10 +556,11 @@ impl Store {
     where
         E: From<StoreError>,
     {
+        let today = self.today();
         let mut stmt = self.conn.prepare(sql).op("prepare listing violations")?;
         let mut rows = stmt.query(params_from_iter(values)).op("list violations")?;
         while let Some(row) = rows.next().op("list violations")? {
-            f(violation_row(row).op("read a listed violation")?)?;
+            f(violation_row(row, today).op("read a listed violation")?)?;
         }
         Ok(())
     }
@@ -679,6 +695,13 @@ enum ListOrder {
 
 /// The WHERE clause of `filter`, its limit aside.
 fn filter_clause(filter: &ViolationFilter) -> Where {
+    filter_on(filter, "")
+}
+
+/// [`filter_clause`] with each column written `{prefix}column`: a `+`
+/// keeps SQLite from answering a filter through an index, for a stream
+/// that must walk the rows in id order rather than sort them.
+fn filter_on(filter: &ViolationFilter, prefix: &str) -> Where {
     let mut query = Where::default();
     if !filter.statuses.is_empty() {
         let marks: Vec<String> = filter
@@ -688,39 +711,41 @@ fn filter_clause(filter: &ViolationFilter) -> Where {
             .collect();
         query
             .clauses
-            .push(format!("status IN ({})", marks.join(", ")));
+            .push(format!("{prefix}status IN ({})", marks.join(", ")));
     }
     let text = |s: &str| Value::Text(s.to_owned());
     if let Some(rule) = &filter.rule {
-        query.push("rule =", text(rule.as_str()));
+        query.push(&format!("{prefix}rule ="), text(rule.as_str()));
     }
     if let Some(stage) = &filter.stage {
-        query.push("stage =", text(stage.as_str()));
+        query.push(&format!("{prefix}stage ="), text(stage.as_str()));
     }
     if let Some(owner) = &filter.owner_id {
-        query.push("owner_id =", text(owner.as_str()));
+        query.push(&format!("{prefix}owner_id ="), text(owner.as_str()));
     }
     if let Some(connector) = &filter.connector {
-        query.push("connector =", text(connector.as_str()));
+        query.push(&format!("{prefix}connector ="), text(connector.as_str()));
     }
     if let Some(since) = filter.since {
-        query.push("first_seen >=", Value::Text(ts(since)));
+        query.push(&format!("{prefix}first_seen >="), Value::Text(ts(since)));
     }
     if let Some(severity) = filter.min_severity {
-        query.push("severity >=", Value::Integer(severity_rank(severity)));
+        query.push(
+            &format!("{prefix}severity >="),
+            Value::Integer(severity_rank(severity)),
+        );
     }
     query
 }
 
 /// The query of a list, with its parameters.
 fn list_sql(filter: &ViolationFilter, order: ListOrder) -> (String, Vec<Value>) {
-    let mut query = filter_clause(filter);
-    let (from, order_by) = match order {
-        ListOrder::Severity => ("violations", "severity DESC, id"),
-        ListOrder::Id => ("violations NOT INDEXED", "id"),
+    let (mut query, order_by) = match order {
+        ListOrder::Severity => (filter_clause(filter), "severity DESC, id"),
+        ListOrder::Id => (filter_on(filter, "+"), "id"),
     };
     let mut sql = format!(
-        "SELECT {VIOLATION_COLUMNS} FROM {from}{} ORDER BY {order_by}",
+        "SELECT {VIOLATION_COLUMNS} FROM violations{} ORDER BY {order_by}",
         query.sql()
     );
     if let Some(limit) = filter.limit {
@@ -1202,7 +1227,7 @@ mod tests {
         test.store
             .conn
             .execute(
-                "UPDATE sqlite_sequence SET seq = ?1 WHERE name = 'violations'",
+                "UPDATE sqlite_sequence SET seq = ?1 WHERE name = 'violation_rows'",
                 [number - 1],
             )
             .unwrap();

@@ -304,6 +304,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<WriteCandidate>, StoreError> {
         let (objects, fields, kinds) = filter.bind();
+        let today = self.today();
         let mut stmt = self
             .conn
             .prepare_cached(&format!(
@@ -341,7 +342,7 @@ impl Store {
                     ],
                     |row| {
                         Ok(WriteCandidate {
-                            violation: violation_row(row)?,
+                            violation: violation_row(row, today)?,
                             current: row.get(columns)?,
                             failed: failed_write(row, columns + 1)?,
                             owner_id: row.get::<_, Option<String>>(columns + 5)?.map(OwnerId::new),
@@ -370,6 +371,7 @@ impl Store {
         after: Option<ViolationId>,
         limit: usize,
     ) -> Result<Vec<ResolvedTask>, StoreError> {
+        let today = self.today();
         let mut stmt = self
             .conn
             .prepare_cached(&format!(
@@ -392,7 +394,7 @@ impl Store {
                 ],
                 |row| {
                     Ok(ResolvedTask {
-                        violation: violation_row(row)?,
+                        violation: violation_row(row, today)?,
                         task_key: ActionKey::new(row.get::<_, String>(columns)?),
                         task_id: row.get(columns + 1)?,
                         failed: failed_write(row, columns + 2)?,

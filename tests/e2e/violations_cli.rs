@@ -119,7 +119,7 @@ fn digits_that_are_an_id_and_a_fingerprint_prefix_show_neither_and_name_both() {
     {
         let db = rusqlite::Connection::open(install.path("state.sqlite")).unwrap();
         db.execute(
-            "UPDATE sqlite_sequence SET seq = ?1 WHERE name = 'violations'",
+            "UPDATE sqlite_sequence SET seq = ?1 WHERE name = 'violation_rows'",
             [number - 1],
         )
         .unwrap();
