@@ -411,4 +411,36 @@ mod tests {
         );
         assert_eq!(last_seen, "2026-11-22T02:00:00.000000000Z");
     }
+
+    #[test]
+    fn an_audit_of_a_migrated_state_file_finds_its_violations_again_with_their_statuses() {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let config = crate::config::load(&repo.join("config/journeyd.toml")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite");
+        std::fs::copy(repo.join("tests/fixtures/state-v5.sqlite"), &path).unwrap();
+        let statuses = |path: &Path| -> Vec<(i64, String)> {
+            let db = Connection::open(path).unwrap();
+            let mut stmt = db
+                .prepare("SELECT id, status FROM violations ORDER BY id")
+                .unwrap();
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        let before = statuses(&path);
+        // The fixture's audits ran at about 13:53 that day.
+        let later = Utc.with_ymd_and_hms(2026, 12, 4, 14, 0, 0).unwrap();
+        let summary = run_at(&path, &config, later, &|| false).unwrap();
+        assert_eq!(
+            (
+                summary.chunks.new,
+                summary.chunks.reopened,
+                summary.finish.resolved
+            ),
+            (0, 0, 0)
+        );
+        assert_eq!(statuses(&path), before);
+    }
 }
