@@ -178,44 +178,77 @@ fn audit(
         ..AuditSummary::default()
     };
     reader.set_audit_scope(&names)?;
-    let mut writer = writer.begin_audit(run, &names, now, config.schedule.today(now))?;
-    let mut after = None;
-    loop {
-        if stop() {
-            summary.interrupted = true;
+    let writer = writer.begin_audit(run, &names, now, config.schedule.today(now))?;
+    // Two stages: this thread reads and judges a chunk while the writer
+    // thread writes the one before. A bounded channel keeps at most one
+    // judged chunk waiting, so memory stays a few chunks whatever the CRM.
+    let (judged_tx, judged_rx) =
+        std::sync::mpsc::sync_channel::<(Vec<Violation>, Vec<RecordState>)>(1);
+    std::thread::scope(|scope| {
+        let writing = scope.spawn(move || -> Result<_, StoreError> {
+            let mut writer = writer;
+            let mut diff = ChunkDiff::default();
+            for (violations, states) in judged_rx {
+                diff += writer.record_chunk(&violations, &states)?;
+                tracing::debug!(records = states.len(), "audit chunk");
+            }
+            Ok((diff, writer))
+        });
+        let read = (|| -> Result<(), StoreError> {
+            let mut after = None;
+            loop {
+                if stop() {
+                    summary.interrupted = true;
+                    return Ok(());
+                }
+                let chunk = reader.audit_chunk(after, CHUNK)?;
+                let Some(last) = chunk.last() else {
+                    return Ok(());
+                };
+                after = Some(last.rowid);
+                let judged: Vec<Judged> = chunk
+                    .into_par_iter()
+                    .filter_map(|stored| {
+                        // Only connectors in scope are read; the lookup
+                        // cannot miss.
+                        let connector = connectors.get(&stored.connector)?;
+                        let owners = owners.get(&stored.connector)?;
+                        Some(judge(&rules, connector, owners, stored, now))
+                    })
+                    .collect();
+                let mut violations = Vec::new();
+                let mut states = Vec::with_capacity(judged.len());
+                for one in judged {
+                    summary.records += 1;
+                    summary.expression_errors += one.errors.len() as u64;
+                    let room = ERROR_SAMPLES.saturating_sub(summary.expression_error_samples.len());
+                    summary
+                        .expression_error_samples
+                        .extend(one.errors.into_iter().take(room));
+                    violations.extend(one.violations);
+                    states.push(one.state);
+                }
+                summary.violations += violations.len() as u64;
+                // The writer stopped on an error: it says which.
+                if judged_tx.send((violations, states)).is_err() {
+                    return Ok(());
+                }
+            }
+        })();
+        drop(judged_tx);
+        let written = writing
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        read?;
+        let (diff, writer) = written?;
+        summary.chunks = diff;
+        if summary.interrupted {
             summary.finish.resolved = writer.resolved();
-            return Ok(summary);
+        } else {
+            summary.finish = writer.finish()?;
         }
-        let chunk = reader.audit_chunk(after, CHUNK)?;
-        let Some(last) = chunk.last() else { break };
-        after = Some(last.rowid);
-        let judged: Vec<Judged> = chunk
-            .into_par_iter()
-            .filter_map(|stored| {
-                // Only connectors in scope are read; the lookup cannot miss.
-                let connector = connectors.get(&stored.connector)?;
-                let owners = owners.get(&stored.connector)?;
-                Some(judge(&rules, connector, owners, stored, now))
-            })
-            .collect();
-        let mut violations = Vec::new();
-        let mut states = Vec::with_capacity(judged.len());
-        for one in judged {
-            summary.records += 1;
-            summary.expression_errors += one.errors.len() as u64;
-            let room = ERROR_SAMPLES.saturating_sub(summary.expression_error_samples.len());
-            summary
-                .expression_error_samples
-                .extend(one.errors.into_iter().take(room));
-            violations.extend(one.violations);
-            states.push(one.state);
-        }
-        summary.violations += violations.len() as u64;
-        summary.chunks += writer.record_chunk(&violations, &states)?;
-        tracing::debug!(records = states.len(), "audit chunk");
-    }
-    summary.finish = writer.finish()?;
-    Ok(summary)
+        Ok(summary)
+    })
 }
 
 fn judge(

@@ -21,6 +21,14 @@
 
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+/// Every binary that links journeyd (the daemon, the benches, the tests)
+/// allocates with mimalloc: the audit allocates on its evaluating threads
+/// and frees on its writing one, which fragments glibc's per-thread arenas
+/// (peak memory grew by a half) and costs a fifth of the audit's CPU in
+/// `malloc` and `free`.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod audit;
 #[allow(
     clippy::print_stdout,

@@ -69,6 +69,11 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// spends its time re-reading index pages.
 const CACHE_KIB: i64 = 64 * 1024;
 
+/// Page cache of a read-only connection. Its reads walk tables and indexes
+/// in order (the audit's records, a list, an export), which the OS's cache
+/// serves as well: a large cache here only adds to the audit's memory.
+const READER_CACHE_KIB: i64 = 16 * 1024;
+
 /// Enough for every distinct statement the store prepares.
 const STATEMENT_CACHE: usize = 64;
 
@@ -284,9 +289,11 @@ impl Store {
             .map_err(open_error)?;
         conn.pragma_update(None, "cache_size", -CACHE_KIB)
             .map_err(open_error)?;
-        // Statement journals (one per write inside a long transaction) stay
-        // in memory instead of costing a temp-file write per page.
-        conn.pragma_update(None, "temp_store", "MEMORY")
+        // Sorts and temp tables over the whole log (a summary's GROUP BY, a
+        // plan's gathered candidates) spill to a temp file past a small
+        // cache rather than grow with the log; a statement journal stays in
+        // memory up to SQLite's spill size either way.
+        conn.pragma_update(None, "temp_store", "FILE")
             .map_err(open_error)?;
         conn.pragma_update(None, "foreign_keys", false)
             .map_err(open_error)?;
@@ -392,9 +399,8 @@ fn restrict_permissions(_path: &Path) -> Result<(), StoreError> {
 #[cfg(test)]
 pub(crate) mod testkit;
 
-/// A read-only connection to the store file at `path`, tuned as the
-/// writer's is. Writes through it fail; in WAL mode its reads neither wait
-/// for nor hold up writers.
+/// A read-only connection to the store file at `path`. Writes through it
+/// fail; in WAL mode its reads neither wait for nor hold up writers.
 fn read_only_connection(path: &Path) -> Result<Connection, StoreError> {
     let open_error = |source| StoreError::Open {
         path: path.to_owned(),
@@ -403,9 +409,10 @@ fn read_only_connection(path: &Path) -> Result<Connection, StoreError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).map_err(open_error)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
-    conn.pragma_update(None, "cache_size", -CACHE_KIB)
+    conn.pragma_update(None, "cache_size", -READER_CACHE_KIB)
         .map_err(open_error)?;
-    conn.pragma_update(None, "temp_store", "MEMORY")
+    // As the writer's: a sort over the whole log spills to a temp file.
+    conn.pragma_update(None, "temp_store", "FILE")
         .map_err(open_error)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
