@@ -29,7 +29,7 @@ use std::time::Instant;
 use thiserror::Error;
 
 /// Records read and evaluated at a time.
-pub const CHUNK: NonZeroUsize = NonZeroUsize::new(2000).expect("non-zero");
+pub const CHUNK: NonZeroUsize = NonZeroUsize::new(1000).expect("non-zero");
 
 /// Evaluation errors kept by name in the summary; the rest are counted.
 const ERROR_SAMPLES: usize = 10;

@@ -67,7 +67,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Page cache per connection. The audit updates indexes keyed by
 /// fingerprint, which are random: with SQLite's 2 MiB default a large audit
 /// spends its time re-reading index pages.
-const CACHE_KIB: i64 = 64 * 1024;
+const CACHE_KIB: i64 = 32 * 1024;
 
 /// Page cache of a read-only connection. Its reads walk tables and indexes
 /// in order (the audit's records, a list, an export), which the OS's cache
