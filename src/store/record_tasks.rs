@@ -120,7 +120,7 @@ const GATHER: &str = "
         SELECT v.object, v.record_id, max(v.severity) AS severity, count(*) AS n,
             group_concat(v.fingerprint || ':' || v.severity, ',' ORDER BY v.fingerprint) AS items,
             max(v.record_name) AS record_name
-        FROM violations v
+        FROM violation_rows v
         WHERE ?3 AND v.connector = ?1 AND v.status = 'open'
           AND json_extract(v.action, '$.kind') = 'task'
           AND v.object IN (SELECT value FROM json_each(?2))

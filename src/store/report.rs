@@ -165,7 +165,7 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT stage, rule, count(*) FROM violations WHERE status = 'open'
+                "SELECT stage, rule, count(*) FROM violation_rows WHERE status = 'open'
                  GROUP BY stage, rule ORDER BY stage, rule",
             )
             .op("prepare counting violations by stage")?;
@@ -188,7 +188,7 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT connector, owner_id, owner_role, count(*) AS n FROM violations
+                "SELECT connector, owner_id, owner_role, count(*) AS n FROM violation_rows
                  WHERE status = 'open'
                  GROUP BY connector, owner_id, owner_role
                  ORDER BY n DESC, connector, owner_id, owner_role",

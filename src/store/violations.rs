@@ -2,6 +2,10 @@
 //! change, admin actions (acknowledge, suppress, reopen), lookup by id or
 //! fingerprint, and streaming lists for exports of any size.
 //!
+//! Rows are read through the `violations` view, which renders what a
+//! nightly audit no longer writes (day counts, the last sighting); counts
+//! and filters over the stored columns read `violation_rows` directly.
+//!
 //! Statuses move so:
 //!
 //! | from | by | to | event |
@@ -337,7 +341,7 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare_cached(&format!(
-                "SELECT DISTINCT {name} FROM violations WHERE {name} IS NOT NULL ORDER BY {name}"
+                "SELECT DISTINCT {name} FROM violation_rows WHERE {name} IS NOT NULL ORDER BY {name}"
             ))
             .op("prepare listing the values of a violation column")?;
         let values = stmt
@@ -467,7 +471,7 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .op("begin a violation status change")?;
         let status: ViolationStatus = tx
-            .prepare_cached("SELECT status FROM violations WHERE id = ?1")
+            .prepare_cached("SELECT status FROM violation_rows WHERE id = ?1")
             .op("prepare reading a violation status")?
             .query_row([id], |row| row.get(0))
             .optional()
@@ -540,7 +544,7 @@ impl Store {
     /// How many violations `filter` selects, its limit aside.
     pub fn count_violations(&self, filter: &ViolationFilter) -> Result<u64, StoreError> {
         let query = filter_clause(filter);
-        let sql = format!("SELECT count(*) FROM violations{}", query.sql());
+        let sql = format!("SELECT count(*) FROM violation_rows{}", query.sql());
         self.conn
             .prepare(&sql)
             .op("prepare counting violations")?
@@ -598,7 +602,7 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT connector, rule, count(*) FROM violations WHERE status = 'open'
+                "SELECT connector, rule, count(*) FROM violation_rows WHERE status = 'open'
                  GROUP BY connector, rule ORDER BY connector, rule",
             )
             .op("prepare counting open violations")?;
