@@ -243,6 +243,8 @@ fn audit(
         let (diff, writer) = written?;
         summary.chunks = diff;
         if summary.interrupted {
+            let mut writer = writer;
+            writer.flush()?;
             summary.finish.resolved = writer.resolved();
         } else {
             summary.finish = writer.finish()?;

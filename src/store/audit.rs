@@ -12,11 +12,12 @@
 //! violation was last seen is the connector's last finished audit
 //! (`audit_sightings`), so the same problem reads the same every night.
 //!
-//! Between two chunks the write lock is free: an admin's acknowledgement
-//! or a sync's page goes through. A chunk is never half-written, and an
-//! audit stopped before `finish` (a shutdown, a crash) leaves what it
-//! judged: whole chunks, their violations opened, refreshed or resolved;
-//! the violations of deleted records stay as they were.
+//! Chunks commit together, a second's worth at a time ([`COMMIT_EVERY`]):
+//! in between the write lock is free, and an admin's acknowledgement or a
+//! sync's page goes through. A chunk is never half-written, and an audit
+//! stopped before `finish` (a shutdown, a crash) leaves what it judged:
+//! whole chunks, their violations opened, refreshed or resolved; the
+//! violations of deleted records stay as they were.
 //!
 //! The audit reads its records on another connection
 //! ([`Store::audit_chunk`]), so that reading never waits for writing.
@@ -29,10 +30,17 @@ use crate::journey::{RoleId, StageId};
 use crate::rules::Violation;
 use chrono::{DateTime, NaiveDate, Utc};
 use journeyd_connector::{ConnectorName, ObjectKind, OwnerId, RecordId};
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
+use std::time::{Duration, Instant};
+
+/// How long the audit's transaction stays open across chunks. Each commit
+/// writes every index page it touched; committing a second's chunks at
+/// once writes a page touched by many of them once. Other writers (an
+/// admin's acknowledgement, a sync's page) wait this long at most.
+const COMMIT_EVERY: Duration = Duration::from_secs(1);
 use std::ops::AddAssign;
 
 /// What the last audit derived of one record, for the stage report.
@@ -133,6 +141,8 @@ impl Store {
             resolved: 0,
             judged: RowidSet::default(),
             found_unstored: HashSet::new(),
+            open_since: None,
+            commit_every: COMMIT_EVERY,
         })
     }
 
@@ -175,6 +185,17 @@ pub struct AuditWriter<'s> {
     judged: RowidSet,
     /// Violations found whose record was never stored: they stay open.
     found_unstored: HashSet<ViolationId>,
+    /// When the open transaction began; `None` when none is open.
+    open_since: Option<Instant>,
+    commit_every: Duration,
+}
+
+impl Drop for AuditWriter<'_> {
+    /// An audit that failed, or was dropped without [`AuditWriter::flush`]:
+    /// the chunks since the last commit are rolled back, whole.
+    fn drop(&mut self) {
+        self.rollback();
+    }
 }
 
 /// A set of record rowids, one bit each: a million records cost 125 KB.
@@ -214,9 +235,9 @@ impl std::fmt::Debug for AuditWriter<'_> {
     }
 }
 
-/// One chunk's transaction, and what it writes with.
+/// What one chunk writes with, inside the writer's open transaction.
 struct ChunkTx<'t> {
-    tx: Transaction<'t>,
+    tx: &'t Connection,
     run: RunId,
     now_text: &'t str,
 }
@@ -284,16 +305,63 @@ impl AuditWriter<'_> {
         read_chunk(self.conn, Scope::Audit, after, limit)
     }
 
+    /// Opens the writer's transaction unless it is open.
     fn begin(&mut self, op: &'static str) -> Result<ChunkTx<'_>, StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .op(op)?;
+        if self.open_since.is_none() {
+            self.conn.execute_batch("BEGIN IMMEDIATE").op(op)?;
+            self.open_since = Some(Instant::now());
+        }
         Ok(ChunkTx {
-            tx,
+            tx: self.conn,
             run: self.run,
             now_text: &self.now_text,
         })
+    }
+
+    /// After a chunk: commits once the transaction has been open
+    /// [`COMMIT_EVERY`]; after a failed one, rolls back every chunk since
+    /// the last commit, so that no chunk is ever half-written.
+    fn settle<T>(&mut self, written: Result<T, StoreError>) -> Result<T, StoreError> {
+        match written {
+            Ok(value) => {
+                if self
+                    .open_since
+                    .is_some_and(|since| since.elapsed() >= self.commit_every)
+                {
+                    self.flush()?;
+                }
+                Ok(value)
+            }
+            Err(err) => {
+                self.rollback();
+                Err(err)
+            }
+        }
+    }
+
+    /// Commits the chunks written so far: for an audit that stops before
+    /// [`AuditWriter::finish`].
+    pub fn flush(&mut self) -> Result<(), StoreError> {
+        if self.open_since.take().is_some() {
+            self.conn
+                .execute_batch("COMMIT")
+                .op("commit an audit's chunks")?;
+        }
+        Ok(())
+    }
+
+    fn rollback(&mut self) {
+        if self.open_since.take().is_some() {
+            // Nothing more can be done if this fails: the connection ends
+            // the transaction when it closes.
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+
+    /// Commits after every chunk instead of every [`COMMIT_EVERY`]: for
+    /// tests that look at the store between two chunks.
+    pub fn commit_every(&mut self, every: Duration) {
+        self.commit_every = every;
     }
 
     /// Records one chunk, in one transaction. `states` are the records the
@@ -310,7 +378,8 @@ impl AuditWriter<'_> {
         violations: &[Violation],
         states: &[RecordState],
     ) -> Result<ChunkDiff, StoreError> {
-        let (diff, resolved, judged, unstored) = self.write_chunk(violations, states)?;
+        let written = self.write_chunk(violations, states);
+        let (diff, resolved, judged, unstored) = self.settle(written)?;
         self.resolved += resolved;
         for rowid in judged {
             self.judged.insert(rowid);
@@ -369,7 +438,6 @@ impl AuditWriter<'_> {
             resolved += chunk.not_found(row)?;
         }
         chunk.record_states(states)?;
-        chunk.tx.commit().op("commit an audit chunk")?;
         Ok((diff, resolved, judged, unstored))
     }
 
@@ -398,11 +466,15 @@ impl AuditWriter<'_> {
         let judged = std::mem::take(&mut self.judged);
         let found_unstored = std::mem::take(&mut self.found_unstored);
         let resolved_before = self.resolved;
-        let chunk = self.begin("begin finishing an audit")?;
-        let unsuppressed = chunk.unsuppress(&today)?;
-        let resolved = chunk.resolve_unjudged(&connectors, &judged, &found_unstored)?;
-        chunk.sighted(&connectors)?;
-        chunk.tx.commit().op("commit an audit")?;
+        let finished = (|| {
+            let chunk = self.begin("begin finishing an audit")?;
+            let unsuppressed = chunk.unsuppress(&today)?;
+            let resolved = chunk.resolve_unjudged(&connectors, &judged, &found_unstored)?;
+            chunk.sighted(&connectors)?;
+            Ok((unsuppressed, resolved))
+        })();
+        let (unsuppressed, resolved) = self.settle(finished)?;
+        self.flush()?;
         Ok(AuditDiff {
             resolved: resolved_before + resolved,
             unsuppressed,
@@ -661,7 +733,7 @@ impl ChunkTx<'_> {
         reason: Option<&str>,
     ) -> Result<(), StoreError> {
         insert_event(
-            &self.tx,
+            self.tx,
             id,
             self.now_text,
             Some(self.run),
@@ -1166,6 +1238,8 @@ mod tests {
         let mut writer = store
             .begin_audit(run, &[hubspot()], now, now.date_naive())
             .unwrap();
+        // Each chunk committed as written, for `between` to see.
+        writer.commit_every(Duration::ZERO);
         let mut between = Some(between);
         let mut after = None;
         loop {

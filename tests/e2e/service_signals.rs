@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use toml_edit::{DocumentMut, value};
 
 /// Enough leads that the daemon's audit (a debug build) runs for seconds.
-const LEADS: usize = 30_000;
+const LEADS: usize = 80_000;
 
 /// A Dataverse environment of a few deals, synced every second, audited
 /// every other second, with a health listener on `port`. Only deals are
