@@ -37,7 +37,7 @@
 //!   fails is reported with its stderr, and the others still run;
 //! - the state file's size, beside `JOURNEYD_BENCH_BASELINE_MB` when set.
 //!
-//! Time targets are those of issue 15 for 1,000,000 records, scaled linearly
+//! Time targets are the audit's targets for 1,000,000 records, scaled linearly
 //! to the size run; every peak RSS target stays 150 MB.
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
@@ -76,7 +76,7 @@ const _: () = assert!(SHARES[0].1 + SHARES[1].1 + SHARES[2].1 == 20);
 /// One record in this many changes before the nightly re-audit.
 const CHANGED_EVERY: usize = 100;
 
-/// The size the issue's targets are for.
+/// The size the targets are for.
 const TARGET_RECORDS: usize = 1_000_000;
 const FIRST_AUDIT_SECONDS: f64 = 20.0;
 const NIGHTLY_AUDIT_SECONDS: f64 = 10.0;
@@ -612,7 +612,7 @@ fn spawner(args: &[OsString]) -> ExitCode {
 /// The figures, each beside its target.
 struct Table {
     records: usize,
-    /// What the issue's time targets (for 1,000,000 records) are multiplied by.
+    /// What the time targets (for 1,000,000 records) are multiplied by.
     scale: f64,
     rows: Vec<[String; 4]>,
 }
@@ -695,7 +695,7 @@ impl Table {
         );
         if self.records != TARGET_RECORDS {
             println!(
-                "time targets are issue 15's for {TARGET_RECORDS} records, scaled to N (x{:.3}); RSS targets stay {PEAK_RSS_MB:.0} MB",
+                "time targets are for {TARGET_RECORDS} records, scaled to N (x{:.3}); RSS targets stay {PEAK_RSS_MB:.0} MB",
                 self.scale
             );
         }

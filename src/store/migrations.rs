@@ -346,6 +346,8 @@ CREATE INDEX violation_rows_connector ON violation_rows (connector, status, reco
 -- in order instead of sorting every row; the list filter by rule uses it.
 DROP INDEX violations_rule;
 CREATE INDEX violation_rows_rule ON violation_rows (rule, stage, status);
+-- A record's violations are found by its rowid now.
+DROP INDEX violations_record;
 
 -- The last audit of each connector that ran to its end, and when it
 -- started: every open or acknowledged violation of the connector, and
@@ -370,8 +372,9 @@ SELECT v.id, v.fingerprint, v.connector, v.object, v.record_id, v.record_name, v
          THEN s.at ELSE v.last_seen END AS TEXT) AS last_seen,
     r.id AS last_run,
     v.resolved_at,
-    -- internal: the message as stored, and the date its count runs from
-    v.message AS message_template, v.stage_since
+    -- internal: the message as stored, the date its count runs from, and
+    -- the record's rowid
+    v.message AS message_template, v.stage_since, v.record_rowid
 FROM violation_rows v
 LEFT JOIN audit_sightings s ON s.connector = v.connector
 LEFT JOIN runs r ON r.id = CASE WHEN s.at > v.last_seen AND v.status <> 'resolved'

@@ -271,7 +271,8 @@ impl Store {
             .conn
             .prepare_cached(&format!(
                 "SELECT {VIOLATION_COLUMNS} FROM violations
-                 WHERE connector = ?1 AND object = ?2 AND record_id = ?3
+                 WHERE record_rowid = (SELECT rowid FROM records
+                                       WHERE connector = ?1 AND object = ?2 AND id = ?3)
                    AND status = 'open' AND json_extract(action, '$.kind') = 'task'
                  ORDER BY severity DESC, rule, stage, id"
             ))
