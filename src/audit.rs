@@ -25,6 +25,7 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::path::Path;
+use std::sync::mpsc::RecvTimeoutError;
 use std::time::Instant;
 use thiserror::Error;
 
@@ -188,7 +189,23 @@ fn audit(
         let writing = scope.spawn(move || -> Result<_, StoreError> {
             let mut writer = writer;
             let mut diff = ChunkDiff::default();
-            for (violations, states) in judged_rx {
+            loop {
+                // The transaction stays open for the next chunk only until
+                // it is due: an admin's write never waits on a slow read.
+                let next = match writer.commit_due_in() {
+                    Some(left) => match judged_rx.recv_timeout(left) {
+                        Ok(chunk) => Some(chunk),
+                        Err(RecvTimeoutError::Timeout) => {
+                            writer.flush()?;
+                            judged_rx.recv().ok()
+                        }
+                        Err(RecvTimeoutError::Disconnected) => None,
+                    },
+                    None => judged_rx.recv().ok(),
+                };
+                let Some((violations, states)) = next else {
+                    break;
+                };
                 diff += writer.record_chunk(&violations, &states)?;
                 tracing::debug!(records = states.len(), "audit chunk");
             }

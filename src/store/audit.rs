@@ -41,6 +41,11 @@ use std::time::{Duration, Instant};
 /// once writes a page touched by many of them once. Other writers (an
 /// admin's acknowledgement, a sync's page) wait this long at most.
 const COMMIT_EVERY: Duration = Duration::from_secs(1);
+
+/// How long the audit leaves the write lock free after a commit before it
+/// writes on: long enough for a waiting writer, which tries every few
+/// milliseconds, to take it.
+pub(super) const LOCK_GAP: Duration = Duration::from_millis(20);
 use std::ops::AddAssign;
 
 /// What the last audit derived of one record, for the stage report.
@@ -329,6 +334,7 @@ impl AuditWriter<'_> {
                     .is_some_and(|since| since.elapsed() >= self.commit_every)
                 {
                     self.flush()?;
+                    self.leave_a_gap();
                 }
                 Ok(value)
             }
@@ -350,12 +356,28 @@ impl AuditWriter<'_> {
         Ok(())
     }
 
+    /// Lets a waiting writer (an admin's acknowledgement, a sync's page)
+    /// take the lock between two of the audit's transactions.
+    fn leave_a_gap(&self) {
+        if !self.commit_every.is_zero() {
+            std::thread::sleep(LOCK_GAP);
+        }
+    }
+
     fn rollback(&mut self) {
         if self.open_since.take().is_some() {
             // Nothing more can be done if this fails: the connection ends
             // the transaction when it closes.
             let _ = self.conn.execute_batch("ROLLBACK");
         }
+    }
+
+    /// How long until the open transaction is due to commit; `None` when
+    /// none is open. A writer waiting for its next chunk commits then, so
+    /// that no transaction is held open while nothing is written.
+    pub fn commit_due_in(&self) -> Option<Duration> {
+        self.open_since
+            .map(|since| self.commit_every.saturating_sub(since.elapsed()))
     }
 
     /// Commits after every chunk instead of every [`COMMIT_EVERY`]: for

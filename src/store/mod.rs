@@ -64,6 +64,23 @@ use std::time::Duration;
 /// How long a statement waits for another connection's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How often a statement waiting for the write lock tries again. SQLite's
+/// own timeout backs off to a try every 100 ms, which can miss every gap a
+/// busy writer leaves (an audit commits a second's chunks, pauses
+/// [`audit::LOCK_GAP`], and goes on); a try this often takes the first.
+const BUSY_POLL: Duration = Duration::from_millis(5);
+
+/// The busy handler of every connection: waits [`BUSY_POLL`] and tries
+/// again, for [`BUSY_TIMEOUT`] in all.
+fn wait_for_lock(tries: i32) -> bool {
+    let waited = BUSY_POLL * u32::try_from(tries).unwrap_or(u32::MAX);
+    if waited >= BUSY_TIMEOUT {
+        return false;
+    }
+    std::thread::sleep(BUSY_POLL);
+    true
+}
+
 /// Page cache per connection. The audit updates indexes keyed by
 /// fingerprint, which are random: with SQLite's 2 MiB default a large audit
 /// spends its time re-reading index pages.
@@ -275,7 +292,7 @@ impl Store {
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut conn = Connection::open_with_flags(path, flags).map_err(open_error)?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
+        conn.busy_handler(Some(wait_for_lock)).map_err(open_error)?;
         let mode: String = conn
             .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
             .map_err(open_error)?;
@@ -408,7 +425,7 @@ fn read_only_connection(path: &Path) -> Result<Connection, StoreError> {
     };
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).map_err(open_error)?;
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
+    conn.busy_handler(Some(wait_for_lock)).map_err(open_error)?;
     conn.pragma_update(None, "cache_size", -READER_CACHE_KIB)
         .map_err(open_error)?;
     // As the writer's: a sort over the whole log spills to a temp file.
@@ -659,7 +676,7 @@ mod tests {
     }
 
     #[test]
-    fn the_store_uses_wal_foreign_keys_and_a_busy_timeout() {
+    fn the_store_uses_wal_and_foreign_keys() {
         let test = TestStore::new();
         let conn = &test.store.conn;
         let mode: String = conn
@@ -671,10 +688,47 @@ mod tests {
         let fk: i64 = conn
             .pragma_query_value(None, "foreign_keys", |r| r.get(0))
             .unwrap();
-        let busy: i64 = conn
-            .pragma_query_value(None, "busy_timeout", |r| r.get(0))
-            .unwrap();
-        assert_eq!((mode.as_str(), sync, fk, busy), ("wal", 1, 1, 5000));
+        assert_eq!((mode.as_str(), sync, fk), ("wal", 1, 1));
+    }
+
+    #[test]
+    fn a_write_gets_the_lock_in_the_gap_a_busy_writer_leaves() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let test = TestStore::new();
+        let path = test.path();
+        let busy = Store::open(&path).unwrap();
+        // The other writer holds the lock as an audit does, a second at a
+        // time with the audit's gap between, for longer than a write waits
+        // in all.
+        let done = std::sync::Arc::new(AtomicBool::new(false));
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let (started, holding) = std::sync::mpsc::channel();
+        let writer = {
+            let (done, stop) = (done.clone(), stop.clone());
+            std::thread::spawn(move || {
+                for i in 0..8 {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    busy.conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+                    if i == 0 {
+                        started.send(()).unwrap();
+                    }
+                    std::thread::sleep(Duration::from_secs(1));
+                    busy.conn.execute_batch("COMMIT").unwrap();
+                    std::thread::sleep(audit::LOCK_GAP);
+                }
+                done.store(true, Ordering::SeqCst);
+            })
+        };
+        holding.recv().unwrap();
+        let mut admin = Store::open(&path).unwrap();
+        let run = admin.begin_run(RunKind::Audit, None, chrono::Utc::now());
+        let while_busy = !done.load(Ordering::SeqCst);
+        stop.store(true, Ordering::SeqCst);
+        writer.join().unwrap();
+        assert!(run.is_ok(), "{run:?}");
+        assert!(while_busy, "the write waited for the other writer to end");
     }
 
     #[cfg(unix)]
