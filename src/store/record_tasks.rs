@@ -149,6 +149,20 @@ const GATHER: &str = "
     LEFT JOIN record_tasks t
         ON t.connector = ?1 AND t.object = c.object AND t.record_id = c.record_id";
 
+/// The open violations of the record `?1` connector, `?2` object, `?3`
+/// id that call for a task, in the order its task lists them.
+fn record_violations_sql() -> String {
+    format!(
+        "SELECT {VIOLATION_COLUMNS} FROM violations
+         WHERE record_rowid = (SELECT rowid FROM records
+                               WHERE connector = ?1 AND object = ?2 AND id = ?3)
+           -- `+`: by the record's rowid, never by status (every open
+           -- violation of the log)
+           AND +status = 'open' AND json_extract(action, '$.kind') = 'task'
+         ORDER BY severity DESC, rule, stage, id"
+    )
+}
+
 /// A page of the gathered candidates, from just after (`?1` severity, `?2`
 /// object, `?3` id), most severe first.
 const PAGE: &str = "
@@ -269,13 +283,7 @@ impl Store {
         let today = self.today();
         let mut stmt = self
             .conn
-            .prepare_cached(&format!(
-                "SELECT {VIOLATION_COLUMNS} FROM violations
-                 WHERE record_rowid = (SELECT rowid FROM records
-                                       WHERE connector = ?1 AND object = ?2 AND id = ?3)
-                   AND status = 'open' AND json_extract(action, '$.kind') = 'task'
-                 ORDER BY severity DESC, rule, stage, id"
-            ))
+            .prepare_cached(&record_violations_sql())
             .op("prepare listing a record's violations")?;
         let rows = stmt
             .query_map(
@@ -527,4 +535,30 @@ pub(super) fn settle_record_task(
         .execute(params![task_key.as_str(), crm_id, ts(at)])
         .op("settle a record's task")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::TestStore;
+    use super::*;
+
+    #[test]
+    fn a_records_violations_are_read_through_its_rowid_not_every_open_one() {
+        let test = TestStore::new();
+        let mut stmt = test
+            .store
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", record_violations_sql()))
+            .unwrap();
+        let plan: Vec<String> = stmt
+            .query_map(params!["hubspot", "deal", "1"], |row| row.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            plan.iter()
+                .any(|step| step.contains("violation_rows_record_rowid")),
+            "{plan:?}"
+        );
+    }
 }
