@@ -262,7 +262,6 @@ fn audit(
         if summary.interrupted {
             let mut writer = writer;
             writer.flush()?;
-            summary.finish.resolved = writer.resolved();
         } else {
             summary.finish = writer.finish()?;
         }
@@ -325,9 +324,7 @@ fn record_state(
         stage,
         stage_index,
         max_stage_index: if record.in_journey { reached } else { None },
-        stage_entered_on: stage_index
-            .and(record.entered_stage_at)
-            .map(|at| at.with_timezone(&tz).date_naive()),
+        stage_entered_on: stage_index.and(record.stage_entered_on(tz)),
         stalled,
         owner_id: record.owner.as_ref().map(|o| o.id.clone()),
         owner_role: record.owner.as_ref().and_then(|o| o.role.clone()),

@@ -148,11 +148,14 @@ impl JourneyRecord {
     /// of ours gives 0, not a negative count.
     pub fn days_in_stage(&self, now: DateTime<Utc>, tz: chrono_tz::Tz) -> Option<i64> {
         let today = now.with_timezone(&tz).date_naive();
-        self.entered_stage_at.map(|at| {
-            (today - at.with_timezone(&tz).date_naive())
-                .num_days()
-                .max(0)
-        })
+        self.stage_entered_on(tz)
+            .map(|entered| (today - entered).num_days().max(0))
+    }
+
+    /// The org's date (in time zone `tz`) the record entered its stage.
+    pub fn stage_entered_on(&self, tz: chrono_tz::Tz) -> Option<chrono::NaiveDate> {
+        self.entered_stage_at
+            .map(|at| at.with_timezone(&tz).date_naive())
     }
 
     /// The `record` variable of CEL expressions.

@@ -251,11 +251,7 @@ impl<'a> RuleSet<'a> {
             stage_since: finding
                 .message
                 .contains(DAYS_IN_STAGE)
-                .then(|| {
-                    record
-                        .entered_stage_at
-                        .map(|at| at.with_timezone(&self.journey.timezone).date_naive())
-                })
+                .then(|| record.stage_entered_on(self.journey.timezone))
                 .flatten(),
             message: finding.message,
             action,

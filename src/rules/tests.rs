@@ -7,7 +7,9 @@ use crate::config::{
 };
 use crate::journey::record::{OwnerInfo, StageRef, Step};
 use crate::journey::{Criterion, Expr, Journey, JourneyRecord, RoleId, Stage, StageId};
-use crate::rules::{ActionKind, MessageTemplate, Peer, PlannedAction, RuleId, RuleSet, Severity};
+use crate::rules::{
+    ActionKind, MessageTemplate, Peer, PlannedAction, RuleId, RuleSet, Severity, render_days,
+};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use journeyd_connector::{
     ConnectorName, ObjectKind, OwnerId, RecordId, System, TaskRef, TaskStatus,
@@ -663,8 +665,12 @@ fn fingerprints_are_stable_across_runs_and_ignore_the_message() {
     let first = evaluate(&record, &[], BTreeMap::new(), now()).violations;
     let later = evaluate(&record, &[], BTreeMap::new(), now() + Duration::days(3)).violations;
     assert_ne!(
-        first[0].message_on(now().date_naive()),
-        later[0].message_on((now() + Duration::days(3)).date_naive()),
+        render_days(&first[0].message, first[0].stage_since, now().date_naive()),
+        render_days(
+            &later[0].message,
+            later[0].stage_since,
+            (now() + Duration::days(3)).date_naive()
+        ),
         "days in stage moved on"
     );
     assert_eq!(

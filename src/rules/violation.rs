@@ -306,10 +306,3 @@ pub fn render_days(message: &str, since: Option<NaiveDate>, today: NaiveDate) ->
     );
     message.replace(DAYS_IN_STAGE, &days)
 }
-
-impl Violation {
-    /// The message as shown on `today`.
-    pub fn message_on(&self, today: NaiveDate) -> String {
-        render_days(&self.message, self.stage_since, today)
-    }
-}

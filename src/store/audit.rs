@@ -7,7 +7,8 @@
 //! writes only what changed. A chunk reads the stored violations of its
 //! records (one range of an index, in the order records are read) and
 //! compares: a violation found again as it was is not written; one found
-//! with other content is rewritten; one not found resolves. Day counts in
+//! with other content is rewritten; one not found is marked no longer
+//! failing, and resolves when the audit finishes. Day counts in
 //! messages are not stored ([`crate::rules::DAYS_IN_STAGE`]), and when a
 //! violation was last seen is the connector's last finished audit
 //! (`audit_sightings`), so the same problem reads the same every night.
@@ -15,9 +16,9 @@
 //! Chunks commit together, a second's worth at a time ([`COMMIT_EVERY`]):
 //! in between the write lock is free, and an admin's acknowledgement or a
 //! sync's page goes through. A chunk is never half-written, and an audit
-//! stopped before `finish` (a shutdown, a crash) leaves what it judged:
-//! whole chunks, their violations opened, refreshed or resolved; the
-//! violations of deleted records stay as they were.
+//! stopped before `finish` (a shutdown, a crash) resolves nothing: what it
+//! committed are whole chunks, their violations opened, refreshed or marked
+//! no longer failing.
 //!
 //! The audit reads its records on another connection
 //! ([`Store::audit_chunk`]), so that reading never waits for writing.
@@ -143,7 +144,6 @@ impl Store {
             now_text: ts(now),
             today,
             connectors: connectors.to_vec(),
-            resolved: 0,
             judged: RowidSet::default(),
             found_unstored: HashSet::new(),
             open_since: None,
@@ -182,8 +182,6 @@ pub struct AuditWriter<'s> {
     now_text: String,
     today: NaiveDate,
     connectors: Vec<ConnectorName>,
-    /// Violations resolved so far, chunk by chunk.
-    resolved: u64,
     /// The rowids of the records judged so far: at the end, an open
     /// violation of any other record (gone from the CRM, never stored)
     /// resolves.
@@ -293,13 +291,6 @@ impl AuditWriter<'_> {
         self.run
     }
 
-    /// Violations this audit resolved so far: those of records it judged
-    /// and found passing. [`AuditWriter::finish`] adds those of records
-    /// gone from the CRM.
-    pub fn resolved(&self) -> u64 {
-        self.resolved
-    }
-
     /// Like [`Store::records_chunk`], on the writer's own connection and
     /// limited to the audited connectors.
     pub fn records_chunk(
@@ -391,18 +382,17 @@ impl AuditWriter<'_> {
     /// store holds for those records: a violation never seen opens; a
     /// resolved one found again reopens; one found again with other
     /// content (message, owner, severity, action) is rewritten, keeping its
-    /// status; one found again as it was is not written at all. An open or
-    /// acknowledged violation of a judged record that was not found again
-    /// resolves. Then what the audit derived of the records is stored,
-    /// where it changed.
+    /// status; one found again as it was is not written at all. A violation
+    /// of a judged record that was not found again is marked no longer
+    /// failing ([`AuditWriter::finish`] resolves it). Then what the audit
+    /// derived of the records is stored, where it changed.
     pub fn record_chunk(
         &mut self,
         violations: &[Violation],
         states: &[RecordState],
     ) -> Result<ChunkDiff, StoreError> {
         let written = self.write_chunk(violations, states);
-        let (diff, resolved, judged, unstored) = self.settle(written)?;
-        self.resolved += resolved;
+        let (diff, judged, unstored) = self.settle(written)?;
         for rowid in judged {
             self.judged.insert(rowid);
         }
@@ -414,7 +404,7 @@ impl AuditWriter<'_> {
         &mut self,
         violations: &[Violation],
         states: &[RecordState],
-    ) -> Result<(ChunkDiff, u64, HashSet<i64>, Vec<ViolationId>), StoreError> {
+    ) -> Result<(ChunkDiff, HashSet<i64>, Vec<ViolationId>), StoreError> {
         let chunk = self.begin("begin an audit chunk")?;
         let mut rowids: HashMap<RecordKey<'_>, Option<i64>> = HashMap::new();
         for state in states {
@@ -455,12 +445,11 @@ impl AuditWriter<'_> {
                 unstored.push(id);
             }
         }
-        let mut resolved = 0;
         for row in stored.values() {
-            resolved += chunk.not_found(row)?;
+            chunk.not_found(row)?;
         }
         chunk.record_states(states)?;
-        Ok((diff, resolved, judged, unstored))
+        Ok((diff, judged, unstored))
     }
 
     /// [`AuditWriter::record_chunk`] with violations only: no record was
@@ -476,31 +465,37 @@ impl AuditWriter<'_> {
 
     /// Ends the audit, in one transaction. First, suppressions dated before
     /// today end, whatever their connector: those violations are open
-    /// again, and resolve at once if their record passed this audit. Then
-    /// every open or acknowledged violation of an audited connector whose
-    /// record the audit did not judge resolves: the record is gone from the
-    /// CRM (or was never stored). Last, the audit is recorded as the
-    /// connectors' last sighting: every violation still failing was seen
-    /// now. Nothing is deleted.
+    /// again. Then the open and acknowledged violations of an audited
+    /// connector resolve where the audit did not find them: marked no
+    /// longer failing, or of a record it did not judge (gone from the CRM,
+    /// or never stored). Last, the audit is recorded as the connectors'
+    /// last sighting: every violation still failing was seen now. Nothing
+    /// is deleted.
     pub fn finish(mut self) -> Result<AuditDiff, StoreError> {
         let today = date(self.today);
         let connectors = std::mem::take(&mut self.connectors);
         let judged = std::mem::take(&mut self.judged);
         let found_unstored = std::mem::take(&mut self.found_unstored);
-        let resolved_before = self.resolved;
         let finished = (|| {
             let chunk = self.begin("begin finishing an audit")?;
             let unsuppressed = chunk.unsuppress(&today)?;
-            let resolved = chunk.resolve_unjudged(&connectors, &judged, &found_unstored)?;
+            let resolved = chunk.resolve(&connectors, &judged, &found_unstored)?;
             chunk.sighted(&connectors)?;
-            Ok((unsuppressed, resolved))
+            Ok(AuditDiff {
+                resolved,
+                unsuppressed,
+            })
         })();
-        let (unsuppressed, resolved) = self.settle(finished)?;
-        self.flush()?;
-        Ok(AuditDiff {
-            resolved: resolved_before + resolved,
-            unsuppressed,
-        })
+        match finished {
+            Ok(diff) => {
+                self.flush()?;
+                Ok(diff)
+            }
+            Err(err) => {
+                self.rollback();
+                Err(err)
+            }
+        }
     }
 }
 
@@ -541,24 +536,22 @@ impl ChunkTx<'_> {
         };
         let mut stmt = self
             .tx
-            .prepare_cached(
-                "SELECT id, record_rowid, fingerprint, status, failing, record_name, record_url,
-                     severity, owner_id, owner_role, message, action, stage_since
-                 FROM violation_rows WHERE record_rowid BETWEEN ?1 AND ?2",
-            )
+            .prepare_cached(&format!(
+                "SELECT {STORED_COLUMNS} FROM violation_rows WHERE record_rowid BETWEEN ?1 AND ?2"
+            ))
             .op("prepare reading a chunk's violations")?;
         let mut rows = stmt
             .query(params![first, last])
             .op("read a chunk's violations")?;
         let mut stored = HashMap::new();
         while let Some(row) = rows.next().op("read a chunk's violations")? {
-            let record_rowid: Option<i64> = row.get(1).op("read a chunk's violations")?;
-            if !record_rowid.is_some_and(|rowid| rowids.contains(&rowid)) {
-                continue;
+            let (fingerprint, one) = stored_row(row).op("read a chunk's violations")?;
+            if one
+                .record_rowid
+                .is_some_and(|rowid| rowids.contains(&rowid))
+            {
+                stored.insert(fingerprint, one);
             }
-            let (fingerprint, one) =
-                stored_row(row, record_rowid).op("read a chunk's violations")?;
-            stored.insert(fingerprint, one);
         }
         Ok(stored)
     }
@@ -567,15 +560,11 @@ impl ChunkTx<'_> {
     /// the chunk's range did not hold (its record stored after it).
     fn stored_by_fingerprint(&self, fingerprint: &str) -> Result<Option<Stored>, StoreError> {
         self.tx
-            .prepare_cached(
-                "SELECT id, record_rowid, fingerprint, status, failing, record_name, record_url,
-                     severity, owner_id, owner_role, message, action, stage_since
-                 FROM violation_rows WHERE fingerprint = ?1",
-            )
+            .prepare_cached(&format!(
+                "SELECT {STORED_COLUMNS} FROM violation_rows WHERE fingerprint = ?1"
+            ))
             .op("prepare reading a violation")?
-            .query_row([fingerprint], |row| {
-                stored_row(row, row.get(1)?).map(|(_, one)| one)
-            })
+            .query_row([fingerprint], |row| stored_row(row).map(|(_, one)| one))
             .optional()
             .op("read a violation")
     }
@@ -590,7 +579,7 @@ impl ChunkTx<'_> {
     ) -> Result<ViolationId, StoreError> {
         let content = Content::of(v)?;
         let existing = match stored.remove(v.fingerprint.as_str()) {
-            Some(existing) => Some(existing),
+            Some(existing) => existing,
             None => match self.insert(v, rowid, &content) {
                 Ok(id) => {
                     diff.new += 1;
@@ -598,14 +587,14 @@ impl ChunkTx<'_> {
                 }
                 // Stored without its record (or before it was): found by
                 // its fingerprint instead.
-                Err(StoreError::Sql { source, .. }) if is_unique_violation(&source) => {
-                    self.stored_by_fingerprint(v.fingerprint.as_str())?
+                Err(StoreError::Sql { op, source }) if is_unique_violation(&source) => {
+                    match self.stored_by_fingerprint(v.fingerprint.as_str())? {
+                        Some(existing) => existing,
+                        None => return Err(StoreError::Sql { op, source }),
+                    }
                 }
                 Err(err) => return Err(err),
             },
-        };
-        let Some(existing) = existing else {
-            return Err(StoreError::ViolationNotFound(ViolationId(0)));
         };
         let reopen = existing.status == ViolationStatus::Resolved;
         if reopen {
@@ -708,42 +697,21 @@ impl ChunkTx<'_> {
     }
 
     /// A stored violation of a judged record that the audit did not find:
-    /// open and acknowledged ones resolve (returns 1); a suppressed one is
-    /// marked no longer failing. Its last sighting is kept.
-    fn not_found(&self, row: &Stored) -> Result<u64, StoreError> {
-        match row.status {
-            ViolationStatus::Open | ViolationStatus::Acknowledged => {
-                self.tx
-                    .prepare_cached(&format!(
-                        "UPDATE violation_rows SET {KEEP_SIGHTING},
-                             status = 'resolved', resolved_at = ?2, failing = 0,
-                             status_reason = 'no longer found by the audit'
-                         WHERE id = ?1"
-                    ))
-                    .op("prepare resolving a violation")?
-                    .execute(params![row.id, self.now_text])
-                    .op("resolve a violation")?;
-                self.event(
-                    row.id,
-                    EventKind::Resolved,
-                    Some(row.status),
-                    ViolationStatus::Resolved,
-                    Some("no longer found by the audit"),
-                )?;
-                Ok(1)
-            }
-            ViolationStatus::Suppressed if row.failing => {
-                self.tx
-                    .prepare_cached(&format!(
-                        "UPDATE violation_rows SET {KEEP_SIGHTING}, failing = 0 WHERE id = ?1"
-                    ))
-                    .op("prepare marking a violation passing")?
-                    .execute([row.id])
-                    .op("mark a violation passing")?;
-                Ok(0)
-            }
-            ViolationStatus::Suppressed | ViolationStatus::Resolved => Ok(0),
+    /// marked no longer failing, its last sighting kept. An open or
+    /// acknowledged one resolves when the audit finishes; a suppressed one
+    /// when its suppression ends.
+    fn not_found(&self, row: &Stored) -> Result<(), StoreError> {
+        if row.status == ViolationStatus::Resolved || !row.failing {
+            return Ok(());
         }
+        self.tx
+            .prepare_cached(&format!(
+                "UPDATE violation_rows SET {KEEP_SIGHTING}, failing = 0 WHERE id = ?1"
+            ))
+            .op("prepare marking a violation passing")?
+            .execute([row.id])
+            .op("mark a violation passing")?;
+        Ok(())
     }
 
     fn event(
@@ -811,21 +779,8 @@ impl ChunkTx<'_> {
         Ok(())
     }
 
-    /// Ends the suppressions dated before `today`. Those whose record
-    /// passed its last audit (of a connector in scope) are set to resolve.
+    /// Ends the suppressions dated before `today`.
     fn unsuppress(&self, today: &str) -> Result<u64, StoreError> {
-        self.tx
-            .execute("DELETE FROM temp.audit_resolving", [])
-            .op("end suppressions")?;
-        self.tx
-            .execute(
-                "INSERT INTO temp.audit_resolving (id, from_status, reason)
-                 SELECT id, 'open', 'no longer found by the audit' FROM violation_rows
-                 WHERE status = 'suppressed' AND suppressed_until < ?1 AND failing = 0
-                   AND connector IN (SELECT connector FROM temp.audit_scope)",
-                [today],
-            )
-            .op("end suppressions")?;
         self.tx
             .execute(
                 "INSERT INTO violation_events
@@ -849,16 +804,28 @@ impl ChunkTx<'_> {
         Ok(changed as u64)
     }
 
-    /// Resolves, with those [`ChunkTx::unsuppress`] set aside, the open and
-    /// acknowledged violations of `connectors` whose record is not in
-    /// `judged`: one walk of each connector's open violations, in an index.
-    fn resolve_unjudged(
+    /// Resolves the open and acknowledged violations of `connectors` that
+    /// the audit marked no longer failing (a partial index holds them), and
+    /// those whose record is not in `judged` (one walk of each connector's
+    /// open violations, in an index).
+    fn resolve(
         &self,
         connectors: &[ConnectorName],
         judged: &RowidSet,
         found_unstored: &HashSet<ViolationId>,
     ) -> Result<u64, StoreError> {
         let tx = &self.tx;
+        tx.execute("DELETE FROM temp.audit_resolving", [])
+            .op("resolve violations")?;
+        tx.execute(
+            "INSERT INTO temp.audit_resolving (id, from_status, reason)
+             SELECT id, status, 'no longer found by the audit'
+             FROM violation_rows INDEXED BY violation_rows_passing
+             WHERE connector IN (SELECT connector FROM temp.audit_scope)
+               AND failing = 0 AND status IN ('open', 'acknowledged')",
+            [],
+        )
+        .op("find violations to resolve")?;
         let mut unjudged: Vec<ViolationId> = Vec::new();
         {
             let mut stmt = tx
@@ -942,16 +909,17 @@ impl ChunkTx<'_> {
     }
 }
 
-/// Reads a [`Stored`] from the columns of [`ChunkTx::stored`].
-fn stored_row(
-    row: &rusqlite::Row<'_>,
-    record_rowid: Option<i64>,
-) -> rusqlite::Result<(String, Stored)> {
+/// The columns [`stored_row`] reads.
+const STORED_COLUMNS: &str = "id, record_rowid, fingerprint, status, failing, record_name, \
+     record_url, severity, owner_id, owner_role, message, action, stage_since";
+
+/// Reads a [`Stored`] from [`STORED_COLUMNS`].
+fn stored_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, Stored)> {
     Ok((
         row.get(2)?,
         Stored {
             id: row.get(0)?,
-            record_rowid,
+            record_rowid: row.get(1)?,
             status: row.get(3)?,
             failing: row.get(4)?,
             content: Content {
@@ -1368,6 +1336,59 @@ mod tests {
                 .iter()
                 .all(|e| e.run_id == Some(run) && e.kind == EventKind::Opened)
         );
+    }
+
+    /// What the audit derived of deal `id`: judged, in no stage.
+    fn judged(id: &str) -> RecordState {
+        RecordState {
+            record_rowid: None,
+            connector: hubspot(),
+            object: ObjectKind::Deal,
+            record_id: RecordId::new(id),
+            stage: None,
+            stage_index: None,
+            max_stage_index: None,
+            stage_entered_on: None,
+            stalled: false,
+            owner_id: None,
+            owner_role: None,
+        }
+    }
+
+    #[test]
+    fn a_passing_record_judged_by_an_audit_that_stops_keeps_its_violation_open_until_one_finishes()
+    {
+        let mut test = TestStore::new();
+        let store = &mut test.store;
+        deals(store, &["1"]);
+        let v = violation("1", BuiltinRule::MissingOwner, None);
+        audit(store, day(1, 2), std::slice::from_ref(&v));
+
+        let run = store.begin_run(RunKind::Audit, None, day(2, 2)).unwrap();
+        let mut writer = store
+            .begin_audit(run, &[hubspot()], day(2, 2), day(2, 2).date_naive())
+            .unwrap();
+        writer.record_chunk(&[], &[judged("1")]).unwrap();
+        writer.flush().unwrap();
+        drop(writer);
+        assert_eq!(status(store, &v), ViolationStatus::Open);
+        assert_eq!(kinds(store, &v), vec![EventKind::Opened]);
+
+        let run = store.begin_run(RunKind::Audit, None, day(3, 2)).unwrap();
+        let mut writer = store
+            .begin_audit(run, &[hubspot()], day(3, 2), day(3, 2).date_naive())
+            .unwrap();
+        writer.record_chunk(&[], &[judged("1")]).unwrap();
+        assert_eq!(writer.finish().unwrap().resolved, 1);
+        let row = store.violation(v.fingerprint.as_str()).unwrap().unwrap();
+        assert_eq!(
+            (row.status, row.status_reason.as_deref()),
+            (
+                ViolationStatus::Resolved,
+                Some("no longer found by the audit")
+            )
+        );
+        assert_eq!(row.last_seen, day(1, 2), "last seen by the first audit");
     }
 
     #[test]

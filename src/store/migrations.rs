@@ -325,13 +325,17 @@ ALTER TABLE violation_rows ADD COLUMN record_rowid INTEGER;
 -- The org's date the record entered its stage, where the message counts
 -- the days since (where it holds the mark).
 ALTER TABLE violation_rows ADD COLUMN stage_since TEXT;
--- 1 while the last audit to judge the record found the violation. Open
--- and acknowledged rows that are no longer found resolve; a suppressed one
--- stays suppressed, with 0 here, so that it resolves if its suppression
--- ends while the record still passes.
+-- 1 while the last audit to judge the record found the violation. An
+-- audit marks the rows it no longer finds 0 as it goes, and resolves the
+-- open and acknowledged ones when it finishes (an audit that stops first
+-- resolves nothing); a suppressed one stays suppressed, and resolves at
+-- the end of its suppression if its record still passes.
 ALTER TABLE violation_rows ADD COLUMN failing INTEGER NOT NULL DEFAULT 1
     CHECK (failing IN (0, 1));
 UPDATE violation_rows SET failing = 0 WHERE status = 'resolved';
+-- What an audit's end resolves: few rows, so a partial index.
+CREATE INDEX violation_rows_passing ON violation_rows (connector)
+    WHERE failing = 0 AND status IN ('open', 'acknowledged');
 UPDATE violation_rows SET record_rowid = (
     SELECT r.rowid FROM records r
     WHERE r.connector = violation_rows.connector AND r.object = violation_rows.object

@@ -160,13 +160,15 @@ pub struct SummaryRow {
     pub count: u64,
 }
 
+/// The view's columns journeyd reads: the message as stored (its day count
+/// is counted in Rust, to the org's date, not by the view) and the date the
+/// count runs from.
 pub(super) const VIOLATION_COLUMNS: &str = "id, fingerprint, connector, object, record_id, record_name, \
-     record_url, rule, severity, stage, owner_id, owner_role, message, action, status, \
-     status_reason, suppressed_until, first_seen, last_seen, last_run, resolved_at, \
-     message_template, stage_since";
+     record_url, rule, severity, stage, owner_id, owner_role, message_template, action, status, \
+     status_reason, suppressed_until, first_seen, last_seen, last_run, resolved_at, stage_since";
 
 /// One row of [`VIOLATION_COLUMNS`] of the `violations` view, its message's
-/// day count counted to `today` (the view counts to the UTC date).
+/// day count counted to `today`.
 pub(super) fn violation_row(
     row: &rusqlite::Row<'_>,
     today: NaiveDate,
@@ -175,6 +177,7 @@ pub(super) fn violation_row(
     let action = serde_json::from_str(action).map_err(|err| {
         rusqlite::Error::FromSqlConversionFailure(13, rusqlite::types::Type::Text, Box::new(err))
     })?;
+    let stage_since = row.get(21)?;
     let violation = Violation {
         fingerprint: Fingerprint::from_stored(row.get(1)?),
         connector: ConnectorName::new(row.get::<_, String>(2)?),
@@ -187,14 +190,9 @@ pub(super) fn violation_row(
         stage: row.get::<_, Option<String>>(9)?.map(StageId::new),
         owner_id: row.get::<_, Option<String>>(10)?.map(OwnerId::new),
         owner_role: row.get::<_, Option<String>>(11)?.map(RoleId::new),
-        message: String::new(),
-        stage_since: row.get(22)?,
+        message: render_days(row.get_ref(12)?.as_str()?, stage_since, today),
+        stage_since,
         action,
-    };
-    let template = row.get_ref(21)?.as_str()?;
-    let violation = Violation {
-        message: render_days(template, violation.stage_since, today),
-        ..violation
     };
     Ok(ViolationRow {
         id: row.get(0)?,
