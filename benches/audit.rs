@@ -7,6 +7,7 @@
 //!     cargo bench --bench audit                                   # 1,000,000 records
 //!     JOURNEYD_BENCH_RECORDS=200000 cargo bench --bench audit     # the quick size: run it on every change
 //!     JOURNEYD_BENCH_BASELINE_MB=1450 cargo bench --bench audit   # the state file beside a baseline size
+//!     JOURNEYD_BENCH_COMMANDS=0 cargo bench --bench audit         # the audits only, not the commands
 //!
 //! The records are split 40/35/25 between the config's HubSpot, Salesforce
 //! and Dynamics 365 connectors, each shaped the way that connector stores
@@ -155,7 +156,11 @@ fn main() -> ExitCode {
         config: config_path,
         dir: dir.path().to_owned(),
     };
-    run_commands(&runner, &mut table);
+    if std::env::var("JOURNEYD_BENCH_COMMANDS").as_deref() == Ok("0") {
+        println!("commands skipped (JOURNEYD_BENCH_COMMANDS=0)");
+    } else {
+        run_commands(&runner, &mut table);
+    }
 
     let size_mb = std::fs::metadata(&path).map_or(0.0, |m| m.len() as f64 / 1e6);
     let baseline = std::env::var("JOURNEYD_BENCH_BASELINE_MB")
