@@ -8,6 +8,7 @@
 //!     JOURNEYD_BENCH_RECORDS=200000 cargo bench --bench audit     # the quick size: run it on every change
 //!     JOURNEYD_BENCH_BASELINE_MB=1450 cargo bench --bench audit   # the state file beside a baseline size
 //!     JOURNEYD_BENCH_COMMANDS=0 cargo bench --bench audit         # the audits only, not the commands
+//!     JOURNEYD_BENCH_KEEP=/some/dir cargo bench --bench audit     # state file and config kept there
 //!
 //! The records are split 40/35/25 between the config's HubSpot, Salesforce
 //! and Dynamics 365 connectors, each shaped the way that connector stores
@@ -98,12 +99,18 @@ fn main() -> ExitCode {
     let config =
         config::load(&repo.join("config/journeyd.toml")).expect("the shipped config loads");
     let dir = tempfile::tempdir().expect("a temporary directory");
+    // Kept for a profiler's second look at the commands.
+    let dir_path = match std::env::var_os("JOURNEYD_BENCH_KEEP") {
+        Some(keep) => PathBuf::from(keep),
+        None => dir.path().to_owned(),
+    };
     // The config the commands run with: the shipped one, its state file the
     // bench's (`support::shipped_config` names it `bench.sqlite`).
-    let config_path = dir.path().join("journeyd.toml");
-    std::fs::write(&config_path, shipped_config(dir.path()).to_string())
+    std::fs::create_dir_all(&dir_path).expect("the bench's directory is made");
+    let config_path = dir_path.join("journeyd.toml");
+    std::fs::write(&config_path, shipped_config(&dir_path).to_string())
         .expect("the bench's config is written");
-    let path = dir.path().join("bench.sqlite");
+    let path = dir_path.join("bench.sqlite");
     // The first audit runs "yesterday" and the nightly one now, so that the
     // commands, which read the clock, come right after the nightly audit.
     let now = (Utc::now() - Duration::days(1)).trunc_subsecs(0);
@@ -154,7 +161,7 @@ fn main() -> ExitCode {
 
     let runner = Runner {
         config: config_path,
-        dir: dir.path().to_owned(),
+        dir: dir_path.clone(),
     };
     if std::env::var("JOURNEYD_BENCH_COMMANDS").as_deref() == Ok("0") {
         println!("commands skipped (JOURNEYD_BENCH_COMMANDS=0)");

@@ -20,6 +20,33 @@ pub(super) fn latest_version() -> usize {
     MIGRATIONS.len()
 }
 
+/// The `violations` view over `violation_rows` (V6), made again by every
+/// migration that rebuilds the table under it.
+macro_rules! violations_view {
+    () => {
+        r#"CREATE VIEW violations AS
+SELECT v.id, v.fingerprint, v.connector, v.object, v.record_id, v.record_name, v.record_url,
+    v.rule, v.severity, v.stage, v.owner_id, v.owner_role,
+    CAST(CASE WHEN v.stage_since IS NULL THEN v.message
+         ELSE replace(v.message, char(1) || 'days_in_stage' || char(1),
+                      max(0, CAST(julianday('now') - julianday(v.stage_since) AS INTEGER)))
+         END AS TEXT) AS message,
+    v.action, v.status, v.status_reason, v.suppressed_until, v.first_seen,
+    CAST(CASE WHEN s.at > v.last_seen AND v.status <> 'resolved' AND v.failing = 1
+         THEN s.at ELSE v.last_seen END AS TEXT) AS last_seen,
+    r.id AS last_run,
+    v.resolved_at,
+    -- internal: the message as stored, the date its count runs from, and
+    -- the record's rowid
+    v.message AS message_template, v.stage_since, v.record_rowid
+FROM violation_rows v
+LEFT JOIN audit_sightings s ON s.connector = v.connector
+LEFT JOIN runs r ON r.id = CASE WHEN s.at > v.last_seen AND v.status <> 'resolved'
+                                     AND v.failing = 1
+                                THEN s.run_id ELSE v.last_run END"#
+    };
+}
+
 const MIGRATIONS: &[M<'static>] = &[
     M::up(V1_INITIAL).comment("initial schema"),
     M::up(V2_RECONCILES).comment("full pulls that reconcile deletions"),
@@ -30,6 +57,9 @@ const MIGRATIONS: &[M<'static>] = &[
         .foreign_key_check(),
     M::up(V6_VIOLATION_ROWS)
         .comment("violations stored by record, written only when they change")
+        .foreign_key_check(),
+    M::up(V7_CHECKS_AS_COMPARISONS)
+        .comment("violation checks written as comparisons")
         .foreign_key_check(),
 ];
 
@@ -306,7 +336,8 @@ CREATE INDEX runs_kind ON runs (kind, id);
 CREATE INDEX runs_running ON runs (id) WHERE status = 'running';
 "#;
 
-const V6_VIOLATION_ROWS: &str = r#"
+const V6_VIOLATION_ROWS: &str = concat!(
+    r#"
 -- A nightly audit that finds what it found yesterday writes no violation
 -- row. What changed every night is kept apart from the rows:
 -- - when a violation was last seen: an audit that finishes records when it
@@ -364,26 +395,9 @@ CREATE TABLE audit_sightings (
 
 -- A CAST keeps each computed column's declared type; `last_run` is a
 -- column of `runs`, so that it is declared INTEGER like the others.
-CREATE VIEW violations AS
-SELECT v.id, v.fingerprint, v.connector, v.object, v.record_id, v.record_name, v.record_url,
-    v.rule, v.severity, v.stage, v.owner_id, v.owner_role,
-    CAST(CASE WHEN v.stage_since IS NULL THEN v.message
-         ELSE replace(v.message, char(1) || 'days_in_stage' || char(1),
-                      max(0, CAST(julianday('now') - julianday(v.stage_since) AS INTEGER)))
-         END AS TEXT) AS message,
-    v.action, v.status, v.status_reason, v.suppressed_until, v.first_seen,
-    CAST(CASE WHEN s.at > v.last_seen AND v.status <> 'resolved' AND v.failing = 1
-         THEN s.at ELSE v.last_seen END AS TEXT) AS last_seen,
-    r.id AS last_run,
-    v.resolved_at,
-    -- internal: the message as stored, the date its count runs from, and
-    -- the record's rowid
-    v.message AS message_template, v.stage_since, v.record_rowid
-FROM violation_rows v
-LEFT JOIN audit_sightings s ON s.connector = v.connector
-LEFT JOIN runs r ON r.id = CASE WHEN s.at > v.last_seen AND v.status <> 'resolved'
-                                     AND v.failing = 1
-                                THEN s.run_id ELSE v.last_run END;
+"#,
+    violations_view!(),
+    r#";
 
 -- What the last audit derived of each record: the day it entered its stage
 -- rather than the days since, which change every day.
@@ -391,7 +405,101 @@ ALTER TABLE record_state ADD COLUMN stage_entered_on TEXT;
 UPDATE record_state SET stage_entered_on = date('now', '-' || days_in_stage || ' days')
     WHERE days_in_stage IS NOT NULL;
 UPDATE record_state SET days_in_stage = NULL;
-"#;
+"#
+);
+
+const V7_CHECKS_AS_COMPARISONS: &str = concat!(
+    r#"
+-- A CHECK's `IN` list of more than two values makes SQLite build a lookup
+-- table each time the statement runs, and the audit runs one insert per
+-- violation and per event: written out as comparisons, the checks cost
+-- next to nothing. The two tables written a row per violation are rebuilt
+-- with their checks so written; their columns, values and indexes stay.
+DROP VIEW violations;
+
+CREATE TABLE violation_rows_v7 (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    fingerprint      TEXT NOT NULL UNIQUE,
+    connector        TEXT NOT NULL,
+    object           TEXT NOT NULL CHECK (object = 'lead' OR object = 'contact'
+                                          OR object = 'account' OR object = 'deal'),
+    record_id        TEXT NOT NULL,
+    record_name      TEXT,
+    record_url       TEXT,
+    rule             TEXT NOT NULL,
+    severity         INTEGER NOT NULL CHECK (severity = 0 OR severity = 1 OR severity = 2),
+    stage            TEXT,
+    owner_id         TEXT,
+    owner_role       TEXT,
+    message          TEXT NOT NULL,
+    action           TEXT NOT NULL,
+    status           TEXT NOT NULL CHECK (status = 'open' OR status = 'acknowledged'
+                                          OR status = 'suppressed' OR status = 'resolved'),
+    status_reason    TEXT,
+    suppressed_until TEXT,
+    first_seen       TEXT NOT NULL,
+    last_seen        TEXT NOT NULL,
+    last_run         INTEGER REFERENCES runs (id),
+    resolved_at      TEXT,
+    record_rowid     INTEGER,
+    stage_since      TEXT,
+    failing          INTEGER NOT NULL DEFAULT 1 CHECK (failing = 0 OR failing = 1)
+);
+INSERT INTO violation_rows_v7 (id, fingerprint, connector, object, record_id, record_name,
+    record_url, rule, severity, stage, owner_id, owner_role, message, action, status,
+    status_reason, suppressed_until, first_seen, last_seen, last_run, resolved_at,
+    record_rowid, stage_since, failing)
+SELECT id, fingerprint, connector, object, record_id, record_name,
+    record_url, rule, severity, stage, owner_id, owner_role, message, action, status,
+    status_reason, suppressed_until, first_seen, last_seen, last_run, resolved_at,
+    record_rowid, stage_since, failing
+FROM violation_rows ORDER BY id;
+-- An id is never reused: the new table counts on from where the old one
+-- stopped, not from its largest id.
+UPDATE sqlite_sequence
+    SET seq = coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'violation_rows'), seq)
+    WHERE name = 'violation_rows_v7';
+INSERT INTO sqlite_sequence (name, seq)
+    SELECT 'violation_rows_v7', seq FROM sqlite_sequence WHERE name = 'violation_rows'
+    AND NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'violation_rows_v7');
+DROP TABLE violation_rows;
+ALTER TABLE violation_rows_v7 RENAME TO violation_rows;
+CREATE INDEX violations_status ON violation_rows (status, severity);
+CREATE INDEX violations_owner ON violation_rows (owner_id);
+CREATE INDEX violation_rows_passing ON violation_rows (connector)
+    WHERE failing = 0 AND status IN ('open', 'acknowledged');
+CREATE INDEX violation_rows_record_rowid ON violation_rows (record_rowid);
+CREATE INDEX violation_rows_connector ON violation_rows (connector, status, record_rowid);
+CREATE INDEX violation_rows_rule ON violation_rows (rule, stage, status);
+
+CREATE TABLE violation_events_v7 (
+    id           INTEGER PRIMARY KEY,
+    violation_id INTEGER NOT NULL REFERENCES violation_rows (id),
+    at           TEXT NOT NULL,
+    run_id       INTEGER REFERENCES runs (id),
+    -- 'journeyd' for audits, the admin's name otherwise
+    actor        TEXT NOT NULL,
+    kind         TEXT NOT NULL CHECK (kind = 'opened' OR kind = 'reopened'
+        OR kind = 'resolved' OR kind = 'acknowledged' OR kind = 'suppressed'
+        OR kind = 'unsuppressed'),
+    from_status  TEXT CHECK (from_status = 'open' OR from_status = 'acknowledged'
+        OR from_status = 'suppressed' OR from_status = 'resolved'),
+    to_status    TEXT NOT NULL CHECK (to_status = 'open' OR to_status = 'acknowledged'
+        OR to_status = 'suppressed' OR to_status = 'resolved'),
+    reason       TEXT
+);
+INSERT INTO violation_events_v7 (id, violation_id, at, run_id, actor, kind, from_status,
+    to_status, reason)
+SELECT id, violation_id, at, run_id, actor, kind, from_status, to_status, reason
+FROM violation_events ORDER BY id;
+DROP TABLE violation_events;
+ALTER TABLE violation_events_v7 RENAME TO violation_events;
+CREATE INDEX violation_events_violation ON violation_events (violation_id, id);
+
+"#,
+    violations_view!(),
+    ";\n"
+);
 
 #[cfg(test)]
 mod tests {

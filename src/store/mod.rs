@@ -439,6 +439,7 @@ fn read_only_connection(path: &Path) -> Result<Connection, StoreError> {
 mod tests {
     use super::testkit::TestStore;
     use super::*;
+    use rusqlite::params;
 
     /// The README's list of public tables and columns, `(table, [(column,
     /// type)])`, from its "The state file" section.
@@ -560,6 +561,69 @@ mod tests {
             migrations::latest_version()
         );
         assert_eq!(public_rows(&store.conn), before);
+    }
+
+    #[test]
+    fn a_migrated_state_file_never_reuses_a_violation_id() {
+        let (_dir, path) = previous_release_state();
+        let raw = Connection::open(&path).unwrap();
+        let max: i64 = raw
+            .query_row("SELECT max(id) FROM violations", [], |row| row.get(0))
+            .unwrap();
+        // Ids above the largest row's were handed out once (a transaction
+        // that rolled back its insert keeps them spent).
+        raw.execute(
+            "UPDATE sqlite_sequence SET seq = ?1 WHERE name = 'violations'",
+            [max + 50],
+        )
+        .unwrap();
+        drop(raw);
+        let store = Store::open(&path).unwrap();
+        let seq: i64 = store
+            .conn
+            .query_row(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'violation_rows'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(seq, max + 50);
+    }
+
+    #[test]
+    fn the_violation_tables_refuse_values_outside_their_sets() {
+        let test = TestStore::new();
+        let conn = &test.store.conn;
+        let row = |object: &str, severity: i64, status: &str| {
+            conn.execute(
+                "INSERT INTO violation_rows (fingerprint, connector, object, record_id, rule,
+                     severity, message, action, status, first_seen, last_seen)
+                 VALUES (?1, 'hubspot', ?2, '1', 'r', ?3, 'm', '{}', ?4, 't', 't')",
+                params![
+                    format!("{object}{severity}{status}"),
+                    object,
+                    severity,
+                    status
+                ],
+            )
+        };
+        assert!(row("deal", 2, "open").is_ok());
+        assert!(row("ticket", 2, "open").is_err());
+        assert!(row("deal", 3, "open").is_err());
+        assert!(row("deal", 2, "closed").is_err());
+        let event = |kind: &str, from: Option<&str>, to: &str| {
+            conn.execute(
+                "INSERT INTO violation_events (violation_id, at, actor, kind, from_status,
+                     to_status)
+                 VALUES ((SELECT max(id) FROM violation_rows), 't', 'a', ?1, ?2, ?3)",
+                params![kind, from, to],
+            )
+        };
+        assert!(event("opened", None, "open").is_ok());
+        assert!(event("acknowledged", Some("open"), "acknowledged").is_ok());
+        assert!(event("closed", None, "open").is_err());
+        assert!(event("opened", Some("gone"), "open").is_err());
+        assert!(event("opened", None, "gone").is_err());
     }
 
     #[test]
