@@ -137,7 +137,16 @@ impl Store {
         today: NaiveDate,
     ) -> Result<AuditWriter<'_>, StoreError> {
         set_scope(&self.conn, connectors)?;
+        let orphans = self
+            .conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM violation_rows WHERE record_rowid IS NULL)",
+                [],
+                |row| row.get(0),
+            )
+            .op("look for violations stored without their record")?;
         Ok(AuditWriter {
+            orphans,
             conn: &mut self.conn,
             run,
             now,
@@ -191,6 +200,10 @@ pub struct AuditWriter<'s> {
     /// When the open transaction began; `None` when none is open.
     open_since: Option<Instant>,
     commit_every: Duration,
+    /// Whether the log held a violation stored without its record when
+    /// the audit began: a chunk's range of the record index cannot find
+    /// it, so a violation new to the range is looked up by fingerprint.
+    orphans: bool,
 }
 
 impl Drop for AuditWriter<'_> {
@@ -243,6 +256,8 @@ struct ChunkTx<'t> {
     tx: &'t Connection,
     run: RunId,
     now_text: &'t str,
+    /// See [`AuditWriter`]'s field.
+    orphans: bool,
 }
 
 /// A record as the store knows it: connector, object, id.
@@ -311,6 +326,7 @@ impl AuditWriter<'_> {
             tx: self.conn,
             run: self.run,
             now_text: &self.now_text,
+            orphans: self.orphans,
         })
     }
 
@@ -430,7 +446,12 @@ impl AuditWriter<'_> {
         let mut stored = chunk.stored(&judged)?;
         let mut diff = ChunkDiff::default();
         let mut unstored = Vec::new();
+        // The same violation found twice (two rules of one id) is one.
+        let mut seen: HashSet<&str> = HashSet::with_capacity(violations.len());
         for v in violations {
+            if !seen.insert(v.fingerprint.as_str()) {
+                continue;
+            }
             let rowid = rowids
                 .get(&(v.connector.as_str(), v.object, v.record_id.as_str()))
                 .copied()
@@ -561,7 +582,8 @@ impl ChunkTx<'_> {
     fn stored_by_fingerprint(&self, fingerprint: &str) -> Result<Option<Stored>, StoreError> {
         self.tx
             .prepare_cached(&format!(
-                "SELECT {STORED_COLUMNS} FROM violation_rows WHERE fingerprint = ?1"
+                "SELECT {STORED_COLUMNS} FROM violation_rows
+                 WHERE substr(fingerprint, 1, 12) = substr(?1, 1, 12) AND fingerprint = ?1"
             ))
             .op("prepare reading a violation")?
             .query_row([fingerprint], |row| stored_row(row).map(|(_, one)| one))
@@ -580,21 +602,23 @@ impl ChunkTx<'_> {
         let content = Content::of(v)?;
         let existing = match stored.remove(v.fingerprint.as_str()) {
             Some(existing) => existing,
-            None => match self.insert(v, rowid, &content) {
-                Ok(id) => {
-                    diff.new += 1;
-                    return Ok(id);
-                }
-                // Stored without its record (or before it was): found by
-                // its fingerprint instead.
-                Err(StoreError::Sql { op, source }) if is_unique_violation(&source) => {
-                    match self.stored_by_fingerprint(v.fingerprint.as_str())? {
-                        Some(existing) => existing,
-                        None => return Err(StoreError::Sql { op, source }),
+            None => {
+                // Not among the stored rows of the chunk's records: new,
+                // unless it was stored without its record (then, or now).
+                let elsewhere = if rowid.is_none() || self.orphans {
+                    self.stored_by_fingerprint(v.fingerprint.as_str())?
+                } else {
+                    None
+                };
+                match elsewhere {
+                    Some(existing) => existing,
+                    None => {
+                        let id = self.insert(v, rowid, &content)?;
+                        diff.new += 1;
+                        return Ok(id);
                     }
                 }
-                Err(err) => return Err(err),
-            },
+            }
         };
         let reopen = existing.status == ViolationStatus::Resolved;
         if reopen {
@@ -933,14 +957,6 @@ fn stored_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, Stored)> {
     ))
 }
 
-fn is_unique_violation(error: &rusqlite::Error) -> bool {
-    matches!(
-        error,
-        rusqlite::Error::SqliteFailure(e, _)
-            if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::testkit::{TestStore, day, hubspot, record, violation};
@@ -1038,6 +1054,43 @@ mod tests {
                 .iter()
                 .all(|e| e.actor == "journeyd" && e.run_id.is_some())
         );
+    }
+
+    fn rows_of(store: &Store, v: &Violation) -> i64 {
+        store
+            .conn
+            .query_row(
+                "SELECT count(*) FROM violation_rows WHERE fingerprint = ?1",
+                [v.fingerprint.as_str()],
+                |row| row.get(0),
+            )
+            .unwrap()
+    }
+
+    #[test]
+    fn a_violation_stored_before_its_record_is_found_again_once_the_record_is_stored() {
+        let mut test = TestStore::new();
+        let store = &mut test.store;
+        let v = violation("1", BuiltinRule::MissingOwner, Some("decision"));
+        let (chunk, _) = audit(store, day(1, 2), std::slice::from_ref(&v));
+        assert_eq!(chunk.new, 1);
+        deals(store, &["1"]);
+        let (chunk, done) = audit(store, day(2, 2), std::slice::from_ref(&v));
+        assert_eq!((chunk.new, chunk.still_failing), (0, 1));
+        assert_eq!(done.resolved, 0);
+        assert_eq!(rows_of(store, &v), 1);
+        assert_eq!(status(store, &v), ViolationStatus::Open);
+    }
+
+    #[test]
+    fn a_violation_found_twice_in_one_chunk_is_stored_once() {
+        let mut test = TestStore::new();
+        let store = &mut test.store;
+        deals(store, &["1"]);
+        let v = violation("1", BuiltinRule::MissingOwner, Some("decision"));
+        let (chunk, _) = audit(store, day(1, 2), &[v.clone(), v.clone()]);
+        assert_eq!(chunk.new, 1);
+        assert_eq!(rows_of(store, &v), 1);
     }
 
     #[test]

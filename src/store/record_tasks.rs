@@ -367,7 +367,9 @@ impl Store {
                      v.record_name, v.rule, c.state, c.attempts, c.error
                  FROM writeback_ledger t
                  LEFT JOIN writeback_ledger c ON c.action_key = 'jd' || t.fingerprint || 'c'
-                 LEFT JOIN violations v ON v.fingerprint = t.fingerprint
+                 LEFT JOIN violation_rows v
+                     ON substr(v.fingerprint, 1, 12) = substr(t.fingerprint, 1, 12)
+                     AND v.fingerprint = t.fingerprint
                  WHERE t.connector = ?1 AND t.state = 'applied' AND t.crm_id IS NOT NULL
                    AND t.action_key = 'jd' || t.fingerprint || 't'
                    AND json_extract(t.request, '$.kind') = 'create_task'

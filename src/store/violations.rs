@@ -311,10 +311,7 @@ impl Store {
         // sorts in [prefix, prefix + "g").
         let mut stmt = self
             .conn
-            .prepare_cached(&format!(
-                "SELECT {VIOLATION_COLUMNS} FROM violations
-                 WHERE fingerprint >= ?1 AND fingerprint < ?2 ORDER BY fingerprint LIMIT 2"
-            ))
+            .prepare_cached(&by_prefix_sql())
             .op("prepare finding a violation")?;
         let mut rows = stmt
             .query_map(params![prefix, format!("{prefix}g")], |row| {
@@ -742,21 +739,52 @@ fn filter_on(filter: &ViolationFilter, prefix: &str) -> Where {
     query
 }
 
+/// The violations whose fingerprint starts with `?1` (`?2` is `?1` and
+/// "g"), through the index of the fingerprints' first 12 characters.
+fn by_prefix_sql() -> String {
+    format!(
+        "SELECT {VIOLATION_COLUMNS} FROM violations
+         WHERE substr(fingerprint, 1, 12) >= substr(?1, 1, 12)
+           AND substr(fingerprint, 1, 12) < substr(?1, 1, 12) || 'g'
+           AND fingerprint >= ?1 AND fingerprint < ?2
+         ORDER BY fingerprint LIMIT 2"
+    )
+}
+
 /// The query of a list, with its parameters.
 fn list_sql(filter: &ViolationFilter, order: ListOrder) -> (String, Vec<Value>) {
     let (mut query, order_by) = match order {
         ListOrder::Severity => (filter_clause(filter), "severity DESC, id"),
         ListOrder::Id => (filter_on(filter, "+"), "id"),
     };
-    let mut sql = format!(
-        "SELECT {VIOLATION_COLUMNS} FROM violations{} ORDER BY {order_by}",
-        query.sql()
-    );
-    if let Some(limit) = filter.limit {
-        let limit = i64::try_from(limit.get()).unwrap_or(i64::MAX);
-        let mark = query.bind(Value::Integer(limit));
-        sql.push_str(&format!(" LIMIT {mark}"));
-    }
+    let sql = match filter.limit.filter(|_| order == ListOrder::Severity) {
+        // The page's ids first, from the rows alone (an index holds
+        // status, severity and id): the view's columns, which join the
+        // last sighting and run, are then made for those rows only rather
+        // than for every row the sort reads.
+        Some(limit) => {
+            let limit = i64::try_from(limit.get()).unwrap_or(i64::MAX);
+            let mark = query.bind(Value::Integer(limit));
+            format!(
+                "SELECT {VIOLATION_COLUMNS} FROM violations WHERE id IN (
+                     SELECT id FROM violation_rows{} ORDER BY {order_by} LIMIT {mark})
+                 ORDER BY {order_by}",
+                query.sql()
+            )
+        }
+        None => {
+            let mut sql = format!(
+                "SELECT {VIOLATION_COLUMNS} FROM violations{} ORDER BY {order_by}",
+                query.sql()
+            );
+            if let Some(limit) = filter.limit {
+                let limit = i64::try_from(limit.get()).unwrap_or(i64::MAX);
+                let mark = query.bind(Value::Integer(limit));
+                sql.push_str(&format!(" LIMIT {mark}"));
+            }
+            sql
+        }
+    };
     (sql, query.values)
 }
 
@@ -1157,6 +1185,28 @@ mod tests {
             },
             all,
         ]
+    }
+
+    #[test]
+    fn a_fingerprint_prefix_is_found_through_the_fingerprint_index() {
+        let test = store_with(&[violation("1", BuiltinRule::MissingOwner, None)]);
+        let mut stmt = test
+            .store
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", by_prefix_sql()))
+            .unwrap();
+        let plan: Vec<String> = stmt
+            .query_map(params!["0123456789abcdef", "0123456789abcdefg"], |row| {
+                row.get(3)
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            plan.iter()
+                .any(|step| step.contains("violation_rows_fingerprint")),
+            "{plan:?}"
+        );
     }
 
     #[test]
