@@ -29,6 +29,40 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Has mimalloc hand freed memory back to the system soon: after 50 ms
+/// rather than 10, and from arenas committed as they are used rather than
+/// whole, which on Linux only marks freed pages reusable (they stay in the
+/// process's memory until the system runs short). An audit of a million
+/// records peaked at about 150 MB with the defaults and about 105 MB with
+/// these, for a few percent of its time.
+///
+/// It runs before `main` (an ELF constructor): an option read by the first
+/// arena must be set before the first allocation makes it.
+#[cfg(target_os = "linux")]
+#[used]
+#[unsafe(link_section = ".init_array")]
+static TUNE_ALLOCATOR: extern "C" fn() = {
+    extern "C" fn tune() {
+        // mimalloc's option numbers (`mimalloc.h`, `mi_option_e`, the
+        // same in its versions 2 and 3); the binding names only some.
+        const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+        const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+        // Between the options the binding does name, in the enum's order.
+        const _: () = assert!(
+            libmimalloc_sys::mi_option_verbose + 2 == ARENA_EAGER_COMMIT
+                && libmimalloc_sys::mi_option_large_os_pages - 2 == ARENA_EAGER_COMMIT
+                && libmimalloc_sys::mi_option_use_numa_nodes - 1 == PURGE_DELAY
+        );
+        // SAFETY: setting an option stores into mimalloc's option table,
+        // which needs no initialisation; both options take any value.
+        unsafe {
+            libmimalloc_sys::mi_option_set(ARENA_EAGER_COMMIT, 0);
+            libmimalloc_sys::mi_option_set(PURGE_DELAY, 50);
+        }
+    }
+    tune
+};
+
 pub mod audit;
 #[allow(
     clippy::print_stdout,

@@ -89,7 +89,7 @@ const CACHE_KIB: i64 = 32 * 1024;
 /// Page cache of a read-only connection. Its reads walk tables and indexes
 /// in order (the audit's records, a list, an export), which the OS's cache
 /// serves as well: a large cache here only adds to the audit's memory.
-const READER_CACHE_KIB: i64 = 16 * 1024;
+const READER_CACHE_KIB: i64 = 8 * 1024;
 
 /// Enough for every distinct statement the store prepares.
 const STATEMENT_CACHE: usize = 64;
