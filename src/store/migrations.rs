@@ -20,6 +20,13 @@ pub(super) fn latest_version() -> usize {
     MIGRATIONS.len()
 }
 
+/// Whether migrating a store from schema version `from` rebuilt the
+/// violation tables (migration 7), leaving their old pages free in the
+/// file. A new file (version 0) had none.
+pub(super) fn rebuilt_violations(from: usize) -> bool {
+    (1..7).contains(&from)
+}
+
 /// The `violations` view over `violation_rows` (V6), made again by every
 /// migration that rebuilds the table under it.
 macro_rules! violations_view {

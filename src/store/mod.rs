@@ -314,12 +314,21 @@ impl Store {
             .map_err(open_error)?;
         conn.pragma_update(None, "foreign_keys", false)
             .map_err(open_error)?;
+        let found: i64 = conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(open_error)?;
         migrations::migrations()
             .to_latest(&mut conn)
             .map_err(|source| StoreError::Migrate {
                 path: path.to_owned(),
                 source,
             })?;
+        if migrations::rebuilt_violations(usize::try_from(found).unwrap_or(0)) {
+            // The rebuild left the old tables' pages free inside the file
+            // (a third of it, or more): given back once, now.
+            tracing::info!(path = %path.display(), "compacting the state file after its upgrade");
+            conn.execute_batch("VACUUM").map_err(open_error)?;
+        }
         // Only now: a migration that rebuilds a table others reference
         // (as SQLite's ALTER TABLE recipe does) runs without the checks.
         conn.pragma_update(None, "foreign_keys", true)
@@ -561,6 +570,17 @@ mod tests {
             migrations::latest_version()
         );
         assert_eq!(public_rows(&store.conn), before);
+    }
+
+    #[test]
+    fn a_state_file_whose_violation_tables_were_rebuilt_keeps_no_free_pages() {
+        let (_dir, path) = previous_release_state();
+        let store = Store::open(&path).unwrap();
+        let free: i64 = store
+            .conn
+            .pragma_query_value(None, "freelist_count", |row| row.get(0))
+            .unwrap();
+        assert_eq!(free, 0);
     }
 
     #[test]
