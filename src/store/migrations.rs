@@ -486,6 +486,11 @@ CREATE INDEX violation_rows_passing ON violation_rows (connector)
 CREATE INDEX violation_rows_record_rowid ON violation_rows (record_rowid);
 CREATE INDEX violation_rows_connector ON violation_rows (connector, status, record_rowid);
 CREATE INDEX violation_rows_rule ON violation_rows (rule, stage, status);
+-- Write-back looks for a connector's open violations by the kind of write
+-- they call for (a field's value, say, of which there may be none), not
+-- through every open violation.
+CREATE INDEX violation_rows_action
+    ON violation_rows (connector, status, json_extract(action, '$.kind'));
 
 CREATE TABLE violation_events_v7 (
     id           INTEGER PRIMARY KEY,

@@ -446,6 +446,29 @@ mod tests {
     use crate::rules::{BuiltinRule, Fingerprint, PlannedAction, Violation};
     use journeyd_connector::{ActionRequest, Watermark};
 
+    #[test]
+    fn open_violations_to_write_are_found_by_their_kind_of_write() {
+        let test = TestStore::new();
+        let mut stmt = test
+            .store
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {CANDIDATES}"))
+            .unwrap();
+        let plan: Vec<String> = stmt
+            .query_map(
+                rusqlite::params!["hubspot", "[]", "{}", 5, "[\"set_lifecycle\"]"],
+                |row| row.get(3),
+            )
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            plan.iter()
+                .any(|step| step.contains("violation_rows_action")),
+            "{plan:?}"
+        );
+    }
+
     fn completion(fingerprint: &Fingerprint, key: &str) -> StagedWrite {
         StagedWrite::plain(
             ActionRequest::CompleteTask {
