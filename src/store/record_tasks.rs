@@ -11,6 +11,7 @@
 use super::columns::{get_object, get_severity, severity_rank, ts};
 use super::violations::{VIOLATION_COLUMNS, violation_row};
 use super::{SqlContext, Store, StoreError, ViolationRow};
+use crate::journey::RoleId;
 use crate::rules::Severity;
 use chrono::{DateTime, Utc};
 use journeyd_connector::{ActionKey, ActionRequest, ConnectorName, ObjectKind, OwnerId, RecordId};
@@ -70,6 +71,10 @@ pub struct RecordTaskCandidate {
     pub owner_name: Option<String>,
     /// The journey stage the last audit put the record in.
     pub stage: Option<String>,
+    /// The role its most severe violation calling for a task holds
+    /// accountable (the first with one, in the order its task lists them),
+    /// for a record outside the journey's stages.
+    pub violation_role: Option<RoleId>,
     pub task: Option<RecordTask>,
 }
 
@@ -119,7 +124,11 @@ const GATHER: &str = "
     WITH wanted AS (
         SELECT v.object, v.record_id, max(v.severity) AS severity, count(*) AS n,
             group_concat(v.fingerprint || ':' || v.severity, ',' ORDER BY v.fingerprint) AS items,
-            max(v.record_name) AS record_name
+            max(v.record_name) AS record_name,
+            -- NULLs are left out: the first is the role of the first
+            -- violation with one, of a stored record
+            group_concat(CASE WHEN v.record_rowid IS NOT NULL THEN v.owner_role END, char(31)
+                         ORDER BY v.severity DESC, v.rule, v.stage, v.id) AS roles
         FROM violation_rows v
         WHERE ?3 AND v.connector = ?1 AND v.status = 'open'
           AND json_extract(v.action, '$.kind') = 'task'
@@ -127,9 +136,9 @@ const GATHER: &str = "
         GROUP BY v.object, v.record_id
     ),
     candidates AS (
-        SELECT object, record_id, severity, n, items, record_name FROM wanted
+        SELECT object, record_id, severity, n, items, record_name, roles FROM wanted
         UNION ALL
-        SELECT t.object, t.record_id, -1, 0, '', NULL FROM record_tasks t
+        SELECT t.object, t.record_id, -1, 0, '', NULL, NULL FROM record_tasks t
         WHERE t.connector = ?1 AND t.state = 'open'
           AND NOT EXISTS (SELECT 1 FROM wanted w
                           WHERE w.object = t.object AND w.record_id = t.record_id)
@@ -138,7 +147,7 @@ const GATHER: &str = "
         coalesce(c.record_name, json_extract(r.snapshot, '$.name')) AS record_name,
         c.severity, c.items, c.n, r.owner_id, o.active, o.name AS owner_name, s.stage,
         t.generation, t.task_key, t.task_id, t.updates, t.subject,
-        t.sent_digest, t.written_digest, t.state
+        t.sent_digest, t.written_digest, t.state, c.roles
     FROM candidates c
     LEFT JOIN records r
         ON r.connector = ?1 AND r.object = c.object AND r.id = c.record_id
@@ -201,6 +210,9 @@ fn candidate(row: &rusqlite::Row<'_>) -> rusqlite::Result<RecordTaskCandidate> {
         owner_active: row.get::<_, Option<bool>>(7)?,
         owner_name: row.get(8)?,
         stage: row.get(9)?,
+        violation_role: row
+            .get::<_, Option<String>>(18)?
+            .and_then(|roles| roles.split('\u{1f}').next().map(RoleId::new)),
         task,
     })
 }

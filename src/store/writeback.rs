@@ -201,6 +201,20 @@ const CANDIDATES: &str = "
     WHERE v.connector = ?1 AND v.status = 'open'
       AND json_extract(v.action, '$.kind') IN (SELECT value FROM json_each(?5))";
 
+/// A page of [`CANDIDATES`] of class `?6` and severity `?7`, by id from
+/// just after `?8`, `?9` at most.
+fn candidates_page_sql() -> String {
+    format!(
+        "SELECT {VIOLATION_COLUMNS}, current, ledger_key, ledger_state,
+             ledger_attempts, ledger_error, record_owner, owner_active, owner_name
+         FROM ({CANDIDATES})
+         -- `+`: through the index by kind of write, never by severity
+         -- (every connector's open violations of that severity)
+         WHERE class = ?6 AND +severity = ?7 AND id > ?8
+         ORDER BY id LIMIT ?9"
+    )
+}
+
 /// Every resolved violation of `?1` whose task journeyd created (applied,
 /// with its CRM id) and whose completion is neither applied nor parked,
 /// with the completion's ledger entry and its `class` (`?2` the attempts
@@ -307,13 +321,7 @@ impl Store {
         let today = self.today();
         let mut stmt = self
             .conn
-            .prepare_cached(&format!(
-                "SELECT {VIOLATION_COLUMNS}, current, ledger_key, ledger_state,
-                     ledger_attempts, ledger_error, record_owner, owner_active, owner_name
-                 FROM ({CANDIDATES})
-                 WHERE class = ?6 AND severity = ?7 AND id > ?8
-                 ORDER BY id LIMIT ?9"
-            ))
+            .prepare_cached(&candidates_page_sql())
             .op("prepare listing violations to write back")?;
         let columns = VIOLATION_COLUMNS.split(',').count();
         let mut page = Vec::new();
@@ -449,24 +457,41 @@ mod tests {
     #[test]
     fn open_violations_to_write_are_found_by_their_kind_of_write() {
         let test = TestStore::new();
-        let mut stmt = test
-            .store
-            .conn
-            .prepare(&format!("EXPLAIN QUERY PLAN {CANDIDATES}"))
-            .unwrap();
-        let plan: Vec<String> = stmt
-            .query_map(
-                rusqlite::params!["hubspot", "[]", "{}", 5, "[\"set_lifecycle\"]"],
-                |row| row.get(3),
-            )
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        assert!(
-            plan.iter()
-                .any(|step| step.contains("violation_rows_action")),
-            "{plan:?}"
-        );
+        let tally = format!("SELECT class, count(*) FROM ({CANDIDATES}) GROUP BY class");
+        for (sql, extra) in [(tally, 0), (candidates_page_sql(), 4)] {
+            let mut stmt = test
+                .store
+                .conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap();
+            let mut values: Vec<rusqlite::types::Value> = vec![
+                "hubspot".to_owned().into(),
+                "[]".to_owned().into(),
+                "{}".to_owned().into(),
+                5.into(),
+                "[\"set_lifecycle\"]".to_owned().into(),
+            ];
+            values.extend(
+                [
+                    rusqlite::types::Value::from("due".to_owned()),
+                    2.into(),
+                    0.into(),
+                    100.into(),
+                ]
+                .into_iter()
+                .take(extra),
+            );
+            let plan: Vec<String> = stmt
+                .query_map(rusqlite::params_from_iter(values), |row| row.get(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert!(
+                plan.iter()
+                    .any(|step| step.contains("violation_rows_action")),
+                "{sql}: {plan:?}"
+            );
+        }
     }
 
     fn completion(fingerprint: &Fingerprint, key: &str) -> StagedWrite {

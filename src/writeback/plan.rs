@@ -386,11 +386,8 @@ impl Planner<'_> {
         if assignee.nobody().is_some() && candidate.stage.is_none() && wanted {
             // Outside the journey's stages (an unmapped or closed stage):
             // the role its most severe violation holds accountable.
-            let rows =
-                self.store
-                    .record_task_violations(name, candidate.object, &candidate.record_id)?;
-            if let Some(role) = rows.iter().find_map(|r| r.violation.owner_role.clone()) {
-                assignee = self.fallbacks.assign(owner.as_ref(), Some(&role));
+            if let Some(role) = &candidate.violation_role {
+                assignee = self.fallbacks.assign(owner.as_ref(), Some(role));
             }
         }
         let digest = super::keys::digest(&[

@@ -250,6 +250,54 @@ async fn the_task_of_an_inactive_owners_record_goes_to_the_fallback_owner_of_the
 }
 
 #[test]
+fn outside_the_journeys_stages_a_task_goes_to_the_fallback_of_the_role_its_worst_violation_names() {
+    let mut harness = Harness::new(TaskMode::PerRecord);
+    harness.owners(vec![
+        owner("102", "Gone Away", false),
+        owner("103", "Sam Sales", true),
+    ]);
+    harness.deal("1", "102");
+    harness
+        .config
+        .fallback_owners
+        .insert(RoleId::new("sales"), "sam.sales@example.com".into());
+    // The deal left the journey (a closed stage): its stage names no role.
+    harness
+        .store
+        .call_blocking(|s| {
+            let run = s.begin_run(RunKind::Audit, None, day(2, 0))?;
+            let mut writer = s.begin_audit(run, &[hubspot()], day(2, 0), day(2, 0).date_naive())?;
+            writer.record_chunk(
+                &[stalled("1")],
+                &[RecordState {
+                    connector: hubspot(),
+                    object: ObjectKind::Deal,
+                    record_id: RecordId::new("1"),
+                    stage: None,
+                    stage_index: None,
+                    max_stage_index: None,
+                    record_rowid: None,
+                    stage_entered_on: None,
+                    stalled: false,
+                    owner_id: Some(OwnerId::new("102")),
+                    owner_role: None,
+                }],
+            )?;
+            writer.finish()?;
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+
+    let plan = harness.plan();
+
+    assert_eq!(plan.unassigned_count, 0, "{plan:?}");
+    let ActionRequest::CreateTask { owner_id, .. } = &plan.writes[0].request else {
+        panic!("{:?}", plan.writes[0].request)
+    };
+    assert_eq!(owner_id.as_ref().map(OwnerId::as_str), Some("103"));
+}
+
+#[test]
 fn the_paged_plan_is_the_plan_read_at_once() {
     let harness = Harness::new(TaskMode::PerRecord);
     let mut violations = Vec::new();
