@@ -484,13 +484,13 @@ CREATE INDEX violations_owner ON violation_rows (owner_id);
 CREATE INDEX violation_rows_passing ON violation_rows (connector)
     WHERE failing = 0 AND status IN ('open', 'acknowledged');
 CREATE INDEX violation_rows_record_rowid ON violation_rows (record_rowid);
-CREATE INDEX violation_rows_connector ON violation_rows (connector, status, record_rowid);
+-- A connector's violations by status and by the kind of write they call
+-- for: write-back looks for open ones of a kind (a field's value, say, of
+-- which there may be none) without reading every open violation; an
+-- audit's end and the list filter by connector and status read its front.
+CREATE INDEX violation_rows_connector ON violation_rows
+    (connector, status, json_extract(action, '$.kind'), record_rowid);
 CREATE INDEX violation_rows_rule ON violation_rows (rule, stage, status);
--- Write-back looks for a connector's open violations by the kind of write
--- they call for (a field's value, say, of which there may be none), not
--- through every open violation.
-CREATE INDEX violation_rows_action
-    ON violation_rows (connector, status, json_extract(action, '$.kind'));
 
 CREATE TABLE violation_events_v7 (
     id           INTEGER PRIMARY KEY,

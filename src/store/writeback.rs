@@ -488,7 +488,7 @@ mod tests {
                 .unwrap();
             assert!(
                 plan.iter()
-                    .any(|step| step.contains("violation_rows_action")),
+                    .any(|step| step.contains("violation_rows_connector")),
                 "{sql}: {plan:?}"
             );
         }
