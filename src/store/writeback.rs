@@ -202,15 +202,22 @@ const CANDIDATES: &str = "
       AND json_extract(v.action, '$.kind') IN (SELECT value FROM json_each(?5))";
 
 /// A page of [`CANDIDATES`] of class `?6` and severity `?7`, by id from
-/// just after `?8`, `?9` at most.
-fn candidates_page_sql() -> String {
+/// just after `?8`, `?9` at most. With tasks of single violations among
+/// the writes, most open violations are candidates: the page walks those
+/// of its severity in id order. Without, only lifecycle writes are (of
+/// which there may be none): `+` keeps the page on the index by kind of
+/// write rather than every connector's open violations of that severity.
+fn candidates_page_sql(violation_tasks: bool) -> String {
+    let severity = if violation_tasks {
+        "severity"
+    } else {
+        "+severity"
+    };
     format!(
         "SELECT {VIOLATION_COLUMNS}, current, ledger_key, ledger_state,
              ledger_attempts, ledger_error, record_owner, owner_active, owner_name
          FROM ({CANDIDATES})
-         -- `+`: through the index by kind of write, never by severity
-         -- (every connector's open violations of that severity)
-         WHERE class = ?6 AND +severity = ?7 AND id > ?8
+         WHERE class = ?6 AND {severity} = ?7 AND id > ?8
          ORDER BY id LIMIT ?9"
     )
 }
@@ -321,7 +328,7 @@ impl Store {
         let today = self.today();
         let mut stmt = self
             .conn
-            .prepare_cached(&candidates_page_sql())
+            .prepare_cached(&candidates_page_sql(filter.violation_tasks))
             .op("prepare listing violations to write back")?;
         let columns = VIOLATION_COLUMNS.split(',').count();
         let mut page = Vec::new();
@@ -458,7 +465,7 @@ mod tests {
     fn open_violations_to_write_are_found_by_their_kind_of_write() {
         let test = TestStore::new();
         let tally = format!("SELECT class, count(*) FROM ({CANDIDATES}) GROUP BY class");
-        for (sql, extra) in [(tally, 0), (candidates_page_sql(), 4)] {
+        for (sql, extra) in [(tally, 0), (candidates_page_sql(false), 4)] {
             let mut stmt = test
                 .store
                 .conn
@@ -492,6 +499,38 @@ mod tests {
                 "{sql}: {plan:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_page_of_single_violations_tasks_walks_them_in_id_order_sorting_nothing() {
+        let test = TestStore::new();
+        let mut stmt = test
+            .store
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", candidates_page_sql(true)))
+            .unwrap();
+        let plan: Vec<String> = stmt
+            .query_map(
+                rusqlite::params![
+                    "hubspot",
+                    "[\"deal\"]",
+                    "{}",
+                    5,
+                    "[\"task\", \"set_lifecycle\"]",
+                    "due",
+                    2,
+                    0,
+                    100
+                ],
+                |row| row.get(3),
+            )
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            plan.iter().all(|step| !step.contains("TEMP B-TREE")),
+            "{plan:?}"
+        );
     }
 
     fn completion(fingerprint: &Fingerprint, key: &str) -> StagedWrite {
