@@ -29,12 +29,12 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Has mimalloc hand freed memory back to the system soon: after 50 ms
-/// rather than 10, and from arenas committed as they are used rather than
-/// whole, which on Linux only marks freed pages reusable (they stay in the
-/// process's memory until the system runs short). An audit of a million
-/// records peaked at about 150 MB with the defaults and about 105 MB with
-/// these, for a few percent of its time.
+/// Has mimalloc hand freed memory back to the system: its arenas are
+/// committed as they are used (a freed page of an arena committed whole is
+/// only marked reusable on Linux, and stays in the process's memory until
+/// the system runs short), and purged 50 ms after a free rather than 10.
+/// An audit of a million records peaked at about 150 MB with the defaults
+/// and about 105 MB with these, for a few percent of its time.
 ///
 /// It runs before `main` (an ELF constructor): an option read by the first
 /// arena must be set before the first allocation makes it.

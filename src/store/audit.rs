@@ -1,6 +1,6 @@
-//! The [`AuditWriter`]: an audit's writes, chunk by chunk. Each chunk's
-//! violations and per-record facts for the report commit in one short
-//! transaction of their own; `finish` resolves the violations of records
+//! The [`AuditWriter`]: an audit's writes, chunk by chunk. A chunk's
+//! violations and per-record facts for the report are written whole, in
+//! the writer's transaction; `finish` resolves the violations of records
 //! gone from the CRM and lifts expired suppressions, in one more.
 //!
 //! A nightly audit mostly finds what it found the night before, so it
@@ -35,6 +35,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
+use std::ops::AddAssign;
 use std::time::{Duration, Instant};
 
 /// How long the audit's transaction stays open across chunks. Each commit
@@ -47,7 +48,6 @@ const COMMIT_EVERY: Duration = Duration::from_secs(1);
 /// writes on: long enough for a waiting writer, which tries every few
 /// milliseconds, to take it.
 pub(super) const LOCK_GAP: Duration = Duration::from_millis(20);
-use std::ops::AddAssign;
 
 /// What the last audit derived of one record, for the stage report.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -554,16 +554,7 @@ mod tests {
                    WHERE q.connector = ?1 AND q.email_key = ?2
                      AND q.deleted_at IS NULL AND q.rowid <> ?3
                    ORDER BY q.rowid LIMIT 5";
-        let plan: Vec<String> = test
-            .store
-            .conn
-            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
-            .unwrap()
-            .query_map(params!["c", "k", 1], |row| row.get(3))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        let plan = plan.join("\n");
+        let plan = test.plan(sql, params!["c", "k", 1]).join("\n");
         assert!(plan.contains("USING INDEX records_email"), "{plan}");
         assert!(!plan.contains("TEMP B-TREE"), "{plan}");
     }

@@ -559,16 +559,7 @@ mod tests {
     #[test]
     fn a_records_violations_are_read_through_its_rowid_not_every_open_one() {
         let test = TestStore::new();
-        let mut stmt = test
-            .store
-            .conn
-            .prepare(&format!("EXPLAIN QUERY PLAN {}", record_violations_sql()))
-            .unwrap();
-        let plan: Vec<String> = stmt
-            .query_map(params!["hubspot", "deal", "1"], |row| row.get(3))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let plan = test.plan(&record_violations_sql(), params!["hubspot", "deal", "1"]);
         assert!(
             plan.iter()
                 .any(|step| step.contains("violation_rows_record_rowid")),

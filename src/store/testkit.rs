@@ -15,6 +15,19 @@ pub struct TestStore {
 }
 
 impl TestStore {
+    /// The steps of SQLite's plan for `sql` with `params`, one line each
+    /// (`EXPLAIN QUERY PLAN`'s detail column).
+    pub fn plan(&self, sql: &str, params: impl rusqlite::Params) -> Vec<String> {
+        self.store
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .expect("the query prepares")
+            .query_map(params, |row| row.get(3))
+            .expect("the plan is read")
+            .collect::<Result<_, _>>()
+            .expect("the plan is read")
+    }
+
     pub fn new() -> TestStore {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open(&dir.path().join("journeyd.db")).expect("open store");

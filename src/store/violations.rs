@@ -1190,18 +1190,10 @@ mod tests {
     #[test]
     fn a_fingerprint_prefix_is_found_through_the_fingerprint_index() {
         let test = store_with(&[violation("1", BuiltinRule::MissingOwner, None)]);
-        let mut stmt = test
-            .store
-            .conn
-            .prepare(&format!("EXPLAIN QUERY PLAN {}", by_prefix_sql()))
-            .unwrap();
-        let plan: Vec<String> = stmt
-            .query_map(params!["0123456789abcdef", "0123456789abcdefg"], |row| {
-                row.get(3)
-            })
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let plan = test.plan(
+            &by_prefix_sql(),
+            params!["0123456789abcdef", "0123456789abcdefg"],
+        );
         assert!(
             plan.iter()
                 .any(|step| step.contains("violation_rows_fingerprint")),
@@ -1214,16 +1206,7 @@ mod tests {
         let test = store_with(&[violation("1", BuiltinRule::MissingOwner, None)]);
         for filter in every_filter() {
             let (sql, values) = list_sql(&filter, ListOrder::Id);
-            let mut stmt = test
-                .store
-                .conn
-                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
-                .unwrap();
-            let plan: Vec<String> = stmt
-                .query_map(params_from_iter(values), |row| row.get(3))
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap();
+            let plan = test.plan(&sql, params_from_iter(values));
             assert!(
                 plan.iter().all(|step| !step.contains("TEMP B-TREE")),
                 "{filter:?}: {plan:?}"

@@ -461,38 +461,29 @@ mod tests {
     use crate::rules::{BuiltinRule, Fingerprint, PlannedAction, Violation};
     use journeyd_connector::{ActionRequest, Watermark};
 
+    /// The parameters of [`CANDIDATES`] (`kinds` as JSON), then of a page.
+    fn candidate_params(kinds: &str) -> Vec<rusqlite::types::Value> {
+        let text = |s: &str| rusqlite::types::Value::Text(s.to_owned());
+        vec![
+            text("hubspot"),
+            text("[\"deal\"]"),
+            text("{}"),
+            5.into(),
+            text(kinds),
+            text("due"),
+            2.into(),
+            0.into(),
+            100.into(),
+        ]
+    }
+
     #[test]
     fn open_violations_to_write_are_found_by_their_kind_of_write() {
         let test = TestStore::new();
+        let params = candidate_params("[\"set_lifecycle\"]");
         let tally = format!("SELECT class, count(*) FROM ({CANDIDATES}) GROUP BY class");
-        for (sql, extra) in [(tally, 0), (candidates_page_sql(false), 4)] {
-            let mut stmt = test
-                .store
-                .conn
-                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
-                .unwrap();
-            let mut values: Vec<rusqlite::types::Value> = vec![
-                "hubspot".to_owned().into(),
-                "[]".to_owned().into(),
-                "{}".to_owned().into(),
-                5.into(),
-                "[\"set_lifecycle\"]".to_owned().into(),
-            ];
-            values.extend(
-                [
-                    rusqlite::types::Value::from("due".to_owned()),
-                    2.into(),
-                    0.into(),
-                    100.into(),
-                ]
-                .into_iter()
-                .take(extra),
-            );
-            let plan: Vec<String> = stmt
-                .query_map(rusqlite::params_from_iter(values), |row| row.get(3))
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap();
+        for (sql, used) in [(tally, 5), (candidates_page_sql(false), 9)] {
+            let plan = test.plan(&sql, rusqlite::params_from_iter(&params[..used]));
             assert!(
                 plan.iter()
                     .any(|step| step.contains("violation_rows_connector")),
@@ -504,29 +495,11 @@ mod tests {
     #[test]
     fn a_page_of_single_violations_tasks_walks_them_in_id_order_sorting_nothing() {
         let test = TestStore::new();
-        let mut stmt = test
-            .store
-            .conn
-            .prepare(&format!("EXPLAIN QUERY PLAN {}", candidates_page_sql(true)))
-            .unwrap();
-        let plan: Vec<String> = stmt
-            .query_map(
-                rusqlite::params![
-                    "hubspot",
-                    "[\"deal\"]",
-                    "{}",
-                    5,
-                    "[\"task\", \"set_lifecycle\"]",
-                    "due",
-                    2,
-                    0,
-                    100
-                ],
-                |row| row.get(3),
-            )
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let params = candidate_params("[\"task\", \"set_lifecycle\"]");
+        let plan = test.plan(
+            &candidates_page_sql(true),
+            rusqlite::params_from_iter(&params),
+        );
         assert!(
             plan.iter().all(|step| !step.contains("TEMP B-TREE")),
             "{plan:?}"
