@@ -403,7 +403,11 @@ fn audit(path: &Path, config: &Config, now: DateTime<Utc>, label: &str) -> Audit
     reset_peak_rss();
     let before = rss_kb("VmRSS:");
     let started = Instant::now();
-    let summary = journeyd::audit::run_at(path, config, now, &|| false).expect("the audit runs");
+    let summary =
+        journeyd::audit::run_at(path, config, journeyd::audit::Depth::Changed, now, &|| {
+            false
+        })
+        .expect("the audit runs");
     let seconds = started.elapsed().as_secs_f64();
     let rss_mb = rss_kb("VmHWM:") as f64 / 1024.0;
     let s = &summary;

@@ -50,8 +50,10 @@ pub enum Command {
     /// Show the corrective writes the violations call for; with --apply
     /// (and `writeback.mode = "apply"`), write them to the CRM.
     Writeback(WritebackArgs),
-    /// Re-evaluate every stored record and update the violations log.
-    Audit,
+    /// Judge the stored records that changed since the last audit (every
+    /// record the first time, or after the config or owners changed) and
+    /// update the violations log; with --full, every record.
+    Audit(AuditArgs),
     /// Review the violations log.
     #[command(subcommand)]
     Violations(ViolationsCommand),
@@ -94,6 +96,13 @@ pub struct ImportArgs {
     /// config has exactly one of that CRM.
     #[arg(long)]
     pub connector: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Judge every stored record, not only those that changed.
+    #[arg(long)]
+    pub full: bool,
 }
 
 #[derive(Debug, Args)]

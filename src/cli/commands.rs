@@ -2,7 +2,7 @@
 //! import, audit and report.
 
 use crate::cli::EXIT_CONFIG;
-use crate::cli::args::{Cli, ImportArgs};
+use crate::cli::args::{AuditArgs, Cli, ImportArgs};
 use crate::cli::output::{json, opt, table, text};
 use crate::config::{self, Config, ConnectorConfig};
 use crate::secrets::SecretResolver;
@@ -347,7 +347,7 @@ pub fn import(ctx: &Context, args: &ImportArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-pub fn audit(ctx: &Context) -> anyhow::Result<ExitCode> {
+pub fn audit(ctx: &Context, args: &AuditArgs) -> anyhow::Result<ExitCode> {
     let config = load_config!(ctx);
     let mut store = ctx.open_store(&config)?;
     let path = ctx.state_path(&config);
@@ -360,10 +360,15 @@ pub fn audit(ctx: &Context) -> anyhow::Result<ExitCode> {
         .block_on(async { super::signals::listen() })
         .context("could not listen for signals")?;
     let stop = || *shutdown.borrow();
-    let summary = audit_run::run(&mut store, &reader, &config, Utc::now(), &stop)?;
+    let depth = if args.full {
+        audit_run::Depth::Full
+    } else {
+        audit_run::Depth::Changed
+    };
+    let summary = audit_run::run(&mut store, &reader, &config, depth, Utc::now(), &stop)?;
     if let Some(code) = caught.exit_code() {
         eprintln!(
-            "audit run {} stopped after {} records; nothing was resolved (the next audit does it all again)",
+            "audit run {} stopped after {} records; nothing was resolved (the records not judged stay queued for the next audit)",
             summary.run, summary.records
         );
         return Ok(code);
@@ -373,8 +378,14 @@ pub fn audit(ctx: &Context) -> anyhow::Result<ExitCode> {
         json(&serde_json::json!({ "summary": summary, "by_rule_and_stage": by_rule_stage }))?;
         return Ok(ExitCode::SUCCESS);
     }
+    let judged = if summary.whole.is_empty() {
+        "changed since the last audit".to_owned()
+    } else {
+        let whole: Vec<&str> = summary.whole.iter().map(|c| c.as_str()).collect();
+        format!("every record of {}", whole.join(", "))
+    };
     println!(
-        "audit run {}: {} records, {} violations found: {} new, {} reopened, {} resolved, {} back from suppression ({} ms)",
+        "audit run {}: {} records judged ({judged}), {} violations found: {} new, {} reopened, {} resolved, {} back from suppression ({} ms)",
         summary.run,
         summary.records,
         summary.violations,

@@ -39,7 +39,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Import(args) => commands::import(&ctx, &args),
         Command::Sync(args) => sync::run(&ctx, &args),
         Command::Writeback(args) => writeback::run(&ctx, &args),
-        Command::Audit => commands::audit(&ctx),
+        Command::Audit(args) => commands::audit(&ctx, &args),
         Command::Report => commands::report(&ctx),
         Command::Run => run::run(&ctx),
         #[cfg(feature = "demo")]

@@ -5,8 +5,15 @@
 //! An expression that errors at evaluation (a missing key, mismatched types)
 //! counts as not holding, and the error is kept for the message: bad data in
 //! one record is data, not a failure of the audit.
+//!
+//! A [`Scope`] notes whether an expression read the clock (`now`, or the
+//! record's `days_in_stage`): what it found may then change with time
+//! alone, and the audit judges the record again the next time it runs.
 
+use cel::common::value::CowVal;
+use cel::context::VariableResolver;
 use cel::{Context, Env, Program, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
 use thiserror::Error;
 
@@ -19,6 +26,9 @@ static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| Arc::new(Env::stdlib()));
 pub struct Expr {
     source: String,
     program: Program,
+    /// Whether it names the record's `days_in_stage`, which counts to
+    /// today: evaluating it reads the clock.
+    counts_days: bool,
 }
 
 impl std::fmt::Debug for Expr {
@@ -74,6 +84,7 @@ impl Expr {
         Ok(Expr {
             source: source.to_owned(),
             program,
+            counts_days: source.contains("days_in_stage"),
         })
     }
 
@@ -83,7 +94,20 @@ impl Expr {
 
     /// Evaluates the expression in a scope built by [`Scope::new`].
     pub fn eval(&self, scope: &Scope) -> Outcome {
-        match self.program.execute(&scope.context) {
+        if self.counts_days {
+            scope.clock_read.store(true, Ordering::Relaxed);
+        }
+        // `now` is resolved on use, so that an expression whose other
+        // terms decided it first (`has(x) && x <= now` without `x`) did
+        // not read the clock.
+        let clock = Clock {
+            now: &scope.now,
+            read: &scope.clock_read,
+        };
+        let root: &Context<'_, '_> = &scope.context;
+        let mut context = root.new_inner_scope();
+        context.set_variable_resolver(&clock);
+        match self.program.execute(&context) {
             Ok(Value::Bool(true)) => Outcome::True,
             Ok(Value::Bool(false)) => Outcome::False,
             Ok(other) => Outcome::Error(format!("evaluated to {other:?}, not a bool")),
@@ -96,14 +120,40 @@ impl Expr {
 /// built once per record and shared by all of its expressions.
 pub struct Scope {
     context: Context<'static, 'static>,
+    now: Value,
+    clock_read: AtomicBool,
 }
 
 impl Scope {
     pub fn new(record: Value, now: Value) -> Scope {
         let mut context = Context::with_env(ENV.clone());
         context.add_variable_from_value("record", record);
-        context.add_variable_from_value("now", now);
-        Scope { context }
+        Scope {
+            context,
+            now,
+            clock_read: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether an expression evaluated in this scope read the clock.
+    pub fn clock_read(&self) -> bool {
+        self.clock_read.load(Ordering::Relaxed)
+    }
+}
+
+/// Resolves `now`, noting that it was read.
+struct Clock<'s> {
+    now: &'s Value,
+    read: &'s AtomicBool,
+}
+
+impl VariableResolver for Clock<'_> {
+    fn resolve<'b>(&'b self, variable: &str) -> Option<CowVal<'b, 'b>> {
+        if variable != "now" {
+            return None;
+        }
+        self.read.store(true, Ordering::Relaxed);
+        self.now.clone().try_into().ok().map(CowVal::Owned)
     }
 }
 
@@ -129,6 +179,48 @@ mod tests {
         let mut record: HashMap<String, Value> = HashMap::new();
         record.insert("amount".into(), Value::Float(amount));
         Scope::new(record.into(), Value::Null)
+    }
+
+    fn scope_at(record: HashMap<String, Value>, now: i64) -> Scope {
+        let now = chrono::DateTime::from_timestamp(now, 0).unwrap();
+        Scope::new(record.into(), crate::journey::record::cel_now(now))
+    }
+
+    #[test]
+    fn an_expression_that_reads_now_notes_that_it_read_the_clock() {
+        let expr = Expr::compile("has(record.start) && record.start <= now").unwrap();
+        let mut record = HashMap::new();
+        record.insert(
+            "start".to_owned(),
+            crate::journey::record::cel_now(chrono::DateTime::from_timestamp(50, 0).unwrap()),
+        );
+        let scope = scope_at(record, 100);
+        assert_eq!(expr.eval(&scope), Outcome::True);
+        assert!(scope.clock_read());
+    }
+
+    #[test]
+    fn an_expression_decided_before_it_reaches_now_did_not_read_the_clock() {
+        let expr = Expr::compile("has(record.start) && record.start <= now").unwrap();
+        let scope = scope_at(HashMap::new(), 100);
+        assert_eq!(expr.eval(&scope), Outcome::False);
+        assert!(!scope.clock_read());
+    }
+
+    #[test]
+    fn an_expression_counting_days_in_stage_reads_the_clock() {
+        let expr = Expr::compile("has(record.days_in_stage) && record.days_in_stage > 3").unwrap();
+        let scope = scope_at(HashMap::new(), 100);
+        assert_eq!(expr.eval(&scope), Outcome::False);
+        assert!(scope.clock_read());
+    }
+
+    #[test]
+    fn an_expression_without_the_clock_leaves_it_unread() {
+        let expr = Expr::compile("record.amount > 10.0").unwrap();
+        let s = scope(11.0);
+        assert_eq!(expr.eval(&s), Outcome::True);
+        assert!(!s.clock_read());
     }
 
     #[test]

@@ -5,7 +5,7 @@ use crate::config::OnboardingCheck;
 use crate::journey::{Journey, JourneyRecord};
 use crate::rules::DAYS_IN_STAGE;
 use crate::rules::ruleset::{Finding, current_stage};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use journeyd_connector::ObjectKind;
 
 pub fn missing_onboarding_task(
@@ -50,4 +50,26 @@ pub fn missing_onboarding_task(
             check.subject_contains
         ),
     )]
+}
+
+/// The org's date from which the check flags the deal if nothing changes:
+/// the first day past `after_days` in the onboarding stage. `None` for
+/// records it does not apply to, or that it may flag already.
+pub fn due_on(
+    journey: &Journey,
+    check: &OnboardingCheck,
+    record: &JourneyRecord,
+    today: NaiveDate,
+) -> Option<NaiveDate> {
+    if record.object != ObjectKind::Deal {
+        return None;
+    }
+    let (_, stage) = current_stage(journey, record)?;
+    if stage.id != check.stage {
+        return None;
+    }
+    let on = record
+        .stage_entered_on(journey.timezone)?
+        .checked_add_days(chrono::Days::new(u64::from(check.after_days) + 1))?;
+    (on > today).then_some(on)
 }

@@ -12,7 +12,7 @@ use crate::rules::{
     custom, duplicate_record, exit_criteria, handoff, lifecycle, onboarding, owner, stage_history,
     stalled,
 };
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use journeyd_connector::RecordId;
 use std::cell::OnceCell;
 use std::collections::BTreeMap;
@@ -51,12 +51,19 @@ impl Finding {
     }
 }
 
-/// The result of evaluating one record: its violations, and the expressions
-/// that could not be evaluated on it (counted, not fatal).
+/// The result of evaluating one record: its violations, the expressions
+/// that could not be evaluated on it (counted, not fatal), and when time
+/// alone may change them.
 #[derive(Debug, Default)]
 pub struct Evaluation {
     pub violations: Vec<Violation>,
     pub expression_errors: Vec<String>,
+    /// The first org date on which the same record may break other rules
+    /// because days passed (it stalls, an onboarding task falls due) or
+    /// because an expression read the clock (then the evaluation's own
+    /// date: every later evaluation may differ). `None` when only a change
+    /// to the record can.
+    pub recheck_on: Option<NaiveDate>,
 }
 
 /// Everything the rules need from the config, borrowed for one audit.
@@ -80,6 +87,11 @@ impl LazyScope<'_> {
     pub fn get(&self) -> &Scope {
         self.scope
             .get_or_init(|| Scope::new(self.record.to_cel(self.now, self.tz), cel_now(self.now)))
+    }
+
+    /// Whether an expression evaluated so far read the clock.
+    fn clock_read(&self) -> bool {
+        self.scope.get().is_some_and(Scope::clock_read)
     }
 }
 
@@ -123,6 +135,8 @@ impl<'a> RuleSet<'a> {
             }
         };
         let enabled = |rule| self.checks.enabled(rule);
+        let today = now.with_timezone(&journey.timezone).date_naive();
+        let mut recheck_on = None;
         if record.in_journey {
             if enabled(BuiltinRule::MissingOwner) {
                 builtin(
@@ -156,6 +170,7 @@ impl<'a> RuleSet<'a> {
             }
             if enabled(BuiltinRule::Stalled) {
                 builtin(BuiltinRule::Stalled, stalled::stalled(journey, record, now));
+                recheck_on = stalled::stalls_on(journey, record, today);
             }
             if enabled(BuiltinRule::HandoffIncomplete) {
                 builtin(
@@ -175,6 +190,10 @@ impl<'a> RuleSet<'a> {
                 builtin(
                     BuiltinRule::MissingOnboardingTask,
                     onboarding::missing_onboarding_task(journey, check, record, now),
+                );
+                recheck_on = earliest(
+                    recheck_on,
+                    onboarding::due_on(journey, check, record, today),
                 );
             }
         }
@@ -200,6 +219,10 @@ impl<'a> RuleSet<'a> {
                 Err(error) => out.expression_errors.push(error),
             }
         }
+        if scope.clock_read() {
+            recheck_on = Some(today);
+        }
+        out.recheck_on = recheck_on;
         out
     }
 
@@ -256,6 +279,13 @@ impl<'a> RuleSet<'a> {
             message: finding.message,
             action,
         }
+    }
+}
+
+fn earliest(a: Option<NaiveDate>, b: Option<NaiveDate>) -> Option<NaiveDate> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 

@@ -3,7 +3,7 @@
 use crate::journey::{Journey, JourneyRecord};
 use crate::rules::DAYS_IN_STAGE;
 use crate::rules::ruleset::{Finding, current_stage};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
 pub fn stalled(journey: &Journey, record: &JourneyRecord, now: DateTime<Utc>) -> Vec<Finding> {
     let Some((_, stage)) = current_stage(journey, record) else {
@@ -25,4 +25,16 @@ pub fn stalled(journey: &Journey, record: &JourneyRecord, now: DateTime<Utc>) ->
             stage.id
         ),
     )]
+}
+
+/// The org's date the record stalls if nothing changes: the first day its
+/// days in stage pass the limit. `None` when it has no limit or already
+/// stalled (only a change can make it pass again).
+pub fn stalls_on(journey: &Journey, record: &JourneyRecord, today: NaiveDate) -> Option<NaiveDate> {
+    let (_, stage) = current_stage(journey, record)?;
+    let limit = stage.max_days?;
+    let on = record
+        .stage_entered_on(journey.timezone)?
+        .checked_add_days(chrono::Days::new(u64::from(limit) + 1))?;
+    (on > today).then_some(on)
 }

@@ -573,7 +573,13 @@ async fn run_audit(
         .name("journeyd-audit".into())
         .spawn(move || {
             let stop = || *shutdown.borrow();
-            let _ = reply.send(audit::run_at(&path, &config, Utc::now(), &stop));
+            let _ = reply.send(audit::run_at(
+                &path,
+                &config,
+                audit::Depth::Changed,
+                Utc::now(),
+                &stop,
+            ));
         })?;
     answer
         .await

@@ -548,6 +548,7 @@ mod tests {
         AuditSummary {
             run: 7,
             records: 120,
+            whole: Vec::new(),
             violations: 9,
             chunks: ChunkDiff {
                 new: 4,

@@ -23,6 +23,9 @@
 //! The audit reads its records on another connection
 //! ([`Store::audit_chunk`]), so that reading never waits for writing.
 
+use super::audit_queue::{
+    ConnectorBasis, QueueMark, WholeConnector, dequeue, enqueue, settle_bases,
+};
 use super::chunks::{Scope, StoredRecord, read_chunk};
 use super::columns::{date, severity_rank, ts};
 use super::violations::{AUDIT_ACTOR, EventKind, ViolationId, ViolationStatus, insert_event};
@@ -69,6 +72,9 @@ pub struct RecordState {
     pub stalled: bool,
     pub owner_id: Option<OwnerId>,
     pub owner_role: Option<RoleId>,
+    /// The org's date from which time alone may change what the rules find
+    /// on the record ([`crate::rules::Evaluation::recheck_on`]).
+    pub recheck_on: Option<NaiveDate>,
 }
 
 /// What recording one chunk's violations did.
@@ -136,6 +142,37 @@ impl Store {
         now: DateTime<Utc>,
         today: NaiveDate,
     ) -> Result<AuditWriter<'_>, StoreError> {
+        self.begin_writer(run, connectors, None, now, today)
+    }
+
+    /// Starts the audit run `run` of `bases`' connectors that judges only
+    /// what changed ([`super::audit_queue`]): it queues what it must judge
+    /// and the caller reads it with [`Store::audit_queue_chunk`]. `full`
+    /// judges every record whatever changed. `generations` are the owners'
+    /// generations read before the owners the records are judged with.
+    pub fn begin_queued_audit(
+        &mut self,
+        run: RunId,
+        bases: &[ConnectorBasis],
+        generations: &HashMap<ConnectorName, i64>,
+        full: bool,
+        now: DateTime<Utc>,
+        today: NaiveDate,
+    ) -> Result<AuditWriter<'_>, StoreError> {
+        let connectors: Vec<ConnectorName> = bases.iter().map(|b| b.connector.clone()).collect();
+        set_scope(&self.conn, &connectors)?;
+        let whole = enqueue(&mut self.conn, bases, generations, full, today)?;
+        self.begin_writer(run, &connectors, Some(whole), now, today)
+    }
+
+    fn begin_writer(
+        &mut self,
+        run: RunId,
+        connectors: &[ConnectorName],
+        whole: Option<Vec<WholeConnector>>,
+        now: DateTime<Utc>,
+        today: NaiveDate,
+    ) -> Result<AuditWriter<'_>, StoreError> {
         set_scope(&self.conn, connectors)?;
         let orphans = self
             .conn
@@ -153,6 +190,7 @@ impl Store {
             now_text: ts(now),
             today,
             connectors: connectors.to_vec(),
+            whole,
             judged: RowidSet::default(),
             found_unstored: HashSet::new(),
             open_since: None,
@@ -191,6 +229,11 @@ pub struct AuditWriter<'s> {
     now_text: String,
     today: NaiveDate,
     connectors: Vec<ConnectorName>,
+    /// For an audit of what changed, the connectors it judges whole: only
+    /// their open violations of records it did not judge resolve, and
+    /// their basis is recorded when it finishes. `None` for an audit
+    /// that judges every record of every connector.
+    whole: Option<Vec<WholeConnector>>,
     /// The rowids of the records judged so far: at the end, an open
     /// violation of any other record (gone from the CRM, never stored)
     /// resolves.
@@ -306,6 +349,15 @@ impl AuditWriter<'_> {
         self.run
     }
 
+    /// The connectors this audit judges whole: all of them, unless it
+    /// began with [`Store::begin_queued_audit`].
+    pub fn whole_connectors(&self) -> Vec<ConnectorName> {
+        match &self.whole {
+            Some(whole) => whole.iter().map(|w| w.connector.clone()).collect(),
+            None => self.connectors.clone(),
+        }
+    }
+
     /// Like [`Store::records_chunk`], on the writer's own connection and
     /// limited to the audited connectors.
     pub fn records_chunk(
@@ -407,7 +459,20 @@ impl AuditWriter<'_> {
         violations: &[Violation],
         states: &[RecordState],
     ) -> Result<ChunkDiff, StoreError> {
-        let written = self.write_chunk(violations, states);
+        self.record_queued_chunk(violations, states, &[])
+    }
+
+    /// [`AuditWriter::record_chunk`] for a chunk of the audit queue:
+    /// `marks` are the queued records it covered. Those gone from the CRM
+    /// count as judged with nothing found, and all leave the queue where
+    /// their mark is still the one read.
+    pub fn record_queued_chunk(
+        &mut self,
+        violations: &[Violation],
+        states: &[RecordState],
+        marks: &[QueueMark],
+    ) -> Result<ChunkDiff, StoreError> {
+        let written = self.write_chunk(violations, states, marks);
         let (diff, judged, unstored) = self.settle(written)?;
         for rowid in judged {
             self.judged.insert(rowid);
@@ -420,6 +485,7 @@ impl AuditWriter<'_> {
         &mut self,
         violations: &[Violation],
         states: &[RecordState],
+        marks: &[QueueMark],
     ) -> Result<(ChunkDiff, HashSet<i64>, Vec<ViolationId>), StoreError> {
         let chunk = self.begin("begin an audit chunk")?;
         let mut rowids: HashMap<RecordKey<'_>, Option<i64>> = HashMap::new();
@@ -441,8 +507,14 @@ impl AuditWriter<'_> {
                 entry.insert(chunk.rowid_of(key)?);
             }
         }
-        // A record with a violation found was judged too, states or not.
-        let judged: HashSet<i64> = rowids.values().flatten().copied().collect();
+        // A record with a violation found was judged too, states or not;
+        // a queued record gone from the CRM was judged to break nothing.
+        let judged: HashSet<i64> = rowids
+            .values()
+            .flatten()
+            .copied()
+            .chain(marks.iter().map(|m| m.rowid))
+            .collect();
         let mut stored = chunk.stored(&judged)?;
         let mut diff = ChunkDiff::default();
         let mut unstored = Vec::new();
@@ -470,6 +542,7 @@ impl AuditWriter<'_> {
             chunk.not_found(row)?;
         }
         chunk.record_states(states)?;
+        dequeue(chunk.tx, marks)?;
         Ok((diff, judged, unstored))
     }
 
@@ -497,11 +570,21 @@ impl AuditWriter<'_> {
         let connectors = std::mem::take(&mut self.connectors);
         let judged = std::mem::take(&mut self.judged);
         let found_unstored = std::mem::take(&mut self.found_unstored);
+        let whole = self.whole.take();
+        // Records not judged by an audit of what changed did not change:
+        // only the connectors it judged whole are walked for the rest.
+        let walked: Vec<ConnectorName> = match &whole {
+            Some(whole) => whole.iter().map(|w| w.connector.clone()).collect(),
+            None => connectors.clone(),
+        };
         let finished = (|| {
             let chunk = self.begin("begin finishing an audit")?;
             let unsuppressed = chunk.unsuppress(&today)?;
-            let resolved = chunk.resolve(&connectors, &judged, &found_unstored)?;
+            let resolved = chunk.resolve(&walked, &judged, &found_unstored)?;
             chunk.sighted(&connectors)?;
+            if let Some(whole) = &whole {
+                settle_bases(chunk.tx, whole, chunk.run)?;
+            }
             Ok(AuditDiff {
                 resolved,
                 unsuppressed,
@@ -550,28 +633,51 @@ impl ChunkTx<'_> {
     }
 
     /// The stored violations of the records `rowids`, by fingerprint: one
-    /// range of the record index, as records are read in rowid order.
+    /// range of the record index where the records are close together (a
+    /// whole audit reads them in rowid order), a seek per record where they
+    /// are spread (the few an audit of what changed judges).
     fn stored(&self, rowids: &HashSet<i64>) -> Result<HashMap<String, Stored>, StoreError> {
         let (Some(&first), Some(&last)) = (rowids.iter().min(), rowids.iter().max()) else {
             return Ok(HashMap::new());
         };
-        let mut stmt = self
-            .tx
-            .prepare_cached(&format!(
-                "SELECT {STORED_COLUMNS} FROM violation_rows WHERE record_rowid BETWEEN ?1 AND ?2"
-            ))
-            .op("prepare reading a chunk's violations")?;
-        let mut rows = stmt
-            .query(params![first, last])
-            .op("read a chunk's violations")?;
         let mut stored = HashMap::new();
-        while let Some(row) = rows.next().op("read a chunk's violations")? {
-            let (fingerprint, one) = stored_row(row).op("read a chunk's violations")?;
+        let mut keep = |row: &rusqlite::Row<'_>| -> rusqlite::Result<()> {
+            let (fingerprint, one) = stored_row(row)?;
             if one
                 .record_rowid
                 .is_some_and(|rowid| rowids.contains(&rowid))
             {
                 stored.insert(fingerprint, one);
+            }
+            Ok(())
+        };
+        let spread =
+            last.saturating_sub(first) / 4 > i64::try_from(rowids.len()).unwrap_or(i64::MAX);
+        if spread {
+            let mut stmt = self
+                .tx
+                .prepare_cached(&format!(
+                    "SELECT {STORED_COLUMNS} FROM violation_rows WHERE record_rowid = ?1"
+                ))
+                .op("prepare reading a chunk's violations")?;
+            for rowid in rowids {
+                let mut rows = stmt.query([rowid]).op("read a chunk's violations")?;
+                while let Some(row) = rows.next().op("read a chunk's violations")? {
+                    keep(row).op("read a chunk's violations")?;
+                }
+            }
+        } else {
+            let mut stmt = self
+                .tx
+                .prepare_cached(&format!(
+                    "SELECT {STORED_COLUMNS} FROM violation_rows WHERE record_rowid BETWEEN ?1 AND ?2"
+                ))
+                .op("prepare reading a chunk's violations")?;
+            let mut rows = stmt
+                .query(params![first, last])
+                .op("read a chunk's violations")?;
+            while let Some(row) = rows.next().op("read a chunk's violations")? {
+                keep(row).op("read a chunk's violations")?;
             }
         }
         Ok(stored)
@@ -763,19 +869,20 @@ impl ChunkTx<'_> {
             .tx
             .prepare_cached(
                 "INSERT INTO record_state (connector, object, record_id, stage, stage_index,
-                     max_stage_index, stage_entered_on, stalled, owner_id, owner_role, run_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                     max_stage_index, stage_entered_on, stalled, owner_id, owner_role, run_id,
+                     recheck_on)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
                  ON CONFLICT (connector, object, record_id) DO UPDATE SET
                      stage = excluded.stage, stage_index = excluded.stage_index,
                      max_stage_index = excluded.max_stage_index,
                      stage_entered_on = excluded.stage_entered_on, stalled = excluded.stalled,
                      owner_id = excluded.owner_id, owner_role = excluded.owner_role,
-                     run_id = excluded.run_id
+                     run_id = excluded.run_id, recheck_on = excluded.recheck_on
                  WHERE (stage, stage_index, max_stage_index, stage_entered_on, stalled,
-                        owner_id, owner_role)
+                        owner_id, owner_role, recheck_on)
                      IS NOT (excluded.stage, excluded.stage_index, excluded.max_stage_index,
                              excluded.stage_entered_on, excluded.stalled, excluded.owner_id,
-                             excluded.owner_role)",
+                             excluded.owner_role, excluded.recheck_on)",
             )
             .op("prepare storing record states")?;
         for state in states {
@@ -791,6 +898,7 @@ impl ChunkTx<'_> {
                 state.owner_id.as_ref().map(OwnerId::as_str),
                 state.owner_role.as_ref().map(RoleId::as_str),
                 self.run,
+                state.recheck_on.map(date),
             ])
             .op("store a record state")
             .map_err(|err| {
@@ -840,10 +948,15 @@ impl ChunkTx<'_> {
             .op("resolve violations")?;
         tx.execute(
             "INSERT INTO temp.audit_resolving (id, from_status, reason)
-             SELECT id, status, 'no longer found by the audit'
-             FROM violation_rows INDEXED BY violation_rows_passing
-             WHERE connector IN (SELECT connector FROM temp.audit_scope)
-               AND failing = 0 AND status IN ('open', 'acknowledged')",
+             SELECT v.id, v.status,
+                    CASE WHEN v.record_rowid IS NULL OR EXISTS (
+                        SELECT 1 FROM records r
+                        WHERE r.rowid = v.record_rowid AND r.deleted_at IS NULL)
+                    THEN 'no longer found by the audit'
+                    ELSE 'record deleted in the crm' END
+             FROM violation_rows v INDEXED BY violation_rows_passing
+             WHERE v.connector IN (SELECT connector FROM temp.audit_scope)
+               AND v.failing = 0 AND v.status IN ('open', 'acknowledged')",
             [],
         )
         .op("find violations to resolve")?;
@@ -1402,6 +1515,7 @@ mod tests {
             stalled: false,
             owner_id: None,
             owner_role: None,
+            recheck_on: None,
         }
     }
 
@@ -1458,6 +1572,7 @@ mod tests {
             stalled: false,
             owner_id: None,
             owner_role: None,
+            recheck_on: None,
         };
         for (now, stage, index) in [(day(1, 2), "consideration", 1), (day(2, 2), "decision", 2)] {
             let run = store.begin_run(RunKind::Audit, None, now).unwrap();

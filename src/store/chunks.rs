@@ -85,18 +85,55 @@ pub(super) fn read_chunk(
 ) -> Result<Vec<StoredRecord>, StoreError> {
     let after = after.unwrap_or(i64::MIN);
     let limit = i64::try_from(limit.get()).unwrap_or(i64::MAX);
-    let mut records = read_records(conn, scope, after, limit)?;
-    let (Some(first), Some(last)) = (records.first(), records.last()) else {
+    let sql = format!(
+        "SELECT r.rowid, r.connector, r.object, r.id, r.snapshot FROM records r
+         WHERE r.rowid > ?1 AND r.deleted_at IS NULL {}
+         ORDER BY r.rowid LIMIT ?2",
+        scope.filter("r")
+    );
+    let mut stmt = conn.prepare_cached(&sql).op("prepare reading a chunk")?;
+    let records = read_records(stmt.query(params![after, limit]).op("read a chunk")?)?;
+    complete(conn, scope, records)
+}
+
+/// The live records among `rowids`, in rowid order, as [`read_chunk`]
+/// gives them: for an audit that judges only the records queued.
+pub(super) fn read_listed(
+    conn: &Connection,
+    scope: Scope,
+    rowids: &[i64],
+) -> Result<Vec<StoredRecord>, StoreError> {
+    let sql = format!(
+        "SELECT r.rowid, r.connector, r.object, r.id, r.snapshot FROM records r
+         WHERE r.rowid IN (SELECT value FROM json_each(?1)) AND r.deleted_at IS NULL {}
+         ORDER BY r.rowid",
+        scope.filter("r")
+    );
+    let mut stmt = conn.prepare_cached(&sql).op("prepare reading a chunk")?;
+    let records = read_records(stmt.query([json_list(rowids)]).op("read a chunk")?)?;
+    complete(conn, scope, records)
+}
+
+/// A JSON array of rowids, for `json_each`: one bound parameter however
+/// many, and read in any order the statement likes.
+fn json_list(rowids: &[i64]) -> String {
+    serde_json::Value::from(rowids).to_string()
+}
+
+/// Fills the stage history, duplicate peers and own tasks of `records`.
+fn complete(
+    conn: &Connection,
+    scope: Scope,
+    mut records: Vec<StoredRecord>,
+) -> Result<Vec<StoredRecord>, StoreError> {
+    if records.is_empty() {
         return Ok(records);
-    };
-    let range = (first.rowid, last.rowid);
-    let index: HashMap<i64, usize> = records
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (r.rowid, i))
-        .collect();
-    read_history(conn, scope, range, &index, &mut records)?;
-    read_peers(conn, scope, range, &index, &mut records)?;
+    }
+    let rowids: Vec<i64> = records.iter().map(|r| r.rowid).collect();
+    let listed = json_list(&rowids);
+    let index: HashMap<i64, usize> = rowids.iter().enumerate().map(|(i, r)| (*r, i)).collect();
+    read_history(conn, scope, &listed, &index, &mut records)?;
+    read_peers(conn, scope, &listed, &index, &mut records)?;
     mark_own_tasks(conn, &mut records)?;
     Ok(records)
 }
@@ -142,20 +179,7 @@ fn mark_own_tasks(conn: &Connection, records: &mut [StoredRecord]) -> Result<(),
     Ok(())
 }
 
-fn read_records(
-    conn: &Connection,
-    scope: Scope,
-    after: i64,
-    limit: i64,
-) -> Result<Vec<StoredRecord>, StoreError> {
-    let sql = format!(
-        "SELECT r.rowid, r.connector, r.object, r.id, r.snapshot FROM records r
-         WHERE r.rowid > ?1 AND r.deleted_at IS NULL {}
-         ORDER BY r.rowid LIMIT ?2",
-        scope.filter("r")
-    );
-    let mut stmt = conn.prepare_cached(&sql).op("prepare reading a chunk")?;
-    let mut rows = stmt.query(params![after, limit]).op("read a chunk")?;
+fn read_records(mut rows: rusqlite::Rows<'_>) -> Result<Vec<StoredRecord>, StoreError> {
     let mut records = Vec::new();
     while let Some(row) = rows.next().op("read a chunk")? {
         let read = || -> rusqlite::Result<_> {
@@ -190,7 +214,7 @@ fn read_records(
 fn read_history(
     conn: &Connection,
     scope: Scope,
-    (first, last): (i64, i64),
+    rowids: &str,
     index: &HashMap<i64, usize>,
     records: &mut [StoredRecord],
 ) -> Result<(), StoreError> {
@@ -199,14 +223,14 @@ fn read_history(
          FROM records r
          CROSS JOIN stage_history h
            ON h.connector = r.connector AND h.object = r.object AND h.record_id = r.id
-         WHERE r.rowid BETWEEN ?1 AND ?2 AND r.deleted_at IS NULL {}
+         WHERE r.rowid IN (SELECT value FROM json_each(?1)) AND r.deleted_at IS NULL {}
          ORDER BY r.rowid, h.at, h.stage",
         scope.filter("r")
     );
     let mut stmt = conn
         .prepare_cached(&sql)
         .op("prepare reading stage history")?;
-    let mut rows = stmt.query(params![first, last]).op("read stage history")?;
+    let mut rows = stmt.query([rowids]).op("read stage history")?;
     while let Some(row) = rows.next().op("read stage history")? {
         let read = || -> rusqlite::Result<_> {
             Ok((
@@ -237,7 +261,7 @@ fn read_history(
 fn read_peers(
     conn: &Connection,
     scope: Scope,
-    (first, last): (i64, i64),
+    rowids: &str,
     index: &HashMap<i64, usize>,
     records: &mut [StoredRecord],
 ) -> Result<(), StoreError> {
@@ -254,7 +278,7 @@ fn read_peers(
                  WHERE q.connector = r.connector AND q.{key} = r.{key}
                    AND q.deleted_at IS NULL AND q.rowid <> r.rowid
                  ORDER BY q.rowid LIMIT {MAX_PEERS})
-             WHERE r.rowid BETWEEN ?1 AND ?2 AND r.deleted_at IS NULL
+             WHERE r.rowid IN (SELECT value FROM json_each(?1)) AND r.deleted_at IS NULL
                AND +r.{key} IS NOT NULL {}",
             scope.filter("r")
         )
@@ -265,7 +289,7 @@ fn read_peers(
         peers_by("domain_key")
     );
     let mut stmt = conn.prepare_cached(&sql).op("prepare reading duplicates")?;
-    let mut rows = stmt.query(params![first, last]).op("read duplicates")?;
+    let mut rows = stmt.query([rowids]).op("read duplicates")?;
     while let Some(row) = rows.next().op("read duplicates")? {
         let read = || -> rusqlite::Result<_> {
             Ok((

@@ -68,6 +68,7 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(V7_CHECKS_AS_COMPARISONS)
         .comment("violation checks written as comparisons")
         .foreign_key_check(),
+    M::up(V8_AUDIT_QUEUE).comment("the records an audit must judge again"),
 ];
 
 const V1_INITIAL: &str = r#"
@@ -520,6 +521,124 @@ CREATE INDEX violation_events_violation ON violation_events (violation_id, id);
     violations_view!(),
     ";\n"
 );
+
+const V8_AUDIT_QUEUE: &str = r#"
+-- The records an audit must judge again: those whose inputs changed since
+-- they were last judged. Triggers fill it; the audit takes a record out
+-- when it has judged it, if its `mark` is still the one it read, so that a
+-- change made while the audit ran is judged by the next one. A nightly
+-- audit judges these and leaves every other record's violations as they
+-- are.
+CREATE TABLE audit_queue (
+    record_rowid INTEGER PRIMARY KEY,
+    mark         INTEGER NOT NULL
+);
+
+-- A record's own row, and the live records that share a duplicate key
+-- with it (their peers changed).
+CREATE TRIGGER audit_queue_record_inserted AFTER INSERT ON records
+BEGIN
+    INSERT INTO audit_queue (record_rowid, mark) VALUES (new.rowid, random())
+        ON CONFLICT (record_rowid) DO UPDATE SET mark = excluded.mark;
+    INSERT INTO audit_queue (record_rowid, mark)
+        SELECT rowid, random() FROM records
+        WHERE connector = new.connector AND email_key = new.email_key
+          AND email_key IS NOT NULL AND deleted_at IS NULL
+        ON CONFLICT (record_rowid) DO UPDATE SET mark = excluded.mark;
+    INSERT INTO audit_queue (record_rowid, mark)
+        SELECT rowid, random() FROM records
+        WHERE connector = new.connector AND domain_key = new.domain_key
+          AND domain_key IS NOT NULL AND deleted_at IS NULL
+        ON CONFLICT (record_rowid) DO UPDATE SET mark = excluded.mark;
+END;
+CREATE TRIGGER audit_queue_record_changed AFTER UPDATE ON records
+WHEN old.snapshot IS NOT new.snapshot OR old.deleted_at IS NOT new.deleted_at
+  OR old.email_key IS NOT new.email_key OR old.domain_key IS NOT new.domain_key
+BEGIN
+    INSERT INTO audit_queue (record_rowid, mark) VALUES (new.rowid, random())
+        ON CONFLICT (record_rowid) DO UPDATE SET mark = excluded.mark;
+    INSERT INTO audit_queue (record_rowid, mark)
+        SELECT rowid, random() FROM records
+        WHERE connector = new.connector AND email_key IN (old.email_key, new.email_key)
+          AND email_key IS NOT NULL AND deleted_at IS NULL
+        ON CONFLICT (record_rowid) DO UPDATE SET mark = excluded.mark;
+    INSERT INTO audit_queue (record_rowid, mark)
+        SELECT rowid, random() FROM records
+        WHERE connector = new.connector AND domain_key IN (old.domain_key, new.domain_key)
+          AND domain_key IS NOT NULL AND deleted_at IS NULL
+        ON CONFLICT (record_rowid) DO UPDATE SET mark = excluded.mark;
+END;
+CREATE TRIGGER audit_queue_stage_history AFTER INSERT ON stage_history
+BEGIN
+    INSERT INTO audit_queue (record_rowid, mark)
+        SELECT rowid, random() FROM records
+        WHERE connector = new.connector AND object = new.object AND id = new.record_id
+        ON CONFLICT (record_rowid) DO UPDATE SET mark = excluded.mark;
+END;
+-- A task journeyd created is never evidence for a rule: once the CRM's id
+-- of the task is known, its record is judged again.
+CREATE TRIGGER audit_queue_own_task_created AFTER INSERT ON writeback_ledger
+WHEN new.crm_id IS NOT NULL AND json_extract(new.request, '$.kind') = 'create_task'
+BEGIN
+    INSERT INTO audit_queue (record_rowid, mark)
+        SELECT rowid, random() FROM records
+        WHERE connector = new.connector
+          AND object = json_extract(new.request, '$.object')
+          AND id = json_extract(new.request, '$.record_id')
+        ON CONFLICT (record_rowid) DO UPDATE SET mark = excluded.mark;
+END;
+CREATE TRIGGER audit_queue_own_task_confirmed AFTER UPDATE OF crm_id ON writeback_ledger
+WHEN new.crm_id IS NOT NULL AND old.crm_id IS NOT new.crm_id
+  AND json_extract(new.request, '$.kind') = 'create_task'
+BEGIN
+    INSERT INTO audit_queue (record_rowid, mark)
+        SELECT rowid, random() FROM records
+        WHERE connector = new.connector
+          AND object = json_extract(new.request, '$.object')
+          AND id = json_extract(new.request, '$.record_id')
+        ON CONFLICT (record_rowid) DO UPDATE SET mark = excluded.mark;
+END;
+
+-- Owners feed every record of their connector (names, roles, who is
+-- active): a change counts up the connector's generation, and an audit
+-- that finds it moved judges the whole connector again.
+CREATE TABLE owner_generations (
+    connector  TEXT PRIMARY KEY,
+    generation INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TRIGGER owner_generation_inserted AFTER INSERT ON owners
+BEGIN
+    INSERT INTO owner_generations (connector, generation) VALUES (new.connector, 1)
+        ON CONFLICT (connector) DO UPDATE SET generation = generation + 1;
+END;
+CREATE TRIGGER owner_generation_changed AFTER UPDATE ON owners
+WHEN (old.name, old.email, old.active, old.teams) IS NOT (new.name, new.email, new.active, new.teams)
+BEGIN
+    INSERT INTO owner_generations (connector, generation) VALUES (new.connector, 1)
+        ON CONFLICT (connector) DO UPDATE SET generation = generation + 1;
+END;
+CREATE TRIGGER owner_generation_deleted AFTER DELETE ON owners
+BEGIN
+    INSERT INTO owner_generations (connector, generation) VALUES (old.connector, 1)
+        ON CONFLICT (connector) DO UPDATE SET generation = generation + 1;
+END;
+
+-- What the last whole audit of each connector judged its records under: a
+-- digest of the config the rules read, and the owners' generation. An
+-- audit that finds either changed, or no row, judges the whole connector.
+CREATE TABLE audit_basis (
+    connector        TEXT PRIMARY KEY,
+    digest           TEXT NOT NULL,
+    owner_generation INTEGER NOT NULL,
+    run_id           INTEGER NOT NULL REFERENCES runs (id)
+) WITHOUT ROWID;
+
+-- The org's date from which time alone may change what the rules find on
+-- a record (it stalls that day; an expression reads the clock): an audit
+-- from that date judges it again. NULL when only a change can.
+ALTER TABLE record_state ADD COLUMN recheck_on TEXT;
+CREATE INDEX record_state_recheck ON record_state (recheck_on) WHERE recheck_on IS NOT NULL;
+"#;
 
 #[cfg(test)]
 mod tests {

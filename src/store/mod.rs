@@ -20,6 +20,7 @@
 //! does not know the journey's rules; it keeps what they found.
 
 mod audit;
+mod audit_queue;
 mod chunks;
 mod columns;
 mod handle;
@@ -36,6 +37,7 @@ mod watermarks;
 mod writeback;
 
 pub use audit::{AuditDiff, AuditWriter, ChunkDiff, RecordState};
+pub use audit_queue::{ConnectorBasis, QueueMark, QueuedChunk};
 pub use chunks::{DuplicatePeer, MAX_PEERS, StoredRecord};
 pub use handle::StoreHandle;
 pub use ledger::{LedgerCursor, LedgerEntry, LedgerMark, LedgerState, StagedWrite};

@@ -236,6 +236,7 @@ mod tests {
             stalled,
             owner_id: None,
             owner_role: None,
+            recheck_on: None,
         }
     }
 

@@ -127,7 +127,7 @@ fn demo(dir: &Path, json: bool, apply: bool) -> anyhow::Result<ExitCode> {
         ),
         (
             "audit every record of all three against the buyer journey",
-            &|| commands::audit(&ctx),
+            &|| commands::audit(&ctx, &crate::cli::args::AuditArgs { full: false }),
         ),
         ("the violations log, most severe first", &|| {
             violations_by_connector(&ctx)

@@ -169,6 +169,7 @@ impl Harness {
             stalled: false,
             owner_id: Some(OwnerId::new(owner)),
             owner_role: Some(RoleId::new("sales")),
+            recheck_on: None,
         };
         self.store
             .call_blocking(move |s| {

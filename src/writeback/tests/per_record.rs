@@ -281,6 +281,7 @@ fn outside_the_journeys_stages_a_task_goes_to_the_fallback_of_the_role_its_worst
                     stalled: false,
                     owner_id: Some(OwnerId::new("102")),
                     owner_role: None,
+                    recheck_on: None,
                 }],
             )?;
             writer.finish()?;

@@ -1,6 +1,9 @@
-//! One audit: every stored record of the configured connectors, normalized
-//! under the current config, judged by the rules, and diffed against the
-//! violations log.
+//! One audit: the stored records of the configured connectors that changed
+//! since they were last judged, normalized under the current config, judged
+//! by the rules, and diffed against the violations log. The first audit,
+//! and one after the config or a connector's owners changed, judges every
+//! record of the connectors concerned; `Depth::Full` judges all of them
+//! whatever changed (see [`crate::store::ConnectorBasis`] and [`basis`]).
 //!
 //! Records stream from the store in chunks of [`CHUNK`], read on a
 //! connection of their own; each chunk is evaluated in parallel, then
@@ -8,14 +11,18 @@
 //! bounded by the chunk size, not by the size of the CRM, and the write lock
 //! is free between chunks: health checks, acknowledgements and syncs are
 //! not held up. A stop asked for between two chunks ends the run as
-//! `interrupted`, having resolved nothing (see [`crate::store::AuditWriter`]).
+//! `interrupted`, having resolved nothing (see [`crate::store::AuditWriter`]);
+//! the records it did not reach stay queued.
+
+pub mod basis;
 
 use crate::config::{Config, ConnectorConfig};
 use crate::journey::normalize::{OwnerIndex, normalize};
 use crate::journey::{JourneyRecord, StageRef};
 use crate::rules::{BuiltinRule, Peer, RuleSet, Violation};
 use crate::store::{
-    AuditDiff, ChunkDiff, RecordState, RunId, RunKind, RunStatus, Store, StoreError, StoredRecord,
+    AuditDiff, ChunkDiff, QueueMark, RecordState, RunId, RunKind, RunStatus, Store, StoreError,
+    StoredRecord,
 };
 use crate::telemetry::ErrorChain;
 use chrono::{DateTime, Utc};
@@ -35,11 +42,26 @@ pub const CHUNK: NonZeroUsize = NonZeroUsize::new(1000).expect("non-zero");
 /// Evaluation errors kept by name in the summary; the rest are counted.
 const ERROR_SAMPLES: usize = 10;
 
+/// How much of the CRM an audit judges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Depth {
+    /// The records that changed since they were last judged, and those
+    /// whose outcome may change with the date; every record of a connector
+    /// whose config or owners changed, or that was never audited whole.
+    #[default]
+    Changed,
+    /// Every record, whatever changed.
+    Full,
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct AuditSummary {
     pub run: i64,
     /// Records evaluated.
     pub records: u64,
+    /// The connectors whose every record was judged; the others' records
+    /// were judged where they changed.
+    pub whole: Vec<ConnectorName>,
     /// Violations found by this audit (new and still failing).
     pub violations: u64,
     #[serde(flatten)]
@@ -67,6 +89,10 @@ pub enum AuditError {
     Begin(#[source] StoreError),
 }
 
+/// A judged chunk on its way to the writer: what was found, on which
+/// records, and the queue marks the chunk covered.
+type Judgements = (Vec<Violation>, Vec<RecordState>, Vec<QueueMark>);
+
 /// What evaluating one record yields.
 struct Judged {
     violations: Vec<Violation>,
@@ -80,12 +106,13 @@ struct Judged {
 pub fn run_at(
     path: &Path,
     config: &Config,
+    depth: Depth,
     now: DateTime<Utc>,
     stop: &(dyn Fn() -> bool + Sync),
 ) -> Result<AuditSummary, AuditError> {
     let mut writer = Store::open(path).map_err(AuditError::Begin)?;
     let reader = Store::open_reader(path).map_err(AuditError::Begin)?;
-    run(&mut writer, &reader, config, now, stop)
+    run(&mut writer, &reader, config, depth, now, stop)
 }
 
 /// Audits every stored record of `config`'s connectors, reading through
@@ -94,6 +121,7 @@ pub fn run(
     writer: &mut Store,
     reader: &Store,
     config: &Config,
+    depth: Depth,
     now: DateTime<Utc>,
     stop: &(dyn Fn() -> bool + Sync),
 ) -> Result<AuditSummary, AuditError> {
@@ -103,7 +131,7 @@ pub fn run(
         .map_err(AuditError::Begin)?;
     let span = tracing::info_span!("audit", run = run.0);
     let _entered = span.enter();
-    match audit(writer, reader, config, run, now, stop) {
+    match audit(writer, reader, config, depth, run, now, stop) {
         Ok(mut summary) => {
             summary.ms = started.elapsed().as_millis() as u64;
             let counts = serde_json::to_value(&summary).unwrap_or_default();
@@ -128,6 +156,7 @@ pub fn run(
             } else {
                 tracing::info!(
                     records = summary.records,
+                    whole = summary.whole.len(),
                     new = summary.chunks.new,
                     resolved = summary.finish.resolved,
                     expression_errors = summary.expression_errors,
@@ -157,10 +186,15 @@ fn audit(
     writer: &mut Store,
     reader: &Store,
     config: &Config,
+    depth: Depth,
     run: RunId,
     now: DateTime<Utc>,
     stop: &(dyn Fn() -> bool + Sync),
 ) -> Result<AuditSummary, StoreError> {
+    let names: Vec<ConnectorName> = config.connectors.iter().map(|c| c.name.clone()).collect();
+    // Before the owners: a change in between makes the audit judge whole
+    // connectors again the next time, never miss it.
+    let generations = reader.owner_generations(&names)?;
     let mut owners: HashMap<ConnectorName, OwnerIndex> = HashMap::new();
     for connector in &config.connectors {
         let index = reader
@@ -172,19 +206,25 @@ fn audit(
     }
     let connectors: HashMap<&ConnectorName, &ConnectorConfig> =
         config.connectors.iter().map(|c| (&c.name, c)).collect();
-    let names: Vec<ConnectorName> = config.connectors.iter().map(|c| c.name.clone()).collect();
     let rules = RuleSet::from_config(config);
     let mut summary = AuditSummary {
         run: run.0,
         ..AuditSummary::default()
     };
     reader.set_audit_scope(&names)?;
-    let writer = writer.begin_audit(run, &names, now, config.schedule.today(now))?;
+    let writer = writer.begin_queued_audit(
+        run,
+        &basis::bases(config),
+        &generations,
+        depth == Depth::Full,
+        now,
+        config.schedule.today(now),
+    )?;
+    summary.whole = writer.whole_connectors();
     // Two stages: this thread reads and judges a chunk while the writer
     // thread writes the one before. A bounded channel keeps at most one
     // judged chunk waiting, so memory stays a few chunks whatever the CRM.
-    let (judged_tx, judged_rx) =
-        std::sync::mpsc::sync_channel::<(Vec<Violation>, Vec<RecordState>)>(1);
+    let (judged_tx, judged_rx) = std::sync::mpsc::sync_channel::<Judgements>(1);
     std::thread::scope(|scope| {
         let writing = scope.spawn(move || -> Result<_, StoreError> {
             let mut writer = writer;
@@ -203,10 +243,10 @@ fn audit(
                     },
                     None => judged_rx.recv().ok(),
                 };
-                let Some((violations, states)) = next else {
+                let Some((violations, states, marks)) = next else {
                     break;
                 };
-                diff += writer.record_chunk(&violations, &states)?;
+                diff += writer.record_queued_chunk(&violations, &states, &marks)?;
                 tracing::debug!(records = states.len(), "audit chunk");
             }
             Ok((diff, writer))
@@ -218,12 +258,13 @@ fn audit(
                     summary.interrupted = true;
                     return Ok(());
                 }
-                let chunk = reader.audit_chunk(after, CHUNK)?;
+                let chunk = reader.audit_queue_chunk(after, CHUNK)?;
                 let Some(last) = chunk.last() else {
                     return Ok(());
                 };
-                after = Some(last.rowid);
+                after = Some(last);
                 let judged: Vec<Judged> = chunk
+                    .records
                     .into_par_iter()
                     .filter_map(|stored| {
                         // Only connectors in scope are read; the lookup
@@ -247,7 +288,7 @@ fn audit(
                 }
                 summary.violations += violations.len() as u64;
                 // The writer stopped on an error: it says which.
-                if judged_tx.send((violations, states)).is_err() {
+                if judged_tx.send((violations, states, chunk.marks)).is_err() {
                     return Ok(());
                 }
             }
@@ -294,7 +335,10 @@ fn judge(
         .iter()
         .any(|v| v.rule.as_str() == BuiltinRule::Stalled.as_str());
     Judged {
-        state: record_state(rowid, &record, stalled, rules.journey.timezone),
+        state: RecordState {
+            recheck_on: evaluation.recheck_on,
+            ..record_state(rowid, &record, stalled, rules.journey.timezone)
+        },
         violations: evaluation.violations,
         errors: evaluation.expression_errors,
     }
@@ -328,6 +372,7 @@ fn record_state(
         stalled,
         owner_id: record.owner.as_ref().map(|o| o.id.clone()),
         owner_role: record.owner.as_ref().and_then(|o| o.role.clone()),
+        recheck_on: None,
     }
 }
 
@@ -384,11 +429,11 @@ mod tests {
     #[test]
     fn a_nightly_reaudit_with_nothing_changed_writes_no_violation_rows() {
         let (_dir, path, config) = sample(at(20));
-        let first = run_at(&path, &config, at(21), &|| false).unwrap();
+        let first = run_at(&path, &config, Depth::Changed, at(21), &|| false).unwrap();
         assert!(first.violations > 0 && first.chunks.new == first.violations);
         let before = violation_rows(&path);
 
-        let nightly = run_at(&path, &config, at(22), &|| false).unwrap();
+        let nightly = run_at(&path, &config, Depth::Full, at(22), &|| false).unwrap();
         assert_eq!(
             (
                 nightly.violations,
@@ -408,8 +453,8 @@ mod tests {
     #[test]
     fn after_a_nightly_reaudit_the_log_reads_as_of_that_audit() {
         let (_dir, path, config) = sample(at(20));
-        run_at(&path, &config, at(21), &|| false).unwrap();
-        let nightly = run_at(&path, &config, at(22), &|| false).unwrap();
+        run_at(&path, &config, Depth::Changed, at(21), &|| false).unwrap();
+        let nightly = run_at(&path, &config, Depth::Full, at(22), &|| false).unwrap();
         let mut store = Store::open_read_only(&path).unwrap();
         store.set_timezone(config.schedule.timezone);
         let mut rows = Vec::new();
@@ -481,7 +526,7 @@ mod tests {
         let before = statuses(&path);
         // The fixture's audits ran at about 13:53 that day.
         let later = Utc.with_ymd_and_hms(2026, 12, 4, 14, 0, 0).unwrap();
-        let summary = run_at(&path, &config, later, &|| false).unwrap();
+        let summary = run_at(&path, &config, Depth::Changed, later, &|| false).unwrap();
         assert_eq!(
             (
                 summary.chunks.new,
