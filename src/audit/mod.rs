@@ -377,6 +377,8 @@ fn record_state(
 }
 
 #[cfg(test)]
+mod changed_tests;
+#[cfg(test)]
 mod tests {
     use super::*;
     use chrono::TimeZone;
@@ -384,7 +386,7 @@ mod tests {
 
     /// The shipped config and a state file holding the sample HubSpot
     /// portal, imported on `at`.
-    fn sample(at: DateTime<Utc>) -> (tempfile::TempDir, std::path::PathBuf, Config) {
+    pub(super) fn sample(at: DateTime<Utc>) -> (tempfile::TempDir, std::path::PathBuf, Config) {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
         let config = crate::config::load(&repo.join("config/journeyd.toml")).unwrap();
         let dir = tempfile::tempdir().unwrap();
@@ -403,7 +405,7 @@ mod tests {
     }
 
     /// Every violation row and event, every column, in id order.
-    fn violation_rows(path: &Path) -> Vec<String> {
+    pub(super) fn violation_rows(path: &Path) -> Vec<String> {
         let db = Connection::open(path).unwrap();
         let mut rows = Vec::new();
         for table in ["violation_rows", "violation_events"] {
@@ -422,7 +424,7 @@ mod tests {
         rows
     }
 
-    fn at(day: u32) -> DateTime<Utc> {
+    pub(super) fn at(day: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, day, 2, 0, 0).unwrap()
     }
 

@@ -236,3 +236,219 @@ pub(super) fn settle_bases(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::{TestStore, day, hubspot, record};
+    use super::*;
+    use crate::store::RunKind;
+    use journeyd_connector::{CrmRecord, ObjectKind};
+
+    fn queued(store: &Store) -> Vec<i64> {
+        let mut stmt = store
+            .conn
+            .prepare("SELECT record_rowid FROM audit_queue ORDER BY record_rowid")
+            .unwrap();
+        stmt.query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    fn rowid(store: &Store, id: &str) -> i64 {
+        store
+            .conn
+            .query_row("SELECT rowid FROM records WHERE id = ?1", [id], |row| {
+                row.get(0)
+            })
+            .unwrap()
+    }
+
+    fn empty_queue(store: &Store) {
+        store.conn.execute("DELETE FROM audit_queue", []).unwrap();
+    }
+
+    fn contact(id: &str, email: &str) -> CrmRecord {
+        let mut contact = record(ObjectKind::Contact, id);
+        contact.email = Some(email.to_owned());
+        contact
+    }
+
+    #[test]
+    fn a_stored_record_is_queued_and_one_stored_again_unchanged_is_not() {
+        let mut test = TestStore::new();
+        let store = &mut test.store;
+        let deal = record(ObjectKind::Deal, "1");
+        store
+            .upsert_records(&hubspot(), std::slice::from_ref(&deal), day(1, 0))
+            .unwrap();
+        assert_eq!(queued(store), vec![rowid(store, "1")]);
+        empty_queue(store);
+        store
+            .upsert_records(&hubspot(), &[deal], day(2, 0))
+            .unwrap();
+        assert!(queued(store).is_empty());
+    }
+
+    #[test]
+    fn a_stage_change_the_crm_reports_alone_queues_its_record() {
+        let mut test = TestStore::new();
+        let store = &mut test.store;
+        let mut deal = record(ObjectKind::Deal, "1");
+        deal.stage_history = vec![journeyd_connector::StageChange {
+            stage: "appointmentscheduled".into(),
+            at: day(1, 0),
+            owner_id: None,
+        }];
+        store
+            .upsert_records(&hubspot(), std::slice::from_ref(&deal), day(1, 0))
+            .unwrap();
+        empty_queue(store);
+        deal.stage_history.push(journeyd_connector::StageChange {
+            stage: "qualifiedtobuy".into(),
+            at: day(2, 0),
+            owner_id: None,
+        });
+        store
+            .upsert_records(&hubspot(), &[deal], day(2, 0))
+            .unwrap();
+        assert_eq!(queued(store), vec![rowid(store, "1")]);
+    }
+
+    #[test]
+    fn a_new_duplicate_queues_the_record_it_duplicates() {
+        let mut test = TestStore::new();
+        let store = &mut test.store;
+        store
+            .upsert_records(
+                &hubspot(),
+                &[
+                    contact("1", "ana@example.com"),
+                    contact("2", "bo@example.com"),
+                ],
+                day(1, 0),
+            )
+            .unwrap();
+        empty_queue(store);
+        store
+            .upsert_records(&hubspot(), &[contact("3", "Ana@example.com")], day(2, 0))
+            .unwrap();
+        assert_eq!(queued(store), vec![rowid(store, "1"), rowid(store, "3")]);
+    }
+
+    #[test]
+    fn a_record_deleted_in_the_crm_queues_itself_and_its_duplicates() {
+        let mut test = TestStore::new();
+        let store = &mut test.store;
+        store
+            .upsert_records(
+                &hubspot(),
+                &[
+                    contact("1", "ana@example.com"),
+                    contact("2", "ana@example.com"),
+                ],
+                day(1, 0),
+            )
+            .unwrap();
+        empty_queue(store);
+        store
+            .mark_deleted(&hubspot(), ObjectKind::Contact, &["2".into()], day(2, 0))
+            .unwrap();
+        assert_eq!(queued(store), vec![rowid(store, "1"), rowid(store, "2")]);
+    }
+
+    #[test]
+    fn journeyds_own_task_confirmed_after_the_sync_queues_its_record() {
+        let mut test = TestStore::new();
+        let store = &mut test.store;
+        store
+            .upsert_records(&hubspot(), &[record(ObjectKind::Deal, "1")], day(1, 0))
+            .unwrap();
+        empty_queue(store);
+        let request = serde_json::json!({
+            "kind": "create_task", "key": "jdk", "object": "deal", "record_id": "1",
+            "owner_id": null, "subject": "s", "body": "b", "due": "2026-11-05",
+            "priority": "normal"
+        });
+        store
+            .conn
+            .execute(
+                "INSERT INTO writeback_ledger (action_key, fingerprint, connector, request, state,
+                     created_at, updated_at)
+                 VALUES ('jdk', 'f', 'hubspot', ?1, 'sent', 'now', 'now')",
+                [request.to_string()],
+            )
+            .unwrap();
+        assert!(queued(store).is_empty(), "not before the CRM's id is known");
+        store
+            .conn
+            .execute(
+                "UPDATE writeback_ledger SET crm_id = 't-1', state = 'applied'",
+                [],
+            )
+            .unwrap();
+        assert_eq!(queued(store), vec![rowid(store, "1")]);
+    }
+
+    #[test]
+    fn a_record_changed_while_the_audit_judged_it_stays_queued() {
+        let test = TestStore::new();
+        let path = test.path();
+        let mut writer = Store::open(&path).unwrap();
+        let reader = Store::open_reader(&path).unwrap();
+        let mut syncer = Store::open(&path).unwrap();
+        let mut deal = record(ObjectKind::Deal, "1");
+        syncer
+            .upsert_records(&hubspot(), std::slice::from_ref(&deal), day(1, 0))
+            .unwrap();
+        syncer
+            .upsert_records(&hubspot(), &[record(ObjectKind::Deal, "2")], day(1, 0))
+            .unwrap();
+        let run = writer.begin_run(RunKind::Audit, None, day(2, 0)).unwrap();
+        let bases = [ConnectorBasis {
+            connector: hubspot(),
+            digest: "d".into(),
+        }];
+        let mut audit = writer
+            .begin_queued_audit(
+                run,
+                &bases,
+                &HashMap::new(),
+                false,
+                day(2, 0),
+                day(2, 0).date_naive(),
+            )
+            .unwrap();
+        reader.set_audit_scope(&[hubspot()]).unwrap();
+        let chunk = reader
+            .audit_queue_chunk(None, NonZeroUsize::new(10).unwrap())
+            .unwrap();
+        assert_eq!(chunk.records.len(), 2);
+        // A sync changes deal 1 after the audit read it.
+        deal.name = Some("Renamed".into());
+        syncer
+            .upsert_records(&hubspot(), &[deal], day(2, 1))
+            .unwrap();
+        audit.record_queued_chunk(&[], &[], &chunk.marks).unwrap();
+        audit.finish().unwrap();
+        let left = queued(&syncer);
+        assert_eq!(left.len(), 1, "only the changed record");
+        assert_eq!(left[0], chunk.records[0].rowid);
+    }
+
+    #[test]
+    fn the_queue_of_another_connector_is_left_for_its_own_audit() {
+        let test = TestStore::new();
+        let mut store = Store::open(&test.path()).unwrap();
+        let other = ConnectorName::new("salesforce");
+        store
+            .upsert_records(&other, &[record(ObjectKind::Deal, "9")], day(1, 0))
+            .unwrap();
+        store.set_audit_scope(&[hubspot()]).unwrap();
+        let chunk = store
+            .audit_queue_chunk(None, NonZeroUsize::new(10).unwrap())
+            .unwrap();
+        assert!(chunk.marks.is_empty() && chunk.records.is_empty());
+        assert_eq!(queued(&store).len(), 1);
+    }
+}
