@@ -284,3 +284,40 @@ fn acting_on_an_unknown_violation_fails_with_exit_1() {
         stderr(&output)
     );
 }
+
+#[test]
+fn a_second_audit_judges_only_what_changed_and_audit_full_judges_every_record() {
+    let install = Install::new();
+    install.run_expecting(1, &["import", &fixture(), "--connector", "hubspot"]);
+    let first = install.json(&["audit"]);
+    assert_eq!(first["summary"]["records"], 7);
+    assert!(
+        first["summary"]["whole"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("hubspot"))
+    );
+
+    let fixed = install.path("fixed.jsonl");
+    std::fs::write(
+        &fixed,
+        r#"{"type":"record","system":"hubspot","object":"deal","id":"9006","name":"Stark upgrade","owner_id":"102","stage":"appointmentscheduled","created_at":"2026-11-01T10:00:00Z","modified_at":"2026-11-02T10:00:00Z"}"#,
+    )
+    .unwrap();
+    install.run(&["import", fixed.to_str().unwrap(), "--connector", "hubspot"]);
+    let second = install.run(&["audit"]);
+    let text = stdout(&second);
+    assert!(text.contains("(changed since the last audit)"), "{text}");
+    let judged: u64 = text
+        .split(": ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("a count of records judged in {text}"));
+    assert!((1..7).contains(&judged), "{text}");
+
+    let full = install.json(&["audit", "--full"]);
+    assert_eq!(full["summary"]["records"], 7);
+    assert_eq!(full["summary"]["new"], 0);
+    assert_eq!(full["summary"]["resolved"], 0);
+}
