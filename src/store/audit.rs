@@ -3,12 +3,14 @@
 //! the writer's transaction; `finish` resolves the violations of records
 //! gone from the CRM and lifts expired suppressions, in one more.
 //!
-//! A nightly audit mostly finds what it found the night before, so it
-//! writes only what changed. A chunk reads the stored violations of its
-//! records (one range of an index, in the order records are read) and
+//! A nightly audit judges only the records that changed and mostly finds
+//! what it found the night before, so it writes only what changed. A chunk
+//! reads the stored violations of its records (one range of an index where
+//! they are close together, a seek per record where they are spread) and
 //! compares: a violation found again as it was is not written; one found
 //! with other content is rewritten; one not found is marked no longer
-//! failing, and resolves when the audit finishes. Day counts in
+//! failing, and resolves when the audit finishes; so do the violations of
+//! a queued record the CRM deleted. Day counts in
 //! messages are not stored ([`crate::rules::DAYS_IN_STAGE`]), and when a
 //! violation was last seen is the connector's last finished audit
 //! (`audit_sightings`), so the same problem reads the same every night.
@@ -21,7 +23,8 @@
 //! no longer failing.
 //!
 //! The audit reads its records on another connection
-//! ([`Store::audit_chunk`]), so that reading never waits for writing.
+//! ([`Store::audit_queue_chunk`]: the records queued because they changed,
+//! see [`super::audit_queue`]), so that reading never waits for writing.
 
 use super::audit_queue::{
     ConnectorBasis, QueueMark, WholeConnector, dequeue, enqueue, settle_bases,
@@ -198,7 +201,8 @@ impl Store {
         })
     }
 
-    /// Sets the connectors [`Store::audit_chunk`] reads on this connection.
+    /// Sets the connectors [`Store::audit_chunk`] and
+    /// [`Store::audit_queue_chunk`] read on this connection.
     pub fn set_audit_scope(&self, connectors: &[ConnectorName]) -> Result<(), StoreError> {
         set_scope(&self.conn, connectors)
     }
