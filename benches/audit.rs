@@ -29,6 +29,9 @@
 //!   freed is trimmed and the peak reset with Linux `clear_refs` just
 //!   before each), with the audit's counts of new, reopened, still failing
 //!   and resolved violations;
+//! - a check of the nightly audit, which judges only what changed: a full
+//!   audit at the same time, which must find nothing new, reopened or
+//!   resolved;
 //! - the commands, each the real binary run as a child process against the
 //!   state file: a third `journeyd audit` (nothing changed since the
 //!   nightly one, so held to its target), `violations list` (table and
@@ -43,6 +46,7 @@
 //! to the size run; every peak RSS target stays 150 MB.
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
+use journeyd::audit::Depth;
 use journeyd::config::{self, Config, Connection, ConnectorConfig};
 use journeyd::store::{Store, ViolationFilter};
 use journeyd_connector::{
@@ -135,7 +139,7 @@ fn main() -> ExitCode {
     let load = load(&path, &synths, &mut batches, records, now);
     table.row("load (upsert_records)", seconds(load), None);
 
-    let first = audit(&path, &config, now, "first audit");
+    let first = audit(&path, &config, Depth::Changed, now, "first audit");
     table.audit("first audit", &first, FIRST_AUDIT_SECONDS);
     print_violations_per_record(&path, &synths, records, &first);
 
@@ -146,11 +150,38 @@ fn main() -> ExitCode {
         records,
         now + Duration::hours(12),
     );
-    let nightly = audit(&path, &config, now + Duration::days(1), "nightly audit");
+    let nightly = audit(
+        &path,
+        &config,
+        Depth::Changed,
+        now + Duration::days(1),
+        "nightly audit",
+    );
     table.audit(
         "nightly re-audit (1% changed)",
         &nightly,
         NIGHTLY_AUDIT_SECONDS,
+    );
+    // The nightly audit judged only what changed: a full one at the same
+    // time must find nothing it missed.
+    let check = audit(
+        &path,
+        &config,
+        Depth::Full,
+        now + Duration::days(1),
+        "full audit at the nightly's time (a check)",
+    );
+    let c = &check.summary;
+    table.row(
+        "full audit after it: new/reopened/resolved",
+        format!(
+            "{}/{}/{}",
+            c.chunks.new, c.chunks.reopened, c.finish.resolved
+        ),
+        Some((
+            "0/0/0: the nightly missed nothing".to_owned(),
+            Some(c.chunks.new == 0 && c.chunks.reopened == 0 && c.finish.resolved == 0),
+        )),
     );
     match Store::open_read_only(&path)
         .and_then(|store| store.count_violations(&ViolationFilter::default()))
@@ -399,15 +430,12 @@ struct Audited {
 }
 
 /// One audit in this process, its peak RSS its own.
-fn audit(path: &Path, config: &Config, now: DateTime<Utc>, label: &str) -> Audited {
+fn audit(path: &Path, config: &Config, depth: Depth, now: DateTime<Utc>, label: &str) -> Audited {
     reset_peak_rss();
     let before = rss_kb("VmRSS:");
     let started = Instant::now();
     let summary =
-        journeyd::audit::run_at(path, config, journeyd::audit::Depth::Changed, now, &|| {
-            false
-        })
-        .expect("the audit runs");
+        journeyd::audit::run_at(path, config, depth, now, &|| false).expect("the audit runs");
     let seconds = started.elapsed().as_secs_f64();
     let rss_mb = rss_kb("VmHWM:") as f64 / 1024.0;
     let s = &summary;
