@@ -379,13 +379,13 @@ pub fn audit(ctx: &Context, args: &AuditArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let judged = if summary.whole.is_empty() {
-        "changed since the last audit".to_owned()
+        "those changed since the last audit".to_owned()
     } else {
         let whole: Vec<&str> = summary.whole.iter().map(|c| c.as_str()).collect();
         format!("every record of {}", whole.join(", "))
     };
     println!(
-        "audit run {}: {} records judged ({judged}), {} violations found: {} new, {} reopened, {} resolved, {} back from suppression ({} ms)",
+        "audit run {}: {} records judged ({judged}), {} violations found on them: {} new, {} reopened, {} resolved, {} back from suppression ({} ms)",
         summary.run,
         summary.records,
         summary.violations,

@@ -307,7 +307,10 @@ fn a_second_audit_judges_only_what_changed_and_audit_full_judges_every_record() 
     install.run(&["import", fixed.to_str().unwrap(), "--connector", "hubspot"]);
     let second = install.run(&["audit"]);
     let text = stdout(&second);
-    assert!(text.contains("(changed since the last audit)"), "{text}");
+    assert!(
+        text.contains("(those changed since the last audit)"),
+        "{text}"
+    );
     let judged: u64 = text
         .split(": ")
         .nth(1)
