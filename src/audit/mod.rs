@@ -100,9 +100,9 @@ struct Judged {
     errors: Vec<String>,
 }
 
-/// Audits every stored record of `config`'s connectors in the store at
-/// `path`, on two connections of its own: one reads, one writes. `stop` is
-/// asked between chunks.
+/// Audits the stored records of `config`'s connectors that `depth` calls
+/// for, in the store at `path`, on two connections of its own: one reads,
+/// one writes. `stop` is asked between chunks.
 pub fn run_at(
     path: &Path,
     config: &Config,
@@ -115,8 +115,9 @@ pub fn run_at(
     run(&mut writer, &reader, config, depth, now, stop)
 }
 
-/// Audits every stored record of `config`'s connectors, reading through
-/// `reader` and writing through `writer` (two connections to one file).
+/// Audits the stored records of `config`'s connectors that `depth` calls
+/// for, reading through `reader` and writing through `writer` (two
+/// connections to one file).
 pub fn run(
     writer: &mut Store,
     reader: &Store,
@@ -335,10 +336,13 @@ fn judge(
         .iter()
         .any(|v| v.rule.as_str() == BuiltinRule::Stalled.as_str());
     Judged {
-        state: RecordState {
-            recheck_on: evaluation.recheck_on,
-            ..record_state(rowid, &record, stalled, rules.journey.timezone)
-        },
+        state: record_state(
+            rowid,
+            &record,
+            stalled,
+            evaluation.recheck_on,
+            rules.journey.timezone,
+        ),
         violations: evaluation.violations,
         errors: evaluation.expression_errors,
     }
@@ -348,6 +352,7 @@ fn record_state(
     rowid: i64,
     record: &JourneyRecord,
     stalled: bool,
+    recheck_on: Option<chrono::NaiveDate>,
     tz: chrono_tz::Tz,
 ) -> RecordState {
     let (stage, stage_index) = match &record.stage {
@@ -372,7 +377,7 @@ fn record_state(
         stalled,
         owner_id: record.owner.as_ref().map(|o| o.id.clone()),
         owner_role: record.owner.as_ref().and_then(|o| o.role.clone()),
-        recheck_on: None,
+        recheck_on,
     }
 }
 

@@ -152,6 +152,21 @@ impl JourneyRecord {
             .map(|entered| (today - entered).num_days().max(0))
     }
 
+    /// The first org date after `today` on which the record will have been
+    /// in its stage more than `days` days, if nothing changes. `None` when
+    /// that day has come (or its entry date is unknown).
+    pub fn passes_days_in_stage_on(
+        &self,
+        days: u32,
+        tz: chrono_tz::Tz,
+        today: chrono::NaiveDate,
+    ) -> Option<chrono::NaiveDate> {
+        let on = self
+            .stage_entered_on(tz)?
+            .checked_add_days(chrono::Days::new(u64::from(days) + 1))?;
+        (on > today).then_some(on)
+    }
+
     /// The org's date (in time zone `tz`) the record entered its stage.
     pub fn stage_entered_on(&self, tz: chrono_tz::Tz) -> Option<chrono::NaiveDate> {
         self.entered_stage_at

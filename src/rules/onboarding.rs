@@ -68,8 +68,5 @@ pub fn due_on(
     if stage.id != check.stage {
         return None;
     }
-    let on = record
-        .stage_entered_on(journey.timezone)?
-        .checked_add_days(chrono::Days::new(u64::from(check.after_days) + 1))?;
-    (on > today).then_some(on)
+    record.passes_days_in_stage_on(check.after_days, journey.timezone, today)
 }

@@ -191,10 +191,8 @@ impl<'a> RuleSet<'a> {
                     BuiltinRule::MissingOnboardingTask,
                     onboarding::missing_onboarding_task(journey, check, record, now),
                 );
-                recheck_on = earliest(
-                    recheck_on,
-                    onboarding::due_on(journey, check, record, today),
-                );
+                let due = onboarding::due_on(journey, check, record, today);
+                recheck_on = recheck_on.into_iter().chain(due).min();
             }
         }
         if enabled(BuiltinRule::DuplicateRecord) {
@@ -279,13 +277,6 @@ impl<'a> RuleSet<'a> {
             message: finding.message,
             action,
         }
-    }
-}
-
-fn earliest(a: Option<NaiveDate>, b: Option<NaiveDate>) -> Option<NaiveDate> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
     }
 }
 

@@ -32,9 +32,5 @@ pub fn stalled(journey: &Journey, record: &JourneyRecord, now: DateTime<Utc>) ->
 /// stalled (only a change can make it pass again).
 pub fn stalls_on(journey: &Journey, record: &JourneyRecord, today: NaiveDate) -> Option<NaiveDate> {
     let (_, stage) = current_stage(journey, record)?;
-    let limit = stage.max_days?;
-    let on = record
-        .stage_entered_on(journey.timezone)?
-        .checked_add_days(chrono::Days::new(u64::from(limit) + 1))?;
-    (on > today).then_some(on)
+    record.passes_days_in_stage_on(stage.max_days?, journey.timezone, today)
 }

@@ -701,3 +701,60 @@ fn the_action_policy_overrides_a_rules_default_action() {
     .violations[0];
     assert_eq!(violation.action, PlannedAction::None);
 }
+
+/// What fires on `record` at `when`, by rule id.
+fn fired_at(record: &JourneyRecord, when: DateTime<Utc>) -> Vec<String> {
+    let mut fired: Vec<String> = evaluate(record, &[], BTreeMap::new(), when)
+        .violations
+        .into_iter()
+        .map(|v| v.rule.to_string())
+        .collect();
+    fired.sort();
+    fired
+}
+
+/// `when` moved to the org date `on`, at the same time of day.
+fn on_day(when: DateTime<Utc>, on: chrono::NaiveDate) -> DateTime<Utc> {
+    on.and_time(when.time()).and_utc()
+}
+
+#[test]
+fn a_record_not_yet_stalled_is_rechecked_on_the_day_it_stalls() {
+    let record = healthy_deal();
+    let recheck = evaluate(&record, &[], BTreeMap::new(), now())
+        .recheck_on
+        .expect("a recheck date");
+    let before = on_day(now(), recheck - Duration::days(1));
+    assert!(!fired_at(&record, before).contains(&"stalled".to_owned()));
+    assert!(fired_at(&record, on_day(now(), recheck)).contains(&"stalled".to_owned()));
+}
+
+#[test]
+fn a_won_deal_is_rechecked_on_the_day_its_onboarding_task_falls_due() {
+    let record = JourneyRecord {
+        entered_stage_at: Some(now() - Duration::days(3)),
+        ..onboarding_deal()
+    };
+    let recheck = evaluate(&record, &[], BTreeMap::new(), now())
+        .recheck_on
+        .expect("a recheck date");
+    let rule = "missing_onboarding_task".to_owned();
+    assert!(!fired_at(&record, on_day(now(), recheck - Duration::days(1))).contains(&rule));
+    assert!(fired_at(&record, on_day(now(), recheck)).contains(&rule));
+}
+
+#[test]
+fn a_stalled_record_whose_rules_read_no_clock_needs_no_recheck() {
+    let record = JourneyRecord {
+        entered_stage_at: Some(now() - Duration::days(60)),
+        ..healthy_deal()
+    };
+    let evaluation = evaluate(&record, &[], BTreeMap::new(), now());
+    assert!(
+        evaluation
+            .violations
+            .iter()
+            .any(|v| v.rule.as_str() == "stalled")
+    );
+    assert_eq!(evaluation.recheck_on, None);
+}

@@ -145,6 +145,7 @@ impl Store {
         now: DateTime<Utc>,
         today: NaiveDate,
     ) -> Result<AuditWriter<'_>, StoreError> {
+        set_scope(&self.conn, connectors)?;
         self.begin_writer(run, connectors, None, now, today)
     }
 
@@ -168,6 +169,7 @@ impl Store {
         self.begin_writer(run, &connectors, Some(whole), now, today)
     }
 
+    /// The writer of an audit of `connectors`, the scope already set.
     fn begin_writer(
         &mut self,
         run: RunId,
@@ -176,7 +178,6 @@ impl Store {
         now: DateTime<Utc>,
         today: NaiveDate,
     ) -> Result<AuditWriter<'_>, StoreError> {
-        set_scope(&self.conn, connectors)?;
         let orphans = self
             .conn
             .query_row(

@@ -17,7 +17,7 @@
 //! the one it read: a record changed while it was being judged stays
 //! queued for the next audit.
 
-use super::chunks::{Scope, StoredRecord, read_listed};
+use super::chunks::{Scope, StoredRecord, complete, stored_record};
 use super::columns::date;
 use super::{RunId, SqlContext, Store, StoreError};
 use chrono::NaiveDate;
@@ -102,42 +102,48 @@ impl Store {
             .conn
             .unchecked_transaction()
             .op("begin reading a chunk")?;
-        let marks = {
+        let mut chunk = QueuedChunk::default();
+        {
+            // Each queued record and the record itself in one seek; a record
+            // the CRM deleted comes with its mark only.
             let mut stmt = tx
                 .prepare_cached(
-                    "SELECT q.record_rowid, q.mark FROM audit_queue q
+                    "SELECT r.rowid, r.connector, r.object, r.id, r.snapshot,
+                            q.record_rowid, q.mark,
+                            r.rowid IS NOT NULL AND r.deleted_at IS NULL
+                     FROM audit_queue q LEFT JOIN records r ON r.rowid = q.record_rowid
                      WHERE q.record_rowid > ?1
-                       AND NOT EXISTS (
-                           SELECT 1 FROM records r
-                           WHERE r.rowid = q.record_rowid
-                             AND r.connector NOT IN (SELECT connector FROM temp.audit_scope))
+                       AND (r.rowid IS NULL
+                            OR r.connector IN (SELECT connector FROM temp.audit_scope))
                      ORDER BY q.record_rowid LIMIT ?2",
                 )
                 .op("prepare reading the audit queue")?;
-            stmt.query_map(
-                params![
+            let mut rows = stmt
+                .query(params![
                     after.unwrap_or(i64::MIN),
                     i64::try_from(limit.get()).unwrap_or(i64::MAX)
-                ],
-                |row| {
-                    Ok(QueueMark {
-                        rowid: row.get(0)?,
-                        mark: row.get(1)?,
-                    })
-                },
-            )
-            .op("read the audit queue")?
-            .collect::<Result<Vec<_>, _>>()
-            .op("read the audit queue")?
-        };
-        let rowids: Vec<i64> = marks.iter().map(|m| m.rowid).collect();
-        let records = if rowids.is_empty() {
-            Vec::new()
-        } else {
-            read_listed(&tx, Scope::Audit, &rowids)?
-        };
+                ])
+                .op("read the audit queue")?;
+            while let Some(row) = rows.next().op("read the audit queue")? {
+                let read = || -> rusqlite::Result<_> {
+                    Ok((
+                        QueueMark {
+                            rowid: row.get(5)?,
+                            mark: row.get(6)?,
+                        },
+                        row.get::<_, bool>(7)?,
+                    ))
+                };
+                let (mark, live) = read().op("read the audit queue")?;
+                chunk.marks.push(mark);
+                if live {
+                    chunk.records.push(stored_record(row)?);
+                }
+            }
+        }
+        chunk.records = complete(&tx, Scope::Audit, chunk.records)?;
         tx.finish().op("end reading a chunk")?;
-        Ok(QueuedChunk { records, marks })
+        Ok(chunk)
     }
 }
 

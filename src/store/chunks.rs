@@ -96,24 +96,6 @@ pub(super) fn read_chunk(
     complete(conn, scope, records)
 }
 
-/// The live records among `rowids`, in rowid order, as [`read_chunk`]
-/// gives them: for an audit that judges only the records queued.
-pub(super) fn read_listed(
-    conn: &Connection,
-    scope: Scope,
-    rowids: &[i64],
-) -> Result<Vec<StoredRecord>, StoreError> {
-    let sql = format!(
-        "SELECT r.rowid, r.connector, r.object, r.id, r.snapshot FROM records r
-         WHERE r.rowid IN (SELECT value FROM json_each(?1)) AND r.deleted_at IS NULL {}
-         ORDER BY r.rowid",
-        scope.filter("r")
-    );
-    let mut stmt = conn.prepare_cached(&sql).op("prepare reading a chunk")?;
-    let records = read_records(stmt.query([json_list(rowids)]).op("read a chunk")?)?;
-    complete(conn, scope, records)
-}
-
 /// A JSON array of rowids, for `json_each`: one bound parameter however
 /// many, and read in any order the statement likes.
 fn json_list(rowids: &[i64]) -> String {
@@ -121,7 +103,7 @@ fn json_list(rowids: &[i64]) -> String {
 }
 
 /// Fills the stage history, duplicate peers and own tasks of `records`.
-fn complete(
+pub(super) fn complete(
     conn: &Connection,
     scope: Scope,
     mut records: Vec<StoredRecord>,
@@ -182,30 +164,36 @@ fn mark_own_tasks(conn: &Connection, records: &mut [StoredRecord]) -> Result<(),
 fn read_records(mut rows: rusqlite::Rows<'_>) -> Result<Vec<StoredRecord>, StoreError> {
     let mut records = Vec::new();
     while let Some(row) = rows.next().op("read a chunk")? {
-        let read = || -> rusqlite::Result<_> {
-            Ok((
-                row.get::<_, i64>(0)?,
-                ConnectorName::new(row.get::<_, String>(1)?),
-                get_object(row, 2)?,
-                RecordId::new(row.get::<_, String>(3)?),
-            ))
-        };
-        let (rowid, connector, object, id) = read().op("read a chunk")?;
-        let snapshot = row
-            .get_ref(4)
-            .and_then(|v| Ok(v.as_str()?))
-            .op("read a chunk")?;
-        let record: CrmRecord = serde_json::from_str(snapshot).map_err(json_error(format!(
-            "the snapshot of {object} {id} of connector {connector}"
-        )))?;
-        records.push(StoredRecord {
-            rowid,
-            connector,
-            record,
-            duplicates: Vec::new(),
-        });
+        records.push(stored_record(row)?);
     }
     Ok(records)
+}
+
+/// A record from a row whose first five columns are its rowid, connector,
+/// object, id and snapshot.
+pub(super) fn stored_record(row: &rusqlite::Row<'_>) -> Result<StoredRecord, StoreError> {
+    let read = || -> rusqlite::Result<_> {
+        Ok((
+            row.get::<_, i64>(0)?,
+            ConnectorName::new(row.get::<_, String>(1)?),
+            get_object(row, 2)?,
+            RecordId::new(row.get::<_, String>(3)?),
+        ))
+    };
+    let (rowid, connector, object, id) = read().op("read a chunk")?;
+    let snapshot = row
+        .get_ref(4)
+        .and_then(|v| Ok(v.as_str()?))
+        .op("read a chunk")?;
+    let record: CrmRecord = serde_json::from_str(snapshot).map_err(json_error(format!(
+        "the snapshot of {object} {id} of connector {connector}"
+    )))?;
+    Ok(StoredRecord {
+        rowid,
+        connector,
+        record,
+        duplicates: Vec::new(),
+    })
 }
 
 /// Fills each record's history: one statement for the chunk, in time order.
