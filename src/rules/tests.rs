@@ -182,8 +182,12 @@ fn fired_with(
         custom,
         actions: &actions,
     };
-    let mut fired: Vec<String> = rules
-        .evaluate(&connector(), record, peers, now())
+    rule_ids(rules.evaluate(&connector(), record, peers, now()))
+}
+
+/// The rules an evaluation found broken, sorted.
+fn rule_ids(evaluation: crate::rules::Evaluation) -> Vec<String> {
+    let mut fired: Vec<String> = evaluation
         .violations
         .into_iter()
         .map(|v| v.rule.to_string())
@@ -704,13 +708,7 @@ fn the_action_policy_overrides_a_rules_default_action() {
 
 /// What fires on `record` at `when`, by rule id.
 fn fired_at(record: &JourneyRecord, when: DateTime<Utc>) -> Vec<String> {
-    let mut fired: Vec<String> = evaluate(record, &[], BTreeMap::new(), when)
-        .violations
-        .into_iter()
-        .map(|v| v.rule.to_string())
-        .collect();
-    fired.sort();
-    fired
+    rule_ids(evaluate(record, &[], BTreeMap::new(), when))
 }
 
 /// `when` moved to the org date `on`, at the same time of day.
