@@ -1,5 +1,6 @@
 //! `journeyd writeback`: the corrective writes the open violations call for.
-//! A dry run (the default) prints the plan and touches nothing; `--apply`,
+//! A dry run (the default) prints the plan and writes nothing to the CRM or
+//! the ledger (the planner keeps only its notes of what it judged); `--apply`,
 //! with `writeback.mode = "apply"` in the config, writes them and prints
 //! what the CRM confirmed.
 

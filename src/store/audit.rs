@@ -523,6 +523,9 @@ impl AuditWriter<'_> {
         let mut stored = chunk.stored(&judged)?;
         let mut diff = ChunkDiff::default();
         let mut unstored = Vec::new();
+        // Where a violation was inserted: the write-back plan judges those
+        // records again.
+        let mut inserted: Vec<(&str, Option<i64>)> = Vec::new();
         // The same violation found twice (two rules of one id) is one.
         let mut seen: HashSet<&str> = HashSet::with_capacity(violations.len());
         for v in violations {
@@ -533,12 +536,16 @@ impl AuditWriter<'_> {
                 .get(&(v.connector.as_str(), v.object, v.record_id.as_str()))
                 .copied()
                 .flatten();
+            let new = diff.new;
             let id = chunk
                 .found(v, rowid, &mut stored, &mut diff)
                 .map_err(|err| StoreError::RecordViolation {
                     fingerprint: v.fingerprint.to_string(),
                     source: Box::new(err),
                 })?;
+            if diff.new > new {
+                inserted.push((v.connector.as_str(), rowid));
+            }
             if rowid.is_none() {
                 unstored.push(id);
             }
@@ -546,6 +553,7 @@ impl AuditWriter<'_> {
         for row in stored.values() {
             chunk.not_found(row)?;
         }
+        chunk.note_for_plan(&inserted, states)?;
         chunk.record_states(states)?;
         dequeue(chunk.tx, marks)?;
         Ok((diff, judged, unstored))
@@ -865,6 +873,88 @@ impl ChunkTx<'_> {
             to,
             reason,
         )
+    }
+
+    /// Notes for the write-back plan, of the connectors it keeps a basis
+    /// for, the records the chunk inserted violations on and those whose
+    /// journey stage `states` change (the stage names the role a task goes
+    /// to); a violation inserted without its record takes its connector's
+    /// basis away. Before `states` are stored. Done here rather than by
+    /// triggers, which would cost every violation insert a statement
+    /// journal.
+    fn note_for_plan(
+        &self,
+        inserted: &[(&str, Option<i64>)],
+        states: &[RecordState],
+    ) -> Result<(), StoreError> {
+        let planned: HashSet<String> = {
+            let mut stmt = self
+                .tx
+                .prepare_cached("SELECT connector FROM plan_basis")
+                .op("prepare reading the write-back plans' bases")?;
+            let rows = stmt
+                .query_map([], |row| row.get(0))
+                .op("read the write-back plans' bases")?;
+            rows.collect::<Result<_, _>>()
+                .op("read the write-back plans' bases")?
+        };
+        if planned.is_empty() {
+            return Ok(());
+        }
+        let mut rowids = Vec::new();
+        for (connector, rowid) in inserted {
+            if !planned.contains(*connector) {
+                continue;
+            }
+            match rowid {
+                Some(rowid) => rowids.push(serde_json::Value::from(*rowid)),
+                None => {
+                    self.tx
+                        .prepare_cached("DELETE FROM plan_basis WHERE connector = ?1")
+                        .op("prepare dropping a write-back plan's basis")?
+                        .execute([connector])
+                        .op("drop a write-back plan's basis")?;
+                }
+            }
+        }
+        self.tx
+            .prepare_cached(
+                "INSERT INTO plan_dirty (record_rowid, mark)
+                 SELECT value, random() FROM json_each(?1) WHERE true
+                 ON CONFLICT (record_rowid) DO UPDATE SET mark = excluded.mark",
+            )
+            .op("prepare noting records for the write-back plan")?
+            .execute([serde_json::Value::from(rowids).to_string()])
+            .op("note records for the write-back plan")?;
+        let staged: Vec<serde_json::Value> = states
+            .iter()
+            .filter(|state| planned.contains(state.connector.as_str()))
+            .map(|state| {
+                serde_json::json!([
+                    state.connector.as_str(),
+                    state.object.as_str(),
+                    state.record_id.as_str(),
+                    state.stage.as_ref().map(StageId::as_str)
+                ])
+            })
+            .collect();
+        if !staged.is_empty() {
+            self.tx
+                .prepare_cached(
+                    "INSERT INTO plan_dirty (record_rowid, mark)
+                     SELECT r.rowid, random() FROM json_each(?1) j
+                     JOIN records r ON r.connector = j.value ->> 0
+                         AND r.object = j.value ->> 1 AND r.id = j.value ->> 2
+                     LEFT JOIN record_state s ON s.connector = r.connector
+                         AND s.object = r.object AND s.record_id = r.id
+                     WHERE s.stage IS NOT j.value ->> 3
+                     ON CONFLICT (record_rowid) DO UPDATE SET mark = excluded.mark",
+                )
+                .op("prepare noting changed stages for the write-back plan")?
+                .execute([serde_json::Value::from(staged).to_string()])
+                .op("note changed stages for the write-back plan")?;
+        }
+        Ok(())
     }
 
     /// Stores what the audit derived of `states`' records, where it differs

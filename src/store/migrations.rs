@@ -69,6 +69,7 @@ const MIGRATIONS: &[M<'static>] = &[
         .comment("violation checks written as comparisons")
         .foreign_key_check(),
     M::up(V8_AUDIT_QUEUE).comment("the records an audit must judge again"),
+    M::up(V9_PLAN_STATE).comment("what the write-back planner found per record"),
 ];
 
 const V1_INITIAL: &str = r#"
@@ -639,6 +640,155 @@ CREATE TABLE audit_basis (
 ALTER TABLE record_state ADD COLUMN recheck_on TEXT;
 CREATE INDEX record_state_recheck ON record_state (recheck_on) WHERE recheck_on IS NOT NULL;
 "#;
+
+/// The trigger that notes a record whose task row moved (`$event` is
+/// INSERT, UPDATE or DELETE; `$row` the row's name in it). A task whose
+/// record is not stored takes the basis away: its record cannot be noted.
+macro_rules! plan_dirty_task_trigger {
+    ($name:literal, $event:literal, $row:literal) => {
+        concat!(
+            "CREATE TRIGGER plan_dirty_task_",
+            $name,
+            " AFTER ",
+            $event,
+            " ON record_tasks\n",
+            "WHEN EXISTS (SELECT 1 FROM plan_basis WHERE connector = ",
+            $row,
+            ".connector)\n",
+            "BEGIN\n",
+            "    INSERT INTO plan_dirty (record_rowid, mark)\n",
+            "        SELECT rowid, random() FROM records\n",
+            "        WHERE connector = ",
+            $row,
+            ".connector AND object = ",
+            $row,
+            ".object\n",
+            "          AND id = ",
+            $row,
+            ".record_id\n",
+            "        ON CONFLICT (record_rowid) DO UPDATE SET mark = excluded.mark;\n",
+            "    DELETE FROM plan_basis WHERE connector = ",
+            $row,
+            ".connector\n",
+            "        AND NOT EXISTS (SELECT 1 FROM records WHERE connector = ",
+            $row,
+            ".connector\n",
+            "                        AND object = ",
+            $row,
+            ".object AND id = ",
+            $row,
+            ".record_id);\n",
+            "END;\n"
+        )
+    };
+}
+
+const V9_PLAN_STATE: &str = concat!(
+    r#"
+-- What the write-back planner found for each record whose task needs a
+-- write, so that a plan judges only the records whose inputs changed since
+-- the last one (`src/store/plan_state.rs`). Internal: derived from the
+-- tables above, and remade whole whenever its basis does not match.
+--
+-- The config the classes were judged under (a digest of the write-back
+-- policy, the journey's roles, the fallback owners and journeyd's version)
+-- and the owners' generation they saw. No row: the next plan judges every
+-- record of the connector. A digest of '' marks a whole plan under way:
+-- the triggers below already note changes for it.
+CREATE TABLE plan_basis (
+    connector        TEXT PRIMARY KEY,
+    digest           TEXT NOT NULL,
+    owner_generation INTEGER NOT NULL
+) WITHOUT ROWID;
+-- Records whose task needs a write (class 1), has a write in flight or
+-- waiting for an admin (2), or would be created but nobody can take it
+-- (3), by the rank of their most severe violation calling for a task (-1:
+-- none left). A record that needs nothing has no row.
+CREATE TABLE plan_records (
+    record_rowid INTEGER PRIMARY KEY,
+    connector    TEXT NOT NULL,
+    class        INTEGER NOT NULL CHECK (class = 1 OR class = 2 OR class = 3),
+    rank         INTEGER NOT NULL
+);
+CREATE INDEX plan_records_class ON plan_records (connector, class, rank DESC, record_rowid);
+-- Records whose inputs changed since the last plan; a plan takes a record
+-- out only if its `mark` is still the one it read.
+CREATE TABLE plan_dirty (
+    record_rowid INTEGER PRIMARY KEY,
+    mark         INTEGER NOT NULL
+);
+
+-- What a record's task says and whom it is for: its open violations (their
+-- fingerprints, severities, roles and action), its name, its owner and
+-- stage, its task row and that task's writes. Noted only while the
+-- connector has a basis: without one, the next plan judges everything.
+-- A violation stored without its record cannot be noted by record: the
+-- basis goes, and the next plan judges every record.
+-- The audit notes the violations it inserts and the stages it changes
+-- itself (`src/store/audit.rs`): a trigger on those inserts would make
+-- each of them open a statement journal, the costliest part of a first
+-- audit.
+CREATE TRIGGER plan_dirty_violation_changed
+AFTER UPDATE OF status, severity, action, fingerprint, record_name, owner_role, rule, stage,
+    record_rowid ON violation_rows
+WHEN (old.status, old.severity, old.action, old.fingerprint, old.record_name, old.owner_role,
+      old.rule, old.stage, old.record_rowid)
+  IS NOT (new.status, new.severity, new.action, new.fingerprint, new.record_name,
+          new.owner_role, new.rule, new.stage, new.record_rowid)
+  AND EXISTS (SELECT 1 FROM plan_basis WHERE connector = new.connector)
+BEGIN
+    INSERT INTO plan_dirty (record_rowid, mark)
+        SELECT rowid, random() FROM (SELECT old.record_rowid AS rowid UNION SELECT new.record_rowid)
+        WHERE rowid IS NOT NULL
+        ON CONFLICT (record_rowid) DO UPDATE SET mark = excluded.mark;
+    DELETE FROM plan_basis WHERE connector = new.connector
+        AND (old.record_rowid IS NULL OR new.record_rowid IS NULL);
+END;
+CREATE TRIGGER plan_dirty_violation_deleted AFTER DELETE ON violation_rows
+WHEN EXISTS (SELECT 1 FROM plan_basis WHERE connector = old.connector)
+BEGIN
+    INSERT INTO plan_dirty (record_rowid, mark)
+        SELECT old.record_rowid, random() WHERE old.record_rowid IS NOT NULL
+        ON CONFLICT (record_rowid) DO UPDATE SET mark = excluded.mark;
+    DELETE FROM plan_basis WHERE connector = old.connector AND old.record_rowid IS NULL;
+END;
+CREATE TRIGGER plan_dirty_record_changed AFTER UPDATE OF owner_id, snapshot, deleted_at ON records
+WHEN (old.owner_id IS NOT new.owner_id OR old.deleted_at IS NOT new.deleted_at
+      OR json_extract(old.snapshot, '$.name') IS NOT json_extract(new.snapshot, '$.name'))
+  AND EXISTS (SELECT 1 FROM plan_basis WHERE connector = new.connector)
+BEGIN
+    INSERT INTO plan_dirty (record_rowid, mark) VALUES (new.rowid, random())
+        ON CONFLICT (record_rowid) DO UPDATE SET mark = excluded.mark;
+END;
+"#,
+    plan_dirty_task_trigger!("inserted", "INSERT", "new"),
+    plan_dirty_task_trigger!("changed", "UPDATE", "new"),
+    plan_dirty_task_trigger!("deleted", "DELETE", "old"),
+    r#"
+-- A task's writes move through the ledger (staged, sent, applied, failed,
+-- parked): each move may change what its record's task needs.
+CREATE TRIGGER plan_dirty_task_write AFTER INSERT ON writeback_ledger
+WHEN new.task_key IS NOT NULL
+BEGIN
+    INSERT INTO plan_dirty (record_rowid, mark)
+        SELECT r.rowid, random() FROM record_tasks t
+        JOIN records r ON r.connector = t.connector AND r.object = t.object AND r.id = t.record_id
+        WHERE t.task_key = new.task_key
+          AND EXISTS (SELECT 1 FROM plan_basis WHERE connector = t.connector)
+        ON CONFLICT (record_rowid) DO UPDATE SET mark = excluded.mark;
+END;
+CREATE TRIGGER plan_dirty_task_write_moved AFTER UPDATE OF state, attempts ON writeback_ledger
+WHEN new.task_key IS NOT NULL AND (old.state, old.attempts) IS NOT (new.state, new.attempts)
+BEGIN
+    INSERT INTO plan_dirty (record_rowid, mark)
+        SELECT r.rowid, random() FROM record_tasks t
+        JOIN records r ON r.connector = t.connector AND r.object = t.object AND r.id = t.record_id
+        WHERE t.task_key = new.task_key
+          AND EXISTS (SELECT 1 FROM plan_basis WHERE connector = t.connector)
+        ON CONFLICT (record_rowid) DO UPDATE SET mark = excluded.mark;
+END;
+"#
+);
 
 #[cfg(test)]
 mod tests {

@@ -11,7 +11,8 @@
 //!   operational state;
 //! - `reconcile`: full pulls that mark what they did not see deleted;
 //! - `writeback`: what the write-back planner reads; `record_tasks`: the
-//!   one task journeyd keeps per record;
+//!   one task journeyd keeps per record; `plan_state`: what the planner
+//!   keeps between plans, so that a plan judges only what changed;
 //! - `audit`: the [`AuditWriter`], one transaction per audit;
 //! - `violations`: the violations log, its events, admin actions, listing;
 //! - `report`: raw per-stage figures for the report.
@@ -27,6 +28,7 @@ mod handle;
 mod ledger;
 mod migrations;
 mod owners;
+mod plan_state;
 mod reconcile;
 mod record_tasks;
 mod records;
@@ -41,6 +43,7 @@ pub use audit_queue::{ConnectorBasis, QueueMark, QueuedChunk};
 pub use chunks::{DuplicatePeer, MAX_PEERS, StoredRecord};
 pub use handle::StoreHandle;
 pub use ledger::{LedgerCursor, LedgerEntry, LedgerMark, LedgerState, StagedWrite};
+pub use plan_state::{PlanClass, PlanCounts, PlanCursor, PlanScope};
 pub use reconcile::PendingReconcile;
 pub use record_tasks::{
     RecordTask, RecordTaskCandidate, RecordTaskCursor, RecordTaskStage, ViolationTask,

@@ -76,13 +76,23 @@ pub struct RecordTaskCandidate {
     /// for a record outside the journey's stages.
     pub violation_role: Option<RoleId>,
     pub task: Option<RecordTask>,
+    /// The stored record's rowid; `None` for violations stored without
+    /// their record.
+    pub record_rowid: Option<i64>,
 }
 
 impl RecordTaskCandidate {
+    /// The rank of its most severe violation calling for a task; -1 when
+    /// none is left.
+    pub fn rank(&self) -> i64 {
+        self.severity.map_or(-1, severity_rank)
+    }
+
     /// Where the next page starts.
     pub fn cursor(&self) -> RecordTaskCursor {
         RecordTaskCursor {
-            rank: self.severity.map_or(-1, severity_rank),
+            rank: self.rank(),
+            ord: self.record_rowid.unwrap_or(NOT_STORED),
             object: self.object,
             record_id: self.record_id.clone(),
         }
@@ -90,10 +100,12 @@ impl RecordTaskCandidate {
 }
 
 /// A place in the candidates' order: most severe first (records with no
-/// violation left last), then by object and id.
+/// violation left last), then in the order the records were first stored
+/// (records not stored last, by object and id).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordTaskCursor {
     rank: i64,
+    ord: i64,
     object: ObjectKind,
     record_id: RecordId,
 }
@@ -116,11 +128,22 @@ pub struct ViolationTask {
 /// The records of `?1` to look at: those with open violations calling for
 /// a task on an object in `?2` (JSON; when `?3` is true), and those with an
 /// open task, each with what its task would list, its owner and stage, and
-/// its task row. Gathered once per plan into a temporary table, so that
-/// each page is an index range rather than a new grouping of every open
-/// violation.
-const GATHER: &str = "
-    CREATE TEMP TABLE record_task_candidates AS
+/// its task row. With `scoped`, only the stored records `temp.plan_scope`
+/// lists. Gathered into a temporary table, so that each page is an index
+/// range rather than a new grouping of every open violation.
+fn gather_sql(scoped: bool) -> String {
+    let (violations, tasks) = if scoped {
+        (
+            "v.record_rowid IN (SELECT record_rowid FROM temp.plan_scope)",
+            "FROM temp.plan_scope s JOIN records sr ON sr.rowid = s.record_rowid
+             JOIN record_tasks t ON t.connector = sr.connector AND t.object = sr.object
+                AND t.record_id = sr.id",
+        )
+    } else {
+        ("1", "FROM record_tasks t")
+    };
+    format!(
+        "CREATE TEMP TABLE record_task_candidates AS
     WITH wanted AS (
         SELECT v.object, v.record_id, max(v.severity) AS severity, count(*) AS n,
             group_concat(v.fingerprint || ':' || v.severity, ',' ORDER BY v.fingerprint) AS items,
@@ -130,7 +153,7 @@ const GATHER: &str = "
             group_concat(CASE WHEN v.record_rowid IS NOT NULL THEN v.owner_role END, char(31)
                          ORDER BY v.severity DESC, v.rule, v.stage, v.id) AS roles
         FROM violation_rows v
-        WHERE ?3 AND v.connector = ?1 AND v.status = 'open'
+        WHERE ?3 AND {violations} AND v.connector = ?1 AND v.status = 'open'
           AND json_extract(v.action, '$.kind') = 'task'
           AND v.object IN (SELECT value FROM json_each(?2))
         GROUP BY v.object, v.record_id
@@ -138,7 +161,7 @@ const GATHER: &str = "
     candidates AS (
         SELECT object, record_id, severity, n, items, record_name, roles FROM wanted
         UNION ALL
-        SELECT t.object, t.record_id, -1, 0, '', NULL, NULL FROM record_tasks t
+        SELECT t.object, t.record_id, -1, 0, '', NULL, NULL {tasks}
         WHERE t.connector = ?1 AND t.state = 'open'
           AND NOT EXISTS (SELECT 1 FROM wanted w
                           WHERE w.object = t.object AND w.record_id = t.record_id)
@@ -147,16 +170,24 @@ const GATHER: &str = "
         coalesce(c.record_name, json_extract(r.snapshot, '$.name')) AS record_name,
         c.severity, c.items, c.n, r.owner_id, o.active, o.name AS owner_name, s.stage,
         t.generation, t.task_key, t.task_id, t.updates, t.subject,
-        t.sent_digest, t.written_digest, t.state, c.roles
+        t.sent_digest, t.written_digest, t.state, c.roles,
+        -- the stored record's rowid orders records of one severity; one
+        -- not stored comes after them
+        coalesce(sr.rowid, {NOT_STORED}) AS ord, sr.rowid AS record_rowid
     FROM candidates c
-    LEFT JOIN records r
-        ON r.connector = ?1 AND r.object = c.object AND r.id = c.record_id
-        AND r.deleted_at IS NULL
+    LEFT JOIN records sr ON sr.connector = ?1 AND sr.object = c.object AND sr.id = c.record_id
+    LEFT JOIN records r ON r.rowid = sr.rowid AND r.deleted_at IS NULL
     LEFT JOIN owners o ON o.connector = ?1 AND o.id = r.owner_id
     LEFT JOIN record_state s
         ON s.connector = ?1 AND s.object = c.object AND s.record_id = c.record_id
     LEFT JOIN record_tasks t
-        ON t.connector = ?1 AND t.object = c.object AND t.record_id = c.record_id";
+        ON t.connector = ?1 AND t.object = c.object AND t.record_id = c.record_id"
+    )
+}
+
+/// Where a record that is not stored sorts among records of its severity:
+/// after every stored one.
+const NOT_STORED: i64 = i64::MAX;
 
 /// The open violations of the record `?1` connector, `?2` object, `?3`
 /// id that call for a task, in the order its task lists them.
@@ -173,12 +204,12 @@ fn record_violations_sql() -> String {
 }
 
 /// A page of the gathered candidates, from just after (`?1` severity, `?2`
-/// object, `?3` id), most severe first.
+/// order, `?3` object, `?4` id), most severe first.
 const PAGE: &str = "
     SELECT * FROM temp.record_task_candidates
-    WHERE severity < ?1 OR (severity = ?1 AND (object, record_id) > (?2, ?3))
-    ORDER BY severity DESC, object, record_id
-    LIMIT ?4";
+    WHERE severity < ?1 OR (severity = ?1 AND (ord, object, record_id) > (?2, ?3, ?4))
+    ORDER BY severity DESC, ord, object, record_id
+    LIMIT ?5";
 
 fn candidate(row: &rusqlite::Row<'_>) -> rusqlite::Result<RecordTaskCandidate> {
     let rank: i64 = row.get(3)?;
@@ -214,6 +245,7 @@ fn candidate(row: &rusqlite::Row<'_>) -> rusqlite::Result<RecordTaskCandidate> {
             .get::<_, Option<String>>(18)?
             .and_then(|roles| roles.split('\u{1f}').next().map(RoleId::new)),
         task,
+        record_rowid: row.get(20)?,
     })
 }
 
@@ -221,13 +253,16 @@ impl Store {
     /// Gathers the records of `connector` whose task may need a write:
     /// with open violations calling for a task on one of `objects` (unless
     /// `wanted` is false: then only records with an open task, all to
-    /// complete). [`Store::record_task_candidates`] pages through them.
-    /// The temporary table lives with the connection, never in the file.
+    /// complete). With `scoped`, only the stored records
+    /// [`Store::begin_plan`] or [`Store::pick_plan_records`] put in scope.
+    /// [`Store::record_task_candidates`] pages through them. The temporary
+    /// table lives with the connection, never in the file.
     pub fn gather_record_task_candidates(
         &self,
         connector: &ConnectorName,
         objects: &BTreeSet<ObjectKind>,
         wanted: bool,
+        scoped: bool,
     ) -> Result<(), StoreError> {
         let objects: Vec<&str> = objects.iter().map(|o| o.as_str()).collect();
         self.conn
@@ -235,7 +270,7 @@ impl Store {
             .op("drop the gathered records whose task to write")?;
         self.conn
             .execute(
-                GATHER,
+                &gather_sql(scoped),
                 params![
                     connector.as_str(),
                     serde_json::Value::from(objects).to_string(),
@@ -246,7 +281,7 @@ impl Store {
         self.conn
             .execute(
                 "CREATE INDEX temp.record_task_candidates_order
-                 ON record_task_candidates (severity DESC, object, record_id)",
+                 ON record_task_candidates (severity DESC, ord, object, record_id)",
                 [],
             )
             .op("index records whose task to write")?;
@@ -260,14 +295,15 @@ impl Store {
         after: Option<&RecordTaskCursor>,
         limit: usize,
     ) -> Result<Vec<RecordTaskCandidate>, StoreError> {
-        let (rank, object, id) = match after {
+        let (rank, ord, object, id) = match after {
             Some(cursor) => (
                 cursor.rank,
+                cursor.ord,
                 cursor.object.as_str(),
                 cursor.record_id.as_str(),
             ),
             // Above every severity: the first page starts at the top.
-            None => (i64::MAX, "", ""),
+            None => (i64::MAX, i64::MIN, "", ""),
         };
         // Not cached: the temporary table is made anew for every plan.
         let mut stmt = self
@@ -276,7 +312,13 @@ impl Store {
             .op("prepare listing records whose task to write")?;
         let rows = stmt
             .query_map(
-                params![rank, object, id, i64::try_from(limit).unwrap_or(i64::MAX)],
+                params![
+                    rank,
+                    ord,
+                    object,
+                    id,
+                    i64::try_from(limit).unwrap_or(i64::MAX)
+                ],
                 candidate,
             )
             .op("list records whose task to write")?;

@@ -215,8 +215,10 @@ async fn plan_now(
         .await
 }
 
-/// Plans one write-back run of `options.connector` and writes nothing, to
-/// the CRM or the store: what `run` would send now (recovery aside).
+/// Plans one write-back run of `options.connector` and writes nothing to
+/// the CRM, the ledger or the runs: what `run` would send now (recovery
+/// aside). Like every plan, it keeps what it judged each record's task
+/// needs, so that the next plan judges only what changed.
 pub async fn dry_run(
     store: &StoreHandle,
     options: &WritebackOptions<'_>,

@@ -22,8 +22,8 @@ use crate::config::{ConnectorConfig, TaskMode, WritebackPolicy};
 use crate::journey::{RoleId, StageId};
 use crate::rules::{Fingerprint, RuleId};
 use crate::store::{
-    LedgerEntry, LedgerState, RecordTaskCandidate, RecordTaskStage, StagedWrite, Store, StoreError,
-    ViolationTask, WriteCandidate, WriteClass, WritebackFilter,
+    LedgerEntry, LedgerState, PlanClass, RecordTaskCandidate, RecordTaskStage, StagedWrite, Store,
+    StoreError, ViolationTask, WriteCandidate, WriteClass, WritebackFilter,
 };
 use chrono::{Days, NaiveDate};
 use journeyd_connector::{ActionKey, ActionRequest, ObjectKind, OwnerId, RecordId};
@@ -302,41 +302,135 @@ impl Planner<'_> {
 
     /// Every record whose task may need a write: with open violations
     /// calling for a task (when `wanted`), or with an open task.
+    ///
+    /// The plan keeps what each record's task needs between plans
+    /// ([`crate::store::PlanClass`]). While the config and owners are
+    /// those it was judged under, only the records changed since are
+    /// judged again, and the rest is read from what it kept: the writes to
+    /// send now, in order, are then gathered and decided again as they are.
     fn record_tasks(&mut self, wanted: bool) -> Result<(), StoreError> {
         let input = self.input;
         let (name, objects) = (&input.connector.name, &input.policy.task_objects);
+        let scope = self.store.begin_plan(name, &basis_digest(input))?;
         self.store
-            .gather_record_task_candidates(name, objects, wanted)?;
+            .gather_record_task_candidates(name, objects, wanted, !scope.whole)?;
+        let mut complete = true;
         self.paged(
             |store, after, limit| store.record_task_candidates(after, limit),
             RecordTaskCandidate::cursor,
             |planner, page| {
-                let keys: Vec<ActionKey> = page
-                    .iter()
-                    .filter_map(|c| c.task.as_ref().map(|t| t.task_key.clone()))
-                    .collect();
-                let writes: HashMap<ActionKey, LedgerEntry> = planner
-                    .store
-                    .task_writes(&keys)?
-                    .into_iter()
-                    .map(|entry| (entry.key.clone(), entry))
-                    .collect();
+                let writes = planner.task_writes(page)?;
                 for candidate in page {
-                    planner.record_task(candidate, &writes)?;
+                    let plan = planner.record_plan(candidate)?;
+                    let need = need(&plan, &writes);
+                    match (candidate.record_rowid, class(&plan, &need)) {
+                        (Some(rowid), Some(class)) => {
+                            planner
+                                .store
+                                .note_plan_class(rowid, class, candidate.rank())?;
+                        }
+                        (None, Some(_)) => complete = false,
+                        (_, None) => {}
+                    }
+                    if scope.whole {
+                        planner.record_task(candidate, plan, need)?;
+                    }
                 }
                 Ok(())
             },
-        )
+        )?;
+        self.store.keep_plan(name, &scope, complete)?;
+        if !scope.whole {
+            self.plan_kept(wanted)?;
+        }
+        Ok(())
+    }
+
+    /// The ledger's writes of the tasks of `page`'s records.
+    fn task_writes(
+        &self,
+        page: &[RecordTaskCandidate],
+    ) -> Result<HashMap<ActionKey, LedgerEntry>, StoreError> {
+        let keys: Vec<ActionKey> = page
+            .iter()
+            .filter_map(|c| c.task.as_ref().map(|t| t.task_key.clone()))
+            .collect();
+        Ok(self
+            .store
+            .task_writes(&keys)?
+            .into_iter()
+            .map(|entry| (entry.key.clone(), entry))
+            .collect())
+    }
+
+    /// Plans from the kept classes: the writes this run has room for and
+    /// the first tasks nobody can take, each gathered and decided again;
+    /// the rest counted.
+    fn plan_kept(&mut self, wanted: bool) -> Result<(), StoreError> {
+        let name = &self.input.connector.name;
+        let counts = self.store.plan_counts(name)?;
+        self.out.known += counts.known;
+        let read = self.kept(PlanClass::Write, wanted, |p| {
+            p.input.room.saturating_sub(p.out.writes.len() as u64)
+        })?;
+        self.out.deferred += counts.write.saturating_sub(read);
+        let read = self.kept(PlanClass::Nobody, wanted, |p| {
+            LISTED.saturating_sub(p.out.unassigned.len()) as u64
+        })?;
+        self.out.unassigned_count += counts.nobody.saturating_sub(read);
+        Ok(())
+    }
+
+    /// Reads the records kept in `class`, as many at a time as the plan
+    /// `wants` more of (at most a page), gathers them as they are now and
+    /// plans each; returns how many records it read.
+    fn kept(
+        &mut self,
+        class: PlanClass,
+        wanted: bool,
+        wants: impl Fn(&Self) -> u64,
+    ) -> Result<u64, StoreError> {
+        let input = self.input;
+        let (name, objects) = (&input.connector.name, &input.policy.task_objects);
+        let mut after = None;
+        let mut read = 0;
+        loop {
+            let limit = usize::try_from(wants(self))
+                .unwrap_or(usize::MAX)
+                .min(self.page);
+            if limit == 0 {
+                break;
+            }
+            let page = self.store.plan_class_page(name, class, after, limit)?;
+            let Some(last) = page.last() else { break };
+            after = Some(*last);
+            read += page.len() as u64;
+            let rowids: Vec<i64> = page.iter().map(|(_, rowid)| *rowid).collect();
+            self.store.pick_plan_records(&rowids)?;
+            self.store
+                .gather_record_task_candidates(name, objects, wanted, true)?;
+            let candidates = self.store.record_task_candidates(None, page.len())?;
+            let writes = self.task_writes(&candidates)?;
+            for candidate in &candidates {
+                let plan = self.record_plan(candidate)?;
+                let need = need(&plan, &writes);
+                self.record_task(candidate, plan, need)?;
+            }
+            if page.len() < limit {
+                break;
+            }
+        }
+        Ok(read)
     }
 
     /// Plans the one write `candidate`'s task needs now, if any.
     fn record_task(
         &mut self,
         candidate: &RecordTaskCandidate,
-        writes: &HashMap<ActionKey, LedgerEntry>,
+        plan: RecordPlan<'_>,
+        need: Need,
     ) -> Result<(), StoreError> {
-        let plan = self.record_plan(candidate)?;
-        match need(&plan, writes) {
+        match need {
             Need::Nothing => Ok(()),
             Need::Known => {
                 self.out.known += 1;
@@ -665,6 +759,39 @@ impl Planner<'_> {
             })
             .collect();
         Ok(())
+    }
+}
+
+/// A digest of what, besides the store, decides what a record's task
+/// needs: the policy's task mode and objects, the fallback owners, the
+/// journey's stages and roles, and this version of journeyd. The kept
+/// classes hold while it is the same.
+pub(super) fn basis_digest(input: &Planning<'_>) -> String {
+    let policy = input.policy;
+    super::keys::digest(&[
+        &format!(
+            "{:?}",
+            (
+                policy.tasks,
+                &policy.task_objects,
+                &input.connector.fallback_owners,
+                input.stages,
+                MAX_ATTEMPTS,
+            )
+        ),
+        env!("CARGO_PKG_VERSION"),
+    ])
+}
+
+/// How the plan keeps what a record's task needs.
+fn class(plan: &RecordPlan<'_>, need: &Need) -> Option<PlanClass> {
+    match need {
+        Need::Nothing => None,
+        Need::Known => Some(PlanClass::Known),
+        Need::Write(TaskWrite::Create { .. }, _) if plan.assignee.nobody().is_some() => {
+            Some(PlanClass::Nobody)
+        }
+        Need::Write(..) => Some(PlanClass::Write),
     }
 }
 

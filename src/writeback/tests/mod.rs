@@ -3,6 +3,7 @@
 //! recovery, against a real store and a connector backed by vectors whose
 //! CRM duplicates a create sent twice, lags, and loses answers.
 
+mod kept;
 mod per_record;
 mod per_violation;
 mod recovery;
