@@ -683,6 +683,32 @@ macro_rules! plan_dirty_task_trigger {
     };
 }
 
+/// The trigger that notes the record of a task whose write moved in the
+/// ledger on `$event`, when `$when` holds.
+macro_rules! plan_dirty_ledger_trigger {
+    ($name:literal, $event:literal, $when:literal) => {
+        concat!(
+            "CREATE TRIGGER ",
+            $name,
+            " AFTER ",
+            $event,
+            " ON writeback_ledger\n",
+            "WHEN ",
+            $when,
+            "\n",
+            "BEGIN\n",
+            "    INSERT INTO plan_dirty (record_rowid, mark)\n",
+            "        SELECT r.rowid, random() FROM record_tasks t\n",
+            "        JOIN records r ON r.connector = t.connector AND r.object = t.object\n",
+            "            AND r.id = t.record_id\n",
+            "        WHERE t.task_key = new.task_key\n",
+            "          AND EXISTS (SELECT 1 FROM plan_basis WHERE connector = t.connector)\n",
+            "        ON CONFLICT (record_rowid) DO UPDATE SET mark = excluded.mark;\n",
+            "END;\n"
+        )
+    };
+}
+
 const V9_PLAN_STATE: &str = concat!(
     r#"
 -- What the write-back planner found for each record whose task needs a
@@ -767,27 +793,17 @@ END;
     r#"
 -- A task's writes move through the ledger (staged, sent, applied, failed,
 -- parked): each move may change what its record's task needs.
-CREATE TRIGGER plan_dirty_task_write AFTER INSERT ON writeback_ledger
-WHEN new.task_key IS NOT NULL
-BEGIN
-    INSERT INTO plan_dirty (record_rowid, mark)
-        SELECT r.rowid, random() FROM record_tasks t
-        JOIN records r ON r.connector = t.connector AND r.object = t.object AND r.id = t.record_id
-        WHERE t.task_key = new.task_key
-          AND EXISTS (SELECT 1 FROM plan_basis WHERE connector = t.connector)
-        ON CONFLICT (record_rowid) DO UPDATE SET mark = excluded.mark;
-END;
-CREATE TRIGGER plan_dirty_task_write_moved AFTER UPDATE OF state, attempts ON writeback_ledger
-WHEN new.task_key IS NOT NULL AND (old.state, old.attempts) IS NOT (new.state, new.attempts)
-BEGIN
-    INSERT INTO plan_dirty (record_rowid, mark)
-        SELECT r.rowid, random() FROM record_tasks t
-        JOIN records r ON r.connector = t.connector AND r.object = t.object AND r.id = t.record_id
-        WHERE t.task_key = new.task_key
-          AND EXISTS (SELECT 1 FROM plan_basis WHERE connector = t.connector)
-        ON CONFLICT (record_rowid) DO UPDATE SET mark = excluded.mark;
-END;
-"#
+"#,
+    plan_dirty_ledger_trigger!(
+        "plan_dirty_task_write",
+        "INSERT",
+        "new.task_key IS NOT NULL"
+    ),
+    plan_dirty_ledger_trigger!(
+        "plan_dirty_task_write_moved",
+        "UPDATE OF state, attempts",
+        "new.task_key IS NOT NULL AND (old.state, old.attempts) IS NOT (new.state, new.attempts)"
+    ),
 );
 
 #[cfg(test)]

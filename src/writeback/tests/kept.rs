@@ -14,16 +14,21 @@ impl Harness {
         self.plan()
     }
 
-    /// Whether the next plan would judge every record, and the records it
-    /// would judge otherwise.
-    fn next_scope(&self) -> (bool, Vec<i64>) {
-        let digest = plan::basis_digest(&Planning {
+    /// The digest of the config a plan judges under now.
+    fn basis_digest(&self) -> String {
+        plan::basis_digest(&Planning {
             connector: &self.config,
             policy: &self.policy,
             stages: &task_text::Stages::of(&self.journey),
             today: today(),
             room: 0,
-        });
+        })
+    }
+
+    /// Whether the next plan would judge every record, and the records it
+    /// would judge otherwise.
+    fn next_scope(&self) -> (bool, Vec<i64>) {
+        let digest = self.basis_digest();
         self.store
             .call_blocking(move |s| {
                 let noted = s.plan_noted()?;
@@ -231,13 +236,7 @@ fn a_record_changed_after_the_plan_read_it_stays_noted_for_the_next() {
     harness.audit(vec![stalled("1")], day(2, 0));
     harness.plan();
     harness.audit(vec![stalled("1"), stalled("2")], day(3, 0));
-    let digest = plan::basis_digest(&Planning {
-        connector: &harness.config,
-        policy: &harness.policy,
-        stages: &task_text::Stages::of(&harness.journey),
-        today: today(),
-        room: 0,
-    });
+    let digest = harness.basis_digest();
 
     let noted = harness
         .store
