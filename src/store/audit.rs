@@ -178,6 +178,11 @@ impl Store {
         now: DateTime<Utc>,
         today: NaiveDate,
     ) -> Result<AuditWriter<'_>, StoreError> {
+        // An empty log is filled without its lookup indexes, built at the
+        // end; any other audit first builds those an earlier one left out.
+        if !super::log_indexes::set_aside_if_empty(&self.conn)? {
+            super::log_indexes::restore(&self.conn)?;
+        }
         let orphans = self
             .conn
             .query_row(
@@ -592,6 +597,8 @@ impl AuditWriter<'_> {
         };
         let finished = (|| {
             let chunk = self.begin("begin finishing an audit")?;
+            // Before the walk below, which reads them.
+            super::log_indexes::restore(chunk.tx)?;
             let unsuppressed = chunk.unsuppress(&today)?;
             let resolved = chunk.resolve(&walked, &judged, &found_unstored)?;
             chunk.sighted(&connectors)?;

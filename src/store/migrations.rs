@@ -70,6 +70,7 @@ const MIGRATIONS: &[M<'static>] = &[
         .foreign_key_check(),
     M::up(V8_AUDIT_QUEUE).comment("the records an audit must judge again"),
     M::up(V9_PLAN_STATE).comment("what the write-back planner found per record"),
+    M::up(V10_DEFERRED_INDEXES).comment("the log's indexes a first audit builds at its end"),
 ];
 
 const V1_INITIAL: &str = r#"
@@ -805,6 +806,16 @@ END;
         "new.task_key IS NOT NULL AND (old.state, old.attempts) IS NOT (new.state, new.attempts)"
     ),
 );
+
+const V10_DEFERRED_INDEXES: &str = r#"
+-- The violations log's lookup indexes a first audit set aside, to build
+-- them from the full log at its end (`src/store/log_indexes.rs`): each
+-- one's definition, until it is built again. Internal.
+CREATE TABLE deferred_indexes (
+    name TEXT PRIMARY KEY,
+    sql  TEXT NOT NULL
+) WITHOUT ROWID;
+"#;
 
 #[cfg(test)]
 mod tests {

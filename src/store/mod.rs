@@ -15,6 +15,8 @@
 //!   keeps between plans, so that a plan judges only what changed;
 //! - `audit`: the [`AuditWriter`], one transaction per audit;
 //! - `violations`: the violations log, its events, admin actions, listing;
+//!   `log_indexes`: its lookup indexes, which a first audit builds at its
+//!   end;
 //! - `report`: raw per-stage figures for the report.
 //!
 //! The store never reads the clock: every `now` and `at` is passed in. It
@@ -26,6 +28,7 @@ mod chunks;
 mod columns;
 mod handle;
 mod ledger;
+mod log_indexes;
 mod migrations;
 mod owners;
 mod plan_state;
@@ -89,7 +92,7 @@ fn wait_for_lock(tries: i32) -> bool {
 /// Page cache per connection. The audit updates indexes keyed by
 /// fingerprint, which are random: with SQLite's 2 MiB default a large audit
 /// spends its time re-reading index pages.
-const CACHE_KIB: i64 = 32 * 1024;
+pub(super) const CACHE_KIB: i64 = 32 * 1024;
 
 /// Page cache of a read-only connection. Its reads walk tables and indexes
 /// in order (the audit's records, a list, an export), which the OS's cache
