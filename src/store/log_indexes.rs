@@ -132,20 +132,22 @@ mod tests {
             .unwrap()
     }
 
+    /// An audit of the hubspot connector begun on day `day_of_may`.
+    fn begin_audit(store: &mut Store, day_of_may: u32) -> super::super::AuditWriter<'_> {
+        let at = day(day_of_may, 0);
+        let run = store.begin_run(RunKind::Audit, None, at).unwrap();
+        store
+            .begin_audit(run, &[hubspot()], at, at.date_naive())
+            .unwrap()
+    }
+
     /// Deal 1 stored, and an audit begun that finds it stalled, its chunk
     /// committed.
     fn first_chunk(test: &mut TestStore) -> super::super::AuditWriter<'_> {
         test.store
             .upsert_records(&hubspot(), &[record(ObjectKind::Deal, "1")], day(1, 0))
             .unwrap();
-        let run = test
-            .store
-            .begin_run(RunKind::Audit, None, day(2, 0))
-            .unwrap();
-        let mut writer = test
-            .store
-            .begin_audit(run, &[hubspot()], day(2, 0), day(2, 0).date_naive())
-            .unwrap();
+        let mut writer = begin_audit(&mut test.store, 2);
         writer
             .record(&[violation("1", BuiltinRule::Stalled, Some("decision"))])
             .unwrap();
@@ -189,14 +191,7 @@ mod tests {
             "the stopped audit left them out"
         );
 
-        let run = test
-            .store
-            .begin_run(RunKind::Audit, None, day(3, 0))
-            .unwrap();
-        let writer = test
-            .store
-            .begin_audit(run, &[hubspot()], day(3, 0), day(3, 0).date_naive())
-            .unwrap();
+        let writer = begin_audit(&mut test.store, 3);
         drop(writer);
 
         assert_eq!(indexes(&test.store), before);
@@ -209,14 +204,7 @@ mod tests {
         let before = indexes(&test.store);
         let reader = Store::open_read_only(&test.path()).unwrap();
 
-        let run = test
-            .store
-            .begin_run(RunKind::Audit, None, day(3, 0))
-            .unwrap();
-        let writer = test
-            .store
-            .begin_audit(run, &[hubspot()], day(3, 0), day(3, 0).date_naive())
-            .unwrap();
+        let writer = begin_audit(&mut test.store, 3);
 
         assert_eq!(indexes(&reader), before);
         writer.finish().unwrap();
