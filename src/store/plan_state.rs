@@ -283,17 +283,6 @@ impl Store {
             .op("read the noted records")?;
         rows.collect::<Result<_, _>>().op("read the noted records")
     }
-
-    /// Whether `connector` has a basis a plan can judge only changes under.
-    pub fn plan_has_basis(&self, connector: &ConnectorName) -> Result<bool, StoreError> {
-        self.conn
-            .query_row(
-                "SELECT EXISTS (SELECT 1 FROM plan_basis WHERE connector = ?1 AND digest != '')",
-                [connector.as_str()],
-                |row| row.get(0),
-            )
-            .op("read the write-back plan's basis")
-    }
 }
 
 #[cfg(test)]
