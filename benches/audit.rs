@@ -154,20 +154,14 @@ fn main() -> ExitCode {
         // The plan an admin's first dry run makes: every record judged. The
         // planner keeps what it found, and the dry runs after the nightly
         // audit judge only the records changed since.
-        let label = "first write-back plan (every record)";
-        match runner.run(label, &["writeback".to_owned()]) {
-            Ok(run) => {
-                println!(
-                    "  {label}: {:.1} s, peak RSS {:.0} MB; {}",
-                    run.seconds, run.rss_mb, run.said
-                );
-                table.command(label, Some(&run), None);
-            }
-            Err(error) => {
-                println!("  {label}: FAILED: {error}");
-                table.command(label, None, None);
-            }
-        }
+        let args = ["writeback".to_owned()];
+        run_step(
+            &runner,
+            &mut table,
+            "first write-back plan (every record)",
+            &args,
+            None,
+        );
     }
 
     change_a_day(
@@ -376,18 +370,25 @@ fn run_commands(runner: &Runner, table: &mut Table) {
         ),
     ];
     for (label, args, target) in &steps {
-        match runner.run(label, args) {
-            Ok(run) => {
-                println!(
-                    "  {label}: {:.1} s, peak RSS {:.0} MB; {}",
-                    run.seconds, run.rss_mb, run.said
-                );
-                table.command(label, Some(&run), *target);
-            }
-            Err(error) => {
-                println!("  {label}: FAILED: {error}");
-                table.command(label, None, *target);
-            }
+        run_step(runner, table, label, args, *target);
+    }
+}
+
+/// Runs one command, prints what it took and said, and puts it in the
+/// table beside `target` (seconds at the full size); a failure is printed
+/// and marked, and the bench goes on.
+fn run_step(runner: &Runner, table: &mut Table, label: &str, args: &[String], target: Option<f64>) {
+    match runner.run(label, args) {
+        Ok(run) => {
+            println!(
+                "  {label}: {:.1} s, peak RSS {:.0} MB; {}",
+                run.seconds, run.rss_mb, run.said
+            );
+            table.command(label, Some(&run), target);
+        }
+        Err(error) => {
+            println!("  {label}: FAILED: {error}");
+            table.command(label, None, target);
         }
     }
 }

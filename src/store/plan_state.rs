@@ -111,21 +111,24 @@ impl Store {
         })
     }
 
-    /// Notes what the stored record `record_rowid`'s task needs, as this
-    /// plan judged it.
-    pub fn note_plan_class(
-        &self,
-        record_rowid: i64,
-        class: PlanClass,
-        rank: i64,
-    ) -> Result<(), StoreError> {
+    /// Notes what the tasks of stored records need, as this plan judged
+    /// them: (rowid, class, rank) each, a page in one statement.
+    pub fn note_plan_classes(&self, classes: &[(i64, PlanClass, i64)]) -> Result<(), StoreError> {
+        if classes.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<[i64; 3]> = classes
+            .iter()
+            .map(|&(rowid, class, rank)| [rowid, class as i64, rank])
+            .collect();
         self.conn
             .prepare_cached(
-                "INSERT INTO temp.plan_classes (record_rowid, class, rank) VALUES (?1, ?2, ?3)",
+                "INSERT INTO temp.plan_classes (record_rowid, class, rank)
+                 SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?1)",
             )
-            .op("prepare noting a record's class")?
-            .execute(params![record_rowid, class as i64, rank])
-            .op("note a record's class")?;
+            .op("prepare noting records' classes")?
+            .execute([serde_json::to_string(&rows).unwrap_or_default()])
+            .op("note records' classes")?;
         Ok(())
     }
 

@@ -135,9 +135,9 @@ fn gather_sql(scoped: bool) -> String {
     let (violations, tasks) = if scoped {
         (
             "v.record_rowid IN (SELECT record_rowid FROM temp.plan_scope)",
-            "FROM temp.plan_scope s JOIN records sr ON sr.rowid = s.record_rowid
-             JOIN record_tasks t ON t.connector = sr.connector AND t.object = sr.object
-                AND t.record_id = sr.id",
+            "FROM temp.plan_scope ps JOIN records pr ON pr.rowid = ps.record_rowid
+             JOIN record_tasks t ON t.connector = pr.connector AND t.object = pr.object
+                AND t.record_id = pr.id",
         )
     } else {
         ("1", "FROM record_tasks t")

@@ -320,14 +320,13 @@ impl Planner<'_> {
             RecordTaskCandidate::cursor,
             |planner, page| {
                 let writes = planner.task_writes(page)?;
+                let mut classes = Vec::with_capacity(page.len());
                 for candidate in page {
                     let plan = planner.record_plan(candidate)?;
                     let need = need(&plan, &writes);
-                    match (candidate.record_rowid, class(&plan, &need)) {
+                    match (candidate.record_rowid, need.class()) {
                         (Some(rowid), Some(class)) => {
-                            planner
-                                .store
-                                .note_plan_class(rowid, class, candidate.rank())?;
+                            classes.push((rowid, class, candidate.rank()));
                         }
                         (None, Some(_)) => complete = false,
                         (_, None) => {}
@@ -336,7 +335,7 @@ impl Planner<'_> {
                         planner.record_task(candidate, plan, need)?;
                     }
                 }
-                Ok(())
+                planner.store.note_plan_classes(&classes)
             },
         )?;
         self.store.keep_plan(name, &scope, complete)?;
@@ -436,7 +435,7 @@ impl Planner<'_> {
                 self.out.known += 1;
                 Ok(())
             }
-            Need::Write(TaskWrite::Create { .. }, _) if plan.assignee.nobody().is_some() => {
+            Need::Nobody => {
                 let reason = plan.assignee.nobody().unwrap_or_default().to_owned();
                 let name = &self.input.connector.name;
                 self.unassigned(|p| {
@@ -783,18 +782,6 @@ pub(super) fn basis_digest(input: &Planning<'_>) -> String {
     ])
 }
 
-/// How the plan keeps what a record's task needs.
-fn class(plan: &RecordPlan<'_>, need: &Need) -> Option<PlanClass> {
-    match need {
-        Need::Nothing => None,
-        Need::Known => Some(PlanClass::Known),
-        Need::Write(TaskWrite::Create { .. }, _) if plan.assignee.nobody().is_some() => {
-            Some(PlanClass::Nobody)
-        }
-        Need::Write(..) => Some(PlanClass::Write),
-    }
-}
-
 /// A record's task as this plan sees it: whom it is for and a digest of
 /// what it should say.
 struct RecordPlan<'c> {
@@ -810,8 +797,33 @@ enum Need {
     Nothing,
     /// A write of it is in flight, or waits for an admin.
     Known,
+    /// A create nobody can take: not sent.
+    Nobody,
     /// This write, sent this many times before.
     Write(TaskWrite, u32),
+}
+
+impl Need {
+    /// How the plan keeps it between plans.
+    fn class(&self) -> Option<PlanClass> {
+        match self {
+            Need::Nothing => None,
+            Need::Known => Some(PlanClass::Known),
+            Need::Nobody => Some(PlanClass::Nobody),
+            Need::Write(..) => Some(PlanClass::Write),
+        }
+    }
+}
+
+/// What a record's task needs: [`task_need`], and a create only when
+/// someone can take the task.
+fn need(plan: &RecordPlan<'_>, writes: &HashMap<ActionKey, LedgerEntry>) -> Need {
+    match task_need(plan, writes) {
+        Need::Write(TaskWrite::Create { .. }, _) if plan.assignee.nobody().is_some() => {
+            Need::Nobody
+        }
+        need => need,
+    }
 }
 
 /// Decides what a record's task needs, from its row, the ledger's
@@ -819,7 +831,7 @@ enum Need {
 /// time per task; a create while the record has violations and no open
 /// task, an update when what it should say changed, a completion when
 /// nothing is left.
-fn need(plan: &RecordPlan<'_>, writes: &HashMap<ActionKey, LedgerEntry>) -> Need {
+fn task_need(plan: &RecordPlan<'_>, writes: &HashMap<ActionKey, LedgerEntry>) -> Need {
     let candidate = plan.candidate;
     let wanted = candidate.severity.is_some();
     // A write never sent is due; one that failed is due again; any other

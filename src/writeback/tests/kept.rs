@@ -26,7 +26,8 @@ impl Harness {
     }
 
     /// Whether the next plan would judge every record, and the records it
-    /// would judge otherwise.
+    /// would judge otherwise. Begins that plan's scope: where it is whole,
+    /// its basis is marked as under way, and the next plan is whole too.
     fn next_scope(&self) -> (bool, Vec<i64>) {
         let digest = self.basis_digest();
         self.store
@@ -38,8 +39,9 @@ impl Harness {
             .unwrap()
     }
 
-    /// Plans from what the last plan kept, and checks it judged only what
-    /// changed and made the plan a whole one makes.
+    /// Plans from what the last plan kept, and checks it made the plan a
+    /// whole one makes (the tests check what it judged with
+    /// [`Harness::next_scope`]).
     fn assert_kept_plan_is_the_whole_plan(&self) -> Plan {
         let kept = self.plan();
         let whole = self.plan_whole();
@@ -247,7 +249,7 @@ fn a_record_changed_after_the_plan_read_it_stays_noted_for_the_next() {
             let mut deal = crate::store::testkit::record(ObjectKind::Deal, "2");
             deal.owner_id = Some(OwnerId::new("102"));
             s.upsert_records(&hubspot(), &[deal], day(3, 1))?;
-            s.note_plan_class(noted[0], PlanClass::Write, 3)?;
+            s.note_plan_classes(&[(noted[0], PlanClass::Write, 3)])?;
             s.keep_plan(&hubspot(), &scope, true)?;
             s.plan_noted()
         })
