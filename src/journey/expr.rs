@@ -9,10 +9,17 @@
 //! A [`Scope`] notes whether an expression read the clock (`now`, or the
 //! record's `days_in_stage`): what it found may then change with time
 //! alone, and the audit judges the record again the next time it runs.
+//!
+//! [`RecordKeys`] says which keys of `record` (and of `record.fields`) an
+//! expression can read, found in its syntax tree when it compiles: the
+//! audit builds only those for each record, since building the whole map
+//! for every record cost more than evaluating the expressions.
 
+use cel::common::ast::{EntryExpr, Expr as Node, IdedExpr};
 use cel::common::value::CowVal;
 use cel::context::VariableResolver;
 use cel::{Context, Env, Program, Value};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
 use thiserror::Error;
@@ -29,6 +36,113 @@ pub struct Expr {
     /// Whether it names the record's `days_in_stage`, which counts to
     /// today: evaluating it reads the clock.
     counts_days: bool,
+    /// The keys of `record` it can read.
+    record_keys: RecordKeys,
+}
+
+/// The keys of the `record` variable that expressions can read. An
+/// expression that uses `record` (or `record.fields`) other than by naming
+/// one of its keys, say `size(record)` or `record.fields[name]`, can read
+/// any key, and so wants all of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordKeys {
+    all: bool,
+    keys: BTreeSet<String>,
+    all_fields: bool,
+    fields: BTreeSet<String>,
+}
+
+impl RecordKeys {
+    /// Every key of the record and of its fields.
+    pub fn all() -> RecordKeys {
+        RecordKeys {
+            all: true,
+            all_fields: true,
+            ..RecordKeys::default()
+        }
+    }
+
+    /// The keys any of `exprs` can read.
+    pub fn of<'e>(exprs: impl IntoIterator<Item = &'e Expr>) -> RecordKeys {
+        let mut keys = RecordKeys::default();
+        for expr in exprs {
+            keys.add(&expr.record_keys);
+        }
+        keys
+    }
+
+    fn add(&mut self, other: &RecordKeys) {
+        self.all |= other.all;
+        self.all_fields |= other.all_fields;
+        self.keys.extend(other.keys.iter().cloned());
+        self.fields.extend(other.fields.iter().cloned());
+    }
+
+    /// Whether an expression can read `record.<key>`.
+    pub fn wants(&self, key: &str) -> bool {
+        self.all || self.keys.contains(key)
+    }
+
+    /// Whether an expression can read `record.fields.<key>`.
+    pub fn wants_field(&self, key: &str) -> bool {
+        self.all || self.all_fields || self.fields.contains(key)
+    }
+
+    fn visit(&mut self, node: &IdedExpr) {
+        match &node.expr {
+            Node::Ident(name) if name == "record" => self.all = true,
+            Node::Select(select) => match &select.operand.expr {
+                Node::Ident(name) if name == "record" => {
+                    self.keys.insert(select.field.clone());
+                    if select.field == "fields" {
+                        self.all_fields = true;
+                    }
+                }
+                Node::Select(inner)
+                    if inner.field == "fields"
+                        && matches!(&inner.operand.expr, Node::Ident(name) if name == "record") =>
+                {
+                    self.keys.insert(inner.field.clone());
+                    self.fields.insert(select.field.clone());
+                }
+                _ => self.visit(&select.operand),
+            },
+            Node::Call(call) => {
+                if let Some(target) = &call.target {
+                    self.visit(target);
+                }
+                call.args.iter().for_each(|arg| self.visit(arg));
+            }
+            Node::Comprehension(comprehension) => {
+                for part in [
+                    &comprehension.iter_range,
+                    &comprehension.accu_init,
+                    &comprehension.loop_cond,
+                    &comprehension.loop_step,
+                    &comprehension.result,
+                ] {
+                    self.visit(part);
+                }
+            }
+            Node::List(list) => list.elements.iter().for_each(|e| self.visit(e)),
+            Node::Map(map) => map.entries.iter().for_each(|e| self.visit_entry(&e.expr)),
+            Node::Struct(object) => object
+                .entries
+                .iter()
+                .for_each(|e| self.visit_entry(&e.expr)),
+            Node::Ident(_) | Node::Literal(_) | Node::Unspecified => {}
+        }
+    }
+
+    fn visit_entry(&mut self, entry: &EntryExpr) {
+        match entry {
+            EntryExpr::StructField(field) => self.visit(&field.value),
+            EntryExpr::MapEntry(entry) => {
+                self.visit(&entry.key);
+                self.visit(&entry.value);
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Expr {
@@ -81,10 +195,13 @@ impl Expr {
                 offset: source.find(name.as_str()),
             });
         }
+        let mut record_keys = RecordKeys::default();
+        record_keys.visit(program.expression());
         Ok(Expr {
             source: source.to_owned(),
             program,
             counts_days: source.contains("days_in_stage"),
+            record_keys,
         })
     }
 
@@ -234,6 +351,51 @@ mod tests {
     fn a_missing_key_is_an_error_outcome_not_a_panic() {
         let expr = Expr::compile("record.budget > 10.0").unwrap();
         assert!(matches!(expr.eval(&scope(1.0)), Outcome::Error(_)));
+    }
+
+    fn keys_of(source: &str) -> RecordKeys {
+        RecordKeys::of([&Expr::compile(source).unwrap()])
+    }
+
+    #[test]
+    fn an_expression_wants_the_record_keys_it_names() {
+        let keys = keys_of("has(record.amount) && record.amount > 0.0 && record.stage == 'won'");
+        assert!(keys.wants("amount") && keys.wants("stage"));
+        assert!(!keys.wants("email") && !keys.wants("fields"));
+    }
+
+    #[test]
+    fn an_expression_wants_the_fields_it_names_and_no_others() {
+        let keys = keys_of("has(record.fields.champion) || record.fields.score > 3");
+        assert!(keys.wants("fields"));
+        assert!(keys.wants_field("champion") && keys.wants_field("score"));
+        assert!(!keys.wants_field("budget"));
+    }
+
+    #[test]
+    fn an_expression_using_the_whole_record_wants_every_key() {
+        for source in [
+            "size(record) > 3",
+            "'email' in record",
+            "record['email'] == 'a'",
+        ] {
+            let keys = keys_of(source);
+            assert!(keys.wants("email") && keys.wants_field("any"), "{source}");
+        }
+    }
+
+    #[test]
+    fn an_expression_using_the_whole_fields_map_wants_every_field() {
+        let keys = keys_of("size(record.fields) > 0 && record.amount > 1.0");
+        assert!(keys.wants_field("anything") && keys.wants("amount"));
+        assert!(!keys.wants("email"));
+    }
+
+    #[test]
+    fn keys_named_in_any_operand_are_wanted() {
+        let keys = keys_of("!has(record.fields.champion) && record.email in record.contacts");
+        assert!(keys.wants("contacts") && keys.wants("email") && keys.wants_field("champion"));
+        assert!(!keys.wants("domain"));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! (documented in README "Writing criteria"): absent values are absent keys,
 //! so `has(record.close_date)` means "is set".
 
+use crate::journey::expr::RecordKeys;
 use crate::journey::{RoleId, StageId};
 use cel::Value;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -173,25 +174,33 @@ impl JourneyRecord {
             .map(|at| at.with_timezone(&tz).date_naive())
     }
 
-    /// The `record` variable of CEL expressions.
-    pub fn to_cel(&self, now: DateTime<Utc>, tz: chrono_tz::Tz) -> Value {
-        let mut map: HashMap<String, Value> = HashMap::with_capacity(24);
-        let mut put = |key: &str, value: Value| {
-            map.insert(key.to_owned(), value);
+    /// The `record` variable of CEL expressions, holding the keys in
+    /// `keys` (the expressions can read no other).
+    pub fn to_cel(&self, now: DateTime<Utc>, tz: chrono_tz::Tz, keys: &RecordKeys) -> Value {
+        let mut map: HashMap<String, Value> = HashMap::new();
+        // A value is built only when an expression can read its key.
+        let mut put = |key: &str, value: &dyn Fn() -> Option<Value>| {
+            if keys.wants(key)
+                && let Some(value) = value()
+            {
+                map.insert(key.to_owned(), value);
+            }
         };
-        put("id", string(self.id.as_str()));
-        put("object", string(self.object.as_str()));
-        put("connector", string(self.connector.as_str()));
-        put("system", string(self.system.as_str()));
-        if let Some(name) = &self.name {
-            put("name", string(name));
-        }
-        match &self.stage {
-            StageRef::Mapped { id, .. } => put("stage", string(id.as_str())),
-            StageRef::Unmapped(native) => put("native_stage", string(native)),
-            StageRef::None => {}
-        }
-        if let Some(owner) = &self.owner {
+        put("id", &|| Some(string(self.id.as_str())));
+        put("object", &|| Some(string(self.object.as_str())));
+        put("connector", &|| Some(string(self.connector.as_str())));
+        put("system", &|| Some(string(self.system.as_str())));
+        put("name", &|| self.name.as_deref().map(string));
+        put("stage", &|| match &self.stage {
+            StageRef::Mapped { id, .. } => Some(string(id.as_str())),
+            _ => None,
+        });
+        put("native_stage", &|| match &self.stage {
+            StageRef::Unmapped(native) => Some(string(native)),
+            _ => None,
+        });
+        put("owner", &|| {
+            let owner = self.owner.as_ref()?;
             let mut o: HashMap<String, Value> = HashMap::new();
             o.insert("id".into(), string(owner.id.as_str()));
             if let Some(role) = &owner.role {
@@ -200,68 +209,56 @@ impl JourneyRecord {
             if let Some(active) = owner.active {
                 o.insert("active".into(), Value::Bool(active));
             }
-            put("owner", o.into());
-        }
-        if let Some(days) = self.days_in_stage(now, tz) {
-            put("days_in_stage", Value::Int(days));
-        }
-        if let Some((value, _)) = &self.lifecycle {
-            put("lifecycle", string(value));
-        }
-        if let Some(amount) = self.amount {
-            put("amount", Value::Float(amount));
-        }
-        for (key, value) in [
-            ("currency", &self.currency),
-            ("email", &self.email),
-            ("domain", &self.domain),
-        ] {
-            if let Some(value) = value {
-                put(key, string(value));
-            }
-        }
-        put("created_at", timestamp(self.created_at));
-        put("modified_at", timestamp(self.modified_at));
-        for (key, value) in [
-            ("close_date", self.close_date),
-            ("contract_start", self.contract_start),
-            ("contract_end", self.contract_end),
-        ] {
-            if let Some(date) = value {
-                put(
-                    key,
-                    timestamp(date.and_time(chrono::NaiveTime::MIN).and_utc()),
-                );
-            }
-        }
-        let fields: HashMap<String, Value> = self
-            .fields
-            .iter()
-            .filter(|(_, v)| !v.is_null())
-            .map(|(k, v)| (k.clone(), json_to_cel(v)))
-            .collect();
-        put("fields", fields.into());
-        if let Some(account) = &self.account {
-            put("account", string(account.as_str()));
-        }
-        put(
-            "contacts",
-            Value::List(Arc::new(
+            Some(o.into())
+        });
+        put("days_in_stage", &|| {
+            self.days_in_stage(now, tz).map(Value::Int)
+        });
+        put("lifecycle", &|| {
+            self.lifecycle.as_ref().map(|(value, _)| string(value))
+        });
+        put("amount", &|| self.amount.map(Value::Float));
+        put("currency", &|| self.currency.as_deref().map(string));
+        put("email", &|| self.email.as_deref().map(string));
+        put("domain", &|| self.domain.as_deref().map(string));
+        put("created_at", &|| Some(timestamp(self.created_at)));
+        put("modified_at", &|| Some(timestamp(self.modified_at)));
+        let day = |date: Option<NaiveDate>| {
+            date.map(|date| timestamp(date.and_time(chrono::NaiveTime::MIN).and_utc()))
+        };
+        put("close_date", &|| day(self.close_date));
+        put("contract_start", &|| day(self.contract_start));
+        put("contract_end", &|| day(self.contract_end));
+        put("fields", &|| {
+            let fields: HashMap<String, Value> = self
+                .fields
+                .iter()
+                .filter(|(k, v)| !v.is_null() && keys.wants_field(k))
+                .map(|(k, v)| (k.clone(), json_to_cel(v)))
+                .collect();
+            Some(fields.into())
+        });
+        put("account", &|| {
+            self.account.as_ref().map(|a| string(a.as_str()))
+        });
+        put("contacts", &|| {
+            Some(Value::List(Arc::new(
                 self.contacts.iter().map(|c| string(c.as_str())).collect(),
-            )),
-        );
-        let open_tasks = self
-            .tasks
-            .iter()
-            .filter(|t| t.status == TaskStatus::Open)
-            .count();
-        put("open_tasks", Value::Int(open_tasks as i64));
-        put(
-            "task_subjects",
-            Value::List(Arc::new(
+            )))
+        });
+        put("open_tasks", &|| {
+            let open = self
+                .tasks
+                .iter()
+                .filter(|t| t.status == TaskStatus::Open)
+                .count();
+            Some(Value::Int(open as i64))
+        });
+        put("task_subjects", &|| {
+            Some(Value::List(Arc::new(
                 self.tasks.iter().map(|t| string(&t.subject)).collect(),
-            )),
-        );
+            )))
+        });
         map.into()
     }
 }

@@ -2,7 +2,7 @@
 //! [`Violation`] with its fingerprint, severity and planned action.
 
 use crate::config::{Checks, Config, ConnectorConfig, CustomRule};
-use crate::journey::expr::Scope;
+use crate::journey::expr::{RecordKeys, Scope};
 use crate::journey::record::cel_now;
 use crate::journey::{Journey, JourneyRecord, RoleId, StageId};
 use crate::rules::violation::{
@@ -72,12 +72,15 @@ pub struct RuleSet<'a> {
     pub checks: &'a Checks,
     pub custom: &'a [CustomRule],
     pub actions: &'a BTreeMap<RuleId, ActionKind>,
+    /// The keys of `record` the criteria and custom rules can read.
+    keys: RecordKeys,
 }
 
 /// The CEL scope of one record, built on first use: most records of a
 /// healthy CRM need no expression at all.
 pub struct LazyScope<'r> {
     record: &'r JourneyRecord,
+    keys: &'r RecordKeys,
     now: DateTime<Utc>,
     tz: chrono_tz::Tz,
     scope: OnceCell<Scope>,
@@ -85,8 +88,12 @@ pub struct LazyScope<'r> {
 
 impl LazyScope<'_> {
     pub fn get(&self) -> &Scope {
-        self.scope
-            .get_or_init(|| Scope::new(self.record.to_cel(self.now, self.tz), cel_now(self.now)))
+        self.scope.get_or_init(|| {
+            Scope::new(
+                self.record.to_cel(self.now, self.tz, self.keys),
+                cel_now(self.now),
+            )
+        })
     }
 
     /// Whether an expression evaluated so far read the clock.
@@ -97,11 +104,32 @@ impl LazyScope<'_> {
 
 impl<'a> RuleSet<'a> {
     pub fn from_config(config: &'a Config) -> Self {
+        RuleSet::new(
+            &config.journey,
+            &config.checks,
+            &config.custom_rules,
+            &config.writeback.actions,
+        )
+    }
+
+    pub fn new(
+        journey: &'a Journey,
+        checks: &'a Checks,
+        custom: &'a [CustomRule],
+        actions: &'a BTreeMap<RuleId, ActionKind>,
+    ) -> Self {
+        let criteria = journey
+            .stages
+            .iter()
+            .flat_map(|stage| &stage.exit_criteria)
+            .map(|criterion| &criterion.expr);
+        let keys = RecordKeys::of(criteria.chain(custom.iter().map(|rule| &rule.condition)));
         RuleSet {
-            journey: &config.journey,
-            checks: &config.checks,
-            custom: &config.custom_rules,
-            actions: &config.writeback.actions,
+            journey,
+            checks,
+            custom,
+            actions,
+            keys,
         }
     }
 
@@ -117,6 +145,7 @@ impl<'a> RuleSet<'a> {
         let mut out = Evaluation::default();
         let scope = LazyScope {
             record,
+            keys: &self.keys,
             now,
             tz: self.journey.timezone,
             scope: OnceCell::new(),

@@ -176,12 +176,7 @@ fn fired_with(
 ) -> Vec<String> {
     let journey = journey();
     let actions = BTreeMap::new();
-    let rules = RuleSet {
-        journey: &journey,
-        checks,
-        custom,
-        actions: &actions,
-    };
+    let rules = RuleSet::new(&journey, checks, custom, &actions);
     rule_ids(rules.evaluate(&connector(), record, peers, now()))
 }
 
@@ -205,12 +200,7 @@ fn evaluate(
 ) -> crate::rules::Evaluation {
     let journey = journey();
     let checks = checks();
-    let rules = RuleSet {
-        journey: &journey,
-        checks: &checks,
-        custom,
-        actions: &actions,
-    };
+    let rules = RuleSet::new(&journey, &checks, custom, &actions);
     rules.evaluate(&connector(), record, &[], when)
 }
 
@@ -303,12 +293,7 @@ fn exit_criteria_that_cannot_be_evaluated_count_as_unmet_and_are_reported() {
     journey.stages[0].exit_criteria[0].expr = Expr::compile("record.fields.score > 10").unwrap();
     let checks = checks();
     let actions = BTreeMap::new();
-    let rules = RuleSet {
-        journey: &journey,
-        checks: &checks,
-        custom: &[],
-        actions: &actions,
-    };
+    let rules = RuleSet::new(&journey, &checks, &[], &actions);
     let evaluation = rules.evaluate(&connector(), &healthy_deal(), &[], now());
     assert_eq!(evaluation.violations.len(), 1);
     assert!(
