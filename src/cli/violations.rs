@@ -236,7 +236,7 @@ fn filter(args: &FilterArgs) -> ViolationFilter {
             SeverityArg::Medium => Severity::Medium,
             SeverityArg::High => Severity::High,
         }),
-        limit: None,
+        ..ViolationFilter::default()
     }
 }
 

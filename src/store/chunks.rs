@@ -33,6 +33,14 @@ pub struct StoredRecord {
     pub duplicates: Vec<DuplicatePeer>,
 }
 
+/// A record as the store keeps it, live or deleted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeptRecord {
+    pub stored: StoredRecord,
+    /// When the CRM reported it deleted.
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
 /// Another record sharing a duplicate key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DuplicatePeer {
@@ -53,6 +61,36 @@ impl Store {
         limit: NonZeroUsize,
     ) -> Result<Vec<StoredRecord>, StoreError> {
         read_chunk(&self.conn, Scope::All, after, limit)
+    }
+
+    /// One record, live or deleted, with its stage history and duplicate
+    /// peers as an audit reads them, and when the CRM deleted it.
+    pub fn stored_record(
+        &self,
+        connector: &ConnectorName,
+        object: ObjectKind,
+        id: &RecordId,
+    ) -> Result<Option<KeptRecord>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT rowid, connector, object, id, snapshot, deleted_at FROM records
+                 WHERE connector = ?1 AND object = ?2 AND id = ?3",
+            )
+            .op("prepare reading a record")?;
+        let mut rows = stmt
+            .query(params![connector.as_str(), object.as_str(), id.as_str()])
+            .op("read a record")?;
+        let Some(row) = rows.next().op("read a record")? else {
+            return Ok(None);
+        };
+        let deleted_at = super::columns::get_opt_ts(row, 5).op("read a record")?;
+        let record = stored_record(row)?;
+        drop(rows);
+        let mut completed = complete(&self.conn, Scope::All, vec![record])?;
+        Ok(completed
+            .pop()
+            .map(|stored| KeptRecord { stored, deleted_at }))
     }
 }
 

@@ -26,6 +26,7 @@ mod audit;
 mod audit_queue;
 mod chunks;
 mod columns;
+mod console;
 mod handle;
 mod ledger;
 mod log_indexes;
@@ -43,7 +44,8 @@ mod writeback;
 
 pub use audit::{AuditDiff, AuditWriter, ChunkDiff, RecordState};
 pub use audit_queue::{ConnectorBasis, QueueMark, QueuedChunk};
-pub use chunks::{DuplicatePeer, MAX_PEERS, StoredRecord};
+pub use chunks::{DuplicatePeer, KeptRecord, MAX_PEERS, StoredRecord};
+pub use console::{CountBy, LastWrite, OpenCount, OwnerDirectory, OwnerLoad, OwnerName, TaskView};
 pub use handle::StoreHandle;
 pub use ledger::{LedgerCursor, LedgerEntry, LedgerMark, LedgerState, StagedWrite};
 pub use plan_state::{PlanClass, PlanCounts, PlanCursor, PlanScope};
@@ -55,8 +57,8 @@ pub use records::{PageWrite, UpsertCounts};
 pub use report::{OwnerCount, StageFigures, StageRuleCount};
 pub use runs::{RunId, RunKind, RunRow, RunStatus};
 pub use violations::{
-    EventKind, EventRow, FilterColumn, MIN_PREFIX, RunSummaryRow, SummaryRow, ViolationFilter,
-    ViolationId, ViolationRow, ViolationStatus,
+    EventKind, EventRow, FilterColumn, ListPosition, MIN_PREFIX, RunSummaryRow, SummaryRow,
+    ViolationFilter, ViolationId, ViolationRow, ViolationStatus,
 };
 pub use watermarks::StoredWatermark;
 pub use writeback::{

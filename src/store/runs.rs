@@ -217,9 +217,10 @@ impl Store {
     }
 }
 
-const RUN_COLUMNS: &str = "id, kind, connector, started_at, finished_at, status, counts, error";
+pub(super) const RUN_COLUMNS: &str =
+    "id, kind, connector, started_at, finished_at, status, counts, error";
 
-fn run_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
+pub(super) fn run_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
     let counts: Option<String> = row.get(6)?;
     let counts = counts
         .map(|text| serde_json::from_str(&text))

@@ -133,7 +133,19 @@ pub struct ViolationFilter {
     pub since: Option<DateTime<Utc>>,
     /// This severity or higher.
     pub min_severity: Option<Severity>,
+    /// Whose record name or message holds this text (ASCII letters in any
+    /// case), or whose record id it is.
+    pub text: Option<String>,
+    /// Only those listed after this one, most severe first: the next page.
+    pub after: Option<ListPosition>,
     pub limit: Option<NonZeroUsize>,
+}
+
+/// Where a page of a list ended: the last row's severity and id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListPosition {
+    pub severity: Severity,
+    pub id: ViolationId,
 }
 
 /// One line of an audit's summary: what the run opened and resolved for a
@@ -736,6 +748,26 @@ fn filter_on(filter: &ViolationFilter, prefix: &str) -> Where {
             Value::Integer(severity_rank(severity)),
         );
     }
+    if let Some(needle) = filter
+        .text
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
+        let lower = query.bind(Value::Text(needle.to_ascii_lowercase()));
+        let exact = query.bind(Value::Text(needle.to_owned()));
+        query.clauses.push(format!(
+            "(instr(lower({prefix}record_name), {lower}) > 0 \
+              OR instr(lower({prefix}message), {lower}) > 0 OR {prefix}record_id = {exact})"
+        ));
+    }
+    if let Some(after) = filter.after {
+        let severity = query.bind(Value::Integer(severity_rank(after.severity)));
+        let id = query.bind(Value::Integer(after.id.0));
+        query.clauses.push(format!(
+            "({prefix}severity < {severity} OR ({prefix}severity = {severity} AND {prefix}id > {id}))"
+        ));
+    }
     query
 }
 
@@ -831,6 +863,69 @@ mod tests {
             })
             .unwrap();
         ids
+    }
+
+    #[test]
+    fn pages_after_a_position_continue_where_the_last_ended() {
+        let found: Vec<Violation> = (1..=5)
+            .flat_map(|i| {
+                [
+                    violation(&i.to_string(), BuiltinRule::MissingOwner, None),
+                    violation(&i.to_string(), BuiltinRule::Stalled, None),
+                ]
+            })
+            .collect();
+        let test = store_with(&found);
+        let whole = list(&test.store, &ViolationFilter::default());
+        let mut paged = Vec::new();
+        let mut filter = ViolationFilter {
+            limit: NonZeroUsize::new(3),
+            ..ViolationFilter::default()
+        };
+        for _ in 0..10 {
+            let mut last = None;
+            test.store
+                .list_violations(&filter, |row| -> Result<(), StoreError> {
+                    paged.push(format!(
+                        "{}:{}",
+                        row.violation.record_id, row.violation.rule
+                    ));
+                    last = Some(ListPosition {
+                        severity: row.violation.severity,
+                        id: row.id,
+                    });
+                    Ok(())
+                })
+                .unwrap();
+            match last {
+                Some(position) => filter.after = Some(position),
+                None => break,
+            }
+        }
+        assert_eq!(paged, whole);
+        assert_eq!(whole.len(), 10);
+    }
+
+    #[test]
+    fn a_text_filter_matches_record_names_in_any_case_and_record_ids() {
+        let test = store_with(&[
+            violation("17", BuiltinRule::MissingOwner, None),
+            violation("28", BuiltinRule::MissingOwner, None),
+        ]);
+        let text = |t: &str| ViolationFilter {
+            text: Some(t.to_owned()),
+            ..ViolationFilter::default()
+        };
+        assert_eq!(
+            list(&test.store, &text("DEAL 17")),
+            vec!["17:missing_owner"]
+        );
+        assert_eq!(list(&test.store, &text("28")), vec!["28:missing_owner"]);
+        assert_eq!(
+            list(&test.store, &text("nothing like it")),
+            Vec::<String>::new()
+        );
+        assert_eq!(test.store.count_violations(&text("deal")).unwrap(), 2);
     }
 
     #[test]
@@ -1154,6 +1249,8 @@ mod tests {
             connector: Some(hubspot()),
             since: Some(day(1, 0)),
             min_severity: Some(Severity::Medium),
+            text: Some("deal".into()),
+            after: None,
             limit: None,
         };
         vec![
