@@ -13,7 +13,7 @@
 //! The records are split 40/35/25 between the config's HubSpot, Salesforce
 //! and Dynamics 365 connectors, each shaped the way that connector stores
 //! them: its object kinds, its stage values and field names from the
-//! shipped config, its ids, links (the Salesforce connector stores none),
+//! shipped config, its ids, links,
 //! owners and field values. They are
 //! deterministic (seeded `fastrand`, one seed per record), and their dates
 //! are relative to the bench's start, since the commands read the real
@@ -1100,8 +1100,18 @@ impl<'c> Synth<'c> {
                     settings.app_url.as_str().trim_end_matches('/')
                 ))
             }
-            // The Salesforce connector stores no link.
-            Connection::Salesforce(_) => None,
+            // The Lightning page on the instance a token names.
+            Connection::Salesforce(_) => {
+                let sobject = match object {
+                    ObjectKind::Deal => "Opportunity",
+                    ObjectKind::Lead => "Lead",
+                    ObjectKind::Contact => "Contact",
+                    ObjectKind::Account => "Account",
+                };
+                Some(format!(
+                    "https://acme.my.salesforce.com/lightning/r/{sobject}/{id}/view"
+                ))
+            }
             Connection::Dynamics(dynamics) => {
                 let table = match object {
                     ObjectKind::Deal => "opportunity",

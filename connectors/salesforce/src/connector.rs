@@ -188,6 +188,12 @@ impl SalesforceConnector {
         self.http.identity().await
     }
 
+    /// The instance the token response named (`instance_url`), obtaining
+    /// a token if none is held yet.
+    pub(crate) async fn instance(&self) -> Result<Option<url::Url>, ConnectorError> {
+        self.http.instance().await
+    }
+
     /// `/services/data/v62.0` + `tail`.
     pub(crate) fn data_path(&self, tail: &str) -> String {
         format!("/services/data/{}{tail}", self.settings.api_version)

@@ -144,12 +144,31 @@ fn required_time(
     }
 }
 
+/// The record's page in Lightning Experience:
+/// `<instance>/lightning/r/<SObject>/<Id>/view` (the instance's My Domain
+/// host sends it on to the org's Lightning host).
+fn lightning_link(instance: &url::Url, object: ObjectKind, id: &str) -> Option<String> {
+    let mut link = instance.clone();
+    link.path_segments_mut().ok()?.clear().extend([
+        "lightning",
+        "r",
+        crate::connector::sobject(object),
+        id,
+        "view",
+    ]);
+    link.set_query(None);
+    Some(link.into())
+}
+
 /// One row of `object` as a record; `position` names a row without an id.
+/// `instance` is the org's instance the token named, where the record's
+/// Lightning page is.
 pub(crate) fn record(
     object: ObjectKind,
     row: &Row,
     position: usize,
     settings: &SalesforceSettings,
+    instance: Option<&url::Url>,
 ) -> Result<CrmRecord, Skipped> {
     let id = match row.get("Id") {
         Some(Value::String(id)) if !id.is_empty() => id.clone(),
@@ -223,7 +242,7 @@ pub(crate) fn record(
         object,
         id: RecordId::new(id.clone()),
         name: text(row, "Name").map(str::to_owned),
-        url: None,
+        url: instance.and_then(|instance| lightning_link(instance, object, &id)),
         owner_id: text(row, "OwnerId").map(OwnerId::new),
         stage: stage.map(str::to_owned),
         lifecycle_status: settings
@@ -423,8 +442,27 @@ mod tests {
     }
 
     #[test]
+    fn a_record_links_to_its_lightning_page_on_the_instance_the_token_named() {
+        let instance = url::Url::parse("https://acme.my.salesforce.com").unwrap();
+        let deal = record(
+            ObjectKind::Deal,
+            &opportunity(),
+            0,
+            &settings(),
+            Some(&instance),
+        )
+        .unwrap();
+        assert_eq!(
+            deal.url.as_deref(),
+            Some("https://acme.my.salesforce.com/lightning/r/Opportunity/006A/view")
+        );
+        let unlinked = record(ObjectKind::Deal, &opportunity(), 0, &settings(), None).unwrap();
+        assert_eq!(unlinked.url, None);
+    }
+
+    #[test]
     fn an_opportunity_becomes_a_deal() {
-        let deal = record(ObjectKind::Deal, &opportunity(), 0, &settings()).unwrap();
+        let deal = record(ObjectKind::Deal, &opportunity(), 0, &settings(), None).unwrap();
         assert_eq!(deal.id.as_str(), "006A");
         assert_eq!(deal.stage.as_deref(), Some("Closed Won"));
         assert_eq!(deal.amount, Some(1200.5));
@@ -446,7 +484,7 @@ mod tests {
             "CreatedDate": "2026-01-02T10:00:00.000+0000",
             "SystemModstamp": "2026-01-02T10:00:00.000+0000"
         }));
-        let lead = record(ObjectKind::Lead, &lead, 0, &settings()).unwrap();
+        let lead = record(ObjectKind::Lead, &lead, 0, &settings(), None).unwrap();
         assert_eq!(lead.stage.as_deref(), Some("Working"));
         assert_eq!(lead.domain.as_deref(), Some("acme.io"));
         assert_eq!(lead.email.as_deref(), Some("ann@acme.io"));
@@ -459,7 +497,7 @@ mod tests {
             "CreatedDate": "2026-01-02T10:00:00.000+0000",
             "SystemModstamp": "2026-01-02T10:00:00.000+0000"
         }));
-        let account = record(ObjectKind::Account, &account, 0, &settings()).unwrap();
+        let account = record(ObjectKind::Account, &account, 0, &settings(), None).unwrap();
         assert_eq!(account.stage.as_deref(), Some("Onboarding"));
         assert_eq!(account.domain.as_deref(), Some("acme.io"));
         assert!(
@@ -480,13 +518,13 @@ mod tests {
     fn a_row_that_cannot_be_read_is_skipped_with_its_id_and_reason() {
         let mut no_id = opportunity();
         no_id.remove("Id");
-        let skipped = record(ObjectKind::Deal, &no_id, 7, &settings()).unwrap_err();
+        let skipped = record(ObjectKind::Deal, &no_id, 7, &settings(), None).unwrap_err();
         assert_eq!(
             (skipped.id.as_str(), skipped.reason.as_str()),
             ("006A", "no Id")
         );
         no_id.remove("attributes");
-        let skipped = record(ObjectKind::Deal, &no_id, 7, &settings()).unwrap_err();
+        let skipped = record(ObjectKind::Deal, &no_id, 7, &settings(), None).unwrap_err();
         assert_eq!(
             (skipped.id.as_str(), skipped.reason.as_str()),
             ("row 7", "no Id")
@@ -494,18 +532,18 @@ mod tests {
 
         let mut bad_time = opportunity();
         bad_time.insert("SystemModstamp".into(), json!("last tuesday"));
-        let skipped = record(ObjectKind::Deal, &bad_time, 0, &settings()).unwrap_err();
+        let skipped = record(ObjectKind::Deal, &bad_time, 0, &settings(), None).unwrap_err();
         assert_eq!(skipped.id, "006A");
         assert_eq!(skipped.reason, "SystemModstamp is not a datetime");
 
         let mut bad_amount = opportunity();
         bad_amount.insert("Amount".into(), json!("lots"));
-        let skipped = record(ObjectKind::Deal, &bad_amount, 0, &settings()).unwrap_err();
+        let skipped = record(ObjectKind::Deal, &bad_amount, 0, &settings(), None).unwrap_err();
         assert_eq!(skipped.reason, "Amount is not a number");
 
         let mut no_created = opportunity();
         no_created.insert("CreatedDate".into(), Value::Null);
-        let skipped = record(ObjectKind::Deal, &no_created, 0, &settings()).unwrap_err();
+        let skipped = record(ObjectKind::Deal, &no_created, 0, &settings(), None).unwrap_err();
         assert_eq!(skipped.reason, "no CreatedDate");
     }
 
@@ -532,7 +570,7 @@ mod tests {
         let mut row = opportunity();
         row.insert(STAGE_HISTORY.into(), history);
         row.insert(TASKS.into(), tasks);
-        record(ObjectKind::Deal, &row, 0, &settings())
+        record(ObjectKind::Deal, &row, 0, &settings(), None)
     }
 
     fn history_row(stage: &str, at: &str) -> Value {
@@ -634,7 +672,7 @@ mod tests {
     fn deal_with_roles(roles: Value) -> Result<CrmRecord, Skipped> {
         let mut row = opportunity();
         row.insert(CONTACT_ROLES.into(), roles);
-        record(ObjectKind::Deal, &row, 0, &settings())
+        record(ObjectKind::Deal, &row, 0, &settings(), None)
     }
 
     fn role(contact: &str, role: Option<&str>, primary: bool) -> Value {
@@ -675,7 +713,7 @@ mod tests {
             "CreatedDate": "2026-01-02T10:00:00.000+0000",
             "SystemModstamp": "2026-01-02T10:00:00.000+0000"
         }));
-        let lead = record(ObjectKind::Lead, &lead, 0, &settings()).unwrap();
+        let lead = record(ObjectKind::Lead, &lead, 0, &settings(), None).unwrap();
         assert!(!lead.fields.contains_key(CONTACT_ROLES_FIELD));
     }
 

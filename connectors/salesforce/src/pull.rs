@@ -98,10 +98,12 @@ impl SalesforceConnector {
                     .map_err(|err| self.refused(object.as_str(), err))?;
             }
         }
+        // The token that read the page names the instance its records are on.
+        let instance = self.instance().await?;
         let mut items = Vec::new();
         let mut skipped: Vec<Skipped> = Vec::new();
         for (position, row) in page.records.iter().enumerate() {
-            match normalize::record(object, row, position, &self.settings) {
+            match normalize::record(object, row, position, &self.settings, instance.as_ref()) {
                 Ok(record) => items.push(record),
                 Err(skip) => {
                     tracing::warn!(connector = %self.name_str(), object = %object,

@@ -385,6 +385,13 @@ impl HttpClient {
     pub async fn identity(&self) -> Result<Option<String>, ConnectorError> {
         Ok(self.inner.auth.credential().await?.identity)
     }
+
+    /// Where API calls go with the access token in force: the instance
+    /// the token endpoint named (Salesforce's `instance_url`), after its
+    /// check; `None` when it named none.
+    pub async fn instance(&self) -> Result<Option<Url>, ConnectorError> {
+        Ok(self.inner.auth.credential().await?.instance)
+    }
 }
 
 /// A response of any status, as one attempt got it.
