@@ -13,6 +13,7 @@
 //!   ledger;
 //! - [`import`]: canonical records from JSONL;
 //! - [`report`], [`export`]: what admins read;
+//! - [`console`]: the same, as web pages an admin browses;
 //! - [`service`]: `journeyd run`, the scheduled service systemd runs, and
 //!   its health and metrics listener;
 //! - [`process`]: which process a run belongs to, and whether it still runs;
@@ -72,6 +73,7 @@ pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod connectors;
+pub mod console;
 pub mod export;
 #[cfg(test)]
 mod fake_connector;

@@ -59,6 +59,9 @@ pub enum Command {
     Violations(ViolationsCommand),
     /// Stage KPIs: conversion, time in stage, stalled records, violations.
     Report,
+    /// Serve the web console: the violations log, records, owners, the
+    /// journey and runs as pages in a browser, until Ctrl-C or SIGTERM.
+    Console(ConsoleArgs),
     /// Run as a service: each connector's sync and the nightly audit on the
     /// config's schedule, until SIGTERM (SIGHUP reloads the config).
     Run,
@@ -96,6 +99,14 @@ pub struct ImportArgs {
     /// config has exactly one of that CRM.
     #[arg(long)]
     pub connector: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ConsoleArgs {
+    /// Where to listen: a loopback address and port (default: the config's
+    /// `[console] listen`, else 127.0.0.1:8788; port 0 picks a free one).
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,7 @@
 
 pub mod args;
 mod commands;
+mod console;
 #[cfg(feature = "demo")]
 mod demo;
 mod output;
@@ -41,6 +42,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Writeback(args) => writeback::run(&ctx, &args),
         Command::Audit(args) => commands::audit(&ctx, &args),
         Command::Report => commands::report(&ctx),
+        Command::Console(args) => console::run(&ctx, &args),
         Command::Run => run::run(&ctx),
         #[cfg(feature = "demo")]
         Command::Demo { apply, keep } => demo::run(ctx.json, keep, apply),

@@ -249,6 +249,7 @@ fn list(ctx: &Context, store: &Store, filter: &ViolationFilter) -> anyhow::Resul
     if ctx.json {
         return json(&rows);
     }
+    let owners = store.owner_directory()?;
     let lines = rows.iter().map(|v| {
         vec![
             v.id.to_string(),
@@ -260,7 +261,7 @@ fn list(ctx: &Context, store: &Store, filter: &ViolationFilter) -> anyhow::Resul
                 "{} {} {}",
                 v.violation.connector, v.violation.object, v.violation.record_id
             ),
-            opt(v.violation.owner_id.as_ref()),
+            owner_name(&owners, &v.violation),
             v.violation.message.clone(),
         ]
     });
@@ -276,6 +277,16 @@ fn list(ctx: &Context, store: &Store, filter: &ViolationFilter) -> anyhow::Resul
     let total = store.count_violations(filter)?;
     eprintln!("{} of {total} violation(s)", rows.len());
     Ok(())
+}
+
+/// The accountable owner by name, as the owners table has it; the id
+/// where it does not hold the owner.
+fn owner_name(owners: &crate::store::OwnerDirectory, v: &crate::rules::Violation) -> String {
+    let Some(id) = &v.owner_id else {
+        return opt(None::<&str>);
+    };
+    let known = owners.get(&(v.connector.clone(), id.clone()));
+    opt(Some(known.map_or(id.as_str(), |owner| owner.name.as_str())))
 }
 
 fn find(store: &Store, id: &str) -> anyhow::Result<ViolationRow> {
@@ -311,9 +322,10 @@ fn show(ctx: &Context, store: &Store, id: &str) -> anyhow::Result<()> {
         (
             "owner",
             format!(
-                "{} ({})",
-                opt(row.violation.owner_id.as_ref()),
-                opt(row.violation.owner_role.as_ref())
+                "{} ({}) {}",
+                owner_name(&store.owner_directory()?, &row.violation),
+                opt(row.violation.owner_role.as_ref()),
+                opt(row.violation.owner_id.as_ref())
             ),
         ),
         ("message", row.violation.message.clone()),

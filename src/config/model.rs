@@ -26,6 +26,7 @@ pub struct Config {
     pub writeback: WritebackPolicy,
     pub custom_rules: Vec<CustomRule>,
     pub service: ServiceConfig,
+    pub console: ConsoleConfig,
 }
 
 impl Config {
@@ -340,6 +341,14 @@ pub struct ServiceConfig {
     /// Where `/healthz` and `/metrics` are served; `None` for no listener.
     /// A loopback address unless the config said `health_public = true`.
     pub health_listen: Option<SocketAddr>,
+}
+
+/// The web console (`journeyd console`, and `journeyd run` when set).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConsoleConfig {
+    /// Where it listens: a loopback address. `None` when the config does
+    /// not say; `journeyd run` then serves no console.
+    pub listen: Option<SocketAddr>,
 }
 
 /// An admin's own rule.

@@ -56,6 +56,13 @@ pub(super) struct RawDaemon {
     #[serde(default)]
     pub rules: Vec<Spanned<RawRule>>,
     pub service: Option<RawService>,
+    pub console: Option<RawConsole>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(super) struct RawConsole {
+    pub listen: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]

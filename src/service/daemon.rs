@@ -76,6 +76,8 @@ pub enum ServiceError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Console(#[from] crate::console::ConsoleError),
 }
 
 /// What the service runs with: the config file (read again on SIGHUP), the
@@ -263,6 +265,7 @@ pub async fn run(service: Service) -> Result<(), ServiceError> {
         .map_err(ServiceError::Scheduler)?;
     health::record_tick(&shared.tick, Utc::now());
     let listener = listen(&shared, every).await?;
+    let console = serve_console(&shared).await?;
     let jobs = schedule(&scheduler, &shared).await?;
     swap_jobs(&shared, jobs);
     scheduler.start().await.map_err(ServiceError::Scheduler)?;
@@ -304,7 +307,7 @@ pub async fn run(service: Service) -> Result<(), ServiceError> {
             break;
         }
     }
-    if let Some(listener) = listener {
+    for listener in [listener, console].into_iter().flatten() {
         let _ = listener.await;
     }
     tracing::info!(
@@ -312,6 +315,29 @@ pub async fn run(service: Service) -> Result<(), ServiceError> {
         "journeyd stopped"
     );
     Ok(())
+}
+
+/// Serves the web console, if the config's `[console] listen` asks for
+/// it, with the journey of the config the service started with; it stops
+/// with the service.
+async fn serve_console(
+    shared: &Arc<Shared>,
+) -> Result<Option<tokio::task::JoinHandle<()>>, ServiceError> {
+    let config = shared.live().config.clone();
+    let Some(address) = config.console.listen else {
+        return Ok(None);
+    };
+    let listener = crate::console::bind(address).await?;
+    let console = crate::console::Console::new(config, shared.state_path.clone());
+    let mut stopped = shared.shutdown.clone();
+    let stop = async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    Ok(Some(tokio::spawn(async move {
+        if let Err(error) = crate::console::serve(listener, console, stop).await {
+            tracing::error!(error = %ErrorChain(&error), "the console stopped");
+        }
+    })))
 }
 
 /// Starts the health and metrics listener, if the config asks for one; it

@@ -3,6 +3,7 @@
 
 mod admin_flow;
 mod config_check;
+mod console;
 mod demo;
 mod dynamics;
 mod environment;

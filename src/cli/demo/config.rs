@@ -19,6 +19,8 @@ pub struct Targets {
     pub hubspot_token_variable: &'static str,
     /// Burst limit of the emulated portal's tier, per 10 s.
     pub hubspot_requests_per_10s: u32,
+    /// The emulated portal's account id: records link into it.
+    pub hubspot_portal_id: u64,
     /// `login_url` of the Salesforce connector.
     pub salesforce_login_url: String,
     /// The connected app's consumer key and the integration user.
@@ -60,6 +62,10 @@ fn edit(targets: &Targets, apply: bool) -> anyhow::Result<String> {
 
     let hubspot = table(connectors, "hubspot")?;
     hubspot["api_url"] = noted(targets.hubspot_url.as_str(), "the demo's emulated portal");
+    hubspot["portal_id"] = noted(
+        targets.hubspot_portal_id.to_string(),
+        "the emulated portal's account id, for links to its records",
+    );
     table(hubspot, "limits")?["requests"] = noted(
         i64::from(targets.hubspot_requests_per_10s),
         "the emulated portal is a Professional account",
@@ -136,6 +142,7 @@ mod tests {
             hubspot_url: "http://127.0.0.1:4001".into(),
             hubspot_token_variable: "DEMO_TOKEN",
             hubspot_requests_per_10s: 190,
+            hubspot_portal_id: 4242,
             salesforce_login_url: "http://127.0.0.1:4002".into(),
             salesforce_client_id: "demo-consumer-key".into(),
             salesforce_username: "integration@demo.example".into(),

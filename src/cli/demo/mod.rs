@@ -42,6 +42,11 @@ pub fn run(json: bool, keep: bool, apply: bool) -> anyhow::Result<ExitCode> {
     let result = demo(&dir, json, apply);
     if keep {
         eprintln!("demo files kept in {}", dir.display());
+        eprintln!(
+            "browse them: journeyd console --config {} --state {}",
+            dir.join("journeyd.toml").display(),
+            dir.join("state.sqlite").display()
+        );
     } else {
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -77,6 +82,7 @@ fn demo(dir: &Path, json: bool, apply: bool) -> anyhow::Result<ExitCode> {
             hubspot_url: trimmed(portal.base_url()),
             hubspot_token_variable: hubspot::TOKEN_VARIABLE,
             hubspot_requests_per_10s: hubspot::REQUESTS_PER_10S,
+            hubspot_portal_id: portal.portal_id(),
             salesforce_login_url: trimmed(org.base_url()),
             salesforce_client_id: org.client_id(),
             salesforce_username: org.username(),

@@ -6,11 +6,11 @@ use super::{Checker, Known, Seen, backticked, first_seen, known_stage, label, ob
 use crate::config::diagnostic::lowercase_first;
 use crate::config::document::ROOT;
 use crate::config::raw::{
-    RawChecks, RawDaemon, RawRule, RawSchedule, RawService, RawWriteback, Text,
+    RawChecks, RawConsole, RawDaemon, RawRule, RawSchedule, RawService, RawWriteback, Text,
 };
 use crate::config::{
-    Checks, ConnectorConfig, CronExpr, CustomRule, OnboardingCheck, Schedule, ServiceConfig,
-    TaskMode, WritebackMode, WritebackPolicy,
+    Checks, ConnectorConfig, ConsoleConfig, CronExpr, CustomRule, OnboardingCheck, Schedule,
+    ServiceConfig, TaskMode, WritebackMode, WritebackPolicy,
 };
 use crate::journey::{Expr, StageId};
 use crate::rules::{ActionKind, BuiltinRule, MessageTemplate, RuleId, Severity};
@@ -40,6 +40,7 @@ pub(super) struct DaemonParts {
     pub writeback: WritebackPolicy,
     pub custom_rules: Vec<CustomRule>,
     pub service: ServiceConfig,
+    pub console: ConsoleConfig,
     /// Every canonical field name some connector maps a CRM field to.
     pub canonical_fields: BTreeSet<String>,
 }
@@ -87,6 +88,7 @@ pub(super) fn daemon(
     let writeback = writeback(raw.writeback.as_ref(), &rule_ids, check);
     let custom_rules = custom_rules(&raw.rules, known, check);
     let service = service(raw.service.as_ref(), check);
+    let console = console(raw.console.as_ref(), check);
     DaemonParts {
         state_path,
         schedule,
@@ -95,7 +97,35 @@ pub(super) fn daemon(
         writeback,
         custom_rules,
         service,
+        console,
         canonical_fields,
+    }
+}
+
+/// The console's listener: a loopback address, since the console has no
+/// sign-in of its own (a reverse proxy on the host authenticates admins).
+fn console(raw: Option<&RawConsole>, check: &mut Checker<'_>) -> ConsoleConfig {
+    const CONTEXT: &str = "console: ";
+    let Some(listen) = raw.and_then(|raw| raw.listen.as_ref()) else {
+        return ConsoleConfig::default();
+    };
+    let written = listen.get_ref().trim();
+    let Ok(address) = written.parse::<SocketAddr>() else {
+        check.error(
+            listen.span().start,
+            format!(
+                "{CONTEXT}`listen` `{written}` is not a socket address (use an IP address and a port, e.g. `{}`)",
+                crate::console::DEFAULT_LISTEN
+            ),
+        );
+        return ConsoleConfig::default();
+    };
+    if let Err(refused) = crate::console::check_listen(address) {
+        check.error(listen.span().start, refused.to_string());
+        return ConsoleConfig::default();
+    }
+    ConsoleConfig {
+        listen: Some(address),
     }
 }
 

@@ -80,6 +80,7 @@ pub(super) fn config(
         writeback: daemon.writeback,
         custom_rules: daemon.custom_rules,
         service: daemon.service,
+        console: daemon.console,
     };
     connection::settle_task_reading(&mut config);
     Some(config)

@@ -1,0 +1,107 @@
+//! The frame every page shares (head, navigation, footer), its stylesheet,
+//! and the small pieces pages print the same way: severities, statuses,
+//! times and owners.
+
+use crate::rules::Severity;
+use crate::store::{OwnerDirectory, ViolationStatus};
+use chrono::{DateTime, Utc};
+use journeyd_connector::{ConnectorName, OwnerId};
+use maud::{DOCTYPE, Markup, html};
+
+/// The console's one stylesheet, served at `/static/console.css`.
+pub(super) const STYLESHEET: &str = include_str!("console.css");
+
+/// The pages in the navigation: path and title.
+const NAVIGATION: [(&str, &str); 5] = [
+    ("/", "Overview"),
+    ("/violations", "Violations"),
+    ("/owners", "Owners"),
+    ("/journey", "Journey"),
+    ("/runs", "Runs"),
+];
+
+/// A whole page: `title` in the tab and as its heading, `here` the path
+/// of its navigation entry.
+pub(super) fn frame(title: &str, here: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · journeyd" }
+                link rel="stylesheet" href="/static/console.css";
+            }
+            body {
+                header.top {
+                    a.brand href="/" { "journeyd" }
+                    nav aria-label="Pages" {
+                        @for (path, name) in NAVIGATION {
+                            @if path == here {
+                                a href=(path) aria-current="page" { (name) }
+                            } @else {
+                                a href=(path) { (name) }
+                            }
+                        }
+                    }
+                }
+                main {
+                    h1 { (title) }
+                    (body)
+                }
+            }
+        }
+    }
+}
+
+/// The page answered with a 404.
+pub(super) fn missing(what: &str) -> Markup {
+    frame(
+        "Not found",
+        "",
+        html! { p { (what) "." } p { a href="/" { "Back to the overview" } } },
+    )
+}
+
+/// The page answered with a 500: what could not be read.
+pub(super) fn failed(why: &str) -> Markup {
+    frame(
+        "Could not read the state file",
+        "",
+        html! { p.error { (why) } },
+    )
+}
+
+pub(super) fn severity(severity: Severity) -> Markup {
+    let name = severity.as_str();
+    html! { span class={ "severity " (name) } { (name) } }
+}
+
+pub(super) fn status(status: ViolationStatus) -> Markup {
+    let name = status.as_str();
+    html! { span class={ "status " (name) } { (name) } }
+}
+
+/// A time as the admin reads it: date and minute, UTC.
+pub(super) fn when(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// An owner by name, the id beside it for a name the state file does not
+/// hold, and flagged when the CRM says they are inactive.
+pub(super) fn owner(
+    owners: &OwnerDirectory,
+    connector: &ConnectorName,
+    id: Option<&OwnerId>,
+) -> Markup {
+    let Some(id) = id else {
+        return html! { span.none { "no owner" } };
+    };
+    match owners.get(&(connector.clone(), id.clone())) {
+        Some(owner) if owner.active => html! { span title=(id) { (owner.name) } },
+        Some(owner) => html! {
+            span title=(id) { (owner.name) } " " span.flag { "inactive" }
+        },
+        None => html! { span.unknown title="not among the CRM's owners" { (id) } },
+    }
+}

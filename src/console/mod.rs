@@ -1,0 +1,240 @@
+//! The web console: pages rendered on the server over the state file and
+//! the config, for the admin who reviews the violations log in a browser.
+//! It holds no CRM secret and makes no CRM call; it reads the state file
+//! through read-only connections, so it never holds up an audit or a sync.
+//!
+//! Pages have stable URLs (`/`, `/violations`, `/records/CONNECTOR/OBJECT/ID`,
+//! `/owners`, `/journey`, `/runs`) and work without JavaScript. Templates
+//! are compiled into the binary (maud, which escapes every value it is
+//! given), charts are SVG drawn on the server, and the one stylesheet is
+//! embedded: nothing is fetched from elsewhere. Every answer carries a
+//! Content-Security-Policy that allows no script at all.
+//!
+//! It listens on loopback only: the log names customers and owners, and
+//! the console has no sign-in of its own. Admins reach it from elsewhere
+//! through a reverse proxy on the same host that authenticates them.
+
+mod chart;
+mod layout;
+mod links;
+mod pages;
+mod query;
+mod readers;
+
+use crate::config::Config;
+use crate::store::StoreError;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use maud::Markup;
+use readers::Readers;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use thiserror::Error;
+use tokio::net::TcpListener;
+
+/// Where `journeyd console` listens when neither its `--listen` nor the
+/// config's `[console] listen` says.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8788";
+
+/// Why the console cannot start.
+#[derive(Debug, Error)]
+pub enum ConsoleError {
+    #[error(
+        "console: `{address}` is not a loopback address: the console has no sign-in, so it \
+         listens on 127.0.0.1 or ::1 only; put a reverse proxy that authenticates admins in \
+         front of it to reach it from elsewhere"
+    )]
+    NotLoopback { address: SocketAddr },
+    #[error("console: cannot listen on {address}")]
+    Listen {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Refuses an address the console may not listen on.
+pub fn check_listen(address: SocketAddr) -> Result<(), ConsoleError> {
+    if address.ip().to_canonical().is_loopback() {
+        Ok(())
+    } else {
+        Err(ConsoleError::NotLoopback { address })
+    }
+}
+
+/// Binds the console's listener on `address`, after [`check_listen`].
+pub async fn bind(address: SocketAddr) -> Result<TcpListener, ConsoleError> {
+    check_listen(address)?;
+    TcpListener::bind(address)
+        .await
+        .map_err(|source| ConsoleError::Listen { address, source })
+}
+
+/// What every page reads: the config and the state file.
+pub struct Console {
+    config: Arc<Config>,
+    readers: Readers,
+}
+
+impl Console {
+    /// A console over `config`'s journey and connectors and the state
+    /// file at `state` (which an earlier run created).
+    pub fn new(config: Arc<Config>, state: std::path::PathBuf) -> Arc<Console> {
+        let timezone = config.schedule.timezone;
+        Arc::new(Console {
+            config,
+            readers: Readers::new(state, timezone),
+        })
+    }
+}
+
+/// Serves the console on `listener` until `shutdown` completes, then lets
+/// the requests in hand finish.
+pub async fn serve(
+    listener: TcpListener,
+    console: Arc<Console>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    if let Ok(address) = listener.local_addr() {
+        tracing::info!(%address, "console up");
+    }
+    axum::serve(listener, router(console))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+fn router(console: Arc<Console>) -> Router {
+    Router::new()
+        .route("/", get(overview))
+        .route("/violations", get(violations))
+        .route("/violations/{id}", get(violation))
+        .route("/records/{connector}/{object}/{id}", get(record))
+        .route("/owners", get(owners))
+        .route("/journey", get(journey))
+        .route("/runs", get(runs))
+        .route("/static/console.css", get(stylesheet))
+        .fallback(not_found)
+        .layer(axum::middleware::map_response(secure_headers))
+        .with_state(console)
+}
+
+/// No script runs, no frame holds a page, nothing loads from elsewhere,
+/// and a link into the CRM does not tell it where the admin came from.
+async fn secure_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
+             frame-ancestors 'none'; base-uri 'none'",
+        ),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::CACHE_CONTROL, "no-store"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+type Shared = State<Arc<Console>>;
+
+/// Renders a page from the state file, on a reader's thread: a page that
+/// cannot be read says what failed, with status 500.
+async fn page(
+    console: Arc<Console>,
+    render: impl FnOnce(&crate::store::Store, &Config) -> Result<Page, StoreError> + Send + 'static,
+) -> Response {
+    let config = console.config.clone();
+    match console
+        .readers
+        .read(move |store| render(store, &config))
+        .await
+    {
+        Ok(Page::Found(markup)) => markup.into_response(),
+        Ok(Page::Missing(what)) => (StatusCode::NOT_FOUND, layout::missing(&what)).into_response(),
+        Err(error) => {
+            let message = crate::telemetry::chain(&error);
+            tracing::error!(error = %message, "a console page could not be read");
+            (StatusCode::INTERNAL_SERVER_ERROR, layout::failed(&message)).into_response()
+        }
+    }
+}
+
+/// A page, or what was not there.
+pub(crate) enum Page {
+    Found(Markup),
+    Missing(String),
+}
+
+async fn overview(State(console): Shared) -> Response {
+    page(console, pages::overview::render).await
+}
+
+async fn violations(State(console): Shared, Query(query): Query<query::ListQuery>) -> Response {
+    page(console, move |store, config| {
+        pages::violations::render(store, config, &query)
+    })
+    .await
+}
+
+async fn violation(State(console): Shared, Path(id): Path<String>) -> Response {
+    let found = console
+        .readers
+        .read(move |store| store.violation(&id))
+        .await;
+    match found {
+        Ok(Some(row)) => {
+            Redirect::to(&links::violation_anchor(&row.violation, row.id)).into_response()
+        }
+        Ok(None) => (
+            StatusCode::NOT_FOUND,
+            layout::missing("no violation has this id or fingerprint"),
+        )
+            .into_response(),
+        Err(error) => (
+            StatusCode::NOT_FOUND,
+            layout::missing(&crate::telemetry::chain(&error)),
+        )
+            .into_response(),
+    }
+}
+
+async fn record(
+    State(console): Shared,
+    Path((connector, object, id)): Path<(String, String, String)>,
+) -> Response {
+    page(console, move |store, config| {
+        pages::record::render(store, config, &connector, &object, &id)
+    })
+    .await
+}
+
+async fn owners(State(console): Shared) -> Response {
+    page(console, pages::owners::render).await
+}
+
+async fn journey(State(console): Shared) -> Response {
+    page(console, pages::journey::render).await
+}
+
+async fn runs(State(console): Shared) -> Response {
+    page(console, pages::runs::render).await
+}
+
+async fn stylesheet() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        layout::STYLESHEET,
+    )
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, layout::missing("no such page")).into_response()
+}

@@ -1,0 +1,192 @@
+//! The violations page's query string, as typed values: the filters, the
+//! page size and where the page starts. A value that names nothing is
+//! dropped and said, never an error page.
+
+use crate::journey::StageId;
+use crate::rules::{RuleId, Severity};
+use crate::store::{ListPosition, ViolationFilter, ViolationId, ViolationStatus};
+use journeyd_connector::{ConnectorName, OwnerId};
+use serde::Deserialize;
+use std::num::NonZeroUsize;
+
+/// Rows per page.
+pub(super) const PAGE: usize = 50;
+
+/// `/violations?connector=&rule=&severity=&status=&owner=&stage=&q=&after=`,
+/// as written. Empty values are no filter (what an empty form sends).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub(super) struct ListQuery {
+    pub connector: Option<String>,
+    pub rule: Option<String>,
+    /// The lowest severity shown: `low`, `medium` or `high`.
+    pub severity: Option<String>,
+    /// A status, `active` (open and acknowledged, the default) or `all`.
+    pub status: Option<String>,
+    pub owner: Option<String>,
+    pub stage: Option<String>,
+    /// Text in the record's name or the message, or a record id.
+    pub q: Option<String>,
+    /// `SEVERITY-ID` of the last row of the page before.
+    pub after: Option<String>,
+}
+
+/// The filter a query asks for, and what in it named nothing.
+pub(super) struct Parsed {
+    pub filter: ViolationFilter,
+    pub dropped: Vec<String>,
+}
+
+impl ListQuery {
+    /// The value of a field, trimmed; `None` when empty.
+    pub(super) fn value(field: &Option<String>) -> Option<&str> {
+        field.as_deref().map(str::trim).filter(|v| !v.is_empty())
+    }
+
+    pub(super) fn parse(&self) -> Parsed {
+        let mut dropped = Vec::new();
+        let statuses = match Self::value(&self.status) {
+            None | Some("active") => vec![ViolationStatus::Open, ViolationStatus::Acknowledged],
+            Some("all") => Vec::new(),
+            Some(other) => match ViolationStatus::parse(other) {
+                Some(status) => vec![status],
+                None => {
+                    dropped.push(format!("status `{other}`"));
+                    vec![ViolationStatus::Open, ViolationStatus::Acknowledged]
+                }
+            },
+        };
+        let min_severity = Self::value(&self.severity).and_then(|s| {
+            let found = parse_severity(s);
+            if found.is_none() {
+                dropped.push(format!("severity `{s}`"));
+            }
+            found
+        });
+        let after = Self::value(&self.after).and_then(|a| {
+            let found = parse_position(a);
+            if found.is_none() {
+                dropped.push(format!("page position `{a}`"));
+            }
+            found
+        });
+        let filter = ViolationFilter {
+            statuses,
+            rule: Self::value(&self.rule).map(RuleId::new),
+            stage: Self::value(&self.stage).map(StageId::new),
+            owner_id: Self::value(&self.owner).map(OwnerId::new),
+            connector: Self::value(&self.connector).map(ConnectorName::new),
+            min_severity,
+            text: Self::value(&self.q).map(str::to_owned),
+            after,
+            // One more than shown tells whether a next page exists.
+            limit: NonZeroUsize::new(PAGE + 1),
+            ..ViolationFilter::default()
+        };
+        Parsed { filter, dropped }
+    }
+
+    /// This query's filters, on the page after `position` (the first page
+    /// for `None`).
+    pub(super) fn page_link(&self, after: Option<ListPosition>) -> String {
+        let mut pairs = url::form_urlencoded::Serializer::new(String::new());
+        for (key, value) in [
+            ("connector", &self.connector),
+            ("rule", &self.rule),
+            ("severity", &self.severity),
+            ("status", &self.status),
+            ("owner", &self.owner),
+            ("stage", &self.stage),
+            ("q", &self.q),
+        ] {
+            if let Some(value) = Self::value(value) {
+                pairs.append_pair(key, value);
+            }
+        }
+        if let Some(position) = after {
+            pairs.append_pair("after", &format_position(position));
+        }
+        format!("/violations?{}", pairs.finish())
+    }
+}
+
+pub(super) fn parse_severity(value: &str) -> Option<Severity> {
+    match value {
+        "low" => Some(Severity::Low),
+        "medium" => Some(Severity::Medium),
+        "high" => Some(Severity::High),
+        _ => None,
+    }
+}
+
+fn format_position(position: ListPosition) -> String {
+    format!("{}-{}", position.severity.as_str(), position.id)
+}
+
+fn parse_position(value: &str) -> Option<ListPosition> {
+    let (severity, id) = value.split_once('-')?;
+    Some(ListPosition {
+        severity: parse_severity(severity)?,
+        id: ViolationId(id.parse().ok()?),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_query_lists_open_and_acknowledged_violations() {
+        let parsed = ListQuery::default().parse();
+        assert_eq!(
+            parsed.filter.statuses,
+            vec![ViolationStatus::Open, ViolationStatus::Acknowledged]
+        );
+        assert!(parsed.dropped.is_empty());
+    }
+
+    #[test]
+    fn empty_fields_are_no_filter() {
+        let query = ListQuery {
+            rule: Some(" ".into()),
+            severity: Some(String::new()),
+            ..ListQuery::default()
+        };
+        let parsed = query.parse();
+        assert_eq!(parsed.filter.rule, None);
+        assert_eq!(parsed.filter.min_severity, None);
+    }
+
+    #[test]
+    fn values_that_name_nothing_are_dropped_and_said() {
+        let query = ListQuery {
+            severity: Some("urgent".into()),
+            after: Some("x".into()),
+            status: Some("gone".into()),
+            ..ListQuery::default()
+        };
+        let parsed = query.parse();
+        assert_eq!(parsed.filter.min_severity, None);
+        assert_eq!(parsed.filter.after, None);
+        assert_eq!(parsed.dropped.len(), 3);
+    }
+
+    #[test]
+    fn the_next_page_keeps_the_filters_and_starts_after_the_last_row() {
+        let query = ListQuery {
+            rule: Some("stalled".into()),
+            q: Some("acme & co".into()),
+            ..ListQuery::default()
+        };
+        let position = ListPosition {
+            severity: Severity::High,
+            id: ViolationId(42),
+        };
+        let next = query.page_link(Some(position));
+        assert_eq!(next, "/violations?rule=stalled&q=acme+%26+co&after=high-42");
+        let again = ListQuery {
+            after: Some("high-42".into()),
+            ..query
+        };
+        assert_eq!(again.parse().filter.after, Some(position));
+    }
+}

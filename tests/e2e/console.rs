@@ -1,0 +1,398 @@
+//! `journeyd console`: the real binary serving its pages over a real state
+//! file, read over loopback HTTP.
+
+use crate::support::{Install, deal_line, journeyd, owner_line, stderr, stdout};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A console the test started; stopped with SIGTERM when dropped.
+struct Served {
+    child: Child,
+    port: u16,
+}
+
+impl Served {
+    /// Starts `command` (a `journeyd console` on port 0) and reads the
+    /// address it prints, within 30 s.
+    fn start(mut command: Command) -> Served {
+        let mut child = command
+            .args(["console", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("journeyd console starts");
+        let out = child.stdout.take().expect("its stdout");
+        let (said, heard) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(out).read_line(&mut line);
+            let _ = said.send(line);
+        });
+        let line = heard
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the console says where it listens within 30 s");
+        let port = line
+            .trim()
+            .strip_prefix("console: http://127.0.0.1:")
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|port| port.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        Served { child, port }
+    }
+
+    /// `GET path`: the status, the head and the body.
+    fn get(&self, path: &str) -> Answer {
+        let mut stream =
+            std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("the console answers");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("a read timeout");
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").expect("the request goes");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).expect("an answer");
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or(0);
+        Answer {
+            status,
+            head: head.to_ascii_lowercase(),
+            body: body.to_owned(),
+        }
+    }
+
+    /// `GET path`, which must answer 200.
+    fn page(&self, path: &str) -> String {
+        let answer = self.get(path);
+        assert_eq!(answer.status, 200, "{path}:\n{}", answer.body);
+        answer.body
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            // SAFETY: signals a child this test started and has not reaped.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        let _ = self.child.wait();
+    }
+}
+
+struct Answer {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+/// A HubSpot portal of two deals, one owned by Mara Quinn and one named
+/// like a script, audited.
+fn audited() -> Install {
+    let install = Install::new();
+    install.import_lines(
+        "deals.jsonl",
+        &[
+            owner_line("101", "Mara Quinn"),
+            deal_line("1", "Acme renewal", Some("101")),
+            deal_line("2", "<script>alert(1)</script>", None),
+        ],
+    );
+    install.run(&["audit"]);
+    install
+}
+
+#[test]
+fn every_page_renders_behind_headers_that_allow_no_script() {
+    let install = audited();
+    let served = Served::start(install.command(&[]));
+    for path in [
+        "/",
+        "/violations",
+        "/violations?status=all&severity=medium&q=acme",
+        "/owners",
+        "/journey",
+        "/runs",
+        "/records/hubspot/deal/1",
+    ] {
+        let answer = served.get(path);
+        assert_eq!(answer.status, 200, "{path}:\n{}", answer.body);
+        assert!(answer.body.starts_with("<!DOCTYPE html>"), "{path}");
+        for header in [
+            "content-security-policy: default-src 'none'; style-src 'self';",
+            "frame-ancestors 'none'",
+            "x-content-type-options: nosniff",
+        ] {
+            assert!(
+                answer.head.contains(header),
+                "{path}: {header}\n{}",
+                answer.head
+            );
+        }
+        assert!(!answer.body.contains("<script"), "{path} holds a script");
+    }
+    let css = served.get("/static/console.css");
+    assert_eq!(css.status, 200);
+    assert!(css.head.contains("content-type: text/css"), "{}", css.head);
+}
+
+#[test]
+fn owners_show_by_name_on_the_log_the_record_and_the_owners_page() {
+    let install = audited();
+    let served = Served::start(install.command(&[]));
+    for path in ["/violations", "/records/hubspot/deal/1", "/owners"] {
+        let page = served.page(path);
+        assert!(page.contains(">Mara Quinn<"), "{path}:\n{page}");
+        assert!(
+            !page.contains(">101<"),
+            "{path} shows the owner's id:\n{page}"
+        );
+    }
+}
+
+#[test]
+fn a_record_named_like_a_script_is_shown_as_text() {
+    let install = audited();
+    let served = Served::start(install.command(&[]));
+    for path in ["/violations", "/records/hubspot/deal/2"] {
+        let page = served.page(path);
+        assert!(
+            page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{path}:\n{page}"
+        );
+        assert!(!page.contains("<script>alert"), "{path}");
+    }
+}
+
+#[test]
+fn an_unknown_record_or_page_is_a_404_that_says_so() {
+    let install = audited();
+    let served = Served::start(install.command(&[]));
+    let record = served.get("/records/hubspot/deal/999");
+    assert_eq!(record.status, 404);
+    assert!(
+        record.body.contains("connector hubspot holds no deal 999"),
+        "{}",
+        record.body
+    );
+    assert_eq!(served.get("/records/hubspot/widget/1").status, 404);
+    assert_eq!(served.get("/nothing-here").status, 404);
+}
+
+#[test]
+fn a_listen_address_off_loopback_is_refused_on_the_command_line_and_in_the_config() {
+    let install = audited();
+    let output = install.run_expecting(1, &["console", "--listen", "0.0.0.0:8788"]);
+    assert!(
+        stderr(&output).contains("`0.0.0.0:8788` is not a loopback address"),
+        "{}",
+        stderr(&output)
+    );
+    let shipped = std::fs::read_to_string(crate::support::repo().join("config/journeyd.toml"))
+        .expect("the shipped config");
+    let public = Install::with_config(
+        &format!(
+            "{}\n[console]\nlisten = \"192.0.2.7:8788\"\n",
+            shipped.replace(
+                "journey = \"journey.toml\"",
+                &format!(
+                    "journey = {:?}",
+                    crate::support::repo().join("config/journey.toml")
+                )
+            )
+        ),
+        Vec::new(),
+    );
+    let output = public.run_expecting(2, &["config", "check"]);
+    assert!(
+        stderr(&output).contains("`192.0.2.7:8788` is not a loopback address"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+/// The demo's files: the three emulated CRMs synced and audited.
+struct Demo {
+    dir: PathBuf,
+}
+
+impl Demo {
+    fn run() -> Demo {
+        let output = journeyd()
+            .args(["demo", "--keep"])
+            .output()
+            .expect("the demo runs");
+        assert!(output.status.success(), "{}", stderr(&output));
+        let out = stdout(&output) + &stderr(&output);
+        let dir = out
+            .lines()
+            .find_map(|line| line.strip_prefix("demo files kept in "))
+            .unwrap_or_else(|| panic!("the demo names its directory:\n{out}"));
+        Demo {
+            dir: PathBuf::from(dir.trim()),
+        }
+    }
+
+    fn console(&self) -> Command {
+        let mut command = journeyd();
+        command
+            .arg("--config")
+            .arg(self.dir.join("journeyd.toml"))
+            .arg("--state")
+            .arg(self.dir.join("state.sqlite"));
+        command
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The first record page the log links to for `connector`.
+fn first_record(served: &Served, connector: &str) -> String {
+    let page = served.page(&format!("/violations?connector={connector}"));
+    let start = page
+        .find(&format!("href=\"/records/{connector}/"))
+        .unwrap_or_else(|| panic!("no {connector} record on the log"))
+        + "href=\"".len();
+    let end = start + page[start..].find(['"', '#']).expect("the link ends");
+    page[start..end].to_owned()
+}
+
+/// The link into the CRM on a record page.
+fn crm_link(page: &str) -> String {
+    let start = page
+        .find("<a href=\"http")
+        .unwrap_or_else(|| panic!("no CRM link:\n{page}"))
+        + "<a href=\"".len();
+    let end = start + page[start..].find('"').expect("the link ends");
+    page[start..end].replace("&amp;", "&")
+}
+
+fn id_of(path: &str) -> &str {
+    path.rsplit('/').next().expect("an id")
+}
+
+fn demo_config(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("journeyd.toml")).expect("the demo's config")
+}
+
+#[test]
+fn each_record_page_links_to_the_record_in_its_own_crm() {
+    let demo = Demo::run();
+    let served = Served::start(demo.console());
+    let config = demo_config(&demo.dir);
+
+    let hubspot = first_record(&served, "hubspot");
+    let portal = config
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("portal_id = \""))
+        .and_then(|rest| rest.split('"').next())
+        .expect("the demo's portal id");
+    let kind = match hubspot.split('/').nth(3) {
+        Some("deal") => "0-3",
+        Some("contact") => "0-1",
+        Some("account") => "0-2",
+        other => panic!("a HubSpot object: {other:?}"),
+    };
+    assert_eq!(
+        crm_link(&served.page(&hubspot)),
+        format!(
+            "https://app.hubspot.com/contacts/{portal}/record/{kind}/{}",
+            id_of(&hubspot)
+        )
+    );
+
+    let salesforce = first_record(&served, "salesforce");
+    let sobject = match salesforce.split('/').nth(3) {
+        Some("deal") => "Opportunity",
+        Some("lead") => "Lead",
+        Some("contact") => "Contact",
+        Some("account") => "Account",
+        other => panic!("a Salesforce object: {other:?}"),
+    };
+    let link = crm_link(&served.page(&salesforce));
+    assert!(
+        link.starts_with("http://127.0.0.1:")
+            && link.ends_with(&format!(
+                "/lightning/r/{sobject}/{}/view",
+                id_of(&salesforce)
+            )),
+        "{link}"
+    );
+
+    let dynamics = first_record(&served, "dynamics");
+    let table = match dynamics.split('/').nth(3) {
+        Some("deal") => "opportunity",
+        Some(other) => other,
+        None => panic!("a Dynamics object"),
+    };
+    let link = crm_link(&served.page(&dynamics));
+    assert!(
+        link.starts_with("http://127.0.0.1:")
+            && link.ends_with(&format!(
+                "/main.aspx?etn={table}&id={}&pagetype=entityrecord",
+                id_of(&dynamics)
+            )),
+        "{link}"
+    );
+}
+
+#[test]
+fn the_violations_page_continues_after_its_last_row_and_counts_them_all() {
+    let demo = Demo::run();
+    let served = Served::start(demo.console());
+    let first = served.page("/violations");
+    let rows = |page: &str| -> Vec<String> {
+        page.match_indices("<tr id=\"v")
+            .map(|(at, _)| {
+                let rest = &page[at + "<tr id=\"v".len()..];
+                rest[..rest.find('"').expect("the id ends")].to_owned()
+            })
+            .collect()
+    };
+    let on_first = rows(&first);
+    assert_eq!(on_first.len(), 50);
+    let next = first
+        .split("rel=\"next\"")
+        .next()
+        .and_then(|before| before.rsplit("href=\"").next())
+        .and_then(|rest| rest.split('"').next())
+        .expect("a next page")
+        .replace("&amp;", "&");
+    assert!(next.contains("after="), "{next}");
+    let on_second = rows(&served.page(&next));
+    assert_eq!(on_second.len(), 50);
+    assert!(on_second.iter().all(|id| !on_first.contains(id)));
+    assert!(first.contains("violations match"));
+}
+
+#[test]
+fn the_service_serves_the_console_its_config_asks_for_until_sigterm() {
+    use crate::environment::Environment;
+    use crate::service::{Daemon, eventually, free_port, get, runs, seconds_schedule};
+    let port = free_port();
+    let env = Environment::at(chrono::Utc::now(), 5, |config| {
+        seconds_schedule(config, "*/2 * * * * *");
+        config["console"]["listen"] = toml_edit::value(format!("127.0.0.1:{port}"));
+    });
+    let mut daemon = Daemon::start(&env, None);
+    daemon.wait_for(Duration::from_secs(20), |line| line == "READY=1");
+    eventually(Duration::from_secs(60), "an audit", || {
+        runs(&env)
+            .iter()
+            .any(|(kind, status)| kind == "audit" && status == "ok")
+    });
+
+    let (status, overview) = get(port, "/");
+    assert!(status.contains(" 200 "), "{status}");
+    assert!(overview.contains("<h1>Overview</h1>"), "{overview}");
+    assert!(overview.contains(">dynamics<"), "{overview}");
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait_exit(Duration::from_secs(30)), Some(0));
+}
