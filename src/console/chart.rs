@@ -6,10 +6,12 @@ use maud::{Markup, html};
 
 /// Pixels per row of a horizontal bar chart.
 const ROW: u32 = 22;
-const WIDTH: u32 = 640;
+const WIDTH: u32 = 520;
 /// Room for the labels left of the bars and the numbers right of them.
-const LABELS: u32 = 220;
-const NUMBERS: u32 = 70;
+const LABELS: u32 = 205;
+const NUMBERS: u32 = 60;
+/// The widest a column gets, however few there are.
+const COLUMN: u32 = 48;
 
 /// One bar: what it counts and how many.
 pub(super) struct Bar {
@@ -29,7 +31,7 @@ pub(super) fn bars(title: &str, rows: &[Bar]) -> Markup {
             @for (i, row) in rows.iter().enumerate() {
                 @let y = ROW * u32::try_from(i).unwrap_or(0);
                 @let length = scaled(row.value, max, span);
-                text x=(LABELS - 8) y=(y + 15) text-anchor="end" { (shorten(&row.label, 30)) }
+                text x=(LABELS - 8) y=(y + 15) text-anchor="end" { (shorten(&row.label, 26)) }
                 rect.bar x=(LABELS) y=(y + 4) width=(length) height=(ROW - 8) {}
                 text x=(LABELS + length + 6) y=(y + 15) { (row.value) }
             }
@@ -45,7 +47,7 @@ pub(super) fn columns(title: &str, points: &[Bar]) -> Markup {
     let max = points.iter().map(|p| p.value).max().unwrap_or(0).max(1);
     let count = u32::try_from(points.len()).unwrap_or(1).max(1);
     let step = (WIDTH - 20) / count;
-    let width = step.saturating_sub(8).max(4);
+    let width = step.saturating_sub(8).clamp(4, COLUMN);
     html! {
         svg.chart xmlns="http://www.w3.org/2000/svg" role="img" aria-label=(title)
             viewBox={ "0 0 " (WIDTH) " " (HEIGHT) } {

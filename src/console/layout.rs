@@ -10,6 +10,9 @@ use maud::{DOCTYPE, Markup, html};
 
 /// The console's one stylesheet, served at `/static/console.css`.
 pub(super) const STYLESHEET: &str = include_str!("console.css");
+/// Its icon, served at `/static/favicon.svg`: named by every page, so a
+/// browser does not ask for a `/favicon.ico` that is not there.
+pub(super) const ICON: &str = include_str!("favicon.svg");
 
 /// The pages in the navigation: path and title.
 const NAVIGATION: [(&str, &str); 5] = [
@@ -31,6 +34,7 @@ pub(super) fn frame(title: &str, here: &str, body: Markup) -> Markup {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · journeyd" }
                 link rel="stylesheet" href="/static/console.css";
+                link rel="icon" type="image/svg+xml" href="/static/favicon.svg";
             }
             body {
                 header.top {

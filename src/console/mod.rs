@@ -117,6 +117,7 @@ fn router(console: Arc<Console>) -> Router {
         .route("/journey", get(journey))
         .route("/runs", get(runs))
         .route("/static/console.css", get(stylesheet))
+        .route("/static/favicon.svg", get(icon))
         .fallback(not_found)
         .layer(axum::middleware::map_response(secure_headers))
         .with_state(console)
@@ -233,6 +234,10 @@ async fn stylesheet() -> Response {
         layout::STYLESHEET,
     )
         .into_response()
+}
+
+async fn icon() -> Response {
+    ([(header::CONTENT_TYPE, "image/svg+xml")], layout::ICON).into_response()
 }
 
 async fn not_found() -> Response {

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// A console the test started; stopped with SIGTERM when dropped.
-struct Served {
+pub(crate) struct Served {
     child: Child,
     port: u16,
 }
@@ -16,7 +16,7 @@ struct Served {
 impl Served {
     /// Starts `command` (a `journeyd console` on port 0) and reads the
     /// address it prints, within 30 s.
-    fn start(mut command: Command) -> Served {
+    pub(crate) fn start(mut command: Command) -> Served {
         let mut child = command
             .args(["console", "--listen", "127.0.0.1:0"])
             .stdout(Stdio::piped())
@@ -40,6 +40,11 @@ impl Served {
             .and_then(|port| port.parse().ok())
             .unwrap_or_else(|| panic!("no address in {line:?}"));
         Served { child, port }
+    }
+
+    /// The address of `path` on this console.
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
     }
 
     /// `GET path`: the status, the head and the body.
@@ -91,7 +96,7 @@ struct Answer {
 
 /// A HubSpot portal of two deals, one owned by Mara Quinn and one named
 /// like a script, audited.
-fn audited() -> Install {
+pub(crate) fn audited() -> Install {
     let install = Install::new();
     install.import_lines(
         "deals.jsonl",

@@ -2,6 +2,7 @@
 //! temporary directory, the shipped config.
 
 mod admin_flow;
+mod browser;
 mod config_check;
 mod console;
 mod demo;
