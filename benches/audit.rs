@@ -9,6 +9,7 @@
 //!     JOURNEYD_BENCH_BASELINE_MB=1450 cargo bench --bench audit   # the state file beside a baseline size
 //!     JOURNEYD_BENCH_COMMANDS=0 cargo bench --bench audit         # the audits only, not the commands
 //!     JOURNEYD_BENCH_KEEP=/some/dir cargo bench --bench audit     # state file and config kept there
+//!     JOURNEYD_BENCH_CONSOLE_STATE=/some/dir cargo bench --bench audit  # only the console, over a kept state file
 //!
 //! The records are split 40/35/25 between the config's HubSpot, Salesforce
 //! and Dynamics 365 connectors, each shaped the way that connector stores
@@ -42,6 +43,9 @@
 //!   peak RSS from `wait4`, through a small spawner (see [`spawner`]).
 //!   Their output goes to files in the temporary directory. A command that
 //!   fails is reported with its stderr, and the others still run;
+//! - the web console (see [`console_pages`]): the violations page's p95
+//!   over its first pages under several filters and the pages after them,
+//!   and every page's weight;
 //! - the state file's size, beside `JOURNEYD_BENCH_BASELINE_MB` when set.
 //!
 //! Time targets are the audit's targets for 1,000,000 records, scaled linearly
@@ -69,6 +73,12 @@ use support::{count_from_env, shipped_config};
     reason = "this bench measures its commands itself: it needs only the size and config helpers"
 )]
 mod support;
+
+mod console_pages;
+
+/// The violations page's p95 target, and every page's weight target.
+const PAGE_P95_MS: f64 = 50.0;
+const PAGE_KB: f64 = 150.0;
 
 /// Records per `upsert_records` call.
 const BATCH: usize = 5000;
@@ -99,6 +109,17 @@ fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
     if args.get(1).is_some_and(|arg| arg == SPAWNER) {
         return spawner(&args[2..]);
+    }
+    if let Some(kept) = std::env::var_os("JOURNEYD_BENCH_CONSOLE_STATE") {
+        let kept = PathBuf::from(kept);
+        let mut table = Table::new(TARGET_RECORDS);
+        console_step(
+            &kept.join("journeyd.toml"),
+            &kept.join("bench.sqlite"),
+            &mut table,
+        );
+        table.print(std::thread::available_parallelism().map_or(0, usize::from));
+        return ExitCode::SUCCESS;
     }
     let records = count_from_env("JOURNEYD_BENCH_RECORDS", TARGET_RECORDS);
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -213,6 +234,7 @@ fn main() -> ExitCode {
 
     if commands {
         run_commands(&runner, &mut table);
+        console_step(&runner.config, &path, &mut table);
     } else {
         println!("commands skipped (JOURNEYD_BENCH_COMMANDS=0)");
     }
@@ -377,6 +399,68 @@ fn run_commands(runner: &Runner, table: &mut Table) {
 /// Runs one command, prints what it took and said, and puts it in the
 /// table beside `target` (seconds at the full size); a failure is printed
 /// and marked, and the bench goes on.
+/// Measures the console's pages over `state` and puts the figures in the
+/// table.
+fn console_step(config: &Path, state: &Path, table: &mut Table) {
+    let figures =
+        match console_pages::measure(Path::new(env!("CARGO_BIN_EXE_journeyd")), config, state) {
+            Ok(figures) => figures,
+            Err(error) => {
+                println!("  console: FAILED: {error}");
+                table.row(
+                    "console",
+                    "failed".into(),
+                    Some(("served its pages".into(), Some(false))),
+                );
+                return;
+            }
+        };
+    println!("console pages:");
+    for page in &figures.others {
+        println!(
+            "  {}: {:.0} ms, then {:.1} ms while the log stays; {:.1} KB",
+            page.again.path,
+            page.first_ms,
+            page.again.ms,
+            page.again.bytes as f64 / 1024.0
+        );
+    }
+    // The violations pages: each first page, and any page past the target.
+    for page in &figures.violations {
+        if !page.path.contains("after=") || page.ms > PAGE_P95_MS {
+            println!(
+                "  {}: {:.1} ms, {:.1} KB",
+                page.path,
+                page.ms,
+                page.bytes as f64 / 1024.0
+            );
+        }
+    }
+    let p95 = figures.p95_ms();
+    table.row(
+        &format!("console /violations: p95 of {}", figures.violations.len()),
+        format!("{p95:.1} ms"),
+        Some((format!("<= {PAGE_P95_MS:.0} ms"), Some(p95 <= PAGE_P95_MS))),
+    );
+    if let Some(heaviest) = figures.heaviest() {
+        let kb = heaviest.bytes as f64 / 1024.0;
+        table.row(
+            &format!("console heaviest page ({})", short(&heaviest.path)),
+            format!("{kb:.0} KB"),
+            Some((format!("<= {PAGE_KB:.0} KB"), Some(kb <= PAGE_KB))),
+        );
+    }
+}
+
+/// A path cut to fit the table.
+fn short(path: &str) -> String {
+    if path.chars().count() <= 24 {
+        return path.to_owned();
+    }
+    let cut: String = path.chars().take(23).collect();
+    format!("{cut}…")
+}
+
 fn run_step(runner: &Runner, table: &mut Table, label: &str, args: &[String], target: Option<f64>) {
     match runner.run(label, args) {
         Ok(run) => {

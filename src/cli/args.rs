@@ -145,7 +145,7 @@ pub struct WritebackArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ViolationsCommand {
-    /// List violations, most severe first.
+    /// List violations, most severe first, the newest first within a severity.
     List(ListArgs),
     /// Show one violation and its history.
     Show {

@@ -17,6 +17,7 @@
 mod chart;
 mod layout;
 mod links;
+mod memo;
 mod pages;
 mod query;
 mod readers;
@@ -78,6 +79,7 @@ pub async fn bind(address: SocketAddr) -> Result<TcpListener, ConsoleError> {
 pub struct Console {
     config: Arc<Config>,
     readers: Readers,
+    memo: memo::Memo,
 }
 
 impl Console {
@@ -88,6 +90,7 @@ impl Console {
         Arc::new(Console {
             config,
             readers: Readers::new(state, timezone),
+            memo: memo::Memo::default(),
         })
     }
 }
@@ -149,12 +152,12 @@ type Shared = State<Arc<Console>>;
 /// cannot be read says what failed, with status 500.
 async fn page(
     console: Arc<Console>,
-    render: impl FnOnce(&crate::store::Store, &Config) -> Result<Page, StoreError> + Send + 'static,
+    render: impl FnOnce(&crate::store::Store, &Console) -> Result<Page, StoreError> + Send + 'static,
 ) -> Response {
-    let config = console.config.clone();
+    let shared = console.clone();
     match console
         .readers
-        .read(move |store| render(store, &config))
+        .read(move |store| render(store, &shared))
         .await
     {
         Ok(Page::Found(markup)) => markup.into_response(),
@@ -174,12 +177,15 @@ pub(crate) enum Page {
 }
 
 async fn overview(State(console): Shared) -> Response {
-    page(console, pages::overview::render).await
+    page(console, |store, console| {
+        pages::overview::render(store, &console.config, &console.memo)
+    })
+    .await
 }
 
 async fn violations(State(console): Shared, Query(query): Query<query::ListQuery>) -> Response {
-    page(console, move |store, config| {
-        pages::violations::render(store, config, &query)
+    page(console, move |store, console| {
+        pages::violations::render(store, &console.config, &query)
     })
     .await
 }
@@ -210,22 +216,28 @@ async fn record(
     State(console): Shared,
     Path((connector, object, id)): Path<(String, String, String)>,
 ) -> Response {
-    page(console, move |store, config| {
-        pages::record::render(store, config, &connector, &object, &id)
+    page(console, move |store, console| {
+        pages::record::render(store, &console.config, &connector, &object, &id)
     })
     .await
 }
 
 async fn owners(State(console): Shared) -> Response {
-    page(console, pages::owners::render).await
+    page(console, |store, console| {
+        pages::owners::render(store, &console.memo)
+    })
+    .await
 }
 
 async fn journey(State(console): Shared) -> Response {
-    page(console, pages::journey::render).await
+    page(console, |store, console| {
+        pages::journey::render(store, &console.config, &console.memo)
+    })
+    .await
 }
 
 async fn runs(State(console): Shared) -> Response {
-    page(console, pages::runs::render).await
+    page(console, |store, _| pages::runs::render(store)).await
 }
 
 async fn stylesheet() -> Response {

@@ -28,7 +28,13 @@ pub(super) struct ListQuery {
     pub q: Option<String>,
     /// `SEVERITY-ID` of the last row of the page before.
     pub after: Option<String>,
+    /// `all` to count every match, past [`COUNTED`].
+    pub count: Option<String>,
 }
+
+/// Matches counted by default: past this, the page says "more than", so
+/// that it costs the same in a log of any size.
+pub(super) const COUNTED: u64 = 1_000;
 
 /// The filter a query asks for, and what in it named nothing.
 pub(super) struct Parsed {
@@ -40,6 +46,11 @@ impl ListQuery {
     /// The value of a field, trimmed; `None` when empty.
     pub(super) fn value(field: &Option<String>) -> Option<&str> {
         field.as_deref().map(str::trim).filter(|v| !v.is_empty())
+    }
+
+    /// Whether every match is to be counted.
+    pub(super) fn count_all(&self) -> bool {
+        Self::value(&self.count) == Some("all")
     }
 
     pub(super) fn parse(&self) -> Parsed {
@@ -97,6 +108,7 @@ impl ListQuery {
             ("owner", &self.owner),
             ("stage", &self.stage),
             ("q", &self.q),
+            ("count", &self.count),
         ] {
             if let Some(value) = Self::value(value) {
                 pairs.append_pair(key, value);

@@ -29,13 +29,30 @@ pub enum CountBy {
     Stage,
 }
 
+/// The open and acknowledged rows, `+status` where the status index would
+/// be the wrong way in: most rows are open, so the count is a walk of an
+/// index that holds the column, in its order, with nothing to sort.
+const OPEN: &str = "FROM violation_rows WHERE +status IN ('open', 'acknowledged')";
+
 impl CountBy {
-    fn column(self) -> &'static str {
+    /// `(value, n)` rows: a walk of the rule index for rules and stages
+    /// (counted per rule and stage first, so the walk is in index order),
+    /// of the connector index for connectors, of the status index for
+    /// severities.
+    fn sql(self) -> String {
         match self {
-            CountBy::Rule => "rule",
-            CountBy::Severity => "CAST(severity AS TEXT)",
-            CountBy::Connector => "connector",
-            CountBy::Stage => "stage",
+            CountBy::Rule => format!("SELECT rule, count(*) {OPEN} GROUP BY rule"),
+            CountBy::Stage => format!(
+                "SELECT stage, sum(n) FROM
+                     (SELECT rule, stage, count(*) AS n {OPEN} GROUP BY rule, stage)
+                 GROUP BY stage"
+            ),
+            CountBy::Connector => format!("SELECT connector, count(*) {OPEN} GROUP BY connector"),
+            CountBy::Severity => "SELECT CAST(severity AS TEXT), sum(n) FROM
+                     (SELECT status, severity, count(*) AS n FROM violation_rows
+                      WHERE status IN ('open', 'acknowledged') GROUP BY status, severity)
+                 GROUP BY severity"
+                .to_owned(),
         }
     }
 }
@@ -82,7 +99,36 @@ pub struct OwnerLoad {
     pub open_violations: u64,
 }
 
+/// What changes when the figures a page sums over can: the last run
+/// begun, the last one finished, and the last change of a violation's
+/// status. Figures kept with one version stay right until it moves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogVersion {
+    last_run: Option<i64>,
+    last_finished: Option<String>,
+    last_event: Option<i64>,
+}
+
 impl Store {
+    /// The log's [`LogVersion`]: three lookups of a largest key.
+    pub fn log_version(&self) -> Result<LogVersion, StoreError> {
+        self.conn
+            .prepare_cached(
+                "SELECT (SELECT max(id) FROM runs),
+                        (SELECT max(finished_at) FROM runs WHERE id > (SELECT max(id) - 64 FROM runs)),
+                        (SELECT max(id) FROM violation_events)",
+            )
+            .op("prepare reading the log's version")?
+            .query_row([], |row| {
+                Ok(LogVersion {
+                    last_run: row.get(0)?,
+                    last_finished: row.get(1)?,
+                    last_event: row.get(2)?,
+                })
+            })
+            .op("read the log's version")
+    }
+
     /// The name of every stored owner.
     pub fn owner_directory(&self) -> Result<OwnerDirectory, StoreError> {
         let mut stmt = self
@@ -108,14 +154,9 @@ impl Store {
 
     /// The open and acknowledged violations counted by `by`, most first.
     pub fn open_counts(&self, by: CountBy) -> Result<Vec<OpenCount>, StoreError> {
-        let column = by.column();
         let mut stmt = self
             .conn
-            .prepare_cached(&format!(
-                "SELECT {column} AS value, count(*) AS n FROM violation_rows
-                 WHERE status IN ('open', 'acknowledged')
-                 GROUP BY value ORDER BY n DESC, value"
-            ))
+            .prepare_cached(&format!("SELECT * FROM ({}) ORDER BY 2 DESC, 1", by.sql()))
             .op("prepare counting open violations")?;
         let rows = stmt
             .query_map([], |row| {
@@ -307,6 +348,33 @@ mod tests {
         assert_eq!(
             counted,
             vec![(Some("missing_owner"), 2), (Some("stalled"), 1)]
+        );
+    }
+
+    #[test]
+    fn open_counts_by_stage_and_severity_sum_over_every_rule() {
+        let test = audited(&[
+            violation("1", BuiltinRule::MissingOwner, Some("a")),
+            violation("2", BuiltinRule::Stalled, Some("a")),
+            violation("2", BuiltinRule::DuplicateRecord, Some("b")),
+        ]);
+        let counted = |by| -> Vec<(Option<String>, u64)> {
+            test.store
+                .open_counts(by)
+                .unwrap()
+                .into_iter()
+                .map(|c| (c.value, c.count))
+                .collect()
+        };
+        assert_eq!(
+            counted(CountBy::Stage),
+            vec![(Some("a".into()), 2), (Some("b".into()), 1)]
+        );
+        let severities: u64 = counted(CountBy::Severity).iter().map(|(_, n)| n).sum();
+        assert_eq!(severities, 3);
+        assert_eq!(
+            counted(CountBy::Connector),
+            vec![(Some("hubspot".into()), 3)]
         );
     }
 

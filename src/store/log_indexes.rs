@@ -25,6 +25,8 @@ const DEFERRED: &[&str] = &[
     "violation_rows_connector",
     "violation_rows_rule",
     "violation_events_violation",
+    "violation_rows_severity",
+    "violation_rows_rule_severity",
 ];
 
 /// The page cache while the indexes are built, which is also each sort

@@ -71,6 +71,7 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(V8_AUDIT_QUEUE).comment("the records an audit must judge again"),
     M::up(V9_PLAN_STATE).comment("what the write-back planner found per record"),
     M::up(V10_DEFERRED_INDEXES).comment("the log's indexes a first audit builds at its end"),
+    M::up(V11_SEVERITY_ORDER).comment("the log in the order lists read it"),
 ];
 
 const V1_INITIAL: &str = r#"
@@ -815,6 +816,18 @@ CREATE TABLE deferred_indexes (
     name TEXT PRIMARY KEY,
     sql  TEXT NOT NULL
 ) WITHOUT ROWID;
+"#;
+
+const V11_SEVERITY_ORDER: &str = r#"
+-- Lists read the log most severe first, newest first within a severity,
+-- one severity at a time: these indexes hold that order (severity, then
+-- the id; a rule's by rule first), so a page of a list, or the page after
+-- a given row, is a seek and a short walk however large the log. A rule's
+-- violations all have the rule's severity, bar a change of config: without
+-- the second index, a page of a low rule would walk every row of higher
+-- severity first. Internal.
+CREATE INDEX violation_rows_severity ON violation_rows (severity);
+CREATE INDEX violation_rows_rule_severity ON violation_rows (rule, severity);
 "#;
 
 #[cfg(test)]

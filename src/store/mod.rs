@@ -45,7 +45,9 @@ mod writeback;
 pub use audit::{AuditDiff, AuditWriter, ChunkDiff, RecordState};
 pub use audit_queue::{ConnectorBasis, QueueMark, QueuedChunk};
 pub use chunks::{DuplicatePeer, KeptRecord, MAX_PEERS, StoredRecord};
-pub use console::{CountBy, LastWrite, OpenCount, OwnerDirectory, OwnerLoad, OwnerName, TaskView};
+pub use console::{
+    CountBy, LastWrite, LogVersion, OpenCount, OwnerDirectory, OwnerLoad, OwnerName, TaskView,
+};
 pub use handle::StoreHandle;
 pub use ledger::{LedgerCursor, LedgerEntry, LedgerMark, LedgerState, StagedWrite};
 pub use plan_state::{PlanClass, PlanCounts, PlanCursor, PlanScope};

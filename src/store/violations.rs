@@ -519,7 +519,7 @@ impl Store {
     }
 
     /// Streams the violations `filter` selects to `f`, highest severity
-    /// first, then by id. Memory does not grow with the number of rows when
+    /// first, the newest first within a severity. Memory does not grow with the number of rows when
     /// the filter has a limit (SQLite keeps the top rows only); for every
     /// row of a large log use [`Store::stream_violations`]. `f` can stop the
     /// stream by returning an error, which is passed back.
@@ -531,7 +531,85 @@ impl Store {
     where
         E: From<StoreError>,
     {
-        self.query_violations(&list_sql(filter, ListOrder::Severity), f)
+        let Some(limit) = filter.limit else {
+            return self.query_violations(&list_sql(filter, ListOrder::Severity), f);
+        };
+        let unpaged = ViolationFilter {
+            after: None,
+            limit: None,
+            ..filter.clone()
+        };
+        let few = narrows(filter) && self.count_violations_upto(&unpaged, FEW)?.is_some();
+        let ids = if few {
+            self.page_sorted(filter, limit)?
+        } else {
+            self.page_by_severity(filter, limit)?
+        };
+        let rows = (
+            format!(
+                "SELECT {VIOLATION_COLUMNS} FROM violations
+                 WHERE id IN (SELECT value FROM json_each(?1))
+                 ORDER BY severity DESC, id DESC"
+            ),
+            vec![Value::Text(serde_json::Value::from(ids).to_string())],
+        );
+        self.query_violations(&rows, f)
+    }
+
+    /// The ids of a page of `filter`'s list, from the few rows it selects,
+    /// read through its own index and sorted.
+    fn page_sorted(
+        &self,
+        filter: &ViolationFilter,
+        limit: NonZeroUsize,
+    ) -> Result<Vec<i64>, StoreError> {
+        let mut query = filter_clause(filter);
+        if let Some(after) = filter.after {
+            let severity = query.bind(Value::Integer(severity_rank(after.severity)));
+            let id = query.bind(Value::Integer(after.id.0));
+            query.clauses.push(format!(
+                "(severity < {severity} OR (severity = {severity} AND id < {id}))"
+            ));
+        }
+        let mark = query.bind(Value::Integer(
+            i64::try_from(limit.get()).unwrap_or(i64::MAX),
+        ));
+        let sql = format!(
+            "SELECT id FROM violation_rows{} ORDER BY severity DESC, id DESC LIMIT {mark}",
+            query.sql()
+        );
+        self.ids(&sql, query.values)
+    }
+
+    /// The ids of a page of `filter`'s list, one severity at a time from
+    /// the highest: each a seek of an index in the list's order (by rule
+    /// and severity for a rule's list, by severity otherwise) and a walk
+    /// that stops when the page is full.
+    fn page_by_severity(
+        &self,
+        filter: &ViolationFilter,
+        limit: NonZeroUsize,
+    ) -> Result<Vec<i64>, StoreError> {
+        let mut ids = Vec::with_capacity(limit.get());
+        for severity in Severity::ALL.into_iter().rev() {
+            let room = limit.get() - ids.len();
+            if room == 0 {
+                break;
+            }
+            let Some((sql, values)) = level_sql(filter, severity, room) else {
+                continue;
+            };
+            ids.extend(self.ids(&sql, values)?);
+        }
+        Ok(ids)
+    }
+
+    fn ids(&self, sql: &str, values: Vec<Value>) -> Result<Vec<i64>, StoreError> {
+        let mut stmt = self.conn.prepare(sql).op("prepare listing violations")?;
+        let rows = stmt
+            .query_map(params_from_iter(values), |row| row.get(0))
+            .op("list violations")?;
+        rows.collect::<Result<_, _>>().op("list violations")
     }
 
     /// Streams the violations `filter` selects to `f` in id order, reading
@@ -557,6 +635,29 @@ impl Store {
             .op("prepare counting violations")?
             .query_row(params_from_iter(query.values), |row| row.get(0))
             .op("count violations")
+    }
+
+    /// How many violations `filter` selects, its limit aside, counting no
+    /// further than `cap`: `None` when there are more. Its cost is bounded
+    /// by `cap` whatever the log's size.
+    pub fn count_violations_upto(
+        &self,
+        filter: &ViolationFilter,
+        cap: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        let mut query = filter_clause(filter);
+        let limit = query.bind(Value::Integer(i64::try_from(cap).unwrap_or(i64::MAX) + 1));
+        let sql = format!(
+            "SELECT count(*) FROM (SELECT 1 FROM violation_rows{} LIMIT {limit})",
+            query.sql()
+        );
+        let counted: u64 = self
+            .conn
+            .prepare(&sql)
+            .op("prepare counting violations")?
+            .query_row(params_from_iter(query.values), |row| row.get(0))
+            .op("count violations")?;
+        Ok((counted <= cap).then_some(counted))
     }
 
     fn query_violations<E>(
@@ -699,22 +800,46 @@ fn run_summary_slot<'m>(
 /// The order of a list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ListOrder {
-    /// Most severe first, then by id: what an admin reads first.
+    /// Most severe first, the newest first within a severity: what an
+    /// admin reads first.
     Severity,
     /// By id, scanning the table (`NOT INDEXED`): never a sort, whatever
     /// the filter.
     Id,
 }
 
-/// The WHERE clause of `filter`, its limit aside.
-fn filter_clause(filter: &ViolationFilter) -> Where {
-    filter_on(filter, "")
+/// Past this many rows, a list walks the order's index rather than sort
+/// the rows its filter selects.
+const FEW: u64 = 1_000;
+
+/// Whether `filter` names a column an index other than the order's can
+/// find rows by (a status alone does not narrow: most rows are open).
+fn narrows(filter: &ViolationFilter) -> bool {
+    filter.rule.is_some()
+        || filter.stage.is_some()
+        || filter.owner_id.is_some()
+        || filter.connector.is_some()
+        || filter
+            .statuses
+            .iter()
+            .any(|s| !matches!(s, ViolationStatus::Open | ViolationStatus::Acknowledged))
 }
 
-/// [`filter_clause`] with each column written `{prefix}column`: a `+`
-/// keeps SQLite from answering a filter through an index, for a stream
-/// that must walk the rows in id order rather than sort them.
-fn filter_on(filter: &ViolationFilter, prefix: &str) -> Where {
+/// The WHERE clause of `filter`, its limit aside.
+fn filter_clause(filter: &ViolationFilter) -> Where {
+    filter_on(filter, "", "", "")
+}
+
+/// [`filter_clause`] with each column written `{prefix}column`, but the
+/// status `{status_prefix}status` and the rule `{rule_prefix}rule`: a `+`
+/// keeps SQLite from answering a filter through an index, for a list that
+/// must walk the rows in the order of another index rather than sort them.
+fn filter_on(
+    filter: &ViolationFilter,
+    prefix: &str,
+    status_prefix: &str,
+    rule_prefix: &str,
+) -> Where {
     let mut query = Where::default();
     if !filter.statuses.is_empty() {
         let marks: Vec<String> = filter
@@ -724,11 +849,11 @@ fn filter_on(filter: &ViolationFilter, prefix: &str) -> Where {
             .collect();
         query
             .clauses
-            .push(format!("{prefix}status IN ({})", marks.join(", ")));
+            .push(format!("{status_prefix}status IN ({})", marks.join(", ")));
     }
     let text = |s: &str| Value::Text(s.to_owned());
     if let Some(rule) = &filter.rule {
-        query.push(&format!("{prefix}rule ="), text(rule.as_str()));
+        query.push(&format!("{rule_prefix}rule ="), text(rule.as_str()));
     }
     if let Some(stage) = &filter.stage {
         query.push(&format!("{prefix}stage ="), text(stage.as_str()));
@@ -761,13 +886,6 @@ fn filter_on(filter: &ViolationFilter, prefix: &str) -> Where {
               OR instr(lower({prefix}message), {lower}) > 0 OR {prefix}record_id = {exact})"
         ));
     }
-    if let Some(after) = filter.after {
-        let severity = query.bind(Value::Integer(severity_rank(after.severity)));
-        let id = query.bind(Value::Integer(after.id.0));
-        query.clauses.push(format!(
-            "({prefix}severity < {severity} OR ({prefix}severity = {severity} AND {prefix}id > {id}))"
-        ));
-    }
     query
 }
 
@@ -786,38 +904,53 @@ fn by_prefix_sql() -> String {
 /// The query of a list, with its parameters.
 fn list_sql(filter: &ViolationFilter, order: ListOrder) -> (String, Vec<Value>) {
     let (mut query, order_by) = match order {
-        ListOrder::Severity => (filter_clause(filter), "severity DESC, id"),
-        ListOrder::Id => (filter_on(filter, "+"), "id"),
+        ListOrder::Severity => (filter_clause(filter), "severity DESC, id DESC"),
+        ListOrder::Id => (filter_on(filter, "+", "+", "+"), "id"),
     };
-    let sql = match filter.limit.filter(|_| order == ListOrder::Severity) {
-        // The page's ids first, from the rows alone (an index holds
-        // status, severity and id): the view's columns, which join the
-        // last sighting and run, are then made for those rows only rather
-        // than for every row the sort reads.
-        Some(limit) => {
-            let limit = i64::try_from(limit.get()).unwrap_or(i64::MAX);
-            let mark = query.bind(Value::Integer(limit));
-            format!(
-                "SELECT {VIOLATION_COLUMNS} FROM violations WHERE id IN (
-                     SELECT id FROM violation_rows{} ORDER BY {order_by} LIMIT {mark})
-                 ORDER BY {order_by}",
-                query.sql()
-            )
-        }
-        None => {
-            let mut sql = format!(
-                "SELECT {VIOLATION_COLUMNS} FROM violations{} ORDER BY {order_by}",
-                query.sql()
-            );
-            if let Some(limit) = filter.limit {
-                let limit = i64::try_from(limit.get()).unwrap_or(i64::MAX);
-                let mark = query.bind(Value::Integer(limit));
-                sql.push_str(&format!(" LIMIT {mark}"));
-            }
-            sql
-        }
-    };
+    let mut sql = format!(
+        "SELECT {VIOLATION_COLUMNS} FROM violations{} ORDER BY {order_by}",
+        query.sql()
+    );
+    if let Some(limit) = filter.limit {
+        let limit = i64::try_from(limit.get()).unwrap_or(i64::MAX);
+        let mark = query.bind(Value::Integer(limit));
+        sql.push_str(&format!(" LIMIT {mark}"));
+    }
     (sql, query.values)
+}
+
+/// One severity's share of a page of `filter`'s list: the query of the
+/// ids of at most `room` of its rows, newest first, after the list's
+/// position; `None` for a severity the filter or the position leaves out.
+fn level_sql(
+    filter: &ViolationFilter,
+    severity: Severity,
+    room: usize,
+) -> Option<(String, Vec<Value>)> {
+    if filter.min_severity.is_some_and(|least| severity < least) {
+        return None;
+    }
+    let before = match filter.after {
+        Some(after) if after.severity < severity => return None,
+        Some(after) if after.severity == severity => Some(after.id),
+        _ => None,
+    };
+    // Every filter hidden from the indexes but the rule's (an index holds
+    // rule and severity): SQLite would otherwise read a connector's rows
+    // through its index, say, to sort them.
+    let mut query = filter_on(filter, "+", "+", "");
+    let level = query.bind(Value::Integer(severity_rank(severity)));
+    query.clauses.push(format!("severity = {level}"));
+    if let Some(id) = before {
+        let mark = query.bind(Value::Integer(id.0));
+        query.clauses.push(format!("id < {mark}"));
+    }
+    let mark = query.bind(Value::Integer(i64::try_from(room).unwrap_or(i64::MAX)));
+    let sql = format!(
+        "SELECT id FROM violation_rows{} ORDER BY id DESC LIMIT {mark}",
+        query.sql()
+    );
+    Some((sql, query.values))
 }
 
 #[cfg(test)]
@@ -863,6 +996,66 @@ mod tests {
             })
             .unwrap();
         ids
+    }
+
+    /// SQLite's plan of one severity's share of a page of `filter`'s list.
+    fn level_plan(test: &TestStore, filter: &ViolationFilter, severity: Severity) -> String {
+        let (sql, values) = level_sql(filter, severity, 51).expect("the severity is listed");
+        test.plan(&sql, params_from_iter(values)).join(" | ")
+    }
+
+    #[test]
+    fn a_page_after_a_position_seeks_its_severity_and_sorts_nothing() {
+        let test = store_with(&[violation("1", BuiltinRule::MissingOwner, None)]);
+        let filter = ViolationFilter {
+            statuses: vec![ViolationStatus::Open, ViolationStatus::Acknowledged],
+            connector: Some(hubspot()),
+            owner_id: Some(OwnerId::new("u7")),
+            after: Some(ListPosition {
+                severity: Severity::High,
+                id: ViolationId(9),
+            }),
+            limit: NonZeroUsize::new(51),
+            ..ViolationFilter::default()
+        };
+        let plan = level_plan(&test, &filter, Severity::High);
+        assert!(
+            plan.contains("USING INDEX violation_rows_severity (severity=? AND rowid<?)"),
+            "{plan}"
+        );
+        assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+        assert!(level_sql(&filter, Severity::Low, 51).is_some());
+    }
+
+    #[test]
+    fn a_rules_page_seeks_the_rule_at_each_severity() {
+        let test = store_with(&[violation("1", BuiltinRule::MissingOwner, None)]);
+        let filter = ViolationFilter {
+            rule: Some(BuiltinRule::DuplicateRecord.id()),
+            limit: NonZeroUsize::new(51),
+            ..ViolationFilter::default()
+        };
+        let plan = level_plan(&test, &filter, Severity::High);
+        assert!(
+            plan.contains("INDEX violation_rows_rule_severity (rule=? AND severity=?)"),
+            "{plan}"
+        );
+        assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+    }
+
+    #[test]
+    fn severities_above_a_position_or_below_the_least_asked_are_not_read() {
+        let filter = ViolationFilter {
+            min_severity: Some(Severity::Medium),
+            after: Some(ListPosition {
+                severity: Severity::Medium,
+                id: ViolationId(9),
+            }),
+            ..ViolationFilter::default()
+        };
+        assert!(level_sql(&filter, Severity::High, 51).is_none());
+        assert!(level_sql(&filter, Severity::Medium, 51).is_some());
+        assert!(level_sql(&filter, Severity::Low, 51).is_none());
     }
 
     #[test]
@@ -1102,7 +1295,7 @@ mod tests {
     }
 
     #[test]
-    fn list_filters_narrow_and_order_by_severity_then_id() {
+    fn list_filters_narrow_and_order_by_severity_then_newest_first() {
         let mut owned = violation("2", BuiltinRule::OwnerRoleMismatch, Some("decision"));
         owned.owner_id = Some(OwnerId::new("u7"));
         let found = [
@@ -1122,8 +1315,8 @@ mod tests {
             all,
             vec![
                 "3:missing_owner",
-                "2:owner_role_mismatch",
                 "3:stalled",
+                "2:owner_role_mismatch",
                 "1:duplicate_record"
             ]
         );
@@ -1173,7 +1366,7 @@ mod tests {
             limit: NonZeroUsize::new(1),
             ..Default::default()
         };
-        assert_eq!(list(store, &limited), vec!["2:owner_role_mismatch"]);
+        assert_eq!(list(store, &limited), vec!["3:stalled"]);
     }
 
     #[test]

@@ -6,14 +6,29 @@
 use super::super::Page;
 use super::super::chart::{self, Bar};
 use super::super::layout::frame;
+use super::super::memo::Memo;
 use crate::config::Config;
 use crate::store::{Store, StoreError};
 use chrono::Utc;
 use maud::html;
 
-pub(in super::super) fn render(store: &Store, config: &Config) -> Result<Page, StoreError> {
+pub(in super::super) fn render(
+    store: &Store,
+    config: &Config,
+    memo: &Memo,
+) -> Result<Page, StoreError> {
     let journey = &config.journey;
-    let figures = store.stage_figures(config.schedule.today(Utc::now()))?;
+    let today = config.schedule.today(Utc::now());
+    // Days in stage count to today: kept figures are of the day they were summed.
+    let figures = memo.get(store, "stage figures", |store| {
+        store.stage_figures(today).map(|figures| (today, figures))
+    })?;
+    let figures = if figures.0 == today {
+        figures
+    } else {
+        std::sync::Arc::new((today, store.stage_figures(today)?))
+    };
+    let figures = &figures.1;
     let figure = |index: usize| figures.iter().find(|f| f.stage_index == index);
     let funnel: Vec<Bar> = journey
         .stages

@@ -5,6 +5,7 @@
 use super::super::Page;
 use super::super::chart::{self, Bar};
 use super::super::layout::{frame, when};
+use super::super::memo::Memo;
 use super::runs::outcome;
 use crate::config::Config;
 use crate::rules::Severity;
@@ -14,11 +15,20 @@ use maud::html;
 /// Audits in the trend chart.
 const TREND: usize = 14;
 
-pub(in super::super) fn render(store: &Store, config: &Config) -> Result<Page, StoreError> {
-    let by_rule = store.open_counts(CountBy::Rule)?;
-    let by_severity = store.open_counts(CountBy::Severity)?;
-    let by_connector = store.open_counts(CountBy::Connector)?;
-    let by_stage = store.open_counts(CountBy::Stage)?;
+pub(in super::super) fn render(
+    store: &Store,
+    config: &Config,
+    memo: &Memo,
+) -> Result<Page, StoreError> {
+    let counts = memo.get(store, "open counts", |store| {
+        Ok([
+            store.open_counts(CountBy::Rule)?,
+            store.open_counts(CountBy::Severity)?,
+            store.open_counts(CountBy::Connector)?,
+            store.open_counts(CountBy::Stage)?,
+        ])
+    })?;
+    let [by_rule, by_severity, by_connector, by_stage] = &*counts;
     let open: u64 = by_rule.iter().map(|c| c.count).sum();
     let high = by_severity
         .iter()
@@ -57,19 +67,19 @@ pub(in super::super) fn render(store: &Store, config: &Config) -> Result<Page, S
         div.grid {
             section.card {
                 h2 { "Open by rule" }
-                (chart::bars("Open violations by rule", &bars(&by_rule, |v| v.to_owned())))
+                (chart::bars("Open violations by rule", &bars(by_rule, |v| v.to_owned())))
             }
             section.card {
                 h2 { "Open by severity" }
-                (chart::bars("Open violations by severity", &bars(&by_severity, |v| severity_name(v).to_owned())))
+                (chart::bars("Open violations by severity", &bars(by_severity, |v| severity_name(v).to_owned())))
             }
             section.card {
                 h2 { "Open by connector" }
-                (chart::bars("Open violations by connector", &bars(&by_connector, |v| v.to_owned())))
+                (chart::bars("Open violations by connector", &bars(by_connector, |v| v.to_owned())))
             }
             section.card {
                 h2 { "Open by stage" }
-                (chart::bars("Open violations by stage", &bars(&by_stage, stage_name)))
+                (chart::bars("Open violations by stage", &bars(by_stage, stage_name)))
             }
         }
         h2 { "Violations found by the last audits" }

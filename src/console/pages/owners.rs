@@ -3,12 +3,12 @@
 
 use super::super::Page;
 use super::super::layout::frame;
-use crate::config::Config;
+use super::super::memo::Memo;
 use crate::store::{Store, StoreError};
 use maud::html;
 
-pub(in super::super) fn render(store: &Store, _config: &Config) -> Result<Page, StoreError> {
-    let loads = store.owner_loads()?;
+pub(in super::super) fn render(store: &Store, memo: &Memo) -> Result<Page, StoreError> {
+    let loads = memo.get(store, "owner loads", Store::owner_loads)?;
     let body = html! {
         @if loads.is_empty() {
             p.muted { "No owner is known yet: sync a connector first." }
@@ -18,7 +18,7 @@ pub(in super::super) fn render(store: &Store, _config: &Config) -> Result<Page, 
                     th { "Owner" } th { "Connector" } th.n { "Records" } th.n { "Open violations" }
                 } }
                 tbody {
-                    @for load in &loads {
+                    @for load in loads.iter() {
                         tr {
                             td {
                                 @match &load.name {

@@ -3,14 +3,13 @@
 
 use super::super::Page;
 use super::super::layout::{frame, when};
-use crate::config::Config;
 use crate::store::{RunRow, RunStatus, Store, StoreError};
 use maud::{Markup, html};
 
 /// Runs listed.
 const SHOWN: usize = 100;
 
-pub(in super::super) fn render(store: &Store, _config: &Config) -> Result<Page, StoreError> {
+pub(in super::super) fn render(store: &Store) -> Result<Page, StoreError> {
     let runs = store.runs(SHOWN)?;
     let body = html! {
         @if runs.is_empty() {

@@ -6,7 +6,7 @@
 use super::super::Page;
 use super::super::layout::{self, frame, when};
 use super::super::links::violation_anchor;
-use super::super::query::{ListQuery, PAGE};
+use super::super::query::{COUNTED, ListQuery, PAGE};
 use crate::config::Config;
 use crate::rules::{BuiltinRule, Severity};
 use crate::store::{ListPosition, Store, StoreError, ViolationRow};
@@ -25,11 +25,20 @@ pub(in super::super) fn render(
     })?;
     let more = rows.len() > PAGE;
     rows.truncate(PAGE);
-    let total = store.count_violations(&crate::store::ViolationFilter {
+    let unpaged = crate::store::ViolationFilter {
         after: None,
         limit: None,
         ..parsed.filter.clone()
-    })?;
+    };
+    let total = if query.count_all() {
+        Some(store.count_violations(&unpaged)?)
+    } else {
+        store.count_violations_upto(&unpaged, COUNTED)?
+    };
+    let count_all = ListQuery {
+        count: Some("all".to_owned()),
+        ..query.clone()
+    };
     let owners = store.owner_directory()?;
     let next = rows.last().filter(|_| more).map(|last| {
         query.page_link(Some(ListPosition {
@@ -43,9 +52,13 @@ pub(in super::super) fn render(
             p.error { "Left out of the filter, as they name nothing: " (parsed.dropped.join(", ")) "." }
         }
         p {
-            strong { (total) } " violations match"
-            @if parsed.filter.after.is_some() { ", from the position this page continues at" }
-            "."
+            @match total {
+                Some(total) => { strong { (total) } " violations match." }
+                None => {
+                    "More than " strong { (COUNTED) } " violations match ("
+                    a href=(count_all.page_link(None)) { "count them all" } ")."
+                }
+            }
         }
         @if rows.is_empty() {
             p.muted { "None." }
@@ -89,6 +102,10 @@ pub(in super::super) fn render(
     };
     Ok(Page::Found(frame("Violations", "/violations", body)))
 }
+
+/// Owners offered by name in the filter; past this many the filter takes
+/// an id, so that the page stays light in a CRM of thousands of users.
+const LISTED_OWNERS: usize = 300;
 
 /// A stage by its name in the journey; its id where the journey no longer
 /// has it.
@@ -151,7 +168,11 @@ fn filters(config: &Config, owners: &crate::store::OwnerDirectory, query: &ListQ
                     }
                 }
             }
-            (select("Owner", "owner", &chosen(&query.owner), people.into_iter()))
+            @if people.len() <= LISTED_OWNERS {
+                (select("Owner", "owner", &chosen(&query.owner), people.into_iter()))
+            } @else {
+                label { "Owner id" input type="text" name="owner" value=(chosen(&query.owner)); }
+            }
             label { "Record or message" input type="search" name="q" value=(chosen(&query.q)); }
             button type="submit" { "Filter" }
             a href="/violations" { "Clear" }
