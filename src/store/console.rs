@@ -305,37 +305,13 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testkit::{TestStore, day, hubspot, record, violation};
+    use super::super::testkit::{TestStore, hubspot, violation};
     use super::*;
-    use crate::rules::{BuiltinRule, Violation};
-
-    /// A store holding the records of `found` and what one audit found.
-    fn audited(found: &[Violation]) -> TestStore {
-        let mut test = TestStore::new();
-        let mut records: Vec<_> = found
-            .iter()
-            .map(|v| record(v.object, v.record_id.as_str()))
-            .collect();
-        records.dedup_by(|a, b| a.id == b.id);
-        test.store
-            .upsert_records(&hubspot(), &records, day(1, 0))
-            .unwrap();
-        let run = test
-            .store
-            .begin_run(RunKind::Audit, None, day(1, 2))
-            .unwrap();
-        let mut writer = test
-            .store
-            .begin_audit(run, &[hubspot()], day(1, 2), day(1, 2).date_naive())
-            .unwrap();
-        writer.record(found).unwrap();
-        writer.finish().unwrap();
-        test
-    }
+    use crate::rules::BuiltinRule;
 
     #[test]
     fn open_counts_count_open_and_acknowledged_violations_by_rule() {
-        let test = audited(&[
+        let test = TestStore::audited(&[
             violation("1", BuiltinRule::MissingOwner, Some("a")),
             violation("2", BuiltinRule::MissingOwner, Some("a")),
             violation("2", BuiltinRule::Stalled, Some("a")),
@@ -353,7 +329,7 @@ mod tests {
 
     #[test]
     fn open_counts_by_stage_and_severity_sum_over_every_rule() {
-        let test = audited(&[
+        let test = TestStore::audited(&[
             violation("1", BuiltinRule::MissingOwner, Some("a")),
             violation("2", BuiltinRule::Stalled, Some("a")),
             violation("2", BuiltinRule::DuplicateRecord, Some("b")),
@@ -380,7 +356,7 @@ mod tests {
 
     #[test]
     fn a_records_violations_are_read_by_its_key_and_no_others() {
-        let test = audited(&[
+        let test = TestStore::audited(&[
             violation("1", BuiltinRule::MissingOwner, Some("a")),
             violation("2", BuiltinRule::Stalled, Some("a")),
         ]);
@@ -394,7 +370,7 @@ mod tests {
 
     #[test]
     fn a_record_without_a_task_has_none() {
-        let test = audited(&[violation("1", BuiltinRule::MissingOwner, Some("a"))]);
+        let test = TestStore::audited(&[violation("1", BuiltinRule::MissingOwner, Some("a"))]);
         let task = test
             .store
             .record_task(&hubspot(), ObjectKind::Deal, &RecordId::new("1"))

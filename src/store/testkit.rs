@@ -37,6 +37,31 @@ impl TestStore {
     pub fn path(&self) -> std::path::PathBuf {
         self.dir.path().join("journeyd.db")
     }
+
+    /// A store holding the hubspot records of `found`, stored on day 1,
+    /// and what one audit found at 02:00 that day.
+    pub fn audited(found: &[Violation]) -> TestStore {
+        let mut test = TestStore::new();
+        let mut records: Vec<_> = found
+            .iter()
+            .map(|v| record(v.object, v.record_id.as_str()))
+            .collect();
+        records.dedup_by(|a, b| a.id == b.id);
+        test.store
+            .upsert_records(&hubspot(), &records, day(1, 0))
+            .expect("the records are stored");
+        let run = test
+            .store
+            .begin_run(super::RunKind::Audit, None, day(1, 2))
+            .expect("the audit begins");
+        let mut writer = test
+            .store
+            .begin_audit(run, &[hubspot()], day(1, 2), day(1, 2).date_naive())
+            .expect("the audit writes");
+        writer.record(found).expect("the violations are written");
+        writer.finish().expect("the audit finishes");
+        test
+    }
 }
 
 /// Midnight UTC of 2024-05-`day`, plus `hour` hours.

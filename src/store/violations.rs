@@ -960,30 +960,6 @@ mod tests {
     use super::*;
     use crate::rules::{BuiltinRule, Violation};
 
-    /// A store holding `found` from one audit at day 1.
-    fn store_with(found: &[Violation]) -> TestStore {
-        let mut test = TestStore::new();
-        let mut records: Vec<_> = found
-            .iter()
-            .map(|v| record(v.object, v.record_id.as_str()))
-            .collect();
-        records.dedup_by(|a, b| a.id == b.id);
-        test.store
-            .upsert_records(&hubspot(), &records, day(1, 0))
-            .unwrap();
-        let run = test
-            .store
-            .begin_run(RunKind::Audit, None, day(1, 2))
-            .unwrap();
-        let mut writer = test
-            .store
-            .begin_audit(run, &[hubspot()], day(1, 2), day(1, 2).date_naive())
-            .unwrap();
-        writer.record(found).unwrap();
-        writer.finish().unwrap();
-        test
-    }
-
     fn list(store: &Store, filter: &ViolationFilter) -> Vec<String> {
         let mut ids = Vec::new();
         store
@@ -1006,7 +982,7 @@ mod tests {
 
     #[test]
     fn a_page_after_a_position_seeks_its_severity_and_sorts_nothing() {
-        let test = store_with(&[violation("1", BuiltinRule::MissingOwner, None)]);
+        let test = TestStore::audited(&[violation("1", BuiltinRule::MissingOwner, None)]);
         let filter = ViolationFilter {
             statuses: vec![ViolationStatus::Open, ViolationStatus::Acknowledged],
             connector: Some(hubspot()),
@@ -1029,7 +1005,7 @@ mod tests {
 
     #[test]
     fn a_rules_page_seeks_the_rule_at_each_severity() {
-        let test = store_with(&[violation("1", BuiltinRule::MissingOwner, None)]);
+        let test = TestStore::audited(&[violation("1", BuiltinRule::MissingOwner, None)]);
         let filter = ViolationFilter {
             rule: Some(BuiltinRule::DuplicateRecord.id()),
             limit: NonZeroUsize::new(51),
@@ -1068,7 +1044,7 @@ mod tests {
                 ]
             })
             .collect();
-        let test = store_with(&found);
+        let test = TestStore::audited(&found);
         let whole = list(&test.store, &ViolationFilter::default());
         let mut paged = Vec::new();
         let mut filter = ViolationFilter {
@@ -1101,7 +1077,7 @@ mod tests {
 
     #[test]
     fn a_text_filter_matches_record_names_in_any_case_and_record_ids() {
-        let test = store_with(&[
+        let test = TestStore::audited(&[
             violation("17", BuiltinRule::MissingOwner, None),
             violation("28", BuiltinRule::MissingOwner, None),
         ]);
@@ -1124,7 +1100,7 @@ mod tests {
     #[test]
     fn a_violation_is_found_by_id_fingerprint_or_unique_prefix() {
         let v = violation("1", BuiltinRule::MissingOwner, None);
-        let test = store_with(std::slice::from_ref(&v));
+        let test = TestStore::audited(std::slice::from_ref(&v));
         let fp = v.fingerprint.as_str();
         let by_id = test.store.violation("1").unwrap().unwrap();
         assert_eq!(by_id.violation.fingerprint, v.fingerprint);
@@ -1153,7 +1129,7 @@ mod tests {
             })
             .expect("a shared prefix among 100000 fingerprints");
         let (a, b, prefix) = pair;
-        let test = store_with(&[a, b]);
+        let test = TestStore::audited(&[a, b]);
         assert!(matches!(
             test.store.violation(&prefix),
             Err(StoreError::AmbiguousPrefix(p)) if p == prefix
@@ -1168,7 +1144,7 @@ mod tests {
             violation("3", BuiltinRule::MissingOwner, None),
             violation("1", BuiltinRule::Stalled, Some("decision")),
         ];
-        let mut test = store_with(&found);
+        let mut test = TestStore::audited(&found);
         let stalled = test.store.violation(found[3].fingerprint.as_str()).unwrap();
         test.store
             .acknowledge(stalled.unwrap().id, "ann", "known", day(1, 9))
@@ -1189,7 +1165,7 @@ mod tests {
     #[test]
     fn acknowledging_a_resolved_violation_is_refused() {
         let v = violation("1", BuiltinRule::MissingOwner, None);
-        let mut test = store_with(std::slice::from_ref(&v));
+        let mut test = TestStore::audited(std::slice::from_ref(&v));
         let run = test
             .store
             .begin_run(RunKind::Audit, None, day(2, 2))
@@ -1225,7 +1201,7 @@ mod tests {
     #[test]
     fn admin_actions_need_a_reason_and_an_existing_violation() {
         let v = violation("1", BuiltinRule::MissingOwner, None);
-        let mut test = store_with(std::slice::from_ref(&v));
+        let mut test = TestStore::audited(std::slice::from_ref(&v));
         let err = test
             .store
             .acknowledge(ViolationId(1), "ann", "  ", day(2, 0))
@@ -1241,7 +1217,7 @@ mod tests {
     #[test]
     fn reopen_undoes_an_acknowledgement_or_a_suppression_with_events() {
         let v = violation("1", BuiltinRule::MissingOwner, None);
-        let mut test = store_with(std::slice::from_ref(&v));
+        let mut test = TestStore::audited(std::slice::from_ref(&v));
         let store = &mut test.store;
         let id = ViolationId(1);
         assert!(matches!(
@@ -1304,7 +1280,7 @@ mod tests {
             violation("3", BuiltinRule::MissingOwner, Some("decision")),
             violation("3", BuiltinRule::Stalled, Some("decision")),
         ];
-        let mut test = store_with(&found);
+        let mut test = TestStore::audited(&found);
         test.store
             .acknowledge(ViolationId(3), "ann", "known", day(2, 0))
             .unwrap();
@@ -1375,7 +1351,7 @@ mod tests {
             violation("1", BuiltinRule::MissingOwner, None),
             violation("2", BuiltinRule::MissingOwner, None),
         ];
-        let test = store_with(&found);
+        let test = TestStore::audited(&found);
         let mut calls = 0;
         let result = test
             .store
@@ -1394,7 +1370,7 @@ mod tests {
             violation("2", BuiltinRule::Stalled, Some("decision")),
             violation("3", BuiltinRule::MissingOwner, None),
         ];
-        let mut test = store_with(&found);
+        let mut test = TestStore::audited(&found);
         test.store
             .acknowledge(ViolationId(2), "ann", "known", day(2, 0))
             .unwrap();
@@ -1479,7 +1455,7 @@ mod tests {
 
     #[test]
     fn a_fingerprint_prefix_is_found_through_the_fingerprint_index() {
-        let test = store_with(&[violation("1", BuiltinRule::MissingOwner, None)]);
+        let test = TestStore::audited(&[violation("1", BuiltinRule::MissingOwner, None)]);
         let plan = test.plan(
             &by_prefix_sql(),
             params!["0123456789abcdef", "0123456789abcdefg"],
@@ -1493,7 +1469,7 @@ mod tests {
 
     #[test]
     fn an_export_stream_sorts_nothing_whatever_its_filter() {
-        let test = store_with(&[violation("1", BuiltinRule::MissingOwner, None)]);
+        let test = TestStore::audited(&[violation("1", BuiltinRule::MissingOwner, None)]);
         for filter in every_filter() {
             let (sql, values) = list_sql(&filter, ListOrder::Id);
             let plan = test.plan(&sql, params_from_iter(values));
@@ -1512,7 +1488,7 @@ mod tests {
             violation("3", BuiltinRule::MissingOwner, Some("decision")),
             violation("3", BuiltinRule::Stalled, Some("decision")),
         ];
-        let test = store_with(&found);
+        let test = TestStore::audited(&found);
         for filter in every_filter() {
             let mut listed = Vec::new();
             test.store
@@ -1549,7 +1525,7 @@ mod tests {
             })
             .expect("one fingerprint in 10000 starts with six digits");
         let prefix = digits.fingerprint.as_str()[..6].to_owned();
-        let mut test = store_with(std::slice::from_ref(&digits));
+        let mut test = TestStore::audited(std::slice::from_ref(&digits));
         let number: i64 = prefix.parse().unwrap();
         test.store
             .conn
@@ -1625,7 +1601,7 @@ mod tests {
                     .all(|b| b.is_ascii_digit())
             })
             .expect("one fingerprint in 10000 starts with six digits");
-        let test = store_with(std::slice::from_ref(&digits));
+        let test = TestStore::audited(std::slice::from_ref(&digits));
         let found = test
             .store
             .violation(&digits.fingerprint.as_str()[..6])
@@ -1640,7 +1616,7 @@ mod tests {
             violation("1", BuiltinRule::Stalled, Some("decision")),
             violation("2", BuiltinRule::MissingOwner, None),
         ];
-        let test = store_with(&found);
+        let test = TestStore::audited(&found);
         assert_eq!(
             test.store.violation_values(FilterColumn::Rule).unwrap(),
             ["missing_owner", "stalled"]

@@ -8,7 +8,7 @@ use super::super::chart::{self, Bar};
 use super::super::layout::frame;
 use super::super::memo::Memo;
 use crate::config::Config;
-use crate::store::{Store, StoreError};
+use crate::store::{StageFigures, Store, StoreError};
 use chrono::Utc;
 use maud::html;
 
@@ -30,24 +30,20 @@ pub(in super::super) fn render(
     };
     let figures = &figures.1;
     let figure = |index: usize| figures.iter().find(|f| f.stage_index == index);
-    let funnel: Vec<Bar> = journey
-        .stages
-        .iter()
-        .enumerate()
-        .map(|(index, stage)| Bar {
-            label: stage.name.clone(),
-            value: figure(index).map_or(0, |f| f.reached),
-        })
-        .collect();
-    let in_stage: Vec<Bar> = journey
-        .stages
-        .iter()
-        .enumerate()
-        .map(|(index, stage)| Bar {
-            label: stage.name.clone(),
-            value: figure(index).map_or(0, |f| f.records),
-        })
-        .collect();
+    // A bar per stage, in journey order, of one of its figures.
+    let bars = |value: fn(&StageFigures) -> u64| -> Vec<Bar> {
+        journey
+            .stages
+            .iter()
+            .enumerate()
+            .map(|(index, stage)| Bar {
+                label: stage.name.clone(),
+                value: figure(index).map_or(0, value),
+            })
+            .collect()
+    };
+    let funnel = bars(|f| f.reached);
+    let in_stage = bars(|f| f.records);
     let body = html! {
         p { (journey.name) ": " (journey.stages.len()) " stages." }
         div.grid {
