@@ -23,7 +23,7 @@ pub fn run(ctx: &Context, args: &ConsoleArgs) -> anyhow::Result<ExitCode> {
     };
     let state = ctx.state_path(&config).to_path_buf();
     let (shutdown, _caught) = signals::listen().context("could not listen for signals")?;
-    let console = Console::new(Arc::new(config), state);
+    let console = Console::new(Arc::new(config), state)?;
     runtime()?.block_on(async move {
         let listener = console::bind(address).await?;
         let bound = listener.local_addr().context("the console's address")?;

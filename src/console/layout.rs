@@ -67,6 +67,16 @@ pub(super) fn missing(what: &str) -> Markup {
     )
 }
 
+/// The page answered when an action is refused: why, and that nothing
+/// changed.
+pub(super) fn refused(why: &str) -> Markup {
+    frame(
+        "Not done",
+        "",
+        html! { p.error { (why) } p { a href="/violations" { "Back to the log" } } },
+    )
+}
+
 /// The page answered with a 500: what could not be read.
 pub(super) fn failed(why: &str) -> Markup {
     frame(

@@ -14,7 +14,9 @@
 //! the console has no sign-in of its own. Admins reach it from elsewhere
 //! through a reverse proxy on the same host that authenticates them.
 
+mod actions;
 mod chart;
+mod csrf;
 mod layout;
 mod links;
 mod memo;
@@ -50,6 +52,8 @@ pub enum ConsoleError {
          front of it to reach it from elsewhere"
     )]
     NotLoopback { address: SocketAddr },
+    #[error("console: no randomness for its form tokens: {0}")]
+    Random(String),
     #[error("console: cannot listen on {address}")]
     Listen {
         address: SocketAddr,
@@ -80,18 +84,37 @@ pub struct Console {
     config: Arc<Config>,
     readers: Readers,
     memo: memo::Memo,
+    csrf: csrf::Csrf,
+    /// Who the history names for a change made here: the OS user running
+    /// the console, as the CLI names its admin.
+    actor: String,
 }
 
 impl Console {
     /// A console over `config`'s journey and connectors and the state
     /// file at `state` (which an earlier run created).
-    pub fn new(config: Arc<Config>, state: std::path::PathBuf) -> Arc<Console> {
+    pub fn new(
+        config: Arc<Config>,
+        state: std::path::PathBuf,
+    ) -> Result<Arc<Console>, ConsoleError> {
         let timezone = config.schedule.timezone;
-        Arc::new(Console {
+        let user = ["USER", "LOGNAME", "USERNAME"]
+            .iter()
+            .find_map(|name| std::env::var(name).ok())
+            .filter(|user| !user.trim().is_empty())
+            .unwrap_or_else(|| "unknown".to_owned());
+        Ok(Arc::new(Console {
             config,
             readers: Readers::new(state, timezone),
             memo: memo::Memo::default(),
-        })
+            csrf: csrf::Csrf::new().map_err(|error| ConsoleError::Random(error.to_string()))?,
+            actor: format!("{user} (console)"),
+        }))
+    }
+
+    /// A token for the forms of a page rendered now.
+    fn form_token(&self) -> String {
+        self.csrf.token(chrono::Utc::now().timestamp())
     }
 }
 
@@ -115,6 +138,10 @@ fn router(console: Arc<Console>) -> Router {
         .route("/", get(overview))
         .route("/violations", get(violations))
         .route("/violations/{id}", get(violation))
+        .route(
+            "/violations/{id}/{action}",
+            axum::routing::post(actions::act),
+        )
         .route("/records/{connector}/{object}/{id}", get(record))
         .route("/owners", get(owners))
         .route("/journey", get(journey))
@@ -217,7 +244,8 @@ async fn record(
     Path((connector, object, id)): Path<(String, String, String)>,
 ) -> Response {
     page(console, move |store, console| {
-        pages::record::render(store, &console.config, &connector, &object, &id)
+        let token = console.form_token();
+        pages::record::render(store, &console.config, &token, &connector, &object, &id)
     })
     .await
 }

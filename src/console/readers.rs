@@ -30,6 +30,11 @@ impl Readers {
         }
     }
 
+    /// The state file.
+    pub(super) fn path(&self) -> &std::path::Path {
+        &self.inner.path
+    }
+
     /// Runs `f` with a read-only connection, on a blocking thread.
     pub(super) async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where

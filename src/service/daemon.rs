@@ -328,7 +328,7 @@ async fn serve_console(
         return Ok(None);
     };
     let listener = crate::console::bind(address).await?;
-    let console = crate::console::Console::new(config, shared.state_path.clone());
+    let console = crate::console::Console::new(config, shared.state_path.clone())?;
     let mut stopped = shared.shutdown.clone();
     let stop = async move {
         let _ = stopped.wait_for(|stop| *stop).await;

@@ -49,12 +49,29 @@ impl Served {
 
     /// `GET path`: the status, the head and the body.
     fn get(&self, path: &str) -> Answer {
+        self.request(&format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"))
+    }
+
+    /// `POST path` of a form whose fields are `form` (URL-encoded).
+    fn post(&self, path: &str, form: &str) -> Answer {
+        self.request(&format!(
+            "POST {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\n\
+             Content-Length: {}\r\n\r\n{form}",
+            form.len()
+        ))
+    }
+
+    /// Sends `request` whole and reads the answer to its end.
+    fn request(&self, request: &str) -> Answer {
         let mut stream =
             std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("the console answers");
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .expect("a read timeout");
-        write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").expect("the request goes");
+        stream
+            .write_all(request.as_bytes())
+            .expect("the request goes");
         let mut answer = String::new();
         stream.read_to_string(&mut answer).expect("an answer");
         let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
@@ -170,6 +187,83 @@ fn a_record_named_like_a_script_is_shown_as_text() {
         );
         assert!(!page.contains("<script>alert"), "{path}");
     }
+}
+
+/// The form token a record page's forms carry, and the id of the first
+/// violation it offers to change.
+fn form_of(page: &str) -> (String, String) {
+    let after = |marker: &str| -> String {
+        let start = page
+            .find(marker)
+            .unwrap_or_else(|| panic!("no {marker} in\n{page}"))
+            + marker.len();
+        page[start..]
+            .split(['"', '/'])
+            .next()
+            .expect("a value")
+            .to_owned()
+    };
+    (
+        after("name=\"csrf\" value=\""),
+        after("action=\"/violations/"),
+    )
+}
+
+#[test]
+fn an_admin_acknowledges_a_violation_on_its_record_page_and_its_history_says_who_and_why() {
+    let install = audited();
+    let served = Served::start(install.command(&[]));
+    let (token, id) = form_of(&served.page("/records/hubspot/deal/1"));
+
+    let answer = served.post(
+        &format!("/violations/{id}/acknowledge"),
+        &format!("csrf={token}&reason=known+to+sales&until="),
+    );
+
+    assert_eq!(answer.status, 303, "{}", answer.body);
+    assert!(
+        answer
+            .head
+            .contains(&format!("location: /records/hubspot/deal/1#v{id}")),
+        "{}",
+        answer.head
+    );
+    let shown = install.json(&["violations", "show", &id]);
+    assert_eq!(shown["violation"]["status"], "acknowledged");
+    let events = shown["events"].as_array().expect("events");
+    let last = events.last().expect("an event");
+    assert_eq!(last["actor"], "dana (console)");
+    assert_eq!(last["reason"], "known to sales");
+    let page = served.page("/records/hubspot/deal/1");
+    assert!(
+        page.contains("acknowledged by dana (console) (known to sales)"),
+        "{page}"
+    );
+}
+
+#[test]
+fn a_post_without_this_consoles_token_is_refused_with_403_and_changes_nothing() {
+    let install = audited();
+    let served = Served::start(install.command(&[]));
+    let (token, id) = form_of(&served.page("/records/hubspot/deal/1"));
+    let before = install.json(&["violations", "show", &id]);
+    let (made, signature) = token.split_once('.').expect("a token");
+    let altered = format!("{}.{signature}", made.parse::<i64>().expect("a time") + 1);
+    for form in [
+        "reason=why".to_owned(),
+        "csrf=&reason=why".to_owned(),
+        format!("csrf={made}.{}&reason=why", "0".repeat(64)),
+        format!("csrf={altered}&reason=why"),
+    ] {
+        let answer = served.post(&format!("/violations/{id}/suppress"), &form);
+        assert_eq!(answer.status, 403, "{form}: {}", answer.body);
+        assert!(
+            answer.body.contains("Nothing was changed"),
+            "{}",
+            answer.body
+        );
+    }
+    assert_eq!(install.json(&["violations", "show", &id]), before);
 }
 
 #[test]

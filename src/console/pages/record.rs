@@ -10,7 +10,7 @@ use super::violations::stage_name;
 use crate::config::Config;
 use crate::journey::normalize::{OwnerIndex, normalize};
 use crate::journey::record::StageRef;
-use crate::store::{Store, StoreError, TaskView, ViolationRow};
+use crate::store::{Store, StoreError, TaskView, ViolationId, ViolationRow, ViolationStatus};
 use chrono::Utc;
 use journeyd_connector::{ConnectorName, ObjectKind, RecordId, System};
 use maud::{Markup, html};
@@ -18,6 +18,7 @@ use maud::{Markup, html};
 pub(in super::super) fn render(
     store: &Store,
     config: &Config,
+    token: &str,
     connector: &str,
     object: &str,
     id: &str,
@@ -126,7 +127,7 @@ pub(in super::super) fn render(
             p.muted { "None: the record keeps every rule." }
         } @else {
             @for (row, history) in violations.iter().zip(&events) {
-                (violation(config, row, history))
+                (violation(config, row, history, token))
             }
         }
         h2 { "Task" }
@@ -163,7 +164,12 @@ fn shown(value: &serde_json::Value) -> String {
     }
 }
 
-fn violation(config: &Config, row: &ViolationRow, history: &[crate::store::EventRow]) -> Markup {
+fn violation(
+    config: &Config,
+    row: &ViolationRow,
+    history: &[crate::store::EventRow],
+    token: &str,
+) -> Markup {
     let v = &row.violation;
     html! {
         section.card id={ "v" (row.id) } {
@@ -183,6 +189,32 @@ fn violation(config: &Config, row: &ViolationRow, history: &[crate::store::Event
                         @if let Some(reason) = &event.reason { " (" (reason) ")" }
                     }
                 }
+            }
+            (actions(row.id, row.status, token))
+        }
+    }
+}
+
+/// The form that changes a violation's status: one reason, a button per
+/// change its status allows (the CLI's lifecycle), and the day a
+/// suppression ends. Nothing for a resolved violation: an audit reopens it
+/// if it comes back.
+fn actions(id: ViolationId, status: ViolationStatus, token: &str) -> Markup {
+    if status == ViolationStatus::Resolved {
+        return html! {};
+    }
+    let to = |action: &str| format!("/violations/{id}/{action}");
+    html! {
+        form.act method="post" action=(to("acknowledge")) {
+            input type="hidden" name="csrf" value=(token);
+            label { "Why " input type="text" name="reason" required maxlength="500"; }
+            @if status != ViolationStatus::Acknowledged {
+                button type="submit" formaction=(to("acknowledge")) { "Acknowledge" }
+            }
+            label { " until " input type="date" name="until"; }
+            button type="submit" formaction=(to("suppress")) { "Suppress" }
+            @if status != ViolationStatus::Open {
+                button type="submit" formaction=(to("reopen")) { "Reopen" }
             }
         }
     }

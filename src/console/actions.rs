@@ -1,0 +1,149 @@
+//! An admin's changes of a violation's status from the console, the CLI's
+//! lifecycle: acknowledge, suppress (until a date, if given) and reopen.
+//! Each is a POST of the record page's form, carrying its token, answered
+//! with a redirect back to the violation; the change is recorded in the
+//! violation's history with who made it and why. A POST without a token
+//! this console made is refused with 403 and changes nothing.
+
+use super::layout;
+use super::links::violation_anchor;
+use super::{Console, Shared};
+use crate::store::{Store, StoreError, ViolationId};
+use axum::extract::{Form, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use chrono::{NaiveDate, Utc};
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// The record page's form, as posted.
+#[derive(Debug, Deserialize)]
+pub(super) struct ActionForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    reason: String,
+    /// For a suppression: the last day it holds (`YYYY-MM-DD`); empty for
+    /// one without end.
+    #[serde(default)]
+    until: String,
+}
+
+/// What an admin can do to a violation.
+#[derive(Debug, Clone, Copy)]
+enum Action {
+    Acknowledge,
+    Suppress,
+    Reopen,
+}
+
+impl Action {
+    fn parse(name: &str) -> Option<Action> {
+        match name {
+            "acknowledge" => Some(Action::Acknowledge),
+            "suppress" => Some(Action::Suppress),
+            "reopen" => Some(Action::Reopen),
+            _ => None,
+        }
+    }
+}
+
+/// `POST /violations/{id}/{action}`.
+pub(super) async fn act(
+    State(console): Shared,
+    Path((id, action)): Path<(i64, String)>,
+    Form(form): Form<ActionForm>,
+) -> Response {
+    let Some(action) = Action::parse(&action) else {
+        return (StatusCode::NOT_FOUND, layout::missing("no such action")).into_response();
+    };
+    if !console.csrf.holds(&form.csrf, Utc::now().timestamp()) {
+        return refused(
+            StatusCode::FORBIDDEN,
+            "This form did not come from this console, or it has expired: reload the page and \
+             try again. Nothing was changed.",
+        );
+    }
+    let reason = form.reason.trim().to_owned();
+    if reason.is_empty() {
+        return refused(
+            StatusCode::BAD_REQUEST,
+            "Say why: the reason is kept in the violation's history. Nothing was changed.",
+        );
+    }
+    let until = match form.until.trim() {
+        "" => None,
+        day => match day.parse::<NaiveDate>() {
+            Ok(day) => Some(day),
+            Err(_) => {
+                return refused(
+                    StatusCode::BAD_REQUEST,
+                    "The date to suppress until is not a date (YYYY-MM-DD). Nothing was changed.",
+                );
+            }
+        },
+    };
+    let actor = console.actor.clone();
+    let done = tokio::task::spawn_blocking({
+        let console: Arc<Console> = console.clone();
+        move || change(&console, ViolationId(id), action, &actor, &reason, until)
+    })
+    .await;
+    match done {
+        Ok(Ok(Some(anchor))) => Redirect::to(&anchor).into_response(),
+        Ok(Ok(None)) => (
+            StatusCode::NOT_FOUND,
+            layout::missing("no violation has this id"),
+        )
+            .into_response(),
+        Ok(Err(StoreError::InvalidTransition { .. } | StoreError::ViolationNotFound(_))) => {
+            refused(
+                StatusCode::CONFLICT,
+                "The violation's status does not allow this any more (someone or an audit \
+                 changed it): reload the page. Nothing was changed.",
+            )
+        }
+        Ok(Err(error)) => {
+            let message = crate::telemetry::chain(&error);
+            tracing::error!(error = %message, violation = id, "a console action failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, layout::failed(&message)).into_response()
+        }
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            layout::failed("the action stopped before it ended"),
+        )
+            .into_response(),
+    }
+}
+
+/// Makes the change through a connection of its own; the violation's
+/// place on its record page, or `None` when there is no such violation.
+fn change(
+    console: &Console,
+    id: ViolationId,
+    action: Action,
+    actor: &str,
+    reason: &str,
+    until: Option<NaiveDate>,
+) -> Result<Option<String>, StoreError> {
+    let mut store = Store::open(console.readers.path())?;
+    let Some(row) = store.violation_by_id(id)? else {
+        return Ok(None);
+    };
+    let now = Utc::now();
+    match action {
+        Action::Acknowledge => store.acknowledge(id, actor, reason, now)?,
+        Action::Suppress => store.suppress(id, actor, reason, until, now)?,
+        Action::Reopen => store.reopen(id, actor, reason, now)?,
+    }
+    tracing::info!(
+        violation = id.0,
+        actor,
+        "a violation's status changed from the console"
+    );
+    Ok(Some(violation_anchor(&row.violation, row.id)))
+}
+
+fn refused(status: StatusCode, why: &str) -> Response {
+    (status, layout::refused(why)).into_response()
+}
