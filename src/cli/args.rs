@@ -75,6 +75,10 @@ pub enum Command {
         /// Keep the demo's config and state file instead of removing them.
         #[arg(long)]
         keep: bool,
+        /// Then serve the web console over the demo's state on a free
+        /// loopback port, printing its URL, until Ctrl-C.
+        #[arg(long)]
+        console: bool,
     },
 }
 

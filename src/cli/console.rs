@@ -4,9 +4,11 @@
 use crate::cli::args::ConsoleArgs;
 use crate::cli::commands::{Context, load_config, runtime};
 use crate::cli::signals;
+use crate::config::Config;
 use crate::console::{self, Console};
 use anyhow::Context as _;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -22,6 +24,13 @@ pub fn run(ctx: &Context, args: &ConsoleArgs) -> anyhow::Result<ExitCode> {
             .context("the default console address")?,
     };
     let state = ctx.state_path(&config).to_path_buf();
+    serve(config, state, address)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Serves the console over `state` with `config` on `address` until
+/// SIGINT or SIGTERM, having printed `console: http://ADDR/`.
+pub fn serve(config: Config, state: PathBuf, address: SocketAddr) -> anyhow::Result<()> {
     let (shutdown, _caught) = signals::listen().context("could not listen for signals")?;
     let console = Console::new(Arc::new(config), state)?;
     runtime()?.block_on(async move {
@@ -35,6 +44,5 @@ pub fn run(ctx: &Context, args: &ConsoleArgs) -> anyhow::Result<ExitCode> {
         console::serve(listener, console, stopped)
             .await
             .context("the console stopped")
-    })?;
-    Ok(ExitCode::SUCCESS)
+    })
 }

@@ -3,7 +3,7 @@
 
 pub mod args;
 mod commands;
-mod console;
+pub(crate) mod console;
 #[cfg(feature = "demo")]
 mod demo;
 mod output;
@@ -45,7 +45,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Console(args) => console::run(&ctx, &args),
         Command::Run => run::run(&ctx),
         #[cfg(feature = "demo")]
-        Command::Demo { apply, keep } => demo::run(ctx.json, keep, apply),
+        Command::Demo {
+            apply,
+            keep,
+            console,
+        } => demo::run(ctx.json, keep, apply, console),
         Command::Violations(command) => violations::run(&ctx, command),
     }
 }

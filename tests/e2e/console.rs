@@ -17,29 +17,54 @@ impl Served {
     /// Starts `command` (a `journeyd console` on port 0) and reads the
     /// address it prints, within 30 s.
     pub(crate) fn start(mut command: Command) -> Served {
+        command.args(["console", "--listen", "127.0.0.1:0"]);
+        Served::watch(command, Duration::from_secs(30))
+    }
+
+    /// Starts `command` and reads its output until it says where its
+    /// console listens, within `limit`.
+    fn watch(mut command: Command, limit: Duration) -> Served {
         let mut child = command
-            .args(["console", "--listen", "127.0.0.1:0"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .expect("journeyd console starts");
+            .expect("journeyd starts");
         let out = child.stdout.take().expect("its stdout");
         let (said, heard) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(out).read_line(&mut line);
-            let _ = said.send(line);
+            let port = BufReader::new(out)
+                .lines()
+                .map_while(Result::ok)
+                .find_map(|line| {
+                    line.trim()
+                        .strip_prefix("console: http://127.0.0.1:")
+                        .and_then(|rest| rest.split('/').next())
+                        .and_then(|port| port.parse::<u16>().ok())
+                });
+            let _ = said.send(port);
         });
-        let line = heard
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the console says where it listens within 30 s");
-        let port = line
-            .trim()
-            .strip_prefix("console: http://127.0.0.1:")
-            .and_then(|rest| rest.split('/').next())
-            .and_then(|port| port.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        let port = heard
+            .recv_timeout(limit)
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("no console address within {limit:?}"));
         Served { child, port }
+    }
+
+    /// Sends SIGTERM and waits at most 30 s for the exit code.
+    fn stop(mut self) -> Option<i32> {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            // SAFETY: signals a child this test started and has not reaped.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
     }
 
     /// The address of `path` on this console.
@@ -97,6 +122,10 @@ impl Served {
 
 impl Drop for Served {
     fn drop(&mut self) {
+        // A child already reaped is not signalled: its pid may be another's.
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return;
+        }
         if let Ok(pid) = i32::try_from(self.child.id()) {
             // SAFETY: signals a child this test started and has not reaped.
             unsafe { libc::kill(pid, libc::SIGTERM) };
@@ -469,6 +498,17 @@ fn the_violations_page_continues_after_its_last_row_and_counts_them_all() {
     assert_eq!(on_second.len(), 50);
     assert!(on_second.iter().all(|id| !on_first.contains(id)));
     assert!(first.contains("violations match"));
+}
+
+#[test]
+fn the_demo_with_console_serves_its_files_until_sigterm() {
+    let mut command = journeyd();
+    command.args(["demo", "--console"]);
+    let served = Served::watch(command, Duration::from_secs(180));
+    let overview = served.page("/");
+    assert!(overview.contains("<h1>Overview</h1>"), "{overview}");
+    assert!(overview.contains(">salesforce<"), "{overview}");
+    assert_eq!(served.stop(), Some(0));
 }
 
 #[test]

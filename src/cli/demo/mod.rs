@@ -36,10 +36,13 @@ const CONNECTORS: [&str; 3] = ["dynamics", "hubspot", "salesforce"];
 /// Rows of each long table shown: a screenful per connector.
 const ROWS: usize = 10;
 
-pub fn run(json: bool, keep: bool, apply: bool) -> anyhow::Result<ExitCode> {
+pub fn run(json: bool, keep: bool, apply: bool, console: bool) -> anyhow::Result<ExitCode> {
     let dir = std::env::temp_dir().join(format!("journeyd-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("could not create {}", dir.display()))?;
-    let result = demo(&dir, json, apply);
+    let mut result = demo(&dir, json, apply);
+    if console && matches!(result, Ok(ExitCode::SUCCESS)) {
+        result = browse(&dir).map(|()| ExitCode::SUCCESS);
+    }
     if keep {
         eprintln!("demo files kept in {}", dir.display());
         eprintln!(
@@ -51,6 +54,14 @@ pub fn run(json: bool, keep: bool, apply: bool) -> anyhow::Result<ExitCode> {
         let _ = std::fs::remove_dir_all(&dir);
     }
     result
+}
+
+/// Serves the console over the demo's files on a free loopback port.
+fn browse(dir: &Path) -> anyhow::Result<()> {
+    let config = crate::config::load(&dir.join("journeyd.toml"))
+        .map_err(|errors| anyhow!("the demo's config does not load:\n{errors}"))?;
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    crate::cli::console::serve(config, dir.join("state.sqlite"), address)
 }
 
 fn demo(dir: &Path, json: bool, apply: bool) -> anyhow::Result<ExitCode> {
