@@ -58,7 +58,7 @@ pub enum Command {
     #[command(subcommand)]
     Violations(ViolationsCommand),
     /// Stage KPIs: conversion, time in stage, stalled records, violations.
-    Report,
+    Report(ReportArgs),
     /// Serve the web console: the violations log, records, owners, the
     /// journey and runs as pages in a browser, until Ctrl-C or SIGTERM.
     Console(ConsoleArgs),
@@ -103,6 +103,14 @@ pub struct ImportArgs {
     /// config has exactly one of that CRM.
     #[arg(long)]
     pub connector: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Also write the console's overview to FILE, as one self-contained
+    /// HTML page (its style and charts inside) to mail around.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -2,7 +2,7 @@
 //! import, audit and report.
 
 use crate::cli::EXIT_CONFIG;
-use crate::cli::args::{AuditArgs, Cli, ImportArgs};
+use crate::cli::args::{AuditArgs, Cli, ImportArgs, ReportArgs};
 use crate::cli::output::{json, opt, table, text};
 use crate::config::{self, Config, ConnectorConfig};
 use crate::secrets::SecretResolver;
@@ -433,9 +433,15 @@ pub fn audit(ctx: &Context, args: &AuditArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn report(ctx: &Context) -> anyhow::Result<ExitCode> {
+pub fn report(ctx: &Context, args: &ReportArgs) -> anyhow::Result<ExitCode> {
     let config = load_config!(ctx);
     let store = ctx.open_store_read_only(&config)?;
+    if let Some(path) = &args.html {
+        let page = crate::console::overview_file(&store, &config)?;
+        std::fs::write(path, page)
+            .with_context(|| format!("could not write {}", path.display()))?;
+        eprintln!("wrote the overview to {}", path.display());
+    }
     let report = report_build::build(&store, &config.journey)?;
     if ctx.json {
         json(&report)?;

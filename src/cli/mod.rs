@@ -41,7 +41,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sync(args) => sync::run(&ctx, &args),
         Command::Writeback(args) => writeback::run(&ctx, &args),
         Command::Audit(args) => commands::audit(&ctx, &args),
-        Command::Report => commands::report(&ctx),
+        Command::Report(args) => commands::report(&ctx, &args),
         Command::Console(args) => console::run(&ctx, &args),
         Command::Run => run::run(&ctx),
         #[cfg(feature = "demo")]

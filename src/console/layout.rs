@@ -58,6 +58,29 @@ pub(super) fn frame(title: &str, here: &str, body: Markup) -> Markup {
     }
 }
 
+/// A page to keep as a file: the stylesheet inside it, no navigation,
+/// and the time it was made.
+pub(super) fn standalone(title: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · journeyd" }
+                style { (maud::PreEscaped(STYLESHEET)) }
+            }
+            body {
+                header.top { span.brand { "journeyd" } span.muted { "as of " (when(chrono::Utc::now())) } }
+                main {
+                    h1 { (title) }
+                    (body)
+                }
+            }
+        }
+    }
+}
+
 /// The page answered with a 404.
 pub(super) fn missing(what: &str) -> Markup {
     frame(

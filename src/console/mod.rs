@@ -118,6 +118,13 @@ impl Console {
     }
 }
 
+/// The overview as one self-contained HTML page, its style inside and
+/// linking nowhere: `journeyd report --html`.
+pub fn overview_file(store: &crate::store::Store, config: &Config) -> Result<String, StoreError> {
+    let body = pages::overview::body(store, config, &memo::Memo::default(), false)?;
+    Ok(layout::standalone("Overview", body).into_string())
+}
+
 /// Serves the console on `listener` until `shutdown` completes, then lets
 /// the requests in hand finish.
 pub async fn serve(

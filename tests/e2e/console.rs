@@ -296,6 +296,25 @@ fn a_post_without_this_consoles_token_is_refused_with_403_and_changes_nothing() 
 }
 
 #[test]
+fn report_html_writes_the_overview_as_one_self_contained_file() {
+    let install = audited();
+    let path = install.path("overview.html");
+    let output = install.run(&["report", "--html", path.to_str().expect("a UTF-8 path")]);
+    assert!(
+        stderr(&output).contains("wrote the overview to"),
+        "{}",
+        stderr(&output)
+    );
+    let page = std::fs::read_to_string(&path).expect("the page is written");
+    assert!(page.starts_with("<!DOCTYPE html>"), "{page}");
+    assert!(page.contains("<style>") && page.contains("<svg"), "{page}");
+    assert!(page.contains("Open by rule"), "{page}");
+    for outside in ["<link", "<script", "src=", "href=\"/"] {
+        assert!(!page.contains(outside), "{outside} in {page}");
+    }
+}
+
+#[test]
 fn an_unknown_record_or_page_is_a_404_that_says_so() {
     let install = audited();
     let served = Served::start(install.command(&[]));

@@ -18,7 +18,7 @@ mod dynamics;
 mod hubspot;
 mod salesforce;
 
-use crate::cli::args::{FilterArgs, ListArgs, SyncArgs, WritebackArgs};
+use crate::cli::args::{FilterArgs, ListArgs, ReportArgs, SyncArgs, WritebackArgs};
 use crate::cli::commands::{self, Context, load_config};
 use crate::cli::output::json;
 use crate::cli::{signals, sync, violations, writeback};
@@ -149,7 +149,9 @@ fn demo(dir: &Path, json: bool, apply: bool) -> anyhow::Result<ExitCode> {
         ("the violations log, most severe first", &|| {
             violations_by_connector(&ctx)
         }),
-        ("stage KPIs", &|| commands::report(&ctx)),
+        ("stage KPIs", &|| {
+            commands::report(&ctx, &ReportArgs { html: None })
+        }),
         (
             if apply {
                 "write-back: one task per record listing what to fix, for its owner, written once, in each CRM"

@@ -10,7 +10,7 @@ use super::runs::outcome;
 use crate::config::Config;
 use crate::rules::Severity;
 use crate::store::{CountBy, OpenCount, RunKind, Store, StoreError};
-use maud::html;
+use maud::{Markup, html};
 
 /// Audits in the trend chart.
 const TREND: usize = 14;
@@ -20,6 +20,18 @@ pub(in super::super) fn render(
     config: &Config,
     memo: &Memo,
 ) -> Result<Page, StoreError> {
+    let body = body(store, config, memo, true)?;
+    Ok(Page::Found(frame("Overview", "/", body)))
+}
+
+/// The overview's content; `linked` for the console, where it links to
+/// the log.
+pub(in super::super) fn body(
+    store: &Store,
+    config: &Config,
+    memo: &Memo,
+    linked: bool,
+) -> Result<Markup, StoreError> {
     let counts = memo.get(store, "open counts", |store| {
         Ok([
             store.open_counts(CountBy::Rule)?,
@@ -61,8 +73,8 @@ pub(in super::super) fn render(
     let body = html! {
         p.lead {
             strong { (open) } " open or acknowledged violations, "
-            strong { (high) } " of them high. "
-            a href="/violations" { "Review them" }
+            strong { (high) } " of them high."
+            @if linked { " " a href="/violations" { "Review them" } }
         }
         div.grid {
             section.card {
@@ -117,7 +129,7 @@ pub(in super::super) fn render(
             None => p.muted { "No audit has run yet." },
         }
     };
-    Ok(Page::Found(frame("Overview", "/", body)))
+    Ok(body)
 }
 
 fn bars(counts: &[OpenCount], name: impl Fn(&str) -> String) -> Vec<Bar> {
