@@ -32,9 +32,10 @@ pub fn run(ctx: &Context, args: &ConsoleArgs) -> anyhow::Result<ExitCode> {
 /// SIGINT or SIGTERM, having printed `console: http://ADDR/`.
 pub fn serve(config: Config, state: PathBuf, address: SocketAddr) -> anyhow::Result<()> {
     let (shutdown, _caught) = signals::listen().context("could not listen for signals")?;
+    let auth = config.console.auth.clone();
     let console = Console::new(Arc::new(config), state)?;
     runtime()?.block_on(async move {
-        let listener = console::bind(address).await?;
+        let listener = console::bind(address, &auth).await?;
         let bound = listener.local_addr().context("the console's address")?;
         println!("console: http://{bound}/ (Ctrl-C stops it)");
         let mut stop = shutdown;

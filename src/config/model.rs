@@ -346,9 +346,33 @@ pub struct ServiceConfig {
 /// The web console (`journeyd console`, and `journeyd run` when set).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConsoleConfig {
-    /// Where it listens: a loopback address. `None` when the config does
-    /// not say; `journeyd run` then serves no console.
+    /// Where it listens: a loopback address unless `auth` is a proxy's.
+    /// `None` when the config does not say; `journeyd run` then serves no
+    /// console.
     pub listen: Option<SocketAddr>,
+    pub auth: ConsoleAuth,
+}
+
+/// Who may use the console, and as whom.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ConsoleAuth {
+    /// No sign-in: it listens on loopback only, and whoever reaches it
+    /// acts as the OS user running it.
+    #[default]
+    Loopback,
+    /// Behind a reverse proxy that authenticates admins and names them in
+    /// a header.
+    Proxy(ProxyAuth),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyAuth {
+    /// The header the proxy names the user in, lowercased.
+    pub user_header: String,
+    /// The only addresses a request is taken from.
+    pub trusted: Vec<std::net::IpAddr>,
+    /// The users who may act; every other user only views.
+    pub admins: BTreeSet<String>,
 }
 
 /// An admin's own rule.

@@ -63,6 +63,10 @@ pub(super) struct RawDaemon {
 #[serde(deny_unknown_fields, expecting = "a table")]
 pub(super) struct RawConsole {
     pub listen: Option<Text>,
+    pub auth: Option<Text>,
+    pub proxy_user_header: Option<Text>,
+    pub trusted_proxies: Option<Spanned<Vec<Text>>>,
+    pub admins: Option<Spanned<Vec<Text>>>,
 }
 
 #[derive(Debug, Deserialize)]

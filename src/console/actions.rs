@@ -7,9 +7,9 @@
 
 use super::layout;
 use super::links::violation_anchor;
-use super::{Console, Shared};
+use super::{Console, Shared, Viewer};
 use crate::store::{Store, StoreError, ViolationId};
-use axum::extract::{Form, Path, State};
+use axum::extract::{Extension, Form, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{NaiveDate, Utc};
@@ -51,12 +51,19 @@ impl Action {
 /// `POST /violations/{id}/{action}`.
 pub(super) async fn act(
     State(console): Shared,
+    Extension(viewer): Extension<Viewer>,
     Path((id, action)): Path<(i64, String)>,
     Form(form): Form<ActionForm>,
 ) -> Response {
     let Some(action) = Action::parse(&action) else {
         return (StatusCode::NOT_FOUND, layout::missing("no such action")).into_response();
     };
+    if !viewer.admin {
+        return refused(
+            StatusCode::FORBIDDEN,
+            "Viewers cannot change a violation's status: ask an admin. Nothing was changed.",
+        );
+    }
     if !console.csrf.holds(&form.csrf, Utc::now().timestamp()) {
         return refused(
             StatusCode::FORBIDDEN,
@@ -83,7 +90,7 @@ pub(super) async fn act(
             }
         },
     };
-    let actor = console.actor.clone();
+    let actor = viewer.name;
     let done = tokio::task::spawn_blocking({
         let console: Arc<Console> = console.clone();
         move || change(&console, ViolationId(id), action, &actor, &reason, until)

@@ -14,6 +14,7 @@
 //! the console has no sign-in of its own. Admins reach it from elsewhere
 //! through a reverse proxy on the same host that authenticates them.
 
+mod access;
 mod actions;
 mod chart;
 mod csrf;
@@ -24,7 +25,7 @@ mod pages;
 mod query;
 mod readers;
 
-use crate::config::Config;
+use crate::config::{Config, ConsoleAuth};
 use crate::store::StoreError;
 use axum::Router;
 use axum::extract::{Path, Query, State};
@@ -47,9 +48,9 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8788";
 #[derive(Debug, Error)]
 pub enum ConsoleError {
     #[error(
-        "console: `{address}` is not a loopback address: the console has no sign-in, so it \
-         listens on 127.0.0.1 or ::1 only; put a reverse proxy that authenticates admins in \
-         front of it to reach it from elsewhere"
+        "console: `{address}` is not a loopback address: without `auth = \"proxy\"` the console \
+         has no sign-in, so it listens on 127.0.0.1 or ::1 only; put a reverse proxy that \
+         authenticates admins in front of it to reach it from elsewhere"
     )]
     NotLoopback { address: SocketAddr },
     #[error("console: no randomness for its form tokens: {0}")]
@@ -62,9 +63,10 @@ pub enum ConsoleError {
     },
 }
 
-/// Refuses an address the console may not listen on.
-pub fn check_listen(address: SocketAddr) -> Result<(), ConsoleError> {
-    if address.ip().to_canonical().is_loopback() {
+/// Refuses an address the console may not listen on: any off loopback,
+/// unless a proxy that authenticates admins stands in front of it.
+pub fn check_listen(address: SocketAddr, auth: &ConsoleAuth) -> Result<(), ConsoleError> {
+    if address.ip().to_canonical().is_loopback() || matches!(auth, ConsoleAuth::Proxy(_)) {
         Ok(())
     } else {
         Err(ConsoleError::NotLoopback { address })
@@ -72,8 +74,8 @@ pub fn check_listen(address: SocketAddr) -> Result<(), ConsoleError> {
 }
 
 /// Binds the console's listener on `address`, after [`check_listen`].
-pub async fn bind(address: SocketAddr) -> Result<TcpListener, ConsoleError> {
-    check_listen(address)?;
+pub async fn bind(address: SocketAddr, auth: &ConsoleAuth) -> Result<TcpListener, ConsoleError> {
+    check_listen(address, auth)?;
     TcpListener::bind(address)
         .await
         .map_err(|source| ConsoleError::Listen { address, source })
@@ -85,9 +87,17 @@ pub struct Console {
     readers: Readers,
     memo: memo::Memo,
     csrf: csrf::Csrf,
-    /// Who the history names for a change made here: the OS user running
-    /// the console, as the CLI names its admin.
+    /// Who the history names for a change made without a proxy's sign-in:
+    /// the OS user running the console, as the CLI names its admin.
     actor: String,
+}
+
+/// Who is asking, as [`access::admit`] found: the name the history keeps,
+/// and whether they may act.
+#[derive(Debug, Clone)]
+pub(crate) struct Viewer {
+    pub name: String,
+    pub admin: bool,
 }
 
 impl Console {
@@ -135,9 +145,12 @@ pub async fn serve(
     if let Ok(address) = listener.local_addr() {
         tracing::info!(%address, "console up");
     }
-    axum::serve(listener, router(console))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router(console).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 fn router(console: Arc<Console>) -> Router {
@@ -156,6 +169,10 @@ fn router(console: Arc<Console>) -> Router {
         .route("/static/console.css", get(stylesheet))
         .route("/static/favicon.svg", get(icon))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            console.clone(),
+            access::admit,
+        ))
         .layer(axum::middleware::map_response(secure_headers))
         .with_state(console)
 }
@@ -248,11 +265,20 @@ async fn violation(State(console): Shared, Path(id): Path<String>) -> Response {
 
 async fn record(
     State(console): Shared,
+    axum::Extension(viewer): axum::Extension<Viewer>,
     Path((connector, object, id)): Path<(String, String, String)>,
 ) -> Response {
     page(console, move |store, console| {
-        let token = console.form_token();
-        pages::record::render(store, &console.config, &token, &connector, &object, &id)
+        // Forms only for those who may act.
+        let token = viewer.admin.then(|| console.form_token());
+        pages::record::render(
+            store,
+            &console.config,
+            token.as_deref(),
+            &connector,
+            &object,
+            &id,
+        )
     })
     .await
 }

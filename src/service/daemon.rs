@@ -327,7 +327,7 @@ async fn serve_console(
     let Some(address) = config.console.listen else {
         return Ok(None);
     };
-    let listener = crate::console::bind(address).await?;
+    let listener = crate::console::bind(address, &config.console.auth).await?;
     let console = crate::console::Console::new(config, shared.state_path.clone())?;
     let mut stopped = shared.shutdown.clone();
     let stop = async move {

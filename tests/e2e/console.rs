@@ -74,13 +74,25 @@ impl Served {
 
     /// `GET path`: the status, the head and the body.
     fn get(&self, path: &str) -> Answer {
-        self.request(&format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"))
+        self.get_with(path, "")
+    }
+
+    /// `GET path` with `headers` (each ending in CRLF).
+    fn get_with(&self, path: &str, headers: &str) -> Answer {
+        self.request(&format!(
+            "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{headers}\r\n"
+        ))
     }
 
     /// `POST path` of a form whose fields are `form` (URL-encoded).
     fn post(&self, path: &str, form: &str) -> Answer {
+        self.post_with(path, form, "")
+    }
+
+    /// `POST path` of `form` with `headers` (each ending in CRLF).
+    fn post_with(&self, path: &str, form: &str, headers: &str) -> Answer {
         self.request(&format!(
-            "POST {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\
+            "POST {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{headers}\
              Content-Type: application/x-www-form-urlencoded\r\n\
              Content-Length: {}\r\n\r\n{form}",
             form.len()
@@ -312,6 +324,128 @@ fn report_html_writes_the_overview_as_one_self_contained_file() {
     for outside in ["<link", "<script", "src=", "href=\"/"] {
         assert!(!page.contains(outside), "{outside} in {page}");
     }
+}
+
+/// [`audited`] with a console behind a proxy at `proxy` that names users
+/// in `X-Forwarded-User`, of whom dana is an admin.
+fn behind_a_proxy(proxy: &str) -> Install {
+    let shipped = std::fs::read_to_string(crate::support::repo().join("config/journeyd.toml"))
+        .expect("the shipped config");
+    let journey = crate::support::repo().join("config/journey.toml");
+    let config = format!(
+        "{}\n[console]\nauth = \"proxy\"\ntrusted_proxies = [\"{proxy}\"]\nadmins = [\"dana\"]\n",
+        shipped.replace(
+            "journey = \"journey.toml\"",
+            &format!("journey = {journey:?}")
+        )
+    );
+    let install = Install::with_config(&config, Vec::new());
+    install.import_lines(
+        "deals.jsonl",
+        &[
+            owner_line("101", "Mara Quinn"),
+            deal_line("1", "Acme renewal", Some("101")),
+        ],
+    );
+    install.run(&["audit"]);
+    install
+}
+
+const DANA: &str = "X-Forwarded-User: dana\r\n";
+const VIC: &str = "X-Forwarded-User: vic\r\n";
+
+#[test]
+fn behind_a_proxy_an_admin_acts_under_the_name_the_proxy_gives() {
+    let install = behind_a_proxy("127.0.0.1");
+    let served = Served::start(install.command(&[]));
+    let page = served.get_with("/records/hubspot/deal/1", DANA);
+    assert_eq!(page.status, 200, "{}", page.body);
+    let (token, id) = form_of(&page.body);
+    let answer = served.post_with(
+        &format!("/violations/{id}/acknowledge"),
+        &format!("csrf={token}&reason=on+it"),
+        DANA,
+    );
+    assert_eq!(answer.status, 303, "{}", answer.body);
+    let shown = install.json(&["violations", "show", &id]);
+    let events = shown["events"].as_array().expect("events");
+    assert_eq!(events.last().expect("an event")["actor"], "dana");
+}
+
+#[test]
+fn behind_a_proxy_a_viewer_sees_no_form_and_cannot_act() {
+    let install = behind_a_proxy("127.0.0.1");
+    let served = Served::start(install.command(&[]));
+    let (token, id) = form_of(&served.get_with("/records/hubspot/deal/1", DANA).body);
+    let before = install.json(&["violations", "show", &id]);
+
+    let page = served.get_with("/records/hubspot/deal/1", VIC);
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains("<form"), "{}", page.body);
+    let answer = served.post_with(
+        &format!("/violations/{id}/acknowledge"),
+        &format!("csrf={token}&reason=mine"),
+        VIC,
+    );
+    assert_eq!(answer.status, 403, "{}", answer.body);
+    assert_eq!(install.json(&["violations", "show", &id]), before);
+}
+
+#[test]
+fn behind_a_proxy_a_request_without_its_user_or_from_elsewhere_is_refused() {
+    let install = behind_a_proxy("127.0.0.1");
+    let served = Served::start(install.command(&[]));
+    assert_eq!(served.get("/").status, 401);
+    let elsewhere = behind_a_proxy("192.0.2.1");
+    let served = Served::start(elsewhere.command(&[]));
+    assert_eq!(served.get_with("/", DANA).status, 403);
+}
+
+/// `config check` of the shipped config with `console` as its
+/// `[console]` table: its exit code and stderr.
+fn check_console_table(console: &str) -> (Option<i32>, String) {
+    let shipped = std::fs::read_to_string(crate::support::repo().join("config/journeyd.toml"))
+        .expect("the shipped config");
+    let journey = crate::support::repo().join("config/journey.toml");
+    let config = format!(
+        "{}\n[console]\n{console}\n",
+        shipped.replace(
+            "journey = \"journey.toml\"",
+            &format!("journey = {journey:?}")
+        )
+    );
+    let install = Install::with_config(&config, Vec::new());
+    let output = install
+        .command(&["config", "check"])
+        .output()
+        .expect("journeyd runs");
+    (output.status.code(), stderr(&output))
+}
+
+#[test]
+fn a_console_behind_a_proxy_may_listen_off_loopback_and_must_name_the_proxy() {
+    let (code, err) = check_console_table(
+        "listen = \"0.0.0.0:8788\"\nauth = \"proxy\"\ntrusted_proxies = [\"10.0.0.5\"]",
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let (code, err) = check_console_table("listen = \"0.0.0.0:8788\"\nauth = \"proxy\"");
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("`auth = \"proxy\"` needs `trusted_proxies`"),
+        "{err}"
+    );
+    let (code, err) = check_console_table("admins = [\"dana\"]");
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("`admins` applies only with `auth = \"proxy\"`"),
+        "{err}"
+    );
+    let (code, err) = check_console_table("auth = \"users\"");
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("`auth` `users` is not `none` or `proxy`"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -9,8 +9,8 @@ use crate::config::raw::{
     RawChecks, RawConsole, RawDaemon, RawRule, RawSchedule, RawService, RawWriteback, Text,
 };
 use crate::config::{
-    Checks, ConnectorConfig, ConsoleConfig, CronExpr, CustomRule, OnboardingCheck, Schedule,
-    ServiceConfig, TaskMode, WritebackMode, WritebackPolicy,
+    Checks, ConnectorConfig, ConsoleAuth, ConsoleConfig, CronExpr, CustomRule, OnboardingCheck,
+    ProxyAuth, Schedule, ServiceConfig, TaskMode, WritebackMode, WritebackPolicy,
 };
 use crate::journey::{Expr, StageId};
 use crate::rules::{ActionKind, BuiltinRule, MessageTemplate, RuleId, Severity};
@@ -102,12 +102,16 @@ pub(super) fn daemon(
     }
 }
 
-/// The console's listener: a loopback address, since the console has no
-/// sign-in of its own (a reverse proxy on the host authenticates admins).
+/// The console's listener and who may use it: a loopback address, unless
+/// a reverse proxy that authenticates admins stands in front of it.
 fn console(raw: Option<&RawConsole>, check: &mut Checker<'_>) -> ConsoleConfig {
     const CONTEXT: &str = "console: ";
-    let Some(listen) = raw.and_then(|raw| raw.listen.as_ref()) else {
+    let Some(raw) = raw else {
         return ConsoleConfig::default();
+    };
+    let auth = console_auth(raw, check);
+    let Some(listen) = &raw.listen else {
+        return ConsoleConfig { listen: None, auth };
     };
     let written = listen.get_ref().trim();
     let Ok(address) = written.parse::<SocketAddr>() else {
@@ -120,13 +124,107 @@ fn console(raw: Option<&RawConsole>, check: &mut Checker<'_>) -> ConsoleConfig {
         );
         return ConsoleConfig::default();
     };
-    if let Err(refused) = crate::console::check_listen(address) {
+    if let Err(refused) = crate::console::check_listen(address, &auth) {
         check.error(listen.span().start, refused.to_string());
         return ConsoleConfig::default();
     }
     ConsoleConfig {
         listen: Some(address),
+        auth,
     }
+}
+
+/// `auth = "none"` (the default) or `"proxy"`, with the proxy's keys.
+fn console_auth(raw: &RawConsole, check: &mut Checker<'_>) -> ConsoleAuth {
+    const CONTEXT: &str = "console: ";
+    const DEFAULT_HEADER: &str = "x-forwarded-user";
+    let proxy = match &raw.auth {
+        None => false,
+        Some(auth) => match auth.get_ref().trim() {
+            "none" => false,
+            "proxy" => true,
+            other => {
+                check.error(
+                    auth.span().start,
+                    format!("{CONTEXT}`auth` `{other}` is not `none` or `proxy`"),
+                );
+                false
+            }
+        },
+    };
+    if !proxy {
+        let stray = [
+            raw.proxy_user_header
+                .as_ref()
+                .map(|v| ("proxy_user_header", v.span().start)),
+            raw.trusted_proxies
+                .as_ref()
+                .map(|v| ("trusted_proxies", v.span().start)),
+            raw.admins.as_ref().map(|v| ("admins", v.span().start)),
+        ];
+        for (key, at) in stray.into_iter().flatten() {
+            check.error(
+                at,
+                format!("{CONTEXT}`{key}` applies only with `auth = \"proxy\"`"),
+            );
+        }
+        return ConsoleAuth::Loopback;
+    }
+    let user_header = match &raw.proxy_user_header {
+        None => DEFAULT_HEADER.to_owned(),
+        Some(header) => {
+            let name = header.get_ref().trim().to_ascii_lowercase();
+            if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                check.error(
+                    header.span().start,
+                    format!("{CONTEXT}`proxy_user_header` `{name}` is not a header name"),
+                );
+            }
+            name
+        }
+    };
+    let mut trusted = Vec::new();
+    match &raw.trusted_proxies {
+        Some(list) if !list.get_ref().is_empty() => {
+            for written in list.get_ref() {
+                match written.get_ref().trim().parse::<std::net::IpAddr>() {
+                    Ok(ip) => trusted.push(ip),
+                    Err(_) => check.error(
+                        written.span().start,
+                        format!(
+                            "{CONTEXT}`trusted_proxies`: `{}` is not an IP address",
+                            written.get_ref()
+                        ),
+                    ),
+                }
+            }
+        }
+        Some(list) => check.error(
+            list.span().start,
+            format!("{CONTEXT}`trusted_proxies` must name the proxy's address"),
+        ),
+        None => check.error(
+            raw.auth.as_ref().map_or(0, |auth| auth.span().start),
+            format!(
+                "{CONTEXT}`auth = \"proxy\"` needs `trusted_proxies`: the addresses the proxy connects from, the only ones whose user header is believed"
+            ),
+        ),
+    }
+    let admins = raw
+        .admins
+        .as_ref()
+        .map(|list| {
+            list.get_ref()
+                .iter()
+                .map(|name| name.get_ref().trim().to_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    ConsoleAuth::Proxy(ProxyAuth {
+        user_header,
+        trusted,
+        admins,
+    })
 }
 
 /// Relative paths in the config are relative to the config file, not to

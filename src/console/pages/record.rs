@@ -18,7 +18,7 @@ use maud::{Markup, html};
 pub(in super::super) fn render(
     store: &Store,
     config: &Config,
-    token: &str,
+    token: Option<&str>,
     connector: &str,
     object: &str,
     id: &str,
@@ -168,7 +168,7 @@ fn violation(
     config: &Config,
     row: &ViolationRow,
     history: &[crate::store::EventRow],
-    token: &str,
+    token: Option<&str>,
 ) -> Markup {
     let v = &row.violation;
     html! {
@@ -190,7 +190,9 @@ fn violation(
                     }
                 }
             }
-            (actions(row.id, row.status, token))
+            @if let Some(token) = token {
+                (actions(row.id, row.status, token))
+            }
         }
     }
 }

@@ -1,0 +1,60 @@
+//! Who is asking. Without a proxy, whoever reaches the console (on
+//! loopback only) is its admin, named as the OS user running it. Behind a
+//! proxy (`auth = "proxy"`), a request is taken only from a trusted
+//! proxy's address and only with the proxy's user header; the user may act
+//! if the config names them among `admins`, and otherwise only views.
+
+use super::{Console, Viewer, layout};
+use crate::config::ConsoleAuth;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Admits the request with its [`Viewer`], or refuses it.
+pub(super) async fn admit(
+    State(console): State<Arc<Console>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let viewer = match &console.config.console.auth {
+        ConsoleAuth::Loopback => Viewer {
+            name: console.actor.clone(),
+            admin: true,
+        },
+        ConsoleAuth::Proxy(proxy) => {
+            if !proxy.trusted.contains(&peer.ip().to_canonical()) {
+                tracing::warn!(peer = %peer, "a console request not from a trusted proxy was refused");
+                return refused(
+                    StatusCode::FORBIDDEN,
+                    "The console answers only through its proxy.",
+                );
+            }
+            let named = request
+                .headers()
+                .get(proxy.user_header.as_str())
+                .and_then(|value| value.to_str().ok())
+                .map(str::trim)
+                .filter(|name| !name.is_empty());
+            let Some(name) = named else {
+                return refused(
+                    StatusCode::UNAUTHORIZED,
+                    "The proxy named no user: sign in through it.",
+                );
+            };
+            Viewer {
+                name: name.to_owned(),
+                admin: proxy.admins.contains(name),
+            }
+        }
+    };
+    request.extensions_mut().insert(viewer);
+    next.run(request).await
+}
+
+fn refused(status: StatusCode, why: &str) -> Response {
+    (status, layout::refused(why)).into_response()
+}
