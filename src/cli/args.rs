@@ -114,11 +114,41 @@ pub struct ReportArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct ConsoleArgs {
-    /// Where to listen: a loopback address and port (default: the config's
-    /// `[console] listen`, else 127.0.0.1:8788; port 0 picks a free one).
+    /// Where to listen (default: the config's `[console] listen`, else
+    /// 127.0.0.1:8788; port 0 picks a free one); off loopback only with
+    /// the config's `auth = "users"` or `"proxy"`.
     #[arg(long)]
     pub listen: Option<std::net::SocketAddr>,
+    #[command(subcommand)]
+    pub command: Option<ConsoleCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConsoleCommand {
+    /// The console's own users (`[console] auth = "users"`).
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user to the config's `users_file`, or give them a new role
+    /// and password; the password is the first line of standard input.
+    Add {
+        name: String,
+        #[arg(long, value_enum)]
+        role: RoleArg,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    /// Views and acts: acknowledges, suppresses, reopens.
+    Admin,
+    /// Views only.
+    Viewer,
 }
 
 #[derive(Debug, Args)]

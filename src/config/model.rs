@@ -363,6 +363,9 @@ pub enum ConsoleAuth {
     /// Behind a reverse proxy that authenticates admins and names them in
     /// a header.
     Proxy(ProxyAuth),
+    /// Its own sign-in, against the users of this file (`journeyd console
+    /// user add`).
+    Users(PathBuf),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

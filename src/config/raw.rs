@@ -67,6 +67,7 @@ pub(super) struct RawConsole {
     pub proxy_user_header: Option<Text>,
     pub trusted_proxies: Option<Spanned<Vec<Text>>>,
     pub admins: Option<Spanned<Vec<Text>>>,
+    pub users_file: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -3,13 +3,16 @@
 //! proxy (`auth = "proxy"`), a request is taken only from a trusted
 //! proxy's address and only with the proxy's user header; the user may act
 //! if the config names them among `admins`, and otherwise only views.
+//! With its own users (`auth = "users"`), a request needs the cookie of a
+//! session [`super::login`] opened: without one, a page sends the browser
+//! to `/login`, and a POST is refused.
 
-use super::{Console, Viewer, layout};
+use super::{Console, Viewer, layout, sessions};
 use crate::config::ConsoleAuth;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -48,6 +51,33 @@ pub(super) async fn admit(
             Viewer {
                 name: name.to_owned(),
                 admin: proxy.admins.contains(name),
+            }
+        }
+        ConsoleAuth::Users(_) => {
+            let path = request.uri().path();
+            if path == "/login" || path.starts_with("/static/") {
+                return next.run(request).await;
+            }
+            let session = request
+                .headers()
+                .get(header::COOKIE)
+                .and_then(|value| value.to_str().ok())
+                .and_then(sessions::session_of)
+                .and_then(|id| console.sessions.get(id));
+            match session {
+                Some(viewer) => viewer,
+                None if request.method() == Method::GET => {
+                    let asked = request
+                        .uri()
+                        .path_and_query()
+                        .map_or("/", |asked| asked.as_str());
+                    let mut to = url::form_urlencoded::Serializer::new(String::new());
+                    to.append_pair("next", asked);
+                    return Redirect::to(&format!("/login?{}", to.finish())).into_response();
+                }
+                None => {
+                    return refused(StatusCode::FORBIDDEN, "Sign in first. Nothing was changed.");
+                }
             }
         }
     };

@@ -20,10 +20,13 @@ mod chart;
 mod csrf;
 mod layout;
 mod links;
+mod login;
 mod memo;
 mod pages;
 mod query;
 mod readers;
+mod sessions;
+pub mod users;
 
 use crate::config::{Config, ConsoleAuth};
 use crate::store::StoreError;
@@ -55,6 +58,8 @@ pub enum ConsoleError {
     NotLoopback { address: SocketAddr },
     #[error("console: no randomness for its form tokens: {0}")]
     Random(String),
+    #[error("console: {0} (`journeyd console user add NAME --role admin` writes it)")]
+    Users(#[from] users::UsersError),
     #[error("console: cannot listen on {address}")]
     Listen {
         address: SocketAddr,
@@ -66,7 +71,8 @@ pub enum ConsoleError {
 /// Refuses an address the console may not listen on: any off loopback,
 /// unless a proxy that authenticates admins stands in front of it.
 pub fn check_listen(address: SocketAddr, auth: &ConsoleAuth) -> Result<(), ConsoleError> {
-    if address.ip().to_canonical().is_loopback() || matches!(auth, ConsoleAuth::Proxy(_)) {
+    let signs_in = matches!(auth, ConsoleAuth::Proxy(_) | ConsoleAuth::Users(_));
+    if address.ip().to_canonical().is_loopback() || signs_in {
         Ok(())
     } else {
         Err(ConsoleError::NotLoopback { address })
@@ -87,7 +93,10 @@ pub struct Console {
     readers: Readers,
     memo: memo::Memo,
     csrf: csrf::Csrf,
-    /// Who the history names for a change made without a proxy's sign-in:
+    /// The users of `auth = "users"`, read at start.
+    users: Option<Arc<users::Users>>,
+    sessions: sessions::Sessions,
+    /// Who the history names for a change made without a sign-in:
     /// the OS user running the console, as the CLI names its admin.
     actor: String,
 }
@@ -113,7 +122,13 @@ impl Console {
             .find_map(|name| std::env::var(name).ok())
             .filter(|user| !user.trim().is_empty())
             .unwrap_or_else(|| "unknown".to_owned());
+        let users = match &config.console.auth {
+            ConsoleAuth::Users(file) => Some(Arc::new(users::Users::load(file)?)),
+            _ => None,
+        };
         Ok(Arc::new(Console {
+            users,
+            sessions: sessions::Sessions::new(),
             config,
             readers: Readers::new(state, timezone),
             memo: memo::Memo::default(),
@@ -166,6 +181,8 @@ fn router(console: Arc<Console>) -> Router {
         .route("/owners", get(owners))
         .route("/journey", get(journey))
         .route("/runs", get(runs))
+        .route("/login", get(login::form).post(login::sign_in))
+        .route("/logout", axum::routing::post(login::sign_out))
         .route("/static/console.css", get(stylesheet))
         .route("/static/favicon.svg", get(icon))
         .fallback(not_found)

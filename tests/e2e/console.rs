@@ -401,6 +401,149 @@ fn behind_a_proxy_a_request_without_its_user_or_from_elsewhere_is_refused() {
     assert_eq!(served.get_with("/", DANA).status, 403);
 }
 
+/// [`audited`] with the console's own users: dana an admin, vic a viewer.
+fn with_users() -> Install {
+    let shipped = std::fs::read_to_string(crate::support::repo().join("config/journeyd.toml"))
+        .expect("the shipped config");
+    let journey = crate::support::repo().join("config/journey.toml");
+    let config = format!(
+        "{}\n[console]\nauth = \"users\"\nusers_file = \"console-users\"\n",
+        shipped.replace(
+            "journey = \"journey.toml\"",
+            &format!("journey = {journey:?}")
+        )
+    );
+    let install = Install::with_config(&config, Vec::new());
+    install.import_lines(
+        "deals.jsonl",
+        &[
+            owner_line("101", "Mara Quinn"),
+            deal_line("1", "Acme renewal", Some("101")),
+        ],
+    );
+    install.run(&["audit"]);
+    for (name, role, password) in [
+        ("dana", "admin", "correct horse"),
+        ("vic", "viewer", "battery"),
+    ] {
+        let mut add = install
+            .command(&["console", "user", "add", name, "--role", role])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("journeyd runs");
+        add.stdin
+            .take()
+            .expect("its stdin")
+            .write_all(format!("{password}\n").as_bytes())
+            .expect("the password goes");
+        let output = add.wait_with_output().expect("journeyd ends");
+        assert!(output.status.success(), "{}", stderr(&output));
+    }
+    install
+}
+
+/// Signs `name` in with `password`: the answer to the sign-in.
+fn sign_in(served: &Served, name: &str, password: &str) -> Answer {
+    let page = served.page("/login");
+    let marker = "name=\"csrf\" value=\"";
+    let start = page.find(marker).expect("a token") + marker.len();
+    let token = &page[start..start + page[start..].find('"').expect("its end")];
+    served.post(
+        "/login",
+        &format!(
+            "csrf={token}&name={name}&password={}&next=%2F",
+            password.replace(' ', "+")
+        ),
+    )
+}
+
+/// The session cookie an answer sets, as a `Cookie` header line.
+fn session_cookie(answer: &Answer) -> String {
+    let start = answer
+        .head
+        .find("set-cookie: journeyd_session=")
+        .unwrap_or_else(|| panic!("no session cookie in {}", answer.head))
+        + "set-cookie: ".len();
+    let pair = answer.head[start..].split(';').next().expect("the cookie");
+    format!("Cookie: {pair}\r\n")
+}
+
+#[test]
+fn with_its_own_users_the_console_sends_strangers_to_sign_in_and_lets_admins_act() {
+    let install = with_users();
+    let served = Served::start(install.command(&[]));
+    let stranger = served.get("/violations");
+    assert_eq!(stranger.status, 303);
+    assert!(
+        stranger
+            .head
+            .contains("location: /login?next=%2fviolations"),
+        "{}",
+        stranger.head
+    );
+    assert_eq!(
+        served.post("/violations/1/acknowledge", "reason=x").status,
+        403
+    );
+    assert_eq!(sign_in(&served, "dana", "wrong").status, 401);
+
+    let signed = sign_in(&served, "dana", "correct horse");
+    assert_eq!(signed.status, 303, "{}", signed.body);
+    assert!(
+        signed.head.contains("httponly") && signed.head.contains("samesite=strict"),
+        "{}",
+        signed.head
+    );
+    let cookie = session_cookie(&signed);
+    let page = served.get_with("/records/hubspot/deal/1", &cookie);
+    assert_eq!(page.status, 200, "{}", page.body);
+    let (token, id) = form_of(&page.body);
+    let acted = served.post_with(
+        &format!("/violations/{id}/acknowledge"),
+        &format!("csrf={token}&reason=on+it"),
+        &cookie,
+    );
+    assert_eq!(acted.status, 303, "{}", acted.body);
+    let shown = install.json(&["violations", "show", &id]);
+    let events = shown["events"].as_array().expect("events");
+    assert_eq!(events.last().expect("an event")["actor"], "dana");
+}
+
+#[test]
+fn a_signed_in_viewer_sees_no_form_and_cannot_act() {
+    let install = with_users();
+    let served = Served::start(install.command(&[]));
+    let admin = session_cookie(&sign_in(&served, "dana", "correct horse"));
+    let (token, id) = form_of(&served.get_with("/records/hubspot/deal/1", &admin).body);
+    let before = install.json(&["violations", "show", &id]);
+    let viewer = session_cookie(&sign_in(&served, "vic", "battery"));
+
+    let page = served.get_with("/records/hubspot/deal/1", &viewer);
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains("name=\"reason\""), "{}", page.body);
+    let answer = served.post_with(
+        &format!("/violations/{id}/suppress"),
+        &format!("csrf={token}&reason=mine"),
+        &viewer,
+    );
+    assert_eq!(answer.status, 403, "{}", answer.body);
+    assert_eq!(install.json(&["violations", "show", &id]), before);
+}
+
+#[test]
+fn sign_ins_from_one_address_are_limited_to_five_a_minute() {
+    let install = with_users();
+    let served = Served::start(install.command(&[]));
+    for _ in 0..5 {
+        assert_eq!(sign_in(&served, "dana", "guess").status, 401);
+    }
+    let limited = sign_in(&served, "dana", "correct horse");
+    assert_eq!(limited.status, 429, "{}", limited.body);
+    assert!(!limited.head.contains("set-cookie"), "{}", limited.head);
+}
+
 /// `config check` of the shipped config with `console` as its
 /// `[console]` table: its exit code and stderr.
 fn check_console_table(console: &str) -> (Option<i32>, String) {
@@ -443,7 +586,13 @@ fn a_console_behind_a_proxy_may_listen_off_loopback_and_must_name_the_proxy() {
     let (code, err) = check_console_table("auth = \"users\"");
     assert_eq!(code, Some(2));
     assert!(
-        err.contains("`auth` `users` is not `none` or `proxy`"),
+        err.contains("`auth = \"users\"` needs `users_file`"),
+        "{err}"
+    );
+    let (code, err) = check_console_table("auth = \"everyone\"");
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("`auth` `everyone` is not `none`, `users` or `proxy`"),
         "{err}"
     );
 }

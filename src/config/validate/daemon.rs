@@ -88,7 +88,7 @@ pub(super) fn daemon(
     let writeback = writeback(raw.writeback.as_ref(), &rule_ids, check);
     let custom_rules = custom_rules(&raw.rules, known, check);
     let service = service(raw.service.as_ref(), check);
-    let console = console(raw.console.as_ref(), check);
+    let console = console(config_path, raw.console.as_ref(), check);
     DaemonParts {
         state_path,
         schedule,
@@ -104,12 +104,12 @@ pub(super) fn daemon(
 
 /// The console's listener and who may use it: a loopback address, unless
 /// a reverse proxy that authenticates admins stands in front of it.
-fn console(raw: Option<&RawConsole>, check: &mut Checker<'_>) -> ConsoleConfig {
+fn console(config_path: &Path, raw: Option<&RawConsole>, check: &mut Checker<'_>) -> ConsoleConfig {
     const CONTEXT: &str = "console: ";
     let Some(raw) = raw else {
         return ConsoleConfig::default();
     };
-    let auth = console_auth(raw, check);
+    let auth = console_auth(config_path, raw, check);
     let Some(listen) = &raw.listen else {
         return ConsoleConfig { listen: None, auth };
     };
@@ -134,24 +134,44 @@ fn console(raw: Option<&RawConsole>, check: &mut Checker<'_>) -> ConsoleConfig {
     }
 }
 
-/// `auth = "none"` (the default) or `"proxy"`, with the proxy's keys.
-fn console_auth(raw: &RawConsole, check: &mut Checker<'_>) -> ConsoleAuth {
+/// `auth = "none"` (the default), `"users"` with its `users_file`, or
+/// `"proxy"` with the proxy's keys.
+fn console_auth(config_path: &Path, raw: &RawConsole, check: &mut Checker<'_>) -> ConsoleAuth {
     const CONTEXT: &str = "console: ";
     const DEFAULT_HEADER: &str = "x-forwarded-user";
-    let proxy = match &raw.auth {
-        None => false,
-        Some(auth) => match auth.get_ref().trim() {
-            "none" => false,
-            "proxy" => true,
-            other => {
-                check.error(
-                    auth.span().start,
-                    format!("{CONTEXT}`auth` `{other}` is not `none` or `proxy`"),
-                );
-                false
-            }
-        },
+    let chosen = raw
+        .auth
+        .as_ref()
+        .map(|auth| (auth.get_ref().trim(), auth.span().start));
+    let proxy = match chosen {
+        None | Some(("none", _)) => false,
+        Some(("proxy", _)) => true,
+        Some(("users", at)) => {
+            return match &raw.users_file {
+                Some(file) => ConsoleAuth::Users(resolve(config_path, file.get_ref().trim())),
+                None => {
+                    check.error(
+                        at,
+                        format!("{CONTEXT}`auth = \"users\"` needs `users_file`, which `journeyd console user add` writes"),
+                    );
+                    ConsoleAuth::Loopback
+                }
+            };
+        }
+        Some((other, at)) => {
+            check.error(
+                at,
+                format!("{CONTEXT}`auth` `{other}` is not `none`, `users` or `proxy`"),
+            );
+            false
+        }
     };
+    if let Some(file) = &raw.users_file {
+        check.error(
+            file.span().start,
+            format!("{CONTEXT}`users_file` applies only with `auth = \"users\"`"),
+        );
+    }
     if !proxy {
         let stray = [
             raw.proxy_user_header
