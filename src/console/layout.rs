@@ -29,13 +29,10 @@ pub(super) fn frame(title: &str, here: &str, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · journeyd" }
+            (head(title, html! {
                 link rel="stylesheet" href="/static/console.css";
                 link rel="icon" type="image/svg+xml" href="/static/favicon.svg";
-            }
+            }))
             body {
                 header.top {
                     a.brand href="/" { "journeyd" }
@@ -58,18 +55,26 @@ pub(super) fn frame(title: &str, here: &str, body: Markup) -> Markup {
     }
 }
 
+/// A page's head: `title` in the tab, and its `style` (a link to the
+/// stylesheet, or the stylesheet itself).
+fn head(title: &str, style: Markup) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            title { (title) " · journeyd" }
+            (style)
+        }
+    }
+}
+
 /// A page to keep as a file: the stylesheet inside it, no navigation,
 /// and the time it was made.
 pub(super) fn standalone(title: &str, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · journeyd" }
-                style { (maud::PreEscaped(STYLESHEET)) }
-            }
+            (head(title, html! { style { (maud::PreEscaped(STYLESHEET)) } }))
             body {
                 header.top { span.brand { "journeyd" } span.muted { "as of " (when(chrono::Utc::now())) } }
                 main {

@@ -326,20 +326,24 @@ fn report_html_writes_the_overview_as_one_self_contained_file() {
     }
 }
 
-/// [`audited`] with a console behind a proxy at `proxy` that names users
-/// in `X-Forwarded-User`, of whom dana is an admin.
-fn behind_a_proxy(proxy: &str) -> Install {
+/// An installation whose config is the shipped one with `table` as its
+/// `[console]` table.
+fn with_console_table(table: &str) -> Install {
     let shipped = std::fs::read_to_string(crate::support::repo().join("config/journeyd.toml"))
         .expect("the shipped config");
     let journey = crate::support::repo().join("config/journey.toml");
     let config = format!(
-        "{}\n[console]\nauth = \"proxy\"\ntrusted_proxies = [\"{proxy}\"]\nadmins = [\"dana\"]\n",
+        "{}\n[console]\n{table}\n",
         shipped.replace(
             "journey = \"journey.toml\"",
             &format!("journey = {journey:?}")
         )
     );
-    let install = Install::with_config(&config, Vec::new());
+    Install::with_config(&config, Vec::new())
+}
+
+/// `install` with deal 1 of Mara Quinn's imported and audited.
+fn seeded(install: Install) -> Install {
     install.import_lines(
         "deals.jsonl",
         &[
@@ -349,6 +353,14 @@ fn behind_a_proxy(proxy: &str) -> Install {
     );
     install.run(&["audit"]);
     install
+}
+
+/// A console behind a proxy at `proxy` that names users in
+/// `X-Forwarded-User`, of whom dana is an admin.
+fn behind_a_proxy(proxy: &str) -> Install {
+    seeded(with_console_table(&format!(
+        "auth = \"proxy\"\ntrusted_proxies = [\"{proxy}\"]\nadmins = [\"dana\"]"
+    )))
 }
 
 const DANA: &str = "X-Forwarded-User: dana\r\n";
@@ -401,27 +413,11 @@ fn behind_a_proxy_a_request_without_its_user_or_from_elsewhere_is_refused() {
     assert_eq!(served.get_with("/", DANA).status, 403);
 }
 
-/// [`audited`] with the console's own users: dana an admin, vic a viewer.
+/// A console with its own users: dana an admin, vic a viewer.
 fn with_users() -> Install {
-    let shipped = std::fs::read_to_string(crate::support::repo().join("config/journeyd.toml"))
-        .expect("the shipped config");
-    let journey = crate::support::repo().join("config/journey.toml");
-    let config = format!(
-        "{}\n[console]\nauth = \"users\"\nusers_file = \"console-users\"\n",
-        shipped.replace(
-            "journey = \"journey.toml\"",
-            &format!("journey = {journey:?}")
-        )
-    );
-    let install = Install::with_config(&config, Vec::new());
-    install.import_lines(
-        "deals.jsonl",
-        &[
-            owner_line("101", "Mara Quinn"),
-            deal_line("1", "Acme renewal", Some("101")),
-        ],
-    );
-    install.run(&["audit"]);
+    let install = seeded(with_console_table(
+        "auth = \"users\"\nusers_file = \"console-users\"",
+    ));
     for (name, role, password) in [
         ("dana", "admin", "correct horse"),
         ("vic", "viewer", "battery"),
@@ -547,17 +543,7 @@ fn sign_ins_from_one_address_are_limited_to_five_a_minute() {
 /// `config check` of the shipped config with `console` as its
 /// `[console]` table: its exit code and stderr.
 fn check_console_table(console: &str) -> (Option<i32>, String) {
-    let shipped = std::fs::read_to_string(crate::support::repo().join("config/journeyd.toml"))
-        .expect("the shipped config");
-    let journey = crate::support::repo().join("config/journey.toml");
-    let config = format!(
-        "{}\n[console]\n{console}\n",
-        shipped.replace(
-            "journey = \"journey.toml\"",
-            &format!("journey = {journey:?}")
-        )
-    );
-    let install = Install::with_config(&config, Vec::new());
+    let install = with_console_table(console);
     let output = install
         .command(&["config", "check"])
         .output()
@@ -621,21 +607,7 @@ fn a_listen_address_off_loopback_is_refused_on_the_command_line_and_in_the_confi
         "{}",
         stderr(&output)
     );
-    let shipped = std::fs::read_to_string(crate::support::repo().join("config/journeyd.toml"))
-        .expect("the shipped config");
-    let public = Install::with_config(
-        &format!(
-            "{}\n[console]\nlisten = \"192.0.2.7:8788\"\n",
-            shipped.replace(
-                "journey = \"journey.toml\"",
-                &format!(
-                    "journey = {:?}",
-                    crate::support::repo().join("config/journey.toml")
-                )
-            )
-        ),
-        Vec::new(),
-    );
+    let public = with_console_table("listen = \"192.0.2.7:8788\"");
     let output = public.run_expecting(2, &["config", "check"]);
     assert!(
         stderr(&output).contains("`192.0.2.7:8788` is not a loopback address"),
