@@ -58,42 +58,14 @@ pub(super) async fn act(
     let Some(action) = Action::parse(&action) else {
         return (StatusCode::NOT_FOUND, layout::missing("no such action")).into_response();
     };
-    if !viewer.admin {
-        return refused(
-            StatusCode::FORBIDDEN,
-            "Viewers cannot change a violation's status: ask an admin. Nothing was changed.",
-        );
-    }
-    if !console.csrf.holds(&form.csrf, Utc::now().timestamp()) {
-        return refused(
-            StatusCode::FORBIDDEN,
-            "This form did not come from this console, or it has expired: reload the page and \
-             try again. Nothing was changed.",
-        );
-    }
-    let reason = form.reason.trim().to_owned();
-    if reason.is_empty() {
-        return refused(
-            StatusCode::BAD_REQUEST,
-            "Say why: the reason is kept in the violation's history. Nothing was changed.",
-        );
-    }
-    let until = match form.until.trim() {
-        "" => None,
-        day => match day.parse::<NaiveDate>() {
-            Ok(day) => Some(day),
-            Err(_) => {
-                return refused(
-                    StatusCode::BAD_REQUEST,
-                    "The date to suppress until is not a date (YYYY-MM-DD). Nothing was changed.",
-                );
-            }
-        },
+    let checked = match check(&console, &viewer, &form) {
+        Ok(checked) => checked,
+        Err((status, why)) => return refused(status, why),
     };
     let actor = viewer.name;
     let done = tokio::task::spawn_blocking({
         let console: Arc<Console> = console.clone();
-        move || change(&console, ViolationId(id), action, &actor, &reason, until)
+        move || change(&console, ViolationId(id), action, &actor, &checked)
     })
     .await;
     match done {
@@ -123,6 +95,161 @@ pub(super) async fn act(
     }
 }
 
+/// `POST /violations/bulk/{action}`: the violations ticked on the list
+/// (`id`, repeated), each changed as one would be; then back to the list
+/// (`back`), saying how many changed and how many their status did not
+/// allow.
+pub(super) async fn act_on_many(
+    State(console): Shared,
+    Extension(viewer): Extension<Viewer>,
+    Path(action): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let Some(action) = Action::parse(&action) else {
+        return (StatusCode::NOT_FOUND, layout::missing("no such action")).into_response();
+    };
+    let mut form = ActionForm {
+        csrf: String::new(),
+        reason: String::new(),
+        until: String::new(),
+    };
+    let (mut ids, mut back) = (Vec::new(), String::from("/violations"));
+    for (key, value) in url::form_urlencoded::parse(&body) {
+        match key.as_ref() {
+            "csrf" => form.csrf = value.into_owned(),
+            "reason" => form.reason = value.into_owned(),
+            "until" => form.until = value.into_owned(),
+            "back" if value.starts_with("/violations") => back = value.into_owned(),
+            "id" => match value.parse::<i64>() {
+                Ok(id) => ids.push(ViolationId(id)),
+                Err(_) => {
+                    return refused(
+                        StatusCode::BAD_REQUEST,
+                        "A ticked id is not a number. Nothing was changed.",
+                    );
+                }
+            },
+            _ => {}
+        }
+    }
+    let checked = match check(&console, &viewer, &form) {
+        Ok(checked) => checked,
+        Err((status, why)) => return refused(status, why),
+    };
+    if ids.is_empty() {
+        return refused(
+            StatusCode::BAD_REQUEST,
+            "Tick the violations to change first. Nothing was changed.",
+        );
+    }
+    let actor = viewer.name;
+    let done = tokio::task::spawn_blocking(move || -> Result<(usize, usize), StoreError> {
+        let mut store = Store::open(console.readers.path())?;
+        let now = Utc::now();
+        let (mut changed, mut kept) = (0, 0);
+        for id in ids {
+            match apply(&mut store, id, action, &actor, &checked, now) {
+                Ok(()) => changed += 1,
+                Err(StoreError::InvalidTransition { .. } | StoreError::ViolationNotFound(_)) => {
+                    kept += 1
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        tracing::info!(
+            changed,
+            kept,
+            actor,
+            "violations' statuses changed from the console"
+        );
+        Ok((changed, kept))
+    })
+    .await;
+    match done {
+        Ok(Ok((changed, kept))) => {
+            let mut said = url::form_urlencoded::Serializer::new(String::new());
+            said.append_pair(
+                "done",
+                &format!(
+                    "{changed} changed; {kept} left as they were (their status does not allow it)"
+                ),
+            );
+            let join = if back.contains('?') { '&' } else { '?' };
+            Redirect::to(&format!("{back}{join}{}", said.finish())).into_response()
+        }
+        Ok(Err(error)) => {
+            let message = crate::telemetry::chain(&error);
+            tracing::error!(error = %message, "a console bulk action failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, layout::failed(&message)).into_response()
+        }
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            layout::failed("the action stopped before it ended"),
+        )
+            .into_response(),
+    }
+}
+
+/// A form's reason and date, once the asker, the token and the fields
+/// passed.
+struct Checked {
+    reason: String,
+    until: Option<NaiveDate>,
+}
+
+/// Why a form is refused: the answer's status and what it says.
+type Refusal = (StatusCode, &'static str);
+
+/// Refuses a form of a viewer, without this console's token, without a
+/// reason or with a date that is not one.
+fn check(console: &Console, viewer: &Viewer, form: &ActionForm) -> Result<Checked, Refusal> {
+    if !viewer.admin {
+        return Err((
+            StatusCode::FORBIDDEN,
+            "Viewers cannot change a violation's status: ask an admin. Nothing was changed.",
+        ));
+    }
+    if !console.csrf.holds(&form.csrf, Utc::now().timestamp()) {
+        return Err((
+            StatusCode::FORBIDDEN,
+            "This form did not come from this console, or it has expired: reload the page and \
+             try again. Nothing was changed.",
+        ));
+    }
+    let reason = form.reason.trim().to_owned();
+    if reason.is_empty() {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "Say why: the reason is kept in the violation's history. Nothing was changed.",
+        ));
+    }
+    let until = match form.until.trim() {
+        "" => None,
+        day => Some(day.parse::<NaiveDate>().map_err(|_| {
+            (
+                StatusCode::BAD_REQUEST,
+                "The date to suppress until is not a date (YYYY-MM-DD). Nothing was changed.",
+            )
+        })?),
+    };
+    Ok(Checked { reason, until })
+}
+
+fn apply(
+    store: &mut Store,
+    id: ViolationId,
+    action: Action,
+    actor: &str,
+    checked: &Checked,
+    now: chrono::DateTime<Utc>,
+) -> Result<(), StoreError> {
+    match action {
+        Action::Acknowledge => store.acknowledge(id, actor, &checked.reason, now),
+        Action::Suppress => store.suppress(id, actor, &checked.reason, checked.until, now),
+        Action::Reopen => store.reopen(id, actor, &checked.reason, now),
+    }
+}
+
 /// Makes the change through a connection of its own; the violation's
 /// place on its record page, or `None` when there is no such violation.
 fn change(
@@ -130,19 +257,13 @@ fn change(
     id: ViolationId,
     action: Action,
     actor: &str,
-    reason: &str,
-    until: Option<NaiveDate>,
+    checked: &Checked,
 ) -> Result<Option<String>, StoreError> {
     let mut store = Store::open(console.readers.path())?;
     let Some(row) = store.violation_by_id(id)? else {
         return Ok(None);
     };
-    let now = Utc::now();
-    match action {
-        Action::Acknowledge => store.acknowledge(id, actor, reason, now)?,
-        Action::Suppress => store.suppress(id, actor, reason, until, now)?,
-        Action::Reopen => store.reopen(id, actor, reason, now)?,
-    }
+    apply(&mut store, id, action, actor, checked, Utc::now())?;
     tracing::info!(
         violation = id.0,
         actor,

@@ -174,6 +174,10 @@ fn router(console: Arc<Console>) -> Router {
         .route("/violations", get(violations))
         .route("/violations/{id}", get(violation))
         .route(
+            "/violations/bulk/{action}",
+            axum::routing::post(actions::act_on_many),
+        )
+        .route(
             "/violations/{id}/{action}",
             axum::routing::post(actions::act),
         )
@@ -251,9 +255,14 @@ async fn overview(State(console): Shared) -> Response {
     .await
 }
 
-async fn violations(State(console): Shared, Query(query): Query<query::ListQuery>) -> Response {
+async fn violations(
+    State(console): Shared,
+    axum::Extension(viewer): axum::Extension<Viewer>,
+    Query(query): Query<query::ListQuery>,
+) -> Response {
     page(console, move |store, console| {
-        pages::violations::render(store, &console.config, &query)
+        let token = viewer.admin.then(|| console.form_token());
+        pages::violations::render(store, &console.config, &query, token.as_deref())
     })
     .await
 }

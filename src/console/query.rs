@@ -30,6 +30,8 @@ pub(super) struct ListQuery {
     pub after: Option<String>,
     /// `all` to count every match, past [`COUNTED`].
     pub count: Option<String>,
+    /// What the last bulk action did, to say above the list.
+    pub done: Option<String>,
 }
 
 /// Matches counted by default: past this, the page says "more than", so

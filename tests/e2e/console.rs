@@ -282,6 +282,62 @@ fn an_admin_acknowledges_a_violation_on_its_record_page_and_its_history_says_who
     );
 }
 
+/// The form token of a violations page, and the ids it lets be ticked.
+fn ticks_of(page: &str) -> (String, Vec<String>) {
+    let token = token_of(page);
+    let marker = "name=\"id\" value=\"";
+    let ids = page
+        .match_indices(marker)
+        .map(|(at, _)| {
+            let rest = &page[at + marker.len()..];
+            rest[..rest.find('"').expect("the id ends")].to_owned()
+        })
+        .collect();
+    (token, ids)
+}
+
+/// The form token a page's forms carry.
+fn token_of(page: &str) -> String {
+    let marker = "name=\"csrf\" value=\"";
+    let start = page.find(marker).expect("a token") + marker.len();
+    page[start..start + page[start..].find('"').expect("its end")].to_owned()
+}
+
+#[test]
+fn an_admin_acknowledges_the_violations_ticked_on_the_log_at_once() {
+    let install = audited();
+    let served = Served::start(install.command(&[]));
+    let (token, ids) = ticks_of(&served.page("/violations"));
+    assert!(ids.len() >= 3, "{ids:?}");
+    let form = format!(
+        "csrf={token}&reason=triaged&back=%2Fviolations&id={}&id={}",
+        ids[0], ids[1]
+    );
+
+    let answer = served.post("/violations/bulk/acknowledge", &form);
+
+    assert_eq!(answer.status, 303, "{}", answer.body);
+    assert!(
+        answer.head.contains("location: /violations?done=2+changed"),
+        "{}",
+        answer.head
+    );
+    for (id, status) in [
+        (&ids[0], "acknowledged"),
+        (&ids[1], "acknowledged"),
+        (&ids[2], "open"),
+    ] {
+        let shown = install.json(&["violations", "show", id]);
+        assert_eq!(shown["violation"]["status"], status, "{id}");
+    }
+    let again = served.post("/violations/bulk/acknowledge", &form);
+    assert!(
+        again.head.contains("done=0+changed%3b+2+left+as+they+were"),
+        "{}",
+        again.head
+    );
+}
+
 #[test]
 fn a_post_without_this_consoles_token_is_refused_with_403_and_changes_nothing() {
     let install = audited();
@@ -442,10 +498,7 @@ fn with_users() -> Install {
 
 /// Signs `name` in with `password`: the answer to the sign-in.
 fn sign_in(served: &Served, name: &str, password: &str) -> Answer {
-    let page = served.page("/login");
-    let marker = "name=\"csrf\" value=\"";
-    let start = page.find(marker).expect("a token") + marker.len();
-    let token = &page[start..start + page[start..].find('"').expect("its end")];
+    let token = token_of(&served.page("/login"));
     served.post(
         "/login",
         &format!(

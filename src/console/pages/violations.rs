@@ -16,6 +16,7 @@ pub(in super::super) fn render(
     store: &Store,
     config: &Config,
     query: &ListQuery,
+    token: Option<&str>,
 ) -> Result<Page, StoreError> {
     let parsed = query.parse();
     let mut rows: Vec<ViolationRow> = Vec::with_capacity(PAGE + 1);
@@ -60,11 +61,28 @@ pub(in super::super) fn render(
                 }
             }
         }
+        @if let Some(done) = &query.done {
+            p.notice { (done) }
+        }
         @if rows.is_empty() {
             p.muted { "None." }
         } @else {
+            // Admins pick rows and act on them all at once; the form wraps
+            // the table, its controls above it.
+            form.bulk method="post" action="/violations/bulk/acknowledge" {
+            @if let Some(token) = token {
+                input type="hidden" name="csrf" value=(token);
+                input type="hidden" name="back" value=(query.page_link(parsed.filter.after));
+                div.act {
+                    label { "Why " input type="text" name="reason" required maxlength="500"; }
+                    button type="submit" formaction="/violations/bulk/acknowledge" { "Acknowledge the ticked" }
+                    label { " until " input type="date" name="until"; }
+                    button type="submit" formaction="/violations/bulk/suppress" { "Suppress the ticked" }
+                }
+            }
             table {
                 thead { tr {
+                    @if token.is_some() { th { span.muted { "pick" } } }
                     th { "Severity" } th { "Status" } th { "Record" } th { "Owner" }
                     th { "Rule" } th { "Stage" } th { "Message" } th { "First seen" }
                 } }
@@ -72,6 +90,14 @@ pub(in super::super) fn render(
                     @for row in &rows {
                         @let v = &row.violation;
                         tr id={ "v" (row.id) } {
+                            @if token.is_some() {
+                                td {
+                                    @if row.status != crate::store::ViolationStatus::Resolved {
+                                        input type="checkbox" name="id" value=(row.id)
+                                            aria-label={ "pick violation " (row.id) };
+                                    }
+                                }
+                            }
                             td { (layout::severity(v.severity)) }
                             td { (layout::status(row.status)) }
                             td {
@@ -89,6 +115,7 @@ pub(in super::super) fn render(
                         }
                     }
                 }
+            }
             }
         }
         nav.pager aria-label="Pages" {
