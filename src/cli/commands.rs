@@ -497,7 +497,11 @@ pub fn report(ctx: &Context, args: &ReportArgs) -> anyhow::Result<ExitCode> {
             report.by_owner.iter().take(20).map(|o| {
                 vec![
                     o.connector.to_string(),
-                    opt(o.owner_id.as_ref()),
+                    // By name; by id where the owners table does not hold them.
+                    opt(o
+                        .owner_name
+                        .as_deref()
+                        .or(o.owner_id.as_ref().map(|id| id.as_str()))),
                     opt(o.owner_role.as_ref()),
                     o.count.to_string(),
                 ]

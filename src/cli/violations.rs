@@ -246,10 +246,11 @@ fn list(ctx: &Context, store: &Store, filter: &ViolationFilter) -> anyhow::Resul
         rows.push(row);
         Ok::<_, crate::store::StoreError>(())
     })?;
-    if ctx.json {
-        return json(&rows);
-    }
     let owners = store.owner_directory()?;
+    if ctx.json {
+        let named: Vec<Named<'_>> = rows.iter().map(|row| Named::of(row, &owners)).collect();
+        return json(&named);
+    }
     let lines = rows.iter().map(|v| {
         vec![
             v.id.to_string(),
@@ -279,6 +280,26 @@ fn list(ctx: &Context, store: &Store, filter: &ViolationFilter) -> anyhow::Resul
     Ok(())
 }
 
+/// A violation as `--json` prints it: its row, and its owner's name
+/// beside the id (`null` where the owners table does not hold them).
+#[derive(serde::Serialize)]
+struct Named<'a> {
+    #[serde(flatten)]
+    row: &'a ViolationRow,
+    owner_name: Option<&'a str>,
+}
+
+impl<'a> Named<'a> {
+    fn of(row: &'a ViolationRow, owners: &'a crate::store::OwnerDirectory) -> Named<'a> {
+        let owner_name = row.violation.owner_id.as_ref().and_then(|id| {
+            owners
+                .get(&(row.violation.connector.clone(), id.clone()))
+                .map(|owner| owner.name.as_str())
+        });
+        Named { row, owner_name }
+    }
+}
+
 /// The accountable owner by name, as the owners table has it; the id
 /// where it does not hold the owner.
 fn owner_name(owners: &crate::store::OwnerDirectory, v: &crate::rules::Violation) -> String {
@@ -299,7 +320,11 @@ fn show(ctx: &Context, store: &Store, id: &str) -> anyhow::Result<()> {
     let row = find(store, id)?;
     let events = store.violation_events(row.id)?;
     if ctx.json {
-        return json(&serde_json::json!({ "violation": row, "events": events }));
+        let owners = store.owner_directory()?;
+        return json(&serde_json::json!({
+            "violation": Named::of(&row, &owners),
+            "events": events
+        }));
     }
     let fields = [
         ("id", row.id.to_string()),

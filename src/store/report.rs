@@ -44,6 +44,8 @@ pub struct StageRuleCount {
 pub struct OwnerCount {
     pub connector: ConnectorName,
     pub owner_id: Option<OwnerId>,
+    /// The owner's name, where the owners table holds them.
+    pub owner_name: Option<String>,
     pub owner_role: Option<RoleId>,
     pub count: u64,
 }
@@ -188,10 +190,12 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT connector, owner_id, owner_role, count(*) AS n FROM violation_rows
-                 WHERE status = 'open'
-                 GROUP BY connector, owner_id, owner_role
-                 ORDER BY n DESC, connector, owner_id, owner_role",
+                "SELECT v.connector, v.owner_id, v.owner_role, v.n, o.name FROM
+                     (SELECT connector, owner_id, owner_role, count(*) AS n FROM violation_rows
+                      WHERE status = 'open'
+                      GROUP BY connector, owner_id, owner_role) v
+                 LEFT JOIN owners o ON o.connector = v.connector AND o.id = v.owner_id
+                 ORDER BY v.n DESC, v.connector, v.owner_id, v.owner_role",
             )
             .op("prepare counting violations by owner")?;
         let rows = stmt
@@ -201,6 +205,7 @@ impl Store {
                     owner_id: row.get::<_, Option<String>>(1)?.map(OwnerId::new),
                     owner_role: row.get::<_, Option<String>>(2)?.map(RoleId::new),
                     count: row.get(3)?,
+                    owner_name: row.get(4)?,
                 })
             })
             .op("count violations by owner")?

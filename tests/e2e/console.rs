@@ -217,6 +217,31 @@ fn owners_show_by_name_on_the_log_the_record_and_the_owners_page() {
 }
 
 #[test]
+fn the_cli_names_owners_in_its_tables_and_its_json() {
+    let install = audited();
+    let listed = install.json(&["violations", "list"]);
+    let rows = listed.as_array().expect("rows");
+    let owned = rows
+        .iter()
+        .find(|row| row["record_id"] == "1")
+        .expect("deal 1's violation");
+    assert_eq!(owned["owner_id"], "101");
+    assert_eq!(owned["owner_name"], "Mara Quinn");
+    for args in [&["violations", "list"][..], &["report"][..]] {
+        let printed = stdout(&install.run(args));
+        assert!(printed.contains("Mara Quinn"), "{args:?}:\n{printed}");
+    }
+    let report = install.json(&["report"]);
+    let hers = report["by_owner"]
+        .as_array()
+        .expect("owners")
+        .iter()
+        .find(|row| row["owner_id"] == "101")
+        .expect("her row");
+    assert_eq!(hers["owner_name"], "Mara Quinn");
+}
+
+#[test]
 fn a_record_named_like_a_script_is_shown_as_text() {
     let install = audited();
     let served = Served::start(install.command(&[]));
