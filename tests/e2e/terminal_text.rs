@@ -62,7 +62,8 @@ fn violations_list_and_show_escape_crm_text() {
 fn the_report_and_the_write_back_plan_escape_crm_text() {
     let install = installed();
     let report = assert_escaped(&install, &["report"]);
-    assert!(report.contains("7\\x1b[31m"), "{report}");
+    // The owner by name, escaped as their id would be.
+    assert!(report.contains("Eve\\x1b[8m"), "{report}");
     let plan = assert_escaped(&install, &["writeback", "--connector", "hubspot"]);
     assert!(plan.contains("Acme\\x1b]0;pwned"), "{plan}");
 }
