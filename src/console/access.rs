@@ -27,6 +27,7 @@ pub(super) async fn admit(
         ConsoleAuth::Loopback => Viewer {
             name: console.actor.clone(),
             admin: true,
+            signed_in: false,
         },
         ConsoleAuth::Proxy(proxy) => {
             if !proxy.trusted.contains(&peer.ip().to_canonical()) {
@@ -51,6 +52,7 @@ pub(super) async fn admit(
             Viewer {
                 name: name.to_owned(),
                 admin: proxy.admins.contains(name),
+                signed_in: false,
             }
         }
         ConsoleAuth::Users(_) => {

@@ -2,6 +2,7 @@
 //! and the small pieces pages print the same way: severities, statuses,
 //! times and owners.
 
+use super::Viewer;
 use crate::rules::Severity;
 use crate::store::{OwnerDirectory, ViolationStatus};
 use chrono::{DateTime, Utc};
@@ -23,6 +24,27 @@ const NAVIGATION: [(&str, &str); 5] = [
     ("/runs", "Runs"),
 ];
 
+thread_local! {
+    /// Who the page being rendered on this thread is for: its frame names
+    /// them, and offers to sign out one who signed in here.
+    static ASKER: std::cell::RefCell<Option<Viewer>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Renders with `viewer` as the asker of the pages `render` frames.
+pub(super) fn as_asker<T>(viewer: Viewer, render: impl FnOnce() -> T) -> T {
+    /// Forgets the asker however `render` ends, a panic included: the
+    /// thread renders another's page next.
+    struct Forget;
+    impl Drop for Forget {
+        fn drop(&mut self) {
+            ASKER.with_borrow_mut(|asker| *asker = None);
+        }
+    }
+    ASKER.with_borrow_mut(|asker| *asker = Some(viewer));
+    let _forget = Forget;
+    render()
+}
+
 /// A whole page: `title` in the tab and as its heading, `here` the path
 /// of its navigation entry.
 pub(super) fn frame(title: &str, here: &str, body: Markup) -> Markup {
@@ -42,6 +64,16 @@ pub(super) fn frame(title: &str, here: &str, body: Markup) -> Markup {
                                 a href=(path) aria-current="page" { (name) }
                             } @else {
                                 a href=(path) { (name) }
+                            }
+                        }
+                    }
+                    @if let Some(asker) = ASKER.with_borrow(Clone::clone) {
+                        span.asker {
+                            span.muted { (asker.name) @if !asker.admin { " (viewer)" } }
+                            @if asker.signed_in {
+                                form.signout method="post" action="/logout" {
+                                    button type="submit" { "Sign out" }
+                                }
                             }
                         }
                     }

@@ -73,6 +73,7 @@ pub(super) async fn sign_in(
     let viewer = Viewer {
         name,
         admin: role == Role::Admin,
+        signed_in: true,
     };
     let Ok(id) = console.sessions.open(viewer) else {
         return retry(

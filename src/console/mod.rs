@@ -107,6 +107,8 @@ pub struct Console {
 pub(crate) struct Viewer {
     pub name: String,
     pub admin: bool,
+    /// Signed in here (`auth = "users"`), so able to sign out.
+    pub signed_in: bool,
 }
 
 impl Console {
@@ -224,12 +226,13 @@ type Shared = State<Arc<Console>>;
 /// cannot be read says what failed, with status 500.
 async fn page(
     console: Arc<Console>,
+    viewer: Viewer,
     render: impl FnOnce(&crate::store::Store, &Console) -> Result<Page, StoreError> + Send + 'static,
 ) -> Response {
     let shared = console.clone();
     match console
         .readers
-        .read(move |store| render(store, &shared))
+        .read(move |store| layout::as_asker(viewer, || render(store, &shared)))
         .await
     {
         Ok(Page::Found(markup)) => markup.into_response(),
@@ -248,8 +251,11 @@ pub(crate) enum Page {
     Missing(String),
 }
 
-async fn overview(State(console): Shared) -> Response {
-    page(console, |store, console| {
+async fn overview(
+    State(console): Shared,
+    axum::Extension(viewer): axum::Extension<Viewer>,
+) -> Response {
+    page(console, viewer, |store, console| {
         pages::overview::render(store, &console.config, &console.memo)
     })
     .await
@@ -260,8 +266,9 @@ async fn violations(
     axum::Extension(viewer): axum::Extension<Viewer>,
     Query(query): Query<query::ListQuery>,
 ) -> Response {
-    page(console, move |store, console| {
-        let token = viewer.admin.then(|| console.form_token());
+    let admin = viewer.admin;
+    page(console, viewer, move |store, console| {
+        let token = admin.then(|| console.form_token());
         pages::violations::render(store, &console.config, &query, token.as_deref())
     })
     .await
@@ -294,9 +301,10 @@ async fn record(
     axum::Extension(viewer): axum::Extension<Viewer>,
     Path((connector, object, id)): Path<(String, String, String)>,
 ) -> Response {
-    page(console, move |store, console| {
+    let admin = viewer.admin;
+    page(console, viewer, move |store, console| {
         // Forms only for those who may act.
-        let token = viewer.admin.then(|| console.form_token());
+        let token = admin.then(|| console.form_token());
         pages::record::render(
             store,
             &console.config,
@@ -309,22 +317,31 @@ async fn record(
     .await
 }
 
-async fn owners(State(console): Shared) -> Response {
-    page(console, |store, console| {
+async fn owners(
+    State(console): Shared,
+    axum::Extension(viewer): axum::Extension<Viewer>,
+) -> Response {
+    page(console, viewer, |store, console| {
         pages::owners::render(store, &console.memo)
     })
     .await
 }
 
-async fn journey(State(console): Shared) -> Response {
-    page(console, |store, console| {
+async fn journey(
+    State(console): Shared,
+    axum::Extension(viewer): axum::Extension<Viewer>,
+) -> Response {
+    page(console, viewer, |store, console| {
         pages::journey::render(store, &console.config, &console.memo)
     })
     .await
 }
 
-async fn runs(State(console): Shared) -> Response {
-    page(console, |store, _| pages::runs::render(store)).await
+async fn runs(
+    State(console): Shared,
+    axum::Extension(viewer): axum::Extension<Viewer>,
+) -> Response {
+    page(console, viewer, |store, _| pages::runs::render(store)).await
 }
 
 async fn stylesheet() -> Response {

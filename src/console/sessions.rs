@@ -88,6 +88,7 @@ mod tests {
         Viewer {
             name: "dana".into(),
             admin: true,
+            signed_in: true,
         }
     }
 

@@ -586,6 +586,25 @@ fn with_its_own_users_the_console_sends_strangers_to_sign_in_and_lets_admins_act
 }
 
 #[test]
+fn a_signed_in_user_is_named_on_every_page_and_can_sign_out() {
+    let install = with_users();
+    let served = Served::start(install.command(&[]));
+    let cookie = session_cookie(&sign_in(&served, "vic", "battery"));
+    for path in ["/", "/violations", "/owners", "/journey", "/runs"] {
+        let page = served.get_with(path, &cookie);
+        assert_eq!(page.status, 200, "{path}");
+        assert!(page.body.contains("vic (viewer)"), "{path}: {}", page.body);
+        assert!(page.body.contains("action=\"/logout\""), "{path}");
+    }
+    let out = served.post_with("/logout", "", &cookie);
+    assert_eq!(out.status, 303);
+    assert!(out.head.contains("location: /login"), "{}", out.head);
+    assert!(out.head.contains("max-age=0"), "{}", out.head);
+    let after = served.get_with("/", &cookie);
+    assert_eq!(after.status, 303, "the old session is gone");
+}
+
+#[test]
 fn a_signed_in_viewer_sees_no_form_and_cannot_act() {
     let install = with_users();
     let served = Served::start(install.command(&[]));
