@@ -1,14 +1,16 @@
 //! Figures summed over the whole log (the overview's counts, each owner's
 //! load, the journey's funnel), kept between requests until the log moves:
 //! at a million records each takes a second or more to sum, and the log
-//! moves only when a run begins or ends or an admin acts.
+//! moves only when a run begins or ends or an admin acts. Figures are kept
+//! for the org's day they were summed on too: days in stage count to it.
 
 use crate::store::{LogVersion, Store, StoreError};
+use chrono::NaiveDate;
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-type Kept = (LogVersion, Arc<dyn Any + Send + Sync>);
+type Kept = ((LogVersion, NaiveDate), Arc<dyn Any + Send + Sync>);
 
 #[derive(Default)]
 pub(super) struct Memo {
@@ -16,8 +18,8 @@ pub(super) struct Memo {
 }
 
 impl Memo {
-    /// `sum`'s figures, as kept under `key` if the log has not moved since,
-    /// else summed again and kept.
+    /// `sum`'s figures, as kept under `key` if the log has not moved and
+    /// the org's day not turned since, else summed again and kept.
     pub(super) fn get<T>(
         &self,
         store: &Store,
@@ -27,7 +29,7 @@ impl Memo {
     where
         T: Send + Sync + 'static,
     {
-        let version = store.log_version()?;
+        let version = (store.log_version()?, store.today());
         let kept = self
             .kept
             .lock()

@@ -288,11 +288,16 @@ async fn violation(State(console): Shared, Path(id): Path<String>) -> Response {
             layout::missing("no violation has this id or fingerprint"),
         )
             .into_response(),
-        Err(error) => (
-            StatusCode::NOT_FOUND,
-            layout::missing(&crate::telemetry::chain(&error)),
-        )
-            .into_response(),
+        // Digits that are one's id and another's fingerprint prefix, or a
+        // prefix two share, name no one violation.
+        Err(error @ (StoreError::IdOrFingerprint { .. } | StoreError::AmbiguousPrefix(_))) => {
+            (StatusCode::NOT_FOUND, layout::missing(&error.to_string())).into_response()
+        }
+        Err(error) => {
+            let message = crate::telemetry::chain(&error);
+            tracing::error!(error = %message, "a violation could not be looked up");
+            (StatusCode::INTERNAL_SERVER_ERROR, layout::failed(&message)).into_response()
+        }
     }
 }
 

@@ -1046,16 +1046,23 @@ mod tests {
             .collect();
         let test = TestStore::audited(&found);
         let whole = list(&test.store, &ViolationFilter::default());
-        let mut paged = Vec::new();
+        assert_eq!(paged(&test.store, &ViolationFilter::default(), 3), whole);
+        assert_eq!(whole.len(), 10);
+    }
+
+    /// Every row of `filter`'s list, read `size` a page through
+    /// positions, at most 20 pages.
+    fn paged(store: &Store, filter: &ViolationFilter, size: usize) -> Vec<String> {
         let mut filter = ViolationFilter {
-            limit: NonZeroUsize::new(3),
-            ..ViolationFilter::default()
+            limit: NonZeroUsize::new(size),
+            ..filter.clone()
         };
-        for _ in 0..10 {
+        let mut rows = Vec::new();
+        for _ in 0..20 {
             let mut last = None;
-            test.store
+            store
                 .list_violations(&filter, |row| -> Result<(), StoreError> {
-                    paged.push(format!(
+                    rows.push(format!(
                         "{}:{}",
                         row.violation.record_id, row.violation.rule
                     ));
@@ -1071,8 +1078,43 @@ mod tests {
                 None => break,
             }
         }
-        assert_eq!(paged, whole);
-        assert_eq!(whole.len(), 10);
+        rows
+    }
+
+    #[test]
+    fn pages_of_a_filter_that_selects_few_rows_continue_where_the_last_ended() {
+        let found: Vec<Violation> = (1..=5)
+            .flat_map(|i| {
+                [
+                    violation(&i.to_string(), BuiltinRule::MissingOwner, None),
+                    violation(&i.to_string(), BuiltinRule::Stalled, None),
+                    violation(&i.to_string(), BuiltinRule::DuplicateRecord, None),
+                ]
+            })
+            .collect();
+        let test = TestStore::audited(&found);
+        // A rule narrows and selects few rows: they are read by their own
+        // index and sorted, the other path of a page.
+        let filter = ViolationFilter {
+            rule: Some(BuiltinRule::Stalled.id()),
+            ..ViolationFilter::default()
+        };
+        assert!(narrows(&filter));
+        let whole = list(&test.store, &filter);
+        assert_eq!(whole.len(), 5);
+        assert_eq!(paged(&test.store, &filter, 2), whole);
+    }
+
+    #[test]
+    fn a_capped_count_says_the_count_up_to_its_cap_and_nothing_past_it() {
+        let found: Vec<Violation> = (1..=4)
+            .map(|i| violation(&i.to_string(), BuiltinRule::MissingOwner, None))
+            .collect();
+        let test = TestStore::audited(&found);
+        let all = ViolationFilter::default();
+        assert_eq!(test.store.count_violations_upto(&all, 4).unwrap(), Some(4));
+        assert_eq!(test.store.count_violations_upto(&all, 10).unwrap(), Some(4));
+        assert_eq!(test.store.count_violations_upto(&all, 3).unwrap(), None);
     }
 
     #[test]

@@ -9,7 +9,6 @@ use super::super::layout::frame;
 use super::super::memo::Memo;
 use crate::config::Config;
 use crate::store::{StageFigures, Store, StoreError};
-use chrono::Utc;
 use maud::html;
 
 pub(in super::super) fn render(
@@ -18,17 +17,9 @@ pub(in super::super) fn render(
     memo: &Memo,
 ) -> Result<Page, StoreError> {
     let journey = &config.journey;
-    let today = config.schedule.today(Utc::now());
-    // Days in stage count to today: kept figures are of the day they were summed.
     let figures = memo.get(store, "stage figures", |store| {
-        store.stage_figures(today).map(|figures| (today, figures))
+        store.stage_figures(store.today())
     })?;
-    let figures = if figures.0 == today {
-        figures
-    } else {
-        std::sync::Arc::new((today, store.stage_figures(today)?))
-    };
-    let figures = &figures.1;
     let figure = |index: usize| figures.iter().find(|f| f.stage_index == index);
     // A bar per stage, in journey order, of one of its figures.
     let bars = |value: fn(&StageFigures) -> u64| -> Vec<Bar> {

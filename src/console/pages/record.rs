@@ -43,18 +43,20 @@ pub(in super::super) fn render(
     for row in &violations {
         events.push(store.violation_events(row.id)?);
     }
-    let crm = kept.stored.record.clone();
+    let crm = kept.stored.record;
     let system = crm.system;
     let title = crm.name.clone().unwrap_or_else(|| id.to_string());
-    let seen = config.connector(&connector).map(|settings| {
-        let index: OwnerIndex = store
-            .owners(&connector)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|owner| (owner.id.clone(), owner))
-            .collect();
-        normalize(&config.journey, settings, &index, crm.clone())
-    });
+    let seen = match config.connector(&connector) {
+        Some(settings) => {
+            let index: OwnerIndex = store
+                .owners(&connector)?
+                .into_iter()
+                .map(|owner| (owner.id.clone(), owner))
+                .collect();
+            Some(normalize(&config.journey, settings, &index, crm.clone()))
+        }
+        None => None,
+    };
     let now = Utc::now();
     let tz = config.journey.timezone;
     let body = html! {
