@@ -57,15 +57,19 @@ impl BuiltinRule {
         Self::ALL.into_iter().find(|rule| rule.as_str() == name)
     }
 
+    /// How severe a break of the rule is unless `[checks] severity` says
+    /// otherwise. High: nobody will act, or a won customer is waiting, so
+    /// revenue is at risk today. Medium: the journey was broken, but an
+    /// owner holds the record and can put it right. Low: hygiene that
+    /// costs little while it waits.
     pub fn default_severity(self) -> Severity {
         match self {
-            BuiltinRule::MissingOwner
-            | BuiltinRule::ExitCriteriaUnmet
-            | BuiltinRule::HandoffIncomplete
-            | BuiltinRule::MissingOnboardingTask => Severity::High,
+            BuiltinRule::MissingOwner | BuiltinRule::MissingOnboardingTask => Severity::High,
             BuiltinRule::OwnerRoleMismatch
+            | BuiltinRule::ExitCriteriaUnmet
             | BuiltinRule::StageSkipped
             | BuiltinRule::Stalled
+            | BuiltinRule::HandoffIncomplete
             | BuiltinRule::UnmappedStage => Severity::Medium,
             BuiltinRule::LifecycleMismatch | BuiltinRule::DuplicateRecord => Severity::Low,
         }

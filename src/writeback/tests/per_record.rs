@@ -28,10 +28,12 @@ fn task_of(connector: &FakeConnector, id: &str) -> crate::fake_connector::FakeTa
 #[test]
 fn a_record_gets_one_task_listing_every_open_violation_most_severe_first() {
     let harness = Harness::new(TaskMode::PerRecord);
+    let mut unmet = task_violation("1", BuiltinRule::ExitCriteriaUnmet);
+    unmet.severity = Severity::High;
     harness.audit(
         vec![
             stalled("1"),
-            task_violation("1", BuiltinRule::ExitCriteriaUnmet),
+            unmet,
             task_violation("1", BuiltinRule::OwnerRoleMismatch),
             stalled("2"),
         ],
