@@ -88,6 +88,17 @@ impl RecordKeys {
         self.all || self.all_fields || self.fields.contains(key)
     }
 
+    /// Whether an expression names `record.<key>` itself. Reading the whole
+    /// record names no key in particular.
+    pub fn names(&self, key: &str) -> bool {
+        self.keys.contains(key)
+    }
+
+    /// Whether an expression names `record.fields.<key>` itself.
+    pub fn names_field(&self, key: &str) -> bool {
+        self.fields.contains(key)
+    }
+
     fn visit(&mut self, node: &IdedExpr) {
         match &node.expr {
             Node::Ident(name) if name == "record" => self.all = true,
@@ -207,6 +218,11 @@ impl Expr {
 
     pub fn source(&self) -> &str {
         &self.source
+    }
+
+    /// The keys of `record` it can read.
+    pub fn record_keys(&self) -> &RecordKeys {
+        &self.record_keys
     }
 
     /// Evaluates the expression in a scope built by [`Scope::new`].

@@ -83,3 +83,16 @@ pub struct Criterion {
     pub name: String,
     pub expr: Expr,
 }
+
+impl Criterion {
+    /// Whether the criterion names what the handoff field (or attribute)
+    /// `name` is read from: then a record without it fails the criterion
+    /// for the same missing fact.
+    pub fn reads(&self, name: &str) -> bool {
+        let keys = self.expr.record_keys();
+        match crate::journey::record::attribute_keys(name) {
+            Some(attribute) => attribute.iter().any(|key| keys.names(key)),
+            None => keys.names_field(name),
+        }
+    }
+}

@@ -110,6 +110,23 @@ pub const ATTRIBUTES: [&str; 13] = [
     "company",
 ];
 
+/// [`ATTRIBUTES`], for slices of it that live as long as the program.
+static ATTRIBUTE_KEYS: [&str; 13] = ATTRIBUTES;
+
+/// The keys of the CEL `record` that [`JourneyRecord::has_value`] reads
+/// for `name`: an attribute's own key (`contact` and `company` either of
+/// two), or `None` for a canonical field, read from `record.fields`.
+pub fn attribute_keys(name: &str) -> Option<&'static [&'static str]> {
+    match name {
+        "contact" => Some(&["email", "contacts"]),
+        "company" => Some(&["domain", "account"]),
+        _ => ATTRIBUTE_KEYS
+            .iter()
+            .find(|attribute| **attribute == name)
+            .map(std::slice::from_ref),
+    }
+}
+
 impl JourneyRecord {
     /// Whether a canonical field or attribute is set to something non-empty.
     pub fn has_value(&self, name: &str) -> bool {

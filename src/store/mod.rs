@@ -24,6 +24,7 @@
 
 mod audit;
 mod audit_queue;
+mod by_record;
 mod chunks;
 mod columns;
 mod console;
@@ -44,6 +45,7 @@ mod writeback;
 
 pub use audit::{AuditDiff, AuditWriter, ChunkDiff, RecordState};
 pub use audit_queue::{ConnectorBasis, QueueMark, QueuedChunk};
+pub use by_record::RecordGroup;
 pub use chunks::{DuplicatePeer, KeptRecord, MAX_PEERS, StoredRecord};
 pub use console::{
     CountBy, LastWrite, LogVersion, OpenCount, OwnerDirectory, OwnerLoad, OwnerName, TaskView,
@@ -59,7 +61,7 @@ pub use records::{PageWrite, UpsertCounts};
 pub use report::{OwnerCount, StageFigures, StageRuleCount};
 pub use runs::{RunId, RunKind, RunRow, RunStatus};
 pub use violations::{
-    EventKind, EventRow, FilterColumn, ListPosition, MIN_PREFIX, RunSummaryRow, SummaryRow,
+    EventKind, EventRow, FilterColumn, ListPosition, MIN_PREFIX, RunSummaryRow, Sort, SummaryRow,
     ViolationFilter, ViolationId, ViolationRow, ViolationStatus,
 };
 pub use watermarks::StoredWatermark;

@@ -136,12 +136,70 @@ pub struct ViolationFilter {
     /// Whose record name or message holds this text (ASCII letters in any
     /// case), or whose record id it is.
     pub text: Option<String>,
-    /// Only those listed after this one, most severe first: the next page.
+    /// Only those listed after this one, in the list's order: the next
+    /// page.
     pub after: Option<ListPosition>,
     pub limit: Option<NonZeroUsize>,
+    /// The list's order; a list read whole for export is in id order.
+    pub sort: Sort,
+    /// Only each record's first violation in the list's order, among those
+    /// the filter selects: one row per record, for a list grouped by
+    /// record. Only for a page of a list (a filter with a limit).
+    pub one_per_record: bool,
 }
 
-/// Where a page of a list ended: the last row's severity and id.
+/// The orders an admin can read a list in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Sort {
+    /// Most severe first, the newest first within a severity: what needs
+    /// attention first.
+    #[default]
+    Severity,
+    /// The newest first: what the last audits found.
+    Newest,
+    /// The oldest first: what has waited longest.
+    Oldest,
+}
+
+impl Sort {
+    pub const ALL: [Sort; 3] = [Sort::Severity, Sort::Newest, Sort::Oldest];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sort::Severity => "severity",
+            Sort::Newest => "newest",
+            Sort::Oldest => "oldest",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Sort> {
+        Self::ALL.into_iter().find(|sort| sort.as_str() == name)
+    }
+
+    /// `ORDER BY` of the rows of `violation_rows` or `violations`.
+    fn order_by(self) -> &'static str {
+        match self {
+            Sort::Severity => "severity DESC, id DESC",
+            Sort::Newest => "id DESC",
+            Sort::Oldest => "id",
+        }
+    }
+
+    /// Whether the row `w` comes before the row `v` in this order (columns
+    /// `{w}severity`, `{v}id`, ...).
+    fn before(self, w: &str, v: &str) -> String {
+        match self {
+            Sort::Severity => format!(
+                "({w}severity > {v}severity OR ({w}severity = {v}severity AND {w}id > {v}id))"
+            ),
+            Sort::Newest => format!("{w}id > {v}id"),
+            Sort::Oldest => format!("{w}id < {v}id"),
+        }
+    }
+}
+
+/// Where a page of a list ended: the last row's severity and id (a list
+/// in id order reads the id only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListPosition {
     pub severity: Severity,
@@ -248,14 +306,14 @@ pub(super) fn insert_event(
 
 /// The WHERE clause of a list, with its numbered parameters.
 #[derive(Default)]
-struct Where {
-    clauses: Vec<String>,
-    values: Vec<Value>,
+pub(super) struct Where {
+    pub(super) clauses: Vec<String>,
+    pub(super) values: Vec<Value>,
 }
 
 impl Where {
     /// Adds a parameter; returns its placeholder.
-    fn bind(&mut self, value: Value) -> String {
+    pub(super) fn bind(&mut self, value: Value) -> String {
         self.values.push(value);
         format!("?{}", self.values.len())
     }
@@ -267,7 +325,7 @@ impl Where {
     }
 
     /// ` WHERE ...`, or nothing.
-    fn sql(&self) -> String {
+    pub(super) fn sql(&self) -> String {
         if self.clauses.is_empty() {
             String::new()
         } else {
@@ -532,28 +590,31 @@ impl Store {
         E: From<StoreError>,
     {
         let Some(limit) = filter.limit else {
-            return self.query_violations(&list_sql(filter, ListOrder::Severity), f);
+            return self.query_violations(&list_sql(filter, ListOrder::Sorted), f);
         };
+        let ids = self.page_ids(filter, limit)?;
+        self.query_violations(&rows_of_ids(&ids, filter.sort), f)
+    }
+
+    /// The ids of the page of `filter`'s list, in its order.
+    pub(super) fn page_ids(
+        &self,
+        filter: &ViolationFilter,
+        limit: NonZeroUsize,
+    ) -> Result<Vec<i64>, StoreError> {
         let unpaged = ViolationFilter {
             after: None,
             limit: None,
             ..filter.clone()
         };
         let few = narrows(filter) && self.count_violations_upto(&unpaged, FEW)?.is_some();
-        let ids = if few {
-            self.page_sorted(filter, limit)?
+        if few {
+            self.page_sorted(filter, limit)
+        } else if filter.sort == Sort::Severity {
+            self.page_by_severity(filter, limit)
         } else {
-            self.page_by_severity(filter, limit)?
-        };
-        let rows = (
-            format!(
-                "SELECT {VIOLATION_COLUMNS} FROM violations
-                 WHERE id IN (SELECT value FROM json_each(?1))
-                 ORDER BY severity DESC, id DESC"
-            ),
-            vec![Value::Text(serde_json::Value::from(ids).to_string())],
-        );
-        self.query_violations(&rows, f)
+            self.page_by_id(filter, limit)
+        }
     }
 
     /// The ids of a page of `filter`'s list, from the few rows it selects,
@@ -567,16 +628,49 @@ impl Store {
         if let Some(after) = filter.after {
             let severity = query.bind(Value::Integer(severity_rank(after.severity)));
             let id = query.bind(Value::Integer(after.id.0));
-            query.clauses.push(format!(
-                "(severity < {severity} OR (severity = {severity} AND id < {id}))"
-            ));
+            query.clauses.push(match filter.sort {
+                Sort::Severity => {
+                    format!("(severity < {severity} OR (severity = {severity} AND id < {id}))")
+                }
+                Sort::Newest => format!("id < {id}"),
+                Sort::Oldest => format!("id > {id}"),
+            });
         }
         let mark = query.bind(Value::Integer(
             i64::try_from(limit.get()).unwrap_or(i64::MAX),
         ));
         let sql = format!(
-            "SELECT id FROM violation_rows{} ORDER BY severity DESC, id DESC LIMIT {mark}",
-            query.sql()
+            "SELECT id FROM violation_rows{} ORDER BY {} LIMIT {mark}",
+            query.sql(),
+            filter.sort.order_by()
+        );
+        self.ids(&sql, query.values)
+    }
+
+    /// The ids of a page of `filter`'s list in id order: a walk of the
+    /// table from the position that stops when the page is full.
+    fn page_by_id(
+        &self,
+        filter: &ViolationFilter,
+        limit: NonZeroUsize,
+    ) -> Result<Vec<i64>, StoreError> {
+        let mut query = filter_on(filter, "+", "+", "+");
+        if let Some(after) = filter.after {
+            let mark = query.bind(Value::Integer(after.id.0));
+            let op = if filter.sort == Sort::Oldest {
+                ">"
+            } else {
+                "<"
+            };
+            query.clauses.push(format!("id {op} {mark}"));
+        }
+        let mark = query.bind(Value::Integer(
+            i64::try_from(limit.get()).unwrap_or(i64::MAX),
+        ));
+        let sql = format!(
+            "SELECT id FROM violation_rows{} ORDER BY {} LIMIT {mark}",
+            query.sql(),
+            filter.sort.order_by()
         );
         self.ids(&sql, query.values)
     }
@@ -604,7 +698,7 @@ impl Store {
         Ok(ids)
     }
 
-    fn ids(&self, sql: &str, values: Vec<Value>) -> Result<Vec<i64>, StoreError> {
+    pub(super) fn ids(&self, sql: &str, values: Vec<Value>) -> Result<Vec<i64>, StoreError> {
         let mut stmt = self.conn.prepare(sql).op("prepare listing violations")?;
         let rows = stmt
             .query_map(params_from_iter(values), |row| row.get(0))
@@ -660,7 +754,7 @@ impl Store {
         Ok((counted <= cap).then_some(counted))
     }
 
-    fn query_violations<E>(
+    pub(super) fn query_violations<E>(
         &self,
         (sql, values): &(String, Vec<Value>),
         mut f: impl FnMut(ViolationRow) -> Result<(), E>,
@@ -800,9 +894,8 @@ fn run_summary_slot<'m>(
 /// The order of a list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ListOrder {
-    /// Most severe first, the newest first within a severity: what an
-    /// admin reads first.
-    Severity,
+    /// The filter's [`Sort`].
+    Sorted,
     /// By id, scanning the table (`NOT INDEXED`): never a sort, whatever
     /// the filter.
     Id,
@@ -834,13 +927,44 @@ fn filter_clause(filter: &ViolationFilter) -> Where {
 /// status `{status_prefix}status` and the rule `{rule_prefix}rule`: a `+`
 /// keeps SQLite from answering a filter through an index, for a list that
 /// must walk the rows in the order of another index rather than sort them.
-fn filter_on(
+pub(super) fn filter_on(
     filter: &ViolationFilter,
     prefix: &str,
     status_prefix: &str,
     rule_prefix: &str,
 ) -> Where {
     let mut query = Where::default();
+    filter_into(&mut query, filter, prefix, status_prefix, rule_prefix);
+    if filter.one_per_record {
+        // A row is its record's first when no row of the same record that
+        // the filter selects comes before it (through the index by record:
+        // a record has a few rows). A row stored without its record is its
+        // own.
+        let outer = query.clauses.len();
+        filter_into(&mut query, filter, "w.", "w.", "w.");
+        let siblings: String = query
+            .clauses
+            .split_off(outer)
+            .into_iter()
+            .map(|clause| format!(" AND {clause}"))
+            .collect();
+        query.clauses.push(format!(
+            "NOT EXISTS (SELECT 1 FROM violation_rows w \
+             WHERE w.record_rowid = violation_rows.record_rowid AND {}{siblings})",
+            filter.sort.before("w.", "violation_rows.")
+        ));
+    }
+    query
+}
+
+/// Appends `filter`'s clauses to `query`, as [`filter_on`] writes them.
+fn filter_into(
+    query: &mut Where,
+    filter: &ViolationFilter,
+    prefix: &str,
+    status_prefix: &str,
+    rule_prefix: &str,
+) {
     if !filter.statuses.is_empty() {
         let marks: Vec<String> = filter
             .statuses
@@ -886,7 +1010,21 @@ fn filter_on(
               OR instr(lower({prefix}message), {lower}) > 0 OR {prefix}record_id = {exact})"
         ));
     }
-    query
+}
+
+/// The rows of `ids`, in `sort`'s order.
+pub(super) fn rows_of_ids(ids: &[i64], sort: Sort) -> (String, Vec<Value>) {
+    (
+        format!(
+            "SELECT {VIOLATION_COLUMNS} FROM violations
+             WHERE id IN (SELECT value FROM json_each(?1))
+             ORDER BY {}",
+            sort.order_by()
+        ),
+        vec![Value::Text(
+            serde_json::Value::from(ids.to_vec()).to_string(),
+        )],
+    )
 }
 
 /// The violations whose fingerprint starts with `?1` (`?2` is `?1` and
@@ -903,8 +1041,12 @@ fn by_prefix_sql() -> String {
 
 /// The query of a list, with its parameters.
 fn list_sql(filter: &ViolationFilter, order: ListOrder) -> (String, Vec<Value>) {
+    debug_assert!(
+        !filter.one_per_record,
+        "one row per record is read by pages, through `violation_rows`"
+    );
     let (mut query, order_by) = match order {
-        ListOrder::Severity => (filter_clause(filter), "severity DESC, id DESC"),
+        ListOrder::Sorted => (filter_clause(filter), filter.sort.order_by()),
         ListOrder::Id => (filter_on(filter, "+", "+", "+"), "id"),
     };
     let mut sql = format!(
@@ -1103,6 +1245,34 @@ mod tests {
         let whole = list(&test.store, &filter);
         assert_eq!(whole.len(), 5);
         assert_eq!(paged(&test.store, &filter, 2), whole);
+    }
+
+    #[test]
+    fn a_list_newest_or_oldest_first_pages_in_id_order_whatever_the_severity() {
+        let found: Vec<Violation> = (1..=4)
+            .flat_map(|i| {
+                [
+                    violation(&i.to_string(), BuiltinRule::DuplicateRecord, None),
+                    violation(&i.to_string(), BuiltinRule::MissingOwner, None),
+                ]
+            })
+            .collect();
+        let test = TestStore::audited(&found);
+        let newest = ViolationFilter {
+            sort: Sort::Newest,
+            ..ViolationFilter::default()
+        };
+        let oldest = ViolationFilter {
+            sort: Sort::Oldest,
+            ..ViolationFilter::default()
+        };
+
+        let mut ascending = paged(&test.store, &oldest, 3);
+        assert_eq!(ascending[..2], ["1:duplicate_record", "1:missing_owner"]);
+        assert_eq!(ascending.len(), 8);
+        ascending.reverse();
+        assert_eq!(paged(&test.store, &newest, 3), ascending);
+        assert_eq!(list(&test.store, &newest), ascending);
     }
 
     #[test]
@@ -1463,6 +1633,8 @@ mod tests {
             text: Some("deal".into()),
             after: None,
             limit: None,
+            sort: Sort::Severity,
+            one_per_record: false,
         };
         vec![
             ViolationFilter::default(),
