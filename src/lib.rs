@@ -13,6 +13,7 @@
 //!   ledger;
 //! - [`import`]: canonical records from JSONL;
 //! - [`report`], [`export`]: what admins read;
+//! - [`log_entries`]: a record's violations as entries, one per missing fact;
 //! - [`console`]: the same, as web pages an admin browses;
 //! - [`service`]: `journeyd run`, the scheduled service systemd runs, and
 //!   its health and metrics listener;
@@ -79,6 +80,7 @@ pub mod export;
 mod fake_connector;
 pub mod import;
 pub mod journey;
+pub mod log_entries;
 pub mod process;
 pub mod report;
 pub mod rules;
