@@ -6,6 +6,7 @@
 //! they are (each keeps its own status, history and fingerprint); this is
 //! how the console, `violations list` and the report show them.
 
+use crate::journey::record::label;
 use crate::journey::{Journey, Stage};
 use crate::rules::{BuiltinRule, Severity};
 use crate::store::{ViolationId, ViolationRow, ViolationStatus};
@@ -54,6 +55,18 @@ impl<'r> Entry<'r> {
         )
     }
 
+    /// [`Entry::message`] where it is shown under its record: without the
+    /// record's name it begins with (`is in stage decision but ...`).
+    pub fn message_under_record(&self) -> String {
+        let v = &self.first().violation;
+        let message = self.message();
+        let label = label(v.object, v.record_name.as_deref(), &v.record_id);
+        match message.strip_prefix(&label) {
+            Some(rest) if rest.starts_with(' ') => rest.trim_start().to_owned(),
+            _ => message,
+        }
+    }
+
     /// What is wrong, in one sentence: a merged entry says what the record
     /// left the stage without, then how it was handed over.
     pub fn message(&self) -> String {
@@ -100,6 +113,25 @@ pub fn entries<'r>(journey: &Journey, rows: &'r [ViolationRow]) -> Vec<Entry<'r>
         out.push(entry);
     }
     out
+}
+
+/// `rows` with each record's rows together, records in the order their
+/// first row comes, and each record's rows in their order.
+pub fn by_record(rows: Vec<ViolationRow>) -> Vec<Vec<ViolationRow>> {
+    let mut groups: Vec<Vec<ViolationRow>> = Vec::new();
+    let mut index: std::collections::HashMap<_, usize> = std::collections::HashMap::new();
+    for row in rows {
+        let v = &row.violation;
+        let key = (v.connector.clone(), v.object, v.record_id.clone());
+        match index.get(&key) {
+            Some(&at) => groups[at].push(row),
+            None => {
+                index.insert(key, groups.len());
+                groups.push(vec![row]);
+            }
+        }
+    }
+    groups
 }
 
 /// How a `handoff_incomplete` message goes on after its record.

@@ -225,6 +225,17 @@ pub struct ListArgs {
     /// Show at most this many (the total is printed after them).
     #[arg(long, default_value_t = 50)]
     pub limit: u32,
+    /// Most severe first (the newest first within a severity), the newest
+    /// first, or the oldest first.
+    #[arg(long, value_enum, default_value_t = SortArg::Severity)]
+    pub sort: SortArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SortArg {
+    Severity,
+    Newest,
+    Oldest,
 }
 
 #[derive(Debug, Args, Default)]

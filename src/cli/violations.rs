@@ -2,15 +2,17 @@
 
 use crate::cli::EXIT_CONFIG;
 use crate::cli::args::{
-    AdminArgs, ExportFormat, FilterArgs, ListArgs, SeverityArg, StatusArg, ViolationsCommand,
+    AdminArgs, ExportFormat, FilterArgs, ListArgs, SeverityArg, SortArg, StatusArg,
+    ViolationsCommand,
 };
 use crate::cli::commands::{Context, load_config};
 use crate::cli::output::{json, opt, table, text};
 use crate::config::Config;
 use crate::export::{self, Format};
 use crate::journey::StageId;
+use crate::log_entries::entries;
 use crate::rules::{BuiltinRule, RuleId, Severity};
-use crate::store::{FilterColumn, Store, ViolationFilter, ViolationRow, ViolationStatus};
+use crate::store::{FilterColumn, Sort, Store, ViolationFilter, ViolationRow, ViolationStatus};
 use anyhow::{Context as _, anyhow, bail};
 use chrono::Utc;
 use journeyd_connector::{ConnectorName, OwnerId};
@@ -100,7 +102,12 @@ fn list_in(
     }
     let mut filter = filter(&args.filter);
     filter.limit = NonZeroUsize::new(args.limit as usize);
-    list(ctx, store, &filter)?;
+    filter.sort = match args.sort {
+        SortArg::Severity => Sort::Severity,
+        SortArg::Newest => Sort::Newest,
+        SortArg::Oldest => Sort::Oldest,
+    };
+    list(ctx, config, store, &filter)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -240,32 +247,47 @@ fn filter(args: &FilterArgs) -> ViolationFilter {
     }
 }
 
-fn list(ctx: &Context, store: &Store, filter: &ViolationFilter) -> anyhow::Result<()> {
-    let mut rows = Vec::new();
-    store.list_violations(filter, |row| {
-        rows.push(row);
-        Ok::<_, crate::store::StoreError>(())
-    })?;
+/// The table lists records, most severe first (or as `--sort` says), each
+/// with the violations of it the filter selects as entries (one per
+/// missing fact: ids and rules joined by `+`); `--limit` counts records.
+/// `--json` gives the rows as they are, `--limit` of them, in the list's
+/// order.
+fn list(
+    ctx: &Context,
+    config: &Config,
+    store: &Store,
+    filter: &ViolationFilter,
+) -> anyhow::Result<()> {
     let owners = store.owner_directory()?;
     if ctx.json {
+        let mut rows = Vec::new();
+        store.list_violations(filter, |row| {
+            rows.push(row);
+            Ok::<_, crate::store::StoreError>(())
+        })?;
         let named: Vec<Named<'_>> = rows.iter().map(|row| Named::of(row, &owners)).collect();
         return json(&named);
     }
-    let lines = rows.iter().map(|v| {
-        vec![
-            v.id.to_string(),
-            v.violation.severity.to_string(),
-            v.status.as_str().to_owned(),
-            v.violation.rule.to_string(),
-            opt(v.violation.stage.as_ref()),
-            format!(
-                "{} {} {}",
-                v.violation.connector, v.violation.object, v.violation.record_id
-            ),
-            owner_name(&owners, &v.violation),
-            v.violation.message.clone(),
-        ]
-    });
+    let records = filter.limit.unwrap_or(NonZeroUsize::MIN);
+    let groups = store.list_by_record(filter, records)?;
+    let mut lines = Vec::new();
+    let mut shown = 0;
+    for group in &groups {
+        shown += group.rows.len();
+        for entry in entries(&config.journey, &group.rows) {
+            let v = &entry.first().violation;
+            lines.push(vec![
+                entry.id_label(),
+                entry.severity().to_string(),
+                entry.status().as_str().to_owned(),
+                entry.rules(),
+                opt(v.stage.as_ref()),
+                format!("{} {} {}", v.connector, v.object, v.record_id),
+                owner_name(&owners, v),
+                entry.message(),
+            ]);
+        }
+    }
     println!(
         "{}",
         table(
@@ -275,8 +297,14 @@ fn list(ctx: &Context, store: &Store, filter: &ViolationFilter) -> anyhow::Resul
             lines
         )
     );
-    let total = store.count_violations(filter)?;
-    eprintln!("{} of {total} violation(s)", rows.len());
+    let total = store.count_violations(&ViolationFilter {
+        limit: None,
+        ..filter.clone()
+    })?;
+    eprintln!(
+        "{shown} of {total} violation(s), on {} record(s)",
+        groups.len()
+    );
     Ok(())
 }
 

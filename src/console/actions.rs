@@ -96,7 +96,7 @@ pub(super) async fn act(
 }
 
 /// `POST /violations/bulk/{action}`: the violations ticked on the list
-/// (`id`, repeated), each changed as one would be; then back to the list
+/// (`id`, repeated; an entry's holds its violations' ids, spaced), each changed as one would be; then back to the list
 /// (`back`), saying how many changed and how many their status did not
 /// allow.
 pub(super) async fn act_on_many(
@@ -120,15 +120,20 @@ pub(super) async fn act_on_many(
             "reason" => form.reason = value.into_owned(),
             "until" => form.until = value.into_owned(),
             "back" if value.starts_with("/violations") => back = value.into_owned(),
-            "id" => match value.parse::<i64>() {
-                Ok(id) => ids.push(ViolationId(id)),
-                Err(_) => {
-                    return refused(
-                        StatusCode::BAD_REQUEST,
-                        "A ticked id is not a number. Nothing was changed.",
-                    );
+            // An entry that stands for two violations ticks both.
+            "id" => {
+                for id in value.split_whitespace() {
+                    match id.parse::<i64>() {
+                        Ok(id) => ids.push(ViolationId(id)),
+                        Err(_) => {
+                            return refused(
+                                StatusCode::BAD_REQUEST,
+                                "A ticked id is not a number. Nothing was changed.",
+                            );
+                        }
+                    }
                 }
-            },
+            }
             _ => {}
         }
     }

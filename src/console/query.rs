@@ -4,15 +4,16 @@
 
 use crate::journey::StageId;
 use crate::rules::{RuleId, Severity};
-use crate::store::{ListPosition, ViolationFilter, ViolationId, ViolationStatus};
+use crate::store::{ListPosition, Sort, ViolationFilter, ViolationId, ViolationStatus};
 use journeyd_connector::{ConnectorName, OwnerId};
 use serde::Deserialize;
 use std::num::NonZeroUsize;
 
-/// Rows per page.
-pub(super) const PAGE: usize = 50;
+/// Records per page: with their entries, about as many lines as an admin
+/// reads at once, and a light page.
+pub(super) const PAGE: usize = 25;
 
-/// `/violations?connector=&rule=&severity=&status=&owner=&stage=&q=&after=`,
+/// `/violations?connector=&rule=&severity=&status=&owner=&stage=&q=&sort=&after=`,
 /// as written. Empty values are no filter (what an empty form sends).
 #[derive(Debug, Clone, Default, Deserialize)]
 pub(super) struct ListQuery {
@@ -26,7 +27,10 @@ pub(super) struct ListQuery {
     pub stage: Option<String>,
     /// Text in the record's name or the message, or a record id.
     pub q: Option<String>,
-    /// `SEVERITY-ID` of the last row of the page before.
+    /// `severity` (most severe first, the default), `newest` or `oldest`.
+    pub sort: Option<String>,
+    /// Where the page before ended: `SEVERITY-ID` of its last record's
+    /// first violation, or the `ID` alone in the newest or oldest order.
     pub after: Option<String>,
     /// `all` to count every match, past [`COUNTED`].
     pub count: Option<String>,
@@ -48,6 +52,13 @@ impl ListQuery {
     /// The value of a field, trimmed; `None` when empty.
     pub(super) fn value(field: &Option<String>) -> Option<&str> {
         field.as_deref().map(str::trim).filter(|v| !v.is_empty())
+    }
+
+    /// The order asked for; the default for one that names none.
+    pub(super) fn sort(&self) -> Sort {
+        Self::value(&self.sort)
+            .and_then(Sort::parse)
+            .unwrap_or_default()
     }
 
     /// Whether every match is to be counted.
@@ -75,8 +86,12 @@ impl ListQuery {
             }
             found
         });
+        let sort = self.sort();
+        if let Some(other) = Self::value(&self.sort).filter(|s| Sort::parse(s).is_none()) {
+            dropped.push(format!("order `{other}`"));
+        }
         let after = Self::value(&self.after).and_then(|a| {
-            let found = parse_position(a);
+            let found = parse_position(a, sort);
             if found.is_none() {
                 dropped.push(format!("page position `{a}`"));
             }
@@ -93,6 +108,7 @@ impl ListQuery {
             after,
             // One more than shown tells whether a next page exists.
             limit: NonZeroUsize::new(PAGE + 1),
+            sort,
             ..ViolationFilter::default()
         };
         Parsed { filter, dropped }
@@ -110,6 +126,7 @@ impl ListQuery {
             ("owner", &self.owner),
             ("stage", &self.stage),
             ("q", &self.q),
+            ("sort", &self.sort),
             ("count", &self.count),
         ] {
             if let Some(value) = Self::value(value) {
@@ -117,7 +134,7 @@ impl ListQuery {
             }
         }
         if let Some(position) = after {
-            pairs.append_pair("after", &format_position(position));
+            pairs.append_pair("after", &format_position(position, self.sort()));
         }
         format!("/violations?{}", pairs.finish())
     }
@@ -132,16 +149,28 @@ pub(super) fn parse_severity(value: &str) -> Option<Severity> {
     }
 }
 
-fn format_position(position: ListPosition) -> String {
-    format!("{}-{}", position.severity.as_str(), position.id)
+fn format_position(position: ListPosition, sort: Sort) -> String {
+    match sort {
+        Sort::Severity => format!("{}-{}", position.severity.as_str(), position.id),
+        Sort::Newest | Sort::Oldest => position.id.to_string(),
+    }
 }
 
-fn parse_position(value: &str) -> Option<ListPosition> {
-    let (severity, id) = value.split_once('-')?;
-    Some(ListPosition {
-        severity: parse_severity(severity)?,
-        id: ViolationId(id.parse().ok()?),
-    })
+fn parse_position(value: &str, sort: Sort) -> Option<ListPosition> {
+    match sort {
+        Sort::Severity => {
+            let (severity, id) = value.split_once('-')?;
+            Some(ListPosition {
+                severity: parse_severity(severity)?,
+                id: ViolationId(id.parse().ok()?),
+            })
+        }
+        // The id orders read the id only.
+        Sort::Newest | Sort::Oldest => Some(ListPosition {
+            severity: Severity::Low,
+            id: ViolationId(value.parse().ok()?),
+        }),
+    }
 }
 
 #[cfg(test)]

@@ -110,6 +110,15 @@ pub const ATTRIBUTES: [&str; 13] = [
     "company",
 ];
 
+/// The name admins know a record by, as the rules' messages begin:
+/// `deal "Acme renewal" (123)`, or `deal 123` without a name.
+pub fn label(object: ObjectKind, name: Option<&str>, id: &RecordId) -> String {
+    match name {
+        Some(name) => format!("{object} \"{name}\" ({id})"),
+        None => format!("{object} {id}"),
+    }
+}
+
 /// [`ATTRIBUTES`], for slices of it that live as long as the program.
 static ATTRIBUTE_KEYS: [&str; 13] = ATTRIBUTES;
 
@@ -155,10 +164,7 @@ impl JourneyRecord {
 
     /// The name admins know the record by.
     pub fn label(&self) -> String {
-        match &self.name {
-            Some(name) => format!("{} \"{}\" ({})", self.object, name, self.id),
-            None => format!("{} {}", self.object, self.id),
-        }
+        label(self.object, self.name.as_deref(), &self.id)
     }
 
     /// Days since the record entered its stage: calendar days of the org's

@@ -132,6 +132,13 @@ fn a_handoff_missing_what_an_unmet_criterion_reads_is_one_entry_naming_both_rule
         "{message}"
     );
     assert_eq!(entries[0].ids().len(), 2);
+    assert!(
+        entries[0]
+            .message_under_record()
+            .starts_with("is in stage onboarding but exit criteria of stage decision"),
+        "{}",
+        entries[0].message_under_record()
+    );
 }
 
 #[test]

@@ -92,6 +92,16 @@ impl Store {
         Ok(groups)
     }
 
+    /// How many records `filter` selects, its limit aside.
+    pub fn count_records(&self, filter: &ViolationFilter) -> Result<u64, StoreError> {
+        self.count_violations(&ViolationFilter {
+            one_per_record: true,
+            after: None,
+            limit: None,
+            ..filter.clone()
+        })
+    }
+
     /// How many records `filter` selects (its limit aside), counting no
     /// further than `cap`: `None` when there are more.
     pub fn count_records_upto(

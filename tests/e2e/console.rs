@@ -307,7 +307,8 @@ fn an_admin_acknowledges_a_violation_on_its_record_page_and_its_history_says_who
     );
 }
 
-/// The form token of a violations page, and the ids it lets be ticked.
+/// The form token of a violations page, and the ticks it offers: an id,
+/// or the ids of an entry that stands for several, spaced.
 fn ticks_of(page: &str) -> (String, Vec<String>) {
     let token = token_of(page);
     let marker = "name=\"id\" value=\"";
@@ -332,8 +333,9 @@ fn token_of(page: &str) -> String {
 fn an_admin_acknowledges_the_violations_ticked_on_the_log_at_once() {
     let install = audited();
     let served = Served::start(install.command(&[]));
-    let (token, ids) = ticks_of(&served.page("/violations"));
-    assert!(ids.len() >= 3, "{ids:?}");
+    let (token, ticks) = ticks_of(&served.page("/violations"));
+    let ids: Vec<&String> = ticks.iter().filter(|tick| !tick.contains(' ')).collect();
+    assert!(ids.len() >= 3, "{ticks:?}");
     let form = format!(
         "csrf={token}&reason=triaged&back=%2Fviolations&id={}&id={}",
         ids[0], ids[1]
@@ -348,9 +350,9 @@ fn an_admin_acknowledges_the_violations_ticked_on_the_log_at_once() {
         answer.head
     );
     for (id, status) in [
-        (&ids[0], "acknowledged"),
-        (&ids[1], "acknowledged"),
-        (&ids[2], "open"),
+        (ids[0], "acknowledged"),
+        (ids[1], "acknowledged"),
+        (ids[2], "open"),
     ] {
         let shown = install.json(&["violations", "show", id]);
         assert_eq!(shown["violation"]["status"], status, "{id}");
@@ -842,33 +844,128 @@ fn each_record_page_links_to_the_record_in_its_own_crm() {
     );
 }
 
-#[test]
-fn the_violations_page_continues_after_its_last_row_and_counts_them_all() {
-    let demo = Demo::run();
-    let served = Served::start(demo.console());
-    let first = served.page("/violations");
-    let rows = |page: &str| -> Vec<String> {
-        page.match_indices("<tr id=\"v")
-            .map(|(at, _)| {
-                let rest = &page[at + "<tr id=\"v".len()..];
-                rest[..rest.find('"').expect("the id ends")].to_owned()
-            })
-            .collect()
-    };
-    let on_first = rows(&first);
-    assert_eq!(on_first.len(), 50);
-    let next = first
-        .split("rel=\"next\"")
+/// The records a violations page lists, by their pages' paths, in order.
+fn records_on(page: &str) -> Vec<String> {
+    let marker = "scope=\"rowgroup\"><a href=\"";
+    page.match_indices(marker)
+        .map(|(at, _)| {
+            let rest = &page[at + marker.len()..];
+            rest[..rest.find('"').expect("the link ends")].to_owned()
+        })
+        .collect()
+}
+
+/// The first ids of a violations page's records, in order.
+fn record_firsts(page: &str) -> Vec<i64> {
+    let marker = "<tbody class=\"record\" id=\"r";
+    page.match_indices(marker)
+        .map(|(at, _)| {
+            let rest = &page[at + marker.len()..];
+            rest[..rest.find('"').expect("the id ends")]
+                .parse()
+                .expect("an id")
+        })
+        .collect()
+}
+
+/// The link to a violations page's next page.
+fn next_page(page: &str) -> String {
+    page.split("rel=\"next\"")
         .next()
+        .filter(|before| before.len() < page.len())
         .and_then(|before| before.rsplit("href=\"").next())
         .and_then(|rest| rest.split('"').next())
         .expect("a next page")
-        .replace("&amp;", "&");
+        .replace("&amp;", "&")
+}
+
+#[test]
+fn the_violations_page_lists_records_and_continues_after_its_last_record() {
+    let demo = Demo::run();
+    let served = Served::start(demo.console());
+    let first = served.page("/violations");
+    let on_first = records_on(&first);
+    assert_eq!(on_first.len(), 25);
+    let next = next_page(&first);
     assert!(next.contains("after="), "{next}");
-    let on_second = rows(&served.page(&next));
-    assert_eq!(on_second.len(), 50);
-    assert!(on_second.iter().all(|id| !on_first.contains(id)));
-    assert!(first.contains("violations match"));
+    let on_second = records_on(&served.page(&next));
+    assert_eq!(on_second.len(), 25);
+    for page in [&on_first, &on_second] {
+        let unique: std::collections::BTreeSet<&String> = page.iter().collect();
+        assert_eq!(unique.len(), page.len(), "a record listed twice: {page:?}");
+    }
+    assert!(on_second.iter().all(|record| !on_first.contains(record)));
+    assert!(first.contains("records match"));
+}
+
+#[test]
+fn a_handoff_that_missed_an_unmet_criterions_field_is_one_entry_naming_both_rules() {
+    let demo = Demo::run();
+    let served = Served::start(demo.console());
+    let page = served.page("/violations?rule=&stage=awareness");
+    let merged = page
+        .split("<tr id=\"v")
+        .skip(1)
+        .find(|row| row.contains(">exit_criteria_unmet</a><br><a"))
+        .unwrap_or_else(|| panic!("no merged entry:\n{page}"));
+    assert!(merged.contains(">handoff_incomplete</a>"), "{merged}");
+    assert!(
+        merged.contains(
+            "; it was handed from marketing to sales at the exit of stage awareness without: "
+        ),
+        "{merged}"
+    );
+}
+
+#[test]
+fn ticking_an_entry_that_names_two_rules_acknowledges_both_violations() {
+    let demo = Demo::run();
+    let served = Served::start(demo.console());
+    let (token, ticks) = ticks_of(&served.page("/violations?stage=awareness"));
+    let pair = ticks
+        .iter()
+        .find(|tick| tick.contains(' '))
+        .unwrap_or_else(|| panic!("no entry of two: {ticks:?}"));
+    let form = format!(
+        "csrf={token}&reason=triaged&back=%2Fviolations&id={}",
+        pair.replace(' ', "+")
+    );
+
+    let answer = served.post("/violations/bulk/acknowledge", &form);
+
+    assert_eq!(answer.status, 303, "{}", answer.body);
+    assert!(answer.head.contains("done=2+changed"), "{}", answer.head);
+    for id in pair.split(' ') {
+        let mut show = demo.console();
+        show.args(["--json", "violations", "show", id]);
+        let output = show.output().expect("journeyd runs");
+        let shown: serde_json::Value = serde_json::from_slice(&output.stdout).expect("show --json");
+        assert_eq!(shown["violation"]["status"], "acknowledged", "{id}");
+    }
+}
+
+#[test]
+fn an_admin_reads_the_log_oldest_or_newest_first_a_page_at_a_time() {
+    let demo = Demo::run();
+    let served = Served::start(demo.console());
+    for (sort, ascending) in [("oldest", true), ("newest", false)] {
+        let first = served.page(&format!("/violations?sort={sort}"));
+        let next = next_page(&first);
+        assert!(next.contains(&format!("sort={sort}")), "{next}");
+        let mut firsts = record_firsts(&first);
+        firsts.extend(record_firsts(&served.page(&next)));
+        assert_eq!(firsts.len(), 50, "{sort}");
+        let mut ordered = firsts.clone();
+        ordered.sort();
+        if !ascending {
+            ordered.reverse();
+        }
+        assert_eq!(firsts, ordered, "{sort}");
+        assert!(
+            first.contains(&format!("<option value=\"{sort}\" selected>")),
+            "the form keeps the order"
+        );
+    }
 }
 
 #[test]

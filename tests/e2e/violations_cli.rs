@@ -2,7 +2,7 @@
 //! the total, filter values no violation can have, and names that could be
 //! an id or a fingerprint.
 
-use crate::support::{Install, deal_line, repo, stderr};
+use crate::support::{Install, deal_line, repo, stderr, stdout};
 use serde_json::Value;
 
 /// The sample's good lines, imported and audited.
@@ -24,20 +24,61 @@ fn audited() -> Install {
 }
 
 #[test]
-fn a_list_shows_its_page_beside_the_total() {
+fn a_list_shows_its_records_and_their_violations_beside_the_total() {
     let install = audited();
-    let total = install
-        .json(&["violations", "list"])
-        .as_array()
-        .unwrap()
-        .len();
+    let listed = install.json(&["violations", "list"]);
+    let total = listed.as_array().unwrap().len();
     assert!(total > 2);
     let output = install.run(&["violations", "list", "--limit", "2"]);
-    assert!(
-        stderr(&output).contains(&format!("2 of {total} violation(s)")),
-        "{}",
-        stderr(&output)
-    );
+    let err = stderr(&output);
+    let shown: usize = err
+        .split(&format!(" of {total} violation(s), on 2 record(s)"))
+        .next()
+        .and_then(|before| before.rsplit(char::is_whitespace).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count of {total} on 2 records: {err}"));
+    assert!((2..total).contains(&shown), "{err}");
+}
+
+#[test]
+fn the_table_lists_each_record_once_with_every_violation_of_it() {
+    let install = audited();
+    let listed = install.json(&["violations", "list", "--limit", "1000"]);
+    let record_of: std::collections::BTreeMap<String, String> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            (
+                row["id"].to_string(),
+                row["record_id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let table = stdout(&install.run(&["violations", "list", "--limit", "1000"]));
+
+    let mut shown = Vec::new();
+    let mut records: Vec<String> = Vec::new();
+    for line in table.lines().skip(1) {
+        let ids: Vec<String> = line
+            .split_whitespace()
+            .next()
+            .expect("an id")
+            .split('+')
+            .map(str::to_owned)
+            .collect();
+        let record = &record_of[&ids[0]];
+        assert!(ids.iter().all(|id| &record_of[id] == record), "{line}");
+        if records.last() != Some(record) {
+            assert!(!records.contains(record), "{record} shown twice:\n{table}");
+            records.push(record.clone());
+        }
+        shown.extend(ids);
+    }
+    shown.sort();
+    let mut every: Vec<String> = record_of.keys().cloned().collect();
+    every.sort();
+    assert_eq!(shown, every);
 }
 
 #[test]

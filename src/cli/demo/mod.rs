@@ -18,7 +18,7 @@ mod dynamics;
 mod hubspot;
 mod salesforce;
 
-use crate::cli::args::{FilterArgs, ListArgs, ReportArgs, SyncArgs, WritebackArgs};
+use crate::cli::args::{FilterArgs, ListArgs, ReportArgs, SortArg, SyncArgs, WritebackArgs};
 use crate::cli::commands::{self, Context, load_config};
 use crate::cli::output::json;
 use crate::cli::{signals, sync, violations, writeback};
@@ -272,7 +272,9 @@ fn violations_by_connector(ctx: &Context) -> anyhow::Result<ExitCode> {
         if index > 0 {
             println!();
         }
-        println!("{name}: {open} open violation(s); the {ROWS} most severe:");
+        println!(
+            "{name}: {open} open violation(s); the {ROWS} most severe records, each with its violations:"
+        );
         let code = violations::list_command(
             ctx,
             &ListArgs {
@@ -281,6 +283,7 @@ fn violations_by_connector(ctx: &Context) -> anyhow::Result<ExitCode> {
                     ..FilterArgs::default()
                 },
                 limit: ROWS as u32,
+                sort: SortArg::Severity,
             },
         )?;
         if code != ExitCode::SUCCESS {

@@ -1,16 +1,20 @@
-//! `/violations`: the log, most severe first, filtered by connector, rule,
-//! severity, status, owner, stage and text, a page at a time. Pages
-//! continue from the last row shown (no OFFSET): the hundredth page costs
-//! what the first does.
+//! `/violations`: the log by record, most severe first (or newest or
+//! oldest first), filtered by connector, rule, severity, status, owner,
+//! stage and text, a page of records at a time. Each record is listed
+//! once, with the violations the filter selects as entries. Pages continue
+//! from the last record shown (no OFFSET): the hundredth page costs what
+//! the first does.
 
 use super::super::Page;
 use super::super::layout::{self, frame, when};
-use super::super::links::violation_anchor;
+use super::super::links::{record_path, violation_anchor};
 use super::super::query::{COUNTED, ListQuery, PAGE};
 use crate::config::Config;
+use crate::log_entries::{Entry, entries};
 use crate::rules::{BuiltinRule, Severity};
-use crate::store::{ListPosition, Store, StoreError, ViolationRow};
+use crate::store::{ListPosition, Sort, Store, StoreError, ViolationStatus};
 use maud::{Markup, html};
+use std::num::NonZeroUsize;
 
 pub(in super::super) fn render(
     store: &Store,
@@ -19,56 +23,66 @@ pub(in super::super) fn render(
     token: Option<&str>,
 ) -> Result<Page, StoreError> {
     let parsed = query.parse();
-    let mut rows: Vec<ViolationRow> = Vec::with_capacity(PAGE + 1);
-    store.list_violations(&parsed.filter, |row| -> Result<(), StoreError> {
-        rows.push(row);
-        Ok(())
-    })?;
-    let more = rows.len() > PAGE;
-    rows.truncate(PAGE);
+    let records = NonZeroUsize::new(PAGE + 1).expect("a page holds records");
+    let mut groups = store.list_by_record(&parsed.filter, records)?;
+    let more = groups.len() > PAGE;
+    groups.truncate(PAGE);
     let unpaged = crate::store::ViolationFilter {
         after: None,
         limit: None,
         ..parsed.filter.clone()
     };
-    let total = if query.count_all() {
-        Some(store.count_violations(&unpaged)?)
+    let (total, on_records) = if query.count_all() {
+        (
+            Some(store.count_violations(&unpaged)?),
+            Some(store.count_records(&unpaged)?),
+        )
     } else {
-        store.count_violations_upto(&unpaged, COUNTED)?
+        (
+            store.count_violations_upto(&unpaged, COUNTED)?,
+            store.count_records_upto(&unpaged, COUNTED)?,
+        )
     };
     let count_all = ListQuery {
         count: Some("all".to_owned()),
         ..query.clone()
     };
     let owners = store.owner_directory()?;
-    let next = rows.last().filter(|_| more).map(|last| {
+    let next = groups.last().filter(|_| more).map(|last| {
         query.page_link(Some(ListPosition {
-            severity: last.violation.severity,
-            id: last.id,
+            severity: last.first().violation.severity,
+            id: last.first().id,
         }))
     });
+    let counted = |n: Option<u64>, what: &str| -> Markup {
+        html! {
+            @match n {
+                Some(n) => { strong { (n) } " " (what) }
+                None => { "more than " strong { (COUNTED) } " " (what) }
+            }
+        }
+    };
+    let columns = if token.is_some() { 7 } else { 6 };
     let body = html! {
         (filters(config, &owners, query))
         @if !parsed.dropped.is_empty() {
             p.error { "Left out of the filter, as they name nothing: " (parsed.dropped.join(", ")) "." }
         }
         p {
-            @match total {
-                Some(total) => { strong { (total) } " violations match." }
-                None => {
-                    "More than " strong { (COUNTED) } " violations match ("
-                    a href=(count_all.page_link(None)) { "count them all" } ")."
-                }
+            (counted(total, "violations")) " on " (counted(on_records, "records")) " match"
+            @if total.is_none() || on_records.is_none() {
+                " (" a href=(count_all.page_link(None)) { "count them all" } ")"
             }
+            ". " span.muted { "Each record is listed once, with its violations as entries; a handoff that missed what an unmet exit criterion reads is one entry naming both rules." }
         }
         @if let Some(done) = &query.done {
             p.notice { (done) }
         }
-        @if rows.is_empty() {
+        @if groups.is_empty() {
             p.muted { "None." }
         } @else {
-            // Admins pick rows and act on them all at once; the form wraps
-            // the table, its controls above it.
+            // Admins pick entries and act on them all at once; the form
+            // wraps the table, its controls above it.
             form.bulk method="post" action="/violations/bulk/acknowledge" {
             @if let Some(token) = token {
                 input type="hidden" name="csrf" value=(token);
@@ -80,38 +94,28 @@ pub(in super::super) fn render(
                     button type="submit" formaction="/violations/bulk/suppress" { "Suppress the ticked" }
                 }
             }
-            table {
+            table.log {
                 thead { tr {
                     @if token.is_some() { th { span.muted { "pick" } } }
-                    th { "Severity" } th { "Status" } th { "Record" } th { "Owner" }
-                    th { "Rule" } th { "Stage" } th { "Message" } th { "First seen" }
+                    th { "Severity" } th { "Status" } th { "Rule" } th { "Stage" }
+                    th { "Message" } th { "First seen" }
                 } }
-                tbody {
-                    @for row in &rows {
-                        @let v = &row.violation;
-                        tr id={ "v" (row.id) } {
-                            @if token.is_some() {
-                                td {
-                                    @if row.status != crate::store::ViolationStatus::Resolved {
-                                        input type="checkbox" name="id" value=(row.id)
-                                            aria-label={ "pick violation " (row.id) };
-                                    }
-                                }
-                            }
-                            td { (layout::severity(v.severity)) }
-                            td { (layout::status(row.status)) }
-                            td {
-                                a href=(violation_anchor(v, row.id)) {
+                @for group in &groups {
+                    @let lead = group.first();
+                    @let v = &lead.violation;
+                    tbody.record id={ "r" (lead.id) } {
+                        tr.record {
+                            th colspan=(columns) scope="rowgroup" {
+                                a href=(record_path(&v.connector, v.object, &v.record_id)) {
                                     (v.record_name.as_deref().unwrap_or(v.record_id.as_str()))
                                 }
-                                br;
-                                span.muted { (v.connector) " · " (v.object.as_str()) }
+                                " "
+                                span.muted { (v.connector) " · " (v.object.as_str()) " · owner " }
+                                (layout::owner(&owners, &v.connector, v.owner_id.as_ref()))
                             }
-                            td { (layout::owner(&owners, &v.connector, v.owner_id.as_ref())) }
-                            td { (v.rule) }
-                            td { (stage_name(config, v.stage.as_ref().map(|s| s.as_str()))) }
-                            td.message { (v.message) }
-                            td { (when(row.first_seen)) }
+                        }
+                        @for entry in entries(&config.journey, &group.rows) {
+                            (entry_row(config, &entry, token.is_some()))
                         }
                     }
                 }
@@ -128,6 +132,36 @@ pub(in super::super) fn render(
         }
     };
     Ok(Page::Found(frame("Violations", "/violations", body)))
+}
+
+/// One entry of a record: one violation, or two that flag the same
+/// missing fact, ticked and acted on together.
+fn entry_row(config: &Config, entry: &Entry<'_>, pick: bool) -> Markup {
+    let first = entry.first();
+    let ids: Vec<String> = entry.ids().iter().map(ToString::to_string).collect();
+    html! {
+        tr id={ "v" (first.id) } {
+            @if pick {
+                td {
+                    @if entry.status() != ViolationStatus::Resolved {
+                        input type="checkbox" name="id" value=(ids.join(" "))
+                            aria-label={ "pick violation " (entry.id_label()) };
+                    }
+                }
+            }
+            td { (layout::severity(entry.severity())) }
+            td { (layout::status(entry.status())) }
+            td {
+                @for (at, row) in entry.rows.iter().enumerate() {
+                    @if at > 0 { br; }
+                    a href=(violation_anchor(&row.violation, row.id)) { (row.violation.rule) }
+                }
+            }
+            td { (stage_name(config, first.violation.stage.as_ref().map(|s| s.as_str()))) }
+            td.message { (entry.message_under_record()) }
+            td { (when(first.first_seen)) }
+        }
+    }
 }
 
 /// Owners offered by name in the filter; past this many the filter takes
@@ -178,6 +212,7 @@ fn filters(config: &Config, owners: &crate::store::OwnerDirectory, query: &ListQ
         ("all", "all"),
     ];
     let status = chosen(&query.status);
+    let parsed_sort = query.sort();
     html! {
         form.filters method="get" action="/violations" {
             (select("Connector", "connector", &chosen(&query.connector),
@@ -201,9 +236,26 @@ fn filters(config: &Config, owners: &crate::store::OwnerDirectory, query: &ListQ
                 label { "Owner id" input type="text" name="owner" value=(chosen(&query.owner)); }
             }
             label { "Record or message" input type="search" name="q" value=(chosen(&query.q)); }
+            label {
+                "Order"
+                select name="sort" {
+                    @for sort in Sort::ALL {
+                        option value=(sort.as_str()) selected[parsed_sort == sort] { (sort_name(sort)) }
+                    }
+                }
+            }
             button type="submit" { "Filter" }
             a href="/violations" { "Clear" }
         }
+    }
+}
+
+/// How the order is offered.
+fn sort_name(sort: Sort) -> &'static str {
+    match sort {
+        Sort::Severity => "most severe first",
+        Sort::Newest => "newest first",
+        Sort::Oldest => "oldest first",
     }
 }
 
