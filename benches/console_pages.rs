@@ -15,8 +15,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The violations page's first pages: what an admin filters by.
-const FILTERS: [&str; 9] = [
+const FILTERS: [&str; 11] = [
     "",
+    "sort=newest",
+    "sort=oldest&connector=dynamics",
     "severity=high",
     "connector=hubspot",
     "connector=salesforce",

@@ -269,7 +269,7 @@ fn list(
         return json(&named);
     }
     let records = filter.limit.unwrap_or(NonZeroUsize::MIN);
-    let groups = store.list_by_record(filter, records)?;
+    let groups = store.list_by_record(filter, records)?.groups;
     let mut lines = Vec::new();
     let mut shown = 0;
     for group in &groups {

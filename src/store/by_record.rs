@@ -4,10 +4,25 @@
 //! from the last record's first violation, so a record never shows on two
 //! pages.
 
-use super::violations::{Where, filter_on, rows_of_ids};
+use super::violations::{FEW, Where, filter_on, rows_of_ids};
 use super::{Store, StoreError, ViolationFilter, ViolationRow};
 use rusqlite::types::Value;
 use std::num::NonZeroUsize;
+
+/// A page of records.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordPage {
+    pub groups: Vec<RecordGroup>,
+    /// How many violations the filter selects (every one, not one per
+    /// record), where reading the page counted them: up to
+    /// [`RecordPage::COUNTED`], `Some(None)` past it.
+    pub counted: Option<Option<u64>>,
+}
+
+impl RecordPage {
+    /// The cap of [`RecordPage::counted`].
+    pub const COUNTED: u64 = FEW;
+}
 
 /// One record's violations on a page, its first in the list's order
 /// first.
@@ -32,35 +47,21 @@ impl Store {
         &self,
         filter: &ViolationFilter,
         records: NonZeroUsize,
-    ) -> Result<Vec<RecordGroup>, StoreError> {
+    ) -> Result<RecordPage, StoreError> {
         let firsts = ViolationFilter {
             one_per_record: true,
             limit: Some(records),
             ..filter.clone()
         };
-        let leads = self.page_ids(&firsts, records)?;
+        let (leads, counted) = self.page_ids(&firsts, records)?;
         if leads.is_empty() {
-            return Ok(Vec::new());
+            return Ok(RecordPage {
+                groups: Vec::new(),
+                counted,
+            });
         }
-        let every = ViolationFilter {
-            after: None,
-            limit: None,
-            one_per_record: false,
-            ..filter.clone()
-        };
-        // The filter is kept from the indexes: the rows are found by id and
-        // by record, and the filter only checks them.
-        let mut query: Where = filter_on(&every, "+", "+", "+");
-        let ids = query.bind(Value::Text(
-            serde_json::Value::from(leads.clone()).to_string(),
-        ));
-        query.clauses.push(format!(
-            "(id IN (SELECT value FROM json_each({ids})) OR record_rowid IN \
-             (SELECT record_rowid FROM violation_rows \
-              WHERE id IN (SELECT value FROM json_each({ids}))))"
-        ));
-        let sql = format!("SELECT id FROM violation_rows{}", query.sql());
-        let members = self.ids(&sql, query.values)?;
+        let (sql, values) = members_sql(filter, &leads);
+        let members = self.ids(&sql, values)?;
         let mut groups: Vec<RecordGroup> = Vec::with_capacity(leads.len());
         let mut rows = Vec::with_capacity(members.len());
         self.query_violations(&rows_of_ids(&members, filter.sort), |row| {
@@ -89,7 +90,7 @@ impl Store {
                 groups[at].rows.push(row);
             }
         }
-        Ok(groups)
+        Ok(RecordPage { groups, counted })
     }
 
     /// How many records `filter` selects, its limit aside.
@@ -119,6 +120,32 @@ impl Store {
             cap,
         )
     }
+}
+
+/// The ids of the rows `filter` selects (its position and limit aside)
+/// of the records the rows `leads` belong to.
+fn members_sql(filter: &ViolationFilter, leads: &[i64]) -> (String, Vec<Value>) {
+    let every = ViolationFilter {
+        after: None,
+        limit: None,
+        one_per_record: false,
+        ..filter.clone()
+    };
+    // The filter is kept from the indexes: the rows are found by id and by
+    // record, and the filter only checks them.
+    let mut query: Where = filter_on(&every, "+", "+", "+");
+    let ids = query.bind(Value::Text(
+        serde_json::Value::from(leads.to_vec()).to_string(),
+    ));
+    query.clauses.push(format!(
+        "(id IN (SELECT value FROM json_each({ids})) OR record_rowid IN \
+         (SELECT record_rowid FROM violation_rows \
+          WHERE id IN (SELECT value FROM json_each({ids}))))"
+    ));
+    (
+        format!("SELECT id FROM violation_rows{}", query.sql()),
+        query.values,
+    )
 }
 
 #[cfg(test)]
@@ -155,7 +182,8 @@ mod tests {
         for _ in 0..20 {
             let groups = store
                 .list_by_record(&filter, NonZeroUsize::new(size).unwrap())
-                .unwrap();
+                .unwrap()
+                .groups;
             let Some(last) = groups.last() else { break };
             filter.after = Some(ListPosition {
                 severity: last.first().violation.severity,
@@ -271,16 +299,46 @@ mod tests {
     #[test]
     fn whether_a_row_is_its_records_first_is_read_through_the_index_by_record() {
         let test = log();
+        // Status and severity have an index of their own, which must not
+        // be the one that finds a record's other rows.
         let filter = ViolationFilter {
             one_per_record: true,
+            statuses: vec![ViolationStatus::Open, ViolationStatus::Acknowledged],
+            min_severity: Some(Severity::High),
             ..ViolationFilter::default()
         };
         let query = super::super::violations::filter_on(&filter, "+", "+", "");
         let sql = format!("SELECT id FROM violation_rows{}", query.sql());
-        let plan = test
-            .plan(&sql, rusqlite::params_from_iter(query.values))
-            .join(" | ");
+        let plan = test.plan(&sql, rusqlite::params_from_iter(query.values));
 
-        assert!(plan.contains("violation_rows_record_rowid"), "{plan}");
+        let inner: Vec<&String> = plan.iter().filter(|step| step.contains(" w ")).collect();
+        assert_eq!(inner.len(), 1, "{plan:?}");
+        assert!(
+            inner[0].contains("USING INDEX violation_rows_record_rowid (record_rowid=?)"),
+            "{plan:?}"
+        );
+    }
+
+    #[test]
+    fn a_pages_records_rows_are_read_by_id_and_by_record_never_by_scanning_the_log() {
+        let test = log();
+        let filter = ViolationFilter {
+            statuses: vec![ViolationStatus::Open, ViolationStatus::Acknowledged],
+            min_severity: Some(Severity::Medium),
+            ..ViolationFilter::default()
+        };
+        let (sql, values) = members_sql(&filter, &[1, 2]);
+        let plan = test.plan(&sql, rusqlite::params_from_iter(values));
+
+        assert!(
+            plan.iter()
+                .all(|step| !step.starts_with("SCAN violation_rows")),
+            "{plan:?}"
+        );
+        assert!(
+            plan.iter()
+                .any(|step| step.contains("violation_rows_record_rowid (record_rowid=?)")),
+            "{plan:?}"
+        );
     }
 }

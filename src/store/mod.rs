@@ -45,7 +45,7 @@ mod writeback;
 
 pub use audit::{AuditDiff, AuditWriter, ChunkDiff, RecordState};
 pub use audit_queue::{ConnectorBasis, QueueMark, QueuedChunk};
-pub use by_record::RecordGroup;
+pub use by_record::{RecordGroup, RecordPage};
 pub use chunks::{DuplicatePeer, KeptRecord, MAX_PEERS, StoredRecord};
 pub use console::{
     CountBy, LastWrite, LogVersion, OpenCount, OwnerDirectory, OwnerLoad, OwnerName, TaskView,

@@ -592,29 +592,39 @@ impl Store {
         let Some(limit) = filter.limit else {
             return self.query_violations(&list_sql(filter, ListOrder::Sorted), f);
         };
-        let ids = self.page_ids(filter, limit)?;
+        let (ids, _) = self.page_ids(filter, limit)?;
         self.query_violations(&rows_of_ids(&ids, filter.sort), f)
     }
 
-    /// The ids of the page of `filter`'s list, in its order.
+    /// The ids of the page of `filter`'s list, in its order; and, where it
+    /// was counted to choose how to read the page, how many violations
+    /// the filter selects (one per record or not), up to [`FEW`].
     pub(super) fn page_ids(
         &self,
         filter: &ViolationFilter,
         limit: NonZeroUsize,
-    ) -> Result<Vec<i64>, StoreError> {
+    ) -> Result<(Vec<i64>, Option<Option<u64>>), StoreError> {
+        // Every violation, not one per record: no fewer records than
+        // violations, and a count without the check of each row's record.
         let unpaged = ViolationFilter {
             after: None,
             limit: None,
+            one_per_record: false,
             ..filter.clone()
         };
-        let few = narrows(filter) && self.count_violations_upto(&unpaged, FEW)?.is_some();
-        if few {
-            self.page_sorted(filter, limit)
-        } else if filter.sort == Sort::Severity {
-            self.page_by_severity(filter, limit)
+        let counted = if narrows(filter) {
+            Some(self.count_violations_upto(&unpaged, FEW)?)
         } else {
-            self.page_by_id(filter, limit)
-        }
+            None
+        };
+        let ids = if counted.is_some_and(|n| n.is_some()) {
+            self.page_sorted(filter, limit)?
+        } else if filter.sort == Sort::Severity {
+            self.page_by_severity(filter, limit)?
+        } else {
+            self.page_by_id(filter, limit)?
+        };
+        Ok((ids, counted))
     }
 
     /// The ids of a page of `filter`'s list, from the few rows it selects,
@@ -903,7 +913,7 @@ enum ListOrder {
 
 /// Past this many rows, a list walks the order's index rather than sort
 /// the rows its filter selects.
-const FEW: u64 = 1_000;
+pub(super) const FEW: u64 = 1_000;
 
 /// Whether `filter` names a column an index other than the order's can
 /// find rows by (a status alone does not narrow: most rows are open).
@@ -941,7 +951,10 @@ pub(super) fn filter_on(
         // a record has a few rows). A row stored without its record is its
         // own.
         let outer = query.clauses.len();
-        filter_into(&mut query, filter, "w.", "w.", "w.");
+        // `+` keeps the filter's columns from SQLite's choice of index for
+        // `w`: only the index by record finds a record's few rows; the
+        // status index would read every row of the status, for each row.
+        filter_into(&mut query, filter, "+w.", "+w.", "+w.");
         let siblings: String = query
             .clauses
             .split_off(outer)
@@ -951,7 +964,7 @@ pub(super) fn filter_on(
         query.clauses.push(format!(
             "NOT EXISTS (SELECT 1 FROM violation_rows w \
              WHERE w.record_rowid = violation_rows.record_rowid AND {}{siblings})",
-            filter.sort.before("w.", "violation_rows.")
+            filter.sort.before("+w.", "violation_rows.")
         ));
     }
     query

@@ -599,12 +599,7 @@ impl Planner<'_> {
         planned.message = format!(
             "{} journey check(s): {}",
             rows.len(),
-            planned
-                .rules
-                .iter()
-                .map(RuleId::as_str)
-                .collect::<Vec<_>>()
-                .join(", ")
+            rules_counted(&planned.rules)
         );
         planned.request = match write {
             TaskWrite::Create { .. } => ActionRequest::CreateTask {
@@ -930,4 +925,24 @@ fn violation_task_close(task: &ViolationTask, attempts: u32) -> PlannedWrite {
         task_key: Some(task.task_key.clone()),
         record_task: None,
     }
+}
+
+/// Each rule once, in the order first named, with how many times where more
+/// than once: `exit_criteria_unmet (2), handoff_incomplete`.
+fn rules_counted(rules: &[RuleId]) -> String {
+    let mut counted: Vec<(&RuleId, usize)> = Vec::new();
+    for rule in rules {
+        match counted.iter_mut().find(|(seen, _)| *seen == rule) {
+            Some((_, n)) => *n += 1,
+            None => counted.push((rule, 1)),
+        }
+    }
+    counted
+        .into_iter()
+        .map(|(rule, n)| match n {
+            1 => rule.to_string(),
+            n => format!("{rule} ({n})"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -895,7 +895,9 @@ fn the_violations_page_lists_records_and_continues_after_its_last_record() {
         assert_eq!(unique.len(), page.len(), "a record listed twice: {page:?}");
     }
     assert!(on_second.iter().all(|record| !on_first.contains(record)));
-    assert!(first.contains("records match"));
+    assert!(first.contains("violations match"), "{first}");
+    let counted = served.page("/violations?count=all");
+    assert!(counted.contains(" records match"), "{counted}");
 }
 
 #[test]
@@ -914,6 +916,19 @@ fn a_handoff_that_missed_an_unmet_criterions_field_is_one_entry_naming_both_rule
             "; it was handed from marketing to sales at the exit of stage awareness without: "
         ),
         "{merged}"
+    );
+    // The record's page shows the two side by side, as one entry.
+    let link = merged
+        .split("href=\"")
+        .nth(1)
+        .and_then(|rest| rest.split(['#', '"']).next())
+        .expect("a link to the record");
+    let record = served.page(link);
+    assert!(
+        record.contains(
+            "One missing fact, 2 rules: </strong>exit_criteria_unmet and handoff_incomplete"
+        ),
+        "{record}"
     );
 }
 

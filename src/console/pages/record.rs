@@ -1,6 +1,7 @@
 //! `/records/CONNECTOR/OBJECT/ID`: one record as the journey sees it (its
 //! stage, owner by name and role, fields under their canonical names),
-//! its stage history, its violations with their history, the task
+//! its stage history, its violations with their history (as the log's
+//! entries: two that flag one missing fact side by side), the task
 //! journeyd keeps on it, and a link that opens it in its CRM.
 
 use super::super::Page;
@@ -10,6 +11,7 @@ use super::violations::stage_name;
 use crate::config::Config;
 use crate::journey::normalize::{OwnerIndex, normalize};
 use crate::journey::record::StageRef;
+use crate::log_entries::entries;
 use crate::store::{Store, StoreError, TaskView, ViolationId, ViolationRow, ViolationStatus};
 use chrono::Utc;
 use journeyd_connector::{ConnectorName, ObjectKind, RecordId, System};
@@ -39,10 +41,11 @@ pub(in super::super) fn render(
     let owners = store.owner_directory()?;
     let violations = store.record_violations(&connector, object, &id)?;
     let task = store.record_task(&connector, object, &id)?;
-    let mut events = Vec::with_capacity(violations.len());
+    let mut events = std::collections::HashMap::with_capacity(violations.len());
     for row in &violations {
-        events.push(store.violation_events(row.id)?);
+        events.insert(row.id, store.violation_events(row.id)?);
     }
+    let history_of = |id: ViolationId| events.get(&id).map_or(&[][..], Vec::as_slice);
     let crm = kept.stored.record;
     let system = crm.system;
     let title = crm.name.clone().unwrap_or_else(|| id.to_string());
@@ -128,8 +131,23 @@ pub(in super::super) fn render(
         @if violations.is_empty() {
             p.muted { "None: the record keeps every rule." }
         } @else {
-            @for (row, history) in violations.iter().zip(&events) {
-                (violation(config, row, history, token))
+            @for entry in entries(&config.journey, &violations) {
+                @if entry.rows.len() > 1 {
+                    // As the log shows it: one entry, each violation still
+                    // with its own history and form.
+                    section.entry {
+                        p {
+                            strong { "One missing fact, " (entry.rows.len()) " rules: " }
+                            (entry.rules().replace('+', " and "))
+                            span.muted { " (one entry on the log)" }
+                        }
+                        @for row in &entry.rows {
+                            (violation(config, row, history_of(row.id), token))
+                        }
+                    }
+                } @else {
+                    (violation(config, entry.first(), history_of(entry.first().id), token))
+                }
             }
         }
         h2 { "Task" }

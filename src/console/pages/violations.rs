@@ -12,7 +12,7 @@ use super::super::query::{COUNTED, ListQuery, PAGE};
 use crate::config::Config;
 use crate::log_entries::{Entry, entries};
 use crate::rules::{BuiltinRule, Severity};
-use crate::store::{ListPosition, Sort, Store, StoreError, ViolationStatus};
+use crate::store::{ListPosition, RecordPage, Sort, Store, StoreError, ViolationStatus};
 use maud::{Markup, html};
 use std::num::NonZeroUsize;
 
@@ -24,7 +24,8 @@ pub(in super::super) fn render(
 ) -> Result<Page, StoreError> {
     let parsed = query.parse();
     let records = NonZeroUsize::new(PAGE + 1).expect("a page holds records");
-    let mut groups = store.list_by_record(&parsed.filter, records)?;
+    let page = store.list_by_record(&parsed.filter, records)?;
+    let mut groups = page.groups;
     let more = groups.len() > PAGE;
     groups.truncate(PAGE);
     let unpaged = crate::store::ViolationFilter {
@@ -32,16 +33,23 @@ pub(in super::super) fn render(
         limit: None,
         ..parsed.filter.clone()
     };
+    // Records are counted only where violations are few (no more records
+    // than violations): each row's record is checked, which costs more.
     let (total, on_records) = if query.count_all() {
         (
             Some(store.count_violations(&unpaged)?),
             Some(store.count_records(&unpaged)?),
         )
     } else {
-        (
-            store.count_violations_upto(&unpaged, COUNTED)?,
-            store.count_records_upto(&unpaged, COUNTED)?,
-        )
+        let total = match page.counted {
+            Some(counted) if RecordPage::COUNTED == COUNTED => counted,
+            _ => store.count_violations_upto(&unpaged, COUNTED)?,
+        };
+        let on_records = match total {
+            Some(_) => store.count_records_upto(&unpaged, COUNTED)?,
+            None => None,
+        };
+        (total, on_records)
     };
     let count_all = ListQuery {
         count: Some("all".to_owned()),
@@ -69,8 +77,10 @@ pub(in super::super) fn render(
             p.error { "Left out of the filter, as they name nothing: " (parsed.dropped.join(", ")) "." }
         }
         p {
-            (counted(total, "violations")) " on " (counted(on_records, "records")) " match"
-            @if total.is_none() || on_records.is_none() {
+            (counted(total, "violations"))
+            @if total.is_some() { " on " (counted(on_records, "records")) }
+            " match"
+            @if total.is_none() {
                 " (" a href=(count_all.page_link(None)) { "count them all" } ")"
             }
             ". " span.muted { "Each record is listed once, with its violations as entries; a handoff that missed what an unmet exit criterion reads is one entry naming both rules." }
