@@ -1129,6 +1129,18 @@ mod tests {
         ids
     }
 
+    /// Records 1 to `records`, each breaking every rule of `rules`, in
+    /// that order.
+    fn each_of(records: usize, rules: &[BuiltinRule]) -> Vec<Violation> {
+        (1..=records)
+            .flat_map(|i| {
+                rules
+                    .iter()
+                    .map(move |rule| violation(&i.to_string(), *rule, None))
+            })
+            .collect()
+    }
+
     /// SQLite's plan of one severity's share of a page of `filter`'s list.
     fn level_plan(test: &TestStore, filter: &ViolationFilter, severity: Severity) -> String {
         let (sql, values) = level_sql(filter, severity, 51).expect("the severity is listed");
@@ -1191,14 +1203,7 @@ mod tests {
 
     #[test]
     fn pages_after_a_position_continue_where_the_last_ended() {
-        let found: Vec<Violation> = (1..=5)
-            .flat_map(|i| {
-                [
-                    violation(&i.to_string(), BuiltinRule::MissingOwner, None),
-                    violation(&i.to_string(), BuiltinRule::Stalled, None),
-                ]
-            })
-            .collect();
+        let found = each_of(5, &[BuiltinRule::MissingOwner, BuiltinRule::Stalled]);
         let test = TestStore::audited(&found);
         let whole = list(&test.store, &ViolationFilter::default());
         assert_eq!(paged(&test.store, &ViolationFilter::default(), 3), whole);
@@ -1238,15 +1243,14 @@ mod tests {
 
     #[test]
     fn pages_of_a_filter_that_selects_few_rows_continue_where_the_last_ended() {
-        let found: Vec<Violation> = (1..=5)
-            .flat_map(|i| {
-                [
-                    violation(&i.to_string(), BuiltinRule::MissingOwner, None),
-                    violation(&i.to_string(), BuiltinRule::Stalled, None),
-                    violation(&i.to_string(), BuiltinRule::DuplicateRecord, None),
-                ]
-            })
-            .collect();
+        let found = each_of(
+            5,
+            &[
+                BuiltinRule::MissingOwner,
+                BuiltinRule::Stalled,
+                BuiltinRule::DuplicateRecord,
+            ],
+        );
         let test = TestStore::audited(&found);
         // A rule narrows and selects few rows: they are read by their own
         // index and sorted, the other path of a page.
@@ -1262,14 +1266,10 @@ mod tests {
 
     #[test]
     fn a_list_newest_or_oldest_first_pages_in_id_order_whatever_the_severity() {
-        let found: Vec<Violation> = (1..=4)
-            .flat_map(|i| {
-                [
-                    violation(&i.to_string(), BuiltinRule::DuplicateRecord, None),
-                    violation(&i.to_string(), BuiltinRule::MissingOwner, None),
-                ]
-            })
-            .collect();
+        let found = each_of(
+            4,
+            &[BuiltinRule::DuplicateRecord, BuiltinRule::MissingOwner],
+        );
         let test = TestStore::audited(&found);
         let newest = ViolationFilter {
             sort: Sort::Newest,
@@ -1290,9 +1290,7 @@ mod tests {
 
     #[test]
     fn a_capped_count_says_the_count_up_to_its_cap_and_nothing_past_it() {
-        let found: Vec<Violation> = (1..=4)
-            .map(|i| violation(&i.to_string(), BuiltinRule::MissingOwner, None))
-            .collect();
+        let found = each_of(4, &[BuiltinRule::MissingOwner]);
         let test = TestStore::audited(&found);
         let all = ViolationFilter::default();
         assert_eq!(test.store.count_violations_upto(&all, 4).unwrap(), Some(4));
