@@ -69,6 +69,9 @@ pub(in super::super) fn body(
         "1" => Severity::Medium.as_str(),
         _ => Severity::Low.as_str(),
     };
+    // Most severe first, as the log reads, whatever the counts.
+    let mut by_rank = by_severity.clone();
+    by_rank.sort_by(|a, b| b.value.cmp(&a.value));
     let last_audit = audits.last();
     let body = html! {
         p.lead {
@@ -83,7 +86,7 @@ pub(in super::super) fn body(
             }
             section.card {
                 h2 { "Open by severity" }
-                (chart::bars("Open violations by severity", &bars(by_severity, |v| severity_name(v).to_owned())))
+                (chart::bars("Open violations by severity", &bars(&by_rank, |v| severity_name(v).to_owned())))
             }
             section.card {
                 h2 { "Open by connector" }

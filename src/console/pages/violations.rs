@@ -66,7 +66,7 @@ pub(in super::super) fn render(
         html! {
             @match n {
                 Some(n) => { strong { (n) } " " (what) }
-                None => { "more than " strong { (COUNTED) } " " (what) }
+                None => { "More than " strong { (COUNTED) } " " (what) }
             }
         }
     };
