@@ -5,6 +5,9 @@
 //!
 //! Linux only, through `/proc`; elsewhere no identity is recorded and no
 //! process is ever judged gone.
+//!
+//! Also the OS user this process runs as, which admins' changes made
+//! without another name are recorded under.
 
 use std::sync::OnceLock;
 
@@ -99,4 +102,15 @@ mod tests {
         let stat = "42 (a) b (c)) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000 10";
         assert_eq!(start_ticks(stat), Some(98765));
     }
+}
+
+/// The OS user running this process, as its environment names them
+/// (`USER`, `LOGNAME`, `USERNAME`); `"unknown"` where none does. What an
+/// admin's change is recorded as made by, when no other name is given.
+pub fn os_user() -> String {
+    ["USER", "LOGNAME", "USERNAME"]
+        .iter()
+        .filter_map(|name| std::env::var(name).ok())
+        .find(|user| !user.trim().is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
 }

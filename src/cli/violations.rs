@@ -418,13 +418,8 @@ fn who_why(admin: &AdminArgs) -> anyhow::Result<(String, String)> {
     let by = admin
         .by
         .clone()
-        .or_else(|| {
-            ["USER", "LOGNAME", "USERNAME"]
-                .iter()
-                .find_map(|v| std::env::var(v).ok())
-        })
         .filter(|by| !by.trim().is_empty())
-        .unwrap_or_else(|| "unknown".to_owned());
+        .unwrap_or_else(crate::process::os_user);
     Ok((by, admin.reason.clone()))
 }
 

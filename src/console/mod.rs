@@ -119,11 +119,7 @@ impl Console {
         state: std::path::PathBuf,
     ) -> Result<Arc<Console>, ConsoleError> {
         let timezone = config.schedule.timezone;
-        let user = ["USER", "LOGNAME", "USERNAME"]
-            .iter()
-            .find_map(|name| std::env::var(name).ok())
-            .filter(|user| !user.trim().is_empty())
-            .unwrap_or_else(|| "unknown".to_owned());
+        let user = crate::process::os_user();
         let users = match &config.console.auth {
             ConsoleAuth::Users(file) => Some(Arc::new(users::Users::load(file)?)),
             _ => None,
