@@ -23,7 +23,7 @@ pub(super) async fn admit(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let viewer = match &console.config.console.auth {
+    let viewer = match &console.access.auth {
         ConsoleAuth::Loopback => Viewer {
             name: console.actor.clone(),
             admin: true,

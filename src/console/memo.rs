@@ -18,6 +18,14 @@ pub(super) struct Memo {
 }
 
 impl Memo {
+    /// Forgets every figure kept.
+    pub(super) fn clear(&self) {
+        self.kept
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
     /// `sum`'s figures, as kept under `key` if the log has not moved and
     /// the org's day not turned since, else summed again and kept.
     pub(super) fn get<T>(

@@ -28,7 +28,7 @@ mod readers;
 mod sessions;
 pub mod users;
 
-use crate::config::{Config, ConsoleAuth};
+use crate::config::{Config, ConsoleAuth, ConsoleConfig};
 use crate::store::StoreError;
 use axum::Router;
 use axum::extract::{Path, Query, State};
@@ -39,7 +39,7 @@ use maud::Markup;
 use readers::Readers;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use thiserror::Error;
 use tokio::net::TcpListener;
 
@@ -89,7 +89,13 @@ pub async fn bind(address: SocketAddr, auth: &ConsoleAuth) -> Result<TcpListener
 
 /// What every page reads: the config and the state file.
 pub struct Console {
-    config: Arc<Config>,
+    /// The journey, connectors and rules: replaced when the service's
+    /// config is (SIGHUP).
+    config: RwLock<Arc<Config>>,
+    /// Where it listens and who may use it, as it started: a reload that
+    /// changes them takes effect at the next start, never on a listener
+    /// bound for other rules.
+    access: ConsoleConfig,
     readers: Readers,
     memo: memo::Memo,
     csrf: csrf::Csrf,
@@ -127,12 +133,35 @@ impl Console {
         Ok(Arc::new(Console {
             users,
             sessions: sessions::Sessions::new(),
-            config,
+            access: config.console.clone(),
+            config: RwLock::new(config),
             readers: Readers::new(state, timezone),
             memo: memo::Memo::default(),
             csrf: csrf::Csrf::new().map_err(|error| ConsoleError::Random(error.to_string()))?,
             actor: format!("{user} (console)"),
         }))
+    }
+
+    /// The config pages read now.
+    fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Serves `config`'s journey, connectors and rules from the next page
+    /// on. Its `[console]` section is kept as the console started (a
+    /// change to it is logged, and takes effect at the next start).
+    pub fn reload(&self, config: Arc<Config>) {
+        if config.console != self.access {
+            tracing::warn!(
+                "the console keeps the [console] settings it started with until the service restarts"
+            );
+        }
+        *self.config.write().unwrap_or_else(PoisonError::into_inner) = config;
+        // Figures are summed per stage and connector of the config.
+        self.memo.clear();
     }
 
     /// A token for the forms of a page rendered now.
@@ -252,7 +281,7 @@ async fn overview(
     axum::Extension(viewer): axum::Extension<Viewer>,
 ) -> Response {
     page(console, viewer, |store, console| {
-        pages::overview::render(store, &console.config, &console.memo)
+        pages::overview::render(store, &console.config(), &console.memo)
     })
     .await
 }
@@ -265,7 +294,7 @@ async fn violations(
     let admin = viewer.admin;
     page(console, viewer, move |store, console| {
         let token = admin.then(|| console.form_token());
-        pages::violations::render(store, &console.config, &query, token.as_deref())
+        pages::violations::render(store, &console.config(), &query, token.as_deref())
     })
     .await
 }
@@ -308,7 +337,7 @@ async fn record(
         let token = admin.then(|| console.form_token());
         pages::record::render(
             store,
-            &console.config,
+            &console.config(),
             token.as_deref(),
             &connector,
             &object,
@@ -333,7 +362,7 @@ async fn journey(
     axum::Extension(viewer): axum::Extension<Viewer>,
 ) -> Response {
     page(console, viewer, |store, console| {
-        pages::journey::render(store, &console.config, &console.memo)
+        pages::journey::render(store, &console.config(), &console.memo)
     })
     .await
 }

@@ -24,7 +24,8 @@
 //! service exits once they have, or after [`STOP_GRACE`].
 //! SIGHUP loads the config again: a config with problems is refused, each
 //! problem logged, and the running one kept; a good one replaces it, its
-//! connectors, its schedule and the connectors `/healthz` lists.
+//! connectors, its schedule, the connectors `/healthz` lists and the
+//! journey the web console shows.
 
 use super::health::{self, HealthState};
 use super::metrics::Metrics;
@@ -136,6 +137,9 @@ struct Shared {
     audit: Arc<tokio::sync::Mutex<()>>,
     /// The connectors `/healthz` lists: the live config's.
     health_connectors: watch::Sender<Arc<[ConnectorName]>>,
+    /// The web console, when the config serves one: a reload hands it the
+    /// new config.
+    console: std::sync::OnceLock<Arc<crate::console::Console>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -244,6 +248,7 @@ pub async fn run(service: Service) -> Result<(), ServiceError> {
         state_path,
         audit: Arc::default(),
         health_connectors,
+        console: std::sync::OnceLock::new(),
     });
     if let Err(error) = shared.metrics.refresh_open_violations(&shared.store).await {
         tracing::warn!(error = %ErrorChain(&error), "could not read the open violations for the metrics");
@@ -318,8 +323,8 @@ pub async fn run(service: Service) -> Result<(), ServiceError> {
 }
 
 /// Serves the web console, if the config's `[console] listen` asks for
-/// it, with the journey of the config the service started with; it stops
-/// with the service.
+/// it; a reload hands it the new journey, connectors and rules (its
+/// `[console]` settings stay as they started). It stops with the service.
 async fn serve_console(
     shared: &Arc<Shared>,
 ) -> Result<Option<tokio::task::JoinHandle<()>>, ServiceError> {
@@ -329,6 +334,7 @@ async fn serve_console(
     };
     let listener = crate::console::bind(address, &config.console.auth).await?;
     let console = crate::console::Console::new(config, shared.state_path.clone())?;
+    let _ = shared.console.set(console.clone());
     let mut stopped = shared.shutdown.clone();
     let stop = async move {
         let _ = stopped.wait_for(|stop| *stop).await;
@@ -705,8 +711,12 @@ async fn reload(scheduler: &JobScheduler, shared: &Arc<Shared>, path: &std::path
                 shared
                     .health_connectors
                     .send_replace(connector_names(&config));
+                let config = Arc::new(config);
+                if let Some(console) = shared.console.get() {
+                    console.reload(config.clone());
+                }
                 *shared.live.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(Live {
-                    config: Arc::new(config),
+                    config,
                     connectors,
                     jobs: Vec::new(),
                 });

@@ -995,6 +995,47 @@ fn the_demo_with_console_serves_its_files_until_sigterm() {
 }
 
 #[test]
+fn after_sighup_the_services_console_shows_the_new_config_and_keeps_its_address() {
+    use crate::environment::Environment;
+    use crate::service::{Daemon, free_port, get, seconds_schedule};
+    let port = free_port();
+    let env = Environment::at(chrono::Utc::now(), 5, |config| {
+        seconds_schedule(config, "0 0 3 1 1 *");
+        config["console"]["listen"] = toml_edit::value(format!("127.0.0.1:{port}"));
+    });
+    let mut daemon = Daemon::start(&env, None);
+    daemon.wait_for(Duration::from_secs(20), |line| line == "READY=1");
+    let (_, before) = get(port, "/violations");
+    assert!(before.contains("<option value=\"dynamics\""), "{before}");
+
+    let config_path = env.install.config_path();
+    let old = std::fs::read_to_string(config_path).expect("the config reads");
+    let renamed = old
+        .replace("connectors.dynamics", "connectors.dataverse")
+        .replace(&format!("127.0.0.1:{port}"), "127.0.0.1:1");
+    assert_ne!(renamed, old);
+    std::fs::write(config_path, renamed).expect("written");
+    daemon.signal(libc::SIGHUP);
+    daemon.wait_for(Duration::from_secs(10), |line| {
+        line.starts_with("STATUS=") && line.contains("config reloaded")
+    });
+
+    let (status, after) = get(port, "/violations");
+    assert!(status.contains(" 200 "), "{status}: {after}");
+    assert!(after.contains("<option value=\"dataverse\""), "{after}");
+    assert!(!after.contains("<option value=\"dynamics\""), "{after}");
+    assert!(
+        daemon
+            .log()
+            .contains("the console keeps the [console] settings it started with"),
+        "{}",
+        daemon.log()
+    );
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait_exit(Duration::from_secs(30)), Some(0));
+}
+
+#[test]
 fn the_service_serves_the_console_its_config_asks_for_until_sigterm() {
     use crate::environment::Environment;
     use crate::service::{Daemon, eventually, free_port, get, runs, seconds_schedule};
