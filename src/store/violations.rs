@@ -634,27 +634,7 @@ impl Store {
         filter: &ViolationFilter,
         limit: NonZeroUsize,
     ) -> Result<Vec<i64>, StoreError> {
-        let mut query = filter_clause(filter);
-        if let Some(after) = filter.after {
-            let severity = query.bind(Value::Integer(severity_rank(after.severity)));
-            let id = query.bind(Value::Integer(after.id.0));
-            query.clauses.push(match filter.sort {
-                Sort::Severity => {
-                    format!("(severity < {severity} OR (severity = {severity} AND id < {id}))")
-                }
-                Sort::Newest => format!("id < {id}"),
-                Sort::Oldest => format!("id > {id}"),
-            });
-        }
-        let mark = query.bind(Value::Integer(
-            i64::try_from(limit.get()).unwrap_or(i64::MAX),
-        ));
-        let sql = format!(
-            "SELECT id FROM violation_rows{} ORDER BY {} LIMIT {mark}",
-            query.sql(),
-            filter.sort.order_by()
-        );
-        self.ids(&sql, query.values)
+        self.page_in_order(filter_clause(filter), filter, limit)
     }
 
     /// The ids of a page of `filter`'s list in id order: a walk of the
@@ -664,15 +644,29 @@ impl Store {
         filter: &ViolationFilter,
         limit: NonZeroUsize,
     ) -> Result<Vec<i64>, StoreError> {
-        let mut query = filter_on(filter, "+", "+", "+");
+        self.page_in_order(filter_on(filter, "+", "+", "+"), filter, limit)
+    }
+
+    /// The ids of the rows `query` selects after `filter`'s position, in
+    /// its order, up to `limit`.
+    fn page_in_order(
+        &self,
+        mut query: Where,
+        filter: &ViolationFilter,
+        limit: NonZeroUsize,
+    ) -> Result<Vec<i64>, StoreError> {
         if let Some(after) = filter.after {
-            let mark = query.bind(Value::Integer(after.id.0));
-            let op = if filter.sort == Sort::Oldest {
-                ">"
-            } else {
-                "<"
+            let id = Value::Integer(after.id.0);
+            let clause = match filter.sort {
+                Sort::Severity => {
+                    let severity = query.bind(Value::Integer(severity_rank(after.severity)));
+                    let id = query.bind(id);
+                    format!("(severity < {severity} OR (severity = {severity} AND id < {id}))")
+                }
+                Sort::Newest => format!("id < {}", query.bind(id)),
+                Sort::Oldest => format!("id > {}", query.bind(id)),
             };
-            query.clauses.push(format!("id {op} {mark}"));
+            query.clauses.push(clause);
         }
         let mark = query.bind(Value::Integer(
             i64::try_from(limit.get()).unwrap_or(i64::MAX),
