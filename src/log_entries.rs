@@ -7,7 +7,7 @@
 //! how the console, `violations list` and the report show them.
 
 use crate::journey::record::label;
-use crate::journey::{Journey, Stage};
+use crate::journey::{Journey, StageId};
 use crate::rules::{BuiltinRule, Severity};
 use crate::store::{ViolationId, ViolationRow, ViolationStatus};
 
@@ -87,11 +87,32 @@ fn join(parts: impl Iterator<Item = String>, between: &str) -> String {
     parts.collect::<Vec<_>>().join(between)
 }
 
+/// Which exit criteria read which handoff fields: what decides that two
+/// violations flag one missing fact. The journey answers it; so does the
+/// owned summary of it that write-back plans with.
+pub trait Facts {
+    /// Whether `criterion`, an exit criterion of `stage`, reads the
+    /// handoff field `field` of that stage.
+    fn reads(&self, stage: &StageId, criterion: &str, field: &str) -> bool;
+}
+
+impl Facts for Journey {
+    fn reads(&self, stage: &StageId, criterion: &str, field: &str) -> bool {
+        self.stage(stage).is_some_and(|stage| {
+            stage.handoff_fields.iter().any(|known| known == field)
+                && stage
+                    .exit_criteria
+                    .iter()
+                    .any(|c| c.name == criterion && c.reads(field))
+        })
+    }
+}
+
 /// `rows` as entries, in their order: each `handoff_incomplete` that
 /// flags a missing fact of an `exit_criteria_unmet` of the same record,
 /// stage and status joins that entry. Rows of several records may be
 /// given; only a record's own rows join.
-pub fn entries<'r>(journey: &Journey, rows: &'r [ViolationRow]) -> Vec<Entry<'r>> {
+pub fn entries<'r>(facts: &(impl Facts + ?Sized), rows: &'r [ViolationRow]) -> Vec<Entry<'r>> {
     let mut joined = vec![false; rows.len()];
     let mut out = Vec::with_capacity(rows.len());
     for (at, row) in rows.iter().enumerate() {
@@ -101,7 +122,7 @@ pub fn entries<'r>(journey: &Journey, rows: &'r [ViolationRow]) -> Vec<Entry<'r>
         let mut entry = Entry { rows: vec![row] };
         let partner = (at + 1..rows.len())
             .filter(|other| !joined[*other])
-            .find(|other| same_fact(journey, row, &rows[*other]));
+            .find(|other| same_fact(facts, row, &rows[*other]));
         if let Some(other) = partner {
             joined[other] = true;
             entry.rows.push(&rows[other]);
@@ -148,7 +169,7 @@ fn is(row: &ViolationRow, rule: BuiltinRule) -> bool {
 /// Whether `a` and `b` are an unmet exit criterion and an incomplete
 /// handoff, in either order, of one record at one stage with one status,
 /// and some field the handoff missed is read by a criterion left unmet.
-fn same_fact(journey: &Journey, a: &ViolationRow, b: &ViolationRow) -> bool {
+fn same_fact(facts: &(impl Facts + ?Sized), a: &ViolationRow, b: &ViolationRow) -> bool {
     let (unmet, handoff) = if is(a, BuiltinRule::ExitCriteriaUnmet) {
         (a, b)
     } else {
@@ -160,43 +181,40 @@ fn same_fact(journey: &Journey, a: &ViolationRow, b: &ViolationRow) -> bool {
     let (u, h) = (&unmet.violation, &handoff.violation);
     if (&u.connector, u.object, &u.record_id) != (&h.connector, h.object, &h.record_id)
         || unmet.status != handoff.status
-        || u.stage.is_none()
         || u.stage != h.stage
     {
         return false;
     }
-    let Some(stage) = u.stage.as_ref().and_then(|id| journey.stage(id)) else {
+    let Some(stage) = &u.stage else {
         return false;
     };
-    let criteria = unmet_criteria(stage, &u.message);
-    missing_fields(stage, &h.message)
-        .any(|field| criteria.iter().any(|criterion| criterion.reads(field)))
+    let criteria = unmet_criteria(&u.message);
+    missing_fields(&h.message).any(|field| {
+        criteria
+            .iter()
+            .any(|criterion| facts.reads(stage, criterion, field))
+    })
 }
 
-/// The criteria of `stage` an `exit_criteria_unmet` message names as unmet
-/// (each listed by name, an error after it in brackets).
-fn unmet_criteria<'s>(stage: &'s Stage, message: &str) -> Vec<&'s crate::journey::Criterion> {
+/// The names an `exit_criteria_unmet` message lists as unmet (each a
+/// criterion's name, an error after it in brackets).
+fn unmet_criteria(message: &str) -> Vec<&str> {
     let Some((_, listed)) = message.rsplit_once(UNMET) else {
         return Vec::new();
     };
     listed
         .split(", ")
-        .filter_map(|item| {
-            let name = item.split(' ').next().unwrap_or(item);
-            stage.exit_criteria.iter().find(|c| c.name == name)
-        })
+        .map(|item| item.split(' ').next().unwrap_or(item))
         .collect()
 }
 
-/// The handoff fields of `stage` a `handoff_incomplete` message names as
-/// missing.
-fn missing_fields<'m>(stage: &'m Stage, message: &'m str) -> impl Iterator<Item = &'m str> {
-    let listed = message
+/// The fields a `handoff_incomplete` message lists as missing.
+fn missing_fields(message: &str) -> impl Iterator<Item = &str> {
+    message
         .rsplit_once(WITHOUT)
-        .map_or("", |(_, listed)| listed);
-    listed
+        .map_or("", |(_, listed)| listed)
         .split(", ")
-        .filter(|field| stage.handoff_fields.iter().any(|known| known == field))
+        .filter(|field| !field.is_empty())
 }
 
 #[cfg(test)]

@@ -221,3 +221,51 @@ fn an_entry_is_as_severe_as_its_most_severe_violation() {
         "exit_criteria_unmet"
     );
 }
+
+#[test]
+fn write_backs_summary_of_the_journey_joins_what_the_journey_joins() {
+    let config = shipped();
+    let stages = crate::writeback::task_text::Stages::of(&config.journey);
+    for without in [
+        &["decision_maker"][..],
+        &["amount", "budget_confirmed"],
+        &["success_criteria", "close_date"],
+    ] {
+        let rows = rows(&config, &[onboarding_deal(&config, "1", without)]);
+        assert_eq!(
+            rules_of(&entries(&stages, &rows)),
+            rules_of(&entries(&config.journey, &rows)),
+            "{without:?}"
+        );
+    }
+}
+
+#[test]
+fn a_records_task_lists_one_missing_fact_as_one_item() {
+    let config = shipped();
+    let stages = crate::writeback::task_text::Stages::of(&config.journey);
+    let rows = rows(
+        &config,
+        &[onboarding_deal(&config, "1", &["decision_maker"])],
+    );
+    let body = crate::writeback::task_text::record_body(
+        "Deal 1",
+        ObjectKind::Deal,
+        &rows,
+        &stages,
+        Some(&StageId::new("onboarding")),
+    );
+
+    let items: Vec<&str> = body.lines().filter(|l| l.starts_with("[ ]")).collect();
+    assert_eq!(items.len(), 1, "{body}");
+    assert!(
+        items[0].starts_with(
+            "[ ] Exit criteria not met, and handoff without the data the next owner needs (medium, stage Decision)"
+        ),
+        "{body}"
+    );
+    assert!(
+        body.starts_with("Deal 1 (deal) fails 2 journey checks."),
+        "{body}"
+    );
+}

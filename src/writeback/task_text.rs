@@ -3,10 +3,12 @@
 //! `journeyd-action: KEY` line, which connectors write exactly once.
 //!
 //! A record's task lists its open violations as a checklist, each with what
-//! to do, then the exit criteria of the stage the record is in. Its subject
+//! to do (two that flag one missing fact as one item, as the log shows
+//! them), then the exit criteria of the stage the record is in. Its subject
 //! names the record and the count, so no two open tasks read the same.
 
 use crate::journey::{Journey, RoleId, StageId};
+use crate::log_entries::{Facts, entries};
 use crate::rules::{BuiltinRule, RuleId, Severity};
 use crate::store::ViolationRow;
 use journeyd_connector::{ObjectKind, RecordId};
@@ -22,6 +24,9 @@ struct StageText {
     name: String,
     owner_role: RoleId,
     criteria: Vec<String>,
+    /// (criterion, handoff field) where the criterion reads the field: a
+    /// record without it breaks both, and its task lists it once.
+    reads: Vec<(String, String)>,
 }
 
 impl Stages {
@@ -31,10 +36,22 @@ impl Stages {
                 .stages
                 .iter()
                 .map(|stage| {
+                    let reads = stage
+                        .exit_criteria
+                        .iter()
+                        .flat_map(|criterion| {
+                            stage
+                                .handoff_fields
+                                .iter()
+                                .filter(|field| criterion.reads(field))
+                                .map(|field| (criterion.name.clone(), field.clone()))
+                        })
+                        .collect();
                     let text = StageText {
                         name: stage.name.clone(),
                         owner_role: stage.owner_role.clone(),
                         criteria: stage.exit_criteria.iter().map(|c| c.name.clone()).collect(),
+                        reads,
                     };
                     (stage.id.clone(), text)
                 })
@@ -49,6 +66,17 @@ impl Stages {
 
     fn name<'a>(&'a self, stage: &'a StageId) -> &'a str {
         self.0.get(stage).map_or(stage.as_str(), |s| &s.name)
+    }
+}
+
+impl Facts for Stages {
+    fn reads(&self, stage: &StageId, criterion: &str, field: &str) -> bool {
+        self.0.get(stage).is_some_and(|stage| {
+            stage
+                .reads
+                .iter()
+                .any(|(c, f)| c == criterion && f == field)
+        })
     }
 }
 
@@ -115,15 +143,33 @@ pub fn record_body(
     let mut body = format!(
         "{record} ({object}) fails {count} journey {checks}. Each item is one thing to fix; journeyd updates this task when they change and completes it once none is left.\n"
     );
-    for row in violations {
-        let v = &row.violation;
-        body.push_str(&format!("\n[ ] {} ({}", title(&v.rule), v.severity));
+    // Two checks that flag one missing fact are one thing to fix.
+    for entry in entries(stages, violations) {
+        let v = &entry.first().violation;
+        let titles: Vec<String> = entry
+            .rows
+            .iter()
+            .enumerate()
+            .map(|(at, row)| {
+                let title = title(&row.violation.rule);
+                match at {
+                    0 => title,
+                    // Within the sentence the first title began.
+                    _ => lower_first(&title),
+                }
+            })
+            .collect();
+        body.push_str(&format!(
+            "\n[ ] {} ({}",
+            titles.join(", and "),
+            entry.severity()
+        ));
         if let Some(stage) = &v.stage {
             body.push_str(&format!(", stage {}", stages.name(stage)));
         }
         body.push_str(&format!(
             "): {}\n    What to do: {}\n",
-            v.message,
+            entry.message(),
             advice(&v.rule)
         ));
     }
@@ -149,6 +195,13 @@ pub fn priority(severity: Severity) -> journeyd_connector::Priority {
         Severity::Medium => Priority::Normal,
         Severity::Low => Priority::Low,
     }
+}
+
+fn lower_first(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map_or_else(String::new, |first| {
+        first.to_lowercase().chain(chars).collect()
+    })
 }
 
 /// A rule's name as a person reads it.
