@@ -4,7 +4,8 @@
 //! reads, `exit_criteria_unmet` and `handoff_incomplete` flag the same
 //! missing fact: one entry names both rules. The stored violations stay as
 //! they are (each keeps its own status, history and fingerprint); this is
-//! how the console, `violations list` and the report show them.
+//! how the console, `violations list` and a record's write-back task show
+//! them.
 
 use crate::journey::record::label;
 use crate::journey::{Journey, StageId};
@@ -134,25 +135,6 @@ pub fn entries<'r>(facts: &(impl Facts + ?Sized), rows: &'r [ViolationRow]) -> V
         out.push(entry);
     }
     out
-}
-
-/// `rows` with each record's rows together, records in the order their
-/// first row comes, and each record's rows in their order.
-pub fn by_record(rows: Vec<ViolationRow>) -> Vec<Vec<ViolationRow>> {
-    let mut groups: Vec<Vec<ViolationRow>> = Vec::new();
-    let mut index: std::collections::HashMap<_, usize> = std::collections::HashMap::new();
-    for row in rows {
-        let v = &row.violation;
-        let key = (v.connector.clone(), v.object, v.record_id.clone());
-        match index.get(&key) {
-            Some(&at) => groups[at].push(row),
-            None => {
-                index.insert(key, groups.len());
-                groups.push(vec![row]);
-            }
-        }
-    }
-    groups
 }
 
 /// How a `handoff_incomplete` message goes on after its record.
