@@ -40,7 +40,7 @@ pub(super) struct ListQuery {
 
 /// Matches counted by default: past this, the page says "more than", so
 /// that it costs the same in a log of any size.
-pub(super) const COUNTED: u64 = 1_000;
+pub(super) const COUNTED: u64 = crate::store::RecordPage::COUNTED;
 
 /// The filter a query asks for, and what in it named nothing.
 pub(super) struct Parsed {

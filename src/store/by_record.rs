@@ -62,32 +62,25 @@ impl Store {
         }
         let (sql, values) = members_sql(filter, &leads);
         let members = self.ids(&sql, values)?;
-        let mut groups: Vec<RecordGroup> = Vec::with_capacity(leads.len());
         let mut rows = Vec::with_capacity(members.len());
         self.query_violations(&rows_of_ids(&members, filter.sort), |row| {
             rows.push(row);
             Ok::<_, StoreError>(())
         })?;
-        // Each lead opens its record's group; the rest join theirs.
-        let key = |row: &ViolationRow| {
-            (
-                row.violation.connector.clone(),
-                row.violation.object,
-                row.violation.record_id.clone(),
-            )
-        };
-        let mut index = std::collections::HashMap::new();
-        let (lead_rows, others): (Vec<_>, Vec<_>) =
-            rows.into_iter().partition(|row| leads.contains(&row.id.0));
-        let mut lead_rows = lead_rows;
-        lead_rows.sort_by_key(|row| leads.iter().position(|id| *id == row.id.0));
-        for row in lead_rows {
-            index.entry(key(&row)).or_insert(groups.len());
-            groups.push(RecordGroup { rows: vec![row] });
-        }
-        for row in others {
-            if let Some(&at) = index.get(&key(&row)) {
-                groups[at].rows.push(row);
+        // In the list's order, a record's first row is its lead (no row of
+        // it the filter selects comes before), and leads come in the page's
+        // order: each record's group opens at its first row.
+        let mut groups: Vec<RecordGroup> = Vec::with_capacity(leads.len());
+        let mut index: std::collections::HashMap<_, usize> = std::collections::HashMap::new();
+        for row in rows {
+            let v = &row.violation;
+            let key = (v.connector.clone(), v.object, v.record_id.clone());
+            match index.get(&key) {
+                Some(&at) => groups[at].rows.push(row),
+                None => {
+                    index.insert(key, groups.len());
+                    groups.push(RecordGroup { rows: vec![row] });
+                }
             }
         }
         Ok(RecordPage { groups, counted })

@@ -12,7 +12,7 @@ use super::super::query::{COUNTED, ListQuery, PAGE};
 use crate::config::Config;
 use crate::log_entries::{Entry, entries};
 use crate::rules::{BuiltinRule, Severity};
-use crate::store::{ListPosition, RecordPage, Sort, Store, StoreError, ViolationStatus};
+use crate::store::{ListPosition, Sort, Store, StoreError, ViolationStatus};
 use maud::{Markup, html};
 use std::num::NonZeroUsize;
 
@@ -42,7 +42,8 @@ pub(in super::super) fn render(
         )
     } else {
         let total = match page.counted {
-            Some(counted) if RecordPage::COUNTED == COUNTED => counted,
+            // Counted to the same cap to choose how to read the page.
+            Some(counted) => counted,
             _ => store.count_violations_upto(&unpaged, COUNTED)?,
         };
         let on_records = match total {
